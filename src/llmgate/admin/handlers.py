@@ -1,0 +1,102 @@
+"""The admin API's HTTP surface: one dispatcher over ``/apisix/admin/...``, as APISIX has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from llmgate.admin.resource import Address, ResourceApi
+from llmgate.admin.resources import RESOURCES
+from llmgate.errors import BadRequest, HttpError, NotFound, error_response, json_response
+from llmgate.plugins import REGISTRY
+from llmgate.store import Store
+
+MAX_BODY = 1024 * 1024 * 3 // 2  # 1.5 MiB, as APISIX
+STORE_KEY = web.AppKey("store", Store)
+APIS_KEY = web.AppKey("resource_apis", dict)
+
+
+async def _read_json(request: web.Request) -> Any:
+    """The decoded body, None when empty; 400 when oversize or not JSON."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise BadRequest(
+            f"invalid request body: request size {request.content_length} is greater than the "
+            f"maximum size {MAX_BODY} allowed"
+        )
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise BadRequest(
+            f"invalid request body: request size is greater than the maximum size {MAX_BODY} "
+            "allowed"
+        )
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"invalid request body: {exc}") from None
+
+
+def _route_segments(tail: str) -> tuple[str, Address, str]:
+    """``consumers/jack/credentials/c1`` -> ("credentials", Address("c1", "jack"), "")."""
+    segments = [s for s in tail.split("/") if s]
+    if not segments:
+        raise NotFound({"error_msg": "not found"})
+    resource = segments[0]
+    if resource == "consumers" and len(segments) >= 3 and segments[2] == "credentials":
+        cred_id = segments[3] if len(segments) > 3 else None
+        return "credentials", Address(cred_id, segments[1]), "/".join(segments[4:])
+    resource_id = segments[1] if len(segments) > 1 else None
+    return resource, Address(resource_id), "/".join(segments[2:])
+
+
+async def resource_handler(request: web.Request) -> web.StreamResponse:
+    try:
+        name, address, sub_path = _route_segments(request.match_info["tail"])
+        api: ResourceApi | None = request.app[APIS_KEY].get(name)
+        if api is None:
+            raise NotFound({"error_msg": f"Unsupported resource type: {name}"})
+        method = request.method
+        if method == "GET":
+            status, body = await api.get(address, request.query)
+        elif method == "PUT":
+            status, body = await api.put(address, await _read_json(request))
+        elif method == "POST":
+            status, body = await api.post(address, await _read_json(request))
+        elif method == "PATCH":
+            status, body = await api.patch(address, sub_path, await _read_json(request))
+        elif method == "DELETE":
+            status, body = await api.delete(address, request.query.get("force") == "true")
+        else:
+            raise NotFound({"error_msg": "not found"})
+    except HttpError as error:
+        return error_response(error)
+    return json_response(status, body, headers={"X-API-VERSION": "v3"})
+
+
+async def plugins_list(_request: web.Request) -> web.Response:
+    return json_response(200, sorted(REGISTRY))
+
+
+async def plugin_schema(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    subsystem = request.query.get("subsystem", "http")
+    if subsystem not in ("http", "stream"):
+        return error_response(BadRequest(f"unsupported subsystem: {subsystem}"))
+    plugin = REGISTRY.get(name) if subsystem == "http" else None
+    if plugin is None:
+        return json_response(404, {"error_msg": f"plugin not found in subsystem {subsystem}"})
+    schema = plugin.json_schema(consumer=request.query.get("schema_type") == "consumer")
+    if schema is None:
+        return error_response(BadRequest("not found schema"))
+    return json_response(200, schema)
+
+
+def add_admin_routes(app: web.Application, store: Store) -> None:
+    app[STORE_KEY] = store
+    app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
+    app.router.add_get("/apisix/admin/plugins/list", plugins_list)
+    app.router.add_get("/apisix/admin/plugins/{name}", plugin_schema)
+    app.router.add_route("*", "/apisix/admin/{tail:.*}", resource_handler)

@@ -1,0 +1,234 @@
+"""CRUD for every admin resource, written once.
+
+A resource is a ``ResourceKind`` declaration (``admin/resources.py``): its model, the methods it
+refuses, where its id comes from, and its own checks.  ``ResourceApi`` turns HTTP methods into
+store transactions with APISIX's envelopes, status codes and error bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from llmgate.admin.listing import parse_query, select_items
+from llmgate.admin.patching import merge_patch, patch_path
+from llmgate.errors import BadRequest, MethodNotAllowed, NotFound
+from llmgate.plugins.validation import Scope, check_plugins
+from llmgate.schemas.messages import describe
+from llmgate.store import Item, Reader, Store, Writer
+from llmgate.store.repository import now
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """What a request addresses: ``parent`` is the consumer of a credential."""
+
+    id: str | None
+    parent: str | None = None
+
+    def store_id(self, id: str | None = None) -> str:
+        id = id or self.id or ""
+        return f"{self.parent}/{id}" if self.parent is not None else id
+
+
+Check = Callable[[Reader, Address, dict[str, Any]], Awaitable[None]]
+DeleteCheck = Callable[[Reader, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    name: str  # the URL segment and the store's kind: "routes"
+    kind: str  # the singular used in messages: "route", "plugin config"
+    model: type[BaseModel]
+    unsupported: frozenset[str] = frozenset()  # lower-case methods answered with 405
+    id_field: str | None = "id"  # "username" for consumers: the id lives in the body
+    plugin_scope: Scope | None = "route"
+    filter_fields: frozenset[str] = frozenset()
+    check: Check | None = None  # references, duplicates: raise BadRequest
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # secrets at rest
+    delete_check: DeleteCheck | None = None
+    cascade: Callable[[Writer, str], Awaitable[None]] | None = None
+
+    def key(self, address: Address, id: str | None = None) -> str:
+        id = id or address.id
+        if address.parent is not None:
+            return f"/apisix/consumers/{address.parent}/credentials/{id}"
+        return f"/apisix/{self.name}/{id}"
+
+    def item_key(self, item: Item) -> str:
+        if self.name == "credentials":
+            parent, _, id = item.id.partition("/")
+            return self.key(Address(id, parent))
+        return f"/apisix/{self.name}/{item.id}"
+
+
+_TIME_FIELDS = ("create_time", "update_time")
+
+
+def _forbid_times(conf: dict[str, Any]) -> None:
+    for where, node in (
+        ("", conf),
+        ("upstream.", conf.get("upstream")),
+        ("plugins.", conf.get("plugins")),
+    ):
+        if isinstance(node, dict):
+            for name in _TIME_FIELDS:
+                if name in node:
+                    # APISIX's message, double space included.
+                    raise BadRequest(f"the property is forbidden:  {where}{name}")
+
+
+def _id_text(value: Any) -> str:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+
+
+class ResourceApi:
+    """The HTTP verbs of one resource kind over the store."""
+
+    def __init__(self, kind: ResourceKind, store: Store) -> None:
+        self.kind = kind
+        self.store = store
+
+    # --- validation -------------------------------------------------------------------------
+
+    async def _validated(
+        self, reader: Reader, address: Address, conf: Any, allow_time: bool
+    ) -> dict[str, Any]:
+        """The value to store for ``conf`` at ``address``, or a BadRequest."""
+        kind = self.kind
+        if not isinstance(conf, dict):
+            raise BadRequest("invalid configuration: expected a JSON object")
+        if not allow_time:
+            _forbid_times(conf)
+        if kind.id_field == "id":
+            conf = {**conf, "id": address.id} if address.id is not None else conf
+        try:
+            kind.model.model_validate(conf)
+        except ValidationError as exc:
+            raise BadRequest(f"invalid configuration: {describe(exc)}") from None
+        plugins = conf.get("plugins")
+        if kind.plugin_scope is not None and isinstance(plugins, dict):
+            try:
+                check_plugins(plugins, kind.plugin_scope)
+            except ValueError as exc:
+                prefix = "invalid plugins configuration: " if kind.plugin_scope != "route" else ""
+                raise BadRequest(f"{prefix}{exc}") from None
+        if kind.check is not None:
+            await kind.check(reader, address, conf)
+        if kind.prepare is not None:
+            conf = kind.prepare(conf)
+        return conf
+
+    def _refuse(self, method: str) -> None:
+        if method in self.kind.unsupported:
+            raise MethodNotAllowed(f"not supported `{method.upper()}` method for {self.kind.kind}")
+
+    # --- verbs ------------------------------------------------------------------------------
+
+    async def get(self, address: Address, args: Mapping[str, str]) -> tuple[int, Any]:
+        async with self.store.read() as reader:
+            if address.id is None:
+                prefix = f"{address.parent}/" if address.parent is not None else None
+                items = await reader.list(self.kind.name, prefix)
+            else:
+                item = await reader.get(self.kind.name, address.store_id())
+                if item is None:
+                    raise NotFound()
+                return 200, self._envelope(item, indexes=True)
+        query = parse_query(args, self.kind.filter_fields)
+        page, total = select_items(items, query)
+        return 200, {"list": [self._envelope(item, indexes=True) for item in page], "total": total}
+
+    async def put(self, address: Address, conf: Any) -> tuple[int, Any]:
+        self._refuse("put")
+        kind = self.kind
+        if conf is None:
+            raise BadRequest("missing configurations")
+        if kind.id_field == "username":
+            username = conf.get("username") if isinstance(conf, dict) else None
+            if address.id is not None and username is not None and address.id != username:
+                raise BadRequest("wrong username")
+            address = Address(_id_text(username) or address.id)
+        elif isinstance(conf, dict):
+            body_id = conf.get("id")
+            if address.id is None and body_id is None:
+                raise BadRequest(f"missing {kind.kind} id")
+            if address.id is not None and body_id is not None and _id_text(body_id) != address.id:
+                raise BadRequest(f"wrong {kind.kind} id")
+            if address.id is None:
+                address = Address(_id_text(body_id) or str(body_id), address.parent)
+        async with self.store.write() as writer:
+            if address.parent is not None and await writer.get("consumers", address.parent) is None:
+                raise NotFound({"error_msg": "consumer not found"})
+            value = await self._validated(writer, address, conf, allow_time=False)
+            old = await writer.get(kind.name, address.store_id())
+            stamp = now()
+            value = {**value, "create_time": old.value.get("create_time", stamp) if old else stamp}
+            value["update_time"] = stamp
+            item, created = await writer.put(kind.name, address.store_id(), value)
+        return (201 if created else 200), self._envelope(item)
+
+    async def post(self, address: Address, conf: Any) -> tuple[int, Any]:
+        self._refuse("post")
+        if conf is None:
+            raise BadRequest("missing configurations")
+        if address.id is not None or (isinstance(conf, dict) and "id" in conf):
+            raise BadRequest(f"wrong {self.kind.kind} id, do not need it")
+        async with self.store.write() as writer:
+            address = Address(f"{writer.new_revision:020d}", address.parent)
+            value = await self._validated(writer, address, conf, allow_time=False)
+            stamp = now()
+            value = {**value, "create_time": stamp, "update_time": stamp}
+            item, _ = await writer.put(self.kind.name, address.store_id(), value)
+        return 201, self._envelope(item)
+
+    async def patch(self, address: Address, sub_path: str, conf: Any) -> tuple[int, Any]:
+        self._refuse("patch")
+        if address.id is None:
+            raise BadRequest(f"missing {self.kind.kind} id")
+        if conf is None:
+            raise BadRequest("missing new configuration")
+        if not sub_path and not isinstance(conf, dict):
+            raise BadRequest("invalid configuration")
+        async with self.store.write() as writer:
+            old = await writer.get(self.kind.name, address.store_id())
+            if old is None:
+                raise NotFound()
+            if sub_path:
+                try:
+                    value = patch_path(old.value, sub_path, conf)
+                except ValueError as exc:
+                    raise BadRequest(str(exc)) from None
+                value["update_time"] = now()
+            else:
+                value = merge_patch(old.value, conf)
+                if "update_time" not in conf:
+                    value["update_time"] = now()
+            value = await self._validated(writer, address, value, allow_time=True)
+            item, _ = await writer.put(self.kind.name, address.store_id(), value)
+        return 200, self._envelope(item)
+
+    async def delete(self, address: Address, force: bool) -> tuple[int, Any]:
+        self._refuse("delete")
+        if address.id is None:
+            raise BadRequest(f"missing {self.kind.kind} id")
+        async with self.store.write() as writer:
+            if await writer.get(self.kind.name, address.store_id()) is None:
+                raise NotFound()
+            if self.kind.delete_check is not None and not force:
+                await self.kind.delete_check(writer, address.id)
+            if self.kind.cascade is not None:
+                await self.kind.cascade(writer, address.id)
+            await writer.delete(self.kind.name, address.store_id())
+        # "1" is the count of deleted keys, as APISIX answers, whatever the id.
+        return 200, {"deleted": "1", "key": self.kind.key(address)}
+
+    def _envelope(self, item: Item, indexes: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"key": self.kind.item_key(item), "value": item.value}
+        if indexes:
+            body["createdIndex"] = item.created_index
+            body["modifiedIndex"] = item.modified_index
+        return body

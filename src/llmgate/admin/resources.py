@@ -1,0 +1,168 @@
+"""The admin resources: each a declaration plus its own reference checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from llmgate import credentials
+from llmgate.admin.resource import Address, ResourceKind
+from llmgate.errors import BadRequest
+from llmgate.schemas import Consumer, Credential, PluginConfig, Route, Upstream
+from llmgate.store import Reader, Writer
+
+# --- routes -------------------------------------------------------------------------------
+
+
+async def _check_route(reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
+    upstream_id = conf.get("upstream_id")
+    if upstream_id is not None and await reader.get("upstreams", str(upstream_id)) is None:
+        raise BadRequest(
+            f"failed to fetch upstream info by upstream id [{upstream_id}], response code: 404"
+        )
+    config_id = conf.get("plugin_config_id")
+    if config_id is not None and await reader.get("plugin_configs", str(config_id)) is None:
+        raise BadRequest(
+            f"failed to fetch plugin config info by plugin config id [{config_id}], "
+            "response code: 404"
+        )
+
+
+ROUTES = ResourceKind(
+    name="routes",
+    kind="route",
+    model=Route,
+    filter_fields=frozenset({"upstream_id", "service_id", "plugin_config_id"}),
+    check=_check_route,
+)
+
+# --- upstreams ----------------------------------------------------------------------------
+
+
+async def _first_route_using(reader: Reader, field: str, id: str) -> str | None:
+    for route in await reader.list("routes"):
+        if str(route.value.get(field)) == id:
+            return route.id
+    return None
+
+
+async def _check_upstream_delete(reader: Reader, id: str) -> None:
+    route_id = await _first_route_using(reader, "upstream_id", id)
+    if route_id is not None:
+        raise BadRequest(f"can not delete this upstream, route [{route_id}] is still using it now")
+
+
+UPSTREAMS = ResourceKind(
+    name="upstreams",
+    kind="upstream",
+    model=Upstream,
+    plugin_scope=None,
+    delete_check=_check_upstream_delete,
+)
+
+# --- plugin_configs -----------------------------------------------------------------------
+
+
+async def _check_plugin_config_delete(reader: Reader, id: str) -> None:
+    route_id = await _first_route_using(reader, "plugin_config_id", id)
+    if route_id is not None:
+        raise BadRequest(
+            f"can not delete this plugin config, route [{route_id}] is still using it now"
+        )
+
+
+PLUGIN_CONFIGS = ResourceKind(
+    name="plugin_configs",
+    kind="plugin config",
+    model=PluginConfig,
+    unsupported=frozenset({"post"}),
+    delete_check=_check_plugin_config_delete,
+)
+
+# --- consumers and credentials: secrets at rest and unique credentials ---------------------
+
+# The attribute of each auth plugin that must be unique across consumers and credentials.
+UNIQUE_ATTRS = {"basic-auth": "username", "key-auth": "key"}
+
+
+def _stored_form(plugin: str, value: str) -> str:
+    return credentials.store_key(value) if plugin == "key-auth" else value
+
+
+def _unique_values(plugins: Any) -> Iterator[tuple[str, str, str]]:
+    """(plugin, attribute, stored form of the value) for each unique credential attribute."""
+    if not isinstance(plugins, dict):
+        return
+    for plugin, attr in UNIQUE_ATTRS.items():
+        conf = plugins.get(plugin)
+        if isinstance(conf, dict) and isinstance(conf.get(attr), str):
+            yield plugin, attr, _stored_form(plugin, conf[attr])
+
+
+def hash_secrets(conf: dict[str, Any]) -> dict[str, Any]:
+    """``conf`` with basic-auth passwords hashed and key-auth keys digested."""
+    plugins = conf.get("plugins")
+    if not isinstance(plugins, dict):
+        return conf
+    plugins = dict(plugins)
+    basic = plugins.get("basic-auth")
+    if isinstance(basic, dict) and isinstance(basic.get("password"), str):
+        plugins["basic-auth"] = {**basic, "password": credentials.hash_password(basic["password"])}
+    key = plugins.get("key-auth")
+    if isinstance(key, dict) and isinstance(key.get("key"), str):
+        plugins["key-auth"] = {**key, "key": credentials.store_key(key["key"])}
+    return {**conf, "plugins": plugins}
+
+
+async def _check_unique(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    wanted = {(plugin, value): attr for plugin, attr, value in _unique_values(conf.get("plugins"))}
+    if not wanted:
+        return
+    # Whose are they?  (consumer, credential id or None) for every stored owner.
+    owners = [(c.id, None, c.value) for c in await reader.list("consumers")]
+    owners += [(*c.id.split("/", 1), c.value) for c in await reader.list("credentials")]
+    me = (address.parent, address.id) if address.parent is not None else (address.id, None)
+    for consumer, credential, value in owners:
+        if address.parent is None and consumer == me[0]:
+            continue  # a consumer never conflicts with itself or its own credentials
+        if (consumer, credential) == me:
+            continue
+        for plugin, _attr, stored in _unique_values(value.get("plugins")):
+            attr = wanted.get((plugin, stored))
+            if attr is None:
+                continue
+            owner = f"consumer: {consumer}"
+            if credential is not None:
+                owner = f"credential: {credential} of consumer: {consumer}"
+            raise BadRequest(f"duplicate {attr} of plugin {plugin} found with {owner}")
+
+
+async def _delete_credentials(writer: Writer, username: str) -> None:
+    await writer.delete_prefix("credentials", f"{username}/")
+
+
+CONSUMERS = ResourceKind(
+    name="consumers",
+    kind="consumer",
+    model=Consumer,
+    unsupported=frozenset({"post", "patch"}),
+    id_field="username",
+    plugin_scope="consumer",
+    check=_check_unique,
+    prepare=hash_secrets,
+    cascade=_delete_credentials,
+)
+
+CREDENTIALS = ResourceKind(
+    name="credentials",
+    kind="credential",
+    model=Credential,
+    unsupported=frozenset({"post", "patch"}),
+    plugin_scope="credential",
+    check=_check_unique,
+    prepare=hash_secrets,
+)
+
+RESOURCES: dict[str, ResourceKind] = {
+    kind.name: kind for kind in (ROUTES, UPSTREAMS, PLUGIN_CONFIGS, CONSUMERS, CREDENTIALS)
+}

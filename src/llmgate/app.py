@@ -1,0 +1,21 @@
+"""Builds the aiohttp applications: wiring only."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from llmgate.admin.auth import AdminKeys, auth_middleware
+from llmgate.admin.handlers import MAX_BODY, add_admin_routes
+from llmgate.store import Store
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_admin_app(store: Store, keys: AdminKeys) -> web.Application:
+    """The admin API (``/apisix/admin``) over ``store``, behind ``keys``."""
+    app = web.Application(middlewares=[auth_middleware(keys)], client_max_size=MAX_BODY + 1)
+    app.router.add_get("/healthz", _healthz)
+    add_admin_routes(app, store)
+    return app

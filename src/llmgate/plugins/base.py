@@ -1,0 +1,148 @@
+"""The plugin contract.
+
+A plugin is a class with three class attributes, ``name``, ``priority`` (APISIX's number: higher
+runs first) and ``Config`` (the pydantic model of its configuration on a route, a plugin_config or
+a consumer).  Auth plugins also declare ``ConsumerConfig``: the model of what a consumer or a
+credential carries for them (a username and password, a key, ...), and set ``kind = "auth"``.
+
+Models validate what an admin writes; the stored value is always the JSON the admin sent, never
+the model's dump, so no defaults are ever written into the store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import CoreSchema, core_schema
+
+PluginKind = Literal["auth", "other"]
+
+# A string holding this, alone or after a literal prefix, is resolved when the snapshot is
+# compiled; checks that depend on a string's value skip it at write time.
+ENV_REF = "$env://"
+
+HttpMethod = Literal[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "PURGE"
+]
+
+# A header field name as APISIX's validate_header_field checks it: visible ASCII, no colon.
+HeaderName = Annotated[str, Field(pattern=r"^[!-9;-~]+$")]
+
+# APISIX's realm schema (basic-auth, key-auth): printable ASCII without '"' and '\\'.
+Realm = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[\x20\x21\x23-\x5b\x5d-\x7e]+$")
+]
+
+
+def is_env_ref(value: object) -> bool:
+    """Whether ``value`` is a string carrying a ``$env://NAME`` reference."""
+    return isinstance(value, str) and ENV_REF in value
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why ``pattern`` does not compile, or None when it does."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class EnvOrPattern:
+    """``Annotated[str, EnvOrPattern(regex)]``: the string must match ``regex`` (searched, as JSON
+    schema does) unless it holds a ``$env://`` reference, whose value is not known yet."""
+
+    pattern: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        compiled = re.compile(self.pattern)
+
+        def check(value: str) -> str:
+            if not is_env_ref(value) and compiled.search(value) is None:
+                raise ValueError(f'failed to match pattern "{self.pattern}" with "{value}"')
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {**handler(schema), "pattern": self.pattern}
+
+
+@dataclass(frozen=True)
+class UniqueItems:
+    """``Annotated[list[...], UniqueItems()]``: JSON schema's ``uniqueItems``."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        def check(values: list[Any]) -> list[Any]:
+            for i, value in enumerate(values):
+                if value in values[:i]:
+                    raise ValueError(f"expected unique items, {value!r} is repeated")
+            return values
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {**handler(schema), "uniqueItems": True}
+
+
+class Meta(BaseModel):
+    """APISIX's ``_meta`` block, accepted by every plugin."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    disable: bool | None = None
+    priority: int | None = None
+    error_response: str | dict[str, Any] | None = None
+    filter: list[Any] | None = None
+
+
+class ConfigSection(BaseModel):
+    """Base of every object inside a plugin config (and of ``PluginConfig`` itself).
+
+    Strict, because APISIX checks JSON schema types: ``"5"`` is not an integer and ``1`` is not a
+    boolean.  Unknown fields are ignored, as APISIX's schemas allow them; an object whose APISIX
+    schema sets ``additionalProperties = false`` overrides ``model_config`` with
+    ``extra="forbid"``.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
+class PluginConfig(ConfigSection):
+    """Base of every plugin config model."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    meta: Meta | None = Field(default=None, alias="_meta")
+
+
+class Plugin:
+    """Base of every plugin: a declaration, plus the phase methods it needs."""
+
+    name: ClassVar[str]
+    priority: ClassVar[int]
+    Config: ClassVar[type[PluginConfig]]
+    ConsumerConfig: ClassVar[type[PluginConfig] | None] = None
+    kind: ClassVar[PluginKind] = "other"
+
+    @classmethod
+    def json_schema(cls, consumer: bool = False) -> dict[str, Any] | None:
+        """The JSON schema served by ``GET /apisix/admin/plugins/{name}``.
+
+        ``consumer=True`` gives the schema of what a consumer carries (``?schema_type=consumer``),
+        ``None`` when the plugin has no consumer schema.
+        """
+        model = cls.ConsumerConfig if consumer else cls.Config
+        return model.model_json_schema(by_alias=True) if model is not None else None

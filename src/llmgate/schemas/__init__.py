@@ -1,0 +1,17 @@
+"""Pydantic models of the admin resources: the REST contract."""
+
+from llmgate.schemas.consumer import Consumer, Credential
+from llmgate.schemas.messages import describe
+from llmgate.schemas.plugin_config import PluginConfig
+from llmgate.schemas.route import Route
+from llmgate.schemas.upstream import Upstream, UpstreamSpec
+
+__all__ = [
+    "Consumer",
+    "Credential",
+    "PluginConfig",
+    "Route",
+    "Upstream",
+    "UpstreamSpec",
+    "describe",
+]

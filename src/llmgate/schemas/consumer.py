@@ -1,0 +1,32 @@
+"""The consumer and credential resources."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import ConfigDict, StringConstraints
+
+from llmgate.schemas.common import Id, PluginsMap, Resource
+
+Username = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[a-zA-Z0-9_\-]+$")
+]
+
+
+class Consumer(Resource):
+    """A consumer stored under ``/apisix/consumers/{username}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: None = None  # type: ignore[assignment]  # consumers have no name in APISIX
+    username: Username
+    group_id: Id | None = None
+    plugins: PluginsMap | None = None
+
+
+class Credential(Resource):
+    """A credential stored under ``/apisix/consumers/{username}/credentials/{id}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    plugins: PluginsMap | None = None

@@ -1,0 +1,89 @@
+"""The upstream resource (APISIX ``schema_def.upstream``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llmgate.schemas.common import Host, Id, Resource, Timeout
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    host: Host
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    weight: Annotated[int, Field(ge=0)]
+    priority: int = 0
+    metadata: dict[str, Any] | None = None
+
+
+class KeepalivePool(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    size: Annotated[int, Field(ge=1)] = 320
+    idle_timeout: Annotated[float, Field(ge=0)] = 60
+    requests: Annotated[int, Field(ge=1)] = 1000
+
+
+class Tls(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    client_cert_id: Id | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = False
+
+
+def split_host_port(address: str) -> tuple[str, int | None]:
+    """``"api.openai.com:443"`` -> ``("api.openai.com", 443)``; IPv6 in brackets kept whole."""
+    if address.startswith("["):
+        end = address.find("]")
+        host, rest = address[: end + 1], address[end + 1 :]
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return address, None
+
+
+class UpstreamSpec(BaseModel):
+    """The fields an upstream has, inline in a route or as a resource of its own."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    nodes: dict[str, Annotated[int, Field(ge=0)]] | list[Node]
+    type: Literal["roundrobin", "chash", "least_conn", "ewma"] = "roundrobin"
+    hash_on: Literal["vars", "header", "cookie", "consumer", "vars_combinations"] = "vars"
+    key: str | None = None
+    scheme: Literal["http", "https", "grpc", "grpcs"] = "http"
+    retries: Annotated[int, Field(ge=0)] | None = None
+    retry_timeout: Annotated[float, Field(ge=0)] | None = None
+    timeout: Timeout | None = None
+    keepalive_pool: KeepalivePool | None = None
+    pass_host: Literal["pass", "node", "rewrite"] = "pass"
+    upstream_host: Host | None = None
+    tls: Tls | None = None
+    checks: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> UpstreamSpec:
+        if isinstance(self.nodes, dict):
+            for address in self.nodes:
+                host, port = split_host_port(address)
+                if port is not None and not 1 <= port <= 65535:
+                    raise ValueError(f"invalid port {port}")
+                if not host:
+                    raise ValueError(f"invalid node address {address}")
+        if self.pass_host == "rewrite" and not self.upstream_host:
+            raise ValueError("`upstream_host` can't be empty when `pass_host` is `rewrite`")
+        if self.type == "chash" and self.hash_on != "consumer" and not self.key:
+            raise ValueError("missing key")
+        return self
+
+
+class Upstream(Resource, UpstreamSpec):
+    """An upstream stored under ``/apisix/upstreams/{id}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)

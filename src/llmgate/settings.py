@@ -1,0 +1,171 @@
+"""Typed settings, from flags, ``LLMGATE_*`` environment variables or a TOML config file.
+
+Precedence: flag > environment > config file > default.  Every invalid value raises
+``SettingsError`` with one line that names the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from llmgate.errors import SettingsError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmgate.db"
+ENV_PREFIX = "LLMGATE_"
+
+Role = Literal["admin", "proxy", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_listen(name: str, text: str) -> Listen:
+    """``"127.0.0.1:9180"`` / ``"[::1]:9180"`` / ``":9180"`` -> Listen."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"invalid {name} {text!r}: expected host:port with a port 1-65535")
+    return Listen(host or "0.0.0.0", int(port))
+
+
+def database_url_from_env() -> str | None:
+    return os.environ.get(ENV_PREFIX + "DATABASE_URL") or None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    admin_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 9180))
+    proxy_listen: Listen = field(default_factory=lambda: Listen("0.0.0.0", 9080))
+    metrics_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 9091))
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_key: str | None = None
+    viewer_key: str | None = None
+    redis_url: str | None = None
+    reload_interval: float = 0.1
+    role: Role = "all"
+    workers: int = 1
+    metrics_prefix: str = "llmgate_"
+
+
+_LISTENS = {"admin_listen", "proxy_listen", "metrics_listen"}
+_FLOATS = {"reload_interval"}
+_INTS = {"workers"}
+_NAMES = {f.name for f in fields(Settings)}
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name in _LISTENS:
+        return parse_listen(name.replace("_", "-"), str(value))
+    if name in _FLOATS:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(
+                f"invalid {name.replace('_', '-')} {value!r}: not a number"
+            ) from None
+        if not 0.01 <= number <= 60:
+            raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: must be 0.01-60 s")
+        return number
+    if name in _INTS:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"invalid {name} {value!r}: not an integer") from None
+        if not 1 <= number <= 256:
+            raise SettingsError(f"invalid {name} {value!r}: must be 1-256")
+        return number
+    if name == "role":
+        if value not in ("admin", "proxy", "all"):
+            raise SettingsError(f"invalid role {value!r}: expected admin, proxy or all")
+        return value
+    if name in ("admin_key", "viewer_key"):
+        text = str(value)
+        if len(text) < 8 or any(c.isspace() for c in text):
+            raise SettingsError(f"invalid {name}: needs at least 8 characters and no spaces")
+        return text
+    if name == "database_url":
+        try:
+            url = make_url(str(value))
+        except ArgumentError:
+            raise SettingsError(f"invalid database-url {value!r}") from None
+        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise SettingsError(
+                f"invalid database-url {value!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return str(value)
+    if name == "redis_url" and not str(value).startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"invalid redis-url {value!r}: expected redis://host:port/db")
+    return value
+
+
+def _from_file(path: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"invalid config file {path}: {exc}") from None
+    unknown = sorted(set(data) - _NAMES)
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r} in config file {path}")
+    return data
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from ``flags`` (None values ignored), the environment and a config file.
+
+    The config file is named by the ``config`` flag or ``LLMGATE_CONFIG``.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = flags.pop("config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        values.update(_from_file(config_path))
+    for name in _NAMES:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value:
+            values[name] = env_value
+    values.update({k: v for k, v in flags.items() if k in _NAMES})
+    settings = Settings(**{name: _convert(name, value) for name, value in values.items()})
+    if settings.admin_key and settings.viewer_key == settings.admin_key:
+        raise SettingsError("invalid viewer_key: it must differ from the admin key")
+    if (
+        settings.role != "proxy"
+        and not settings.admin_key
+        and not settings.admin_listen.is_loopback
+    ):
+        raise SettingsError(
+            f"refusing to expose the admin API on {settings.admin_listen} without an explicit "
+            "admin key: set LLMGATE_ADMIN_KEY"
+        )
+    return settings

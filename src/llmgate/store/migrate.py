@@ -1,0 +1,42 @@
+"""Applying the Alembic migrations in ``migrations/`` to a database."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+# src/llmgate/store/migrate.py -> the repository root, where alembic.ini and migrations/ live.
+_ROOT = Path(__file__).resolve().parents[3]
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(_ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str) -> None:
+    """Bring the database to the newest schema (idempotent). Blocking; not inside a loop."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+async def upgrade_async(database_url: str) -> None:
+    """``upgrade`` from inside a running event loop (Alembic's env.py runs its own loop)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            upgrade(database_url)
+        except BaseException as exc:  # re-raised in the caller's task
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="llmgate-migrate")
+    thread.start()
+    await asyncio.get_running_loop().run_in_executor(None, thread.join)
+    if errors:
+        raise errors[0]

@@ -1,0 +1,170 @@
+"""The etcd-style repository: resources as JSON values under one global revision.
+
+Reads happen in plain transactions.  A write happens inside ``Store.write()``: the transaction
+first bumps the global revision (which also takes the database's write lock, so writers are
+serialised and never reuse a revision), then the caller validates against what is stored and
+puts or deletes rows.  If anything raises, the whole transaction (revision bump included) is
+rolled back, so a rejected write changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from llmgate.store.engine import IMMEDIATE
+from llmgate.store.tables import resources, revision, system_settings
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One stored resource."""
+
+    kind: str
+    id: str
+    value: dict[str, Any]
+    created_index: int
+    modified_index: int
+
+
+def _item(row: Any) -> Item:
+    return Item(row.kind, row.id, orjson.loads(row.value), row.created_index, row.modified_index)
+
+
+class Reader:
+    """Read access inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def revision(self) -> int:
+        result = await self._conn.execute(select(revision.c.value).where(revision.c.id == 1))
+        return int(result.scalar_one())
+
+    async def get(self, kind: str, id: str) -> Item | None:
+        query = select(resources).where(and_(resources.c.kind == kind, resources.c.id == id))
+        row = (await self._conn.execute(query)).first()
+        return _item(row) if row is not None else None
+
+    async def list(self, kind: str, id_prefix: str | None = None) -> list[Item]:
+        """Items of ``kind`` in creation order, optionally only those whose id starts so."""
+        query = select(resources).where(resources.c.kind == kind)
+        if id_prefix is not None:
+            query = query.where(resources.c.id.startswith(id_prefix, autoescape=True))
+        query = query.order_by(resources.c.created_index, resources.c.id)
+        return [_item(row) for row in await self._conn.execute(query)]
+
+    async def all(self) -> list[Item]:
+        query = select(resources).order_by(resources.c.created_index, resources.c.id)
+        return [_item(row) for row in await self._conn.execute(query)]
+
+    async def setting(self, key: str) -> str | None:
+        query = select(system_settings.c.value).where(system_settings.c.key == key)
+        return (await self._conn.execute(query)).scalar_one_or_none()
+
+
+class Writer(Reader):
+    """Write access inside one transaction whose revision is already bumped."""
+
+    def __init__(self, conn: AsyncConnection, new_revision: int) -> None:
+        super().__init__(conn)
+        self.new_revision = new_revision
+
+    async def put(self, kind: str, id: str, value: dict[str, Any]) -> tuple[Item, bool]:
+        """Create or replace; returns the stored item and whether it is new."""
+        data = orjson.dumps(value).decode()
+        old = await self.get(kind, id)
+        if old is None:
+            await self._conn.execute(
+                insert(resources).values(
+                    kind=kind,
+                    id=id,
+                    value=data,
+                    created_index=self.new_revision,
+                    modified_index=self.new_revision,
+                )
+            )
+            return Item(kind, id, value, self.new_revision, self.new_revision), True
+        await self._conn.execute(
+            update(resources)
+            .where(and_(resources.c.kind == kind, resources.c.id == id))
+            .values(value=data, modified_index=self.new_revision)
+        )
+        return Item(kind, id, value, old.created_index, self.new_revision), False
+
+    async def delete(self, kind: str, id: str) -> bool:
+        query = delete(resources).where(and_(resources.c.kind == kind, resources.c.id == id))
+        return (await self._conn.execute(query)).rowcount > 0
+
+    async def delete_prefix(self, kind: str, id_prefix: str) -> int:
+        query = delete(resources).where(
+            and_(resources.c.kind == kind, resources.c.id.startswith(id_prefix, autoescape=True))
+        )
+        return (await self._conn.execute(query)).rowcount
+
+
+class Store:
+    """The configuration store shared by the admin API and the data plane."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_commit(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(revision)`` after each committed write made through this store."""
+        self._listeners.append(listener)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Reader]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield Reader(conn)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Writer]:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                bumped = await conn.execute(
+                    update(revision)
+                    .where(revision.c.id == 1)
+                    .values(value=revision.c.value + 1)
+                    .returning(revision.c.value)
+                )
+                writer = Writer(conn, int(bumped.scalar_one()))
+                yield writer
+        for listener in self._listeners:
+            listener(writer.new_revision)
+
+    async def revision(self) -> int:
+        async with self.read() as reader:
+            return await reader.revision()
+
+    async def setting_or_default(self, key: str, default: str) -> tuple[str, bool]:
+        """The stored setting ``key``, storing ``default`` first if absent (no revision bump).
+
+        Returns the value and whether ``default`` was stored now.
+        """
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                reader = Reader(conn)
+                current = await reader.setting(key)
+                if current is not None:
+                    return current, False
+                await conn.execute(insert(system_settings).values(key=key, value=default))
+                return default, True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def now() -> int:
+    """Unix seconds, as APISIX writes ``create_time`` / ``update_time``."""
+    return int(time.time())

@@ -1,0 +1,64 @@
+"""Admin API keys: header or query, admin and viewer roles, APISIX's 401 bodies."""
+
+from __future__ import annotations
+
+import pytest
+from tests.support import ADMIN_KEY, VIEWER_KEY
+
+from llmgate.admin.auth import AdminKeys
+from llmgate.app import build_admin_app
+
+
+@pytest.fixture
+async def anonymous(aiohttp_client, sqlite_store):  # type: ignore[no-untyped-def]
+    return await aiohttp_client(build_admin_app(sqlite_store, AdminKeys(ADMIN_KEY, VIEWER_KEY)))
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status", "description"),
+    [
+        ({}, "", 401, "missing apikey"),
+        ({"X-API-KEY": "nope"}, "", 401, "wrong apikey"),
+        ({"X-API-KEY": ADMIN_KEY[:-1]}, "", 401, "wrong apikey"),
+        ({}, "?api_key=nope", 401, "wrong apikey"),
+        ({"X-API-KEY": ADMIN_KEY}, "", 200, None),
+        ({}, f"?api_key={ADMIN_KEY}", 200, None),
+        ({"X-API-KEY": VIEWER_KEY}, "", 200, None),
+    ],
+)
+async def test_get_needs_a_key(anonymous, headers, query, status, description) -> None:  # type: ignore[no-untyped-def]
+    resp = await anonymous.get(f"/apisix/admin/routes{query}", headers=headers)
+    assert resp.status == status
+    body = await resp.json()
+    if description:
+        assert body == {"error_msg": "failed to check token", "description": description}
+    else:
+        assert body == {"list": [], "total": 0}
+
+
+async def test_viewer_may_only_read(anonymous) -> None:  # type: ignore[no-untyped-def]
+    body = {"uri": "/a", "upstream": {"nodes": {"127.0.0.1:1": 1}}}
+    resp = await anonymous.put(
+        "/apisix/admin/routes/1", json=body, headers={"X-API-KEY": VIEWER_KEY}
+    )
+    assert resp.status == 401
+    assert (await resp.json())["description"] == "invalid method for role viewer"
+    resp = await anonymous.put(
+        "/apisix/admin/routes/1", json=body, headers={"X-API-KEY": ADMIN_KEY}
+    )
+    assert resp.status == 201
+    resp = await anonymous.delete("/apisix/admin/routes/1", headers={"X-API-KEY": VIEWER_KEY})
+    assert resp.status == 401
+
+
+async def test_plugin_endpoints_need_a_key_too(anonymous) -> None:  # type: ignore[no-untyped-def]
+    resp = await anonymous.get("/apisix/admin/plugins/list")
+    assert resp.status == 401
+
+
+def test_role_of_compares_every_key() -> None:
+    keys = AdminKeys("admin-key-1", "viewer-key-1")
+    assert keys.role_of("admin-key-1") == "admin"
+    assert keys.role_of("viewer-key-1") == "viewer"
+    assert keys.role_of("admin-key-") is None
+    assert AdminKeys("admin-key-1").role_of("viewer-key-1") is None

@@ -1,0 +1,177 @@
+"""Consumers and credentials: secrets at rest, unique credentials, cascade delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from passlib.hash import pbkdf2_sha256
+
+from llmgate.credentials import key_digest
+
+
+async def put(admin, path: str, body: Any) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    resp = await admin.put(f"/apisix/admin/{path}", json=body)
+    return resp.status, await resp.json()
+
+
+async def get(admin, path: str) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    resp = await admin.get(f"/apisix/admin/{path}")
+    return resp.status, await resp.json()
+
+
+BLOG_CONSUMER = {
+    "username": "consumer1",
+    "plugins": {"basic-auth": {"username": "username1", "password": "password1"}},
+}
+
+
+async def test_put_collection_with_username(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "consumers", BLOG_CONSUMER)
+    assert status == 201
+    assert body["key"] == "/apisix/consumers/consumer1"
+    assert "id" not in body["value"]
+    status, body = await put(admin, "consumers", BLOG_CONSUMER)
+    assert status == 200
+    status, body = await put(admin, "consumers/consumer1", BLOG_CONSUMER)
+    assert status == 200
+    status, body = await put(admin, "consumers/other", BLOG_CONSUMER)
+    assert (status, body) == (400, {"error_msg": "wrong username"})
+
+
+async def test_password_is_stored_hashed_and_never_returned(admin) -> None:  # type: ignore[no-untyped-def]
+    _, body = await put(admin, "consumers", BLOG_CONSUMER)
+    stored = body["value"]["plugins"]["basic-auth"]["password"]
+    assert stored != "password1"
+    assert pbkdf2_sha256.verify("password1", stored)
+    for path in ("consumers/consumer1", "consumers"):
+        resp = await admin.get(f"/apisix/admin/{path}")
+        assert "password1" not in await resp.text()
+    # PUT back what GET showed: the hash is kept, not hashed again.
+    _, got = await get(admin, "consumers/consumer1")
+    value = {k: v for k, v in got["value"].items() if k not in ("create_time", "update_time")}
+    _, again = await put(admin, "consumers", value)
+    assert again["value"]["plugins"]["basic-auth"]["password"] == stored
+
+
+async def test_key_is_stored_as_digest(admin) -> None:  # type: ignore[no-untyped-def]
+    _, body = await put(
+        admin, "consumers", {"username": "jack", "plugins": {"key-auth": {"key": "secret-key"}}}
+    )
+    assert body["value"]["plugins"]["key-auth"]["key"] == key_digest("secret-key")
+    resp = await admin.get("/apisix/admin/consumers/jack")
+    assert "secret-key" not in await resp.text()
+
+
+async def test_env_references_are_stored_as_written(admin) -> None:  # type: ignore[no-untyped-def]
+    consumer = {
+        "username": "envy",
+        "plugins": {
+            "basic-auth": {"username": "u", "password": "$env://PASSWORD"},
+            "key-auth": {"key": "$env://API_KEY"},
+        },
+    }
+    _, body = await put(admin, "consumers", consumer)
+    assert body["value"]["plugins"] == consumer["plugins"]
+
+
+async def test_duplicate_credentials_are_refused(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "consumers", BLOG_CONSUMER)
+    status, body = await put(
+        admin,
+        "consumers",
+        {
+            "username": "other",
+            "plugins": {"basic-auth": {"username": "username1", "password": "p"}},
+        },
+    )
+    assert (status, body) == (
+        400,
+        {"error_msg": "duplicate username of plugin basic-auth found with consumer: consumer1"},
+    )
+    await put(admin, "consumers", {"username": "jack", "plugins": {"key-auth": {"key": "k1"}}})
+    await put(admin, "consumers", {"username": "rose"})
+    status, body = await put(
+        admin, "consumers/rose/credentials/c1", {"plugins": {"key-auth": {"key": "k1"}}}
+    )
+    assert (status, body) == (
+        400,
+        {"error_msg": "duplicate key of plugin key-auth found with consumer: jack"},
+    )
+    status, _ = await put(
+        admin, "consumers/rose/credentials/c1", {"plugins": {"key-auth": {"key": "k2"}}}
+    )
+    assert status == 201
+    status, body = await put(
+        admin, "consumers", {"username": "jack", "plugins": {"key-auth": {"key": "k2"}}}
+    )
+    assert (status, body) == (
+        400,
+        {
+            "error_msg": "duplicate key of plugin key-auth found with credential: c1 of consumer: rose"
+        },
+    )
+    # Re-putting the same consumer or credential is no conflict with itself.
+    assert (
+        await put(admin, "consumers", {"username": "jack", "plugins": {"key-auth": {"key": "k1"}}})
+    )[0] == 200
+    assert (
+        await put(admin, "consumers/rose/credentials/c1", {"plugins": {"key-auth": {"key": "k2"}}})
+    )[0] == 200
+
+
+async def test_consumer_plugin_configs_are_checked(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(
+        admin, "consumers", {"username": "x", "plugins": {"basic-auth": {"username": "u"}}}
+    )
+    assert status == 400
+    assert body["error_msg"].startswith(
+        "invalid plugins configuration: failed to check the configuration of plugin basic-auth err: "
+    )
+    assert "password" in body["error_msg"]
+    status, body = await put(admin, "consumers", {"username": "x", "plugins": {"nope": {}}})
+    assert (status, body) == (
+        400,
+        {"error_msg": "invalid plugins configuration: unknown plugin [nope]"},
+    )
+
+
+async def test_credentials_crud(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(
+        admin, "consumers/ghost/credentials/c1", {"plugins": {"key-auth": {"key": "k"}}}
+    )
+    assert (status, body) == (404, {"error_msg": "consumer not found"})
+    await put(admin, "consumers", {"username": "jack"})
+    status, body = await put(
+        admin, "consumers/jack/credentials/c1", {"plugins": {"key-auth": {"key": "k"}}}
+    )
+    assert status == 201
+    assert body["key"] == "/apisix/consumers/jack/credentials/c1"
+    assert body["value"]["plugins"]["key-auth"]["key"] == key_digest("k")
+    status, body = await put(
+        admin,
+        "consumers/jack/credentials/c2",
+        {"plugins": {"limit-count": {"count": 1, "time_window": 1}}},
+    )
+    assert (status, body) == (
+        400,
+        {
+            "error_msg": "invalid plugins configuration: only supports auth type plugins in consumer credential"
+        },
+    )
+    status, listing = await get(admin, "consumers/jack/credentials")
+    assert status == 200 and listing["total"] == 1
+    assert listing["list"][0]["key"] == "/apisix/consumers/jack/credentials/c1"
+    status, one = await get(admin, "consumers/jack/credentials/c1")
+    assert status == 200 and one["value"]["id"] == "c1"
+    # The consumers list does not include credentials.
+    _, consumers = await get(admin, "consumers")
+    assert consumers["total"] == 1
+    resp = await admin.delete("/apisix/admin/consumers/jack")
+    assert await resp.json() == {"deleted": "1", "key": "/apisix/consumers/jack"}
+    assert (await get(admin, "consumers/jack/credentials/c1"))[0] == 404
+
+
+async def test_credential_post_is_not_allowed(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "consumers", {"username": "jack"})
+    resp = await admin.post("/apisix/admin/consumers/jack/credentials", json={"plugins": {}})
+    assert resp.status == 405

@@ -1,0 +1,67 @@
+"""List queries: pagination and the name / label / uri / filter filters."""
+
+from __future__ import annotations
+
+import pytest
+
+UPSTREAM = {"nodes": {"127.0.0.1:1": 1}}
+
+
+@pytest.fixture
+async def routes(admin):  # type: ignore[no-untyped-def]
+    for i in range(1, 26):
+        body = {
+            "uri": f"/r{i}" if i % 2 else None,
+            "uris": None if i % 2 else [f"/many/{i}", "/x"],
+            "name": f"route-{i}" if i <= 20 else f"other-{i}",
+            "labels": {"team": "a"} if i <= 5 else {"env": "prod"},
+            "upstream": UPSTREAM,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        resp = await admin.put(f"/apisix/admin/routes/{i}", json=body)
+        assert resp.status == 201
+    return admin
+
+
+async def listing(admin, query: str):  # type: ignore[no-untyped-def]
+    resp = await admin.get(f"/apisix/admin/routes?{query}")
+    return resp.status, await resp.json()
+
+
+async def test_pages(routes) -> None:  # type: ignore[no-untyped-def]
+    status, body = await listing(routes, "page=3&page_size=10")
+    assert status == 200 and body["total"] == 25
+    assert [item["value"]["id"] for item in body["list"]] == [str(i) for i in range(21, 26)]
+    _, body = await listing(routes, "page=1&page_size=10")
+    assert [item["value"]["id"] for item in body["list"]] == [str(i) for i in range(1, 11)]
+    _, body = await listing(routes, "page=9&page_size=10")
+    assert body["list"] == [] and body["total"] == 25
+    _, body = await listing(routes, "page_size=10")  # paging needs both arguments
+    assert len(body["list"]) == 25
+
+
+@pytest.mark.parametrize("size", ["9", "501", "x"])
+async def test_bad_page_size(routes, size: str) -> None:  # type: ignore[no-untyped-def]
+    status, body = await listing(routes, f"page=1&page_size={size}")
+    assert status == 400 and "error_msg" in body
+
+
+async def test_filters(routes) -> None:  # type: ignore[no-untyped-def]
+    _, body = await listing(routes, "name=other")
+    assert body["total"] == 5
+    _, body = await listing(routes, "label=team")
+    assert sorted(int(i["value"]["id"]) for i in body["list"]) == [1, 2, 3, 4, 5]
+    _, body = await listing(routes, "uri=/many/1")
+    assert sorted(int(i["value"]["id"]) for i in body["list"]) == [10, 12, 14, 16, 18]
+    _, body = await listing(routes, "name=route&label=team&page=1&page_size=10")
+    assert body["total"] == 5
+    status, body = await listing(routes, "name=(")
+    assert status == 400
+
+
+async def test_filter_by_field(admin) -> None:  # type: ignore[no-untyped-def]
+    await admin.put("/apisix/admin/upstreams/1", json=UPSTREAM)
+    await admin.put("/apisix/admin/routes/1", json={"uri": "/a", "upstream_id": "1"})
+    await admin.put("/apisix/admin/routes/2", json={"uri": "/b", "upstream": UPSTREAM})
+    _, body = await listing(admin, "filter=upstream_id%3D1")
+    assert [i["value"]["id"] for i in body["list"]] == ["1"]

@@ -1,0 +1,364 @@
+"""The generic CRUD: envelopes, status codes, ids, PATCH, DELETE and references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+UPSTREAM = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
+ROUTE = {"uri": "/hello", "upstream_id": "1"}
+
+
+async def put(admin, path: str, body: Any) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    resp = await admin.put(f"/apisix/admin/{path}", json=body)
+    return resp.status, await resp.json()
+
+
+async def get(admin, path: str) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    resp = await admin.get(f"/apisix/admin/{path}")
+    return resp.status, await resp.json()
+
+
+async def test_put_creates_then_replaces(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "upstreams/1", UPSTREAM)
+    assert status == 201
+    assert body["key"] == "/apisix/upstreams/1"
+    value = body["value"]
+    assert value["id"] == "1" and value["nodes"] == UPSTREAM["nodes"]
+    assert isinstance(value["create_time"], int) and isinstance(value["update_time"], int)
+    status, body2 = await put(admin, "upstreams/1", {**UPSTREAM, "name": "x"})
+    assert status == 200
+    assert body2["value"]["create_time"] == value["create_time"]
+    assert body2["value"]["name"] == "x"
+
+
+async def test_no_defaults_are_written(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "upstreams/1", UPSTREAM)
+    status, body = await put(admin, "routes/1", ROUTE)
+    assert status == 201
+    assert set(body["value"]) == {"uri", "upstream_id", "id", "create_time", "update_time"}
+    _, got = await get(admin, "routes/1")
+    assert set(got["value"]) == set(body["value"])
+
+
+async def test_get_one_and_list_envelopes(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "upstreams/1", UPSTREAM)
+    await put(admin, "routes/1", ROUTE)
+    await put(admin, "routes/1", {**ROUTE, "name": "renamed"})
+    status, body = await get(admin, "routes/1")
+    assert status == 200
+    assert body["key"] == "/apisix/routes/1"
+    assert body["createdIndex"] == 2 and body["modifiedIndex"] == 3
+    assert body["value"]["name"] == "renamed"
+    status, listing = await get(admin, "routes")
+    assert status == 200 and listing["total"] == 1
+    assert listing["list"][0] == body
+
+
+async def test_unknown_id_is_404(admin) -> None:  # type: ignore[no-untyped-def]
+    for method in ("get", "delete", "patch"):
+        resp = await admin.request(method, "/apisix/admin/routes/nope", json={"uri": "/x"})
+        assert resp.status == 404, method
+        assert await resp.json() == {"message": "Key not found"}
+
+
+async def test_unsupported_resource_type(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await get(admin, "nothings/1")
+    assert status == 404 and body == {"error_msg": "Unsupported resource type: nothings"}
+
+
+async def test_post_generates_an_id(admin) -> None:  # type: ignore[no-untyped-def]
+    resp = await admin.post("/apisix/admin/upstreams", json=UPSTREAM)
+    assert resp.status == 201
+    body = await resp.json()
+    new_id = body["value"]["id"]
+    assert body["key"] == f"/apisix/upstreams/{new_id}"
+    resp2 = await admin.post("/apisix/admin/upstreams", json=UPSTREAM)
+    assert (await resp2.json())["value"]["id"] != new_id
+    status, got = await get(admin, f"upstreams/{new_id}")
+    assert status == 200 and got["value"]["nodes"] == UPSTREAM["nodes"]
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"), [("plugin_configs", "plugin config"), ("consumers", "consumer")]
+)
+async def test_post_not_allowed(admin, path: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    resp = await admin.post(f"/apisix/admin/{path}", json={"plugins": {}})
+    assert resp.status == 405
+    assert await resp.json() == {"error_msg": f"not supported `POST` method for {kind}"}
+
+
+async def test_post_with_an_id_is_refused(admin) -> None:  # type: ignore[no-untyped-def]
+    resp = await admin.post("/apisix/admin/upstreams", json={**UPSTREAM, "id": "7"})
+    assert resp.status == 400
+    assert await resp.json() == {"error_msg": "wrong upstream id, do not need it"}
+
+
+async def test_put_ids(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "upstreams", UPSTREAM)
+    assert (status, body) == (400, {"error_msg": "missing upstream id"})
+    status, body = await put(admin, "upstreams/1", {**UPSTREAM, "id": "2"})
+    assert (status, body) == (400, {"error_msg": "wrong upstream id"})
+    status, body = await put(admin, "upstreams", {**UPSTREAM, "id": "9"})
+    assert status == 201 and body["key"] == "/apisix/upstreams/9"
+    status, body = await put(admin, "upstreams/1", {**UPSTREAM, "id": 1})
+    assert status == 201  # an integer id equal to the path's is fine
+    status, body = await put(admin, "upstreams/bad%20id", UPSTREAM)
+    assert status == 400
+    assert body["error_msg"].startswith('invalid configuration: property "id" validation failed')
+    status, body = await put(admin, "routes/" + "a" * 65, {"uri": "/a", "upstream": UPSTREAM})
+    assert status == 400 and '"id"' in body["error_msg"]
+
+
+async def test_invalid_json_and_oversize_bodies(admin) -> None:  # type: ignore[no-untyped-def]
+    resp = await admin.put("/apisix/admin/upstreams/1", data=b'{"nodes": ')
+    assert resp.status == 400
+    assert (await resp.json())["error_msg"].startswith("invalid request body: ")
+    big = {"nodes": {"127.0.0.1:1": 1}, "desc": "x" * (1024 * 1024 * 2)}
+    resp = await admin.put("/apisix/admin/upstreams/1", json=big)
+    assert resp.status == 400
+    assert "greater than the maximum size" in (await resp.json())["error_msg"]
+    resp = await admin.put("/apisix/admin/upstreams/1", data=b"")
+    assert resp.status == 400
+    assert await resp.json() == {"error_msg": "missing configurations"}
+    resp = await admin.put("/apisix/admin/upstreams/1", data=b"[1, 2]")
+    assert resp.status == 400
+    assert (await resp.json())["error_msg"].startswith("invalid configuration")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("routes/1", {"uri": 1, "upstream_id": "1"}, 'property "uri" validation failed'),
+        ("routes/1", {"uri": "/a", "upstream_id": "1", "foo": 1}, "found foo"),
+        ("routes/1", {"uri": "/a", "methods": ["FETCH"], "upstream": UPSTREAM}, '"methods[0]"'),
+        ("routes/1", {"uri": "/a", "priority": "1", "upstream": UPSTREAM}, '"priority"'),
+        ("routes/1", {"uri": "/a", "status": 3, "upstream": UPSTREAM}, '"status"'),
+        ("routes/1", {"uri": "/a", "host": "a b", "upstream": UPSTREAM}, '"host"'),
+        ("routes/1", {"uri": "/a", "upstream": {"nodes": {"h:1": "x"}}}, '"upstream.nodes'),
+        ("upstreams/1", {"nodes": {"h:1": 1}, "type": "random"}, '"type"'),
+        ("upstreams/1", {"nodes": {"h:1": 1}, "scheme": "ftp"}, '"scheme"'),
+        ("upstreams/1", {"nodes": {"h:1": -1}}, '"nodes'),
+        ("upstreams/1", {"nodes": [{"host": "h", "port": 70000, "weight": 1}]}, "port"),
+        ("upstreams/1", {"nodes": {"h:1": 1}, "retries": -1}, '"retries"'),
+        ("upstreams/1", {"nodes": {"h:1": 1}, "timeout": {"connect": 1}}, '"timeout.send"'),
+        ("upstreams/1", {"nodes": {"h:99999": 1}}, "invalid port 99999"),
+        ("upstreams/1", {"nodes": {"h:1": 1}, "pass_host": "rewrite"}, "upstream_host"),
+        ("upstreams/1", {"nodes": {"h:1": 1}, "type": "chash"}, "missing key"),
+        ("upstreams/1", {"type": "roundrobin"}, '"nodes" is required'),
+        ("plugin_configs/1", {}, '"plugins" is required'),
+        ("consumers", {"username": "a b"}, '"username"'),
+        ("consumers", {"plugins": {}}, '"username" is required'),
+    ],
+)
+async def test_schema_errors_name_the_property(admin, path, body, message) -> None:  # type: ignore[no-untyped-def]
+    status, answer = await put(admin, path, body)
+    assert status == 400, answer
+    assert answer["error_msg"].startswith("invalid configuration: "), answer
+    assert message in answer["error_msg"], answer
+
+
+async def test_route_needs_uri_and_a_target(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "routes/1", {"upstream": UPSTREAM})
+    assert status == 400 and "uri" in body["error_msg"]
+    status, body = await put(admin, "routes/1", {"uri": "/a"})
+    assert status == 400 and "upstream" in body["error_msg"]
+    status, body = await put(admin, "routes/1", {"uri": "/a", "uris": ["/b"], "upstream": UPSTREAM})
+    assert status == 400
+    status, body = await put(
+        admin, "routes/1", {"uri": "/a", "host": "a.com", "hosts": ["b.com"], "upstream": UPSTREAM}
+    )
+    assert status == 400 and "only one of host or hosts" in body["error_msg"]
+
+
+async def test_timestamps_are_forbidden_on_put(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "upstreams/1", {**UPSTREAM, "create_time": 1})
+    assert status == 400
+    assert body == {"error_msg": "the property is forbidden:  create_time"}
+
+
+async def test_unknown_plugin_and_bad_plugin_config(admin) -> None:  # type: ignore[no-untyped-def]
+    route = {"uri": "/a", "upstream": UPSTREAM}
+    status, body = await put(admin, "routes/1", {**route, "plugins": {"nope": {}}})
+    assert (status, body) == (400, {"error_msg": "unknown plugin [nope]"})
+    status, body = await put(
+        admin, "routes/1", {**route, "plugins": {"limit-count": {"count": "x", "time_window": 60}}}
+    )
+    assert status == 400
+    assert body["error_msg"].startswith(
+        "failed to check the configuration of plugin limit-count err: "
+    )
+    assert "count" in body["error_msg"]
+    status, body = await put(
+        admin, "plugin_configs/1", {"plugins": {"limit-count": {"time_window": 60}}}
+    )
+    assert status == 400
+    assert body["error_msg"].startswith(
+        "failed to check the configuration of plugin limit-count err: "
+    )
+    status, body = await put(admin, "routes/1", {**route, "plugins": {"basic-auth": "yes"}})
+    assert (
+        status == 400 and body["error_msg"] == 'invalid plugin conf "yes" for plugin [basic-auth]'
+    )
+
+
+async def test_missing_references(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "routes/1", {"uri": "/a", "upstream_id": "9"})
+    assert (status, body) == (
+        400,
+        {"error_msg": "failed to fetch upstream info by upstream id [9], response code: 404"},
+    )
+    status, body = await put(
+        admin, "routes/1", {"uri": "/a", "upstream": UPSTREAM, "plugin_config_id": 4}
+    )
+    assert (status, body) == (
+        400,
+        {
+            "error_msg": "failed to fetch plugin config info by plugin config id [4], "
+            "response code: 404"
+        },
+    )
+
+
+async def test_rejected_write_changes_nothing(admin, sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "upstreams/1", UPSTREAM)
+    before = await sqlite_store.revision()
+    status, _ = await put(admin, "upstreams/1", {"nodes": "broken"})
+    assert status == 400
+    assert await sqlite_store.revision() == before
+    _, got = await get(admin, "upstreams/1")
+    assert got["value"]["nodes"] == UPSTREAM["nodes"]
+
+
+async def test_delete(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "upstreams/abc", UPSTREAM)
+    resp = await admin.delete("/apisix/admin/upstreams/abc")
+    assert resp.status == 200
+    assert await resp.json() == {"deleted": "1", "key": "/apisix/upstreams/abc"}
+    status, _ = await get(admin, "upstreams/abc")
+    assert status == 404
+    resp = await admin.delete("/apisix/admin/upstreams")
+    assert resp.status == 400 and await resp.json() == {"error_msg": "missing upstream id"}
+
+
+async def test_delete_referenced_upstream_and_plugin_config(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "upstreams/1", UPSTREAM)
+    await put(admin, "plugin_configs/1", {"plugins": {}})
+    await put(admin, "routes/1", {**ROUTE, "plugin_config_id": 1})
+    resp = await admin.delete("/apisix/admin/upstreams/1")
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error_msg": "can not delete this upstream, route [1] is still using it now"
+    }
+    resp = await admin.delete("/apisix/admin/plugin_configs/1")
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error_msg": "can not delete this plugin config, route [1] is still using it now"
+    }
+    assert (await get(admin, "upstreams/1"))[0] == 200
+    resp = await admin.delete("/apisix/admin/upstreams/1?force=true")
+    assert resp.status == 200
+    resp = await admin.delete("/apisix/admin/plugin_configs/1?force=true")
+    assert resp.status == 200
+    assert (await get(admin, "upstreams/1"))[0] == 404
+
+
+async def test_patch_merges(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(
+        admin,
+        "routes/1",
+        {
+            "uri": "/a",
+            "methods": ["GET", "POST"],
+            "desc": "old",
+            "upstream": {
+                "nodes": {"127.0.0.1:1": 1, "127.0.0.1:2": 1},
+                "timeout": {"connect": 1, "send": 1, "read": 1},
+            },
+        },
+    )
+    resp = await admin.patch(
+        "/apisix/admin/routes/1",
+        json={
+            "methods": ["PUT"],
+            "desc": None,
+            "upstream": {"nodes": {"127.0.0.1:2": None, "127.0.0.1:3": 5}, "timeout": {"read": 9}},
+        },
+    )
+    assert resp.status == 200
+    value = (await resp.json())["value"]
+    assert value["methods"] == ["PUT"]  # arrays replace
+    assert "desc" not in value  # null deletes
+    assert value["upstream"]["nodes"] == {"127.0.0.1:1": 1, "127.0.0.1:3": 5}  # objects merge
+    assert value["upstream"]["timeout"] == {"connect": 1, "send": 1, "read": 9}
+    assert (await get(admin, "routes/1"))[1]["value"] == value
+
+
+async def test_patch_sub_path(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(
+        admin,
+        "routes/1",
+        {
+            "uri": "/a",
+            "upstream": UPSTREAM,
+            "plugins": {"limit-count": {"count": 1, "time_window": 60}},
+        },
+    )
+    resp = await admin.patch(
+        "/apisix/admin/routes/1/plugins/limit-count", json={"count": 5, "time_window": 30}
+    )
+    assert resp.status == 200
+    value = (await resp.json())["value"]
+    assert value["plugins"]["limit-count"] == {"count": 5, "time_window": 30}
+    resp = await admin.patch("/apisix/admin/routes/1/uri", json="/b")
+    assert resp.status == 200 and (await resp.json())["value"]["uri"] == "/b"
+    resp = await admin.patch("/apisix/admin/routes/1/methods", json=["GET"])
+    assert (await resp.json())["value"]["methods"] == ["GET"]
+
+
+async def test_patch_invalid_result_is_rejected(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "routes/1", {"uri": "/a", "upstream": UPSTREAM})
+    resp = await admin.patch("/apisix/admin/routes/1", json={"uri": 5})
+    assert resp.status == 400
+    resp = await admin.patch("/apisix/admin/routes/1/plugins/limit-count", json={"count": "x"})
+    assert resp.status == 400
+    resp = await admin.patch("/apisix/admin/routes/1/uri/deeper", json="x")
+    assert resp.status == 400
+    resp = await admin.patch("/apisix/admin/routes/1", json=[1])
+    assert resp.status == 400 and await resp.json() == {"error_msg": "invalid configuration"}
+    resp = await admin.patch("/apisix/admin/routes/1", data=b"")
+    assert resp.status == 400 and await resp.json() == {"error_msg": "missing new configuration"}
+    resp = await admin.patch("/apisix/admin/routes/1", json={"id": "2"})
+    assert resp.status == 400 and await resp.json() == {"error_msg": "wrong route id"}
+    assert (await get(admin, "routes/1"))[1]["value"]["uri"] == "/a"
+
+
+async def test_patch_not_allowed_on_consumers(admin) -> None:  # type: ignore[no-untyped-def]
+    await put(admin, "consumers", {"username": "jack"})
+    resp = await admin.patch("/apisix/admin/consumers/jack", json={"desc": "x"})
+    assert resp.status == 405
+    assert await resp.json() == {"error_msg": "not supported `PATCH` method for consumer"}
+
+
+async def test_plugins_list_and_schema(admin) -> None:  # type: ignore[no-untyped-def]
+    resp = await admin.get("/apisix/admin/plugins/list")
+    names = await resp.json()
+    for name in (
+        "basic-auth",
+        "key-auth",
+        "limit-count",
+        "proxy-rewrite",
+        "proxy-cache",
+        "ai-proxy",
+    ):
+        assert name in names
+    resp = await admin.get("/apisix/admin/plugins/limit-count")
+    assert resp.status == 200
+    schema = await resp.json()
+    assert "count" in schema["properties"]
+    resp = await admin.get("/apisix/admin/plugins/basic-auth?schema_type=consumer")
+    assert set((await resp.json())["required"]) >= {"username", "password"}
+    resp = await admin.get("/apisix/admin/plugins/nope")
+    assert resp.status == 404
+    assert await resp.json() == {"error_msg": "plugin not found in subsystem http"}

@@ -1,0 +1,106 @@
+"""Starting llmgate (and the fake upstream) as real processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+LLMGATE = [sys.executable, "-m", "llmgate.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen
+    log: Path
+    admin_port: int
+    proxy_port: int
+    metrics_port: int
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def llmgate_serve(
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+    admin_key: str | None = "edd1c9f034335f136f87ad84b625c8f1",
+    wait: bool = True,
+) -> Iterator[Running]:
+    """``llmgate serve`` on free ports with its own SQLite file in ``workdir``."""
+    admin_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
+    full_env.update(
+        LLMGATE_DATABASE_URL=database_url or f"sqlite+aiosqlite:///{workdir / 'llmgate.db'}",
+        LLMGATE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}",
+        LLMGATE_PROXY_LISTEN=f"127.0.0.1:{proxy_port}",
+        LLMGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
+        PYTHONUNBUFFERED="1",
+    )
+    if admin_key:
+        full_env["LLMGATE_ADMIN_KEY"] = admin_key
+    full_env.update(env or {})
+    log = workdir / f"llmgate-{admin_port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*LLMGATE, "serve", *args], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    running = Running(proc, log, admin_port, proxy_port, metrics_port)
+    try:
+        if wait:
+            url = running.admin_url if "--role=proxy" not in args else running.proxy_url
+            wait_for_http(url + "/healthz" if "--role=proxy" not in args else url, proc=proc)
+        yield running
+    finally:
+        stop(proc)
