@@ -1,0 +1,11 @@
+"""Pure request routing: ``(method, host, path) -> RouteEntry | None``, compiled once per snapshot.
+
+Independent of the rest of llmgate: the runtime compiler turns route rows into
+:class:`RouteEntry` objects (carrying whatever it needs as ``payload``) and builds a
+:class:`Router`; the proxy calls :meth:`Router.match` per request.
+"""
+
+from llmgate.routing.hosts import HostSet, normalize_host
+from llmgate.routing.matcher import RouteEntry, Router
+
+__all__ = ["HostSet", "RouteEntry", "Router", "normalize_host"]
