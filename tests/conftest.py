@@ -97,7 +97,7 @@ async def sqlite_store(sqlite_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def admin(aiohttp_client, sqlite_store: Store):  # type: ignore[no-untyped-def]
-    """An admin API client on SQLite that sends the admin key with every request."""
-    app = build_admin_app(sqlite_store, AdminKeys(ADMIN_KEY, VIEWER_KEY))
+async def admin(aiohttp_client, store: Store):  # type: ignore[no-untyped-def]
+    """An admin API client (on SQLite, then on PostgreSQL) sending the admin key."""
+    app = build_admin_app(store, AdminKeys(ADMIN_KEY, VIEWER_KEY))
     return await aiohttp_client(app, headers={"X-API-KEY": ADMIN_KEY})

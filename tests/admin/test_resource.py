@@ -221,12 +221,12 @@ async def test_missing_references(admin) -> None:  # type: ignore[no-untyped-def
     )
 
 
-async def test_rejected_write_changes_nothing(admin, sqlite_store) -> None:  # type: ignore[no-untyped-def]
+async def test_rejected_write_changes_nothing(admin, store) -> None:  # type: ignore[no-untyped-def]
     await put(admin, "upstreams/1", UPSTREAM)
-    before = await sqlite_store.revision()
+    before = await store.revision()
     status, _ = await put(admin, "upstreams/1", {"nodes": "broken"})
     assert status == 400
-    assert await sqlite_store.revision() == before
+    assert await store.revision() == before
     _, got = await get(admin, "upstreams/1")
     assert got["value"]["nodes"] == UPSTREAM["nodes"]
 

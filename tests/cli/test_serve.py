@@ -1,0 +1,82 @@
+"""``llmgate serve`` and ``llmgate migrate`` as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.processes import LLMGATE, llmgate_serve
+
+
+def get(url: str, key: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"X-API-KEY": key})) as r:
+            return r.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_generated_admin_key_is_printed_once_and_kept(tmp_path: Path) -> None:
+    with llmgate_serve(tmp_path, admin_key=None) as gateway:
+        lines = [x for x in gateway.output().splitlines() if "generated admin key" in x]
+        assert len(lines) == 1
+        key = lines[0].split("generated admin key ")[1].split()[0]
+        assert len(key) == 32
+        assert get(f"{gateway.admin_url}/apisix/admin/routes", key) == 200
+        assert get(f"{gateway.admin_url}/apisix/admin/routes", "wrong-key") == 401
+    with llmgate_serve(tmp_path, admin_key=None) as again:
+        assert "generated admin key" not in again.output()
+        assert get(f"{again.admin_url}/apisix/admin/routes", key) == 200
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*LLMGATE, *args], capture_output=True, text=True, timeout=30, env=full_env
+    )
+
+
+def test_invalid_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve",
+        "--admin-listen",
+        "0.0.0.0:9180",
+        "--database-url",
+        f"sqlite+aiosqlite:///{tmp_path}/x.db",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "refusing to expose the admin API" in result.stderr
+    result = run_cli("serve", env={"LLMGATE_PROXY_LISTEN": "not-an-address"})
+    assert result.returncode == 2 and "invalid proxy-listen" in result.stderr
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    result = run_cli("migrate", "--database-url", url)
+    assert result.returncode == 0, result.stderr
+    again = run_cli("migrate", env={"LLMGATE_DATABASE_URL": url})
+    assert again.returncode == 0
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "m.db")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"resources", "revision", "system_settings", "alembic_version"} <= tables
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_serve_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    with llmgate_serve(tmp_path, database_url=postgres_url) as gateway:
+        request = urllib.request.Request(
+            f"{gateway.admin_url}/apisix/admin/upstreams/1",
+            data=json.dumps({"nodes": {"127.0.0.1:1": 1}}).encode(),
+            method="PUT",
+            headers={"X-API-KEY": "edd1c9f034335f136f87ad84b625c8f1"},
+        )
+        with urllib.request.urlopen(request) as resp:
+            assert resp.status == 201
