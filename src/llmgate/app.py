@@ -1,4 +1,4 @@
-"""Builds the aiohttp applications: wiring only."""
+"""Builds the aiohttp applications (admin API, data plane): wiring only."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from aiohttp import web
 
 from llmgate.admin.auth import AdminKeys, auth_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
+from llmgate.proxy.context import MAX_BUFFERED_BODY
+from llmgate.proxy.handler import LOADER_KEY, handle
+from llmgate.runtime.loader import SnapshotLoader
 from llmgate.store import Store
 
 
@@ -18,4 +21,12 @@ def build_admin_app(store: Store, keys: AdminKeys) -> web.Application:
     app = web.Application(middlewares=[auth_middleware(keys)], client_max_size=MAX_BODY + 1)
     app.router.add_get("/healthz", _healthz)
     add_admin_routes(app, store)
+    return app
+
+
+def build_proxy_app(loader: SnapshotLoader) -> web.Application:
+    """The data plane: every path goes to the one proxy handler."""
+    app = web.Application(client_max_size=MAX_BUFFERED_BODY)
+    app[LOADER_KEY] = loader
+    app.router.add_route("*", "/{tail:.*}", handle)
     return app

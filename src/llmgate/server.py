@@ -10,7 +10,9 @@ import sys
 from aiohttp import web
 
 from llmgate.admin.keys import resolve_admin_keys
-from llmgate.app import build_admin_app
+from llmgate.app import build_admin_app, build_proxy_app
+from llmgate.runtime.loader import SnapshotLoader
+from llmgate.runtime.services import Services
 from llmgate.settings import Listen, Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
@@ -31,11 +33,20 @@ async def start_site(app: web.Application, listen: Listen, **kwargs: object) -> 
 async def _serve(settings: Settings) -> None:
     store = Store(open_engine(settings.database_url))
     runners: list[web.AppRunner] = []
+    loader: SnapshotLoader | None = None
+    services = Services()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        if settings.role in ("proxy", "all"):
+            loader = SnapshotLoader(store, services, settings.reload_interval)
+            await loader.start()
+            runners.append(
+                await start_site(build_proxy_app(loader), settings.proxy_listen, reuse_port=True)
+            )
+            say(f"data plane listening on {settings.proxy_listen}")
         if settings.role in ("admin", "all"):
             keys, generated = await resolve_admin_keys(settings, store)
             if generated:
@@ -46,6 +57,9 @@ async def _serve(settings: Settings) -> None:
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        if loader is not None:
+            await loader.stop()
+        await services.close()
         await store.close()
 
 

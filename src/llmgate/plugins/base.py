@@ -7,6 +7,19 @@ credential carries for them (a username and password, a key, ...), and set ``kin
 
 Models validate what an admin writes; the stored value is always the JSON the admin sent, never
 the model's dump, so no defaults are ever written into the store.
+
+At run time a plugin is instantiated once per config snapshot and route, with its validated
+config and the long-lived ``Services``; it implements only the phases it needs:
+
+    rewrite(ctx) -> Reply | None        auth, URI/header rewriting      (async)
+    access(ctx) -> Reply | None         limits, restrictions, caches    (async)
+    header_filter(ctx, head) -> None    status/headers to the client    (sync)
+    body_filter(ctx, chunk, eof) -> bytes   each response chunk         (sync, never buffers
+                                                                        unless it must)
+    log(ctx) -> None                    after the response; never raises (async)
+
+Returning a ``Reply`` (or raising an ``HttpError``) ends the request; header/body filters and
+log still run on it.
 """
 
 from __future__ import annotations
@@ -46,8 +59,8 @@ def regex_error(pattern: str) -> str | None:
     """Why ``pattern`` does not compile, or None when it does."""
     try:
         re.compile(pattern)
-    except re.error as exc:
-        return str(exc)
+    except (re.error, OverflowError, RecursionError) as exc:  # the last two: huge patterns
+        return str(exc) or type(exc).__name__
     return None
 
 
@@ -136,6 +149,38 @@ class Plugin:
     Config: ClassVar[type[PluginConfig]]
     ConsumerConfig: ClassVar[type[PluginConfig] | None] = None
     kind: ClassVar[PluginKind] = "other"
+
+    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+        self.config = config
+        self.services = services
+        # Who configured this instance and with what: "route/1#<digest of its config>".  Keys
+        # of long-lived state (counters) start with it, so they survive unrelated reloads.
+        self.owner = owner
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        return None
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        return None
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        return None
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        return chunk
+
+    async def log(self, ctx: RequestContext) -> None:
+        return None
+
+    @classmethod
+    def build_index(cls, credentials: list[CredentialEntry]) -> Any:
+        """Auth plugins: an index of the consumers' credentials, built once per snapshot."""
+        return None
+
+    @classmethod
+    def implements(cls, phase: str) -> bool:
+        """Whether this plugin overrides ``phase`` (so chains skip the no-op ones)."""
+        return getattr(cls, phase) is not getattr(Plugin, phase)
 
     @classmethod
     def json_schema(cls, consumer: bool = False) -> dict[str, Any] | None:

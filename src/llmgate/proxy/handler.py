@@ -1,0 +1,237 @@
+"""The data plane's one handler: match a route, run the plugin phases, stream the upstream.
+
+    match -> rewrite -> (consumer merge) -> access -> upstream -> header_filter -> body_filter
+          -> log
+
+A plugin ends a request by returning a ``Reply`` or raising an ``HttpError``; either way the
+response goes through the header and body filters, and the log phase always runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from llmgate.errors import HttpError
+from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead
+from llmgate.proxy.headers import add_forwarded, end_to_end
+from llmgate.proxy.upstream import BadGateway, Outgoing
+
+if TYPE_CHECKING:
+    from llmgate.runtime.loader import SnapshotLoader
+    from llmgate.runtime.snapshot import PluginChain
+
+log = logging.getLogger("llmgate.proxy")
+
+LOADER_KEY: web.AppKey[SnapshotLoader] = web.AppKey("snapshot_loader")
+
+# Bodies up to this size are read before proxying so a retry can send them again.
+REPLAYABLE_BODY = 1024 * 1024
+_DROP_INBOUND = frozenset({"host", "content-length"})
+
+NOT_FOUND = Reply.error(404, "404 Route Not Found")
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    snapshot = request.app[LOADER_KEY].current
+    if snapshot is None:
+        return _plain(Reply.error(503, "configuration not loaded yet"))
+    entry = snapshot.router.match(request.method, request.host, request.path)
+    if entry is None or entry.payload is None:
+        return _plain(NOT_FOUND)
+    route = entry.payload
+    outbound = OutboundRequest(
+        method=request.method,
+        path=request.rel_url.raw_path,
+        query=request.rel_url.raw_query_string,
+        headers=end_to_end(request.headers, _DROP_INBOUND),
+    )
+    ctx = RequestContext(request, snapshot, route, outbound)
+    snapshot.active += 1
+    try:
+        return await _run(ctx)
+    finally:
+        snapshot.active -= 1
+
+
+def _plain(reply: Reply) -> web.Response:
+    assert isinstance(reply.body, bytes)
+    return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+
+
+async def _run(ctx: RequestContext) -> web.StreamResponse:
+    chain = ctx.route.chain
+    upstream: aiohttp.ClientResponse | None = None
+    try:
+        reply, chain = await _request_phases(ctx, chain)
+        if reply is None:
+            upstream, reply = await _forward(ctx)
+    except HttpError as error:
+        reply = Reply.json(error.status, error.body)
+    try:
+        if upstream is not None:
+            return await _relay(ctx, chain, upstream)
+        assert reply is not None
+        return await _reply(ctx, chain, reply)
+    finally:
+        for plugin in chain.log:
+            try:
+                await plugin.log(ctx)
+            except Exception:
+                log.exception("log phase of %s failed", plugin.name)
+
+
+async def _request_phases(
+    ctx: RequestContext, chain: PluginChain
+) -> tuple[Reply | None, PluginChain]:
+    for plugin in chain.rewrite:
+        reply = await plugin.rewrite(ctx)
+        if reply is not None:
+            return reply, chain
+    if ctx.consumer is not None and ctx.consumer.plugins:
+        merged = ctx.snapshot.chain_for(ctx.route, ctx.consumer)
+        done = set(map(id, chain.rewrite))
+        chain = merged
+        for plugin in merged.rewrite:
+            if id(plugin) not in done:
+                reply = await plugin.rewrite(ctx)
+                if reply is not None:
+                    return reply, chain
+    for plugin in chain.access:
+        reply = await plugin.access(ctx)
+        if reply is not None:
+            return reply, chain
+    return None, chain
+
+
+def _hash_key(ctx: RequestContext) -> str | None:
+    pool = ctx.upstream
+    if pool is None or pool.spec.type != "chash":
+        return None
+    spec = pool.spec
+    if spec.hash_on == "consumer":
+        return ctx.consumer.username if ctx.consumer else None
+    if spec.hash_on == "header":
+        return ctx.inbound.headers.get(spec.key or "")
+    if spec.hash_on == "cookie":
+        return ctx.inbound.cookies.get(spec.key or "")
+    if spec.hash_on == "vars_combinations":
+        from llmgate.proxy.variables import Template
+
+        return Template.compile(spec.key or "").render(ctx)
+    return ctx.var((spec.key or "remote_addr").lstrip("$"))
+
+
+async def _forward(ctx: RequestContext) -> tuple[aiohttp.ClientResponse, None]:
+    pool = ctx.upstream
+    if pool is None:
+        raise BadGateway("no upstream configured for this route")
+    inbound, outbound = ctx.inbound, ctx.outbound
+    headers = outbound.headers
+    body: bytes | aiohttp.StreamReader | None = outbound.body
+    if body is None and inbound.body_exists:
+        length = inbound.content_length
+        if length is not None and length <= REPLAYABLE_BODY:
+            body = await ctx.read_body()
+        else:
+            body = inbound.content
+            if length is not None:
+                headers["Content-Length"] = str(length)
+    add_forwarded(
+        headers,
+        inbound.remote,
+        inbound.scheme,
+        inbound.headers.get("Host"),
+        ctx.var("server_port"),
+    )
+    target = outbound.path + ("?" + outbound.query if outbound.query else "")
+    outgoing = Outgoing(
+        method=outbound.method,
+        path_and_query=target,
+        headers=headers,
+        body=body,
+        client_host=outbound.host or inbound.headers.get("Host"),
+        hash_key=_hash_key(ctx),
+    )
+    response, index, started = await pool.send(outgoing)
+    ctx.upstream_addr = pool.nodes[index].address
+    ctx.upstream_status = response.status
+    ctx.state["_upstream_release"] = (pool, index, started)
+    return response, None
+
+
+def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> ResponseHead:
+    if ctx.response_headers:
+        head.headers.update(ctx.response_headers)
+    for plugin in chain.header_filter:
+        plugin.header_filter(ctx, head)
+    if chain.body_filter:
+        head.headers.popall("Content-Length", None)
+    ctx.status = head.status
+    return head
+
+
+def _filter(ctx: RequestContext, chain: PluginChain, chunk: bytes, eof: bool) -> bytes:
+    for plugin in chain.body_filter:
+        chunk = plugin.body_filter(ctx, chunk, eof)
+    return chunk
+
+
+async def _relay(
+    ctx: RequestContext, chain: PluginChain, upstream: aiohttp.ClientResponse
+) -> web.StreamResponse:
+    """Stream the upstream response to the client, chunk by chunk, through the filters."""
+    pool, index, started = ctx.state.pop("_upstream_release")
+    try:
+        head = _head(ctx, chain, ResponseHead(upstream.status, end_to_end(upstream.headers)))
+        response = web.StreamResponse(status=head.status, headers=head.headers)
+        await response.prepare(ctx.inbound)
+        try:
+            async for chunk in upstream.content.iter_any():
+                if chain.body_filter:
+                    chunk = _filter(ctx, chain, chunk, False)
+                    if not chunk:
+                        continue
+                await response.write(chunk)
+            tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
+            if tail:
+                await response.write(tail)
+            await response.write_eof()
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+            # The upstream broke mid-response: the status is sent, so cut the client off too.
+            log.warning("upstream %s broke mid-response: %s", ctx.upstream_addr, exc)
+            ctx.state["upstream_broken"] = True
+            if ctx.inbound.transport is not None:
+                ctx.inbound.transport.close()
+        except (ConnectionResetError, asyncio.CancelledError):
+            ctx.state["client_aborted"] = True
+            raise
+        return response
+    finally:
+        upstream.release()
+        pool.finished(index, started)
+
+
+async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.StreamResponse:
+    head = _head(ctx, chain, ResponseHead(reply.status, CIMultiDict(reply.headers), False))
+    if isinstance(reply.body, bytes):
+        body = reply.body
+        if chain.body_filter:
+            body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
+        return web.Response(status=head.status, body=body, headers=head.headers)
+    response = web.StreamResponse(status=head.status, headers=head.headers)
+    await response.prepare(ctx.inbound)
+    async for chunk in reply.body:
+        chunk = _filter(ctx, chain, chunk, False) if chain.body_filter else chunk
+        if chunk:
+            await response.write(chunk)
+    tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
+    if tail:
+        await response.write(tail)
+    await response.write_eof()
+    return response

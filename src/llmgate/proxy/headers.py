@@ -1,0 +1,58 @@
+"""Header rules of a proxy: hop-by-hop headers are dropped, X-Forwarded-* are added."""
+
+from __future__ import annotations
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def end_to_end(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
+    """A copy of ``headers`` without hop-by-hop headers, those named by Connection, and ``drop``
+    (lower-case names)."""
+    extra = _connection_tokens(headers) if "Connection" in headers else ()
+    return CIMultiDict(
+        (name, value)
+        for name, value in headers.items()
+        if (low := name.lower()) not in HOP_BY_HOP and low not in drop and low not in extra
+    )
+
+
+def add_forwarded(
+    headers: CIMultiDict[str],
+    client_ip: str | None,
+    scheme: str,
+    host: str | None,
+    port: str | None,
+) -> None:
+    """X-Forwarded-For (appended), -Proto, -Host, -Port and X-Real-IP, as APISIX sets them."""
+    if client_ip:
+        previous = headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
+        headers["X-Real-IP"] = client_ip
+    headers["X-Forwarded-Proto"] = scheme
+    if host:
+        headers["X-Forwarded-Host"] = host
+    if port:
+        headers["X-Forwarded-Port"] = port

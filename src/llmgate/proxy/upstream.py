@@ -1,0 +1,194 @@
+"""Upstream pools: one keep-alive ``ClientSession`` per upstream, a balancer, retries, timeouts.
+
+``UpstreamPool.send`` returns the upstream's response with its body still unread (the caller
+streams it); connection failures and timeouts move on to the next node up to ``retries``
+times, then become 502 / 504 JSON errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+from llmgate.errors import HttpError
+from llmgate.proxy.balancer import BALANCERS, Balancer, Node
+from llmgate.schemas.upstream import UpstreamSpec, split_host_port
+
+log = logging.getLogger("llmgate.upstream")
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class BadGateway(HttpError):
+    status = 502
+
+    def __init__(self, detail: str = "502 Bad Gateway") -> None:
+        super().__init__({"error_msg": detail})
+
+
+class GatewayTimeout(HttpError):
+    status = 504
+
+    def __init__(self, detail: str = "504 Gateway Timeout") -> None:
+        super().__init__({"error_msg": detail})
+
+
+def nodes_of(spec: UpstreamSpec) -> list[Node]:
+    default_port = 443 if spec.scheme in ("https", "grpcs") else 80
+    if isinstance(spec.nodes, dict):
+        result = []
+        for address, weight in spec.nodes.items():
+            host, port = split_host_port(address)
+            result.append(Node(host.strip("[]"), port or default_port, weight))
+        return result
+    return [
+        Node(n.host.strip("[]"), n.port or default_port, n.weight, n.priority) for n in spec.nodes
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What to send: already rewritten by plugins."""
+
+    method: str
+    path_and_query: str
+    headers: CIMultiDict[str]
+    body: bytes | aiohttp.StreamReader | None
+    client_host: str | None  # the inbound Host, for pass_host "pass"
+    hash_key: str | None = None  # chash key, computed by the caller
+
+
+class UpstreamPool:
+    def __init__(self, spec: UpstreamSpec, label: str) -> None:
+        self.spec = spec
+        self.label = label
+        self.nodes = nodes_of(spec)
+        self.balancer: Balancer = BALANCERS[spec.type](self.nodes)
+        self.retries = spec.retries if spec.retries is not None else max(len(self.nodes) - 1, 0)
+        timeout = spec.timeout
+        self.timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=timeout.connect if timeout else DEFAULT_TIMEOUT,
+            sock_read=timeout.read if timeout else DEFAULT_TIMEOUT,
+        )
+        self.scheme = "https" if spec.scheme in ("https", "grpcs") else "http"
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            pool = self.spec.keepalive_pool
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=pool.size if pool else 320,
+                keepalive_timeout=pool.idle_timeout if pool else 60,
+                ssl=None if self.spec.tls is None or self.spec.tls.verify else False,
+                ttl_dns_cache=60,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+                timeout=self.timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    def _host_header(self, node: Node, client_host: str | None) -> str | None:
+        mode = self.spec.pass_host
+        if mode == "rewrite":
+            return self.spec.upstream_host
+        if mode == "node":
+            default = 443 if self.scheme == "https" else 80
+            return node.host if node.port == default else node.address
+        return client_host
+
+    async def send(self, outgoing: Outgoing) -> tuple[aiohttp.ClientResponse, int, float]:
+        """The upstream's response (body unread), the index of the node that answered and when
+        it was asked; call ``finished(index, started)`` once the response is done."""
+        if not self.nodes:
+            raise BadGateway("no valid upstream node")
+        tried: set[int] = set()
+        deadline = time.monotonic() + self.spec.retry_timeout if self.spec.retry_timeout else None
+        replayable = not isinstance(outgoing.body, aiohttp.StreamReader)
+        while True:
+            index = self.balancer.pick(outgoing.hash_key, frozenset(tried))
+            node = self.nodes[index]
+            headers = CIMultiDict(outgoing.headers)
+            host = self._host_header(node, outgoing.client_host)
+            if host:
+                headers["Host"] = host
+            url = f"{self.scheme}://{node.address}{outgoing.path_and_query}"
+            self.balancer.started(index)
+            started = time.monotonic()
+            try:
+                response = await self.session.request(
+                    outgoing.method,
+                    url,
+                    headers=headers,
+                    data=outgoing.body,
+                    allow_redirects=False,
+                    compress=False,
+                )
+            except (
+                aiohttp.ClientConnectorError,
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientOSError,
+            ) as exc:
+                self.balancer.done(index, time.monotonic() - started)
+                error: HttpError = BadGateway()
+                log.warning("upstream %s (%s) failed: %s", node.address, self.label, exc)
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                self.balancer.done(index, time.monotonic() - started)
+                error = GatewayTimeout()
+                log.warning("upstream %s (%s) timed out: %s", node.address, self.label, exc)
+            else:
+                return response, index, started
+            tried.add(index)
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            # A streamed body that has started flowing cannot be sent again.
+            consumed = not replayable and outgoing.body.total_bytes > 0  # type: ignore[union-attr]
+            if len(tried) > self.retries or out_of_time or consumed:
+                raise error
+
+    def finished(self, index: int, started: float) -> None:
+        self.balancer.done(index, time.monotonic() - started)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class PoolRegistry:
+    """Pools by config fingerprint, reused by successive snapshots while their config holds."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, UpstreamPool] = {}
+        self.touched: set[str] = set()  # keys asked for since the last ``begin``
+
+    def begin(self) -> None:
+        self.touched = set()
+
+    def get(self, spec: UpstreamSpec, key: str, label: str) -> UpstreamPool:
+        self.touched.add(key)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = UpstreamPool(spec, label)
+        return pool
+
+    async def retire(self, keep: set[str]) -> None:
+        """Close the pools whose key is not in ``keep``."""
+        for key in list(self._pools):
+            if key not in keep:
+                pool = self._pools.pop(key)
+                await pool.close()
+
+    async def close(self) -> None:
+        await self.retire(set())
+        await asyncio.sleep(0)

@@ -1,0 +1,97 @@
+"""Watches the store's revision and swaps in a freshly compiled snapshot when it moves.
+
+Within one process the admin API's commits wake the loader at once; other processes poll the
+revision every ``interval`` seconds (one single-row SELECT).  A request keeps the snapshot it
+started with; an old snapshot's upstream pools are closed only once its last request is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from llmgate.proxy.upstream import PoolRegistry
+from llmgate.runtime.compiler import compile_snapshot
+from llmgate.runtime.services import Services
+from llmgate.runtime.snapshot import Snapshot
+from llmgate.store import Store
+
+log = logging.getLogger("llmgate.runtime")
+
+
+class SnapshotLoader:
+    def __init__(self, store: Store, services: Services, interval: float = 0.1) -> None:
+        self.store = store
+        self.services = services
+        self.interval = interval
+        self.pools = PoolRegistry()
+        self.current: Snapshot | None = None
+        # Pool keys of every snapshot that may still have requests in flight.
+        self._live: dict[int, tuple[Snapshot, set[str]]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.reload()
+        self.store.on_commit(self.notify)
+        self._task = asyncio.create_task(self._watch(), name="llmgate-snapshot-watch")
+
+    def notify(self, _revision: int) -> None:
+        """Called after a commit in this process: reload now rather than at the next poll."""
+        self._wake.set()
+
+    async def _watch(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                revision = await self.store.revision()
+                if self.current is None or revision != self.current.revision:
+                    await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store may be briefly unreachable: keep serving, retry
+                log.exception(
+                    "reloading the configuration failed; keeping revision %s",
+                    self.current.revision if self.current else None,
+                )
+
+    async def reload(self) -> Snapshot:
+        async with self._lock:
+            async with self.store.read() as reader:
+                revision = await reader.revision()
+                if self.current is not None and revision == self.current.revision:
+                    return self.current
+                items = await reader.all()
+            self.pools.begin()
+            snapshot = compile_snapshot(revision, items, self.services, self.pools)
+            old, self.current = self.current, snapshot
+            self._live[id(snapshot)] = (snapshot, set(self.pools.touched))
+            if old is not None:
+                task = asyncio.create_task(self._retire(old))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            log.info("configuration revision %s is live", revision)
+            return snapshot
+
+    async def _retire(self, old: Snapshot) -> None:
+        """Close pools nothing uses any more, once ``old``'s in-flight requests are done."""
+        while old.active > 0:  # noqa: ASYNC110 (a plain counter, checked twice a second)
+            await asyncio.sleep(0.5)
+        async with self._lock:
+            self._live.pop(id(old), None)
+            keep = set().union(*(keys for _, keys in self._live.values()))
+            await self.pools.retire(keep)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._retiring):
+            task.cancel()
+        await self.pools.close()

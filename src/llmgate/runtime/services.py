@@ -1,0 +1,30 @@
+"""Long-lived state shared by every snapshot: what must survive a config change.
+
+Rate-limit counters, cache entries and verified credentials live here, not in a snapshot, so
+editing one route never resets another route's limits (STYLE.md habit 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmgate.runtime.counters import Counters, LocalCounters
+from llmgate.runtime.verified import VerifiedCredentials
+
+
+@dataclass
+class Services:
+    counters: Counters = field(default_factory=LocalCounters)
+    verified: VerifiedCredentials = field(default_factory=VerifiedCredentials)
+    # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for value in self.shared.values():
+            closer = getattr(value, "close", None)
+            if closer is not None:
+                result = closer()
+                if hasattr(result, "__await__"):
+                    await result
+        await self.counters.close()
