@@ -14,12 +14,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
-from tests.support import ADMIN_KEY, POSTGRES_URL, VIEWER_KEY
 
 from llmgate.admin.auth import AdminKeys
 from llmgate.app import build_admin_app
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
+from tests.support import ADMIN_KEY, POSTGRES_URL, VIEWER_KEY
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -101,3 +101,26 @@ async def admin(aiohttp_client, store: Store):  # type: ignore[no-untyped-def]
     """An admin API client (on SQLite, then on PostgreSQL) sending the admin key."""
     app = build_admin_app(store, AdminKeys(ADMIN_KEY, VIEWER_KEY))
     return await aiohttp_client(app, headers={"X-API-KEY": ADMIN_KEY})
+
+
+@pytest.fixture
+async def gateway(aiohttp_client, aiohttp_server, sqlite_store: Store):  # type: ignore[no-untyped-def]
+    """Admin API + data plane + fake upstream in this process (see tests/harness.py)."""
+    from llmgate.app import build_proxy_app
+    from llmgate.fake_upstream import FakeSettings, build_app
+    from llmgate.runtime.loader import SnapshotLoader
+    from llmgate.runtime.services import Services
+    from tests.harness import Gateway
+
+    fake = await aiohttp_server(build_app(FakeSettings()))
+    services = Services()
+    loader = SnapshotLoader(sqlite_store, services, interval=0.05)
+    await loader.start()
+    admin = await aiohttp_client(
+        build_admin_app(sqlite_store, AdminKeys(ADMIN_KEY, VIEWER_KEY)),
+        headers={"X-API-KEY": ADMIN_KEY},
+    )
+    proxy = await aiohttp_client(build_proxy_app(loader))
+    yield Gateway(admin, proxy, fake, loader, services, sqlite_store)
+    await loader.stop()
+    await services.close()

@@ -104,3 +104,15 @@ def llmgate_serve(
         yield running
     finally:
         stop(proc)
+
+
+@contextmanager
+def fake_upstream_process(port: int | None = None, *args: str) -> Iterator[int]:
+    """``llmgate fake-upstream`` as a process; yields its port."""
+    port = port or free_port()
+    proc = subprocess.Popen([*LLMGATE, "fake-upstream", "--port", str(port), *args])
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/__fake/health", proc=proc)
+        yield port
+    finally:
+        stop(proc)
