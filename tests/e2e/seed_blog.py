@@ -136,3 +136,28 @@ def localise(command: str, admin_port: int, upstream: str) -> str:
     return command.replace("127.0.0.1:9180", f"127.0.0.1:{admin_port}").replace(
         "api.openai.com:443", upstream
     )
+
+
+# The blog's request to the data plane, with credentials (its later form, `-d \` continued).
+PRODUCT_REQUEST_WITH_AUTH = """curl -i -u username1:password1 http://127.0.0.1:9080/openai/product/desc  -X POST -d \\
+'{
+   "model":"text-davinci-003",
+   "prompt":"Escribe una breve descripción del producto para el Apple 13 pro",
+   "temperature":0,
+   "max_tokens":256
+}'"""
+
+# The same request without credentials (the blog's first form, joined onto one command line).
+PRODUCT_REQUEST = """curl -i http://127.0.0.1:9080/openai/product/desc  -X POST -d \\
+'{
+   "model":"text-davinci-003",
+   "prompt":"Escribe una breve descripción del producto para el Apple 13 pro",
+   "temperature":0,
+   "max_tokens":256
+}'"""
+
+LIMIT_MESSAGE = "Las solicitudes son demasiado frecuentes, por favor inténtalo de nuevo más tarde."
+
+
+def localise_proxy(command: str, proxy_port: int) -> str:
+    return command.replace("127.0.0.1:9080", f"127.0.0.1:{proxy_port}")

@@ -39,6 +39,7 @@ INVALID = [
     pytest.param({"limit": 10}, "limit and time_window must be specified together", id="no-win"),
     pytest.param({"time_window": 10}, "must be specified together", id="no-limit"),
     pytest.param({"limit": 0, "time_window": 60}, "limit", id="zero-limit"),
+    pytest.param({"limit": "lots", "time_window": 60}, "limit", id="string-limit"),
     pytest.param({"limit": 10, "time_window": 0}, "time_window", id="zero-window"),
     pytest.param(
         {"limit": 10, "time_window": 60, "limit_strategy": "requests"}, "limit_strategy", id="ls"

@@ -18,6 +18,7 @@ VALID = [
     pytest.param(SEED, id="seed-001"),
     pytest.param({"count": 1, "time_window": 1}, id="minimal"),
     pytest.param({"count": "$http_x_count", "time_window": 60}, id="count-from-variable"),
+    pytest.param({"count": "10", "time_window": "$env://WINDOW"}, id="numeral-and-env-ref"),
     pytest.param({"count": 5, "time_window": 10, "key_type": "constant"}, id="constant-key"),
     pytest.param(
         {
@@ -62,6 +63,8 @@ INVALID = [
     pytest.param({}, "count and time_window are required", id="empty"),
     pytest.param({"count": 2}, "count and time_window are required", id="no-window"),
     pytest.param({"count": 0, "time_window": 60}, "count", id="zero-count"),
+    pytest.param({"count": "x", "time_window": 60}, "reference a $variable", id="string-count"),
+    pytest.param({"count": "0", "time_window": 60}, "count", id="zero-numeral"),
     pytest.param({"count": 2, "time_window": -1}, "time_window", id="negative-window"),
     pytest.param({"count": 2.5, "time_window": 60}, "count", id="float-count"),
     pytest.param({"count": True, "time_window": 60}, "count", id="bool-count"),

@@ -193,6 +193,9 @@ class ResourceApi:
             raise BadRequest("missing new configuration")
         if not sub_path and not isinstance(conf, dict):
             raise BadRequest("invalid configuration")
+        new_id = conf.get("id") if not sub_path else conf if sub_path == "id" else None
+        if new_id is not None and _id_text(new_id) != address.id:
+            raise BadRequest(f"wrong {self.kind.kind} id")
         async with self.store.write() as writer:
             old = await writer.get(self.kind.name, address.store_id())
             if old is None:

@@ -26,10 +26,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import CoreSchema, core_schema
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import Reply, RequestContext, ResponseHead
+    from llmgate.runtime.services import Services
+    from llmgate.runtime.snapshot import CredentialEntry
 
 PluginKind = Literal["auth", "other"]
 

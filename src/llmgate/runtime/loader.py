@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 
-from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.compiler import compile_snapshot
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot
@@ -25,7 +24,7 @@ class SnapshotLoader:
         self.store = store
         self.services = services
         self.interval = interval
-        self.pools = PoolRegistry()
+        self.pools = services.pools
         self.current: Snapshot | None = None
         # Pool keys of every snapshot that may still have requests in flight.
         self._live: dict[int, tuple[Snapshot, set[str]]] = {}

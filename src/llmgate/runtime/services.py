@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
 from llmgate.runtime.verified import VerifiedCredentials
 
@@ -17,6 +18,8 @@ from llmgate.runtime.verified import VerifiedCredentials
 class Services:
     counters: Counters = field(default_factory=LocalCounters)
     verified: VerifiedCredentials = field(default_factory=VerifiedCredentials)
+    # Upstream pools (routes' and plugins' such as ai-proxy's), reused while their config holds.
+    pools: PoolRegistry = field(default_factory=PoolRegistry)
     # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -28,3 +31,4 @@ class Services:
                 if hasattr(result, "__await__"):
                     await result
         await self.counters.close()
+        await self.pools.close()

@@ -1,0 +1,1 @@
+"""LLM protocol helpers: token usage, SSE framing, request classification."""

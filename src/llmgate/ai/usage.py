@@ -1,0 +1,49 @@
+"""Token usage of an LLM response: from a JSON body or from the events of a stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def get(self, strategy: str) -> int:
+        """``total_tokens`` / ``prompt_tokens`` / ``completion_tokens``."""
+        return int(getattr(self, strategy))
+
+
+def usage_of(payload: Any) -> Usage | None:
+    """The ``usage`` block of a decoded OpenAI response or stream chunk, if it has one."""
+    if not isinstance(payload, dict):
+        return None
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+
+    def number(name: str) -> int:
+        value = usage.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    prompt, completion = number("prompt_tokens"), number("completion_tokens")
+    total = number("total_tokens") or prompt + completion
+    return Usage(prompt, completion, total)
+
+
+def usage_of_body(body: bytes) -> Usage | None:
+    """Usage from a complete JSON response body (None when it is not JSON or has none)."""
+    try:
+        return usage_of(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def model_of(payload: Any) -> str | None:
+    model = payload.get("model") if isinstance(payload, dict) else None
+    return model if isinstance(model, str) else None

@@ -1,0 +1,123 @@
+"""basic-auth: authenticates a consumer from an ``Authorization: Basic`` header."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from llmgate.plugins.auth_consumer import attach, attach_anonymous
+from llmgate.plugins.base import Plugin, PluginConfig, Realm
+from llmgate.proxy.context import Reply
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext
+    from llmgate.runtime.services import Services
+    from llmgate.runtime.snapshot import CredentialEntry
+
+
+class BasicAuthConfig(PluginConfig):
+    """On a route, plugin_config or consumer."""
+
+    hide_credentials: bool = False
+    realm: Realm = "basic"
+    anonymous_consumer: Annotated[str, Field(min_length=1)] | None = None
+
+
+class BasicAuthConsumer(PluginConfig):
+    """What a consumer or credential carries."""
+
+    username: str
+    password: str
+
+
+# The scheme (any case), then a standard base64 token; padding may be left out, as nginx allows.
+_BASIC = re.compile(r"basic[ \t]+([A-Za-z0-9+/]+)(=*)[ \t]*", re.IGNORECASE)
+
+MISSING = "Missing authorization in request"
+MALFORMED = "Invalid authorization in request"
+REJECTED = "Invalid user authorization"
+
+# username -> (who it authenticates, the stored password: a passlib hash or a resolved secret)
+BasicAuthIndex = Mapping[str, tuple["CredentialEntry", str]]
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """``(username, password)`` from an ``Authorization`` value; None when it is malformed.
+
+    The decoded text splits at its first colon (RFC 7617: a password may contain colons).
+    """
+    match = _BASIC.fullmatch(header)
+    if match is None:
+        return None
+    token, padding = match.groups()
+    if len(token) % 4 == 1 or len(padding) > 2:
+        return None
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        text = decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, colon, password = text.partition(":")
+    return (username, password) if colon else None
+
+
+class BasicAuth(Plugin):
+    name = "basic-auth"
+    priority = 2520
+    kind = "auth"
+    Config = BasicAuthConfig
+    ConsumerConfig = BasicAuthConsumer
+
+    config: BasicAuthConfig
+
+    def __init__(self, config: BasicAuthConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        challenge = {"WWW-Authenticate": f'Basic realm="{self.config.realm}"'}
+        self._missing = Reply.message(401, MISSING, challenge)
+        self._malformed = Reply.message(401, MALFORMED, challenge)
+        self._rejected = Reply.message(401, REJECTED, challenge)
+
+    @classmethod
+    def build_index(cls, credentials: list[CredentialEntry]) -> BasicAuthIndex:
+        index: dict[str, tuple[CredentialEntry, str]] = {}
+        for entry in credentials:
+            username, password = entry.config.get("username"), entry.config.get("password")
+            # An empty password (an unset $env:// variable) must never let anyone in.
+            if isinstance(username, str) and isinstance(password, str) and password:
+                index.setdefault(username, (entry, password))
+        return index
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        reply = self._authenticate(ctx)
+        if reply is not None:
+            anonymous = self.config.anonymous_consumer
+            if anonymous is None:
+                return reply
+            if not attach_anonymous(ctx, anonymous):
+                return self._rejected
+        if self.config.hide_credentials:
+            ctx.outbound.headers.popall("Authorization", None)
+        return None
+
+    def _authenticate(self, ctx: RequestContext) -> Reply | None:
+        header = ctx.inbound.headers.get("Authorization")
+        if header is None:
+            return self._missing
+        presented = parse_basic(header)
+        if presented is None:
+            return self._malformed
+        username, password = presented
+        index: BasicAuthIndex = ctx.snapshot.auth_index.get(self.name) or {}
+        found = index.get(username)
+        if found is None:
+            return self._rejected
+        entry, stored = found
+        if not self.services.verified.check_password(password, stored):
+            return self._rejected
+        attach(ctx, entry.consumer, entry.credential_id)
+        return None
