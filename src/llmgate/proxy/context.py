@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +20,16 @@ from multidict import CIMultiDict
 from llmgate.errors import HttpError
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from llmgate.proxy.upstream import UpstreamPool
     from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, Snapshot
 
 MAX_BUFFERED_BODY = 16 * 1024 * 1024
+
+# (response with its body unread, the pool, the node index and when it was asked)
+Sent = tuple["aiohttp.ClientResponse", "UpstreamPool", int, float]
+Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
 
 
 class PayloadTooLarge(HttpError):
@@ -83,6 +89,7 @@ class RequestContext:
         "_vars",
         "consumer",
         "credential_id",
+        "forwarder",
         "inbound",
         "outbound",
         "response_headers",
@@ -111,6 +118,8 @@ class RequestContext:
         self.consumer: ConsumerEntry | None = None
         self.credential_id: str | None = None
         self.upstream: UpstreamPool | None = route.upstream
+        # A plugin that sends the upstream request itself (ai-proxy-multi's fallback) sets this.
+        self.forwarder: Forwarder | None = None
         self.upstream_addr: str | None = None
         self.upstream_status: int | None = None
         self.upstream_latency: float | None = None

@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
-from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead
+from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead, Sent
 from llmgate.proxy.headers import add_forwarded, end_to_end
 from llmgate.proxy.upstream import BadGateway, Outgoing
 
@@ -127,12 +127,14 @@ def _hash_key(ctx: RequestContext) -> str | None:
     return ctx.var((spec.key or "remote_addr").lstrip("$"))
 
 
-async def _forward(ctx: RequestContext) -> tuple[aiohttp.ClientResponse, None]:
-    pool = ctx.upstream
-    if pool is None:
-        raise BadGateway("no upstream configured for this route")
+async def outgoing_for(ctx: RequestContext) -> Outgoing:
+    """The upstream request as plugins left ``ctx.outbound``, with X-Forwarded-* added.
+
+    Bodies up to ``REPLAYABLE_BODY`` are read first so a retry can send them again; larger ones
+    stream straight through.
+    """
     inbound, outbound = ctx.inbound, ctx.outbound
-    headers = outbound.headers
+    headers = CIMultiDict(outbound.headers)
     body: bytes | aiohttp.StreamReader | None = outbound.body
     if body is None and inbound.body_exists:
         length = inbound.content_length
@@ -149,16 +151,28 @@ async def _forward(ctx: RequestContext) -> tuple[aiohttp.ClientResponse, None]:
         inbound.headers.get("Host"),
         ctx.var("server_port"),
     )
-    target = outbound.path + ("?" + outbound.query if outbound.query else "")
-    outgoing = Outgoing(
+    return Outgoing(
         method=outbound.method,
-        path_and_query=target,
+        path_and_query=outbound.path + ("?" + outbound.query if outbound.query else ""),
         headers=headers,
         body=body,
         client_host=outbound.host or inbound.headers.get("Host"),
         hash_key=_hash_key(ctx),
     )
-    response, index, started = await pool.send(outgoing)
+
+
+async def send_to_upstream(ctx: RequestContext) -> Sent:
+    """Send ``ctx.outbound`` to ``ctx.upstream`` (the default forwarder)."""
+    pool = ctx.upstream
+    if pool is None:
+        raise BadGateway("no upstream configured for this route")
+    response, index, started = await pool.send(await outgoing_for(ctx))
+    return response, pool, index, started
+
+
+async def _forward(ctx: RequestContext) -> tuple[aiohttp.ClientResponse, None]:
+    forwarder = ctx.forwarder or send_to_upstream
+    response, pool, index, started = await forwarder(ctx)
     ctx.upstream_addr = pool.nodes[index].address
     ctx.upstream_status = response.status
     ctx.state["_upstream_release"] = (pool, index, started)

@@ -87,7 +87,8 @@ class UpstreamPool:
                 limit=0,
                 limit_per_host=pool.size if pool else 320,
                 keepalive_timeout=pool.idle_timeout if pool else 60,
-                ssl=None if self.spec.tls is None or self.spec.tls.verify else False,
+                # As APISIX: upstream certificates are verified only when tls.verify says so.
+                ssl=bool(self.spec.tls is not None and self.spec.tls.verify),
                 ttl_dns_cache=60,
             )
             self._session = aiohttp.ClientSession(
