@@ -1,0 +1,103 @@
+"""The official openai SDK against llmgate, with a consumer's key as its api_key."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+CONSUMER_KEY = "consumer-key-0001"
+
+
+@pytest.fixture
+async def sdk(gateway):  # type: ignore[no-untyped-def]
+    fake = f"http://{gateway.fake_address}"
+
+    def ai_proxy(path: str, **extra_auth: str) -> dict:
+        return {
+            "provider": "openai-compatible",
+            "auth": {"header": {"Authorization": "Bearer upstream-secret", **extra_auth}},
+            "override": {"endpoint": f"{fake}{path}"},
+        }
+
+    key_auth = {"header": "Authorization"}
+    await gateway.put(
+        "consumers", {"username": "app", "plugins": {"key-auth": {"key": CONSUMER_KEY}}}
+    )
+    await gateway.put(
+        "routes/chat",
+        {
+            "uri": "/v1/chat/completions",
+            "plugins": {"key-auth": key_auth, "ai-proxy": ai_proxy("/v1/chat/completions")},
+        },
+    )
+    await gateway.put(
+        "routes/embeddings",
+        {
+            "uri": "/v1/embeddings",
+            "plugins": {"key-auth": key_auth, "ai-proxy": ai_proxy("/v1/embeddings")},
+        },
+    )
+    await gateway.put(
+        "routes/limited",
+        {
+            "uri": "/limited/v1/chat/completions",
+            "plugins": {
+                "key-auth": key_auth,
+                "ai-proxy": ai_proxy("/v1/chat/completions", **{"X-Fake-Status": "429"}),
+            },
+        },
+    )
+    base = str(gateway.proxy.make_url("/v1"))
+    client = openai.AsyncOpenAI(api_key=CONSUMER_KEY, base_url=base, max_retries=0)
+    yield client
+    await client.close()
+
+
+MESSAGES = [{"role": "user", "content": "Tell me about Pikachu"}]
+
+
+async def test_chat_and_stream_give_the_same_content(sdk, gateway) -> None:  # type: ignore[no-untyped-def]
+    completion = await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    content = completion.choices[0].message.content
+    assert content
+    assert completion.usage.total_tokens > 0
+
+    stream = await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    parts = []
+    usage = None
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            parts.append(chunk.choices[0].delta.content)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    assert len(parts) > 3
+    assert "".join(parts) == content
+    assert usage is not None and usage.total_tokens == completion.usage.total_tokens
+
+    # The consumer's key never reaches the provider; the configured one does.
+    seen = await gateway.fake_requests()
+    assert all(r["headers"].get("authorization") == "Bearer upstream-secret" for r in seen)
+
+
+async def test_embeddings(sdk) -> None:  # type: ignore[no-untyped-def]
+    result = await sdk.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    assert len(result.data) == 2
+    assert len(result.data[0].embedding) > 0
+
+
+async def test_wrong_key_is_an_authentication_error(gateway, sdk) -> None:  # type: ignore[no-untyped-def]
+    bad = openai.AsyncOpenAI(
+        api_key="nope", base_url=str(gateway.proxy.make_url("/v1")), max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError):
+        await bad.chat.completions.create(model="m", messages=MESSAGES)
+    await bad.close()
+
+
+async def test_upstream_429_is_a_rate_limit_error(gateway, sdk) -> None:  # type: ignore[no-untyped-def]
+    limited = openai.AsyncOpenAI(
+        api_key=CONSUMER_KEY, base_url=str(gateway.proxy.make_url("/limited/v1")), max_retries=0
+    )
+    with pytest.raises(openai.RateLimitError):
+        await limited.chat.completions.create(model="m", messages=MESSAGES)
+    await limited.close()
