@@ -1,0 +1,57 @@
+"""The JSON body of an LLM request, as the plugins that ran before left it.
+
+Plugins that rewrite the prompt (ai-prompt-template, then ai-prompt-decorator) read the body
+with ``request_body`` and store their result with ``set_json_body``; the next plugin, and the
+upstream, see the rewritten body (APISIX: ``ngx.req.set_body_data``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from llmgate.errors import HttpError
+from llmgate.proxy.context import PayloadTooLarge
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext
+
+
+class BadPrompt(HttpError):
+    """400 ``{"message": ...}``, the body APISIX's ai-prompt-* plugins answer with."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"message": message})
+
+
+async def request_body(ctx: RequestContext, max_size: int) -> bytes:
+    """The body as earlier plugins left it; 413 past ``max_size`` bytes."""
+    if ctx.outbound.body is None:
+        length = ctx.inbound.content_length
+        if length is not None and length > max_size:
+            raise PayloadTooLarge()
+        await ctx.read_body()
+    body = ctx.outbound.body or b""
+    if len(body) > max_size:
+        raise PayloadTooLarge()
+    return body
+
+
+def decode(body: bytes) -> Any:
+    """The decoded body; ``BadPrompt`` when it is empty or not JSON (APISIX's messages)."""
+    if not body:
+        raise BadPrompt("could not get body: request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadPrompt(f"could not parse JSON request body: {exc}") from None
+
+
+def set_json_body(ctx: RequestContext, value: Any) -> None:
+    """Send ``value`` upstream as the JSON body."""
+    ctx.outbound.body = orjson.dumps(value)
+    if "Content-Type" not in ctx.outbound.headers:
+        ctx.outbound.headers["Content-Type"] = "application/json"

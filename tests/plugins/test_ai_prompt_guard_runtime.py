@@ -1,0 +1,157 @@
+"""ai-prompt-guard at run time: which prompts reach the upstream, and APISIX's 400 bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+NOT_ALLOWED = {"message": "Request doesn't match allow patterns"}
+DENIED = {"message": "Request contains prohibited content"}
+
+
+async def _route(gateway, extra_plugins: dict | None = None, **conf: Any) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/chat",
+            "plugins": {"ai-prompt-guard": conf, **(extra_plugins or {})},
+            "upstream": gateway.upstream(),
+        },
+    )
+
+
+def _chat(*messages: tuple[str, str]) -> dict[str, Any]:
+    return {"messages": [{"role": role, "content": content} for role, content in messages]}
+
+
+async def _status(gateway, body: Any) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    resp = await gateway.proxy.post("/chat", json=body)
+    return resp.status, await resp.json()
+
+
+CASES = [
+    # (guard config, request body, refusal or None when it passes)
+    pytest.param({"deny_patterns": ["password"]}, _chat(("user", "hi")), None, id="deny-pass"),
+    pytest.param(
+        {"deny_patterns": ["pass(word)?"]}, _chat(("user", "my password")), DENIED, id="deny"
+    ),
+    pytest.param({"allow_patterns": ["pokémon"]}, _chat(("user", "un pokémon")), None, id="al"),
+    pytest.param({"allow_patterns": ["pokémon"]}, _chat(("user", "weather")), NOT_ALLOWED, id="a"),
+    pytest.param(
+        {"allow_patterns": ["(?i)^pikachu"], "deny_patterns": ["raichu"]},
+        _chat(("user", "PIKACHU evolves into raichu")),
+        DENIED,
+        id="allow-then-deny",
+    ),
+    pytest.param(
+        {"deny_patterns": ["secret"]},
+        _chat(("user", "secret"), ("assistant", "no"), ("user", "ok")),
+        None,
+        id="history-not-checked",
+    ),
+    pytest.param(
+        {"deny_patterns": ["secret"], "match_all_conversation_history": True},
+        _chat(("user", "secret"), ("assistant", "no"), ("user", "ok")),
+        DENIED,
+        id="history-checked",
+    ),
+    pytest.param(
+        {"deny_patterns": ["secret"], "match_all_conversation_history": True},
+        _chat(("system", "secret"), ("user", "ok")),
+        None,
+        id="other-roles-not-checked",
+    ),
+    pytest.param(
+        {
+            "deny_patterns": ["secret"],
+            "match_all_conversation_history": True,
+            "match_all_roles": True,
+        },
+        _chat(("system", "secret"), ("user", "ok")),
+        DENIED,
+        id="all-roles",
+    ),
+    pytest.param(
+        {"allow_patterns": ["never"]},
+        _chat(("user", "x"), ("assistant", "y")),
+        None,
+        id="last-is-not-user-nothing-to-check",
+    ),
+    pytest.param(
+        {"deny_patterns": ["a b"], "match_all_conversation_history": True},
+        _chat(("user", "a"), ("user", "b")),
+        DENIED,
+        id="joined-by-spaces",
+    ),
+    pytest.param(
+        {"deny_patterns": ["secret"]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "a secret"}]}]},
+        DENIED,
+        id="content-parts",
+    ),
+    pytest.param({"deny_patterns": ["secret"]}, {"prompt": "the secret"}, DENIED, id="completions"),
+    pytest.param(
+        {"deny_patterns": ["secret"]}, {"input": ["a", "secret"]}, DENIED, id="embeddings"
+    ),
+    pytest.param({"deny_patterns": ["secret"]}, {"model": "m"}, None, id="not-llm-skipped"),
+]
+
+
+@pytest.mark.parametrize(("conf", "body", "refusal"), CASES)
+async def test_guard(gateway, conf: dict, body: Any, refusal: dict | None) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, **conf)
+    status, answer = await _status(gateway, body)
+    if refusal is None:
+        assert status == 200, answer
+        assert answer["body"] == body
+    else:
+        assert (status, answer) == (400, refusal)
+        assert await gateway.fake_requests() == []
+
+
+async def test_fail_mode(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, deny_patterns=["x"])
+    assert (await gateway.proxy.post("/chat", data=b"<not json>")).status == 200
+    assert (await _status(gateway, {"model": "m"}))[0] == 200
+
+    await _route(gateway, deny_patterns=["x"], fail_mode="error")
+    resp = await gateway.proxy.post("/chat", data=b"<not json>")
+    assert resp.status == 400
+    assert "unexpected character" in (await resp.json())["message"]
+    status, answer = await _status(gateway, {"model": "m"})
+    assert (status, answer) == (
+        400,
+        {"message": "Request format not recognized by ai-prompt-guard"},
+    )
+
+
+async def test_empty_body(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, deny_patterns=["x"])
+    resp = await gateway.proxy.post("/chat")
+    assert (resp.status, await resp.json()) == (400, {"message": "Empty request body"})
+
+
+async def test_guard_checks_the_decorated_and_templated_body(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Template and decorator rewrite the body before the guard's access phase sees it."""
+    template = {
+        "name": "t",
+        "template": {"messages": [{"role": "user", "content": "Tell me about {{topic}}"}]},
+    }
+    plugins = {
+        "ai-prompt-template": {"templates": [template]},
+        "ai-prompt-decorator": {"append": [{"role": "user", "content": "in one word"}]},
+    }
+    # Only the last message is checked: the appended one.
+    await _route(gateway, plugins, allow_patterns=["^in one word$"], deny_patterns=["secret"])
+    status, answer = await _status(gateway, {"topic": "the secret"})
+    assert status == 200, answer
+    assert answer["body"]["messages"][0]["content"] == "Tell me about the secret"
+
+    await _route(
+        gateway,
+        plugins,
+        deny_patterns=["Tell me about secret"],
+        match_all_conversation_history=True,
+    )
+    assert await _status(gateway, {"topic": "secret"}) == (400, DENIED)
