@@ -1,12 +1,33 @@
-"""cors: answers preflight requests and adds CORS headers to client responses."""
+"""cors: answers preflight requests and adds CORS headers to client responses.
+
+As APISIX: every ``OPTIONS`` request on the route is answered by the gateway with an empty 200
+(no upstream call), and every response (upstream's or a plugin's, preflight included) gets the
+CORS headers when the request's ``Origin`` is allowed:
+
+- ``allow_origins``: ``*`` (answers ``*``), ``**`` (echoes any Origin), one origin, or a comma
+  list (echoes the Origin when listed); ``allow_origins_by_regex`` replaces it when set.
+- ``Vary: Origin`` is added whenever ``allow_origins`` is not ``*``.
+- ``allow_methods: **`` lists every method; ``allow_headers: **`` echoes the request's
+  ``Access-Control-Request-Headers``.
+
+``allow_origins_by_metadata`` never matches: llmgate has no plugin metadata.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
 
 from llmgate.plugins.base import EnvOrPattern, Plugin, PluginConfig, UniqueItems, regex_error
+from llmgate.proxy.context import Reply
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.runtime.services import Services
+
+ALL_METHODS = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE"
 
 # "*", "**" (any origin, even with credentials), "null", or comma-separated scheme://host[:port].
 ORIGINS_PATTERN = r"^(\*|\*\*|null|\w+://[^,]+(,\w+://[^,]+)*)$"
@@ -52,7 +73,92 @@ class CorsConfig(PluginConfig):
         return self
 
 
+class OriginRule:
+    """Which request origins an ``allow_origins``-style option (or its regexes) allows, and
+    what ``*-Allow-Origin`` value answers them."""
+
+    __slots__ = ("_echo", "_listed", "_regex", "_value")
+
+    def __init__(self, origins: str | None, regexes: list[str] | None = None) -> None:
+        self._value: str | None = None  # a fixed answer: "*" or the one allowed origin
+        self._listed: frozenset[str] = frozenset()  # allowed origins, echoed
+        self._echo = False  # "**": echo any origin
+        self._regex: re.Pattern[str] | None = None
+        if regexes is not None:
+            self._regex = re.compile("|".join(regexes))
+        elif origins == "**":
+            self._echo = True
+        elif origins is not None and "," in origins:
+            self._listed = frozenset(part for part in origins.split(",") if part)
+        else:
+            self._value = origins
+
+    def answer(self, origin: str | None) -> str | None:
+        """The value to send for a request from ``origin``, None when it is not allowed."""
+        if self._regex is not None:
+            return origin if origin and self._regex.search(origin) else None
+        if self._echo:
+            return origin or "*"
+        if self._listed:
+            return origin if origin in self._listed else None
+        if self._value == "*" or (self._value is not None and self._value == origin):
+            return self._value
+        return None
+
+
 class Cors(Plugin):
     name = "cors"
     priority = 4000
     Config = CorsConfig
+
+    config: CorsConfig
+
+    def __init__(self, config: CorsConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        # Without plugin metadata, allow_origins_by_metadata allows nothing; APISIX then falls
+        # back to allow_origins only when it is not the default "*".
+        local = config.allow_origins_by_metadata is None or config.allow_origins != "*"
+        self._origins = (
+            OriginRule(config.allow_origins, config.allow_origins_by_regex) if local else None
+        )
+        self._timing = (
+            OriginRule(config.timing_allow_origins, config.timing_allow_origins_by_regex)
+            if config.timing_allow_origins is not None or config.timing_allow_origins_by_regex
+            else None
+        )
+        self._vary = config.allow_origins != "*"
+        self._methods = ALL_METHODS if config.allow_methods == "**" else config.allow_methods
+        self._max_age = str(config.max_age)
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        if ctx.inbound.method == "OPTIONS":
+            return Reply(200)
+        return None
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        config = self.config
+        origin = ctx.inbound.headers.get("Origin")
+        headers = head.headers
+        if self._vary:
+            headers.add("Vary", "Origin")
+        allowed = self._origins.answer(origin) if self._origins is not None else None
+        if allowed is not None:
+            headers["Access-Control-Allow-Origin"] = allowed
+            headers["Access-Control-Allow-Methods"] = self._methods
+            headers["Access-Control-Max-Age"] = self._max_age
+            if config.expose_headers:
+                headers["Access-Control-Expose-Headers"] = config.expose_headers
+            if config.allow_headers == "**":
+                asked = ctx.inbound.headers.get("Access-Control-Request-Headers")
+                if asked is None:
+                    headers.popall("Access-Control-Allow-Headers", None)
+                else:
+                    headers["Access-Control-Allow-Headers"] = asked
+            else:
+                headers["Access-Control-Allow-Headers"] = config.allow_headers
+            if config.allow_credential:
+                headers["Access-Control-Allow-Credentials"] = "true"
+        if self._timing is not None:
+            timing = self._timing.answer(origin)
+            if timing is not None:
+                headers["Timing-Allow-Origin"] = timing

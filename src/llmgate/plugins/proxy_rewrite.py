@@ -1,8 +1,18 @@
-"""proxy-rewrite: rewrites the outbound upstream request's uri, host, method and headers."""
+"""proxy-rewrite: rewrites the outbound upstream request's uri, host, method and headers.
+
+In the rewrite phase, in this order: ``host`` (the upstream Host, which wins under the upstream's
+``pass_host: pass``), the uri (``uri`` with ``$var``s, else the first matching ``regex_uri``
+pair), ``headers`` (add, then set, then remove; values may hold ``$var``s and ``regex_uri``
+captures ``$1``), then ``method``.  The client's query string is kept: appended after the new
+uri's own query (``&``) when it has one.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -15,6 +25,13 @@ from llmgate.plugins.base import (
     is_env_ref,
     regex_error,
 )
+from llmgate.plugins.ngx_regex import Replacement
+from llmgate.proxy.headers import escape_header_value
+from llmgate.proxy.variables import Template
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.runtime.services import Services
 
 HeaderScalar = str | int | float
 # APISIX's validate_header_value: no control characters in a value.
@@ -88,7 +105,184 @@ class ProxyRewriteConfig(PluginConfig):
         return self
 
 
+# What nginx's ngx_escape_uri (NGX_ESCAPE_URI) escapes in a path: controls, space, "#", "%",
+# "?", DEL and every non-ASCII byte.
+_PATH_ESCAPED = frozenset(range(0x21)) | {0x23, 0x25, 0x3F} | frozenset(range(0x7F, 0x100))
+_PATH_BYTE = tuple(f"%{b:02X}" if b in _PATH_ESCAPED else chr(b) for b in range(256))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CAPTURE = re.compile(r"\$\{?(\d+)\}?")
+
+
+def encode_path(path: str) -> str:
+    """``path`` percent-encoded as APISIX's ``uri_safe_encode`` does."""
+    return "".join(_PATH_BYTE[b] for b in path.encode())
+
+
+def _rooted(path: str) -> str:
+    # A replacement may drop the leading "/"; the request line needs it.
+    return path if path.startswith("/") else "/" + path
+
+
+def _escape_controls(text: str) -> str:
+    return _CONTROL.sub(_percent, text)
+
+
+def _percent(match: re.Match[str]) -> str:
+    return f"%{ord(match.group()):02X}"
+
+
+def _escape_separator(value: str) -> str:
+    # A variable's value must not start a query string inside the new uri.
+    return value.replace("?", "%3F")
+
+
+def _text(value: HeaderScalar) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderTemplate:
+    """A header value: literal text, ``$var``s and ``regex_uri`` captures (``$1``, ``${2}``)."""
+
+    parts: tuple[Template | int, ...]
+
+    @classmethod
+    def compile(cls, value: HeaderScalar) -> _HeaderTemplate:
+        text = _text(value)
+        parts: list[Template | int] = []
+        position = 0
+        for match in _CAPTURE.finditer(text):
+            if match.start() > position:
+                parts.append(Template.compile(text[position : match.start()]))
+            parts.append(int(match.group(1)))
+            position = match.end()
+        if position < len(text) or not parts:
+            parts.append(Template.compile(text[position:]))
+        return cls(tuple(parts))
+
+    def render(self, ctx: RequestContext, captures: re.Match[str] | None) -> str:
+        out = []
+        for part in self.parts:
+            if isinstance(part, int):
+                group = None
+                if captures is not None and part <= captures.re.groups:
+                    group = captures.group(part)
+                out.append(group or "")
+            else:
+                out.append(part.render(ctx))
+        return escape_header_value("".join(out))
+
+
+def _values(
+    value: HeaderScalar | list[HeaderScalar],
+) -> _HeaderTemplate | tuple[_HeaderTemplate, ...]:
+    if isinstance(value, list):
+        return tuple(_HeaderTemplate.compile(item) for item in value)
+    return _HeaderTemplate.compile(value)
+
+
 class ProxyRewrite(Plugin):
     name = "proxy-rewrite"
     priority = 1008
     Config = ProxyRewriteConfig
+
+    config: ProxyRewriteConfig
+
+    def __init__(self, config: ProxyRewriteConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        self._uri = Template.compile(config.uri) if config.uri is not None else None
+        pairs = config.regex_uri or []
+        self._regex_uri = (
+            tuple(
+                (re.compile(pattern), Replacement.compile(replacement))
+                for pattern, replacement in zip(pairs[::2], pairs[1::2], strict=True)
+            )
+            if self._uri is None
+            else ()
+        )
+        headers = config.headers
+        add: Mapping[str, HeaderScalar | list[HeaderScalar]] = {}
+        set_: Mapping[str, HeaderScalar | list[HeaderScalar]] = {}
+        remove: list[str] = []
+        if isinstance(headers, HeaderOperations):
+            add, set_, remove = headers.add or {}, headers.set or {}, headers.remove or []
+        elif headers is not None:
+            set_ = headers  # the flat form means "set"
+        self._add = tuple((name, _values(value)) for name, value in add.items())
+        self._set = tuple((name, _values(value)) for name, value in set_.items())
+        self._remove = tuple(remove)
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        outbound = ctx.outbound
+        if self.config.host is not None:
+            outbound.host = self.config.host
+        captures = None
+        if self._uri is not None:
+            outbound.path, outbound.query = self._from_template(ctx, self._uri)
+        elif self._regex_uri:
+            captures = self._from_regex(ctx)
+        headers = outbound.headers
+        for name, value in self._add:
+            for item in value if isinstance(value, tuple) else (value,):
+                headers.add(name, item.render(ctx, captures))
+        for name, value in self._set:
+            if isinstance(value, tuple):
+                headers.popall(name, None)
+                for item in value:
+                    headers.add(name, item.render(ctx, captures))
+            else:
+                headers[name] = value.render(ctx, captures)
+        for name in self._remove:
+            headers.popall(name, None)
+        if self.config.method is not None:
+            outbound.method = self.config.method
+        return None
+
+    def _from_template(self, ctx: RequestContext, template: Template) -> tuple[str, str]:
+        """(path, query) of the ``uri`` template; variables' values cannot add a query."""
+        uri = "".join(
+            _escape_separator(ctx.var(text) or "") if is_var else text
+            for is_var, text in template.parts
+        )
+        args = ctx.outbound.query
+        path, mark, query = uri.partition("?")
+        path = _rooted(path)
+        if not self.config.use_real_request_uri_unsafe:
+            path, query = encode_path(path), _escape_controls(query)
+        if mark and args:
+            return path, f"{query}&{args}"
+        return path, query if mark else args
+
+    def _from_regex(self, ctx: RequestContext) -> re.Match[str] | None:
+        """Rewrite the uri with the first matching ``regex_uri`` pair; its match is returned
+        for the captures of header values."""
+        outbound = ctx.outbound
+        unsafe = self.config.use_real_request_uri_unsafe
+        if unsafe:
+            subject = outbound.path + (f"?{outbound.query}" if outbound.query else "")
+        else:
+            subject = ctx.var("uri") or "/"
+        for pattern, replacement in self._regex_uri:
+            match = pattern.search(subject)
+            if match is not None:
+                uri = subject[: match.start()] + replacement.expand(match) + subject[match.end() :]
+                self._set_uri(ctx, uri, "?" in subject)
+                return match
+        return None
+
+    def _set_uri(self, ctx: RequestContext, uri: str, has_separator: bool) -> None:
+        outbound = ctx.outbound
+        if self.config.use_real_request_uri_unsafe:
+            path, _, outbound.query = uri.partition("?")
+            outbound.path = _rooted(path)
+        elif has_separator:
+            # A "?" decoded from the client's "%3F" stays part of the path.
+            outbound.path = encode_path(_rooted(uri))
+        else:
+            path, mark, query = uri.partition("?")
+            outbound.path = encode_path(_rooted(path))
+            if mark:
+                query = _escape_controls(query)
+                outbound.query = f"{query}&{outbound.query}" if outbound.query else query

@@ -1,12 +1,29 @@
-"""request-id: gives every request an id, passed upstream and returned to the client."""
+"""request-id: gives every request an id, passed upstream and returned to the client.
+
+An id the client sent in ``header_name`` (non-empty) is kept; otherwise one is generated with
+``algorithm`` and set on the outbound request.  It is kept in ``ctx.state["request_id"]`` for the
+loggers, and returned in the response header unless the response already carries one or
+``include_in_response`` is false.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import Reply, RequestContext, ResponseHead
+    from llmgate.runtime.services import Services
+
+STATE_KEY = "request_id"
 
 # APISIX's default alphabet, typo ("IGK") included, so ids look the same.
 DEFAULT_CHAR_SET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"
@@ -27,7 +44,71 @@ class RequestIdConfig(PluginConfig):
     range_id: RangeId = RangeId()
 
 
+# The standard nanoid alphabet: 64 characters, so 6 random bits pick one without bias.
+NANOID_ALPHABET = "-_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NANOID_SIZE = 21
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+KSUID_EPOCH = 1_400_000_000
+
+
+def nanoid() -> str:
+    return "".join(NANOID_ALPHABET[b & 63] for b in os.urandom(NANOID_SIZE))
+
+
+def uuid_v7() -> str:
+    """RFC 9562 version 7: 48 bits of Unix milliseconds, then random bits."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76) | 0x7 << 76  # version
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant
+    return str(uuid.UUID(int=value))
+
+
+def ksuid() -> str:
+    """Segment's KSUID: 4 bytes of seconds since 2014-05-13, 16 random bytes, in 27 base62."""
+    value = int.from_bytes((int(time.time()) - KSUID_EPOCH).to_bytes(4) + os.urandom(16))
+    digits = []
+    while value:
+        value, digit = divmod(value, 62)
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits)).rjust(27, "0")
+
+
+def _generator(config: RequestIdConfig) -> Callable[[], str]:
+    if config.algorithm == "nanoid":
+        return nanoid
+    if config.algorithm == "uuidv7":
+        return uuid_v7
+    if config.algorithm == "ksuid":
+        return ksuid
+    if config.algorithm == "range_id":
+        chars, length = config.range_id.char_set, config.range_id.length
+        return lambda: "".join(random.choices(chars, k=length))
+    return lambda: str(uuid.uuid4())
+
+
 class RequestId(Plugin):
     name = "request-id"
     priority = 12015
     Config = RequestIdConfig
+
+    config: RequestIdConfig
+
+    def __init__(self, config: RequestIdConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        self._generate = _generator(config)
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        name = self.config.header_name
+        request_id = ctx.inbound.headers.get(name)
+        if not request_id:
+            request_id = self._generate()
+            ctx.outbound.headers[name] = request_id
+        ctx.state[STATE_KEY] = request_id
+        return None
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        if not self.config.include_in_response:
+            return
+        request_id = ctx.state.get(STATE_KEY)
+        if request_id is not None and not head.headers.get(self.config.header_name):
+            head.headers[self.config.header_name] = request_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from multidict import CIMultiDict, CIMultiDictProxy
 
 HOP_BY_HOP = frozenset(
@@ -56,3 +58,13 @@ def add_forwarded(
         headers["X-Forwarded-Host"] = host
     if port:
         headers["X-Forwarded-Port"] = port
+
+
+# Control characters but tab: a raw CR or LF in a value would split the header line.
+_VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def escape_header_value(value: str) -> str:
+    """``value`` with control characters percent-encoded (as OpenResty does), so a header value
+    built from request variables is always safe to send."""
+    return _VALUE_CONTROLS.sub(lambda m: f"%{ord(m.group()):02X}", value)

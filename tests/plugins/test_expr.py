@@ -1,0 +1,83 @@
+"""lua-resty-expr conditions: compiling (with its error messages) and evaluating."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmgate.plugins.expr import Expr, ExprError
+
+VARS = {
+    "status": "200",
+    "arg_name": "json",
+    "http_x": "Alpha",
+    "remote_addr": "10.1.2.3",
+    "uri": "/v1/chat/completions",
+}
+
+CASES = [
+    ([], True),
+    ([["status", "==", 200]], True),
+    ([["status", "==", "200"]], True),
+    ([["status", "==", 201]], False),
+    ([["status", "~=", 201]], True),
+    ([["arg_name", "~=", "json"]], False),
+    ([["missing", "~=", 1]], True),
+    ([["missing", "==", None]], True),
+    ([["status", ">", 199], ["status", "<", 300]], True),
+    ([["status", ">=", 200], ["status", "<=", "200"]], True),
+    ([["arg_name", ">", 1]], False),  # not a number
+    ([["http_x", "~~", "^Al"]], True),
+    ([["http_x", "~~", "^al"]], False),
+    ([["http_x", "~*", "^al"]], True),
+    ([["missing", "~~", ".*"]], False),
+    ([["uri", "~~", "chat/"]], True),  # searched, not anchored
+    ([["arg_name", "in", ["xml", "json"]]], True),
+    ([["arg_name", "in", "json"]], False),
+    ([["status", "in", [200, 201]]], True),  # llmgate: numbers in the list match
+    ([["arg_name", "has", "j"]], False),
+    ([["remote_addr", "ipmatch", "10.0.0.0/8"]], True),
+    ([["remote_addr", "ipmatch", ["192.168.0.0/16", "10.1.2.3"]]], True),
+    ([["remote_addr", "ipmatch", "192.168.0.0/16"]], False),
+    ([["arg_name", "!", "==", "json"]], False),
+    ([["arg_name", "!", "~~", "^x"]], True),
+    ([["arg_name", "json"]], True),  # two items mean ==
+    ([["arg_name", "JSON"]], True),  # as lua-resty-expr: the operator slot is lower-cased first
+    ([["$status", "==", 200]], True),
+    (["OR", ["status", "==", 500], ["arg_name", "==", "json"]], True),
+    (["AND", ["status", "==", 200], ["arg_name", "==", "xml"]], False),
+    (["!AND", ["status", "==", 200], ["arg_name", "==", "xml"]], True),
+    (["!OR", ["status", "==", 500], ["arg_name", "==", "xml"]], True),
+    ([["status", "==", 200], ["OR", ["http_x", "==", "b"], ["http_x", "==", "Alpha"]]], True),
+    ([["http_x", "~~", "("]], False),  # a broken regex never matches
+]
+
+
+@pytest.mark.parametrize(("rule", "expected"), CASES)
+def test_eval(rule: list[Any], expected: bool) -> None:
+    assert Expr.compile(rule).eval(VARS.get) is expected
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (["status", "==", 200], "rule should be wrapped inside brackets"),
+        ("status == 200", "rule should be a list"),
+        ([["status", "<>", 200]], "invalid operator '<>'"),
+        ([["status", "#", "==", 200]], "bad 'not' expression"),
+        ([["status"]], "invalid expression"),
+        ([[]], "rule too short"),
+        (["OR", ["status", "==", 200]], "rule too short"),
+        ([[1, "==", 2]], "invalid expression"),
+        ([["remote_addr", "ipmatch", "not-an-ip"]], "not-an-ip"),
+        ([["remote_addr", "ipmatch", []]], "invalid ip address"),
+    ],
+)
+def test_compile_errors(rule: Any, message: str) -> None:
+    with pytest.raises(ExprError, match=message):
+        Expr.compile(rule)
+
+
+def test_never() -> None:
+    assert Expr.never().eval(VARS.get) is False

@@ -1,0 +1,243 @@
+"""response-rewrite at run time: status, body, headers, filters and the vars condition."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from multidict import CIMultiDict
+
+from llmgate.plugins.response_rewrite import ResponseRewrite, ResponseRewriteConfig
+from llmgate.proxy.context import ResponseHead
+from llmgate.runtime.services import Services
+
+
+async def _route(gateway, conf: dict[str, Any], **plugins: Any) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/*",
+            "plugins": {"response-rewrite": conf, **plugins},
+            "upstream": gateway.upstream(),
+        },
+    )
+
+
+async def test_status_and_body(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, {"status_code": 201, "body": '{"replaced":true}\n'})
+    resp = await gateway.proxy.get("/echo")
+    assert resp.status == 201
+    assert await resp.read() == b'{"replaced":true}\n'
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert len(await gateway.fake_requests()) == 1
+
+
+async def test_base64_body(gateway) -> None:  # type: ignore[no-untyped-def]
+    raw = b"\x00binary\xff"
+    await _route(gateway, {"body": base64.b64encode(raw).decode(), "body_base64": True})
+    resp = await gateway.proxy.get("/echo")
+    assert await resp.read() == raw
+
+
+async def test_body_on_a_plugin_reply(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, {"body": "denied"}, **{"basic-auth": {}})
+    resp = await gateway.proxy.get("/echo")
+    assert resp.status == 401
+    assert await resp.read() == b"denied"
+    assert resp.headers["Content-Length"] == "6"
+
+
+async def test_header_operations_with_variables(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(
+        gateway,
+        {
+            "status_code": 202,
+            "headers": {
+                "add": ["X-Added: $arg_a", "X-Added: two"],
+                "set": {"X-Route": "$route_id:$uri", "X-Status": "$status", "X-Num": 3},
+                "remove": ["Access-Control-Max-Age"],
+            },
+        },
+        cors={},
+    )
+    resp = await gateway.proxy.get("/some/path?a=one")
+    assert resp.status == 202
+    assert resp.headers.getall("X-Added") == ["one", "two"]
+    assert resp.headers["X-Route"] == "1:/some/path"
+    assert resp.headers["X-Status"] == "202"
+    assert resp.headers["X-Num"] == "3"
+    # cors (priority 4000) filtered the headers before response-rewrite (899).
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Max-Age" not in resp.headers
+    # Headers only: the upstream body is untouched.
+    assert (await resp.json())["path"] == "/some/path"
+
+
+async def test_flat_headers(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, {"headers": {"X-Server": "llmgate", "Content-Type": "text/plain"}})
+    resp = await gateway.proxy.get("/echo")
+    assert resp.headers["X-Server"] == "llmgate"
+    assert resp.headers["Content-Type"] == "text/plain"
+
+
+async def test_filters(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(
+        gateway,
+        {
+            "filters": [
+                {"regex": r"hello-(\w+)", "replace": "bye-$1"},
+                {"regex": "O", "replace": "0", "scope": "global", "options": "ijo"},
+            ]
+        },
+    )
+    resp = await gateway.proxy.get("/hello-world/hello-again/foo")
+    assert resp.status == 200
+    # "once" replaced only the first match, "global" (case-insensitive) every "o".
+    assert (await resp.json())["path"] == "/bye-w0rld/hell0-again/f00"
+
+
+async def test_vars_condition(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(
+        gateway,
+        {
+            "vars": [["status", "==", 200], ["arg_tag", "~~", "^v[0-9]+$"]],
+            "headers": {"X-Tagged": "yes"},
+            "status_code": 299,
+        },
+    )
+    resp = await gateway.proxy.get("/echo?tag=v12")
+    assert (resp.status, resp.headers.get("X-Tagged")) == (299, "yes")
+    resp = await gateway.proxy.get("/echo?tag=beta")
+    assert (resp.status, resp.headers.get("X-Tagged")) == (200, None)
+    resp = await gateway.proxy.get("/echo?tag=v1", headers={"X-Fake-Status": "500"})
+    assert (resp.status, resp.headers.get("X-Tagged")) == (500, None)
+
+
+async def test_vars_logic_and_in(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(
+        gateway,
+        {
+            "vars": ["OR", ["status", "in", [404, 429]], ["http_x_force", "!", "~=", "1"]],
+            "body": "rewritten",
+        },
+    )
+    resp = await gateway.proxy.get("/echo", headers={"X-Fake-Status": "429"})
+    assert (resp.status, await resp.read()) == (429, b"rewritten")
+    resp = await gateway.proxy.get("/echo", headers={"X-Force": "1"})
+    assert await resp.read() == b"rewritten"
+    resp = await gateway.proxy.get("/echo")
+    assert (await resp.json())["path"] == "/echo"
+
+
+async def test_invalid_vars_are_refused(gateway) -> None:  # type: ignore[no-untyped-def]
+    answer = await gateway.put(
+        "routes/1",
+        {
+            "uri": "/*",
+            "plugins": {"response-rewrite": {"vars": [["status", "<>", 200]], "body": "x"}},
+            "upstream": gateway.upstream(),
+        },
+        status=400,
+    )
+    assert "failed to validate the 'vars' expression: invalid operator '<>'" in answer["error_msg"]
+
+
+async def test_stream_with_header_rewrite_is_not_buffered(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, {"headers": {"set": {"X-Rewritten": "1"}}})
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    resp = await gateway.proxy.post(
+        "/v1/chat/completions", json=body, headers={"X-Fake-Stream-Delay-Ms": "20"}
+    )
+    assert resp.status == 200
+    assert resp.headers["X-Rewritten"] == "1"
+    arrivals = []
+    started = time.perf_counter()
+    async for chunk in resp.content.iter_any():
+        arrivals.append((time.perf_counter() - started, chunk))
+    data = b"".join(chunk for _, chunk in arrivals)
+    events = [e for e in data.split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    assert len(arrivals) >= 3
+    # The first event came well before the last one: it was not held back.
+    assert arrivals[-1][0] - arrivals[0][0] >= 0.02 * (len(events) - 2)
+
+
+async def test_stream_with_a_filter_is_rewritten_whole(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(
+        gateway,
+        {"filters": [{"regex": "chat.completion.chunk", "replace": "piece", "scope": "global"}]},
+    )
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    resp = await gateway.proxy.post("/v1/chat/completions", json=body)
+    data = await resp.read()
+    assert b"chat.completion.chunk" not in data
+    assert data.count(b'"object":"piece"') >= 3
+
+
+# --- the filters on the body, without a gateway ----------------------------------------------
+
+
+def _plugin(**conf: Any) -> ResponseRewrite:
+    return ResponseRewrite(ResponseRewriteConfig.model_validate(conf), Services())
+
+
+def _run(plugin: ResponseRewrite, head: ResponseHead, chunks: list[bytes]) -> bytes:
+    ctx: Any = SimpleNamespace(state={}, var=lambda name: None)
+    plugin.header_filter(ctx, head)
+    out = [plugin.body_filter(ctx, chunk, False) for chunk in chunks]
+    out.append(plugin.body_filter(ctx, b"", True))
+    return b"".join(out)
+
+
+def test_filters_decompress_gzip() -> None:
+    plugin = _plugin(filters=[{"regex": "secret", "replace": "******", "scope": "global"}])
+    packed = gzip.compress(b'{"a":"secret","b":"secret"}')
+    head = ResponseHead(
+        200,
+        CIMultiDict(
+            {"Content-Encoding": "gzip", "Content-Length": str(len(packed)), "ETag": '"1"'}
+        ),
+    )
+    body = _run(plugin, head, [packed[:10], packed[10:]])
+    assert body == b'{"a":"******","b":"******"}'
+    assert not {"Content-Encoding", "Content-Length", "ETag"} & set(head.headers)
+
+
+def test_filters_leave_an_unknown_encoding_alone() -> None:
+    plugin = _plugin(filters=[{"regex": "a", "replace": "b"}])
+    head = ResponseHead(200, CIMultiDict({"Content-Encoding": "br"}))
+    assert _run(plugin, head, [b"aaa"]) == b"aaa"
+    assert head.headers["Content-Encoding"] == "br"
+
+
+def test_filters_truncate_at_max_resp_body_size() -> None:
+    plugin = _plugin(
+        max_resp_body_size=8, filters=[{"regex": "x", "replace": "y", "scope": "global"}]
+    )
+    head = ResponseHead(200, CIMultiDict())
+    assert _run(plugin, head, [b"xxxx", b"xxxx", b"xxxx"]) == b"yyyyyyyy"
+
+
+def test_body_without_upstream_chunks() -> None:
+    plugin = _plugin(body="new")
+    head = ResponseHead(204, CIMultiDict({"Content-Length": "0"}))
+    assert _run(plugin, head, []) == b"new"
+    assert _run(plugin, ResponseHead(200, CIMultiDict()), [b"old", b"older"]) == b"new"
+
+
+def test_headers_only_never_buffers() -> None:
+    plugin = _plugin(headers={"X-A": "1"})
+    ctx: Any = SimpleNamespace(state={}, var=lambda name: None)
+    plugin.header_filter(ctx, ResponseHead(200, CIMultiDict()))
+    assert plugin.body_filter(ctx, b"data: 1\n\n", False) == b"data: 1\n\n"
+
+
+async def test_a_variable_cannot_split_a_response_header(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, {"headers": {"set": {"X-Echo": "$arg_v"}}})
+    resp = await gateway.proxy.get("/echo?v=a%0D%0ASet-Cookie:%20x=1")
+    assert resp.status == 200
+    assert resp.headers["X-Echo"] == "a%0D%0ASet-Cookie: x=1"
+    assert "Set-Cookie" not in resp.headers
