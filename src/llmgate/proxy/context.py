@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 
 MAX_BUFFERED_BODY = 16 * 1024 * 1024
 
+# Variables whose value changes while the request runs: never cached.
+_CHANGING = frozenset(
+    {
+        "status",
+        "upstream_addr",
+        "upstream_status",
+        "consumer_name",
+        "request_id",
+        "apisix_request_id",
+    }
+)
+
 # (response with its body unread, the pool, the node index and when it was asked)
 Sent = tuple["aiohttp.ClientResponse", "UpstreamPool", int, float]
 Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
@@ -153,6 +165,8 @@ class RequestContext:
         """An APISIX/nginx variable (``remote_addr``, ``uri``, ``arg_x``, ``http_x``...)."""
         from llmgate.proxy.variables import lookup
 
+        if name in _CHANGING:
+            return lookup(self, name)
         if self._vars is None:
             self._vars = {}
         elif name in self._vars:

@@ -70,6 +70,9 @@ _SIMPLE: dict[str, Callable[[RequestContext], str | None]] = {
     "route_name": lambda ctx: ctx.route.name,
     "upstream_addr": lambda ctx: ctx.upstream_addr,
     "status": lambda ctx: str(ctx.status) if ctx.status else None,
+    "upstream_status": lambda ctx: str(ctx.upstream_status) if ctx.upstream_status else None,
+    "request_id": lambda ctx: ctx.state.get("request_id"),
+    "apisix_request_id": lambda ctx: ctx.state.get("request_id"),
 }
 
 
