@@ -3,16 +3,28 @@
 ``ProviderTarget`` (one LLM: provider, credentials, model options, endpoint override) and
 ``CallOptions`` (timeouts, keepalive, logging) are shared with ai-proxy-multi, as in APISIX's
 ``ai-proxy/schema.lua``.
+
+At run time (access phase) the client's JSON body is read and classified (chat, completions,
+embeddings), shaped for the provider (``options``, ``override``, ``stream_options.include_usage``
+for streams) and sent, with the provider's credentials only, to its endpoint; the answer is
+relayed as it comes (SSE event by event) while its ``usage`` is recorded in ``LlmCall``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from llmgate.ai import forward, tracking
+from llmgate.ai.target import compile_target
 from llmgate.plugins.base import ConfigSection, EnvOrPattern, Plugin, PluginConfig, is_env_ref
+from llmgate.proxy.context import Reply
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.runtime.services import Services
 
 Provider = Literal[
     "openai", "deepseek", "aimlapi", "anthropic", "openai-compatible", "azure-openai",
@@ -163,3 +175,28 @@ class AIProxy(Plugin):
     name = "ai-proxy"
     priority = 1040
     Config = AIProxyConfig
+
+    config: AIProxyConfig
+
+    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        conf = self.config
+        self.target = compile_target(
+            f"ai-proxy-{conf.provider}", conf, conf, services.pools, f"{owner} ai-proxy"
+        )
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        if not tracking.claim(ctx, self):
+            return None  # ai-proxy-multi (which runs first) sends this request
+        request = await forward.read_request(ctx, self.config.max_req_body_size)
+        if self.target.refusal is not None:
+            return Reply.error(501, self.target.refusal)
+        self.target.apply(ctx, request)
+        ctx.forwarder = forward.send
+        return None
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        tracking.track_head(ctx, self, head)
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        return tracking.track_chunk(ctx, self, chunk, eof)

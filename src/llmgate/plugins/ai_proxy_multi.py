@@ -1,13 +1,45 @@
-"""ai-proxy-multi: balances requests over several LLM instances, with fallback."""
+"""ai-proxy-multi: balances requests over several LLM instances, with fallback.
+
+Each request goes to one instance, picked in access (see ``llmgate.ai.balancing``: highest
+priority first, weighted round-robin or chash within it, instances cooling down after a failure
+skipped).  The plugin then sends it itself (``ctx.forwarder``): when the instance fails in a way
+``fallback_strategy`` / ``fallback_http_statuses`` name, that answer is dropped, the instance
+cools down for a few seconds, and the next instance is tried, within ``max_retries`` and
+``retry_on_failure_within_ms``.  The last instance's answer (or error) is what the client gets.
+
+    fallback_strategy                        falls back on
+    "http_429" / "http_5xx"                  that status (5xx: also refused / timed out)
+    "instance_health_and_rate_limiting"      refused / timed out; skips rate-limited instances
+    ["rate_limiting", "http_429", ...]       each named case
+    fallback_http_statuses: [401, ...]       those statuses too
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import aiohttp
 from pydantic import Field, model_validator
 
+from llmgate.ai import forward, tracking
+from llmgate.ai.balancing import Cooldowns, InstancePicker, Weighted
+from llmgate.ai.target import AiRequest, compile_target
+from llmgate.errors import HttpError
 from llmgate.plugins.ai_proxy import CallOptions, ProviderTarget
-from llmgate.plugins.base import ConfigSection, Plugin, UniqueItems
+from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig, UniqueItems
+from llmgate.proxy.context import Reply
+from llmgate.proxy.variables import Template
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext, ResponseHead, Sent
+    from llmgate.runtime.services import Services
+
+log = logging.getLogger("llmgate.ai")
+
+_ERROR_BODY_LOGGED = 2048
 
 
 class Balancer(ConfigSection):
@@ -72,3 +104,193 @@ class AIProxyMulti(Plugin):
     name = "ai-proxy-multi"
     priority = 1041
     Config = AIProxyMultiConfig
+
+    config: AIProxyMultiConfig
+
+    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        conf = self.config
+        self.targets = tuple(
+            compile_target(i.name, i, conf, services.pools, f"{owner} {i.name}")
+            for i in conf.instances
+        )
+        self.refused = frozenset(i for i, t in enumerate(self.targets) if t.refusal is not None)
+        # Cool-downs outlive snapshots, and survive edits of this route's config.
+        key = f"ai-proxy-multi:{owner.partition('#')[0]}"
+        cooldowns = services.shared.setdefault(key, Cooldowns())
+        self.picker = InstancePicker(
+            [Weighted(i.name, i.weight, i.priority) for i in conf.instances],
+            conf.balancer.algorithm,
+            cooldowns,
+        )
+        self.cooldowns: Cooldowns = cooldowns
+        strategy = conf.fallback_strategy
+        names = {strategy} if isinstance(strategy, str) else set(strategy or ())
+        statuses = set(conf.fallback_http_statuses or ())
+        if "http_429" in names:
+            statuses.add(429)
+        if "http_5xx" in names:
+            statuses.update(range(500, 600))
+        self.fallback_statuses = frozenset(statuses)
+        self.fallback_on_error = bool(names & {"http_5xx", "instance_health_and_rate_limiting"})
+        self.check_rate_limits = bool(
+            names & {"rate_limiting", "instance_health_and_rate_limiting"}
+        )
+        self.hash_key = (
+            _hash_key_reader(conf.balancer) if conf.balancer.algorithm == "chash" else None
+        )
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        if not tracking.claim(ctx, self):
+            return None
+        request = await forward.read_request(ctx, self.config.max_req_body_size)
+        if len(self.refused) == len(self.targets):
+            return Reply.error(501, self.targets[0].refusal or "")
+        # Instances that cannot serve this protocol are never tried.
+        unable = {i for i, t in enumerate(self.targets) if not t.serves(request.protocol)}
+        if len(unable | self.refused) == len(self.targets):
+            raise self.targets[min(unable)].unsupported(request.protocol)
+        skipped = set(self.refused | unable)
+        index = await self._pick(ctx, set(skipped))
+        if index is None:
+            return Reply.error(503, "all servers tried")
+        self.targets[index].apply(ctx, request)
+
+        async def forwarder(ctx: RequestContext) -> Sent:
+            return await self._forward(ctx, request, index, skipped)
+
+        ctx.forwarder = forwarder
+        return None
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        tracking.track_head(ctx, self, head)
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        return tracking.track_chunk(ctx, self, chunk, eof)
+
+    async def _pick(self, ctx: RequestContext, exclude: set[int]) -> int | None:
+        key = self.hash_key(ctx) if self.hash_key is not None else None
+        while (index := self.picker.pick(key, exclude)) is not None:
+            name = self.targets[index].name
+            if not self.check_rate_limits or await _within_budget(ctx, name):
+                return index
+            log.warning("ai instance %s is rate limited, trying another one", name)
+            exclude.add(index)
+        return None
+
+    async def _forward(
+        self, ctx: RequestContext, request: AiRequest, index: int, tried: set[int]
+    ) -> Sent:
+        """Send to instance ``index``; while its failure calls for a fallback, to the next."""
+        retries = 0
+        while True:
+            name = self.targets[index].name
+            began = time.monotonic()
+            sent, error = await _attempt(ctx)
+            falls_back = (
+                self.fallback_on_error if sent is None else sent[0].status in self.fallback_statuses
+            )
+            if not falls_back:
+                if sent is not None and sent[0].status < 500:
+                    self.cooldowns.succeeded(name)
+                return _result(sent, error)
+            self.cooldowns.failed(name)
+            tried.add(index)
+            try:
+                following = (
+                    await self._pick(ctx, tried) if self._may_retry(retries, began) else None
+                )
+            except BaseException:  # cancelled (client gone) while asking ai-rate-limiting
+                if sent is not None:
+                    _release(sent)
+                raise
+            if following is None:
+                return _result(sent, error)
+            detail = await _discard(sent) if sent is not None else _describe(error)
+            log.warning(
+                "ai instance %s failed (%s), falling back to %s",
+                name, detail, self.targets[following].name,
+            )  # fmt: skip
+            index, retries = following, retries + 1
+            self.targets[index].apply(ctx, request)
+
+    def _may_retry(self, retries: int, began: float) -> bool:
+        conf = self.config
+        if conf.max_retries is not None and retries >= conf.max_retries:
+            return False
+        limit = conf.retry_on_failure_within_ms
+        return limit is None or (time.monotonic() - began) * 1000 <= limit
+
+
+async def _attempt(ctx: RequestContext) -> tuple[Sent | None, HttpError | None]:
+    try:
+        return await forward.send(ctx), None
+    except HttpError as error:  # refused, timed out: 502 / 504
+        return None, error
+
+
+def _describe(error: HttpError | None) -> str:
+    return f"{error.status} {error.body.get('error_msg')}" if error is not None else ""
+
+
+def _result(sent: Sent | None, error: HttpError | None) -> Sent:
+    if sent is None:
+        assert error is not None
+        raise error
+    return sent
+
+
+async def _discard(sent: Sent) -> str:
+    """Release a response that will not be relayed; the start of its body, for the log."""
+    response = sent[0]
+    try:
+        body = await response.content.read(_ERROR_BODY_LOGGED)
+    except (aiohttp.ClientError, TimeoutError):
+        body = b""
+    finally:
+        _release(sent)
+    return f"status {response.status}: {body.decode(errors='replace')}"
+
+
+def _release(sent: Sent) -> None:
+    response, pool, index, started = sent
+    response.release()
+    pool.finished(index, started)
+
+
+async def _within_budget(ctx: RequestContext, instance: str) -> bool:
+    """Whether the route's ai-rate-limiting still lets ``instance`` be used.
+
+    ai-rate-limiting runs after this plugin, so it is asked directly: its
+    ``instance_available(ctx, name)`` (a bool, or an awaitable of one) when it has one.
+    """
+    chain = ctx.snapshot.chain_for(ctx.route, ctx.consumer) if ctx.consumer else ctx.route.chain
+    for plugin in chain.plugins:
+        check = (
+            getattr(plugin, "instance_available", None)
+            if plugin.name == "ai-rate-limiting"
+            else None
+        )
+        if check is not None:
+            answer = check(ctx, instance)
+            if not isinstance(answer, bool):
+                answer = await answer
+            if not answer:
+                return False
+    return True
+
+
+def _hash_key_reader(balancer: Balancer) -> Callable[[RequestContext], str | None]:
+    """How to read the chash key of a request, per ``balancer.hash_on``."""
+    key = balancer.key or ""
+    if balancer.hash_on == "consumer":
+        return lambda ctx: ctx.consumer.username if ctx.consumer else None
+    if balancer.hash_on == "header":
+        return lambda ctx: ctx.inbound.headers.get(key)
+    if balancer.hash_on == "cookie":
+        return lambda ctx: ctx.inbound.cookies.get(key)
+    if balancer.hash_on == "vars_combinations":
+        template = Template.compile(key)
+        return template.render
+    name = key.lstrip("$")
+    return lambda ctx: ctx.var(name)

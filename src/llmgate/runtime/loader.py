@@ -69,13 +69,21 @@ class SnapshotLoader:
             self.pools.begin()
             snapshot = compile_snapshot(revision, items, self.services, self.pools)
             old, self.current = self.current, snapshot
-            self._live[id(snapshot)] = (snapshot, set(self.pools.touched))
+            # The set itself, not a copy: pools created lazily later (a consumer's plugins) count.
+            self._live[id(snapshot)] = (snapshot, self.pools.touched)
             if old is not None:
                 task = asyncio.create_task(self._retire(old))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
             log.info("configuration revision %s is live", revision)
             return snapshot
+
+    async def sync(self) -> None:
+        """Load the newest revision now (bounded: a slow store never blocks the caller long)."""
+        try:
+            await asyncio.wait_for(self.reload(), timeout=2.0)
+        except Exception:
+            log.exception("synchronous reload failed; the watcher will retry")
 
     async def _retire(self, old: Snapshot) -> None:
         """Close pools nothing uses any more, once ``old``'s in-flight requests are done."""

@@ -1,0 +1,99 @@
+"""The request side shared by ai-proxy and ai-proxy-multi: read the client's LLM request once,
+then send it to a target.
+
+    read_request(ctx, max_size)  -> AiRequest      400 / 413 ``RequestError`` on bad input
+    target.apply(ctx, request)                      (see ``llmgate.ai.target``)
+    send(ctx)                    -> Sent            one attempt, through ``ctx.upstream``
+
+What is sent is what ``apply`` left in ``ctx.outbound``: unlike the default forwarder, no
+X-Forwarded-* / X-Real-IP headers are added (the provider has no use for the client's
+address), and the client's own credentials never leave the gateway.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from multidict import CIMultiDict
+
+from llmgate.ai.call import LlmCall
+from llmgate.ai.protocols import RequestError, detect, parse_body
+from llmgate.ai.target import AiRequest
+from llmgate.errors import HttpError
+from llmgate.proxy.upstream import BadGateway, Outgoing
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext, Sent
+
+# The client's credentials for the gateway (and cookies), never forwarded to a provider; the
+# target's ``auth`` brings its own.  Accept-Encoding is dropped so the usage can be read.
+DROPPED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "x-goog-api-key",
+        "cookie",
+        "accept-encoding",
+        "content-length",
+        "content-encoding",
+        "host",
+        "expect",
+    }
+)
+
+
+async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
+    """The client's LLM request: its JSON body (as earlier plugins left it) and protocol."""
+    outbound = ctx.outbound
+    if outbound.body is None:
+        length = ctx.inbound.content_length or 0
+        if length > max_size:
+            raise _too_large(length, max_size)
+        await ctx.read_body()
+    raw = outbound.body or b""
+    if len(raw) > max_size:
+        raise _too_large(len(raw), max_size)
+    body = parse_body(raw, outbound.headers.get("Content-Type"))
+    protocol = detect(body, ctx.inbound.path)
+    if protocol is None:
+        raise RequestError(400, "no matching AI protocol for the request")
+    headers = CIMultiDict(
+        (name, value)
+        for name, value in outbound.headers.items()
+        if name.lower() not in DROPPED_HEADERS
+    )
+    return AiRequest(body=body, raw=raw, protocol=protocol, headers=headers)
+
+
+def _too_large(size: int, max_size: int) -> RequestError:
+    return RequestError(
+        413, f"request size {size} is greater than the maximum size {max_size} allowed"
+    )
+
+
+async def send(ctx: RequestContext) -> Sent:
+    """Send ``ctx.outbound`` to ``ctx.upstream`` once (502 / 504 ``HttpError`` on failure)."""
+    pool = ctx.upstream
+    if pool is None:
+        raise BadGateway("no upstream configured for this route")
+    outbound = ctx.outbound
+    outgoing = Outgoing(
+        method=outbound.method,
+        path_and_query=outbound.path + ("?" + outbound.query if outbound.query else ""),
+        headers=outbound.headers,
+        body=outbound.body,
+        client_host=None,
+    )
+    call = LlmCall.of(ctx)
+    call.started = time.perf_counter()
+    call.first_token = call.finished = None
+    try:
+        response, index, started = await pool.send(outgoing)
+    except HttpError:
+        call.finished = time.perf_counter()
+        raise
+    return response, pool, index, started

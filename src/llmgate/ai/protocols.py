@@ -1,0 +1,165 @@
+"""OpenAI-style request protocols: reading the client's body, telling them apart, shaping them.
+
+Three protocols are known, by the body's telling field (then by the request path's suffix):
+
+    chat          "messages"   .../chat/completions    APISIX's openai-chat
+    completions   "prompt"     .../completions         (legacy text completions)
+    embeddings    "input"      .../embeddings          APISIX's openai-embeddings
+
+Everything here is pure: bytes and dicts in, bytes and dicts out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from llmgate.errors import HttpError
+
+Protocol = Literal["chat", "completions", "embeddings"]
+
+# Names in errors and in ``override.request_body`` keys, as APISIX spells them.
+APISIX_NAMES: dict[Protocol, str] = {
+    "chat": "openai-chat",
+    "completions": "openai-completions",
+    "embeddings": "openai-embeddings",
+}
+
+# The longest suffix first: "/chat/completions" also ends with "/completions".
+PATH_SUFFIXES: tuple[tuple[Protocol, str], ...] = (
+    ("chat", "/chat/completions"),
+    ("completions", "/completions"),
+    ("embeddings", "/embeddings"),
+)
+
+# Protocols whose streams report usage only when asked to (``stream_options.include_usage``).
+_USAGE_ON_REQUEST = frozenset({"chat", "completions"})
+
+
+class RequestError(HttpError):
+    """The client's request cannot be proxied: answered as ``{"error_msg": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__({"error_msg": message}, status)
+        self.message = message
+
+
+def parse_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
+    """The client's JSON object, or a ``RequestError`` (400) saying why not.
+
+    APISIX accepts ``application/json`` only; llmgate also accepts a body sent with another
+    Content-Type (``curl -d`` sends ``application/x-www-form-urlencoded``) when it parses as a
+    JSON object, and refuses it with APISIX's message otherwise.
+    """
+    declared_json = content_type is None or "json" in content_type.lower()
+    if declared_json and not raw.strip():
+        raise RequestError(400, "could not get body: request body is empty")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if not declared_json:
+            raise _unsupported(content_type) from None
+        raise RequestError(400, f"could not parse JSON request body: {exc}") from None
+    if not isinstance(body, dict):
+        if not declared_json:
+            raise _unsupported(content_type)
+        raise RequestError(400, "could not parse JSON request body: expected a JSON object")
+    return body
+
+
+def _unsupported(content_type: str | None) -> RequestError:
+    return RequestError(
+        400, f"unsupported content-type: {content_type}, only application/json is supported"
+    )
+
+
+def protocol_of_path(path: str) -> Protocol | None:
+    for protocol, suffix in PATH_SUFFIXES:
+        if path.endswith(suffix):
+            return protocol
+    return None
+
+
+def detect(body: Mapping[str, Any], path: str) -> Protocol | None:
+    """The protocol of a request: by its body's fields, else by its path."""
+    if isinstance(body.get("messages"), list):
+        return "chat"
+    if "prompt" in body:
+        return "completions"
+    if "input" in body:
+        return "embeddings"
+    return protocol_of_path(path)
+
+
+def path_for(endpoint_path: str, protocol: Protocol) -> str:
+    """An endpoint's path adapted to ``protocol``: a path ending in another protocol's suffix
+    gets this protocol's (``/v1/chat/completions`` -> ``/v1/embeddings``); any other path is
+    kept as configured."""
+    current = protocol_of_path(endpoint_path)
+    if current is None or current == protocol:
+        return endpoint_path
+    suffix = dict(PATH_SUFFIXES)
+    return endpoint_path[: -len(suffix[current])] + suffix[protocol]
+
+
+@dataclass(frozen=True, slots=True)
+class Shaping:
+    """What a target forces into every body it sends (compiled once per instance)."""
+
+    options: Mapping[str, Any]  # ``options``: flat overwrite
+    max_tokens: int | None = None  # ``override.llm_options.max_tokens``: always wins
+    max_tokens_field: str = "max_tokens"  # its name for chat at this provider
+    request_body: Mapping[Any, Mapping[str, Any]] | None = None  # per APISIX protocol name
+    force_override: bool = False
+    remove_model: bool = False  # azure-openai: the deployment in the URL names the model
+
+
+def shape(body: dict[str, Any], protocol: Protocol, rules: Shaping) -> tuple[dict[str, Any], bool]:
+    """The body to send (a new dict; ``body`` is not modified) and whether it differs."""
+    out = dict(body)
+    changed = False
+    for name, value in rules.options.items():
+        out[name] = value
+        changed = True
+    if rules.max_tokens is not None and protocol != "embeddings":
+        field = rules.max_tokens_field if protocol == "chat" else "max_tokens"
+        for other in ("max_tokens", "max_completion_tokens"):
+            if other != field:
+                out.pop(other, None)
+        out[field] = rules.max_tokens
+        changed = True
+    patch = rules.request_body.get(APISIX_NAMES[protocol]) if rules.request_body else None
+    if patch:
+        out = deep_merge(out, patch, rules.force_override)
+        changed = True
+    if out.get("stream") is True and protocol in _USAGE_ON_REQUEST:
+        stream_options = out.get("stream_options")
+        if not isinstance(stream_options, dict) or stream_options.get("include_usage") is not True:
+            kept = stream_options if isinstance(stream_options, dict) else {}
+            out["stream_options"] = {**kept, "include_usage": True}
+            changed = True
+    if rules.remove_model and "model" in out:
+        del out["model"]
+        changed = True
+    return out, changed
+
+
+def deep_merge(target: Any, patch: Any, force: bool) -> Any:
+    """``patch`` merged into ``target`` without modifying either: objects recursively, arrays
+    and scalars replaced; an existing value is replaced only when ``force`` is true."""
+    if not isinstance(patch, dict) or not isinstance(target, dict):
+        return patch
+    merged = dict(target)
+    for name, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = deep_merge(merged[name], value, force)
+        elif force or merged.get(name) is None:
+            merged[name] = value
+    return merged
+
+
+def is_stream(body: Mapping[str, Any], protocol: Protocol) -> bool:
+    return protocol != "embeddings" and body.get("stream") is True

@@ -1,0 +1,180 @@
+"""One LLM endpoint as ai-proxy and ai-proxy-multi call it, compiled once per config snapshot.
+
+``compile_target`` turns a ``ProviderTarget`` (provider, auth, options, override) and the call
+options (timeout, keepalive, TLS) into an ``LlmTarget``: a keep-alive upstream pool for the
+endpoint's host, the query string to send, the auth headers and the body shaping rules.
+``LlmTarget.apply`` then points one request's ``ctx.outbound`` at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import orjson
+from multidict import CIMultiDict
+from yarl import URL
+
+from llmgate.ai import providers
+from llmgate.ai.call import LlmCall
+from llmgate.ai.protocols import APISIX_NAMES, Protocol, RequestError, Shaping, path_for, shape
+from llmgate.schemas.common import Timeout
+from llmgate.schemas.upstream import KeepalivePool, Tls, UpstreamSpec
+
+if TYPE_CHECKING:
+    from llmgate.plugins.ai_proxy import CallOptions, ProviderTarget
+    from llmgate.proxy.context import RequestContext
+    from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
+
+
+@dataclass(frozen=True, slots=True)
+class AiRequest:
+    """The client's LLM request, read once and shared by every attempt."""
+
+    body: dict[str, Any]
+    raw: bytes  # the bytes it was parsed from, sent as they are when nothing changes them
+    protocol: Protocol
+    headers: CIMultiDict[str]  # the client's headers fit to forward (no credentials)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmTarget:
+    name: str  # the ai-proxy-multi instance name; "ai-proxy-<provider>" for ai-proxy
+    provider: str
+    pool: UpstreamPool | None  # None when ``refusal`` says why it cannot be called
+    endpoint_path: str | None  # override.endpoint's path; None: the provider's default
+    query: str
+    auth_headers: tuple[tuple[str, str], ...]
+    shaping: Shaping
+    project_id: str | None = None
+    region: str | None = None
+    close_connection: bool = False
+    refusal: str | None = None
+
+    def serves(self, protocol: Protocol) -> bool:
+        return protocol in providers.PROVIDERS[self.provider].paths
+
+    def unsupported(self, protocol: Protocol) -> RequestError:
+        """The 400 for a protocol this provider does not speak (APISIX's message)."""
+        return RequestError(
+            400,
+            f"provider {self.provider} does not support {APISIX_NAMES[protocol]} protocol"
+            f" (supported: {', '.join(providers.supported_names(self.provider))})",
+        )
+
+    def path(self, protocol: Protocol) -> str:
+        """The upstream path for ``protocol`` (a 400 ``RequestError`` when unsupported)."""
+        if not self.serves(protocol):
+            raise self.unsupported(protocol)
+        if self.endpoint_path:
+            return path_for(self.endpoint_path, protocol)
+        path = providers.default_path(self.provider, protocol, self.project_id, self.region)
+        if path is None:
+            raise RequestError(400, "could not resolve upstream path: configure override.endpoint")
+        return path
+
+    def apply(self, ctx: RequestContext, request: AiRequest) -> None:
+        """Point ``ctx.outbound`` (and ``ctx.upstream``) at this target; record it on the call."""
+        protocol = request.protocol
+        path = self.path(protocol)
+        body, changed = shape(request.body, protocol, self.shaping)
+        headers = CIMultiDict(request.headers)
+        headers["Content-Type"] = "application/json"
+        for name, value in self.auth_headers:
+            headers[name] = value
+        if self.close_connection:
+            headers["Connection"] = "close"
+        outbound = ctx.outbound
+        outbound.method = "POST"
+        outbound.path = path
+        outbound.query = self.query
+        outbound.headers = headers
+        outbound.body = orjson.dumps(body) if changed else request.raw
+        outbound.host = None
+        ctx.upstream = self.pool
+        call = LlmCall.of(ctx)
+        call.provider = self.provider
+        call.instance = self.name
+        call.protocol = protocol
+        call.stream = protocol != "embeddings" and body.get("stream") is True
+        model = self.shaping.options.get("model") or request.body.get("model")
+        call.model = model if isinstance(model, str) else None
+
+
+def compile_target(
+    name: str,
+    target: ProviderTarget,
+    call: CallOptions,
+    pools: PoolRegistry,
+    label: str,
+) -> LlmTarget:
+    provider = target.provider
+    defaults = providers.PROVIDERS[provider]
+    override = target.override
+    conf = target.provider_conf
+    project_id = conf.project_id if conf else None
+    region = conf.region if conf else None
+    auth = target.auth
+    refusal = providers.unsupported(provider, auth.gcp is not None, auth.aws is not None)
+
+    endpoint = URL(override.endpoint) if override and override.endpoint else None
+    if endpoint is not None:
+        scheme, host, port = endpoint.scheme, endpoint.host, endpoint.explicit_port
+        endpoint_path = endpoint.raw_path if endpoint.raw_path not in ("", "/") else None
+        query_pairs = list(endpoint.query.items())
+    else:
+        scheme, host, port = "https", providers.default_host(provider, region), None
+        endpoint_path, query_pairs = None, []
+    query_pairs += list((auth.query or {}).items())
+    if host is None:
+        refusal = refusal or f"provider {provider} needs override.endpoint"
+
+    pool = None
+    if refusal is None:
+        assert host is not None
+        port = port or (443 if scheme == "https" else 80)
+        pool = _pool(scheme, host, port, call, pools, label)
+
+    llm = override.llm_options if override else None
+    options = target.options.model_dump(exclude_unset=True) if target.options else {}
+    return LlmTarget(
+        name=name,
+        provider=provider,
+        pool=pool,
+        endpoint_path=endpoint_path,
+        query=urlencode(query_pairs),
+        auth_headers=tuple((auth.header or {}).items()),
+        shaping=Shaping(
+            options=options,
+            max_tokens=llm.max_tokens if llm else None,
+            max_tokens_field=defaults.max_tokens_field,
+            request_body=override.request_body if override else None,
+            force_override=override.request_body_force_override if override else False,
+            remove_model=defaults.remove_model,
+        ),
+        project_id=project_id,
+        region=region,
+        close_connection=not call.keepalive,
+        refusal=refusal,
+    )
+
+
+def _pool(
+    scheme: str, host: str, port: int, call: CallOptions, pools: PoolRegistry, label: str
+) -> UpstreamPool:
+    seconds = call.timeout / 1000
+    spec = UpstreamSpec(
+        nodes={f"{host}:{port}": 1},
+        scheme="https" if scheme == "https" else "http",
+        retries=0,
+        timeout=Timeout(connect=seconds, send=seconds, read=seconds),
+        keepalive_pool=KeepalivePool(
+            size=call.keepalive_pool, idle_timeout=call.keepalive_timeout / 1000
+        ),
+        pass_host="node",
+        tls=Tls(verify=call.ssl_verify),
+    )
+    key = "ai:" + hashlib.sha1(spec.model_dump_json().encode()).hexdigest()[:16]
+    return pools.get(spec, key, label)

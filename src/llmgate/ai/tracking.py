@@ -1,0 +1,111 @@
+"""Watching an LLM response go by: usage, model and timing, without holding anything back.
+
+A ``ResponseTracker`` is attached to the request once the upstream answered (header filter)
+and sees every chunk (body filter):
+
+- an SSE stream is scanned event by event (``SseScanner``); the chunk goes on unchanged, and
+  the usage block of the final chunk (``stream_options.include_usage``) is kept;
+- a JSON body is copied aside (up to ``MAX_JSON_COPY``) while it passes, and parsed at the end.
+
+Both fill the request's ``LlmCall``: ``first_token`` at the first byte, ``usage`` / ``model``
+as found, ``finished`` at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+from llmgate.ai.call import LlmCall
+from llmgate.ai.sse import SseScanner
+from llmgate.ai.usage import model_of, usage_of
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDict
+
+    from llmgate.proxy.context import RequestContext, ResponseHead
+
+MAX_JSON_COPY = 8 * 1024 * 1024
+STATE_KEY = "llm_tracker"
+CLAIM_KEY = "llm_plugin"
+
+
+class ResponseTracker:
+    __slots__ = ("_copied", "_copy", "_scanner", "call")
+
+    def __init__(self, call: LlmCall, status: int, headers: CIMultiDict[str]) -> None:
+        self.call = call
+        content_type = headers.get("Content-Type", "").lower()
+        readable = status < 300 and "Content-Encoding" not in headers
+        self._scanner = SseScanner() if readable and "text/event-stream" in content_type else None
+        self._copy: list[bytes] | None = (
+            [] if readable and self._scanner is None and "json" in content_type else None
+        )
+        self._copied = 0
+
+    def feed(self, chunk: bytes, eof: bool) -> None:
+        """Observe ``chunk`` (never modified); ``eof`` marks the end of the response."""
+        call = self.call
+        if chunk and call.first_token is None:
+            call.first_token = time.perf_counter()
+        if self._scanner is not None:
+            events = self._scanner.feed(chunk) if chunk else []
+            if eof:
+                events += self._scanner.close()
+            for data in events:
+                self._event(data)
+        elif self._copy is not None and chunk:
+            self._copied += len(chunk)
+            if self._copied > MAX_JSON_COPY:
+                self._copy = None
+            else:
+                self._copy.append(chunk)
+        if eof:
+            if self._copy:
+                self._payload(b"".join(self._copy))
+                self._copy = None
+            call.finished = time.perf_counter()
+
+    def _event(self, data: bytes) -> None:
+        if data == b"[DONE]" or not data.startswith(b"{"):
+            return
+        self._payload(data)
+
+    def _payload(self, data: bytes) -> None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        usage = usage_of(payload)
+        if usage is not None:
+            self.call.usage = usage
+        model = model_of(payload)
+        if model is not None:
+            self.call.model = model
+
+
+def claim(ctx: RequestContext, plugin: object) -> bool:
+    """Make ``plugin`` the one that sends this request to an LLM and watches the answer (False
+    when another AI proxy plugin of the route already did)."""
+    if CLAIM_KEY in ctx.state:
+        return False
+    ctx.state[CLAIM_KEY] = plugin
+    return True
+
+
+def track_head(ctx: RequestContext, plugin: object, head: ResponseHead) -> None:
+    """Start watching the upstream's answer to the LLM call ``plugin`` made."""
+    if head.from_upstream and ctx.state.get(CLAIM_KEY) is plugin:
+        call = LlmCall.find(ctx)
+        if call is not None:
+            ctx.state[STATE_KEY] = ResponseTracker(call, head.status, head.headers)
+
+
+def track_chunk(ctx: RequestContext, plugin: object, chunk: bytes, eof: bool) -> bytes:
+    """The body filter: ``chunk`` observed and returned as it is."""
+    tracker: ResponseTracker | None = ctx.state.get(STATE_KEY)
+    if tracker is not None and ctx.state.get(CLAIM_KEY) is plugin:
+        tracker.feed(chunk, eof)
+    return chunk

@@ -1,0 +1,86 @@
+"""Watching LLM responses: usage and model from streams and JSON bodies, chunks untouched."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from multidict import CIMultiDict
+
+from llmgate.ai import tracking
+from llmgate.ai.call import LlmCall
+from llmgate.ai.tracking import ResponseTracker
+from llmgate.ai.usage import Usage
+
+SSE = CIMultiDict({"Content-Type": "text/event-stream; charset=utf-8"})
+JSON = CIMultiDict({"Content-Type": "application/json"})
+
+STREAM = (
+    b'data: {"model":"gpt-x","choices":[{"delta":{"content":"Hi"}}],"usage":null}\n\n'
+    b'data: {"model":"gpt-x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,'
+    b'"total_tokens":8}}\n\n'
+    b"data: [DONE]\n\n"
+)
+BODY = orjson.dumps(
+    {"model": "gpt-y", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 4}}
+)
+
+
+def run(tracker: ResponseTracker, data: bytes, size: int) -> bytes:
+    out = b""
+    for i in range(0, len(data), size):
+        chunk = data[i : i + size]
+        tracker.feed(chunk, False)
+        out += chunk
+    tracker.feed(b"", True)
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 3, 17, 100, len(STREAM)])
+def test_stream_usage_whatever_the_chunking(size: int) -> None:
+    call = LlmCall()
+    tracker = ResponseTracker(call, 200, SSE)
+    assert run(tracker, STREAM, size) == STREAM
+    assert call.usage == Usage(3, 5, 8)
+    assert call.model == "gpt-x"
+    assert call.first_token is not None and call.finished is not None
+    assert call.first_token <= call.finished
+
+
+@pytest.mark.parametrize("size", [1, 10, len(BODY)])
+def test_json_usage_at_the_end(size: int) -> None:
+    call = LlmCall()
+    run(ResponseTracker(call, 200, JSON), BODY, size)
+    assert call.usage == Usage(2, 4, 6)  # total computed when absent
+    assert call.model == "gpt-y"
+
+
+def test_json_copy_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracking, "MAX_JSON_COPY", 10)
+    call = LlmCall()
+    run(ResponseTracker(call, 200, JSON), BODY, 4)
+    assert call.usage is None
+    assert call.finished is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (429, JSON),
+        (200, CIMultiDict({"Content-Type": "application/json", "Content-Encoding": "gzip"})),
+        (200, CIMultiDict({"Content-Type": "text/plain"})),
+    ],
+)
+def test_unreadable_or_failed_responses_are_not_parsed(
+    status: int, headers: CIMultiDict[str]
+) -> None:
+    call = LlmCall()
+    run(ResponseTracker(call, status, headers), BODY, 5)
+    assert call.usage is None
+    assert call.first_token is not None and call.finished is not None
+
+
+def test_stream_without_usage_and_garbage_events() -> None:
+    call = LlmCall()
+    data = b'data: {not json\n\ndata: [DONE]\n\n: comment\n\ndata: {"usage": 5}'
+    run(ResponseTracker(call, 200, SSE), data, 7)
+    assert call.usage is None

@@ -1,0 +1,294 @@
+"""ai-proxy at run time: seed 000's /chat service as configuration, against the fake upstream.
+
+A test-only plugin (``llm-probe``) records each request's ``LlmCall`` in its log phase, so the
+token accounting is checked end to end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from llmgate.ai.call import LlmCall
+from llmgate.plugins import REGISTRY
+from llmgate.plugins.base import Plugin, PluginConfig
+
+CHAT = {"messages": [{"role": "user", "content": "Who is Pikachu?"}]}
+
+
+class LlmProbe(Plugin):
+    name = "llm-probe"
+    priority = 0
+    Config = PluginConfig
+
+    async def log(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        self.services.shared.setdefault("llm-probe", []).append(LlmCall.find(ctx))
+
+
+@pytest.fixture(autouse=True)
+def calls(gateway, monkeypatch) -> list[LlmCall | None]:  # type: ignore[no-untyped-def]
+    """The ``LlmCall`` of each request to a route of ``ai_route``, oldest first."""
+    monkeypatch.setitem(REGISTRY, "llm-probe", LlmProbe)
+    return gateway.services.shared.setdefault("llm-probe", [])
+
+
+async def ai_route(gateway, uri: str = "/chat", **conf: Any) -> None:  # type: ignore[no-untyped-def]
+    plugin = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+        **conf,
+    }
+    await gateway.put("routes/1", {"uri": uri, "plugins": {"ai-proxy": plugin, "llm-probe": {}}})
+
+
+async def test_seed_000_chat_service_as_configuration(gateway, calls, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    await ai_route(
+        gateway,
+        provider="openai",
+        auth={"header": {"Authorization": "Bearer $env://OPENAI_API_KEY"}},
+        options={"model": "gpt-3.5-turbo", "temperature": 0, "max_tokens": 100},
+    )
+    resp = await gateway.proxy.post(
+        "/chat?api_key=client-secret",
+        json=CHAT,
+        headers={"Authorization": "Bearer client-token", "apikey": "k", "Cookie": "s=1"},
+    )
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+
+    (seen,) = await gateway.fake_requests()
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["query"] == ""
+    assert seen["body"] == {**CHAT, "model": "gpt-3.5-turbo", "temperature": 0, "max_tokens": 100}
+    headers = seen["headers"]
+    assert headers["authorization"] == "Bearer sk-from-env"
+    assert headers["content-type"] == "application/json"
+    for leaked in ("apikey", "cookie", "x-forwarded-for", "x-real-ip", "accept-encoding"):
+        assert leaked not in headers
+
+    (call,) = calls
+    assert call is not None
+    assert (call.provider, call.instance, call.protocol, call.stream) == (
+        "openai",
+        "ai-proxy-openai",
+        "chat",
+        False,
+    )
+    assert call.model == "gpt-3.5-turbo"
+    usage = answer["usage"]
+    assert call.usage is not None
+    assert (call.usage.prompt_tokens, call.usage.completion_tokens, call.usage.total_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        usage["total_tokens"],
+    )
+    assert call.started is not None and call.first_token is not None
+    assert call.finished is not None
+    assert call.started <= call.first_token <= call.finished
+
+
+async def test_seed_000_with_its_prompt_as_a_template(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The whole /chat service: the client sends only ``{"prompt": ...}`` (as ``curl -d``)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    system = "Eres un experto en Pokémons"
+    template = {
+        "name": "pokemon",
+        "template": {
+            "model": "gpt-3.5-turbo",
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "{{prompt}}"},
+            ],
+        },
+    }
+    ai_proxy = {
+        "provider": "openai",
+        "auth": {"header": {"Authorization": "Bearer $env://OPENAI_API_KEY"}},
+        "options": {"model": "gpt-3.5-turbo", "temperature": 0, "max_tokens": 100},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+    }
+    plugins = {"ai-prompt-template": {"templates": [template]}, "ai-proxy": ai_proxy}
+    await gateway.put("routes/1", {"uri": "/chat", "methods": ["POST"], "plugins": plugins})
+    resp = await gateway.proxy.post(
+        "/chat",
+        data='{"prompt": "¿Quién es Pikachu?"}'.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["choices"][0]["message"]["content"]
+    (seen,) = await gateway.fake_requests()
+    assert seen["headers"]["authorization"] == "Bearer sk-from-env"
+    assert seen["body"]["messages"] == [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "¿Quién es Pikachu?"},
+    ]
+    assert (seen["body"]["temperature"], seen["body"]["max_tokens"]) == (0, 100)
+
+
+async def test_stream_is_relayed_event_by_event_with_usage(gateway, calls) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway)
+    delay_ms = 20
+    started = time.perf_counter()
+    resp = await gateway.proxy.post(
+        "/chat",
+        json={**CHAT, "stream": True, "stream_options": {"keep": 1}},
+        headers={"X-Fake-Stream-Delay-Ms": str(delay_ms)},
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    first = await resp.content.readuntil(b"\n\n")
+    first_at = time.perf_counter() - started
+    rest = await resp.content.read()
+    total = time.perf_counter() - started
+    events = [e for e in (first + rest).split(b"\n\n") if e]
+    assert len(events) > 5
+    # The first event reached the client long before the stream ended: nothing was buffered.
+    assert first_at < total - 3 * delay_ms / 1000
+
+    (seen,) = await gateway.fake_requests()
+    assert seen["body"]["stream_options"] == {"keep": 1, "include_usage": True}
+    final = orjson.loads(events[-2].removeprefix(b"data: "))
+    assert events[-1] == b"data: [DONE]"
+    (call,) = calls
+    assert call is not None and call.stream and call.usage is not None
+    assert call.usage.total_tokens == final["usage"]["total_tokens"] > 0
+    assert call.first_token is not None and call.finished is not None
+    assert call.first_token < call.finished
+
+
+@pytest.mark.parametrize(
+    ("endpoint_path", "body", "fake_path", "protocol"),
+    [
+        ("", {"model": "m", "prompt": "Say hi"}, "/v1/completions", "completions"),
+        ("", {"model": "m", "input": ["a", "b"]}, "/v1/embeddings", "embeddings"),
+        # A configured chat endpoint serves the other protocols at their sibling paths.
+        ("/v1/chat/completions", {"input": "x"}, "/v1/embeddings", "embeddings"),
+        ("/v1/chat/completions", {"prompt": "x"}, "/v1/completions", "completions"),
+    ],
+)
+async def test_completions_and_embeddings(  # type: ignore[no-untyped-def]
+    gateway, calls, endpoint_path, body, fake_path, protocol
+) -> None:
+    await ai_route(
+        gateway, uri="/v1/*", override={"endpoint": f"http://{gateway.fake_address}{endpoint_path}"}
+    )
+    resp = await gateway.proxy.post("/v1/anything", json=body)
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    (seen,) = await gateway.fake_requests()
+    assert seen["path"] == fake_path
+    (call,) = calls
+    assert call is not None and call.protocol == protocol
+    assert call.usage is not None
+    assert call.usage.prompt_tokens == answer["usage"]["prompt_tokens"] > 0
+
+
+async def test_upstream_429_is_relayed_as_sent(gateway) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway)
+    resp = await gateway.proxy.post("/chat", json=CHAT, headers={"X-Fake-Status": "429"})
+    assert resp.status == 429
+    error = (await resp.json())["error"]
+    assert error["type"] == "rate_limit_error"
+    assert error["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "message"),
+    [
+        (b"", "application/json", 400, "could not get body: request body is empty"),
+        (b'{"messages": [', "application/json", 400, "could not parse JSON request body: "),
+        (b"[1, 2]", "application/json", 400, "could not parse JSON request body: "),
+        (
+            b"prompt=what+is+1%2B1",
+            "application/x-www-form-urlencoded",
+            400,
+            "unsupported content-type: application/x-www-form-urlencoded, "
+            "only application/json is supported",
+        ),
+        (b'{"model": "m"}', "application/json", 400, "no matching AI protocol for the request"),
+        (b'{"input": "' + b"x" * 200 + b'"}', "application/json", 413, "request size 213 is "),
+    ],
+)
+async def test_bad_bodies_get_4xx_json(gateway, data, content_type, status, message) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, max_req_body_size=100)
+    resp = await gateway.proxy.post("/chat", data=data, headers={"Content-Type": content_type})
+    assert resp.status == status
+    assert (await resp.json())["error_msg"].startswith(message)
+    assert await gateway.fake_requests() == []
+
+
+async def test_curl_d_json_body_is_accepted(gateway) -> None:  # type: ignore[no-untyped-def]
+    """``curl -d '{...}'`` sends JSON as application/x-www-form-urlencoded."""
+    await ai_route(gateway)
+    resp = await gateway.proxy.post(
+        "/chat",
+        data=orjson.dumps(CHAT),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 200
+    (seen,) = await gateway.fake_requests()
+    assert seen["headers"]["content-type"] == "application/json"
+
+
+async def test_unreachable_provider_is_502(gateway, unused_tcp_port) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, override={"endpoint": f"http://127.0.0.1:{unused_tcp_port}/v1"})
+    resp = await gateway.proxy.post("/chat", json=CHAT)
+    assert resp.status == 502
+    assert "error_msg" in await resp.json()
+
+
+async def test_slow_provider_is_504_after_timeout(gateway) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, timeout=100)
+    resp = await gateway.proxy.post("/chat", json=CHAT, headers={"X-Fake-Latency-Ms": "1000"})
+    assert resp.status == 504
+    assert "error_msg" in await resp.json()
+
+
+async def test_azure_endpoint_query_and_api_key(gateway) -> None:  # type: ignore[no-untyped-def]
+    endpoint = f"http://{gateway.fake_address}/openai/deployments/gpt4/chat/completions"
+    await ai_route(
+        gateway,
+        provider="azure-openai",
+        auth={"header": {"api-key": "azure-key"}, "query": {"extra": "a b"}},
+        override={"endpoint": endpoint + "?api-version=2024-02-01"},
+    )
+    resp = await gateway.proxy.post(
+        "/chat?client=1", json={**CHAT, "model": "gpt-4"}, headers={"api-key": "client-key"}
+    )
+    assert resp.status == 200
+    (seen,) = await gateway.fake_requests()
+    assert seen["path"] == "/openai/deployments/gpt4/chat/completions"
+    assert seen["query"] == "api-version=2024-02-01&extra=a b"  # as the fake decodes it
+    assert seen["headers"]["api-key"] == "azure-key"
+    assert "model" not in seen["body"]  # the deployment names the model
+
+
+async def test_provider_without_the_protocol_is_400(gateway) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, provider="deepseek")
+    resp = await gateway.proxy.post("/chat", json={"input": "x"})
+    assert resp.status == 400
+    assert (await resp.json())["error_msg"] == (
+        "provider deepseek does not support openai-embeddings protocol (supported: openai-chat)"
+    )
+
+
+async def test_client_knob_headers_still_reach_the_provider(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Only credentials are dropped: other client headers (OpenAI-Organization, ...) pass."""
+    await ai_route(gateway)
+    resp = await gateway.proxy.post("/chat", json=CHAT, headers={"OpenAI-Organization": "org"})
+    assert resp.status == 200
+    (seen,) = await gateway.fake_requests()
+    assert seen["headers"]["openai-organization"] == "org"
+
+
+async def test_keepalive_false_closes_each_connection(gateway) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, keepalive=False)
+    for _ in range(2):
+        assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
+    assert [r["headers"]["connection"] for r in await gateway.fake_requests()] == ["close"] * 2
