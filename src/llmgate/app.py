@@ -16,11 +16,17 @@ async def _healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_admin_app(store: Store, keys: AdminKeys) -> web.Application:
-    """The admin API (``/apisix/admin``) over ``store``, behind ``keys``."""
+def build_admin_app(
+    store: Store, keys: AdminKeys, loader: SnapshotLoader | None = None
+) -> web.Application:
+    """The admin API (``/apisix/admin``) over ``store``, behind ``keys``.
+
+    With the data plane's ``loader`` in the same process, a write is answered only once the
+    data plane serves it.
+    """
     app = web.Application(middlewares=[auth_middleware(keys)], client_max_size=MAX_BODY + 1)
     app.router.add_get("/healthz", _healthz)
-    add_admin_routes(app, store)
+    add_admin_routes(app, store, loader.sync if loader is not None else None)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -16,6 +17,9 @@ from llmgate.store import Store
 MAX_BODY = 1024 * 1024 * 3 // 2  # 1.5 MiB, as APISIX
 STORE_KEY = web.AppKey("store", Store)
 APIS_KEY = web.AppKey("resource_apis", dict)
+# Awaited after each successful write: an in-process data plane loads the new revision before
+# the admin answers, so a client's next request already sees its change.
+AFTER_WRITE_KEY = web.AppKey("after_write", object)
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -73,6 +77,9 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
             raise NotFound({"error_msg": "not found"})
     except HttpError as error:
         return error_response(error)
+    after_write = request.app.get(AFTER_WRITE_KEY)
+    if after_write is not None and request.method != "GET":
+        await after_write()  # type: ignore[operator]
     return json_response(status, body, headers={"X-API-VERSION": "v3"})
 
 
@@ -94,8 +101,12 @@ async def plugin_schema(request: web.Request) -> web.Response:
     return json_response(200, schema)
 
 
-def add_admin_routes(app: web.Application, store: Store) -> None:
+def add_admin_routes(
+    app: web.Application, store: Store, after_write: Callable[[], Awaitable[None]] | None = None
+) -> None:
     app[STORE_KEY] = store
+    if after_write is not None:
+        app[AFTER_WRITE_KEY] = after_write
     app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
     app.router.add_get("/apisix/admin/plugins/list", plugins_list)
     app.router.add_get("/apisix/admin/plugins/{name}", plugin_schema)

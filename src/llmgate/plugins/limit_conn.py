@@ -1,8 +1,21 @@
-"""limit-conn: a cap on concurrent requests per key, ``burst`` more delayed."""
+"""limit-conn: a cap on concurrent requests per key, ``burst`` more delayed.
+
+A request is counted in the access phase and uncounted in the log phase (which always runs).
+Up to ``conn`` run at once; up to ``burst`` more wait ``unit_delay * ((n - 1) // conn)`` seconds
+first (nginx's limit_conn); beyond that ``rejected_code`` and ``{"error_msg": rejected_msg}``.
+``unit_delay`` starts at ``default_conn_delay`` and, unless ``only_use_default_delay``, moves
+halfway towards each finished request's latency.  ``rules`` apply several limits at once; a rule
+whose key's variables are all unset, or whose conn/burst do not resolve, does not apply (as in
+APISIX).  Keys and error replies: see ``limiting.py``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +27,24 @@ from llmgate.plugins.limit_count import (
     RejectedMsg,
     var_or_numeral,
 )
+from llmgate.plugins.limiting import (
+    BadLimitValue,
+    LimitKey,
+    bad_value,
+    counters_for,
+    dynamic_int,
+    rejection,
+    resolve_int,
+    unavailable,
+)
+from llmgate.proxy.variables import Template
+from llmgate.runtime.counters import CountersUnavailable
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.runtime.services import Services
+
+MIN_DELAY = 0.001
 
 # How many connections over ``conn`` are delayed rather than rejected; may be 0.
 DynamicBurst = Annotated[int, Field(ge=0)] | Annotated[str, var_or_numeral(0)]
@@ -54,7 +85,101 @@ class LimitConnConfig(RedisPolicyConfig):
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    conn: int | Template
+    burst: int | Template
+    key: LimitKey
+    optional: bool  # a rules entry: skipped when it does not resolve
+
+
+@dataclass(slots=True)
+class _Held:
+    """What one request holds, released in the log phase."""
+
+    keys: list[str]
+    delay: float = 0.0
+
+
 class LimitConn(Plugin):
     name = "limit-conn"
     priority = 1003
     Config = LimitConnConfig
+
+    def __init__(self, config: LimitConnConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        self.counters = counters_for(config, services)
+        if config.rules is None:
+            assert config.conn is not None and config.burst is not None and config.key
+            rule = _Rule(
+                dynamic_int(config.conn),
+                dynamic_int(config.burst),
+                LimitKey.compile(config.key, config.key_type),
+                optional=False,
+            )
+            self.rules: tuple[_Rule, ...] = (rule,)
+        else:
+            self.rules = tuple(
+                _Rule(
+                    dynamic_int(r.conn),
+                    dynamic_int(r.burst),
+                    LimitKey.compile(r.key, "var_combination"),
+                    optional=True,
+                )
+                for r in config.rules
+            )
+        assert config.default_conn_delay is not None
+        self.unit_delay = config.default_conn_delay
+        self.prefix = f"{self.name}|{owner}|"
+        self.state_key = f"{self.name}|{owner}"
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        config: LimitConnConfig = self.config  # type: ignore[assignment]
+        held = _Held([])
+        ctx.state[self.state_key] = held
+        for rule in self.rules:
+            key = rule.key.resolve(ctx)
+            if key is None:
+                if rule.optional:
+                    continue
+                key = ctx.var("remote_addr") or ""
+            try:
+                conn = resolve_int(ctx, rule.conn, "conn")
+                burst = resolve_int(ctx, rule.burst, "burst", minimum=0)
+                count = await self.counters.acquire(self.prefix + key, conn + burst, config.key_ttl)
+            except BadLimitValue as exc:
+                if rule.optional or config.allow_degradation:
+                    continue
+                return bad_value(self.name, exc)
+            except CountersUnavailable as exc:
+                if config.allow_degradation:
+                    continue
+                return unavailable(self.name, self.owner, exc)
+            if count > conn + burst:
+                return rejection(
+                    config.rejected_code, config.rejected_msg, "too many concurrent requests"
+                )
+            held.keys.append(self.prefix + key)
+            if count > conn:
+                held.delay = max(held.delay, self.unit_delay * ((count - 1) // conn))
+        if held.delay >= MIN_DELAY:
+            try:
+                await asyncio.sleep(held.delay)
+            except asyncio.CancelledError:  # the log phase will not run: release now
+                await asyncio.shield(self._release(ctx))
+                raise
+        return None
+
+    async def log(self, ctx: RequestContext) -> None:
+        held = await self._release(ctx)
+        config: LimitConnConfig = self.config  # type: ignore[assignment]
+        if held is not None and held.keys and not config.only_use_default_delay:
+            latency = time.perf_counter() - ctx.started - held.delay
+            self.unit_delay = (max(latency, 0.0) + self.unit_delay) / 2
+
+    async def _release(self, ctx: RequestContext) -> _Held | None:
+        held: _Held | None = ctx.state.pop(self.state_key, None)
+        for key in held.keys if held is not None else ():
+            with contextlib.suppress(CountersUnavailable):  # a Redis key expires by key_ttl
+                await self.counters.release(key)
+        return held

@@ -1,16 +1,48 @@
 """limit-count: a fixed number of requests per time window, per key.
 
+Each request adds one to its key's window; past ``count`` it gets ``rejected_code`` and
+``{"error_msg": rejected_msg}``.  ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (seconds
+left, rounded up) are sent on passes and on rejections (then ``Remaining: 0``) unless
+``show_limit_quota_header`` is false.  ``group`` shares one counter between every route naming
+it; ``rules`` count several windows at once, each rule's headers prefixed
+(``X-<prefix>-RateLimit-Limit``, the prefix defaulting to the rule's 1-based position).
+
+``window_type: sliding`` weighs the previous clock-aligned window's count by how much of it the
+sliding window still covers, and counts only accepted requests (APISIX's algorithm).
+
+Where APISIX differs: a rule key without any ``$variable`` always applies (APISIX never applies
+it), and no applicable rule lets the request through (APISIX: 500).  See ``limiting.py`` for
+keys and error replies.
+
 ``RedisPolicyConfig`` (APISIX's ``utils/redis-schema``) is shared with the other limiters whose
 counters may live in Redis: limit-req, limit-conn and ai-rate-limiting.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig
+from llmgate.plugins.limiting import (
+    BadLimitValue,
+    LimitKey,
+    bad_value,
+    counters_for,
+    dynamic_int,
+    rejection,
+    resolve_int,
+    unavailable,
+)
+from llmgate.proxy.variables import Template
+from llmgate.runtime.counters import CountersUnavailable
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.runtime.services import Services
 
 # APISIX's sync_interval default: every request is counted in Redis synchronously.
 NO_DELAYED_SYNC = -1.0
@@ -114,7 +146,88 @@ class LimitCountConfig(RedisPolicyConfig):
         return self
 
 
+HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    count: int | Template
+    window: int | Template
+    key: LimitKey
+    headers: tuple[str, str, str]  # limit, remaining, reset
+    optional: bool  # a rules entry: skipped when its key's variables are all unset
+
+
+def _prefixed(prefix: str) -> tuple[str, str, str]:
+    limit, remaining, reset = (h.replace("RateLimit-", f"{prefix}-RateLimit-", 1) for h in HEADERS)
+    return limit, remaining, reset
+
+
 class LimitCount(Plugin):
     name = "limit-count"
     priority = 1002
     Config = LimitCountConfig
+
+    def __init__(self, config: LimitCountConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        self.counters = counters_for(config, services)
+        if config.rules is None:
+            assert config.count is not None and config.time_window is not None
+            rule = _Rule(
+                dynamic_int(config.count),
+                dynamic_int(config.time_window),
+                LimitKey.compile(config.key, config.key_type),
+                HEADERS,
+                optional=False,
+            )
+            self.rules: tuple[_Rule, ...] = (rule,)
+        else:
+            self.rules = tuple(
+                _Rule(
+                    dynamic_int(r.count),
+                    dynamic_int(r.time_window),
+                    LimitKey.compile(r.key, "var_combination"),
+                    _prefixed(r.header_prefix or str(i)),
+                    optional=True,
+                )
+                for i, r in enumerate(config.rules, start=1)
+            )
+        # A group's counters are the group's, whichever route counts (APISIX: group .. key).
+        label = f"group/{config.group}" if config.group is not None else owner
+        self.prefix = f"{self.name}|{label}|"
+        self.sliding = config.window_type == "sliding"
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        config: LimitCountConfig = self.config  # type: ignore[assignment]
+        for rule in self.rules:
+            key = rule.key.resolve(ctx)
+            if key is None:
+                if rule.optional:
+                    continue
+                key = ctx.var("remote_addr") or ""
+            try:
+                count = resolve_int(ctx, rule.count, "count")
+                window = resolve_int(ctx, rule.window, "time_window")
+                if self.sliding:
+                    passed, remaining, left = await self.counters.sliding(
+                        self.prefix + key, count, window
+                    )
+                else:
+                    used, left = await self.counters.incr(self.prefix + key, window)
+                    passed, remaining = used <= count, count - used
+            except BadLimitValue as exc:
+                if config.allow_degradation:
+                    continue
+                return bad_value(self.name, exc)
+            except CountersUnavailable as exc:
+                if config.allow_degradation:
+                    continue
+                return unavailable(self.name, self.owner, exc)
+            if config.show_limit_quota_header:
+                limit_h, remaining_h, reset_h = rule.headers
+                ctx.add_response_header(limit_h, str(count))
+                ctx.add_response_header(remaining_h, str(max(remaining, 0)))
+                ctx.add_response_header(reset_h, str(math.ceil(left)))
+            if not passed:
+                return rejection(config.rejected_code, config.rejected_msg, "too many requests")
+        return None

@@ -1,13 +1,29 @@
-"""limit-req: a leaky bucket of ``rate`` requests per second with ``burst`` extra queued."""
+"""limit-req: a leaky bucket of ``rate`` requests per second with ``burst`` extra queued.
+
+A request within ``rate`` passes at once; one over it but within ``burst`` waits until the bucket
+has drained enough (``delay = excess / rate``, nginx's limit_req), or passes at once with
+``nodelay``; one beyond ``burst`` gets ``rejected_code`` and ``{"error_msg": rejected_msg}``.
+Keys and error replies: see ``limiting.py``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import asyncio
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from llmgate.plugins.base import Plugin
 from llmgate.plugins.limit_count import RedisPolicyConfig, RejectedCode, RejectedMsg
+from llmgate.plugins.limiting import LimitKey, counters_for, rejection, unavailable
+from llmgate.runtime.counters import CountersUnavailable
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.runtime.services import Services
+
+# Delays shorter than this are not worth a sleep (APISIX's threshold too).
+MIN_DELAY = 0.001
 
 
 class LimitReqConfig(RedisPolicyConfig):
@@ -25,3 +41,23 @@ class LimitReq(Plugin):
     name = "limit-req"
     priority = 1001
     Config = LimitReqConfig
+
+    def __init__(self, config: LimitReqConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        self.counters = counters_for(config, services)
+        self.key = LimitKey.compile(config.key, config.key_type)
+        self.prefix = f"{self.name}|{owner}|"
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        config: LimitReqConfig = self.config  # type: ignore[assignment]
+        try:
+            delay = await self.counters.leaky(
+                self.prefix + self.key.render(ctx), config.rate, config.burst
+            )
+        except CountersUnavailable as exc:
+            return None if config.allow_degradation else unavailable(self.name, self.owner, exc)
+        if delay is None:
+            return rejection(config.rejected_code, config.rejected_msg, "too many requests")
+        if delay >= MIN_DELAY and not config.nodelay:
+            await asyncio.sleep(delay)
+        return None

@@ -1,13 +1,27 @@
-"""Counters that outlive config snapshots: fixed windows for limit-count and token budgets.
+"""Counters that outlive config snapshots: what limit-count, limit-req, limit-conn and token
+budgets count.
 
-``LocalCounters`` keeps them in this process.  The shared (multi-worker) and Redis
-implementations follow the same ``Counters`` contract.
+Three implementations follow one ``Counters`` contract:
+
+- ``LocalCounters``: this process's memory (one worker, the default);
+- ``SharedCounters`` (``counter_server.py``): one node's workers, through the counter service
+  their parent process runs over a Unix socket, so the node's limits are exact;
+- ``RedisCounters`` (``redis_counters.py``): every node sharing one Redis.
+
+Each operation is atomic where the state lives, so no interleaving of requests (tasks, worker
+processes or nodes) lets more through than a limit allows.  A backend that cannot be reached
+raises ``CountersUnavailable``; the caller decides between failing open and failing closed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Protocol
+
+
+class CountersUnavailable(Exception):
+    """The counters' store (counter service, Redis) could not answer."""
 
 
 class Counters(Protocol):
@@ -20,14 +34,77 @@ class Counters(Protocol):
         """The current count and seconds left, without changing anything."""
         ...
 
+    async def sliding(self, key: str, limit: int, window: float) -> tuple[bool, int, float]:
+        """One request into the sliding window ``key`` of ``limit`` per ``window`` seconds
+        (APISIX's estimate: this clock-aligned window's count plus the previous one's, weighted
+        by the share of it still inside the sliding window).  Returns whether it is accepted
+        (only then is it counted), the quota left, and the seconds until the window resets
+        (when rejected: until a request could pass)."""
+        ...
+
+    async def leaky(self, key: str, rate: float, burst: float) -> float | None:
+        """One request into the leaky bucket ``key`` draining ``rate`` requests a second with
+        room for ``burst`` more: the seconds it should wait, or None when the bucket is full
+        (then nothing is recorded)."""
+        ...
+
+    async def acquire(self, key: str, limit: int, ttl: int) -> int:
+        """One more concurrent request on ``key``: the count including it.  A count above
+        ``limit`` means rejected, and then nothing was recorded.  ``ttl`` (seconds) bounds how
+        long a shared store keeps a count its owner never released (a crashed node)."""
+        ...
+
+    async def release(self, key: str) -> int:
+        """One concurrent request on ``key`` is done: the count left."""
+        ...
+
     async def close(self) -> None: ...
 
 
+def slide(
+    current: int, previous: int, limit: int, window: float, now: float
+) -> tuple[bool, int, float]:
+    """The sliding-window decision for one request, given the counts of the current and the
+    previous clock-aligned windows: (accepted, quota left, seconds to wait or to the reset)."""
+    left_in_window = window - now % window
+    previous_rate = min(previous, limit) / window
+    estimate = previous_rate * left_in_window + current
+    if current >= limit or estimate >= limit:
+        if current >= limit or previous_rate == 0:
+            return False, 0, left_in_window
+        return False, 0, max(left_in_window - (limit - current) / previous_rate, 0.0)
+    return True, math.floor(limit - 1 - estimate), left_in_window
+
+
+def leak(
+    state: tuple[float, float] | None, now: float, rate: float, burst: float
+) -> tuple[float, float] | None:
+    """The leaky bucket step (nginx's limit_req): ``state`` is (excess, time of the last
+    request), ``excess`` counting the requests queued beyond ``rate``.  Returns the new state,
+    or None when one more request would overflow ``burst``."""
+    if state is None:
+        return 0.0, now
+    excess, last = state
+    excess = max(excess - rate * abs(now - last) + 1.0, 0.0)
+    if excess > burst:
+        return None
+    return excess, now
+
+
 class LocalCounters:
-    """Fixed-window counters in this process's memory."""
+    """All counters in this process's memory; the state behind the node's counter service too.
+
+    The ``*_now`` methods are synchronous: the counter service calls them between two awaits,
+    which is what makes each operation atomic.
+    """
+
+    SWEEP_EVERY = 10.0
 
     def __init__(self) -> None:
         self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (excess, last request)
+        self._bucket_rates: dict[str, float] = {}  # key -> rate, to know when a bucket is empty
+        self._conns: dict[str, int] = {}
         self._sweep_at = 0.0
 
     def incr_now(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
@@ -48,17 +125,81 @@ class LocalCounters:
             return 0, window
         return count, end - now
 
+    def sliding_now(self, key: str, limit: int, window: float) -> tuple[bool, int, float]:
+        now = time.time()  # windows aligned on the clock, as in APISIX and in Redis
+        monotonic = time.monotonic()
+        if monotonic >= self._sweep_at:
+            self._sweep(monotonic)
+        number = math.floor(now / window)
+        current_key, previous_key = f"{key}\x00{number}", f"{key}\x00{number - 1}"
+        current = self._windows.get(current_key, (0.0, 0))[1]
+        previous = self._windows.get(previous_key, (0.0, 0))[1]
+        accepted, remaining, reset = slide(current, previous, limit, window, now)
+        if accepted:  # kept until the next window no longer looks back at it
+            self._windows[current_key] = (monotonic + reset + window, current + 1)
+        return accepted, remaining, reset
+
+    def leaky_now(self, key: str, rate: float, burst: float) -> float | None:
+        now = time.monotonic()
+        if now >= self._sweep_at:
+            self._sweep(now)
+        state = leak(self._buckets.get(key), now, rate, burst)
+        if state is None:
+            return None
+        self._buckets[key] = state
+        self._bucket_rates[key] = rate
+        return state[0] / rate
+
+    def acquire_now(self, key: str, limit: int) -> int:
+        count = self._conns.get(key, 0) + 1
+        if count <= limit:
+            self._conns[key] = count
+        return count
+
+    def release_now(self, key: str) -> int:
+        count = self._conns.get(key, 0) - 1
+        if count > 0:
+            self._conns[key] = count
+        else:
+            self._conns.pop(key, None)
+        return max(count, 0)
+
     async def incr(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
         return self.incr_now(key, window, amount)
 
     async def peek(self, key: str, window: float) -> tuple[int, float]:
         return self.peek_now(key, window)
 
+    async def sliding(self, key: str, limit: int, window: float) -> tuple[bool, int, float]:
+        return self.sliding_now(key, limit, window)
+
+    async def leaky(self, key: str, rate: float, burst: float) -> float | None:
+        return self.leaky_now(key, rate, burst)
+
+    async def acquire(self, key: str, limit: int, ttl: int) -> int:
+        return self.acquire_now(key, limit)
+
+    async def release(self, key: str) -> int:
+        return self.release_now(key)
+
     def _sweep(self, now: float) -> None:
+        """Forget windows that ended and buckets that drained (so memory stays flat)."""
         expired = [key for key, (end, _) in self._windows.items() if end <= now]
         for key in expired:
             del self._windows[key]
-        self._sweep_at = now + 10.0
+        drained = [
+            key
+            for key, (excess, last) in self._buckets.items()
+            # past this, the next request finds the bucket as empty as a new one
+            if last + (excess + 1.0) / self._bucket_rates[key] <= now
+        ]
+        for key in drained:
+            del self._buckets[key]
+            del self._bucket_rates[key]
+        self._sweep_at = now + self.SWEEP_EVERY
 
     async def close(self) -> None:
         self._windows.clear()
+        self._buckets.clear()
+        self._bucket_rates.clear()
+        self._conns.clear()

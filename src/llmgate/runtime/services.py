@@ -2,6 +2,10 @@
 
 Rate-limit counters, cache entries and verified credentials live here, not in a snapshot, so
 editing one route never resets another route's limits (STYLE.md habit 9).
+
+``counters`` are the node's counters (``policy: local``): in this process with one worker, in
+the parent's counter service with ``--workers N``.  ``redis`` hands out the counters of the
+limiters whose ``policy`` names a Redis, one client per server, kept across reloads.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
+from llmgate.runtime.redis_counters import RedisRegistry
 from llmgate.runtime.verified import VerifiedCredentials
 
 
@@ -20,6 +25,7 @@ class Services:
     verified: VerifiedCredentials = field(default_factory=VerifiedCredentials)
     # Upstream pools (routes' and plugins' such as ai-proxy's), reused while their config holds.
     pools: PoolRegistry = field(default_factory=PoolRegistry)
+    redis: RedisRegistry = field(default_factory=RedisRegistry)
     # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -32,3 +38,4 @@ class Services:
                     await result
         await self.counters.close()
         await self.pools.close()
+        await self.redis.close()

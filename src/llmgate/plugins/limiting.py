@@ -1,0 +1,134 @@
+"""What limit-count, limit-req and limit-conn share: how a key is built from a request, which
+counters a ``policy`` selects, numbers resolved from ``$variables``, and the replies.
+
+Keys follow APISIX: ``key_type`` ``var`` reads one variable (``remote_addr``; a leading ``$`` is
+accepted), ``var_combination`` renders a template of ``$variables``, ``constant`` is the key
+itself; a key whose variables are all unset or empty falls back to the client address.
+Counter keys start with the plugin's name and owner ("route/1#<digest of its config>"), so a
+reload of anything else keeps the counts while a change of the plugin's own config resets them.
+
+Errors never surface as a 500: a backend that cannot answer gives 503 ``{"error_msg": "failed to
+limit ..."}`` (APISIX: 500), or lets the request through with ``allow_degradation``; a
+``$variable`` count that does not resolve to a number is the client's input, hence a 400.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from llmgate.proxy.context import Reply
+from llmgate.proxy.variables import Template
+from llmgate.runtime.counters import Counters
+from llmgate.runtime.redis_counters import RedisTarget
+
+if TYPE_CHECKING:
+    from llmgate.plugins.limit_count import RedisPolicyConfig
+    from llmgate.proxy.context import RequestContext
+    from llmgate.runtime.services import Services
+
+log = logging.getLogger("llmgate.plugins")
+
+KeyType = Literal["var", "var_combination", "constant"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitKey:
+    """A limiter's key, compiled once per snapshot."""
+
+    key_type: KeyType
+    text: str
+    template: Template
+
+    @classmethod
+    def compile(cls, text: str, key_type: KeyType) -> LimitKey:
+        name = text[1:] if key_type == "var" and text.startswith("$") else text
+        return cls(key_type, name, Template.compile(text))
+
+    def resolve(self, ctx: RequestContext) -> str | None:
+        """The key's value for this request; None when none of its variables has a value."""
+        if self.key_type == "constant":
+            return self.text
+        if self.key_type == "var":
+            return ctx.var(self.text) or None
+        resolved = 0
+        out: list[str] = []
+        for is_var, text in self.template.parts:
+            if is_var:
+                value = ctx.var(text)
+                if value:
+                    resolved += 1
+                    out.append(value)
+            else:
+                out.append(text)
+        return "".join(out) if resolved or self.template.is_literal else None
+
+    def render(self, ctx: RequestContext) -> str:
+        """The key's value, or the client address when it has none (as APISIX does)."""
+        return self.resolve(ctx) or ctx.var("remote_addr") or ""
+
+
+class BadLimitValue(ValueError):
+    """A count, window, conn or burst given as ``$variables`` did not resolve to an integer."""
+
+
+def dynamic_int(value: int | str) -> int | Template:
+    """A config number: kept as an int, or compiled when it refers to ``$variables``."""
+    if isinstance(value, int):
+        return value
+    template = Template.compile(value)
+    return int(value) if template.is_literal else template
+
+
+def resolve_int(ctx: RequestContext, value: int | Template, name: str, minimum: int = 1) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.render(ctx).strip()
+    if not text.isdigit():
+        raise BadLimitValue(f"{name} resolved to {text!r}, not an integer")
+    number = int(text)
+    if number < minimum:
+        raise BadLimitValue(f"{name} resolved to {number}, below {minimum}")
+    return number
+
+
+def counters_for(config: RedisPolicyConfig, services: Services) -> Counters:
+    """The counters a limiter's ``policy`` selects: the node's own, or a Redis."""
+    if config.policy == "local":
+        return services.counters
+    target = RedisTarget(
+        host=config.redis_host or "127.0.0.1",
+        port=config.redis_port,
+        database=config.redis_database,
+        username=config.redis_username,
+        password=config.redis_password,
+        timeout=config.redis_timeout / 1000,
+        ssl=config.redis_ssl or config.redis_cluster_ssl,
+        ssl_verify=config.redis_ssl_verify or config.redis_cluster_ssl_verify,
+        pool_size=config.redis_keepalive_pool,
+        cluster_nodes=tuple(config.redis_cluster_nodes or ())
+        if config.policy == "redis-cluster"
+        else (),
+    )
+    return services.redis.get(target)
+
+
+def rejection(status: int, rejected_msg: str | None, default_msg: str) -> Reply:
+    """The reply to a request over the limit: ``{"error_msg": rejected_msg}``.
+
+    APISIX sends nginx's HTML error page when no ``rejected_msg`` is set; llmgate answers JSON
+    with ``default_msg``, as every error llmgate produces is JSON.
+    """
+    return Reply.json(status, {"error_msg": rejected_msg or default_msg})
+
+
+def unavailable(plugin: str, owner: str, exc: Exception) -> Reply:
+    """The reply when the counters cannot be reached and degradation is not allowed:
+    APISIX's message ("failed to limit count"), with 503 rather than its 500."""
+    log.warning("%s of %s cannot count: %s", plugin, owner.partition("#")[0], exc)
+    return Reply.error(503, "failed to " + plugin.replace("-", " "))
+
+
+def bad_value(plugin: str, exc: BadLimitValue) -> Reply:
+    return Reply.error(400, f"{plugin}: {exc}")

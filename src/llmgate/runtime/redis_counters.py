@@ -1,0 +1,267 @@
+"""``Counters`` in Redis: limits exact across every process and node sharing one Redis.
+
+Each operation is one Lua script, so it is atomic in Redis whatever the number of clients:
+
+- fixed windows: INCRBY, and PEXPIRE when the key has no expiry yet (it was just created);
+  the answer is the count and the window's PTTL;
+- sliding windows: one key per clock-aligned window, read with the previous one and
+  incremented only when the request is accepted, on Redis's clock (``TIME``);
+- leaky buckets: a hash {excess, last}, timed by Redis's own clock (``TIME``) so nodes whose
+  clocks differ still agree;
+- concurrent requests: INCR undone when over the limit, EXPIRE ``ttl`` so a node that crashed
+  holding connections does not hold them forever; DECR on release.
+
+Keys start with ``llmgate:``.  ``redis-cluster`` uses redis-py's cluster client; when the first
+node answers that cluster mode is disabled (a single Redis given as a one-node "cluster"), the
+plain client is used against that node instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from llmgate.runtime.counters import CountersUnavailable
+
+log = logging.getLogger("llmgate.counters")
+
+PREFIX = "llmgate:"
+
+_INCR = """
+local count = redis.call('incrby', KEYS[1], ARGV[2])
+local ttl = redis.call('pttl', KEYS[1])
+if ttl < 0 then
+  redis.call('pexpire', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+_PEEK = """
+local ttl = redis.call('pttl', KEYS[1])
+if ttl < 0 then return {0, -1} end
+return {tonumber(redis.call('get', KEYS[1]) or '0'), ttl}
+"""
+
+# KEYS[1] is a hash-tagged prefix: both windows' keys land in its cluster slot.
+_SLIDING = """
+local clock = redis.call('time')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local number = math.floor(now / window)
+local current_key = KEYS[1] .. ':' .. number
+local current = tonumber(redis.call('get', current_key) or '0')
+local previous = math.min(tonumber(redis.call('get', KEYS[1] .. ':' .. (number - 1)) or '0'), limit)
+local left = window - (now - number * window)
+local rate = previous / window
+local estimate = rate * left + current
+if current >= limit or estimate >= limit then
+  if current >= limit or rate == 0 then
+    return {0, 0, string.format('%.6f', left)}
+  end
+  return {0, 0, string.format('%.6f', math.max(left - (limit - current) / rate, 0))}
+end
+redis.call('incr', current_key)
+redis.call('pexpire', current_key, math.ceil((left + window) * 1000))
+return {1, math.floor(limit - 1 - estimate), string.format('%.6f', left)}
+"""
+
+_LEAKY = """
+local clock = redis.call('time')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('hmget', KEYS[1], 'excess', 'last')
+local excess = 0
+if state[1] then
+  excess = math.max(tonumber(state[1]) - rate * math.abs(now - tonumber(state[2])) + 1, 0)
+  if excess > burst then return false end
+end
+redis.call('hset', KEYS[1], 'excess', string.format('%.6f', excess),
+           'last', string.format('%.6f', now))
+redis.call('pexpire', KEYS[1], math.ceil((excess + 1) / rate * 1000) + 1000)
+return string.format('%.6f', excess / rate)
+"""
+
+_ACQUIRE = """
+local count = redis.call('incr', KEYS[1])
+if count > tonumber(ARGV[1]) then
+  redis.call('decr', KEYS[1])
+else
+  redis.call('expire', KEYS[1], ARGV[2])
+end
+return count
+"""
+
+_RELEASE = """
+local count = redis.call('decr', KEYS[1])
+if count <= 0 then
+  redis.call('del', KEYS[1])
+  return 0
+end
+return count
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where and how to connect: one server, or the seed nodes of a cluster."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    database: int = 0
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 1.0  # seconds, for connecting and for each answer
+    ssl: bool = False
+    ssl_verify: bool = False
+    pool_size: int = 100
+    cluster_nodes: tuple[str, ...] = ()  # "host:port" seeds; empty: a single server
+
+    def label(self) -> str:
+        """For log lines: never the password."""
+        where = ",".join(self.cluster_nodes) or f"{self.host}:{self.port}/{self.database}"
+        return f"redis {where}"
+
+
+def _split_node(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    return (host.strip("[]"), int(port)) if port.isdigit() else (node, 6379)
+
+
+class RedisCounters:
+    """The ``Counters`` contract over one Redis (or cluster); connects on first use."""
+
+    def __init__(self, target: RedisTarget) -> None:
+        self.target = target
+        self._client: Redis | RedisCluster | None = None
+        self._lock = asyncio.Lock()
+        self._sha: dict[str, str] = {}
+
+    async def incr(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
+        window_ms = max(1, round(window * 1000))
+        count, ttl = await self._run(_INCR, "count:" + key, window_ms, amount)
+        return int(count), int(ttl) / 1000
+
+    async def peek(self, key: str, window: float) -> tuple[int, float]:
+        count, ttl = await self._run(_PEEK, "count:" + key)
+        return (int(count), int(ttl) / 1000) if int(ttl) >= 0 else (0, window)
+
+    async def sliding(self, key: str, limit: int, window: float) -> tuple[bool, int, float]:
+        accepted, remaining, reset = await self._run(
+            _SLIDING, "slide:{" + key + "}", limit, repr(float(window))
+        )
+        return bool(accepted), int(remaining), float(reset)
+
+    async def leaky(self, key: str, rate: float, burst: float) -> float | None:
+        delay = await self._run(_LEAKY, "req:" + key, repr(rate), repr(burst))
+        return None if delay is None else float(delay)
+
+    async def acquire(self, key: str, limit: int, ttl: int) -> int:
+        return int(await self._run(_ACQUIRE, "conn:" + key, limit, max(1, ttl)))
+
+    async def release(self, key: str) -> int:
+        return int(await self._run(_RELEASE, "conn:" + key))
+
+    async def _run(self, script: str, key: str, *args: Any) -> Any:
+        try:
+            client = self._client or await self._connect()
+            sha = self._sha.get(script)
+            if sha is not None:
+                try:
+                    return await client.evalsha(sha, 1, PREFIX + key, *args)
+                except NoScriptError:
+                    pass  # Redis restarted or flushed its scripts
+            self._sha[script] = await client.script_load(script)
+            return await client.evalsha(self._sha[script], 1, PREFIX + key, *args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CountersUnavailable(f"{self.target.label()}: {exc}") from exc
+
+    async def _connect(self) -> Redis | RedisCluster:
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._open()
+            return self._client
+
+    async def _open(self) -> Redis | RedisCluster:
+        target = self.target
+        options: dict[str, Any] = {
+            "username": target.username,
+            "password": target.password or None,
+            "socket_timeout": target.timeout,
+            "socket_connect_timeout": target.timeout,
+            "retry": Retry(NoBackoff(), 0),  # a limiter answers now or fails; no retry storms
+        }
+        tls: dict[str, Any] = {
+            "ssl_cert_reqs": "required" if target.ssl_verify else "none",
+            "ssl_check_hostname": target.ssl_verify,
+        }
+        if not target.cluster_nodes:
+            return self._single(target.host, target.port, target.database, options, tls)
+        nodes = [ClusterNode(*_split_node(node)) for node in target.cluster_nodes]
+        cluster = RedisCluster(
+            startup_nodes=nodes,
+            max_connections=target.pool_size,
+            ssl=target.ssl,
+            **options,
+            **(tls if target.ssl else {}),
+        )
+        try:
+            await cluster.initialize()
+            return cluster
+        except RedisClusterException as exc:
+            if "cluster mode is not enabled" not in " ".join(map(str, exc.args)).lower():
+                raise
+        await cluster.aclose()
+        log.warning("%s is not a cluster; using it as a single Redis", target.label())
+        host, port = _split_node(target.cluster_nodes[0])
+        return self._single(host, port, 0, options, tls)
+
+    def _single(
+        self, host: str, port: int, database: int, options: dict[str, Any], tls: dict[str, Any]
+    ) -> Redis:
+        """A client whose pool holds up to ``pool_size`` connections; past that, a call waits
+        for one (up to the timeout) rather than failing."""
+        if self.target.ssl:
+            options = {**options, **tls, "connection_class": SSLConnection}
+        pool = BlockingConnectionPool(
+            max_connections=self.target.pool_size,
+            timeout=self.target.timeout,
+            host=host,
+            port=port,
+            db=database,
+            **options,
+        )
+        return Redis.from_pool(pool)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class RedisRegistry:
+    """One ``RedisCounters`` per target, shared by every snapshot's plugins (so the pools and
+    their connections survive config reloads)."""
+
+    def __init__(self) -> None:
+        self._counters: dict[RedisTarget, RedisCounters] = {}
+
+    def get(self, target: RedisTarget) -> RedisCounters:
+        counters = self._counters.get(target)
+        if counters is None:
+            counters = self._counters[target] = RedisCounters(target)
+        return counters
+
+    async def close(self) -> None:
+        for counters in self._counters.values():
+            await counters.close()
+        self._counters.clear()

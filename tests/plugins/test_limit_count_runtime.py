@@ -1,0 +1,217 @@
+"""limit-count on the data plane: windows, keys, groups, headers, rejections, reloads, Redis.
+
+Redis tests use the server at redis://127.0.0.1:6379/0 and fail, never skip, without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.harness import Gateway
+from tests.processes import free_port
+
+SEED = {
+    "count": 2,
+    "time_window": 60,
+    "rejected_code": 403,
+    "rejected_msg": "Las solicitudes son demasiado frecuentes, por favor inténtalo de nuevo más tarde.",
+    "key_type": "var",
+    "key": "remote_addr",
+}
+
+
+async def route(gateway: Gateway, route_id: str, limit: dict[str, Any], **extra: Any) -> None:
+    body = {"uri": f"/{route_id}/*", "plugins": {"limit-count": limit}, **extra}
+    await gateway.put(f"routes/{route_id}", {"upstream": gateway.upstream(), **body})
+
+
+async def statuses(gateway: Gateway, path: str, n: int, **headers: str) -> list[int]:
+    out = []
+    for _ in range(n):
+        resp = await gateway.proxy.get(path, headers=headers)
+        await resp.read()
+        out.append(resp.status)
+    return out
+
+
+async def test_seed_blog_config_passes_two_then_rejects(gateway: Gateway) -> None:
+    await gateway.put("plugin_configs/1", {"plugins": {"limit-count": SEED}})
+    await gateway.put(
+        "routes/1", {"uri": "/openai/*", "plugin_config_id": "1", "upstream": gateway.upstream()}
+    )
+    for remaining in ("1", "0"):
+        resp = await gateway.proxy.post("/openai/product/desc", json={"prompt": "x"})
+        assert resp.status == 200
+        assert resp.headers["X-RateLimit-Limit"] == "2"
+        assert resp.headers["X-RateLimit-Remaining"] == remaining
+        assert resp.headers["X-RateLimit-Reset"] == "60"
+    resp = await gateway.proxy.post("/openai/product/desc", json={"prompt": "x"})
+    assert resp.status == 403
+    assert await resp.json() == {"error_msg": SEED["rejected_msg"]}
+    assert resp.headers["Content-Type"] == "application/json"
+    assert resp.headers["X-RateLimit-Limit"] == "2"
+    assert resp.headers["X-RateLimit-Remaining"] == "0"
+    assert 0 < int(resp.headers["X-RateLimit-Reset"]) <= 60
+    assert len(await gateway.fake_requests()) == 2
+
+
+async def test_defaults_503_json_and_headers_can_be_hidden(gateway: Gateway) -> None:
+    await route(gateway, "1", {"count": 1, "time_window": 60})
+    await route(gateway, "2", {"count": 1, "time_window": 60, "show_limit_quota_header": False})
+    assert (await gateway.proxy.get("/1/a")).status == 200
+    resp = await gateway.proxy.get("/1/a")
+    assert resp.status == 503
+    assert await resp.json() == {"error_msg": "too many requests"}
+    resp = await gateway.proxy.get("/2/a")
+    assert resp.status == 200 and "X-RateLimit-Limit" not in resp.headers
+    resp = await gateway.proxy.get("/2/a")
+    assert resp.status == 503 and "X-RateLimit-Remaining" not in resp.headers
+
+
+async def test_var_key_counts_each_value_and_falls_back_to_the_client(gateway: Gateway) -> None:
+    await route(gateway, "1", {"count": 1, "time_window": 60, "key": "http_x_user"})
+    assert await statuses(gateway, "/1/a", 2, **{"X-User": "alice"}) == [200, 503]
+    assert await statuses(gateway, "/1/a", 2, **{"X-User": "bob"}) == [200, 503]
+    # No header and an empty one: both counted as the client address, so one window.
+    assert await statuses(gateway, "/1/a", 1) == [200]
+    assert await statuses(gateway, "/1/a", 1, **{"X-User": ""}) == [503]
+
+
+async def test_var_combination_key(gateway: Gateway) -> None:
+    limit = {
+        "count": 1,
+        "time_window": 60,
+        "key_type": "var_combination",
+        "key": "$http_x_org/$http_x_user",
+    }
+    await route(gateway, "1", limit)
+    assert await statuses(gateway, "/1/a", 2, **{"X-Org": "o", "X-User": "u1"}) == [200, 503]
+    assert await statuses(gateway, "/1/a", 1, **{"X-Org": "o", "X-User": "u2"}) == [200]
+    assert await statuses(gateway, "/1/a", 1, **{"X-User": "u2"}) == [200]  # "/u2"
+    # Neither variable set: the client address.
+    assert await statuses(gateway, "/1/a", 2) == [200, 503]
+
+
+async def test_constant_key_is_one_counter_per_route(gateway: Gateway) -> None:
+    limit = {"count": 2, "time_window": 60, "key_type": "constant", "key": "all"}
+    await route(gateway, "1", limit)
+    await route(gateway, "2", limit)
+    assert await statuses(gateway, "/1/a", 1, **{"X-Real-IP": "1.1.1.1"}) == [200]
+    assert await statuses(gateway, "/1/a", 2, **{"X-Real-IP": "2.2.2.2"}) == [200, 503]
+    assert await statuses(gateway, "/2/a", 2) == [200, 200]
+
+
+async def test_group_shares_one_counter_across_routes(gateway: Gateway) -> None:
+    limit = {"count": 3, "time_window": 60, "group": "team"}
+    await route(gateway, "1", limit)
+    await route(gateway, "2", limit)
+    await route(gateway, "3", {"count": 3, "time_window": 60})
+    assert await statuses(gateway, "/1/a", 2) == [200, 200]
+    assert await statuses(gateway, "/2/a", 2) == [200, 503]
+    assert await statuses(gateway, "/3/a", 1) == [200]
+
+
+async def test_reloads_keep_the_counter_until_its_own_config_changes(gateway: Gateway) -> None:
+    limit = {"count": 2, "time_window": 60}
+    await route(gateway, "1", limit)
+    assert await statuses(gateway, "/1/a", 1) == [200]
+    await route(gateway, "2", {"count": 5, "time_window": 60})  # another route
+    await route(gateway, "1", limit, plugins={"limit-count": limit, "request-id": {}})
+    assert await statuses(gateway, "/1/a", 2) == [200, 503]  # same window: 1 left
+    await route(gateway, "1", {**limit, "rejected_code": 429})  # its own config: reset
+    assert await statuses(gateway, "/1/a", 3) == [200, 200, 429]
+
+
+async def test_window_expiry_lets_requests_through_again(gateway: Gateway) -> None:
+    await route(gateway, "1", {"count": 1, "time_window": 1})
+    assert await statuses(gateway, "/1/a", 2) == [200, 503]
+    await asyncio.sleep(1.05)
+    assert await statuses(gateway, "/1/a", 2) == [200, 503]
+
+
+async def test_sliding_window(gateway: Gateway) -> None:
+    await route(gateway, "1", {"count": 2, "time_window": 3600, "window_type": "sliding"})
+    resp = await gateway.proxy.get("/1/a")
+    assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "1"
+    assert 0 < int(resp.headers["X-RateLimit-Reset"]) <= 3600
+    assert await statuses(gateway, "/1/a", 3) == [200, 503, 503]
+
+
+async def test_count_from_a_variable(gateway: Gateway) -> None:
+    await route(gateway, "1", {"count": "$http_x_count", "time_window": 60})
+    assert await statuses(gateway, "/1/a", 3, **{"X-Count": "2"}) == [200, 200, 503]
+    resp = await gateway.proxy.get("/1/a", headers={"X-Count": "lots"})
+    assert resp.status == 400
+    assert "count resolved to 'lots'" in (await resp.json())["error_msg"]
+    await route(
+        gateway, "2", {"count": "$http_x_count", "time_window": 60, "allow_degradation": True}
+    )
+    assert await statuses(gateway, "/2/a", 1) == [200]
+
+
+async def test_rules_count_several_windows_with_prefixed_headers(gateway: Gateway) -> None:
+    rules = [
+        {"count": 3, "time_window": 60, "key": "$http_x_user"},
+        {"count": 1, "time_window": 60, "key": "$http_x_model", "header_prefix": "model"},
+    ]
+    await route(gateway, "1", {"rules": rules})
+    resp = await gateway.proxy.get("/1/a", headers={"X-User": "u", "X-Model": "m"})
+    assert resp.status == 200
+    assert resp.headers["X-1-RateLimit-Remaining"] == "2"
+    assert resp.headers["X-model-RateLimit-Remaining"] == "0"
+    resp = await gateway.proxy.get("/1/a", headers={"X-User": "u", "X-Model": "m"})
+    assert resp.status == 503
+    # A rule whose variables are unset does not apply.
+    resp = await gateway.proxy.get("/1/a", headers={"X-User": "u"})
+    assert resp.status == 200 and "X-model-RateLimit-Limit" not in resp.headers
+    assert resp.headers["X-1-RateLimit-Remaining"] == "0"
+    assert await statuses(gateway, "/1/a", 1) == [200]  # no rule applies
+
+
+@pytest.fixture
+async def redis_key() -> Any:
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    await client.ping()  # fails loudly when Redis is not there
+    key = f"test-{uuid.uuid4().hex}"
+    yield key
+    async for stale in client.scan_iter(match=f"llmgate:*{key}*"):
+        await client.delete(stale)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("policy", ["redis", "redis-cluster"])
+async def test_redis_policy(gateway: Gateway, redis_key: str, policy: str) -> None:
+    servers = (
+        {"redis_host": "127.0.0.1"}
+        if policy == "redis"
+        else {"redis_cluster_nodes": ["127.0.0.1:6379"], "redis_cluster_name": "c"}
+    )
+    limit = {
+        "count": 2,
+        "time_window": 60,
+        "key_type": "constant",
+        "key": redis_key,
+        "policy": policy,
+        **servers,
+    }
+    await route(gateway, "1", limit)
+    resp = await gateway.proxy.get("/1/a")
+    assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "1"
+    assert await statuses(gateway, "/1/a", 2) == [200, 503]
+
+
+async def test_redis_down_is_a_503_unless_degradation_is_allowed(gateway: Gateway) -> None:
+    down = {"policy": "redis", "redis_host": "127.0.0.1", "redis_port": free_port()}
+    await route(gateway, "1", {"count": 2, "time_window": 60, **down, "redis_timeout": 200})
+    resp = await gateway.proxy.get("/1/a")
+    assert resp.status == 503
+    assert await resp.json() == {"error_msg": "failed to limit count"}
+    assert await gateway.fake_requests() == []
+    await route(gateway, "2", {"count": 2, "time_window": 60, **down, "allow_degradation": True})
+    resp = await gateway.proxy.get("/2/a")
+    assert resp.status == 200 and "X-RateLimit-Limit" not in resp.headers

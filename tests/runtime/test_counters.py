@@ -1,0 +1,267 @@
+"""The ``Counters`` contract, on every backend: in-process, the node's counter service over a
+real Unix socket, Redis, and Redis named as a one-node cluster.
+
+Redis tests use the server at redis://127.0.0.1:6379/0 and fail, never skip, without it; each
+test's keys are unique and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from llmgate.runtime.counter_server import CounterServer, SharedCounters
+from llmgate.runtime.counters import (
+    Counters,
+    CountersUnavailable,
+    LocalCounters,
+    leak,
+    slide,
+)
+from llmgate.runtime.redis_counters import RedisCounters, RedisRegistry, RedisTarget
+from tests.processes import free_port
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def key() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def redis_cleanup(key: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    await client.ping()  # fails loudly when Redis is not there
+    yield client
+    await delete_keys(client, key)
+    await client.aclose()
+
+
+@pytest.fixture
+def socket_path(tmp_path: Path) -> str:
+    return str(tmp_path / "counters.sock")
+
+
+async def delete_keys(client: aioredis.Redis, key: str) -> None:
+    async for stale in client.scan_iter(match=f"llmgate:*{key}*"):
+        await client.delete(stale)
+
+
+@pytest.fixture(params=["local", "shared", "redis", "redis-cluster"])
+async def counters(
+    request: pytest.FixtureRequest, socket_path: str, key: str
+) -> AsyncIterator[Counters]:
+    backend: Counters
+    server = client = None
+    if request.param == "local":
+        backend = LocalCounters()
+    elif request.param == "shared":
+        server = CounterServer(socket_path)
+        await server.start()
+        backend = SharedCounters(socket_path)
+    else:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        await client.ping()  # fails loudly when Redis is not there
+        nodes = ("127.0.0.1:6379",) if request.param == "redis-cluster" else ()
+        backend = RedisCounters(RedisTarget(cluster_nodes=nodes))
+    yield backend
+    await backend.close()
+    if server is not None:
+        await server.close()
+    if client is not None:
+        await delete_keys(client, key)
+        await client.aclose()
+
+
+async def test_fixed_window_counts_and_reports_time_left(counters: Counters, key: str) -> None:
+    assert await counters.peek(key, 60) == (0, 60)
+    count, left = await counters.incr(key, 60)
+    assert count == 1 and 59 < left <= 60.001
+    count, left = await counters.incr(key, 60, 4)
+    assert count == 5 and 59 < left <= 60.001
+    count, left = await counters.peek(key, 60)
+    assert count == 5 and 59 < left <= 60.001
+    other, _ = await counters.incr(key + "-other", 60)
+    assert other == 1
+
+
+async def test_a_window_ends_and_the_count_starts_again(counters: Counters, key: str) -> None:
+    assert (await counters.incr(key, 0.3))[0] == 1
+    assert (await counters.incr(key, 0.3))[0] == 2
+    await asyncio.sleep(0.35)
+    assert (await counters.peek(key, 0.3))[0] == 0
+    count, left = await counters.incr(key, 0.3)
+    assert count == 1 and 0.2 < left <= 0.301
+
+
+async def test_concurrent_increments_are_atomic(counters: Counters, key: str) -> None:
+    results = await asyncio.gather(*(counters.incr(key, 60) for _ in range(200)))
+    assert sorted(count for count, _ in results) == list(range(1, 201))
+
+
+async def test_sliding_window_counts_only_accepted_requests(counters: Counters, key: str) -> None:
+    # An hour-long window: a test straddling two windows is all but impossible.
+    results = [await counters.sliding(key, 3, 3600) for _ in range(5)]
+    assert [(accepted, remaining) for accepted, remaining, _ in results] == [
+        (True, 2),
+        (True, 1),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+    ]
+    assert all(0 < reset <= 3600 for _, _, reset in results)
+    assert (await counters.sliding(key + "-other", 3, 3600))[0] is True
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "now", "expected"),
+    [
+        pytest.param(0, 0, 120.0, (True, 9, 60.0), id="fresh"),
+        pytest.param(0, 10, 150.0, (True, 4, 30.0), id="half-the-previous-window-counts"),
+        pytest.param(0, 25, 150.0, (True, 4, 30.0), id="previous-capped-at-the-limit"),
+        pytest.param(6, 10, 150.0, (False, 0, 6.0), id="rejected-until-the-estimate-drops"),
+        pytest.param(10, 0, 150.0, (False, 0, 30.0), id="full-until-the-next-window"),
+    ],
+)
+def test_slide_is_apisix_sliding_window(
+    current: int, previous: int, now: float, expected: tuple[bool, int, float]
+) -> None:
+    assert slide(current, previous, limit=10, window=60, now=now) == pytest.approx(expected)
+
+
+async def test_leaky_bucket_delays_then_rejects(counters: Counters, key: str) -> None:
+    # 10 requests/s, 2 queued at most: 0 s, ~0.1 s, ~0.2 s, then full.
+    delays = [await counters.leaky(key, 10, 2) for _ in range(4)]
+    assert delays[0] == 0
+    assert delays[1] == pytest.approx(0.1, abs=0.02)
+    assert delays[2] == pytest.approx(0.2, abs=0.03)
+    assert delays[3] is None
+    await asyncio.sleep(0.15)  # drains 1.5 requests (or more if the loop is slow)
+    delay = await counters.leaky(key, 10, 2)
+    assert delay is not None and 0 <= delay <= 0.151
+
+
+async def test_concurrent_connections_are_capped(counters: Counters, key: str) -> None:
+    counts = await asyncio.gather(*(counters.acquire(key, 3, 60) for _ in range(5)))
+    assert sorted(counts) == [1, 2, 3, 4, 4]  # the two over the limit are not kept
+    assert await counters.release(key) == 2
+    assert await counters.acquire(key, 3, 60) == 3
+    for left in (2, 1, 0):
+        assert await counters.release(key) == left
+    assert await counters.release(key) == 0  # never below zero
+    assert await counters.acquire(key, 3, 60) == 1
+
+
+def test_leak_is_nginx_limit_req() -> None:
+    state = leak(None, 100.0, rate=2, burst=1)
+    assert state == (0.0, 100.0)
+    state = leak(state, 100.0, rate=2, burst=1)
+    assert state == (1.0, 100.0)
+    assert leak(state, 100.0, rate=2, burst=1) is None  # excess 2 > burst 1
+    assert leak(state, 100.25, rate=2, burst=1) is None  # 1 - 0.5 + 1 = 1.5: still full
+    assert leak(state, 100.5, rate=2, burst=1) == (1.0, 100.5)
+    assert leak(state, 101.0, rate=2, burst=1) == (0.0, 101.0)  # drained
+
+
+def test_local_counters_forget_ended_windows_and_drained_buckets() -> None:
+    counters = LocalCounters()
+    counters.incr_now("w", 0.01)
+    counters.leaky_now("b", 1000, 5)
+    counters.acquire_now("c", 1)
+    counters.release_now("c")
+    time.sleep(0.02)
+    counters._sweep(time.monotonic())
+    assert counters._windows == {} and counters._buckets == {} and counters._conns == {}
+
+
+async def test_shared_counters_are_one_state_for_every_client(socket_path: str) -> None:
+    server = CounterServer(socket_path)
+    await server.start()
+    first, second = SharedCounters(socket_path), SharedCounters(socket_path)
+    try:
+        results = await asyncio.gather(
+            *(client.incr("k", 60) for _ in range(50) for client in (first, second))
+        )
+        assert sorted(count for count, _ in results) == list(range(1, 101))
+        assert server.state.peek_now("k", 60)[0] == 100
+    finally:
+        await first.close()
+        await second.close()
+        await server.close()
+
+
+async def test_shared_counters_answer_a_bad_request_and_go_on(socket_path: str) -> None:
+    server = CounterServer(socket_path)
+    await server.start()
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        for request in ([["nope", "k"]], [["i", "k", 60, 1]]):
+            payload = orjson.dumps(request[0])
+            writer.write(struct.pack("!I", len(payload)) + payload)
+        answers = []
+        for _ in range(2):
+            (size,) = struct.unpack("!I", await reader.readexactly(4))
+            answers.append(orjson.loads(await reader.readexactly(size)))
+        assert answers[0][0] == 0 and "KeyError" in answers[0][1]
+        assert answers[1][0] == 1 and answers[1][1][0] == 1
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_shared_counters_fail_without_the_service_and_reconnect(socket_path: str) -> None:
+    client = SharedCounters(socket_path, timeout=1)
+    with pytest.raises(CountersUnavailable, match="counter service"):
+        await client.incr("k", 60)
+    server = CounterServer(socket_path)
+    await server.start()
+    assert (await client.incr("k", 60))[0] == 1
+    await server.close()  # the parent went away mid-life
+    with pytest.raises(CountersUnavailable):
+        await client.incr("k", 60)
+    server = CounterServer(socket_path, server.state)
+    await server.start()
+    try:
+        assert (await client.incr("k", 60))[0] == 2  # a new connection, the same state
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_redis_down_is_unavailable_quickly() -> None:
+    counters = RedisCounters(RedisTarget(port=free_port(), timeout=0.5))
+    started = time.monotonic()
+    with pytest.raises(CountersUnavailable, match=r"redis 127\.0\.0\.1"):
+        await counters.incr("k", 60)
+    assert time.monotonic() - started < 1
+    await counters.close()
+
+
+async def test_redis_keys_expire_with_the_window(key: str, redis_cleanup: aioredis.Redis) -> None:
+    counters = RedisCounters(RedisTarget())
+    try:
+        await counters.incr(key, 30)
+        await counters.acquire(key, 5, 90)
+        await counters.leaky(key, 1, 3)
+        assert 29_000 < await redis_cleanup.pttl(f"llmgate:count:{key}") <= 30_000
+        assert 89 <= await redis_cleanup.ttl(f"llmgate:conn:{key}") <= 90
+        assert 0 < await redis_cleanup.pttl(f"llmgate:req:{key}") <= 2_000
+    finally:
+        await counters.close()
+
+
+async def test_redis_registry_shares_one_client_per_target() -> None:
+    registry = RedisRegistry()
+    one = registry.get(RedisTarget(port=6379))
+    assert registry.get(RedisTarget(port=6379)) is one
+    assert registry.get(RedisTarget(port=6379, database=1)) is not one
+    await registry.close()
