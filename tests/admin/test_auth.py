@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.support import ADMIN_KEY, VIEWER_KEY
 
 from llmgate.admin.auth import AdminKeys
 from llmgate.app import build_admin_app
+from tests.support import ADMIN_KEY, VIEWER_KEY
 
 
 @pytest.fixture
