@@ -1,12 +1,26 @@
-"""http-logger: posts batches of request logs to an HTTP(S) endpoint."""
+"""http-logger: posts batches of request logs to an HTTP(S) endpoint.
+
+The entry is APISIX's (see ``llmgate.observability.access_log``).  The log phase only queues it:
+a long-lived batch processor per plugin config (in ``Services.shared``) sends the batches from
+its own task, so a slow or dead collector costs dropped entries, never request latency.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import aiohttp
+import orjson
 from pydantic import Field
+from yarl import URL
 
+from llmgate.observability.access_log import AccessLog
+from llmgate.observability.batch import BatchProcessor
 from llmgate.plugins.base import EnvOrPattern, Plugin, PluginConfig
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.runtime.services import Services
 
 # APISIX's uri_def: scheme://host or scheme://[ipv6], optional port, anything after.
 URI_PATTERN = r"^[^\/]+:\/\/([\da-zA-Z.-]+|\[[\da-fA-F:]+\])(:\d+)?"
@@ -41,7 +55,112 @@ class HttpLoggerConfig(PluginConfig):
     batch_max_size: Annotated[int, Field(ge=1)] = 1000
 
 
+class DeliveryError(Exception):
+    """The collector answered with an error status."""
+
+
+class HttpSink:
+    """POSTs batches to the collector over one long-lived ``ClientSession``: a JSON array (one
+    object when ``batch_max_size`` is 1) or, with ``concat_method: new_line``, one JSON object
+    per line."""
+
+    def __init__(self, config: HttpLoggerConfig) -> None:
+        self.uri = config.uri
+        parsed = URL(config.uri)
+        self.target = f"{parsed.host}:{parsed.port}"  # for messages: never the path or query
+        self.single = config.batch_max_size == 1
+        self.new_line = config.concat_method == "new_line"
+        self.headers = {"Content-Type": "text/plain" if self.new_line else "application/json"}
+        if config.auth_header:
+            self.headers["Authorization"] = config.auth_header
+        self.timeout = aiohttp.ClientTimeout(total=config.timeout)
+        self.ssl_verify = config.ssl_verify
+        self._session: aiohttp.ClientSession | None = None
+
+    def encode(self, entries: list[Any]) -> bytes:
+        if self.single:
+            return orjson.dumps(entries[0], default=str)
+        if self.new_line:
+            return b"\n".join(orjson.dumps(entry, default=str) for entry in entries)
+        return orjson.dumps(entries, default=str)
+
+    async def send(self, entries: list[Any]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.ssl_verify),
+                timeout=self.timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        try:
+            async with self._session.post(
+                self.uri, data=self.encode(entries), headers=self.headers
+            ) as resp:
+                if resp.status >= 400:
+                    body = (await resp.content.read(256)).decode("utf-8", "replace")
+                    raise DeliveryError(
+                        f"server returned status code[{resp.status}] host[{self.target}] "
+                        f"body[{body}]"
+                    )
+        except aiohttp.ClientError as exc:
+            raise DeliveryError(f"error while sending data to [{self.target}]: {exc}") from None
+        except TimeoutError:
+            raise DeliveryError(f"timed out sending data to [{self.target}]") from None
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def processor_for(services: Services, owner: str, config: HttpLoggerConfig) -> BatchProcessor:
+    """The long-lived batch processor of this plugin config (kept across unrelated reloads)."""
+    key = f"http-logger:{owner}:{config.uri}"
+    processor = services.shared.get(key)
+    if processor is None:
+        processor = services.shared[key] = BatchProcessor(
+            HttpSink(config),
+            name=config.name,
+            batch_max_size=config.batch_max_size,
+            inactive_timeout=config.inactive_timeout,
+            buffer_duration=config.buffer_duration,
+            max_retry_count=config.max_retry_count,
+            retry_delay=config.retry_delay,
+            close_timeout=config.timeout,
+        )
+    return processor
+
+
 class HttpLogger(Plugin):
     name = "http-logger"
     priority = 410
     Config = HttpLoggerConfig
+
+    def __new__(cls, config: HttpLoggerConfig, *args: Any, **kwargs: Any) -> HttpLogger:
+        # Only a logger that keeps response bodies has a body filter: any body filter makes
+        # the handler drop the response's Content-Length.
+        if cls is HttpLogger and config.include_resp_body:
+            cls = HttpLoggerWithBody
+        return super().__new__(cls)
+
+    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+        super().__init__(config, services, owner)
+        assert isinstance(config, HttpLoggerConfig)
+        self.access_log = AccessLog(config)
+        self.processor = processor_for(services, owner, config)
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        AccessLog.note_head(ctx, head)
+
+    async def log(self, ctx: RequestContext) -> None:
+        entry = await self.access_log.entry(ctx)
+        if entry is not None:
+            entry.setdefault("route_id", "no-matched")
+            self.processor.push(entry)
+
+
+class HttpLoggerWithBody(HttpLogger):
+    """http-logger with ``include_resp_body``: keeps a bounded copy of the response body."""
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        self.access_log.collect(ctx, chunk)
+        return chunk

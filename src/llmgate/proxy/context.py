@@ -148,6 +148,11 @@ class RequestContext:
             self.response_headers = CIMultiDict()
         self.response_headers[name] = value
 
+    @property
+    def buffered_body(self) -> bytes | None:
+        """The inbound body if ``read_body`` already read it, else None (never reads)."""
+        return self._body
+
     async def read_body(self) -> bytes:
         """The inbound body, read once and kept (413 past ``MAX_BUFFERED_BODY``)."""
         if self._body is None:

@@ -1,0 +1,1 @@
+"""Observability: metrics, access-log entries and the batch processor that delivers them."""
