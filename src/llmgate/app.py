@@ -6,26 +6,27 @@ from aiohttp import web
 
 from llmgate.admin.auth import AdminKeys, auth_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
+from llmgate.observability.health import Readiness, add_health_routes
 from llmgate.proxy.context import MAX_BUFFERED_BODY
 from llmgate.proxy.handler import LOADER_KEY, handle
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.store import Store
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 def build_admin_app(
-    store: Store, keys: AdminKeys, loader: SnapshotLoader | None = None
+    store: Store,
+    keys: AdminKeys,
+    loader: SnapshotLoader | None = None,
+    readiness: Readiness | None = None,
 ) -> web.Application:
-    """The admin API (``/apisix/admin``) over ``store``, behind ``keys``.
+    """The admin API (``/apisix/admin``) over ``store``, behind ``keys``, with ``/healthz`` and
+    ``/readyz`` (``readiness``: by default the store, and ``loader`` when given).
 
     With the data plane's ``loader`` in the same process, a write is answered only once the
     data plane serves it.
     """
     app = web.Application(middlewares=[auth_middleware(keys)], client_max_size=MAX_BODY + 1)
-    app.router.add_get("/healthz", _healthz)
+    add_health_routes(app, readiness or Readiness(store, loader))
     add_admin_routes(app, store, loader.sync if loader is not None else None)
     return app
 

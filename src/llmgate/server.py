@@ -1,14 +1,18 @@
 """Running llmgate: migrate the store, open it, start the listeners, stop cleanly on a signal.
 
 With ``--workers 1`` (the default) one process runs everything its role asks for.  With more,
-this process keeps the admin API and the node's counter service, and ``workers.Supervisor``
-runs the data plane in that many processes (see ``workers.py``).
+this process keeps the admin API, the metrics listener and the node's counter service, and
+``workers.Supervisor`` runs the data plane in that many processes (see ``workers.py``).  The
+metrics listener runs wherever the data plane does (roles proxy and all) and adds up the
+metrics of every data-plane process (``observability/exporter.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +21,8 @@ from aiohttp import web
 
 from llmgate.admin.keys import resolve_admin_keys
 from llmgate.app import build_admin_app, build_proxy_app
+from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
+from llmgate.observability.health import Readiness
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import Services
 from llmgate.settings import Listen, Settings
@@ -49,20 +55,45 @@ async def open_data_plane(
     settings: Settings, store: Store, services: Services
 ) -> AsyncIterator[SnapshotLoader]:
     """The data plane of this process: the config loaded, the proxy port listening (shared
-    with the node's other workers through SO_REUSEPORT)."""
+    with the node's other workers through SO_REUSEPORT), metrics and token usage recorded."""
+    # Imported here: prometheus_client must not be imported before ``serve`` has named the
+    # metrics directory (see observability/exporter.py).
+    from llmgate.observability.accounting import LlmAccounting
+    from llmgate.observability.metrics import GaugeSampler, Metrics
+    from llmgate.observability.usage import UsageReporter
+
+    metrics = Metrics(settings.metrics_prefix)
+    usage = UsageReporter(store)
+    services.metrics = metrics
+    services.observers = (LlmAccounting(metrics, usage),)
     loader = SnapshotLoader(store, services, settings.reload_interval)
     await loader.start()
+    await usage.start()
     runner: web.AppRunner | None = None
+    sampler: GaugeSampler | None = None
     try:
         runner = await start_site(build_proxy_app(loader), settings.proxy_listen, reuse_port=True)
+        server = runner.server
+        assert server is not None
+
+        def read() -> tuple[int, int, int | None]:
+            snapshot = loader.current
+            revision = snapshot.revision if snapshot is not None else None
+            return server.requests_count, len(server.connections), revision
+
+        sampler = GaugeSampler(metrics, read)
+        sampler.start()
         yield loader
     finally:
         if runner is not None:
-            await runner.cleanup()
+            await runner.cleanup()  # in-flight requests finish (and are accounted) first
+        if sampler is not None:
+            await sampler.stop()
+        await usage.stop()
         await loader.stop()
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, metrics_dir: str | None) -> int:
     store = Store(open_engine(settings.database_url))
     services = Services()
     stop = asyncio.Event()
@@ -70,28 +101,39 @@ async def _serve(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loader: SnapshotLoader | None = None  # the data plane's, when it runs in this process
+    readiness = Readiness(store)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         stack.push_async_callback(services.close)
         if settings.role in ("proxy", "all"):
+            assert metrics_dir is not None
             if settings.workers == 1:
                 loader = await stack.enter_async_context(open_data_plane(settings, store, services))
+                readiness = Readiness(store, loader)
                 say(f"data plane listening on {settings.proxy_listen}")
             else:
-                supervisor = Supervisor(settings)
+                supervisor = Supervisor(
+                    settings, functools.partial(mark_dead, directory=metrics_dir)
+                )
                 stack.push_async_callback(supervisor.stop)
                 try:
                     await supervisor.start()
                 except WorkerFailed as exc:
                     say(f"error: {exc}")
                     return 1
+                readiness = Readiness(store, stopped_workers=supervisor.stopped)
                 say(f"data plane listening on {settings.proxy_listen} ({settings.workers} workers)")
+            exporter = await start_site(
+                build_metrics_app(metrics_dir, readiness), settings.metrics_listen
+            )
+            stack.push_async_callback(exporter.cleanup)
+            say(f"metrics listening on {settings.metrics_listen}")
         if settings.role in ("admin", "all"):
             keys, generated = await resolve_admin_keys(settings, store)
             if generated:
                 say(f"generated admin key {generated} (kept in the store; shown only now)")
             # In-process, a write is answered once the data plane serves it; workers poll.
-            admin = build_admin_app(store, keys, loader)
+            admin = build_admin_app(store, keys, loader, readiness)
             runner = await start_site(admin, settings.admin_listen)
             stack.push_async_callback(runner.cleanup)
             say(f"admin API listening on {settings.admin_listen}")
@@ -107,11 +149,16 @@ def serve(settings: Settings) -> int:
         say(f"error: cannot open the store {settings.database_url}: {exc}")
         return 1
     use_uvloop()
+    # Before any metric exists, and before the workers are spawned (they inherit it).
+    metrics_dir = prepare_multiprocess_dir() if settings.role != "admin" else None
     try:
-        return asyncio.run(_serve(settings))
+        return asyncio.run(_serve(settings, metrics_dir))
     except OSError as exc:
         say(f"error: {exc.strerror or exc}")
         return 1
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def migrate(database_url: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,9 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmgate.db"
 ENV_PREFIX = "LLMGATE_"
 
 Role = Literal["admin", "proxy", "all"]
+
+# What may start a Prometheus metric name (the prefix may also be empty).
+_METRICS_PREFIX = re.compile(r"(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,13 @@ def _convert(name: str, value: Any) -> Any:
                 f"invalid database-url {value!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
         return str(value)
+    if name == "metrics_prefix":
+        if not isinstance(value, str) or _METRICS_PREFIX.fullmatch(value) is None:
+            raise SettingsError(
+                f"invalid metrics_prefix {value!r}: letters, digits, '_' and ':' only, "
+                "not starting with a digit"
+            )
+        return value
     if name == "redis_url" and not str(value).startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"invalid redis-url {value!r}: expected redis://host:port/db")
     return value

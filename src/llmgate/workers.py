@@ -11,7 +11,9 @@ limit is counted in the parent, so it is exact for the whole node; the socket li
 private (0700) temporary directory.  A worker that dies is started again; SIGTERM/SIGINT of
 the parent terminates every worker, and a worker whose parent is gone stops by itself.
 Workers poll the store revision (``reload_interval``), so a write is live on every worker
-within that interval.
+within that interval.  Each worker writes its metrics into the node's metrics directory (named
+by ``PROMETHEUS_MULTIPROC_DIR``, inherited); ``on_worker_exit(pid)`` tells the exporter when one
+is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -43,8 +46,11 @@ class WorkerFailed(Exception):
 class Supervisor:
     """The parent's side: the counter service and the worker processes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_worker_exit: Callable[[int], None] | None = None
+    ) -> None:
         self.settings = settings
+        self._on_worker_exit = on_worker_exit
         self._dir = tempfile.mkdtemp(prefix="llmgate-")
         self.counters = CounterServer(os.path.join(self._dir, "counters.sock"))
         self._context = multiprocessing.get_context("spawn")
@@ -105,6 +111,7 @@ class Supervisor:
                 if process.is_alive() or time.monotonic() - self._started[index] < RESTART_PAUSE:
                     continue
                 say(f"{process.name} exited with code {process.exitcode}; starting it again")
+                self._exited(process)
                 replacement, pipe = self._spawn(index)
                 self.processes[index] = replacement
                 self._started[index] = time.monotonic()
@@ -112,6 +119,14 @@ class Supervisor:
                     await self._wait_ready(replacement, pipe)
                 except WorkerFailed as exc:
                     say(f"error: {exc}")
+
+    def stopped(self) -> list[str]:
+        """The names of the workers not running now (for ``/readyz``)."""
+        return [process.name for process in self.processes if not process.is_alive()]
+
+    def _exited(self, process: BaseProcess) -> None:
+        if self._on_worker_exit is not None and process.pid is not None:
+            self._on_worker_exit(process.pid)
 
     async def stop(self) -> None:
         """Terminate every worker (SIGTERM, then SIGKILL after ``STOP_TIMEOUT``)."""
@@ -132,6 +147,8 @@ class Supervisor:
                     process.join()
 
         await asyncio.get_running_loop().run_in_executor(None, reap)
+        for process in self.processes:
+            self._exited(process)
         await self.counters.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 

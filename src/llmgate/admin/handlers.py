@@ -11,6 +11,7 @@ from aiohttp import web
 from llmgate.admin.resource import Address, ResourceApi
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import BadRequest, HttpError, NotFound, error_response, json_response
+from llmgate.observability import usage
 from llmgate.plugins import REGISTRY
 from llmgate.store import Store
 
@@ -101,6 +102,16 @@ async def plugin_schema(request: web.Request) -> web.Response:
     return json_response(200, schema)
 
 
+async def usage_summary(request: web.Request) -> web.Response:
+    """``GET /apisix/admin/usage?consumer=&route=&model=&from=&to=`` (llmgate's extension):
+    requests and tokens per consumer, route and model, as the data plane flushed them."""
+    try:
+        query = usage.parse_query(request.query)
+    except HttpError as error:
+        return error_response(error)
+    return json_response(200, await usage.summarize(request.app[STORE_KEY], query))
+
+
 def add_admin_routes(
     app: web.Application, store: Store, after_write: Callable[[], Awaitable[None]] | None = None
 ) -> None:
@@ -110,4 +121,5 @@ def add_admin_routes(
     app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
     app.router.add_get("/apisix/admin/plugins/list", plugins_list)
     app.router.add_get("/apisix/admin/plugins/{name}", plugin_schema)
+    app.router.add_get("/apisix/admin/usage", usage_summary)
     app.router.add_route("*", "/apisix/admin/{tail:.*}", resource_handler)

@@ -1,8 +1,20 @@
-"""prometheus: records request, latency, bandwidth and LLM token metrics."""
+"""prometheus: records request, latency and bandwidth metrics of the routes that enable it.
+
+As in APISIX, ``http_status``, ``http_latency`` and ``bandwidth`` are recorded in the log phase
+of routes (or plugin_configs, consumers) with this plugin; ``prefer_name`` labels the route by
+its name.  LLM token metrics are recorded for every LLM call whether or not the route has the
+plugin (``observability/accounting.py``); the metrics themselves are defined in
+``observability/metrics.py`` and served by ``observability/exporter.py``.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from llmgate.plugins.base import Plugin, PluginConfig
+
+if TYPE_CHECKING:
+    from llmgate.proxy.context import RequestContext
 
 
 class PrometheusConfig(PluginConfig):
@@ -14,3 +26,10 @@ class Prometheus(Plugin):
     name = "prometheus"
     priority = 500
     Config = PrometheusConfig
+
+    config: PrometheusConfig
+
+    async def log(self, ctx: RequestContext) -> None:
+        metrics = self.services.metrics
+        if metrics is not None:
+            metrics.record_http(ctx, self.config.prefer_name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -57,6 +58,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await _run(ctx)
     finally:
         snapshot.active -= 1
+        _observe(ctx)
+
+
+def _forwarding(ctx: RequestContext) -> None:
+    """Tell ``Services.observers`` (token accounting) the upstream request is about to go."""
+    for observer in ctx.snapshot.services.observers:
+        try:
+            observer.forwarding(ctx)
+        except Exception:
+            log.exception("observer %s failed", type(observer).__name__)
+
+
+def _observe(ctx: RequestContext) -> None:
+    """Tell ``Services.observers`` the request is done (after the log phase, however it
+    ended)."""
+    for observer in ctx.snapshot.services.observers:
+        try:
+            observer.observe(ctx)
+        except Exception:
+            log.exception("observer %s failed", type(observer).__name__)
 
 
 def _plain(reply: Reply) -> web.Response:
@@ -70,6 +91,7 @@ async def _run(ctx: RequestContext) -> web.StreamResponse:
     try:
         reply, chain = await _request_phases(ctx, chain)
         if reply is None:
+            _forwarding(ctx)
             upstream, reply = await _forward(ctx)
     except HttpError as error:
         reply = Reply.json(error.status, error.body)
@@ -216,6 +238,7 @@ async def _relay(
             if tail:
                 await response.write(tail)
             await response.write_eof()
+            ctx.state["bytes_sent"] = response.body_length
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
             # The upstream broke mid-response: the status is sent, so cut the client off too.
             log.warning("upstream %s broke mid-response: %s", ctx.upstream_addr, exc)
@@ -229,6 +252,7 @@ async def _relay(
     finally:
         upstream.release()
         pool.finished(index, started)
+        ctx.upstream_latency = time.monotonic() - started
 
 
 async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.StreamResponse:
@@ -237,6 +261,7 @@ async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.S
         body = reply.body
         if chain.body_filter:
             body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
+        ctx.state["bytes_sent"] = len(body)  # aiohttp writes it after the log phase
         return web.Response(status=head.status, body=body, headers=head.headers)
     response = web.StreamResponse(status=head.status, headers=head.headers)
     await response.prepare(ctx.inbound)
@@ -248,4 +273,5 @@ async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.S
     if tail:
         await response.write(tail)
     await response.write_eof()
+    ctx.state["bytes_sent"] = response.body_length
     return response

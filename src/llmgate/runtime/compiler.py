@@ -132,15 +132,13 @@ def compile_snapshot(
         except Exception:  # a stored route that cannot run must not take the others down
             log.exception("route %s cannot be compiled; it is not served", item.id)
             continue
-        uris = (value["uri"],) if "uri" in value else tuple(value.get("uris") or ())
-        hosts = (value["host"],) if "host" in value else value.get("hosts")
         methods = value.get("methods")
         entries.append(
             RouteEntry(
                 id=item.id,
-                uris=uris,
+                uris=route.uris,
                 methods=frozenset(methods) if methods else None,
-                hosts=tuple(hosts) if hosts else None,
+                hosts=route.hosts or None,
                 priority=int(value.get("priority", 0)),
                 payload=route,
             )
@@ -169,6 +167,7 @@ def _compile_route(
         for name, conf in confs.items()
         if (plugin := instantiate(name, conf, services, owners[name])) is not None
     ]
+    hosts = (value["host"],) if "host" in value else value.get("hosts")
     upstream_conf = value.get("upstream")
     if upstream_conf is None and value.get("upstream_id") is not None:
         upstream_conf = upstreams.get(str(value["upstream_id"]))
@@ -179,6 +178,8 @@ def _compile_route(
         plugin_confs=confs,
         upstream=_pool_for(upstream_conf, pools, f"route/{item.id}"),
         owners=owners,
+        uris=(value["uri"],) if "uri" in value else tuple(value.get("uris") or ()),
+        hosts=tuple(hosts) if hosts else (),
     )
 
 

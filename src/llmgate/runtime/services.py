@@ -11,12 +11,27 @@ limiters whose ``policy`` names a Redis, one client per server, kept across relo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
 from llmgate.runtime.redis_counters import RedisRegistry
 from llmgate.runtime.verified import VerifiedCredentials
+
+if TYPE_CHECKING:
+    from llmgate.observability.metrics import Metrics
+    from llmgate.proxy.context import RequestContext
+
+
+class Observer(Protocol):
+    """Sees every request the data plane matched to a route (token accounting).  Both calls
+    are synchronous, cheap and must not raise."""
+
+    def forwarding(self, ctx: RequestContext) -> None:
+        """The request phases are done; the upstream request is about to be sent."""
+
+    def observe(self, ctx: RequestContext) -> None:
+        """The response is done and the plugins' log phase has run."""
 
 
 @dataclass
@@ -28,6 +43,9 @@ class Services:
     redis: RedisRegistry = field(default_factory=RedisRegistry)
     # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
     shared: dict[str, Any] = field(default_factory=dict)
+    # The data plane's metrics (None: not recorded) and its observers; set by the server.
+    metrics: Metrics | None = None
+    observers: tuple[Observer, ...] = ()
 
     async def close(self) -> None:
         for value in self.shared.values():

@@ -69,6 +69,9 @@ class CompiledRoute:
     plugin_confs: Mapping[str, dict[str, Any]]  # the merged configs, for consumer merging
     upstream: UpstreamPool | None
     owners: Mapping[str, str]  # plugin name -> owner label ("route/1", "plugin_config/2")
+    # The route's URI and host patterns as written (metrics label which one a request matched).
+    uris: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
 
 
 class Snapshot:

@@ -33,3 +33,19 @@ system_settings = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Token accounting (``GET /apisix/admin/usage``): LLM calls per minute, consumer, route and
+# model, added to by every data-plane process (``observability/usage.py``).  Not configuration:
+# writing it never bumps the revision.  ``consumer`` is "" for anonymous calls.
+usage = Table(
+    "usage",
+    metadata,
+    Column("minute", BigInteger, primary_key=True),  # Unix seconds at the minute's start
+    Column("consumer", String(256), primary_key=True),  # usernames: up to 256 characters
+    Column("route", String(200), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+)

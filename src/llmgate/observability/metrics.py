@@ -1,0 +1,353 @@
+"""llmgate's Prometheus metrics: APISIX's names, labels and buckets, and cheap recording.
+
+    Metrics(prefix)                           one per data-plane process, in its own registry
+      .record_http(ctx, prefer_name)          the prometheus plugin's log phase
+      .llm_started(ctx, call) -> LlmActive    llm_active_connections + 1 (every LLM call)
+      .record_llm(ctx, call, ...)             tokens and latency (every LLM call)
+      .sample(requests, connections, revision)   process-wide gauges (GaugeSampler: every
+                                                 second)
+
+Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX's names):
+
+    http_status                counter    code, route, matched_uri, matched_host, service,
+                                          consumer, node
+    http_latency               histogram  type=request|upstream|apisix, route, service,
+                                          consumer, node (ms)
+    bandwidth                  counter    type=ingress|egress, route, service, consumer, node
+    http_requests_total        gauge      requests the data plane received (404s too)
+    http_current_connections   gauge      state=active: open client connections
+    config_revision            gauge      the store revision served (the lowest of the workers)
+    llm_prompt_tokens          counter    route_id, service_id, consumer, node, request_type,
+    llm_completion_tokens      counter    llm_model
+    llm_prompt_tokens_dist     histogram  (the same labels; token buckets)
+    llm_completion_tokens_dist histogram
+    llm_latency                histogram  type=total|ttft + the same labels (ms)
+    llm_active_connections     gauge      route, route_id, matched_uri, matched_host, service,
+                                          service_id, consumer, node, request_type, llm_model
+
+Counters are exposed as APISIX names them, without ``_total`` (``exporter.render``).  With
+``PROMETHEUS_MULTIPROC_DIR`` set (``llmgate serve`` always sets it, see ``exporter.py``) every
+value lands in this process's mmap file and the exporter adds up the processes.
+
+Recording never parses config: the label children of each label combination are looked up
+once and kept (``.labels()`` validates its arguments on every call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from llmgate.routing.hosts import normalize_host
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from llmgate.ai.call import LlmCall
+    from llmgate.proxy.context import RequestContext
+    from llmgate.runtime.snapshot import CompiledRoute
+
+# APISIX's default latency buckets (ms) and LLM token buckets.
+DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+TOKEN_BUCKETS = (
+    1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000,
+    1000000,
+)  # fmt: skip
+# Model names come from requests and responses: capped, as APISIX does.
+MAX_MODEL_LABEL = 128
+SAMPLE_INTERVAL = 1.0  # seconds between two samples of the process-wide gauges
+
+HTTP_STATUS_LABELS = ("code", "route", "matched_uri", "matched_host", "service", "consumer", "node")
+HTTP_LABELS = ("type", "route", "service", "consumer", "node")
+LLM_LABELS = ("route_id", "service_id", "consumer", "node", "request_type", "llm_model")
+LLM_ACTIVE_LABELS = (
+    "route", "route_id", "matched_uri", "matched_host", "service", "service_id", "consumer",
+    "node", "request_type", "llm_model",
+)  # fmt: skip
+
+
+class _HttpSeries:
+    """The label children one (route, consumer, node, code, ...) combination records into."""
+
+    __slots__ = ("apisix", "egress", "ingress", "request", "status", "upstream")
+
+    def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
+        code, route, uri, host, consumer, node = key
+        self.status = metrics.http_status.labels(code, route, uri, host, "", consumer, node)
+        latency, bandwidth = metrics.http_latency, metrics.bandwidth
+        self.request = latency.labels("request", route, "", consumer, node)
+        self.upstream = latency.labels("upstream", route, "", consumer, node)
+        self.apisix = latency.labels("apisix", route, "", consumer, node)
+        self.ingress = bandwidth.labels("ingress", route, "", consumer, node)
+        self.egress = bandwidth.labels("egress", route, "", consumer, node)
+
+
+class _LlmSeries:
+    __slots__ = ("completion", "completion_dist", "prompt", "prompt_dist", "total", "ttft")
+
+    def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
+        self.prompt = metrics.llm_prompt_tokens.labels(*key)
+        self.completion = metrics.llm_completion_tokens.labels(*key)
+        self.prompt_dist = metrics.llm_prompt_tokens_dist.labels(*key)
+        self.completion_dist = metrics.llm_completion_tokens_dist.labels(*key)
+        self.total = metrics.llm_latency.labels("total", *key)
+        self.ttft = metrics.llm_latency.labels("ttft", *key)
+
+
+class LlmActive:
+    """One LLM call counted in ``llm_active_connections``; ``done()`` takes it out (once)."""
+
+    __slots__ = ("_gauge",)
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge: Gauge | None = gauge
+        gauge.inc()
+
+    def done(self) -> None:
+        if self._gauge is not None:
+            self._gauge.dec()
+            self._gauge = None
+
+
+class Metrics:
+    """Every metric of a data-plane process, registered in ``registry`` (a private one by
+    default, so two instances never clash)."""
+
+    def __init__(self, prefix: str = "llmgate_", registry: CollectorRegistry | None = None):
+        self.registry = registry = registry if registry is not None else CollectorRegistry()
+        p = prefix
+        self.http_status = Counter(
+            p + "http_status", "HTTP status codes per route in llmgate", HTTP_STATUS_LABELS,
+            registry=registry,
+        )  # fmt: skip
+        self.http_latency = Histogram(
+            p + "http_latency", "HTTP request latency in milliseconds per route in llmgate",
+            HTTP_LABELS, buckets=DEFAULT_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.bandwidth = Counter(
+            p + "bandwidth", "Total bandwidth in bytes consumed per route in llmgate",
+            HTTP_LABELS, registry=registry,
+        )  # fmt: skip
+        # Sampled from each process's HTTP server: "sum" keeps a dead worker's requests counted.
+        self.http_requests = Gauge(
+            p + "http_requests_total", "The total number of client requests since llmgate started",
+            registry=registry, multiprocess_mode="sum",
+        )  # fmt: skip
+        self.connections = Gauge(
+            p + "http_current_connections", "Number of HTTP connections", ("state",),
+            registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.config_revision = Gauge(
+            p + "config_revision",
+            "The configuration revision served (with several workers: the lowest one)",
+            registry=registry, multiprocess_mode="livemin",
+        )  # fmt: skip
+        self.llm_latency = Histogram(
+            p + "llm_latency", "LLM request latency in milliseconds", ("type", *LLM_LABELS),
+            buckets=DEFAULT_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.llm_prompt_tokens = Counter(
+            p + "llm_prompt_tokens", "LLM service consumed prompt tokens", LLM_LABELS,
+            registry=registry,
+        )  # fmt: skip
+        self.llm_completion_tokens = Counter(
+            p + "llm_completion_tokens", "LLM service consumed completion tokens", LLM_LABELS,
+            registry=registry,
+        )  # fmt: skip
+        self.llm_prompt_tokens_dist = Histogram(
+            p + "llm_prompt_tokens_dist", "LLM prompt tokens distribution per request",
+            LLM_LABELS, buckets=TOKEN_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.llm_completion_tokens_dist = Histogram(
+            p + "llm_completion_tokens_dist", "LLM completion tokens distribution per request",
+            LLM_LABELS, buckets=TOKEN_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.llm_active_connections = Gauge(
+            p + "llm_active_connections", "Number of active connections to LLM service",
+            LLM_ACTIVE_LABELS, registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._active_connections = self.connections.labels("active")
+        self._http: dict[tuple[str, ...], _HttpSeries] = {}
+        self._llm: dict[tuple[str, ...], _LlmSeries] = {}
+        self._llm_active: dict[tuple[str, ...], Gauge] = {}
+
+    def record_http(self, ctx: RequestContext, prefer_name: bool = False) -> None:
+        """Status, latencies and bandwidth of a finished request (APISIX's prometheus log)."""
+        route = ctx.route
+        inbound = ctx.inbound
+        key = (
+            str(ctx.status) if ctx.status else "499",  # nginx's code for "client went away"
+            (route.name or route.id) if prefer_name else route.id,
+            matched_uri(route, inbound.path),
+            matched_host(route, inbound.host),
+            ctx.consumer.username if ctx.consumer is not None else "",
+            node_of(ctx.upstream_addr),
+        )
+        series = self._http.get(key)
+        if series is None:
+            series = self._http[key] = _HttpSeries(self, key)
+        series.status.inc()
+        latency = (time.perf_counter() - ctx.started) * 1000
+        series.request.observe(latency)
+        if ctx.upstream_latency is not None:
+            upstream = ctx.upstream_latency * 1000
+            series.upstream.observe(upstream)
+            series.apisix.observe(max(latency - upstream, 0.0))
+        else:
+            series.apisix.observe(latency)
+        series.ingress.inc(request_length(inbound))
+        sent = ctx.state.get("bytes_sent")
+        if sent:
+            series.egress.inc(sent)
+
+    def llm_started(self, ctx: RequestContext, call: LlmCall) -> LlmActive:
+        """Count an LLM call about to be sent in ``llm_active_connections``."""
+        route = ctx.route
+        inbound = ctx.inbound
+        key = (
+            route.name or "",
+            route.id,
+            matched_uri(route, inbound.path),
+            matched_host(route, inbound.host),
+            "",
+            "",
+            ctx.consumer.username if ctx.consumer is not None else "",
+            _single_node(ctx),
+            request_type(call),
+            model_label(call.model),
+        )
+        gauge = self._llm_active.get(key)
+        if gauge is None:
+            gauge = self._llm_active[key] = self.llm_active_connections.labels(*key)
+        return LlmActive(gauge)
+
+    def record_llm(self, ctx: RequestContext, call: LlmCall, served: bool) -> None:
+        """Tokens of ``call`` (when its response carried ``usage``) and, when ``served`` (the
+        provider answered below 400), its latencies: total, and time to first token (streams)."""
+        key = (
+            ctx.route.id,
+            "",
+            ctx.consumer.username if ctx.consumer is not None else "",
+            node_of(ctx.upstream_addr),
+            request_type(call),
+            model_label(call.model),
+        )
+        series = self._llm.get(key)
+        if series is None:
+            series = self._llm[key] = _LlmSeries(self, key)
+        usage = call.usage
+        if usage is not None:
+            series.prompt.inc(usage.prompt_tokens)
+            series.completion.inc(usage.completion_tokens)
+            series.prompt_dist.observe(usage.prompt_tokens)
+            series.completion_dist.observe(usage.completion_tokens)
+        if served and call.started is not None:
+            if call.finished is not None:
+                series.total.observe((call.finished - call.started) * 1000)
+            if call.stream and call.first_token is not None:
+                series.ttft.observe((call.first_token - call.started) * 1000)
+
+    def sample(self, requests: int, connections: int, revision: int | None) -> None:
+        """The process-wide gauges, read from the HTTP server and the snapshot loader."""
+        self.http_requests.set(requests)
+        self._active_connections.set(connections)
+        if revision is not None:
+            self.config_revision.set(revision)
+
+
+def request_type(call: LlmCall) -> str:
+    """APISIX's ``$request_type`` of an LLM call."""
+    return "ai_stream" if call.stream else "ai_chat"
+
+
+def model_label(model: str | None) -> str:
+    return model[:MAX_MODEL_LABEL] if model else ""
+
+
+def node_of(address: str | None) -> str:
+    """The ``node`` label: the upstream node's host, without the port (APISIX: balancer_ip)."""
+    if not address:
+        return ""
+    host, _, _ = address.rpartition(":")
+    return host.strip("[]") if host else address
+
+
+def _single_node(ctx: RequestContext) -> str:
+    pool = ctx.upstream
+    return pool.nodes[0].host if pool is not None and len(pool.nodes) == 1 else ""
+
+
+def matched_uri(route: CompiledRoute, path: str) -> str:
+    """Which of the route's URI patterns ``path`` matched (exact, else the longest prefix)."""
+    uris = route.uris
+    if len(uris) == 1:
+        return uris[0]
+    best = ""
+    for uri in uris:
+        if uri == path:
+            return uri
+        if uri.endswith("*") and path.startswith(uri[:-1]) and len(uri) > len(best):
+            best = uri
+    return best
+
+
+def matched_host(route: CompiledRoute, host: str | None) -> str:
+    """Which of the route's host patterns the request's Host matched ("" without hosts)."""
+    hosts = route.hosts
+    if len(hosts) <= 1:
+        return hosts[0] if hosts else ""
+    name = normalize_host(host or "")
+    for pattern in hosts:
+        wanted = normalize_host(pattern)
+        if wanted == name or (wanted.startswith("*") and name.endswith(wanted[1:], 1)):
+            return pattern
+    return ""
+
+
+def request_length(inbound: web.Request) -> int:
+    """nginx's ``$request_length``, estimated: request line, headers and declared body."""
+    size = len(inbound.method) + len(inbound.raw_path) + 14  # " ", " HTTP/1.1\r\n", "\r\n"
+    for name, value in inbound.raw_headers:
+        size += len(name) + len(value) + 4  # ": " and "\r\n"
+    return size + (inbound.content_length or 0)
+
+
+class GaugeSampler:
+    """Sets the process-wide gauges every ``interval`` seconds (and once more at ``stop``) from
+    ``read() -> (requests received, open connections, revision served)``."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        read: Callable[[], tuple[int, int, int | None]],
+        interval: float = SAMPLE_INTERVAL,
+    ) -> None:
+        self.metrics = metrics
+        self.read = read
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        self.metrics.sample(*self.read())
+
+    def start(self) -> None:
+        self.sample()
+        self._task = asyncio.create_task(self._run(), name="llmgate-metrics-sample")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.sample()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.sample()

@@ -1,0 +1,291 @@
+"""Metric recording in the data plane: the prometheus plugin's HTTP metrics (routes with the
+plugin only) and the LLM metrics of every LLM call, in a private registry (one process)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from llmgate.errors import SettingsError
+from llmgate.observability.accounting import LlmAccounting
+from llmgate.observability.metrics import (
+    GaugeSampler,
+    Metrics,
+    matched_host,
+    matched_uri,
+    node_of,
+    request_length,
+)
+from llmgate.runtime.snapshot import CompiledRoute, PluginChain
+from llmgate.settings import load_settings
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Who is Pikachu?"}]}
+
+
+@pytest.fixture
+def metrics(gateway) -> Metrics:  # type: ignore[no-untyped-def]
+    metrics = Metrics("llmgate_", CollectorRegistry())
+    gateway.services.metrics = metrics
+    gateway.services.observers = (LlmAccounting(metrics, None),)
+    return metrics
+
+
+def value(metrics: Metrics, sample: str, **labels: str) -> float:
+    """The sum of the samples named ``sample`` whose labels include ``labels``."""
+    return sum(
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def series(metrics: Metrics, sample: str) -> list[dict[str, str]]:
+    return [
+        s.labels
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == sample
+    ]
+
+
+async def ai_route(gateway, plugins: dict[str, Any] | None = None, **route: Any) -> None:  # type: ignore[no-untyped-def]
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+    }
+    await gateway.put(
+        "routes/1", {"uri": "/chat", "plugins": {"ai-proxy": ai_proxy, **(plugins or {})}, **route}
+    )
+
+
+def stream_usage(body: bytes) -> dict[str, int]:
+    """The usage block of an SSE chat stream (its last data event with one)."""
+    found = None
+    for line in body.split(b"\n"):
+        if line.startswith(b"data: {"):
+            event = orjson.loads(line[6:])
+            if event.get("usage"):
+                found = event["usage"]
+    assert found is not None
+    return found
+
+
+async def test_route_with_the_plugin_records_status_latency_and_bandwidth(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "routes/1", {"uri": "/p/*", "plugins": {"prometheus": {}}, "upstream": gateway.upstream()}
+    )
+    await gateway.put("routes/2", {"uri": "/q", "upstream": gateway.upstream()})
+    sent = 0
+    for _ in range(3):
+        resp = await gateway.proxy.get("/p/x")
+        assert resp.status == 200
+        sent += len(await resp.read())
+    resp = await gateway.proxy.get("/p/y", headers={"X-Fake-Status": "503"})
+    assert resp.status == 503
+    sent += len(await resp.read())
+    assert (await gateway.proxy.get("/q")).status == 200
+
+    labels = {"route": "1", "matched_uri": "/p/*", "matched_host": "", "service": ""}
+    labels |= {"consumer": "", "node": "127.0.0.1"}
+    assert value(metrics, "llmgate_http_status_total", code="200", **labels) == 3
+    assert value(metrics, "llmgate_http_status_total", code="503", **labels) == 1
+    # The route without the plugin records nothing.
+    assert {s["route"] for s in series(metrics, "llmgate_http_status_total")} == {"1"}
+    for kind in ("request", "upstream", "apisix"):
+        assert value(metrics, "llmgate_http_latency_count", type=kind, route="1") == 4
+    request_ms = value(metrics, "llmgate_http_latency_sum", type="request")
+    upstream_ms = value(metrics, "llmgate_http_latency_sum", type="upstream")
+    assert 0 < upstream_ms <= request_ms < 10_000
+    # nginx's $bytes_sent: the bodies and the response heads.
+    egress = value(metrics, "llmgate_bandwidth_total", type="egress", route="1")
+    assert sent + 4 * 50 < egress < sent + 4 * 400
+    ingress = value(metrics, "llmgate_bandwidth_total", type="ingress", route="1")
+    assert ingress > 4 * len("GET /p/x HTTP/1.1\r\n")
+
+
+async def test_plugin_replies_are_counted_with_consumer_and_no_node(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "consumers/jack", {"username": "jack", "plugins": {"key-auth": {"key": "k1"}}}
+    )
+    await gateway.put(
+        "routes/1",
+        {
+            "name": "guarded",
+            "uris": ["/a", "/b/*"],
+            "hosts": ["example.com", "*.example.org"],
+            "plugins": {"key-auth": {}, "prometheus": {"prefer_name": True}},
+            "upstream": gateway.upstream(),
+        },
+    )
+    host = {"Host": "api.example.org"}
+    assert (await gateway.proxy.get("/b/c", headers=host)).status == 401
+    assert (await gateway.proxy.get("/a", headers={**host, "apikey": "k1"})).status == 200
+
+    common = {"route": "guarded", "matched_host": "*.example.org"}
+    refused = {"code": "401", "matched_uri": "/b/*", "consumer": "", "node": ""}
+    assert value(metrics, "llmgate_http_status_total", **refused, **common) == 1
+    served = {"code": "200", "matched_uri": "/a", "consumer": "jack", "node": "127.0.0.1"}
+    assert value(metrics, "llmgate_http_status_total", **served, **common) == 1
+    # No upstream answered the 401: no "upstream" latency for it.
+    assert value(metrics, "llmgate_http_latency_count", type="upstream") == 1
+    assert value(metrics, "llmgate_http_latency_count", type="apisix") == 2
+
+
+async def test_label_children_are_looked_up_once(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "routes/1", {"uri": "/p", "plugins": {"prometheus": {}}, "upstream": gateway.upstream()}
+    )
+    for _ in range(5):
+        assert (await gateway.proxy.get("/p")).status == 200
+    assert len(metrics._http) == 1
+    assert value(metrics, "llmgate_http_status_total") == 5
+
+
+async def test_llm_tokens_are_recorded_without_the_plugin(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "consumers/jack", {"username": "jack", "plugins": {"key-auth": {"key": "k1"}}}
+    )
+    await ai_route(gateway, {"key-auth": {}})
+    headers = {"apikey": "k1"}
+    prompt = completion = 0
+    for _ in range(2):
+        resp = await gateway.proxy.post("/chat", json=CHAT, headers=headers)
+        usage = (await resp.json())["usage"]
+        prompt, completion = (
+            prompt + usage["prompt_tokens"],
+            completion + usage["completion_tokens"],
+        )
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True}, headers=headers)
+    assert resp.status == 200
+    usage = stream_usage(await resp.read())
+    prompt, completion = prompt + usage["prompt_tokens"], completion + usage["completion_tokens"]
+
+    labels = {"route_id": "1", "service_id": "", "consumer": "jack", "node": "127.0.0.1"}
+    labels["llm_model"] = "gpt-4o"
+    assert value(metrics, "llmgate_llm_prompt_tokens_total", **labels) == prompt > 0
+    assert value(metrics, "llmgate_llm_completion_tokens_total", **labels) == completion > 0
+    streamed = value(metrics, "llmgate_llm_completion_tokens_total", request_type="ai_stream")
+    assert streamed == usage["completion_tokens"]
+    assert value(metrics, "llmgate_llm_prompt_tokens_dist_count", request_type="ai_chat") == 2
+    assert value(metrics, "llmgate_llm_completion_tokens_dist_sum") == completion
+    assert value(metrics, "llmgate_llm_latency_count", type="total") == 3
+    assert value(metrics, "llmgate_llm_latency_count", type="ttft") == 1  # streams only
+    assert value(metrics, "llmgate_llm_active_connections") == 0
+    assert series(metrics, "llmgate_http_status_total") == []  # no prometheus plugin
+
+
+async def test_failed_llm_calls_record_no_tokens(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, {"prometheus": {}})
+    resp = await gateway.proxy.post(
+        "/chat", json={**CHAT, "model": "made-up"}, headers={"X-Fake-Status": "500"}
+    )
+    assert resp.status == 500
+    assert value(metrics, "llmgate_http_status_total", code="500") == 1
+    assert series(metrics, "llmgate_llm_prompt_tokens_total") == []
+    assert series(metrics, "llmgate_llm_latency_count") == []
+    assert value(metrics, "llmgate_llm_active_connections") == 0
+
+
+async def test_llm_active_connections_while_a_call_is_in_flight(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway)
+    call = asyncio.create_task(
+        gateway.proxy.post("/chat", json=CHAT, headers={"X-Fake-Latency-Ms": "400"})
+    )
+    labels = {"route": "", "route_id": "1", "matched_uri": "/chat", "request_type": "ai_chat"}
+    labels |= {"llm_model": "gpt-4o", "node": "127.0.0.1", "consumer": ""}
+    for _ in range(100):
+        if value(metrics, "llmgate_llm_active_connections", **labels) == 1:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the call never showed as active")
+    resp = await call
+    assert resp.status == 200
+    assert value(metrics, "llmgate_llm_active_connections", **labels) == 0
+
+
+async def test_gauge_sampler_sets_the_process_gauges() -> None:
+    metrics = Metrics("apisix_", CollectorRegistry())
+    readings = iter([(5, 2, 7), (9, 0, None)])
+    sampler = GaugeSampler(metrics, lambda: next(readings), interval=60)
+    sampler.start()
+    assert value(metrics, "apisix_http_requests_total") == 5
+    assert value(metrics, "apisix_http_current_connections", state="active") == 2
+    assert value(metrics, "apisix_config_revision") == 7
+    await sampler.stop()  # samples once more
+    assert value(metrics, "apisix_http_requests_total") == 9
+    assert value(metrics, "apisix_http_current_connections") == 0
+    assert value(metrics, "apisix_config_revision") == 7  # unknown revision: kept
+
+
+def route(uris: tuple[str, ...] = (), hosts: tuple[str, ...] = ()) -> CompiledRoute:
+    return CompiledRoute("1", None, PluginChain.of([]), {}, None, {}, uris, hosts)
+
+
+@pytest.mark.parametrize(
+    ("uris", "path", "expected"),
+    [
+        (("/a",), "/anything", "/a"),  # one pattern: the one that matched
+        (("/a", "/b/*", "/b/c/*"), "/b/c/d", "/b/c/*"),
+        (("/b/*", "/b/c"), "/b/c", "/b/c"),
+        (("/a", "/b"), "/b", "/b"),
+        ((), "/x", ""),
+    ],
+)
+def test_matched_uri(uris: tuple[str, ...], path: str, expected: str) -> None:
+    assert matched_uri(route(uris=uris), path) == expected
+
+
+@pytest.mark.parametrize(
+    ("hosts", "host", "expected"),
+    [
+        ((), "a.com", ""),
+        (("a.com",), None, "a.com"),
+        (("a.com", "*.b.com"), "X.B.com:9080", "*.b.com"),
+        (("a.com", "b.com"), "B.COM", "b.com"),
+        (("a.com", "*.b.com"), "b.com", ""),
+    ],
+)
+def test_matched_host(hosts: tuple[str, ...], host: str | None, expected: str) -> None:
+    assert matched_host(route(hosts=hosts), host) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "node"),
+    [
+        (None, ""),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("[::1]:8080", "::1"),
+        ("api.openai.com:443", "api.openai.com"),
+    ],
+)
+def test_node_label(address: str | None, node: str) -> None:
+    assert node_of(address) == node
+
+
+def test_request_length_counts_line_headers_and_body() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    request = make_mocked_request(
+        "POST", "/v1/x?a=1", headers={"Host": "h", "Content-Length": "10"}
+    )
+    line = len("POST /v1/x?a=1 HTTP/1.1\r\n")
+    headers = len("Host: h\r\n") + len("Content-Length: 10\r\n") + len("\r\n")
+    assert request_length(request) == line + headers + 10
+
+
+@pytest.mark.parametrize("prefix", ["9x_", "llm-gate_", "a b"])
+def test_a_bad_metrics_prefix_stops_start_up(prefix: str) -> None:
+    with pytest.raises(SettingsError, match="invalid metrics_prefix"):
+        load_settings({}, {"LLMGATE_METRICS_PREFIX": prefix})
+
+
+def test_metrics_prefix_setting() -> None:
+    assert load_settings({}, {}).metrics_prefix == "llmgate_"
+    assert load_settings({}, {"LLMGATE_METRICS_PREFIX": "apisix_"}).metrics_prefix == "apisix_"

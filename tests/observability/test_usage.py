@@ -1,0 +1,247 @@
+"""Token usage: in-memory counts, flushes by increment (SQLite and PostgreSQL), the summary and
+``GET /apisix/admin/usage``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import orjson
+import pytest
+from sqlalchemy import delete
+
+from llmgate.admin.auth import AdminKeys
+from llmgate.ai.usage import Usage
+from llmgate.app import build_admin_app
+from llmgate.errors import BadRequest
+from llmgate.observability.accounting import LlmAccounting
+from llmgate.observability.usage import UsageQuery, UsageReporter, parse_query, summarize
+from llmgate.store import Store
+from llmgate.store.tables import usage as usage_table
+from tests.support import ADMIN_KEY, VIEWER_KEY
+
+T0 = 1_700_000_040  # the start of a minute
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Who is Pikachu?"}]}
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@pytest.fixture
+async def usage_store(store: Store) -> AsyncIterator[Store]:
+    """``store`` (SQLite, then PostgreSQL) with an empty usage table (the PostgreSQL database
+    lives for the whole session)."""
+    async with store.engine.begin() as conn:
+        await conn.execute(delete(usage_table))
+    yield store
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def totals(summary: dict) -> tuple[int, int, int, int]:
+    total = summary["total"]
+    return (
+        total["requests"],
+        total["prompt_tokens"],
+        total["completion_tokens"],
+        total["total_tokens"],
+    )
+
+
+async def test_flushes_add_to_the_stored_counts(usage_store: Store) -> None:
+    clock = Clock()
+    reporter = UsageReporter(usage_store, clock=clock)
+    revision = await usage_store.revision()
+    reporter.add("jack", "1", "gpt-4o", Usage(10, 5, 15))
+    reporter.add("jack", "1", "gpt-4o", Usage(1, 2, 3))
+    reporter.add("", "1", "gpt-4o", None)  # anonymous, no usage block: a request, no tokens
+    assert await reporter.flush() == 2
+    assert await reporter.flush() == 0  # nothing pending
+    clock.now += 59  # the same minute
+    reporter.add("jack", "1", "gpt-4o", Usage(100, 0, 100))
+    clock.now += 1  # the next one
+    reporter.add("jack", "1", "gpt-4o", Usage(0, 7, 7))
+    assert await reporter.flush() == 2
+
+    summary = await summarize(usage_store, UsageQuery())
+    assert summary["list"] == [
+        {"consumer": "", "route": "1", "model": "gpt-4o", "requests": 1, "prompt_tokens": 0,
+         "completion_tokens": 0, "total_tokens": 0},
+        {"consumer": "jack", "route": "1", "model": "gpt-4o", "requests": 4, "prompt_tokens": 111,
+         "completion_tokens": 14, "total_tokens": 125},
+    ]  # fmt: skip
+    assert totals(summary) == (5, 111, 14, 125)
+    assert (summary["from"], summary["to"]) == (None, None)
+    # Only the first minute, then only the second.
+    first = await summarize(usage_store, UsageQuery(start=T0 + 30, end=T0 + 59))
+    assert totals(first) == (4, 111, 7, 118)
+    second = await summarize(usage_store, UsageQuery(start=T0 + 60))
+    assert totals(second) == (1, 0, 7, 7)
+    assert await usage_store.revision() == revision  # usage is not configuration
+
+
+async def test_two_processes_flushing_at_once_add_up(usage_store: Store) -> None:
+    workers = [UsageReporter(usage_store, clock=Clock()) for _ in range(2)]
+    for _ in range(3):
+        for worker in workers:
+            worker.add("jack", "1", "gpt-4o", Usage(2, 3, 5))
+            worker.add("jill", "2", "gpt-4o-mini", Usage(1, 1, 2))
+        await asyncio.gather(*(worker.flush() for worker in workers))
+    summary = await summarize(usage_store, UsageQuery())
+    assert totals(summary) == (12, 18, 24, 42)
+    assert [(e["consumer"], e["requests"]) for e in summary["list"]] == [("jack", 6), ("jill", 6)]
+
+
+async def test_filters(usage_store: Store) -> None:
+    reporter = UsageReporter(usage_store, clock=Clock())
+    reporter.add("jack", "1", "a", Usage(1, 0, 1))
+    reporter.add("jack", "2", "b", Usage(2, 0, 2))
+    reporter.add("jill", "1", "b", Usage(4, 0, 4))
+    await reporter.flush()
+
+    async def prompt(**query: str | int) -> int:
+        return (await summarize(usage_store, UsageQuery(**query)))["total"]["prompt_tokens"]  # type: ignore[arg-type]
+
+    assert await prompt(consumer="jack") == 3
+    assert await prompt(route="1") == 5
+    assert await prompt(model="b", consumer="jill") == 4
+    assert await prompt(consumer="nobody") == 0
+    assert await prompt(end=T0 - 1) == 0
+    assert await prompt(start=T0 + 60) == 0
+
+
+async def test_a_failed_flush_keeps_its_counts(sqlite_store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    reporter = UsageReporter(sqlite_store, clock=Clock())
+    reporter.add("jack", "1", "m", Usage(1, 1, 2))
+
+    async def unreachable(_batch: object) -> None:
+        raise OSError("store unreachable")
+
+    monkeypatch.setattr(reporter, "_write", unreachable)
+    assert await reporter.flush() == 0
+    reporter.add("jack", "1", "m", Usage(1, 1, 2))  # meanwhile, more of the same key
+    monkeypatch.undo()
+    assert await reporter.flush() == 1
+    assert totals(await summarize(sqlite_store, UsageQuery())) == (2, 2, 2, 4)
+
+
+async def test_flushes_in_the_background_and_at_stop(sqlite_store: Store) -> None:
+    reporter = UsageReporter(sqlite_store, interval=0.02)
+    await reporter.start()
+    reporter.add("jack", "1", "m", Usage(1, 1, 2))
+    for _ in range(100):
+        if (await summarize(sqlite_store, UsageQuery()))["total"]["requests"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("not flushed in the background")
+    reporter.interval = 60
+    reporter.add("jack", "1", "m", Usage(1, 1, 2))
+    await reporter.stop()
+    assert totals(await summarize(sqlite_store, UsageQuery())) == (2, 2, 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"from": "abc"}, "invalid from 'abc': expected Unix seconds"),
+        ({"to": "-1"}, "invalid to '-1': expected Unix seconds"),
+        ({"from": "1.5"}, "invalid from '1.5'"),
+        ({"to": "9" * 12}, "invalid to"),
+        ({"from": "20", "to": "10"}, "invalid range: from 20 is after to 10"),
+    ],
+)
+def test_bad_query_arguments(args: dict[str, str], error: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        parse_query(args)
+    assert raised.value.body["error_msg"].startswith(error)
+
+
+def test_query_arguments() -> None:
+    assert parse_query({"consumer": "", "from": "10", "to": "10", "api_key": "x"}) == UsageQuery(
+        consumer="", start=10, end=10
+    )
+    assert parse_query({"from": "", "route": "r"}) == UsageQuery(route="r")
+
+
+@pytest.fixture
+def admin_client(aiohttp_client, usage_store: Store) -> Callable:  # type: ignore[no-untyped-def]
+    async def client(key: str | None):  # type: ignore[no-untyped-def]
+        headers = {"X-API-KEY": key} if key else {}
+        app = build_admin_app(usage_store, AdminKeys(ADMIN_KEY, VIEWER_KEY))
+        return await aiohttp_client(app, headers=headers)
+
+    return client
+
+
+async def test_admin_usage_endpoint(admin_client, usage_store: Store) -> None:  # type: ignore[no-untyped-def]
+    reporter = UsageReporter(usage_store, clock=Clock())
+    reporter.add("jack", "1", "gpt-4o", Usage(3, 4, 7))
+    await reporter.flush()
+
+    viewer = await admin_client(VIEWER_KEY)
+    resp = await viewer.get(f"/apisix/admin/usage?consumer=jack&from={T0}&to={T0 + 10}")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "from": T0,
+        "to": T0 + 10,
+        "total": {"requests": 1, "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        "list": [
+            {"consumer": "jack", "route": "1", "model": "gpt-4o", "requests": 1,
+             "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        ],
+    }  # fmt: skip
+    resp = await viewer.get("/apisix/admin/usage?from=yesterday")
+    assert resp.status == 400
+    assert await resp.json() == {"error_msg": "invalid from 'yesterday': expected Unix seconds"}
+    resp = await (await admin_client(None)).get("/apisix/admin/usage")
+    assert resp.status == 401
+
+
+@pytest.fixture
+def reporter(gateway) -> Iterator[UsageReporter]:  # type: ignore[no-untyped-def]
+    reporter = UsageReporter(gateway.store)
+    gateway.services.observers = (LlmAccounting(None, reporter),)
+    return reporter
+
+
+async def test_every_llm_call_is_accounted(gateway, reporter: UsageReporter) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put("consumers/jack", {"username": "jack", "plugins": {"key-auth": {"key": "k"}}})
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+    }
+    await gateway.put(
+        "routes/r1", {"uri": "/chat", "plugins": {"key-auth": {}, "ai-proxy": ai_proxy}}
+    )
+    expected = [0, 0, 0, 0]
+    for body in (CHAT, {**CHAT, "messages": [{"role": "user", "content": "a b c"}]}):
+        resp = await gateway.proxy.post("/chat", json=body, headers={"apikey": "k"})
+        usage = (await resp.json())["usage"]
+        expected = [expected[0] + 1] + [
+            n + usage[name] for n, name in zip(expected[1:], USAGE_FIELDS, strict=True)
+        ]
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True}, headers={"apikey": "k"})
+    last = [line for line in (await resp.text()).splitlines() if '"usage":{' in line][-1]
+    usage = orjson.loads(last.removeprefix("data: "))["usage"]
+    expected = [expected[0] + 1] + [
+        n + usage[name] for n, name in zip(expected[1:], USAGE_FIELDS, strict=True)
+    ]
+    failed = await gateway.proxy.post(
+        "/chat", json=CHAT, headers={"apikey": "k", "X-Fake-Status": "500"}
+    )
+    assert failed.status == 500
+    assert (await gateway.proxy.post("/chat", json=CHAT)).status == 401  # never reached the LLM
+
+    await reporter.flush()
+    summary = await summarize(gateway.store, UsageQuery())
+    assert list(totals(summary)) == expected
+    assert expected[3] > expected[0] == 3
+    assert [(e["consumer"], e["route"], e["model"]) for e in summary["list"]] == [
+        ("jack", "r1", "gpt-4o")
+    ]
