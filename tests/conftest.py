@@ -104,10 +104,10 @@ async def admin(aiohttp_client, store: Store):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def gateway(aiohttp_client, aiohttp_server, sqlite_store: Store):  # type: ignore[no-untyped-def]
+async def gateway(aiohttp_client, aiohttp_server, aiohttp_raw_server, sqlite_store: Store):  # type: ignore[no-untyped-def]
     """Admin API + data plane + fake upstream in this process (see tests/harness.py)."""
-    from llmgate.app import build_proxy_app
     from llmgate.fake_upstream import FakeSettings, build_app
+    from llmgate.proxy.handler import make_handler
     from llmgate.runtime.loader import SnapshotLoader
     from llmgate.runtime.services import Services
     from tests.harness import Gateway
@@ -120,7 +120,7 @@ async def gateway(aiohttp_client, aiohttp_server, sqlite_store: Store):  # type:
         build_admin_app(sqlite_store, AdminKeys(ADMIN_KEY, VIEWER_KEY)),
         headers={"X-API-KEY": ADMIN_KEY},
     )
-    proxy = await aiohttp_client(build_proxy_app(loader))
+    proxy = await aiohttp_client(await aiohttp_raw_server(make_handler(loader)))
     yield Gateway(admin, proxy, fake, loader, services, sqlite_store)
     await loader.stop()
     await services.close()

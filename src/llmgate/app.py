@@ -7,8 +7,7 @@ from aiohttp import web
 from llmgate.admin.auth import AdminKeys, auth_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
 from llmgate.observability.health import Readiness, add_health_routes
-from llmgate.proxy.context import MAX_BUFFERED_BODY
-from llmgate.proxy.handler import LOADER_KEY, handle
+from llmgate.proxy.handler import make_handler
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.store import Store
 
@@ -31,9 +30,7 @@ def build_admin_app(
     return app
 
 
-def build_proxy_app(loader: SnapshotLoader) -> web.Application:
-    """The data plane: every path goes to the one proxy handler."""
-    app = web.Application(client_max_size=MAX_BUFFERED_BODY)
-    app[LOADER_KEY] = loader
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+def build_proxy_server(loader: SnapshotLoader) -> web.Server:
+    """The data plane: aiohttp's low-level server with the one proxy handler (no router, no
+    middlewares: every request goes to ``handle``)."""
+    return web.Server(make_handler(loader), access_log=None)

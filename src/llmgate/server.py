@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from llmgate.admin.keys import resolve_admin_keys
-from llmgate.app import build_admin_app, build_proxy_app
+from llmgate.app import build_admin_app, build_proxy_server
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
 from llmgate.runtime.loader import SnapshotLoader
@@ -42,8 +42,14 @@ def use_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def start_site(app: web.Application, listen: Listen, **kwargs: object) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def start_site(
+    app: web.Application | web.Server, listen: Listen, **kwargs: object
+) -> web.BaseRunner:
+    runner: web.BaseRunner
+    if isinstance(app, web.Server):
+        runner = web.ServerRunner(app, handle_signals=False)
+    else:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, listen.host, listen.port, **kwargs)  # type: ignore[arg-type]
     await site.start()
@@ -69,10 +75,12 @@ async def open_data_plane(
     loader = SnapshotLoader(store, services, settings.reload_interval)
     await loader.start()
     await usage.start()
-    runner: web.AppRunner | None = None
+    runner: web.BaseRunner | None = None
     sampler: GaugeSampler | None = None
     try:
-        runner = await start_site(build_proxy_app(loader), settings.proxy_listen, reuse_port=True)
+        runner = await start_site(
+            build_proxy_server(loader), settings.proxy_listen, reuse_port=True
+        )
         server = runner.server
         assert server is not None
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from aiohttp import encode_basic_auth, web
 
-from llmgate.app import build_proxy_app
 from llmgate.plugins.proxy_cache import ProxyCache
 from llmgate.plugins.proxy_cache.disk import DiskStore
 from llmgate.plugins.proxy_cache.entry import MAGIC, Entry
@@ -32,6 +31,7 @@ from llmgate.plugins.proxy_cache.policy import (
     remote_user,
     render,
 )
+from llmgate.proxy.handler import make_handler
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import Services
 
@@ -374,7 +374,9 @@ async def test_responses_over_the_size_bound_are_not_stored(gateway, stream: boo
     assert (await gateway.proxy.post("/v1/chat/completions", json=body)).headers[STATUS] == "MISS"
 
 
-async def test_disk_entries_survive_a_restart(gateway, aiohttp_client, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_disk_entries_survive_a_restart(
+    gateway, aiohttp_client, aiohttp_raw_server, cache_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     await cached_route(gateway, {**SEED, "cache_strategy": "disk"}, uri="/v1/chat/completions")
     first = await gateway.proxy.post("/v1/chat/completions", json=chat("durable"))
     assert first.headers[STATUS] == "MISS"
@@ -385,7 +387,7 @@ async def test_disk_entries_survive_a_restart(gateway, aiohttp_client, cache_dir
     loader = SnapshotLoader(gateway.store, services, interval=0.05)
     await loader.start()
     try:
-        proxy = await aiohttp_client(build_proxy_app(loader))
+        proxy = await aiohttp_client(await aiohttp_raw_server(make_handler(loader)))
         again = await proxy.post("/v1/chat/completions", json=chat("durable"))
         assert again.headers[STATUS] == "HIT"
         assert await again.read() == await first.read()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import time
 from collections import deque
@@ -251,7 +252,11 @@ async def _clear_requests(request: web.Request) -> web.StreamResponse:
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+    try:
+        body = orjson.dumps(payload)
+    except TypeError:  # undecodable bytes a client sent (surrogate escapes): still echo them
+        body = json.dumps(payload).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _bad_request(message: str) -> web.Response:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import aiohttp
 from pydantic import Field, model_validator
 
 from llmgate.ai import forward, tracking
@@ -30,6 +29,7 @@ from llmgate.ai.target import AiRequest, compile_target
 from llmgate.errors import HttpError
 from llmgate.plugins.ai_proxy import CallOptions, ProviderTarget
 from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig, UniqueItems
+from llmgate.proxy.client import UpstreamError
 from llmgate.proxy.context import Reply
 from llmgate.proxy.variables import Template
 
@@ -245,7 +245,7 @@ async def _discard(sent: Sent) -> str:
     response = sent[0]
     try:
         body = await response.content.read(_ERROR_BODY_LOGGED)
-    except (aiohttp.ClientError, TimeoutError):
+    except (UpstreamError, TimeoutError):
         body = b""
     finally:
         _release(sent)

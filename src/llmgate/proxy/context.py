@@ -20,8 +20,7 @@ from multidict import CIMultiDict
 from llmgate.errors import HttpError
 
 if TYPE_CHECKING:
-    import aiohttp
-
+    from llmgate.proxy.client import UpstreamResponse
     from llmgate.proxy.upstream import UpstreamPool
     from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, Snapshot
 
@@ -40,7 +39,7 @@ _CHANGING = frozenset(
 )
 
 # (response with its body unread, the pool, the node index and when it was asked)
-Sent = tuple["aiohttp.ClientResponse", "UpstreamPool", int, float]
+Sent = tuple["UpstreamResponse", "UpstreamPool", int, float]
 Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -19,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
+from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead, Sent
 from llmgate.proxy.headers import add_forwarded, end_to_end
 from llmgate.proxy.upstream import BadGateway, Outgoing
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmgate.proxy")
 
-LOADER_KEY: web.AppKey[SnapshotLoader] = web.AppKey("snapshot_loader")
 
 # Bodies up to this size are read before proxying so a retry can send them again.
 REPLAYABLE_BODY = 1024 * 1024
@@ -38,8 +39,19 @@ _DROP_INBOUND = frozenset({"host", "content-length"})
 NOT_FOUND = Reply.error(404, "404 Route Not Found")
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    snapshot = request.app[LOADER_KEY].current
+def make_handler(
+    loader: SnapshotLoader,
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The data plane's request handler, reading the snapshot ``loader`` keeps current."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return await _handle(loader, request)
+
+    return handle
+
+
+async def _handle(loader: SnapshotLoader, request: web.BaseRequest) -> web.StreamResponse:
+    snapshot = loader.current
     if snapshot is None:
         return _plain(Reply.error(503, "configuration not loaded yet"))
     entry = snapshot.router.match(request.method, request.host, request.path)
@@ -87,7 +99,7 @@ def _plain(reply: Reply) -> web.Response:
 
 async def _run(ctx: RequestContext) -> web.StreamResponse:
     chain = ctx.route.chain
-    upstream: aiohttp.ClientResponse | None = None
+    upstream: UpstreamResponse | None = None
     try:
         reply, chain = await _request_phases(ctx, chain)
         if reply is None:
@@ -192,7 +204,7 @@ async def send_to_upstream(ctx: RequestContext) -> Sent:
     return response, pool, index, started
 
 
-async def _forward(ctx: RequestContext) -> tuple[aiohttp.ClientResponse, None]:
+async def _forward(ctx: RequestContext) -> tuple[UpstreamResponse, None]:
     forwarder = ctx.forwarder or send_to_upstream
     response, pool, index, started = await forwarder(ctx)
     ctx.upstream_addr = pool.nodes[index].address
@@ -212,6 +224,15 @@ def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> Respon
     return head
 
 
+def _head_size(response: web.Response) -> int:
+    """About the size of the status line and headers aiohttp will write for ``response``."""
+    size = 17 + len(response.reason or "") + 2  # "HTTP/1.1 200 OK\r\n" ... "\r\n"
+    for name, value in response.headers.items():
+        size += len(name) + len(value) + 4
+    # Date, Server and Content-Length are added when the response is sent.
+    return size + 80
+
+
 def _filter(ctx: RequestContext, chain: PluginChain, chunk: bytes, eof: bool) -> bytes:
     for plugin in chain.body_filter:
         chunk = plugin.body_filter(ctx, chunk, eof)
@@ -219,12 +240,22 @@ def _filter(ctx: RequestContext, chain: PluginChain, chunk: bytes, eof: bool) ->
 
 
 async def _relay(
-    ctx: RequestContext, chain: PluginChain, upstream: aiohttp.ClientResponse
+    ctx: RequestContext, chain: PluginChain, upstream: UpstreamResponse
 ) -> web.StreamResponse:
     """Stream the upstream response to the client, chunk by chunk, through the filters."""
     pool, index, started = ctx.state.pop("_upstream_release")
     try:
         head = _head(ctx, chain, ResponseHead(upstream.status, end_to_end(upstream.headers)))
+        if upstream.content.complete:
+            # The whole body came with the head (a small response): one write, no streaming.
+            body = upstream.content.take_all()
+            if chain.body_filter:
+                body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
+            head.headers.popall("Content-Length", None)
+            whole = web.Response(status=head.status, body=body, headers=head.headers)
+            # nginx's $bytes_sent (head and body); aiohttp writes it after the log phase.
+            ctx.state["bytes_sent"] = len(body) + _head_size(whole)
+            return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
         await response.prepare(ctx.inbound)
         try:
@@ -239,7 +270,7 @@ async def _relay(
                 await response.write(tail)
             await response.write_eof()
             ctx.state["bytes_sent"] = response.body_length
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             # The upstream broke mid-response: the status is sent, so cut the client off too.
             log.warning("upstream %s broke mid-response: %s", ctx.upstream_addr, exc)
             ctx.state["upstream_broken"] = True

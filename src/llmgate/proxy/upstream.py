@@ -1,4 +1,4 @@
-"""Upstream pools: one keep-alive ``ClientSession`` per upstream, a balancer, retries, timeouts.
+"""Upstream pools: keep-alive connections per node, a balancer, retries, timeouts.
 
 ``UpstreamPool.send`` returns the upstream's response with its body still unread (the caller
 streams it); connection failures and timeouts move on to the next node up to ``retries``
@@ -8,15 +8,17 @@ times, then become 502 / 504 JSON errors.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 
-import aiohttp
 from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
 from llmgate.proxy.balancer import BALANCERS, Balancer, Node
+from llmgate.proxy.client import BodyStream, NodePool, UpstreamError, UpstreamResponse
 from llmgate.schemas.upstream import UpstreamSpec, split_host_port
 
 log = logging.getLogger("llmgate.upstream")
@@ -58,12 +60,32 @@ class Outgoing:
     method: str
     path_and_query: str
     headers: CIMultiDict[str]
-    body: bytes | aiohttp.StreamReader | None
+    body: bytes | BodyStream | None
     client_host: str | None  # the inbound Host, for pass_host "pass"
     hash_key: str | None = None  # chash key, computed by the caller
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        # As APISIX: upstream certificates are verified only when tls.verify says so.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class UpstreamPool:
+    """One upstream: its nodes, a balancer, and a keep-alive ``NodePool`` per node."""
+
     def __init__(self, spec: UpstreamSpec, label: str) -> None:
         self.spec = spec
         self.label = label
@@ -71,34 +93,29 @@ class UpstreamPool:
         self.balancer: Balancer = BALANCERS[spec.type](self.nodes)
         self.retries = spec.retries if spec.retries is not None else max(len(self.nodes) - 1, 0)
         timeout = spec.timeout
-        self.timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=timeout.connect if timeout else DEFAULT_TIMEOUT,
-            sock_read=timeout.read if timeout else DEFAULT_TIMEOUT,
-        )
+        self.connect_timeout = timeout.connect if timeout else DEFAULT_TIMEOUT
+        self.read_timeout = timeout.read if timeout else DEFAULT_TIMEOUT
         self.scheme = "https" if spec.scheme in ("https", "grpcs") else "http"
-        self._session: aiohttp.ClientSession | None = None
+        self._node_pools: list[NodePool | None] = [None] * len(self.nodes)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            pool = self.spec.keepalive_pool
-            connector = aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=pool.size if pool else 320,
-                keepalive_timeout=pool.idle_timeout if pool else 60,
-                # As APISIX: upstream certificates are verified only when tls.verify says so.
-                ssl=bool(self.spec.tls is not None and self.spec.tls.verify),
-                ttl_dns_cache=60,
+    def _node_pool(self, index: int) -> NodePool:
+        pool = self._node_pools[index]
+        if pool is None:
+            node = self.nodes[index]
+            keepalive = self.spec.keepalive_pool
+            context = None
+            if self.scheme == "https":
+                context = _ssl_context(bool(self.spec.tls is not None and self.spec.tls.verify))
+            sni = node.host if not _is_ip(node.host) else self.spec.upstream_host
+            pool = self._node_pools[index] = NodePool(
+                node.host,
+                node.port,
+                context,
+                sni,
+                max_idle=keepalive.size if keepalive else 320,
+                idle_timeout=keepalive.idle_timeout if keepalive else 60.0,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-                timeout=self.timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        return pool
 
     def _host_header(self, node: Node, client_host: str | None) -> str | None:
         mode = self.spec.pass_host
@@ -109,51 +126,48 @@ class UpstreamPool:
             return node.host if node.port == default else node.address
         return client_host
 
-    async def send(self, outgoing: Outgoing) -> tuple[aiohttp.ClientResponse, int, float]:
+    async def send(self, outgoing: Outgoing) -> tuple[UpstreamResponse, int, float]:
         """The upstream's response (body unread), the index of the node that answered and when
         it was asked; call ``finished(index, started)`` once the response is done."""
         if not self.nodes:
             raise BadGateway("no valid upstream node")
         tried: set[int] = set()
         deadline = time.monotonic() + self.spec.retry_timeout if self.spec.retry_timeout else None
-        replayable = not isinstance(outgoing.body, aiohttp.StreamReader)
+        body = outgoing.body
+        replayable = body is None or isinstance(body, bytes)
         while True:
             index = self.balancer.pick(outgoing.hash_key, frozenset(tried))
             node = self.nodes[index]
-            headers = CIMultiDict(outgoing.headers)
+            headers = outgoing.headers
             host = self._host_header(node, outgoing.client_host)
-            if host:
+            if host and headers.get("Host") != host:
+                headers = CIMultiDict(headers)
                 headers["Host"] = host
-            url = f"{self.scheme}://{node.address}{outgoing.path_and_query}"
             self.balancer.started(index)
             started = time.monotonic()
             try:
-                response = await self.session.request(
+                response = await self._node_pool(index).request(
                     outgoing.method,
-                    url,
-                    headers=headers,
-                    data=outgoing.body,
-                    allow_redirects=False,
-                    compress=False,
+                    outgoing.path_and_query,
+                    headers,
+                    body,
+                    self.connect_timeout,
+                    self.read_timeout,
                 )
-            except (
-                aiohttp.ClientConnectorError,
-                aiohttp.ServerDisconnectedError,
-                aiohttp.ClientOSError,
-            ) as exc:
+            except TimeoutError as exc:
                 self.balancer.done(index, time.monotonic() - started)
-                error: HttpError = BadGateway()
-                log.warning("upstream %s (%s) failed: %s", node.address, self.label, exc)
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                self.balancer.done(index, time.monotonic() - started)
-                error = GatewayTimeout()
+                error: HttpError = GatewayTimeout()
                 log.warning("upstream %s (%s) timed out: %s", node.address, self.label, exc)
+            except UpstreamError as exc:
+                self.balancer.done(index, time.monotonic() - started)
+                error = BadGateway()
+                log.warning("upstream %s (%s) failed: %s", node.address, self.label, exc)
             else:
                 return response, index, started
             tried.add(index)
             out_of_time = deadline is not None and time.monotonic() >= deadline
             # A streamed body that has started flowing cannot be sent again.
-            consumed = not replayable and outgoing.body.total_bytes > 0  # type: ignore[union-attr]
+            consumed = not replayable and getattr(body, "total_bytes", 1) > 0
             if len(tried) > self.retries or out_of_time or consumed:
                 raise error
 
@@ -161,9 +175,10 @@ class UpstreamPool:
         self.balancer.done(index, time.monotonic() - started)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for pool in self._node_pools:
+            if pool is not None:
+                pool.close()
+        self._node_pools = [None] * len(self.nodes)
 
 
 class PoolRegistry:

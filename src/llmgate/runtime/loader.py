@@ -15,6 +15,7 @@ from llmgate.runtime.compiler import compile_snapshot
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot
 from llmgate.store import Store
+from llmgate.store.revision_probe import RevisionProbe, revision_probe
 
 log = logging.getLogger("llmgate.runtime")
 
@@ -32,8 +33,10 @@ class SnapshotLoader:
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        self._probe: RevisionProbe = store.revision
 
     async def start(self) -> None:
+        self._probe = revision_probe(self.store)
         await self.reload()
         self.store.on_commit(self.notify)
         self._task = asyncio.create_task(self._watch(), name="llmgate-snapshot-watch")
@@ -48,7 +51,7 @@ class SnapshotLoader:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
             try:
-                revision = await self.store.revision()
+                revision = await self._probe()
                 if self.current is None or revision != self.current.revision:
                     await self.reload()
             except asyncio.CancelledError:
@@ -101,4 +104,7 @@ class SnapshotLoader:
                 await self._task
         for task in list(self._retiring):
             task.cancel()
+        close = getattr(self._probe, "close", None)
+        if close is not None:
+            close()
         await self.pools.close()
