@@ -1,0 +1,188 @@
+"""The lean upstream HTTP/1.1 client against small raw servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from multidict import CIMultiDict
+
+from llmgate.proxy.client import BodyBroken, ConnectFailed, NodePool, ReadTimeout
+from tests.processes import free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def serve(handler: Handler) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+@pytest.fixture
+async def pool_for() -> AsyncIterator[Callable[[int], NodePool]]:
+    pools: list[NodePool] = []
+
+    def make(port: int) -> NodePool:
+        pool = NodePool("127.0.0.1", port, None, None)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close()
+
+
+def headers(**extra: str) -> CIMultiDict[str]:
+    return CIMultiDict({"Host": "up", **extra})
+
+
+async def test_keep_alive_reuses_one_connection(pool_for) -> None:  # type: ignore[no-untyped-def]
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, port = await serve(handler)
+    pool = pool_for(port)
+    for _ in range(5):
+        response = await pool.request("GET", "/", headers(), None, 1, 1)
+        assert response.status == 200
+        assert await response.content.read() == b"ok"
+        response.release()
+    assert connections == 1
+    server.close()
+
+
+async def test_chunked_and_until_close_bodies(pool_for) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request(reader)
+        if b"/chunked" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for part in (b"ab", b"cd"):
+                writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close")
+            await writer.drain()
+            writer.close()
+
+    server, port = await serve(handler)
+    pool = pool_for(port)
+    response = await pool.request("GET", "/chunked", headers(), None, 1, 1)
+    chunks = [c async for c in response.content.iter_any()]
+    assert b"".join(chunks) == b"abcd" and len(chunks) == 2
+    response.release()
+    response = await pool.request("GET", "/close", headers(), None, 1, 1)
+    assert await response.content.read() == b"until-close"
+    response.release()
+    server.close()
+
+
+async def test_request_bodies_are_framed(pool_for) -> None:  # type: ignore[no-untyped-def]
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request(reader)
+        if b"chunked" in head:
+            body = await reader.readuntil(b"0\r\n\r\n")
+        else:
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+        seen.append(head + body)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    class Stream:
+        def __init__(self) -> None:
+            self.parts = [b"hello ", b"world"]
+
+        async def readany(self) -> bytes:
+            return self.parts.pop(0) if self.parts else b""
+
+    server, port = await serve(handler)
+    pool = pool_for(port)
+    response = await pool.request("POST", "/b", headers(), b"payload", 1, 1)
+    assert response.status == 204 and await response.content.read() == b""
+    response.release()
+    response = await pool.request("POST", "/s", headers(), Stream(), 1, 1)
+    response.release()
+    assert b"Content-Length: 7\r\n\r\npayload" in seen[0]
+    assert (
+        b"Transfer-Encoding: chunked" in seen[1]
+        and b"6\r\nhello \r\n5\r\nworld\r\n0\r\n" in seen[1]
+    )
+    server.close()
+
+
+async def test_head_response_has_no_body(pool_for) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        await writer.drain()
+
+    server, port = await serve(handler)
+    response = await pool_for(port).request("HEAD", "/", headers(), None, 1, 1)
+    assert response.status == 200 and await response.content.read() == b""
+    response.release()
+    server.close()
+
+
+async def test_errors(pool_for) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConnectFailed):
+        await pool_for(free_port()).request("GET", "/", headers(), None, 1, 1)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(2)
+
+    server, port = await serve(silent)
+    with pytest.raises(ReadTimeout):
+        await pool_for(port).request("GET", "/", headers(), None, 1, 0.1)
+    server.close()
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    server, port = await serve(cut)
+    response = await pool_for(port).request("GET", "/", headers(), None, 1, 1)
+    with pytest.raises(BodyBroken):
+        await response.content.read()
+    response.release()
+    server.close()
+
+
+async def test_a_stale_kept_alive_connection_is_retried_once(pool_for) -> None:  # type: ignore[no-untyped-def]
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # the node closes a connection the client keeps as idle
+
+    server, port = await serve(once)
+    pool = pool_for(port)
+    for _ in range(3):
+        response = await pool.request("GET", "/", headers(), None, 1, 1)
+        assert await response.content.read() == b"ok"
+        response.release()
+        await asyncio.sleep(0.02)
+    server.close()
