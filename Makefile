@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run migrate test lint format bench
+.PHONY: install run migrate test lint format bench bench-soak bench-workers
 
 install: $(VENV)/.installed
 
@@ -35,3 +35,17 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix src tests migrations bench
 	$(BIN)/ruff format src tests migrations bench
+
+# Benchmarks (bench/README.md): bench/setup.sh apt-installs wrk and nginx when they are missing;
+# results are printed and written into docs/benchmarks.md.  Pass options with BENCH_ARGS="...".
+bench: install
+	bench/setup.sh
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-soak: install
+	bench/setup.sh
+	$(BIN)/python bench/run.py --soak 600 $(BENCH_ARGS)
+
+bench-workers: install
+	bench/setup.sh
+	$(BIN)/python bench/run.py --workers $(BENCH_ARGS)
