@@ -120,3 +120,34 @@ async def test_concurrent_requests_share_the_pool(gateway) -> None:  # type: ign
     await gateway.put("routes/1", {"uri": "/c", "upstream": gateway.upstream()})
     results = await asyncio.gather(*(gateway.proxy.get("/c") for _ in range(50)))
     assert all(r.status == 200 for r in results)
+
+
+async def test_plain_routes_to_llm_endpoints_are_accounted(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A route without an AI plugin (the seed blog's) still records the answer's token usage."""
+    from llmgate.ai.call import LlmCall
+
+    seen: list[LlmCall | None] = []
+
+    class Recorder:
+        def forwarding(self, ctx) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+        def observe(self, ctx) -> None:  # type: ignore[no-untyped-def]
+            seen.append(LlmCall.find(ctx))
+
+    monkeypatch.setattr(gateway.services, "observers", (Recorder(),))
+    await gateway.put("routes/1", {"uri": "/v1/*", "upstream": gateway.upstream()})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
+    reply = await (await gateway.proxy.post("/v1/chat/completions", json=body)).json()
+    stream = await gateway.proxy.post(
+        "/v1/chat/completions",
+        json={**body, "stream": True, "stream_options": {"include_usage": True}},
+    )
+    await stream.read()
+    await gateway.proxy.get("/v1/models")
+    assert [c.usage.total_tokens if c and c.usage else None for c in seen] == [
+        reply["usage"]["total_tokens"],
+        reply["usage"]["total_tokens"],
+        None,
+    ]
+    assert seen[0].protocol == "chat" and seen[1].stream and seen[0].model == "m"

@@ -109,3 +109,29 @@ def track_chunk(ctx: RequestContext, plugin: object, chunk: bytes, eof: bool) ->
     if tracker is not None and ctx.state.get(CLAIM_KEY) is plugin:
         tracker.feed(chunk, eof)
     return chunk
+
+
+# Paths of OpenAI-style endpoints whose answers carry token usage.
+_PASSIVE = (
+    ("/chat/completions", "chat"),
+    ("/completions", "completions"),
+    ("/embeddings", "embeddings"),
+)
+
+
+def passive_tracker(
+    ctx: RequestContext, status: int, headers: CIMultiDict[str]
+) -> ResponseTracker | None:
+    """A tracker for an LLM answer proxied without an AI plugin (a plain route to an OpenAI-style
+    API, as in the seed blog), so its token usage is accounted too; None for other requests."""
+    outbound = ctx.outbound
+    if outbound.method != "POST" or CLAIM_KEY in ctx.state or LlmCall.find(ctx) is not None:
+        return None
+    protocol = next((name for suffix, name in _PASSIVE if outbound.path.endswith(suffix)), None)
+    if protocol is None:
+        return None
+    call = LlmCall.of(ctx)
+    call.provider, call.protocol = "upstream", protocol
+    call.stream = "text/event-stream" in headers.get("Content-Type", "")
+    call.started = ctx.started
+    return ResponseTracker(call, status, headers)

@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from llmgate.ai.tracking import passive_tracker
 from llmgate.errors import HttpError
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead, Sent
@@ -245,10 +246,13 @@ async def _relay(
     """Stream the upstream response to the client, chunk by chunk, through the filters."""
     pool, index, started = ctx.state.pop("_upstream_release")
     try:
+        tracker = passive_tracker(ctx, upstream.status, upstream.headers)
         head = _head(ctx, chain, ResponseHead(upstream.status, end_to_end(upstream.headers)))
         if upstream.content.complete:
             # The whole body came with the head (a small response): one write, no streaming.
             body = upstream.content.take_all()
+            if tracker is not None:
+                tracker.feed(body, True)
             if chain.body_filter:
                 body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
             head.headers.popall("Content-Length", None)
@@ -260,11 +264,15 @@ async def _relay(
         await response.prepare(ctx.inbound)
         try:
             async for chunk in upstream.content.iter_any():
+                if tracker is not None:
+                    tracker.feed(chunk, False)
                 if chain.body_filter:
                     chunk = _filter(ctx, chain, chunk, False)
                     if not chunk:
                         continue
                 await response.write(chunk)
+            if tracker is not None:
+                tracker.feed(b"", True)
             tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
             if tail:
                 await response.write(tail)
