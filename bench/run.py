@@ -1366,7 +1366,7 @@ def render(report: Report, options: Options, about: str) -> str:
         "",
         f"Run ended {when}; command: `{options.command}`",
         "",
-        about,
+        *about.splitlines(),
         "",
         *("\n\n".join(report.sections).splitlines()),
     ]
