@@ -182,10 +182,11 @@ class Plugin:
         """Auth plugins: an index of the consumers' credentials, built once per snapshot."""
         return None
 
-    @classmethod
-    def implements(cls, phase: str) -> bool:
-        """Whether this plugin overrides ``phase`` (so chains skip the no-op ones)."""
-        return getattr(cls, phase) is not getattr(Plugin, phase)
+    def runs(self, phase: str) -> bool:
+        """Whether this instance takes part in ``phase``; chains skip the others.  By default:
+        the phases its class overrides.  A plugin whose phase depends on its config (a logger
+        watching response bodies only with ``include_resp_body``) narrows this."""
+        return getattr(type(self), phase) is not getattr(Plugin, phase)
 
     @classmethod
     def json_schema(cls, consumer: bool = False) -> dict[str, Any] | None:

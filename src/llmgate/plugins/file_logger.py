@@ -112,31 +112,27 @@ class FileLogger(Plugin):
     priority = 399
     Config = FileLoggerConfig
 
-    def __new__(cls, config: FileLoggerConfig, *args: Any, **kwargs: Any) -> FileLogger:
-        # Only a logger that keeps response bodies has a body filter: any body filter makes
-        # the handler drop the response's Content-Length.
-        if cls is FileLogger and config.include_resp_body:
-            cls = FileLoggerWithBody
-        return super().__new__(cls)
-
     def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         assert isinstance(config, FileLoggerConfig)
         self.access_log = AccessLog(config)
         self.writer = writer_for(services, config.path)
 
+    def runs(self, phase: str) -> bool:
+        # Only a logger keeping response bodies filters them: any body filter makes the
+        # handler drop the response's Content-Length.
+        if phase == "body_filter":
+            return bool(self.access_log.include_resp_body)
+        return super().runs(phase)
+
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         AccessLog.note_head(ctx, head)
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        self.access_log.collect(ctx, chunk)
+        return chunk
 
     async def log(self, ctx: RequestContext) -> None:
         entry = await self.access_log.entry(ctx)
         if entry is not None:
             self.writer.push(entry)
-
-
-class FileLoggerWithBody(FileLogger):
-    """file-logger with ``include_resp_body``: keeps a bounded copy of the response body."""
-
-    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
-        self.access_log.collect(ctx, chunk)
-        return chunk

@@ -135,32 +135,28 @@ class HttpLogger(Plugin):
     priority = 410
     Config = HttpLoggerConfig
 
-    def __new__(cls, config: HttpLoggerConfig, *args: Any, **kwargs: Any) -> HttpLogger:
-        # Only a logger that keeps response bodies has a body filter: any body filter makes
-        # the handler drop the response's Content-Length.
-        if cls is HttpLogger and config.include_resp_body:
-            cls = HttpLoggerWithBody
-        return super().__new__(cls)
-
     def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         assert isinstance(config, HttpLoggerConfig)
         self.access_log = AccessLog(config)
         self.processor = processor_for(services, owner, config)
 
+    def runs(self, phase: str) -> bool:
+        # Only a logger keeping response bodies filters them: any body filter makes the
+        # handler drop the response's Content-Length.
+        if phase == "body_filter":
+            return bool(self.access_log.include_resp_body)
+        return super().runs(phase)
+
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         AccessLog.note_head(ctx, head)
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        self.access_log.collect(ctx, chunk)
+        return chunk
 
     async def log(self, ctx: RequestContext) -> None:
         entry = await self.access_log.entry(ctx)
         if entry is not None:
             entry.setdefault("route_id", "no-matched")
             self.processor.push(entry)
-
-
-class HttpLoggerWithBody(HttpLogger):
-    """http-logger with ``include_resp_body``: keeps a bounded copy of the response body."""
-
-    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
-        self.access_log.collect(ctx, chunk)
-        return chunk

@@ -29,9 +29,7 @@ class PluginChain:
     @classmethod
     def of(cls, plugins: list[Plugin]) -> PluginChain:
         ordered = tuple(sorted(plugins, key=lambda p: -_priority(p)))
-        by_phase = {
-            phase: tuple(p for p in ordered if type(p).implements(phase)) for phase in PHASES
-        }
+        by_phase = {phase: tuple(p for p in ordered if p.runs(phase)) for phase in PHASES}
         return cls(plugins=ordered, **by_phase)
 
     def names(self) -> frozenset[str]:
