@@ -151,3 +151,18 @@ async def test_plain_routes_to_llm_endpoints_are_accounted(gateway, monkeypatch)
         None,
     ]
     assert seen[0].protocol == "chat" and seen[1].stream and seen[0].model == "m"
+
+
+async def test_chash_sends_one_key_to_one_node(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    from llmgate.fake_upstream import FakeSettings, build_app
+
+    other = await aiohttp_server(build_app(FakeSettings()))
+    nodes = {gateway.fake_address: 1, f"127.0.0.1:{other.port}": 1}
+    for hash_on, key in (("header", "X-User"), ("vars_combinations", "$http_x_user-$uri")):
+        upstream = {"type": "chash", "hash_on": hash_on, "key": key, "nodes": nodes}
+        await gateway.put("routes/1", {"uri": "/h", "upstream": upstream})
+        for user in ("alice", "bob", "carol", "dave"):
+            await gateway.clear_fake()
+            for _ in range(4):
+                assert (await gateway.proxy.get("/h", headers={"X-User": user})).status == 200
+            assert len(await gateway.fake_requests()) in (0, 4), (hash_on, user)

@@ -156,9 +156,7 @@ def _hash_key(ctx: RequestContext) -> str | None:
     if spec.hash_on == "cookie":
         return ctx.inbound.cookies.get(spec.key or "")
     if spec.hash_on == "vars_combinations":
-        from llmgate.proxy.variables import Template
-
-        return Template.compile(spec.key or "").render(ctx)
+        return pool.hash_template.render(ctx)
     return ctx.var((spec.key or "remote_addr").lstrip("$"))
 
 

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from llmgate.errors import HttpError
 from llmgate.proxy.balancer import BALANCERS, Balancer, Node
 from llmgate.proxy.client import BodyStream, NodePool, UpstreamError, UpstreamResponse
+from llmgate.proxy.variables import Template
 from llmgate.schemas.upstream import UpstreamSpec, split_host_port
 
 log = logging.getLogger("llmgate.upstream")
@@ -96,6 +97,8 @@ class UpstreamPool:
         self.connect_timeout = timeout.connect if timeout else DEFAULT_TIMEOUT
         self.read_timeout = timeout.read if timeout else DEFAULT_TIMEOUT
         self.scheme = "https" if spec.scheme in ("https", "grpcs") else "http"
+        # chash on vars_combinations: the key template, compiled once.
+        self.hash_template = Template.compile(spec.key or "")
         self._node_pools: list[NodePool | None] = [None] * len(self.nodes)
 
     def _node_pool(self, index: int) -> NodePool:
