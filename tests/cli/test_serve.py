@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.processes import LLMGATE, llmgate_serve
+from tests.processes import LLMGATE, fake_upstream_process, llmgate_serve
 
 
 def get(url: str, key: str) -> int:
@@ -71,12 +72,38 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
 
 
 def test_serve_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    with llmgate_serve(tmp_path, database_url=postgres_url) as gateway:
+    """The whole gateway on PostgreSQL: admin writes, the data plane serving them, usage rows."""
+    with fake_upstream_process() as fake, llmgate_serve(tmp_path, database_url=postgres_url) as gw:
+        key = {"X-API-KEY": "edd1c9f034335f136f87ad84b625c8f1"}
+
+        def put(path: str, body: dict) -> int:
+            request = urllib.request.Request(
+                f"{gw.admin_url}/apisix/admin/{path}",
+                data=json.dumps(body).encode(),
+                method="PUT",
+                headers=key,
+            )
+            with urllib.request.urlopen(request) as resp:
+                return resp.status
+
+        assert put("upstreams/1", {"nodes": {f"127.0.0.1:{fake}": 1}}) == 201
+        assert put("routes/1", {"uri": "/v1/*", "upstream_id": "1"}) == 201
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         request = urllib.request.Request(
-            f"{gateway.admin_url}/apisix/admin/upstreams/1",
-            data=json.dumps({"nodes": {"127.0.0.1:1": 1}}).encode(),
-            method="PUT",
-            headers={"X-API-KEY": "edd1c9f034335f136f87ad84b625c8f1"},
+            f"{gw.proxy_url}/v1/chat/completions", data=json.dumps(body).encode(), method="POST"
         )
         with urllib.request.urlopen(request) as resp:
-            assert resp.status == 201
+            assert resp.status == 200
+            tokens = json.load(resp)["usage"]["total_tokens"]
+        # The data plane reports usage to PostgreSQL asynchronously (about every second).
+        deadline = time.monotonic() + 10
+        while True:
+            usage_request = urllib.request.Request(
+                f"{gw.admin_url}/apisix/admin/usage", headers=key
+            )
+            with urllib.request.urlopen(usage_request) as resp:
+                total = json.load(resp)["total"]
+            if total["requests"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert total["requests"] == 1 and total["total_tokens"] == tokens
