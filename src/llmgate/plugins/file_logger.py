@@ -17,10 +17,11 @@ from pydantic import Field
 
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
-from llmgate.plugins.base import Plugin, PluginConfig
+from llmgate.plugins.base import PluginConfig
+from llmgate.plugins.logger_base import AccessLogger
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.proxy.context import RequestContext
     from llmgate.runtime.services import Services
 
 # lua-resty-expr conditions: a list of [var, operator, value] rules.
@@ -107,7 +108,7 @@ def writer_for(services: Services, path: str) -> BatchProcessor:
     return writer
 
 
-class FileLogger(Plugin):
+class FileLogger(AccessLogger):
     name = "file-logger"
     priority = 399
     Config = FileLoggerConfig
@@ -117,20 +118,6 @@ class FileLogger(Plugin):
         assert isinstance(config, FileLoggerConfig)
         self.access_log = AccessLog(config)
         self.writer = writer_for(services, config.path)
-
-    def runs(self, phase: str) -> bool:
-        # Only a logger keeping response bodies filters them: any body filter makes the
-        # handler drop the response's Content-Length.
-        if phase == "body_filter":
-            return bool(self.access_log.include_resp_body)
-        return super().runs(phase)
-
-    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
-        AccessLog.note_head(ctx, head)
-
-    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
-        self.access_log.collect(ctx, chunk)
-        return chunk
 
     async def log(self, ctx: RequestContext) -> None:
         entry = await self.access_log.entry(ctx)

@@ -16,10 +16,11 @@ from yarl import URL
 
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
-from llmgate.plugins.base import EnvOrPattern, Plugin, PluginConfig
+from llmgate.plugins.base import EnvOrPattern, PluginConfig
+from llmgate.plugins.logger_base import AccessLogger
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.proxy.context import RequestContext
     from llmgate.runtime.services import Services
 
 # APISIX's uri_def: scheme://host or scheme://[ipv6], optional port, anything after.
@@ -130,7 +131,7 @@ def processor_for(services: Services, owner: str, config: HttpLoggerConfig) -> B
     return processor
 
 
-class HttpLogger(Plugin):
+class HttpLogger(AccessLogger):
     name = "http-logger"
     priority = 410
     Config = HttpLoggerConfig
@@ -140,20 +141,6 @@ class HttpLogger(Plugin):
         assert isinstance(config, HttpLoggerConfig)
         self.access_log = AccessLog(config)
         self.processor = processor_for(services, owner, config)
-
-    def runs(self, phase: str) -> bool:
-        # Only a logger keeping response bodies filters them: any body filter makes the
-        # handler drop the response's Content-Length.
-        if phase == "body_filter":
-            return bool(self.access_log.include_resp_body)
-        return super().runs(phase)
-
-    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
-        AccessLog.note_head(ctx, head)
-
-    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
-        self.access_log.collect(ctx, chunk)
-        return chunk
 
     async def log(self, ctx: RequestContext) -> None:
         entry = await self.access_log.entry(ctx)
