@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--port", type=int, default=8000)
     fake.add_argument("--latency-ms", type=float, default=0.0)
     fake.add_argument("--stream-delay-ms", type=float, default=0.0)
+    fake.add_argument(
+        "--model", default="gpt-3.5-turbo", help="model named when a request has none"
+    )
+    fake.add_argument("--status", type=int, help="answer every request with this error (400-599)")
+    fake.add_argument("--drop", choices=("before", "mid-stream"), help="drop every connection")
     return parser
 
 
@@ -42,10 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-upstream":
         from llmgate.fake_upstream import FakeSettings, run
 
+        if args.status is not None and not 400 <= args.status <= 599:
+            print("llmgate: error: --status must be 400-599", file=sys.stderr)
+            return 2
         run(
             args.host,
             args.port,
-            FakeSettings(latency_ms=args.latency_ms, stream_delay_ms=args.stream_delay_ms),
+            FakeSettings(
+                latency_ms=args.latency_ms,
+                stream_delay_ms=args.stream_delay_ms,
+                model=args.model,
+                status=args.status,
+                drop=args.drop,
+            ),
         )
         return 0
     flags = {k: v for k, v in vars(args).items() if k != "command"}

@@ -79,3 +79,13 @@ def test_status_error_body(status: int, error_type: str, code: str | None) -> No
     assert error["code"] == code
     assert error["param"] is None
     assert str(status) in error["message"]
+
+
+def test_settings_give_default_status_and_drop_that_requests_override() -> None:
+    from llmgate.fake_upstream.knobs import FakeSettings, default_knobs, parse_knobs
+
+    defaults = default_knobs(FakeSettings(status=503, drop="mid-stream"))
+    assert (defaults.status, defaults.drop) == (503, "mid-stream")
+    assert parse_knobs({}, {}, defaults) is defaults
+    chosen = parse_knobs({"X-Fake-Status": "429"}, {}, defaults)
+    assert (chosen.status, chosen.drop) == (429, "mid-stream")

@@ -46,6 +46,8 @@ class FakeSettings:
     stream_delay_ms: float = 0
     model: str = "gpt-3.5-turbo"
     record: int = 1000
+    status: int | None = None  # answer every request with this error status (knobs override)
+    drop: Drop | None = None  # drop every connection so (knobs override)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,12 @@ class KnobError(ValueError):
 
 
 def default_knobs(settings: FakeSettings) -> Knobs:
-    return Knobs(latency_ms=settings.latency_ms, stream_delay_ms=settings.stream_delay_ms)
+    return Knobs(
+        latency_ms=settings.latency_ms,
+        stream_delay_ms=settings.stream_delay_ms,
+        status=settings.status,
+        drop=settings.drop,
+    )
 
 
 def parse_knobs(headers: Mapping[str, str], query: Mapping[str, str], defaults: Knobs) -> Knobs:
@@ -84,8 +91,8 @@ def parse_knobs(headers: Mapping[str, str], query: Mapping[str, str], defaults: 
             if stream_delay is None
             else _millis(HEADER_STREAM_DELAY, stream_delay)
         ),
-        status=None if status is None else _status(status),
-        drop=None if drop is None else _drop(drop),
+        status=defaults.status if status is None else _status(status),
+        drop=defaults.drop if drop is None else _drop(drop),
     )
 
 
