@@ -33,3 +33,24 @@ async def test_methods_filter(gateway) -> None:  # type: ignore[no-untyped-def]
     )
     assert (await gateway.proxy.get("/m")).status == 404
     assert (await gateway.proxy.post("/m", data=b"{}")).status == 200
+
+
+async def test_expect_100_continue_is_answered_by_the_gateway(gateway) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    await gateway.put("routes/1", {"uri": "/anything/*", "upstream": gateway.upstream()})
+    reader, writer = await asyncio.open_connection(gateway.proxy.host, gateway.proxy.port)
+    writer.write(
+        b"POST /anything/e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readline(), 2)  # not after curl's 1 s wait
+    assert interim.startswith(b"HTTP/1.1 100")
+    await reader.readline()
+    writer.write(b"hello")
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 5)
+    assert status.startswith(b"HTTP/1.1 200")
+    writer.close()
+    echo = [r for r in await gateway.fake_requests() if r["path"] == "/anything/e"][-1]
+    assert echo["body"] == "hello" and "expect" not in echo["headers"]

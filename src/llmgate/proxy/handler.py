@@ -35,7 +35,9 @@ log = logging.getLogger("llmgate.proxy")
 
 # Bodies up to this size are read before proxying so a retry can send them again.
 REPLAYABLE_BODY = 1024 * 1024
-_DROP_INBOUND = frozenset({"host", "content-length"})
+# Expect is answered here (a client waiting for "100 Continue" gets it from the gateway, as
+# from nginx); the upstream gets the body at once.
+_DROP_INBOUND = frozenset({"host", "content-length", "expect"})
 
 NOT_FOUND = Reply.error(404, "404 Route Not Found")
 
@@ -55,6 +57,8 @@ async def _handle(loader: SnapshotLoader, request: web.BaseRequest) -> web.Strea
     snapshot = loader.current
     if snapshot is None:
         return _plain(Reply.error(503, "configuration not loaded yet"))
+    if "Expect" in request.headers:
+        await _continue(request)
     entry = snapshot.router.match(request.method, request.host, request.path)
     if entry is None or entry.payload is None:
         return _plain(NOT_FOUND)
@@ -91,6 +95,13 @@ def _observe(ctx: RequestContext) -> None:
             observer.observe(ctx)
         except Exception:
             log.exception("observer %s failed", type(observer).__name__)
+
+
+async def _continue(request: web.BaseRequest) -> None:
+    """``Expect: 100-continue``: tell the client to send its body (aiohttp's router would; the
+    low-level server leaves it to us)."""
+    if request.headers["Expect"].lower() == "100-continue" and request.version == (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 def _plain(reply: Reply) -> web.Response:
