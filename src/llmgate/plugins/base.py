@@ -197,3 +197,14 @@ class Plugin:
         """
         model = cls.ConsumerConfig if consumer else cls.Config
         return model.model_json_schema(by_alias=True) if model is not None else None
+
+
+def headers_form(value: Any) -> str:
+    """Which form a ``headers`` config has, as APISIX's ``is_new_headers_conf`` decides:
+    "operations" when an object or array sits under add, set or remove, else a flat "map"
+    (meaning set).  The discriminator of proxy-rewrite's and response-rewrite's ``headers``."""
+    if isinstance(value, dict) and any(
+        isinstance(value.get(op), dict | list) for op in ("add", "set", "remove")
+    ):
+        return "operations"
+    return "map"

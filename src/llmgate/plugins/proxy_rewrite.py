@@ -22,6 +22,7 @@ from llmgate.plugins.base import (
     HeaderName,
     Plugin,
     PluginConfig,
+    headers_form,
     is_env_ref,
     regex_error,
 )
@@ -53,19 +54,9 @@ class HeaderOperations(ConfigSection):
 HeaderMap = Annotated[dict[HeaderName, HeaderValue], Field(min_length=1)]
 
 
-def _headers_form(value: Any) -> str:
-    # As APISIX's is_new_headers_conf: the operations form has an object or array under
-    # add, set or remove; anything else is a flat map.
-    if isinstance(value, dict) and any(
-        isinstance(value.get(op), dict | list) for op in ("add", "set", "remove")
-    ):
-        return "operations"
-    return "map"
-
-
 Headers = Annotated[
     Annotated[HeaderOperations, Tag("operations")] | Annotated[HeaderMap, Tag("map")],
-    Discriminator(_headers_form),
+    Discriminator(headers_form),
 ]
 
 Method = Literal[
