@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import secrets
 import time
@@ -111,6 +112,10 @@ async def _knobs_middleware(request: web.Request, handler: Handler) -> web.Strea
         "query": request.query_string,
         "headers": _header_dict(request),
         "body": _record_body(raw, parsed),
+        # What arrived, exactly: tests compare it with what the client sent.
+        "raw_path": request.raw_path,
+        "body_length": len(raw),
+        "body_sha256": hashlib.sha256(raw).hexdigest(),
     }
     state.requests.append(record)
     try:

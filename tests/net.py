@@ -1,0 +1,398 @@
+"""Talking to a real gateway the way the network does: the one place for raw-socket helpers.
+
+Every test client in aiohttp or urllib writes a request's head and body at once, so a server that
+reads "whatever arrived" looks correct.  These helpers send requests in pieces with pauses, stall
+half-way, leave mid-request or mid-response (with a TCP reset or a clean FIN), and read answers
+byte for byte, so tests see what a real client, a slow network or an attacker would.
+
+    with RawClient(port) as client:
+        client.send_pieces(request_bytes("POST", "/v1/x", body=big), pieces=5, pause=0.05)
+        answer = client.read_response()
+        assert answer.status == 200
+
+    with LiveGateway(tmp_path) as gw:           # real ``llmgate serve`` + ``llmgate fake-upstream``
+        gw.put("routes/1", {"uri": "/*", "upstream": gw.upstream()})
+        gw.fake_requests()[-1]["body_sha256"]   # what the upstream received, hashed
+
+Nothing here is asynchronous: tests that need many clients at once open many sockets (they are
+cheap) or use threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tests.processes import Running, fake_upstream_process, llmgate_serve
+from tests.support import ADMIN_KEY
+
+CRLF = b"\r\n"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def request_bytes(
+    method: str,
+    target: str,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    body: bytes | None = None,
+    *,
+    host: str | None = "gateway.test",
+    version: str = "HTTP/1.1",
+    chunked: bool = False,
+    chunk_size: int = 16 * 1024,
+) -> bytes:
+    """A whole HTTP/1.x request as bytes, exactly as given (no normalisation of ``target``).
+
+    ``Content-Length`` is added for a body unless ``chunked`` (then the body is framed in chunks
+    of ``chunk_size``) or the caller set a length or Transfer-Encoding header itself.
+    """
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+    names = {name.lower() for name, _ in pairs}
+    if host is not None and "host" not in names:
+        pairs.insert(0, ("Host", host))
+    if body is not None and not ({"content-length", "transfer-encoding"} & names):
+        if chunked:
+            pairs.append(("Transfer-Encoding", "chunked"))
+        else:
+            pairs.append(("Content-Length", str(len(body))))
+    head = f"{method} {target} {version}\r\n".encode("latin-1")
+    head += b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in pairs)
+    head += CRLF
+    if body is None:
+        return head
+    if not chunked:
+        return head + body
+    framed = b"".join(
+        f"{len(body[i : i + chunk_size]):x}\r\n".encode() + body[i : i + chunk_size] + CRLF
+        for i in range(0, len(body), chunk_size)
+    )
+    return head + framed + b"0\r\n\r\n"
+
+
+def split(data: bytes, pieces: int) -> list[bytes]:
+    """``data`` cut into ``pieces`` parts of about equal size (none empty unless data is)."""
+    pieces = max(1, min(pieces, len(data) or 1))
+    size, extra = divmod(len(data), pieces)
+    parts, start = [], 0
+    for i in range(pieces):
+        end = start + size + (1 if i < extra else 0)
+        parts.append(data[start:end])
+        start = end
+    return parts
+
+
+@dataclass
+class Response:
+    """One HTTP response as read off the wire."""
+
+    status: int
+    reason: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    # The body's pieces as they were read (one per chunk for chunked bodies): streaming tests
+    # look at when and how the body arrived.
+    chunks: list[bytes] = field(default_factory=list)
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return default
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ConnectionClosed(Exception):
+    """The server closed the connection (cleanly or with a reset) before a whole response."""
+
+
+class RawClient:
+    """One TCP connection to a server, driven byte by byte.
+
+    ``timeout`` bounds every single socket read (a test must never hang on a server that does
+    not answer); pass a larger one where a slow answer is the point.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = b""
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_pieces(self, data: bytes, pieces: int = 4, pause: float = 0.05) -> None:
+        """Send ``data`` in ``pieces`` writes with ``pause`` seconds between them (each piece
+        is its own TCP segment: Nagle is off)."""
+        for i, part in enumerate(split(data, pieces)):
+            if i:
+                time.sleep(pause)
+            self.sock.sendall(part)
+
+    def send_request(
+        self, method: str, target: str, *, pieces: int = 1, pause: float = 0.05, **kwargs: Any
+    ) -> None:
+        self.send_pieces(request_bytes(method, target, **kwargs), pieces, pause)
+
+    # --- leaving ---------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Leave with a TCP reset (SO_LINGER 0), as a crashed client or a killed process does."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        """Leave cleanly (FIN)."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def shutdown_write(self) -> None:
+        """Half-close: the server sees the end of the request stream, the client still reads."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _fill(self) -> bool:
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return False
+        self._buffer += data
+        return True
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self._buffer:
+            if not self._fill():
+                raise ConnectionClosed(f"closed before {marker!r}; got {self._buffer[:200]!r}")
+        head, _, self._buffer = self._buffer.partition(marker)
+        return head
+
+    def _read_exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            if not self._fill():
+                raise ConnectionClosed(f"closed with {len(self._buffer)} of {size} bytes")
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def read_head(self) -> tuple[int, str, str, list[tuple[str, str]]]:
+        """Status line and headers of the next response (skipping ``100 Continue``)."""
+        while True:
+            raw = self._read_until(b"\r\n\r\n").decode("latin-1")
+            status_line, *lines = raw.split("\r\n")
+            version, status, *reason = status_line.split(" ", 2)
+            headers = [
+                (name.strip(), value.strip())
+                for name, _, value in (line.partition(":") for line in lines)
+            ]
+            if int(status) != 100:
+                return int(status), reason[0] if reason else "", version, headers
+
+    def read_response(self, method: str = "GET") -> Response:
+        """The next whole response; its body framed by Content-Length, chunks, or the close."""
+        status, reason, version, headers = self.read_head()
+        response = Response(status, reason, version, headers, b"")
+        length = response.header("Content-Length")
+        encoding = (response.header("Transfer-Encoding") or "").lower()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return response
+        if "chunked" in encoding:
+            while True:
+                size_line = self._read_until(CRLF)
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    self._read_until(CRLF)  # the empty trailer section
+                    break
+                chunk = self._read_exactly(size)
+                self._read_exactly(2)
+                response.chunks.append(chunk)
+            response.body = b"".join(response.chunks)
+        elif length is not None:
+            response.body = self._read_exactly(int(length))
+            response.chunks = [response.body]
+        else:
+            while self._fill():
+                pass
+            response.body, self._buffer = self._buffer, b""
+            response.chunks = [response.body]
+        return response
+
+    def read_chunk(self) -> bytes | None:
+        """The next chunk of a chunked body whose head ``read_head`` already read (None at the
+        end): for tests that leave mid-stream."""
+        size = int(self._read_until(CRLF).split(b";")[0], 16)
+        if size == 0:
+            self._read_until(CRLF)
+            return None
+        chunk = self._read_exactly(size)
+        self._read_exactly(2)
+        return chunk
+
+    def is_closed_by_peer(self, wait: float = 1.0) -> bool:
+        """Whether the server closed this connection within ``wait`` seconds (EOF or reset),
+        with no bytes sent meanwhile."""
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(1)
+        except TimeoutError:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        return data == b""
+
+
+def exchange(port: int, raw: bytes, *, pieces: int = 1, pause: float = 0.05) -> Response:
+    """Send one raw request on a new connection and read the answer."""
+    with RawClient(port) as client:
+        client.send_pieces(raw, pieces, pause)
+        return client.read_response(raw.split(b" ", 1)[0].decode("latin-1"))
+
+
+def http_json(
+    method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    """A plain JSON call (urllib): status and decoded body (text when it is not JSON)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class LiveGateway:
+    """A real ``llmgate serve`` (SQLite in ``workdir``) and a real ``llmgate fake-upstream``.
+
+    ``serve_args``/``env`` go to ``llmgate serve``; ``fake_args`` to the fake.  ``put`` and
+    ``delete`` go through the admin API; with admin and data plane in one process (the
+    default) the change is live when they return.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *serve_args: str,
+        env: dict[str, str] | None = None,
+        fake_args: Sequence[str] = (),
+        database_url: str | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.serve_args = serve_args
+        self.env = env
+        self.fake_args = tuple(fake_args)
+        self.database_url = database_url
+        self._stack = contextlib.ExitStack()
+        self.fake_port = 0
+        self.running: Running | None = None
+
+    def __enter__(self) -> LiveGateway:
+        try:
+            self.fake_port = self._stack.enter_context(fake_upstream_process(None, *self.fake_args))
+            self.running = self._stack.enter_context(
+                llmgate_serve(
+                    self.workdir,
+                    *self.serve_args,
+                    env=self.env,
+                    database_url=self.database_url,
+                )
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def gw(self) -> Running:
+        assert self.running is not None
+        return self.running
+
+    @property
+    def proxy_port(self) -> int:
+        return self.gw.proxy_port
+
+    @property
+    def admin_port(self) -> int:
+        return self.gw.admin_port
+
+    @property
+    def fake_address(self) -> str:
+        return f"127.0.0.1:{self.fake_port}"
+
+    def upstream(self, **extra: Any) -> dict[str, Any]:
+        """An inline upstream pointing at the fake."""
+        return {"type": "roundrobin", "nodes": {self.fake_address: 1}, **extra}
+
+    def admin(self, method: str, path: str, body: Any = None, key: str = ADMIN_KEY) -> Any:
+        """An admin call; returns (status, decoded body)."""
+        return http_json(
+            method,
+            f"{self.gw.admin_url}/apisix/admin/{path}",
+            body,
+            {"X-API-KEY": key, "Content-Type": "application/json"},
+        )
+
+    def put(self, path: str, body: Any) -> Any:
+        status, answer = self.admin("PUT", path, body)
+        assert status in (200, 201), (status, answer)
+        return answer
+
+    def delete(self, path: str) -> None:
+        status, answer = self.admin("DELETE", path)
+        assert status == 200, (status, answer)
+
+    def fake_requests(self) -> list[dict[str, Any]]:
+        """What the fake upstream received, oldest first (with ``raw_path``, ``body_length``
+        and ``body_sha256`` of each request)."""
+        return http_json("GET", f"http://{self.fake_address}/__fake/requests")[1]["requests"]
+
+    def clear_fake(self) -> None:
+        http_json("DELETE", f"http://{self.fake_address}/__fake/requests")
+
+    def log(self) -> str:
+        return self.gw.output()
+
+
+@contextlib.contextmanager
+def live_gateway(workdir: Path, *serve_args: str, **kwargs: Any) -> Iterator[LiveGateway]:
+    with LiveGateway(workdir, *serve_args, **kwargs) as live:
+        yield live
