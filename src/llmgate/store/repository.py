@@ -9,6 +9,7 @@ rolled back, so a rejected write changes nothing.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,7 +62,8 @@ class Reader:
         query = query.order_by(resources.c.created_index, resources.c.id)
         return [_item(row) for row in await self._conn.execute(query)]
 
-    async def all(self) -> list[Item]:
+    # ``builtins.list``: inside this class body a bare ``list`` names the method above.
+    async def all(self) -> builtins.list[Item]:
         query = select(resources).order_by(resources.c.created_index, resources.c.id)
         return [_item(row) for row in await self._conn.execute(query)]
 
