@@ -1,0 +1,150 @@
+"""APISIX/nginx variables and templates (proxy/variables.py), as tables of cases (no network)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from llmgate.proxy.context import OutboundRequest, RequestContext
+from llmgate.proxy.variables import Template, lookup
+
+PEER = ("10.1.2.3", 50123)
+SOCK = ("127.0.0.1", 9080)
+
+
+def make_ctx(
+    path: str = "/v1/chat?x=1",
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    peer: tuple[str, int] | None = PEER,
+    **facts: Any,
+) -> RequestContext:
+    """A context for ``path``; ``facts`` set what later phases fill in (consumer, status...)."""
+    extra = {"peername": peer, "sockname": SOCK}
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: extra.get(name, default)
+    inbound = make_mocked_request(
+        method, path, headers=CIMultiDict(headers or {}), transport=transport
+    )
+    # Variables read only these facts of the route; the snapshot is not read at all.
+    route = SimpleNamespace(id="r1", name="chat-route", upstream=None)
+    outbound = OutboundRequest(method, inbound.path, inbound.query_string, CIMultiDict())
+    ctx = RequestContext(inbound, mock.Mock(), route, outbound)  # type: ignore[arg-type]
+    for name, value in facts.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("name", "ctx_args", "expected"),
+    [
+        pytest.param("remote_addr", {}, "10.1.2.3", id="remote_addr"),
+        pytest.param("remote_port", {}, "50123", id="remote_port"),
+        pytest.param("remote_port", {"peer": None}, None, id="remote_port-unknown"),
+        pytest.param("server_addr", {}, "127.0.0.1", id="server_addr"),
+        pytest.param("server_port", {}, "9080", id="server_port"),
+        pytest.param("host", {"headers": {"Host": "Api.Example.COM:8443"}}, "api.example.com"),
+        pytest.param("host", {"headers": {"Host": "api.example.com"}}, "api.example.com"),
+        pytest.param("host", {"headers": {"Host": "[::1]:9080"}}, "[::1]", id="host-ipv6-port"),
+        pytest.param("host", {"headers": {"Host": "[FE80::1]"}}, "[fe80::1]", id="host-ipv6"),
+        pytest.param("host", {"headers": {"Host": "a:b:C"}}, "a:b:c", id="host-colons-kept"),
+        pytest.param("host", {}, None, id="host-absent"),
+        pytest.param(
+            "http_host", {"headers": {"Host": "Api.Example.COM:8443"}}, "Api.Example.COM:8443"
+        ),
+        pytest.param("uri", {"path": "/v1/a%20b?x=1"}, "/v1/a b", id="uri-decoded"),
+        pytest.param(
+            "request_uri", {"path": "/v1/a%20b?x=1"}, "/v1/a%20b?x=1", id="request_uri-raw"
+        ),
+        pytest.param("request_method", {"method": "PATCH"}, "PATCH"),
+        pytest.param("query_string", {"path": "/p?b=2&a=1"}, "b=2&a=1"),
+        pytest.param("args", {"path": "/p?b=2&a=1"}, "b=2&a=1"),
+        pytest.param("query_string", {"path": "/p"}, "", id="query_string-empty"),
+        pytest.param("scheme", {}, "http"),
+        pytest.param("server_protocol", {}, "HTTP/1.1"),
+        pytest.param("arg_model", {"path": "/p?model=gpt-4o&x=1"}, "gpt-4o", id="arg"),
+        pytest.param("arg_a", {"path": "/p?a=1&a=2"}, "1", id="arg-repeated-first"),
+        pytest.param("arg_a", {"path": "/p?a=%2F%20x"}, "/ x", id="arg-decoded"),
+        pytest.param("arg_missing", {"path": "/p?a=1"}, None, id="arg-missing"),
+        pytest.param("http_x_api_key", {"headers": {"X-API-Key": "k1"}}, "k1", id="http-dashes"),
+        pytest.param(
+            "http_user_agent", {"headers": {"user-agent": "curl"}}, "curl", id="http-case"
+        ),
+        pytest.param("http_x_missing", {}, None, id="http-missing"),
+        pytest.param("cookie_session", {"headers": {"Cookie": "a=1; session=abc"}}, "abc"),
+        pytest.param("cookie_none", {"headers": {"Cookie": "a=1"}}, None, id="cookie-missing"),
+        pytest.param("post_arg_x", {"headers": {"Content-Type": "x-www-form-urlencoded"}}, None),
+        pytest.param("route_id", {}, "r1"),
+        pytest.param("route_name", {}, "chat-route"),
+        pytest.param("consumer_name", {}, None, id="consumer_name-anonymous"),
+        pytest.param("consumer_name", {"consumer": SimpleNamespace(username="jack")}, "jack"),
+        pytest.param("upstream_addr", {"upstream_addr": "127.0.0.1:1980"}, "127.0.0.1:1980"),
+        pytest.param("upstream_addr", {}, None, id="upstream_addr-unset"),
+        pytest.param("status", {}, None, id="status-not-yet"),
+        pytest.param("status", {"status": 429}, "429"),
+        pytest.param("upstream_status", {"upstream_status": 502}, "502"),
+        pytest.param("upstream_status", {}, None, id="upstream_status-unset"),
+        pytest.param("request_id", {"state": {"request_id": "abc-1"}}, "abc-1"),
+        pytest.param("apisix_request_id", {"state": {"request_id": "abc-1"}}, "abc-1"),
+        pytest.param("request_id", {}, None, id="request_id-unset"),
+        pytest.param("no_such_variable", {}, None, id="unknown"),
+        pytest.param("", {}, None, id="empty-name"),
+    ],
+)
+def test_lookup(name: str, ctx_args: dict[str, Any], expected: str | None) -> None:
+    assert lookup(make_ctx(**ctx_args), name) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        pytest.param("", (), id="empty"),
+        pytest.param("plain text", ((False, "plain text"),), id="literal"),
+        pytest.param("$uri", ((True, "uri"),), id="bare"),
+        pytest.param("${uri}", ((True, "uri"),), id="braced"),
+        pytest.param("${uri}x", ((True, "uri"), (False, "x")), id="braced-then-text"),
+        pytest.param("$urix", ((True, "urix"),), id="bare-takes-the-longest-name"),
+        pytest.param("/a/$arg_b/c", ((False, "/a/"), (True, "arg_b"), (False, "/c")), id="middle"),
+        pytest.param("$uri$args", ((True, "uri"), (True, "args")), id="adjacent"),
+        pytest.param("$$uri", ((False, "$"), (True, "uri")), id="dollar-dollar"),
+        pytest.param("cost $5", ((False, "cost $5"),), id="digit-is-no-name"),
+        pytest.param("${1abc}", ((True, "1abc"),), id="braced-may-start-with-digit"),
+        pytest.param("${a-b}", ((False, "${a-b}"),), id="braced-dash-is-literal"),
+        pytest.param("${open", ((False, "${open"),), id="unclosed-brace"),
+        pytest.param("end $", ((False, "end $"),), id="trailing-dollar"),
+    ],
+)
+def test_template_compile(text: str, parts: tuple[tuple[bool, str], ...]) -> None:
+    template = Template.compile(text)
+    assert template.parts == parts
+    assert template.is_literal == all(not is_var for is_var, _ in parts)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", "", id="empty"),
+        pytest.param("static", "static", id="literal"),
+        pytest.param("$arg_a", "1", id="one-variable"),
+        pytest.param("[$arg_missing]", "[]", id="unset-renders-empty"),
+        pytest.param("$request_method $uri?$args", "GET /v1/x y?a=1&b=2", id="several"),
+        pytest.param("${http_x_user}-${route_id}", "u7-r1", id="braced"),
+        pytest.param("$remote_addr:$remote_port", "10.1.2.3:50123", id="peer"),
+    ],
+)
+def test_template_render(text: str, expected: str) -> None:
+    ctx = make_ctx("/v1/x%20y?a=1&b=2", {"X-User": "u7"}, method="GET")
+    assert Template.compile(text).render(ctx) == expected
+
+
+def test_template_render_sees_values_that_change_while_the_request_runs() -> None:
+    ctx = make_ctx()
+    template = Template.compile("$status/$upstream_status")
+    assert template.render(ctx) == "/"
+    ctx.status, ctx.upstream_status = 200, 201
+    assert template.render(ctx) == "200/201"
