@@ -66,9 +66,11 @@ async def open_data_plane(
     # metrics directory (see observability/exporter.py).
     from llmgate.observability.accounting import LlmAccounting
     from llmgate.observability.metrics import GaugeSampler, Metrics
+    from llmgate.observability.upstream_status import StatusBoard
     from llmgate.observability.usage import UsageReporter
 
     metrics = Metrics(settings.metrics_prefix)
+    services.pools.listener = StatusBoard(settings.metrics_prefix).update
     usage = UsageReporter(store)
     services.metrics = metrics
     services.observers = (LlmAccounting(metrics, usage),)

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from multidict import CIMultiDict
 
-from llmgate.proxy.client import BodyBroken, ConnectFailed, NodePool, ReadTimeout
+from llmgate.proxy.client import BodyBroken, ConnectFailed, NodePool, ReadTimeout, Timeouts
 from tests.processes import free_port
 
+SECOND = Timeouts(1, 1, 1)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -58,7 +59,7 @@ async def test_keep_alive_reuses_one_connection(pool_for) -> None:  # type: igno
     server, port = await serve(handler)
     pool = pool_for(port)
     for _ in range(5):
-        response = await pool.request("GET", "/", headers(), None, 1, 1)
+        response = await pool.request("GET", "/", headers(), None, SECOND)
         assert response.status == 200
         assert await response.content.read() == b"ok"
         response.release()
@@ -85,11 +86,11 @@ async def test_chunked_and_until_close_bodies(pool_for) -> None:  # type: ignore
 
     server, port = await serve(handler)
     pool = pool_for(port)
-    response = await pool.request("GET", "/chunked", headers(), None, 1, 1)
+    response = await pool.request("GET", "/chunked", headers(), None, SECOND)
     chunks = [c async for c in response.content.iter_any()]
     assert b"".join(chunks) == b"abcd" and len(chunks) == 2
     response.release()
-    response = await pool.request("GET", "/close", headers(), None, 1, 1)
+    response = await pool.request("GET", "/close", headers(), None, SECOND)
     assert await response.content.read() == b"until-close"
     response.release()
     server.close()
@@ -119,10 +120,10 @@ async def test_request_bodies_are_framed(pool_for) -> None:  # type: ignore[no-u
 
     server, port = await serve(handler)
     pool = pool_for(port)
-    response = await pool.request("POST", "/b", headers(), b"payload", 1, 1)
+    response = await pool.request("POST", "/b", headers(), b"payload", SECOND)
     assert response.status == 204 and await response.content.read() == b""
     response.release()
-    response = await pool.request("POST", "/s", headers(), Stream(), 1, 1)
+    response = await pool.request("POST", "/s", headers(), Stream(), SECOND)
     response.release()
     assert b"Content-Length: 7\r\n\r\npayload" in seen[0]
     assert (
@@ -139,7 +140,7 @@ async def test_head_response_has_no_body(pool_for) -> None:  # type: ignore[no-u
         await writer.drain()
 
     server, port = await serve(handler)
-    response = await pool_for(port).request("HEAD", "/", headers(), None, 1, 1)
+    response = await pool_for(port).request("HEAD", "/", headers(), None, SECOND)
     assert response.status == 200 and await response.content.read() == b""
     response.release()
     server.close()
@@ -147,14 +148,14 @@ async def test_head_response_has_no_body(pool_for) -> None:  # type: ignore[no-u
 
 async def test_errors(pool_for) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConnectFailed):
-        await pool_for(free_port()).request("GET", "/", headers(), None, 1, 1)
+        await pool_for(free_port()).request("GET", "/", headers(), None, SECOND)
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(2)
 
     server, port = await serve(silent)
     with pytest.raises(ReadTimeout):
-        await pool_for(port).request("GET", "/", headers(), None, 1, 0.1)
+        await pool_for(port).request("GET", "/", headers(), None, Timeouts(1, 1, 0.1))
     server.close()
 
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -164,7 +165,7 @@ async def test_errors(pool_for) -> None:  # type: ignore[no-untyped-def]
         writer.close()
 
     server, port = await serve(cut)
-    response = await pool_for(port).request("GET", "/", headers(), None, 1, 1)
+    response = await pool_for(port).request("GET", "/", headers(), None, SECOND)
     with pytest.raises(BodyBroken):
         await response.content.read()
     response.release()
@@ -181,7 +182,7 @@ async def test_a_stale_kept_alive_connection_is_retried_once(pool_for) -> None: 
     server, port = await serve(once)
     pool = pool_for(port)
     for _ in range(3):
-        response = await pool.request("GET", "/", headers(), None, 1, 1)
+        response = await pool.request("GET", "/", headers(), None, SECOND)
         assert await response.content.read() == b"ok"
         response.release()
         await asyncio.sleep(0.02)

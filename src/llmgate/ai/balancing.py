@@ -2,11 +2,13 @@
 
 ``InstancePicker.pick(key, exclude)`` returns the index of the instance to try next:
 
-1. instances in ``exclude`` (already tried, or unusable) are out;
-2. instances cooling down after a failure are out too, unless that leaves none;
-3. among the rest, instances with a weight above 0 are preferred (weight 0: a standby);
-4. of those, only the highest ``priority`` counts;
-5. weighted round-robin picks among them (or the consistent hash of ``key`` with ``chash``).
+1. instances the health checks hold unhealthy are out, unless every instance is unhealthy
+   (APISIX: then all are used);
+2. instances in ``exclude`` (already tried, or unusable) are out;
+3. instances cooling down after a failure are out too, unless that leaves none;
+4. among the rest, instances with a weight above 0 are preferred (weight 0: a standby);
+5. of those, only the highest ``priority`` counts;
+6. weighted round-robin picks among them (or the consistent hash of ``key`` with ``chash``).
 
 ``Cooldowns`` outlives config snapshots (it is kept in ``Services.shared``) so an instance that
 just failed is skipped by the next requests too, for ``COOLDOWN_SECONDS``.
@@ -15,7 +17,7 @@ just failed is skipped by the next requests too, for ``COOLDOWN_SECONDS``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmgate.proxy.balancer import Balancer, ConsistentHash, Node, RoundRobin
@@ -53,9 +55,16 @@ class Cooldowns:
 
 
 class InstancePicker:
-    def __init__(self, instances: Sequence[Weighted], algorithm: str, cooldowns: Cooldowns) -> None:
+    def __init__(
+        self,
+        instances: Sequence[Weighted],
+        algorithm: str,
+        cooldowns: Cooldowns,
+        healthy: Callable[[int], bool] = lambda _: True,
+    ) -> None:
         self.instances = tuple(instances)
         self.cooldowns = cooldowns
+        self.healthy = healthy
         # The instance name is the node's identity (a hash ring needs a stable one).
         nodes = [Node(i.name, 0, i.weight, i.priority) for i in self.instances]
         self.balancer: Balancer = (
@@ -65,7 +74,9 @@ class InstancePicker:
 
     def pick(self, key: str | None, exclude: frozenset[int] | set[int]) -> int | None:
         """The next instance to try, or None when every one is excluded."""
-        left = [i for i in range(len(self.instances)) if i not in exclude]
+        every = range(len(self.instances))
+        up = [i for i in every if self.healthy(i)] or every
+        left = [i for i in up if i not in exclude]
         if not left:
             return None
         healthy = [i for i in left if not self.cooldowns.cooling(self.instances[i].name)]

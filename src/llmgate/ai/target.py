@@ -20,6 +20,7 @@ from yarl import URL
 from llmgate.ai import providers
 from llmgate.ai.call import LlmCall
 from llmgate.ai.protocols import APISIX_NAMES, Protocol, RequestError, Shaping, path_for, shape
+from llmgate.schemas.checks import Checks
 from llmgate.schemas.common import Timeout
 from llmgate.schemas.upstream import KeepalivePool, Tls, UpstreamSpec
 
@@ -109,7 +110,10 @@ def compile_target(
     call: CallOptions,
     pools: PoolRegistry,
     label: str,
+    checks: Checks | None = None,
 ) -> LlmTarget:
+    """The target; ``checks`` (ai-proxy-multi's) probe the endpoint with the target's auth
+    headers and query added, as APISIX's ai-proxy-multi does."""
     provider = target.provider
     defaults = providers.PROVIDERS[provider]
     override = target.override
@@ -135,7 +139,9 @@ def compile_target(
     if refusal is None:
         assert host is not None
         port = port or (443 if scheme == "https" else 80)
-        pool = _pool(scheme, host, port, call, pools, label)
+        if checks is not None:
+            checks = _with_auth(checks, auth.header or {}, auth.query or {})
+        pool = _pool(scheme, host, port, call, pools, label, checks)
 
     llm = override.llm_options if override else None
     options = target.options.model_dump(exclude_unset=True) if target.options else {}
@@ -161,8 +167,27 @@ def compile_target(
     )
 
 
+def _with_auth(checks: Checks, header: dict[str, str], query: dict[str, str]) -> Checks:
+    active = checks.active
+    lines = list(active.req_headers or ())
+    for name, value in header.items():
+        if f"{name}: {value}" not in lines:
+            lines.append(f"{name}: {value}")
+    path = active.http_path
+    if query:
+        path += ("&" if "?" in path else "?") + urlencode(query)
+    active = active.model_copy(update={"req_headers": lines or None, "http_path": path})
+    return checks.model_copy(update={"active": active})
+
+
 def _pool(
-    scheme: str, host: str, port: int, call: CallOptions, pools: PoolRegistry, label: str
+    scheme: str,
+    host: str,
+    port: int,
+    call: CallOptions,
+    pools: PoolRegistry,
+    label: str,
+    checks: Checks | None = None,
 ) -> UpstreamPool:
     seconds = call.timeout / 1000
     spec = UpstreamSpec(
@@ -175,6 +200,7 @@ def _pool(
         ),
         pass_host="node",
         tls=Tls(verify=call.ssl_verify),
+        checks=checks,
     )
     key = "ai:" + hashlib.sha1(spec.model_dump_json().encode()).hexdigest()[:16]
     return pools.get(spec, key, label)

@@ -9,6 +9,10 @@ Routes (POST routes also answer under any prefix, e.g. Azure's `/openai/deployme
     GET   /__fake/health            {"status": "ok"}                (not recorded, no knobs)
     GET   /__fake/requests          recorded inbound requests      (not recorded, no knobs)
     DELETE /__fake/requests         forget them
+    PUT   /__fake/knobs             change the process-wide knobs at run time, e.g.
+                                    {"status": 503}, {"drop": "before"}, {"latency_ms": 2000}
+                                    (fields left out keep their start-up value)
+    DELETE /__fake/knobs            back to the start-up knobs
     *     anything else             echo of the inbound request as JSON
 """
 
@@ -40,7 +44,7 @@ from llmgate.fake_upstream.knobs import (
     status_error_body,
 )
 
-_INSPECTION_PATHS = frozenset({"/__fake/requests", "/__fake/health"})
+_INSPECTION_PATHS = frozenset({"/__fake/requests", "/__fake/health", "/__fake/knobs"})
 _MAX_BODY = 64 * 1024 * 1024
 _NOT_JSON = object()
 _DONE_EVENT = b"data: [DONE]\n\n"
@@ -87,6 +91,8 @@ def build_app(settings: FakeSettings) -> web.Application:
     router.add_get("/__fake/health", _health)
     router.add_get("/__fake/requests", _list_requests)
     router.add_delete("/__fake/requests", _clear_requests)
+    router.add_put("/__fake/knobs", _set_knobs)
+    router.add_delete("/__fake/knobs", _reset_knobs)
     router.add_post("/{prefix:(?:.*/)?}chat/completions", _chat)
     router.add_post("/{prefix:(?:.*/)?}completions", _completions)
     router.add_post("/{prefix:(?:.*/)?}embeddings", _embeddings)
@@ -251,6 +257,37 @@ async def _clear_requests(request: web.Request) -> web.StreamResponse:
     cleared = len(recorded)
     recorded.clear()
     return _json({"cleared": cleared})
+
+
+async def _set_knobs(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    try:
+        wanted = orjson.loads(await request.read())
+        if not isinstance(wanted, dict):
+            raise KnobError("the body must be a JSON object")
+        query = {f"fake_{k}": str(v) for k, v in wanted.items() if v is not None}
+        unknown = set(wanted) - {"latency_ms", "stream_delay_ms", "status", "drop"}
+        if unknown:
+            raise KnobError(f"unknown knobs: {sorted(unknown)}")
+        state.knobs = parse_knobs({}, query, default_knobs(state.settings))
+    except (KnobError, orjson.JSONDecodeError) as exc:
+        return _bad_request(str(exc))
+    return _json({"knobs": _knob_dict(state.knobs)})
+
+
+async def _reset_knobs(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    state.knobs = default_knobs(state.settings)
+    return _json({"knobs": _knob_dict(state.knobs)})
+
+
+def _knob_dict(knobs: Knobs) -> dict[str, Any]:
+    return {
+        "latency_ms": knobs.latency_ms,
+        "stream_delay_ms": knobs.stream_delay_ms,
+        "status": knobs.status,
+        "drop": knobs.drop,
+    }
 
 
 # --- writing to the client ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ client's multiprocess mode); a scrape reads and adds them up, so ``--workers N``
     every data-plane process: Metrics(...)      values in <dir>/counter_<pid>.db, gauge_...
     the serve process: build_metrics_app(dir)   MultiProcessCollector over <dir>, rendered here
     a worker that died: mark_dead(pid, dir)     its live gauges go; its counters stay counted
+    health checkers: upstream_status.py          node health, one small file per process
 
 prometheus_client picks its value class when it is first imported, so this module imports it
 only inside functions, and ``prepare_multiprocess_dir`` refuses to go on when it was imported
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from llmgate.observability import upstream_status
 from llmgate.observability.health import add_health_routes
 
 if TYPE_CHECKING:
@@ -87,13 +89,15 @@ def mark_dead(pid: int, directory: str) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, directory)
+    upstream_status.forget(pid, directory)
 
 
 def collect(directory: str) -> list[Metric]:
     """Every metric family of the processes writing into ``directory``, added up."""
     from prometheus_client import multiprocess
 
-    return list(multiprocess.MultiProcessCollector(None, path=directory).collect())
+    families = list(multiprocess.MultiProcessCollector(None, path=directory).collect())
+    return families + upstream_status.collect(directory, _alive)
 
 
 def render(families: Iterable[Metric]) -> bytes:

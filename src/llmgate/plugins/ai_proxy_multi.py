@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from llmgate.ai import forward, tracking
 from llmgate.ai.balancing import Cooldowns, InstancePicker, Weighted
@@ -32,6 +32,7 @@ from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig, UniqueItem
 from llmgate.proxy.client import UpstreamError
 from llmgate.proxy.context import Reply
 from llmgate.proxy.variables import Template
+from llmgate.schemas.checks import ActiveCheck, Checks
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext, ResponseHead, Sent
@@ -50,8 +51,13 @@ class Balancer(ConfigSection):
 
 
 class HealthChecks(ConfigSection):
-    # APISIX's upstream active health check object, kept as written.
-    active: dict[str, Any]
+    """APISIX's upstream active health check (no passive ones for instances, as APISIX):
+    probes carry the instance's auth headers and query; an unhealthy instance gets no
+    requests until it is healthy again, unless every instance is unhealthy."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    active: ActiveCheck
 
 
 class AIInstance(ProviderTarget):
@@ -110,9 +116,19 @@ class AIProxyMulti(Plugin):
     def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         conf = self.config
+        # The instance's name as APISIX's health checks call it (upstream_status's label).
+        kind, _, ident = owner.partition("#")[0].partition("/")
+        parent = f"/apisix/{kind}s/{ident}"
         self.targets = tuple(
-            compile_target(i.name, i, conf, services.pools, f"{owner} {i.name}")
-            for i in conf.instances
+            compile_target(
+                i.name,
+                i,
+                conf,
+                services.pools,
+                f"{parent}#plugins['ai-proxy-multi'].instances[{n}]",
+                Checks(active=i.checks.active) if i.checks is not None else None,
+            )
+            for n, i in enumerate(conf.instances)
         )
         self.refused = frozenset(i for i, t in enumerate(self.targets) if t.refusal is not None)
         # Cool-downs outlive snapshots, and survive edits of this route's config.
@@ -122,6 +138,7 @@ class AIProxyMulti(Plugin):
             [Weighted(i.name, i.weight, i.priority) for i in conf.instances],
             conf.balancer.algorithm,
             cooldowns,
+            self._healthy,
         )
         self.cooldowns: Cooldowns = cooldowns
         strategy = conf.fallback_strategy
@@ -139,6 +156,10 @@ class AIProxyMulti(Plugin):
         self.hash_key = (
             _hash_key_reader(conf.balancer) if conf.balancer.algorithm == "chash" else None
         )
+
+    def _healthy(self, index: int) -> bool:
+        pool = self.targets[index].pool
+        return pool is None or pool.healthy(0)
 
     async def access(self, ctx: RequestContext) -> Reply | None:
         if not tracking.claim(ctx, self):

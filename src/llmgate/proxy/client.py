@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import httptools
 from multidict import CIMultiDict
@@ -25,26 +27,42 @@ from llmgate.proxy.client_response import (
     BodyBroken,
     BodyStream,
     ConnectFailed,
+    ConnectTimeout,
     Disconnected,
     ReadTimeout,
+    SendTimeout,
     UpstreamError,
     UpstreamResponse,
 )
 
 __all__ = [
+    "IDEMPOTENT",
     "BodyBroken",
     "BodyStream",
     "ConnectFailed",
+    "ConnectTimeout",
     "Disconnected",
     "NodePool",
     "ReadTimeout",
+    "SendTimeout",
+    "Timeouts",
     "UpstreamError",
     "UpstreamResponse",
 ]
 
-# The body buffered per response before reading from the upstream pauses (back-pressure).
 # Bodies up to this size are written with the head in one call.
 _COALESCE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """nginx's proxy_connect_timeout, proxy_send_timeout and proxy_read_timeout (seconds; None:
+    none): send and read bound the wait between two successive writes or reads, not the
+    whole exchange."""
+
+    connect: float | None
+    send: float | None
+    read: float | None
 
 
 class _Connection(asyncio.Protocol):
@@ -57,6 +75,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.idle_since = 0.0
+        self.requests = 0  # requests sent on this connection (keepalive_pool.requests)
         self.got_bytes = False  # any byte of the current response
         self.no_body = False  # the current request was HEAD
         self.read_timeout: float | None = None
@@ -68,6 +87,7 @@ class _Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._writing_paused = False
         self._until_close = False
+        self._early = False  # the response came before the request was sent whole
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -143,7 +163,7 @@ class _Connection(asyncio.Protocol):
         response = self._response
         if response is None:
             return  # the end of an interim response
-        self.reusable = not self.no_body and self.parser.should_keep_alive()
+        self.reusable = not self.no_body and not self._early and self.parser.should_keep_alive()
         response.content.finish()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -190,20 +210,35 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
-    async def _drained(self) -> None:
-        if self._writing_paused:
-            self._drain = self.loop.create_future()
+    async def _drained(self, timeout: float | None) -> bool:  # noqa: ASYNC109
+        """Wait until the node took what was written (at most ``timeout`` seconds without
+        progress: ``SendTimeout``); False when its answer came first (stop sending)."""
+        while self._writing_paused:
+            if self.closed:
+                raise Disconnected("connection closed while sending")
+            head = self._head
+            if head is not None and head.done():
+                return False
+            self._drain = drain = self.loop.create_future()
             try:
-                await self._drain
+                waiting: set[asyncio.Future[Any]] = {drain}
+                if head is not None:
+                    waiting.add(head)
+                done, _ = await asyncio.wait(waiting, timeout=timeout)
             finally:
                 self._drain = None
+            if not done:
+                raise SendTimeout(f"the node took no request bytes for {timeout} s")
+            if drain.done() and drain.exception() is not None:
+                raise drain.exception()  # type: ignore[misc]
+        return True
 
     async def exchange(
         self,
         head: bytes,
         body: bytes | BodyStream | None,
         chunked: bool,
-        read_timeout: float | None,
+        timeouts: Timeouts,
         no_body: bool,
     ) -> UpstreamResponse:
         """Send one request and wait for the response head."""
@@ -214,8 +249,29 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.no_body = no_body
         self.reusable = False
-        self.read_timeout = read_timeout
+        self.requests += 1
+        self._early = False
+        self.read_timeout = timeouts.read
         self._head = self.loop.create_future()
+        try:
+            complete = await self._send(head, body, chunked, timeouts.send)
+            if not complete:
+                self._early = True  # answered before the whole body was sent: never reuse
+                self.reusable = False
+            self._arm_timer()
+            return await self._head
+        finally:
+            self._head = None
+
+    async def _send(
+        self,
+        head: bytes,
+        body: bytes | BodyStream | None,
+        chunked: bool,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> bool:
+        """Write the request; False when the node answered before it was all sent."""
+        assert self.transport is not None
         if body is None or isinstance(body, bytes):
             if body and len(body) <= _COALESCE:
                 self.transport.write(head + body)
@@ -223,18 +279,15 @@ class _Connection(asyncio.Protocol):
                 self.transport.write(head)
                 if body:
                     self.transport.write(body)
-        else:
-            self.transport.write(head)
-            while chunk := await body.readany():
-                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await self._drained()
-            if chunked:
-                self.transport.write(b"0\r\n\r\n")
-        self._arm_timer()
-        try:
-            return await self._head
-        finally:
-            self._head = None
+            return await self._drained(timeout)
+        self.transport.write(head)
+        while chunk := await body.readany():
+            self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if not await self._drained(timeout):
+                return False
+        if chunked:
+            self.transport.write(b"0\r\n\r\n")
+        return await self._drained(timeout)
 
 
 def _encode_head(method: str, target: str, headers: CIMultiDict[str], framing: bytes) -> bytes:
@@ -253,10 +306,16 @@ def _encode_head(method: str, target: str, headers: CIMultiDict[str], framing: b
 
 
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+# Methods a proxy may send again after the node saw them (RFC 9110 idempotent methods).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 class NodePool:
-    """Keep-alive connections to one node (host, port, TLS or not)."""
+    """Keep-alive connections to one node (host, port, TLS or not).
+
+    As nginx's upstream ``keepalive``: at most ``max_idle`` idle connections are kept, each for
+    at most ``idle_timeout`` seconds (0: none kept) and for at most ``max_requests`` requests.
+    """
 
     def __init__(
         self,
@@ -266,6 +325,7 @@ class NodePool:
         server_hostname: str | None,
         max_idle: int = 320,
         idle_timeout: float = 60.0,
+        max_requests: int = 1000,
     ) -> None:
         self.host = host
         self.port = port
@@ -273,8 +333,10 @@ class NodePool:
         self.server_hostname = server_hostname if ssl_context is not None else None
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
-        self._idle: list[_Connection] = []
+        self.max_requests = max_requests
+        self._idle: list[_Connection] = []  # oldest first; reused from the end
         self._all: set[_Connection] = set()
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def _connect(self, timeout: float | None) -> _Connection:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
@@ -290,7 +352,7 @@ class NodePool:
                 timeout,
             )
         except TimeoutError:
-            raise ReadTimeout(f"connect to {self.host}:{self.port} timed out") from None
+            raise ConnectTimeout(f"connect to {self.host}:{self.port} timed out") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"connect to {self.host}:{self.port} failed: {exc}") from exc
         self._all.add(conn)
@@ -311,12 +373,36 @@ class NodePool:
         return None
 
     def put_back(self, conn: _Connection) -> None:
-        if conn.closed or len(self._idle) >= self.max_idle:
+        if (
+            conn.closed
+            or len(self._idle) >= self.max_idle
+            or conn.requests >= self.max_requests
+            or self.idle_timeout <= 0
+        ):
             conn.close()
             self._all.discard(conn)
             return
         conn.idle_since = time.monotonic()
         self._idle.append(conn)
+        if self._sweep is None:
+            self._sweep = conn.loop.call_later(self.idle_timeout, self._close_expired)
+
+    def _close_expired(self) -> None:
+        """Close the connections idle for longer than ``idle_timeout`` (one timer per pool)."""
+        self._sweep = None
+        now = time.monotonic()
+        kept = []
+        for conn in self._idle:
+            if conn.closed or now - conn.idle_since >= self.idle_timeout:
+                conn.close()
+                self._all.discard(conn)
+            else:
+                kept.append(conn)
+        self._idle = kept
+        if kept:
+            oldest = min(conn.idle_since for conn in kept)
+            delay = max(oldest + self.idle_timeout - now, 0.01)
+            self._sweep = kept[0].loop.call_later(delay, self._close_expired)
 
     async def request(
         self,
@@ -324,8 +410,7 @@ class NodePool:
         target: str,
         headers: CIMultiDict[str],
         body: bytes | BodyStream | None,
-        connect_timeout: float | None,
-        read_timeout: float | None,
+        timeouts: Timeouts,
     ) -> UpstreamResponse:
         """Send a request; the response's body is read by the caller, then ``release()``."""
         chunked = False
@@ -344,26 +429,40 @@ class NodePool:
         conn = self._take_idle() if replayable else None
         reused = conn is not None
         if conn is None:
-            conn = await self._connect(connect_timeout)
+            conn = await self._connect(timeouts.connect)
         try:
-            response = await conn.exchange(head, body, chunked, read_timeout, method == "HEAD")
+            response = await self._exchange(conn, head, body, chunked, timeouts, method)
         except Disconnected:
-            conn.close()
-            self._all.discard(conn)
-            # A kept-alive connection the node had already closed: try once on a fresh one,
-            # which is safe because the node never saw a response start.
-            if not reused or conn.got_bytes or not replayable:
+            # A kept-alive connection the node had already closed: try once on a fresh one
+            # when the request may be repeated (nginx never repeats a sent POST or PATCH).
+            if not reused or conn.got_bytes or not replayable or method not in IDEMPOTENT:
                 raise
-            conn = await self._connect(connect_timeout)
-            response = await conn.exchange(head, body, chunked, read_timeout, method == "HEAD")
+            conn = await self._connect(timeouts.connect)
+            response = await self._exchange(conn, head, body, chunked, timeouts, method)
+        response._pool = self
+        return response
+
+    async def _exchange(
+        self,
+        conn: _Connection,
+        head: bytes,
+        body: bytes | BodyStream | None,
+        chunked: bool,
+        timeouts: Timeouts,
+        method: str,
+    ) -> UpstreamResponse:
+        """One exchange on ``conn``; on any failure (cancellation included) it is closed."""
+        try:
+            return await conn.exchange(head, body, chunked, timeouts, method == "HEAD")
         except BaseException:
             conn.close()
             self._all.discard(conn)
             raise
-        response._pool = self
-        return response
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for conn in list(self._all):
             conn.close()
         self._all.clear()

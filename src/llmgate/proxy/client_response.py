@@ -1,10 +1,12 @@
 """The response side of the upstream client: its errors, and a body read chunk by chunk.
 
-UpstreamError
- ├── ConnectFailed   no connection (refused, unreachable, TLS handshake failed)
- ├── Disconnected    the connection closed before a response head arrived
- ├── ReadTimeout     no byte for ``read_timeout`` seconds (also a ``TimeoutError``)
- └── BodyBroken      the response body was cut (closed, malformed, timed out mid-body)
+UpstreamError                 ``request_sent``: whether any byte of the request may have left
+ ├── ConnectFailed           no connection (refused, unreachable, TLS handshake failed): not sent
+ │    └── ConnectTimeout     no connection within ``connect_timeout`` (also a ``TimeoutError``)
+ ├── Disconnected            the connection closed before a response head arrived
+ ├── SendTimeout             the node took no request bytes for ``send_timeout`` seconds
+ ├── ReadTimeout             no byte for ``read_timeout`` seconds (also a ``TimeoutError``)
+ └── BodyBroken              the response body was cut (closed, malformed, timed out mid-body)
 """
 
 from __future__ import annotations
@@ -33,8 +35,20 @@ class BodyStream(Protocol):
 class UpstreamError(Exception):
     """A failure talking to an upstream node."""
 
+    # Whether the node may have seen (part of) the request: a non-idempotent request that
+    # failed so is never sent again (nginx's rule).
+    request_sent = True
+
 
 class ConnectFailed(UpstreamError):
+    request_sent = False
+
+
+class ConnectTimeout(ConnectFailed, TimeoutError):
+    pass
+
+
+class SendTimeout(UpstreamError, TimeoutError):
     pass
 
 

@@ -202,6 +202,7 @@ async def outgoing_for(ctx: RequestContext) -> Outgoing:
         body=body,
         client_host=outbound.host or inbound.headers.get("Host"),
         hash_key=_hash_key(ctx),
+        timeout=ctx.route.timeout,
     )
 
 

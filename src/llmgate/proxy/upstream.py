@@ -1,8 +1,12 @@
-"""Upstream pools: keep-alive connections per node, a balancer, retries, timeouts.
+"""Upstream pools: keep-alive connections per node, a balancer, health checks, retries,
+timeouts.
 
 ``UpstreamPool.send`` returns the upstream's response with its body still unread (the caller
-streams it); connection failures and timeouts move on to the next node up to ``retries``
-times, then become 502 / 504 JSON errors.
+streams it).  Connection failures and timeouts move on to the next node, as nginx's
+``proxy_next_upstream error timeout``: up to ``retries`` times, within ``retry_timeout``, and
+only while the request may be sent again (not yet sent, or an idempotent method with a body
+that can be replayed); then they become 502 / 504 JSON errors.  Nodes the health checker
+(``proxy/health.py``) holds unhealthy get no traffic, unless every node is unhealthy.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
 from llmgate.proxy.balancer import BALANCERS, Balancer, Node
-from llmgate.proxy.client import BodyStream, NodePool, UpstreamError, UpstreamResponse
+from llmgate.proxy.client import (
+    IDEMPOTENT,
+    BodyStream,
+    NodePool,
+    Timeouts,
+    UpstreamError,
+    UpstreamResponse,
+)
+from llmgate.proxy.health import HealthChecker, StatusListener, Target
+from llmgate.proxy.probe import Prober
 from llmgate.proxy.variables import Template
+from llmgate.schemas.common import Timeout
 from llmgate.schemas.upstream import UpstreamSpec, split_host_port
 
 log = logging.getLogger("llmgate.upstream")
@@ -64,6 +78,7 @@ class Outgoing:
     body: bytes | BodyStream | None
     client_host: str | None  # the inbound Host, for pass_host "pass"
     hash_key: str | None = None  # chash key, computed by the caller
+    timeout: Timeout | None = None  # the route's, overriding the upstream's (as APISIX)
 
 
 def _is_ip(host: str) -> bool:
@@ -84,22 +99,53 @@ def _ssl_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
-class UpstreamPool:
-    """One upstream: its nodes, a balancer, and a keep-alive ``NodePool`` per node."""
+def _timeouts(timeout: Timeout | None) -> Timeouts:
+    if timeout is None:
+        return Timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
+    return Timeouts(timeout.connect, timeout.send, timeout.read)
 
-    def __init__(self, spec: UpstreamSpec, label: str) -> None:
+
+class UpstreamPool:
+    """One upstream: its nodes, a balancer, a keep-alive ``NodePool`` per node, and a health
+    checker when ``checks`` is set (started by ``start``, stopped by ``close``)."""
+
+    def __init__(
+        self, spec: UpstreamSpec, label: str, listener: StatusListener | None = None
+    ) -> None:
         self.spec = spec
         self.label = label
         self.nodes = nodes_of(spec)
         self.balancer: Balancer = BALANCERS[spec.type](self.nodes)
         self.retries = spec.retries if spec.retries is not None else max(len(self.nodes) - 1, 0)
-        timeout = spec.timeout
-        self.connect_timeout = timeout.connect if timeout else DEFAULT_TIMEOUT
-        self.read_timeout = timeout.read if timeout else DEFAULT_TIMEOUT
+        self.timeouts = _timeouts(spec.timeout)
         self.scheme = "https" if spec.scheme in ("https", "grpcs") else "http"
         # chash on vars_combinations: the key template, compiled once.
         self.hash_template = Template.compile(spec.key or "")
         self._node_pools: list[NodePool | None] = [None] * len(self.nodes)
+        self.checker: HealthChecker | None = None
+        if spec.checks is not None:
+            self.checker = HealthChecker(
+                label, self._targets(), spec.checks, Prober(spec.checks.active), listener
+            )
+
+    def _targets(self) -> list[Target]:
+        """The health checker's view of the nodes: probed port and Host, as APISIX's
+        healthcheck_manager (``active.host`` first, then a rewritten Host, then the node)."""
+        assert self.spec.checks is not None
+        active = self.spec.checks.active
+        rewrite = self.spec.upstream_host if self.spec.pass_host == "rewrite" else None
+        return [
+            Target(node.host, active.port or node.port, active.host or rewrite or node.host)
+            for node in self.nodes
+        ]
+
+    def start(self) -> None:
+        """Start the health checker's probes (in the running event loop)."""
+        if self.checker is not None:
+            self.checker.start()
+
+    def healthy(self, index: int) -> bool:
+        return self.checker is None or index not in self.checker.down
 
     def _node_pool(self, index: int) -> NodePool:
         pool = self._node_pools[index]
@@ -117,6 +163,7 @@ class UpstreamPool:
                 sni,
                 max_idle=keepalive.size if keepalive else 320,
                 idle_timeout=keepalive.idle_timeout if keepalive else 60.0,
+                max_requests=keepalive.requests if keepalive else 1000,
             )
         return pool
 
@@ -129,17 +176,41 @@ class UpstreamPool:
             return node.host if node.port == default else node.address
         return client_host
 
+    def _excluded(self, tried: set[int]) -> frozenset[int] | None:
+        """The nodes the next attempt must not use (None: none is left to try).
+
+        Unhealthy nodes are out while one node is healthy (all unhealthy: all are used); nodes
+        already tried are out, except an upstream's only node, which is tried again.
+        """
+        down = self.checker.down if self.checker is not None else frozenset()
+        if len(down) >= len(self.nodes):
+            down = frozenset()
+        excluded = down.union(tried)
+        if len(excluded) < len(self.nodes):
+            return excluded
+        return frozenset() if len(self.nodes) == 1 else None
+
     async def send(self, outgoing: Outgoing) -> tuple[UpstreamResponse, int, float]:
         """The upstream's response (body unread), the index of the node that answered and when
-        it was asked; call ``finished(index, started)`` once the response is done."""
+        it was asked; call ``finished(index, started)`` once the response is done.
+
+        Cancelling the caller while this waits closes the connection it was using.
+        """
         if not self.nodes:
             raise BadGateway("no valid upstream node")
+        timeouts = self.timeouts if outgoing.timeout is None else _timeouts(outgoing.timeout)
+        checker = self.checker
         tried: set[int] = set()
         deadline = time.monotonic() + self.spec.retry_timeout if self.spec.retry_timeout else None
         body = outgoing.body
         replayable = body is None or isinstance(body, bytes)
+        idempotent = outgoing.method in IDEMPOTENT
+        error: HttpError = BadGateway()
         while True:
-            index = self.balancer.pick(outgoing.hash_key, frozenset(tried))
+            excluded = self._excluded(tried)
+            if excluded is None:
+                raise error
+            index = self.balancer.pick(outgoing.hash_key, excluded)
             node = self.nodes[index]
             headers = outgoing.headers
             host = self._host_header(node, outgoing.client_host)
@@ -150,34 +221,43 @@ class UpstreamPool:
             started = time.monotonic()
             try:
                 response = await self._node_pool(index).request(
-                    outgoing.method,
-                    outgoing.path_and_query,
-                    headers,
-                    body,
-                    self.connect_timeout,
-                    self.read_timeout,
+                    outgoing.method, outgoing.path_and_query, headers, body, timeouts
                 )
             except TimeoutError as exc:
                 self.balancer.done(index, time.monotonic() - started)
-                error: HttpError = GatewayTimeout()
+                error, sent = GatewayTimeout(), getattr(exc, "request_sent", True)
                 log.warning("upstream %s (%s) timed out: %s", node.address, self.label, exc)
+                if checker is not None:
+                    checker.report_timeout(index)
             except UpstreamError as exc:
                 self.balancer.done(index, time.monotonic() - started)
-                error = BadGateway()
+                error, sent = BadGateway(), exc.request_sent
                 log.warning("upstream %s (%s) failed: %s", node.address, self.label, exc)
+                if checker is not None:
+                    checker.report_tcp_failure(index)
+            except BaseException:  # cancelled (the client left), or a request body that broke
+                self.balancer.done(index, time.monotonic() - started)
+                raise
             else:
+                if checker is not None:
+                    checker.report_status(index, response.status)
                 return response, index, started
             tried.add(index)
-            out_of_time = deadline is not None and time.monotonic() >= deadline
-            # A streamed body that has started flowing cannot be sent again.
-            consumed = not replayable and getattr(body, "total_bytes", 1) > 0
-            if len(tried) > self.retries or out_of_time or consumed:
+            if len(tried) > self.retries:
+                raise error
+            if deadline is not None and time.monotonic() >= deadline:
+                raise error
+            # nginx: a request the node may have seen is sent again only when idempotent (and
+            # its body can be replayed: a streamed one is gone).
+            if sent and (not idempotent or not replayable):
                 raise error
 
     def finished(self, index: int, started: float) -> None:
         self.balancer.done(index, time.monotonic() - started)
 
     async def close(self) -> None:
+        if self.checker is not None:
+            await self.checker.stop()
         for pool in self._node_pools:
             if pool is not None:
                 pool.close()
@@ -185,20 +265,29 @@ class UpstreamPool:
 
 
 class PoolRegistry:
-    """Pools by config fingerprint, reused by successive snapshots while their config holds."""
+    """Pools by config fingerprint, reused by successive snapshots while their config holds.
 
-    def __init__(self) -> None:
+    A pool with ``checks`` is also keyed by its label (the upstream's name): each upstream gets
+    its own health checker, as in APISIX, which lives as long as the pool.  ``listener`` hears
+    every node's health (the server points it at the ``upstream_status`` metric).
+    """
+
+    def __init__(self, listener: StatusListener | None = None) -> None:
         self._pools: dict[str, UpstreamPool] = {}
         self.touched: set[str] = set()  # keys asked for since the last ``begin``
+        self.listener = listener
 
     def begin(self) -> None:
         self.touched = set()
 
     def get(self, spec: UpstreamSpec, key: str, label: str) -> UpstreamPool:
+        if spec.checks is not None:
+            key = f"{key}@{label}"
         self.touched.add(key)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = UpstreamPool(spec, label)
+            pool = self._pools[key] = UpstreamPool(spec, label, self.listener)
+            pool.start()
         return pool
 
     async def retire(self, keep: set[str]) -> None:

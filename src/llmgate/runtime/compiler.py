@@ -26,6 +26,7 @@ from llmgate.runtime.snapshot import (
     PluginChain,
     Snapshot,
 )
+from llmgate.schemas.common import Timeout
 from llmgate.schemas.upstream import UpstreamSpec
 from llmgate.store import Item
 
@@ -169,17 +170,22 @@ def _compile_route(
     ]
     hosts = (value["host"],) if "host" in value else value.get("hosts")
     upstream_conf = value.get("upstream")
+    # The upstream's name as APISIX's health checks and upstream_status metric call it.
+    upstream_name = f"/apisix/routes/{item.id}"
     if upstream_conf is None and value.get("upstream_id") is not None:
         upstream_conf = upstreams.get(str(value["upstream_id"]))
+        upstream_name = f"/apisix/upstreams/{value['upstream_id']}"
+    timeout = value.get("timeout")
     return CompiledRoute(
         id=item.id,
         name=value.get("name"),
         chain=PluginChain.of(plugins),
         plugin_confs=confs,
-        upstream=_pool_for(upstream_conf, pools, f"route/{item.id}"),
+        upstream=_pool_for(upstream_conf, pools, upstream_name),
         owners=owners,
         uris=(value["uri"],) if "uri" in value else tuple(value.get("uris") or ()),
         hosts=tuple(hosts) if hosts else (),
+        timeout=Timeout.model_validate(timeout) if timeout else None,
     )
 
 

@@ -11,6 +11,7 @@ from llmgate.routing import Router
 if TYPE_CHECKING:
     from llmgate.plugins.base import Plugin
     from llmgate.proxy.upstream import UpstreamPool
+    from llmgate.schemas.common import Timeout
 
 PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
 
@@ -70,6 +71,7 @@ class CompiledRoute:
     # The route's URI and host patterns as written (metrics label which one a request matched).
     uris: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
+    timeout: Timeout | None = None  # the route's upstream timeouts (override the upstream's)
 
 
 class Snapshot:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmgate.schemas.checks import Checks
 from llmgate.schemas.common import Host, Id, Resource, Timeout
 
 
@@ -65,7 +66,7 @@ class UpstreamSpec(BaseModel):
     pass_host: Literal["pass", "node", "rewrite"] = "pass"
     upstream_host: Host | None = None
     tls: Tls | None = None
-    checks: dict[str, Any] | None = None
+    checks: Checks | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UpstreamSpec:
