@@ -279,3 +279,45 @@ async def test_max_retries_bounds_the_fallbacks(gateway) -> None:  # type: ignor
     )
     assert (await gateway.proxy.post("/chat", json=CHAT)).status == 503
     assert await asked(gateway) == ["a", "b"]
+
+
+async def test_active_checks_take_an_unhealthy_instance_out(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Probes carry the instance's auth headers (as APISIX's), so the sick instance's
+    ``X-Fake-Status: 500`` makes its probes fail; once it is out, it gets no requests."""
+    import asyncio
+    import time
+
+    checks = {
+        "active": {
+            "http_path": "/v1/models",
+            "healthy": {"interval": 1},
+            "unhealthy": {"interval": 1, "http_failures": 1},
+        }
+    }
+    await multi_route(
+        gateway,
+        [
+            instance(gateway, "sick", status=500, checks=checks),
+            instance(gateway, "well", checks=checks),
+        ],
+    )
+    began = time.monotonic()
+    while True:
+        probes = [r for r in await gateway.fake_requests() if r["path"] == "/v1/models"]
+        if any(p["headers"].get("x-instance") == "sick" for p in probes):
+            break
+        assert time.monotonic() - began < 5, "no probe within two intervals"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
+    await gateway.clear_fake()
+    for _ in range(20):
+        assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
+    chats = [r for r in await gateway.fake_requests() if r["path"] != "/v1/models"]
+    assert {r["headers"].get("x-instance") for r in chats} == {"well"}
+    assert probes[0]["headers"]["authorization"].startswith("Bearer key-")
+
+
+async def test_instance_checks_refuse_passive_and_unknown_fields(gateway) -> None:  # type: ignore[no-untyped-def]
+    for checks in ({"active": {}, "passive": {}}, {"active": {"typo": 1}}):
+        plugin = {"instances": [instance(gateway, "a", checks=checks)]}
+        await gateway.put("routes/1", {"uri": "/chat", "plugins": {"ai-proxy-multi": plugin}}, 400)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from multidict import CIMultiDict
 
-from llmgate.proxy.client import BodyBroken, ConnectFailed, NodePool, ReadTimeout, Timeouts
+from llmgate.proxy.client import (
+    BodyBroken,
+    ConnectFailed,
+    Disconnected,
+    NodePool,
+    ReadTimeout,
+    SendTimeout,
+    Timeouts,
+)
 from tests.processes import free_port
 
 SECOND = Timeouts(1, 1, 1)
@@ -186,4 +195,148 @@ async def test_a_stale_kept_alive_connection_is_retried_once(pool_for) -> None: 
         assert await response.content.read() == b"ok"
         response.release()
         await asyncio.sleep(0.02)
+    server.close()
+
+
+def counting_server(
+    connections: list[int],
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A keep-alive server answering "ok"; ``connections`` gets one entry per connection and
+    counts its requests."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(0)
+        index = len(connections) - 1
+        try:
+            while True:
+                await read_request(reader)
+                connections[index] += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return handler
+
+
+async def test_keepalive_requests_closes_a_connection_after_that_many() -> None:
+    connections: list[int] = []
+    server, port = await serve(counting_server(connections))
+    pool = NodePool("127.0.0.1", port, None, None, max_requests=3)
+    for _ in range(7):
+        response = await pool.request("GET", "/", headers(), None, SECOND)
+        assert await response.content.read() == b"ok"
+        response.release()
+    assert connections == [3, 3, 1]
+    pool.close()
+    server.close()
+
+
+async def test_idle_connections_close_after_idle_timeout_and_beyond_size() -> None:
+    connections: list[int] = []
+    server, port = await serve(counting_server(connections))
+    pool = NodePool("127.0.0.1", port, None, None, max_idle=1, idle_timeout=0.3)
+    responses = [await pool.request("GET", "/", headers(), None, SECOND) for _ in range(3)]
+    for response in responses:
+        await response.content.read()
+        response.release()
+    assert len(pool._all) == 1  # size 1: the other two were closed on release
+    conn = pool._idle[0]
+    await asyncio.sleep(0.6)
+    assert conn.closed and not pool._idle and not pool._all  # closed by the pool's own timer
+    pool.close()
+    server.close()
+
+
+async def test_idle_timeout_zero_keeps_nothing() -> None:
+    connections: list[int] = []
+    server, port = await serve(counting_server(connections))
+    pool = NodePool("127.0.0.1", port, None, None, idle_timeout=0)
+    for _ in range(2):
+        response = await pool.request("GET", "/", headers(), None, SECOND)
+        await response.content.read()
+        response.release()
+    assert connections == [1, 1]
+    pool.close()
+    server.close()
+
+
+async def test_send_timeout_when_the_node_stops_reading() -> None:
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    server, port = await serve(never_reads)
+    pool = NodePool("127.0.0.1", port, None, None)
+    began = time.monotonic()
+    with pytest.raises(SendTimeout) as caught:
+        await pool.request("POST", "/", headers(), b"x" * 32_000_000, Timeouts(1, 0.5, 30))
+    assert caught.value.request_sent
+    assert time.monotonic() - began < 5  # not the 30 s read timeout
+    pool.close()
+    server.close()
+
+
+async def test_an_answer_before_the_whole_body_is_relayed_and_not_reused() -> None:
+    async def refuses(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(3)
+
+    server, port = await serve(refuses)
+    pool = NodePool("127.0.0.1", port, None, None)
+    response = await pool.request("POST", "/", headers(), b"x" * 32_000_000, Timeouts(1, 2, 2))
+    assert response.status == 413
+    await response.content.read()
+    response.release()
+    assert not pool._idle
+    pool.close()
+    server.close()
+
+
+async def test_cancelling_the_caller_closes_the_connection() -> None:
+    closed = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # until the gateway closes its side
+        closed.set()
+
+    server, port = await serve(slow)
+    pool = NodePool("127.0.0.1", port, None, None)
+    task = asyncio.create_task(pool.request("GET", "/", headers(), None, Timeouts(1, 1, 30)))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(closed.wait(), 1)
+    assert not pool._all
+    pool.close()
+    server.close()
+
+
+async def test_a_post_is_not_repeated_on_a_stale_connection() -> None:
+    requests = 0
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while True:
+            await read_request(reader)
+            await reader.readexactly(2)
+            requests += 1
+            if requests == 2:
+                writer.close()  # it saw the POST, then went away without answering
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, port = await serve(once)
+    pool = NodePool("127.0.0.1", port, None, None)
+    response = await pool.request("POST", "/", headers(), b"{}", SECOND)
+    await response.content.read()
+    response.release()
+    with pytest.raises(Disconnected):
+        await pool.request("POST", "/", headers(), b"{}", SECOND)
+    assert requests == 2
+    pool.close()
     server.close()

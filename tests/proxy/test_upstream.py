@@ -166,3 +166,107 @@ async def test_chash_sends_one_key_to_one_node(gateway, aiohttp_server) -> None:
             for _ in range(4):
                 assert (await gateway.proxy.get("/h", headers={"X-User": user})).status == 200
             assert len(await gateway.fake_requests()) in (0, 4), (hash_on, user)
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _slow_and_fast(gateway, aiohttp_server, **upstream):  # type: ignore[no-untyped-def]
+    """A route over a slow node (1.5 s a request) and the gateway's fake; both record."""
+    from llmgate.fake_upstream import FakeSettings, build_app
+
+    slow = await aiohttp_server(build_app(FakeSettings(latency_ms=1500)))
+    nodes = [
+        {"host": "127.0.0.1", "port": slow.port, "weight": 1},
+        {"host": "127.0.0.1", "port": gateway.fake.port, "weight": 1},
+    ]
+    conf = {"nodes": nodes, "timeout": {"connect": 1, "send": 1, "read": 0.3}, **upstream}
+    await gateway.put("routes/1", {"uri": "/*", "upstream": conf})
+    await gateway.clear_fake()
+    return slow
+
+
+def _recorded(server) -> int:  # type: ignore[no-untyped-def]
+    from llmgate.fake_upstream.app import STATE
+
+    return len(server.app[STATE].requests)
+
+
+async def test_a_post_is_never_sent_twice(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    slow = await _slow_and_fast(gateway, aiohttp_server, retries=1)
+    statuses = Counter()
+    for _ in range(4):
+        resp = await gateway.proxy.post("/v1/chat/completions", json=CHAT)
+        statuses[resp.status] += 1
+    deliveries = _recorded(slow) + len(await gateway.fake_requests())
+    assert deliveries == 4
+    assert statuses == {504: 2, 200: 2}  # round-robin: the slow node's POSTs time out
+
+
+async def test_idempotent_requests_move_to_the_next_node(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    await _slow_and_fast(gateway, aiohttp_server, retries=1)
+    for method in ("GET", "PUT", "DELETE", "GET"):
+        resp = await gateway.proxy.request(method, "/anything")
+        assert resp.status == 200, method
+
+
+async def test_a_post_moves_on_when_it_was_not_sent(gateway) -> None:  # type: ignore[no-untyped-def]
+    dead = free_port()
+    nodes = [
+        {"host": "127.0.0.1", "port": dead, "weight": 1},
+        {"host": "127.0.0.1", "port": gateway.fake.port, "weight": 1},
+    ]
+    await gateway.put("routes/1", {"uri": "/*", "upstream": {"nodes": nodes, "retries": 1}})
+    await gateway.clear_fake()
+    for _ in range(4):
+        resp = await gateway.proxy.post("/v1/chat/completions", json=CHAT)
+        assert resp.status == 200  # refused: never sent, so it may go elsewhere
+    assert len(await gateway.fake_requests()) == 4
+
+
+async def test_retry_timeout_bounds_the_retries(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    from llmgate.fake_upstream import FakeSettings, build_app
+
+    slow = [await aiohttp_server(build_app(FakeSettings(latency_ms=1500))) for _ in range(3)]
+    nodes = {f"127.0.0.1:{s.port}": 1 for s in slow}
+    upstream = {
+        "nodes": nodes,
+        "retries": 2,
+        "retry_timeout": 0.5,
+        "timeout": {"connect": 1, "send": 1, "read": 0.3},
+    }
+    await gateway.put("routes/1", {"uri": "/*", "upstream": upstream})
+    resp = await gateway.proxy.get("/x")
+    assert resp.status == 504
+    assert sum(_recorded(s) for s in slow) == 2  # the third try was past retry_timeout
+
+
+async def test_the_route_timeout_overrides_the_upstream_one(gateway) -> None:  # type: ignore[no-untyped-def]
+    upstream = gateway.upstream(timeout={"connect": 5, "send": 5, "read": 5}, retries=0)
+    route = {
+        "uri": "/slow",
+        "upstream": upstream,
+        "timeout": {"connect": 1, "send": 1, "read": 0.3},
+    }
+    await gateway.put("routes/1", route)
+    began = time.monotonic()
+    resp = await gateway.proxy.get("/slow", headers={"X-Fake-Latency-Ms": "1500"})
+    assert resp.status == 504
+    assert time.monotonic() - began < 1.2
+    del route["timeout"]
+    await gateway.put("routes/1", route)
+    resp = await gateway.proxy.get("/slow", headers={"X-Fake-Latency-Ms": "1000"})
+    assert resp.status == 200  # the upstream's 5 s read timeout
+
+
+async def test_passive_checks_take_a_dead_node_out(gateway) -> None:  # type: ignore[no-untyped-def]
+    nodes = {f"127.0.0.1:{free_port()}": 1, gateway.fake_address: 1}
+    checks = {
+        "active": {"healthy": {"interval": 60}, "unhealthy": {"interval": 60}},
+        "passive": {"unhealthy": {"tcp_failures": 2}},
+    }
+    upstream = {"nodes": nodes, "retries": 0, "checks": checks}
+    await gateway.put("routes/1", {"uri": "/*", "upstream": upstream})
+    statuses = [(await gateway.proxy.get("/x")).status for _ in range(24)]
+    assert statuses.count(502) == 2  # two tcp failures, then never again
+    assert statuses[-20:] == [200] * 20
