@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import socket
 import struct
 import time
@@ -297,6 +298,74 @@ def http_json(
         return status, raw.decode(errors="replace")
 
 
+class FakeUpstream:
+    """One more ``llmgate fake-upstream`` process that a test can stop (a dead node: its port
+    refuses connections) and start again on the same port (the node recovered)."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.port = 0
+        self._stack: contextlib.ExitStack | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> FakeUpstream:
+        assert self._stack is None
+        stack = contextlib.ExitStack()
+        self.port = stack.enter_context(fake_upstream_process(self.port or None, *self.args))
+        self._stack = stack
+        return self
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def fake_requests_at(address: str) -> list[dict[str, Any]]:
+    """What the fake upstream at ``address`` ("127.0.0.1:port") received, oldest first."""
+    return http_json("GET", f"http://{address}/__fake/requests")[1]["requests"]
+
+
+def set_fake_knobs(address: str, **knobs: Any) -> None:
+    """Change a running fake's process-wide knobs (``status``, ``drop``, ``latency_ms``,
+    ``stream_delay_ms``); ``reset_fake_knobs`` goes back to its start-up ones."""
+    status, answer = http_json("PUT", f"http://{address}/__fake/knobs", knobs)
+    assert status == 200, answer
+
+
+def reset_fake_knobs(address: str) -> None:
+    status, answer = http_json("DELETE", f"http://{address}/__fake/knobs")
+    assert status == 200, answer
+
+
+def connections_to(pid: int, port: int) -> int:
+    """How many established TCP connections process ``pid`` holds to remote ``port`` on this
+    machine (an upstream's keep-alive connections, seen from the gateway)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+                held += 1
+    return held
+
+
 class LiveGateway:
     """A real ``llmgate serve`` (SQLite in ``workdir``) and a real ``llmgate fake-upstream``.
 
@@ -390,6 +459,12 @@ class LiveGateway:
 
     def log(self) -> str:
         return self.gw.output()
+
+    def metrics(self) -> str:
+        """The Prometheus scrape of the node (the metrics listener)."""
+        url = f"http://127.0.0.1:{self.gw.metrics_port}/apisix/prometheus/metrics"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return str(resp.read().decode())
 
 
 @contextlib.contextmanager

@@ -122,6 +122,8 @@ async def _knobs_middleware(request: web.Request, handler: Handler) -> web.Strea
         "raw_path": request.raw_path,
         "body_length": len(raw),
         "body_sha256": hashlib.sha256(raw).hexdigest(),
+        # Which connection it came on ("host:port" of the client): keep-alive tests count them.
+        "peer": _peer(request),
     }
     state.requests.append(record)
     try:
@@ -136,6 +138,11 @@ async def _knobs_middleware(request: web.Request, handler: Handler) -> web.Strea
     if knobs.status is not None:
         return _json(status_error_body(knobs.status), status=knobs.status)
     return await handler(request)
+
+
+def _peer(request: web.Request) -> str | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
 
 
 def _header_dict(request: web.Request) -> dict[str, str]:

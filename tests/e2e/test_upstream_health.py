@@ -1,0 +1,220 @@
+"""Upstream timeouts, health checks, retries and keep-alive against a real ``llmgate serve``.
+
+One gateway for the module; node A is the gateway's own fake upstream, node B another fake
+process that tests stop (a dead node: connections refused), start again, or make slow.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.net import (
+    FakeUpstream,
+    LiveGateway,
+    connections_to,
+    exchange,
+    fake_requests_at,
+    request_bytes,
+    reset_fake_knobs,
+    set_fake_knobs,
+)
+
+CHAT = b'{"messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    with LiveGateway(tmp_path_factory.mktemp("upstream-health")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def node_b() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+def get(live: LiveGateway, path: str, **headers: str) -> int:
+    return exchange(live.proxy_port, request_bytes("GET", path, headers)).status
+
+
+def post(live: LiveGateway, path: str) -> int:
+    raw = request_bytes("POST", path, {"Content-Type": "application/json"}, CHAT)
+    return exchange(live.proxy_port, raw).status
+
+
+def nodes(*addresses: str) -> list[dict[str, Any]]:
+    return [
+        {"host": host, "port": int(port), "weight": 1}
+        for host, port in (a.split(":") for a in addresses)
+    ]
+
+
+def upstream_status(live: LiveGateway, name: str, address: str) -> float | None:
+    ip, port = address.split(":")
+    pattern = (
+        rf'^llmgate_upstream_status\{{name="{re.escape(name)}",ip="{ip}",port="{port}"\}} (\S+)$'
+    )
+    found = re.search(pattern, live.metrics(), re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def wait_for_status(
+    live: LiveGateway, name: str, address: str, wanted: float, within: float
+) -> float:
+    """Seconds until ``upstream_status`` of the node reads ``wanted`` (fails after
+    ``within``)."""
+    began = time.monotonic()
+    while upstream_status(live, name, address) != wanted:
+        elapsed = time.monotonic() - began
+        assert elapsed < within, f"{address} not {wanted} after {elapsed:.1f} s"
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
+def deliveries(address: str, path: str) -> int:
+    return sum(1 for r in fake_requests_at(address) if r["path"] == path)
+
+
+def test_a_route_read_timeout_of_1s_gives_504_in_under_2s(live: LiveGateway) -> None:
+    upstream = live.upstream(timeout={"connect": 10, "send": 10, "read": 10}, retries=0)
+    timeout = {"connect": 1, "send": 1, "read": 1}
+    live.put("routes/timeout", {"uri": "/timeout", "upstream": upstream, "timeout": timeout})
+    assert get(live, "/timeout") == 200  # warm-up: a connection is kept
+    began = time.monotonic()
+    status = get(live, "/timeout", **{"X-Fake-Latency-Ms": "3000"})
+    elapsed = time.monotonic() - began
+    assert status == 504
+    assert 0.9 < elapsed < 2.0
+
+
+def test_passive_checks_take_a_dead_node_out_after_the_configured_failures(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    checks = {
+        # Probes far apart: only traffic decides here.
+        "active": {"healthy": {"interval": 300}, "unhealthy": {"interval": 300}},
+        "passive": {"unhealthy": {"tcp_failures": 3}},
+    }
+    upstream = {"nodes": nodes(live.fake_address, node_b.address), "retries": 0, "checks": checks}
+    live.put("upstreams/passive", upstream)
+    live.put("routes/passive", {"uri": "/passive", "upstream_id": "passive"})
+    assert upstream_status(live, "/apisix/upstreams/passive", node_b.address) == 1
+    node_b.stop()
+    statuses = Counter(get(live, "/passive") for _ in range(26))
+    assert statuses == {502: 3, 200: 23}  # three refused, then never again
+    tail = [get(live, "/passive") for _ in range(20)]
+    assert tail == [200] * 20
+    assert upstream_status(live, "/apisix/upstreams/passive", node_b.address) == 0
+
+
+def test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    interval = 1
+    checks = {
+        "active": {
+            "http_path": "/health",
+            "healthy": {"interval": interval, "successes": 1},
+            "unhealthy": {"interval": interval, "tcp_failures": 1, "http_failures": 1},
+        }
+    }
+    upstream = {"nodes": nodes(live.fake_address, node_b.address), "checks": checks}
+    live.put("routes/active", {"uri": "/active", "upstream": upstream})
+    name = "/apisix/routes/active"
+    wait_for_status(live, name, node_b.address, 1, 10)
+    node_b.stop()
+    taken_out = wait_for_status(live, name, node_b.address, 0, 10)
+    assert taken_out <= 2 * interval + 0.5  # (+ the scrape's own polling)
+    statuses = [get(live, "/active") for _ in range(20)]
+    assert statuses == [200] * 20  # no request even tried the dead node (no 502, no retry)
+    node_b.start()
+    wait_for_status(live, name, node_b.address, 1, 2 * interval + 5)
+    statuses = [get(live, "/active") for _ in range(20)]
+    assert statuses == [200] * 20
+    assert deliveries(node_b.address, "/active") >= 5  # it takes its share again
+
+
+def test_an_unhealthy_status_takes_a_node_out_and_its_recovery_brings_it_back(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    checks = {
+        "active": {
+            "http_path": "/health",
+            "healthy": {"interval": 1, "successes": 2},
+            "unhealthy": {"interval": 1, "http_failures": 2},
+        },
+        "passive": {"unhealthy": {"http_statuses": [503], "http_failures": 2}},
+    }
+    upstream = {"nodes": nodes(live.fake_address, node_b.address), "retries": 0, "checks": checks}
+    live.put("routes/status", {"uri": "/status", "upstream": upstream})
+    name = "/apisix/routes/status"
+    wait_for_status(live, name, node_b.address, 1, 10)
+    set_fake_knobs(node_b.address, status=503)
+    try:
+        wait_for_status(live, name, node_b.address, 0, 10)
+        assert [get(live, "/status") for _ in range(20)] == [200] * 20
+    finally:
+        reset_fake_knobs(node_b.address)
+    wait_for_status(live, name, node_b.address, 1, 10)
+    assert [get(live, "/status") for _ in range(20)] == [200] * 20
+
+
+def test_all_nodes_unhealthy_means_all_are_used(live: LiveGateway, node_b: FakeUpstream) -> None:
+    """The attacker's view: a client who can make every node answer 503 (here with the fake's
+    knob, as a prompt that trips a provider's error would) gets every node marked unhealthy,
+    and the upstream still serves everyone else (APISIX: all unhealthy, use them all)."""
+    checks = {
+        "active": {"healthy": {"interval": 300}, "unhealthy": {"interval": 300}},
+        "passive": {"unhealthy": {"http_statuses": [503], "http_failures": 1}},
+    }
+    upstream = {"nodes": nodes(live.fake_address, node_b.address), "retries": 0, "checks": checks}
+    live.put("routes/all-down", {"uri": "/all-down", "upstream": upstream})
+    for _ in range(4):
+        assert get(live, "/all-down", **{"X-Fake-Status": "503"}) == 503
+    name = "/apisix/routes/all-down"
+    assert upstream_status(live, name, live.fake_address) == 0
+    assert upstream_status(live, name, node_b.address) == 0
+    assert [get(live, "/all-down") for _ in range(10)] == [200] * 10
+
+
+def test_a_post_is_not_sent_again_after_a_timeout(live: LiveGateway, node_b: FakeUpstream) -> None:
+    set_fake_knobs(node_b.address, latency_ms=3000)
+    try:
+        upstream = {
+            "nodes": nodes(live.fake_address, node_b.address),
+            "retries": 1,
+            "timeout": {"connect": 1, "send": 1, "read": 1},
+        }
+        live.put("routes/post", {"uri": "/post/*", "upstream": upstream})
+        statuses = Counter(post(live, "/post/v1/chat/completions") for _ in range(4))
+        sent = deliveries(live.fake_address, "/post/v1/chat/completions") + deliveries(
+            node_b.address, "/post/v1/chat/completions"
+        )
+        assert sent == 4  # 4 client POSTs, 4 deliveries
+        assert statuses == {200: 2, 504: 2}
+        # A GET may be sent again: it moves on to the healthy node.
+        assert [get(live, "/post/x") for _ in range(4)] == [200] * 4
+    finally:
+        reset_fake_knobs(node_b.address)
+
+
+def test_keepalive_pool_requests_size_and_idle_timeout(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    keepalive = {"size": 1, "idle_timeout": 1, "requests": 3}
+    upstream = {"nodes": {node_b.address: 1}, "keepalive_pool": keepalive}
+    live.put("routes/keepalive", {"uri": "/keepalive", "upstream": upstream})
+    for _ in range(7):
+        assert get(live, "/keepalive") == 200
+    peers = Counter(r["peer"] for r in fake_requests_at(node_b.address))
+    assert sorted(peers.values()) == [1, 3, 3]  # closed after 3 requests each
+    assert connections_to(live.gw.proc.pid, node_b.port) == 1
+    time.sleep(2.5)
+    assert connections_to(live.gw.proc.pid, node_b.port) == 0  # idle_timeout
