@@ -82,7 +82,10 @@ def test_zero_turns_a_kind_of_report_off() -> None:
     health = checker(
         {
             "active": {},
-            "passive": {"healthy": {"successes": 0}, "unhealthy": {"timeouts": 0, "tcp_failures": 1}},
+            "passive": {
+                "healthy": {"successes": 0},
+                "unhealthy": {"timeouts": 0, "tcp_failures": 1},
+            },
         }
     )
     for _ in range(50):

@@ -270,3 +270,14 @@ async def test_passive_checks_take_a_dead_node_out(gateway) -> None:  # type: ig
     statuses = [(await gateway.proxy.get("/x")).status for _ in range(24)]
     assert statuses.count(502) == 2  # two tcp failures, then never again
     assert statuses[-20:] == [200] * 20
+
+
+async def test_checks_that_would_not_work_are_refused_with_400(gateway) -> None:  # type: ignore[no-untyped-def]
+    for checks, field in (
+        ({"passive": {}}, "active"),
+        ({"active": {"http_path": "/x\r\nHost: evil"}}, "http_path"),
+        ({"active": {}, "passive": {"type": "tcp"}}, "type"),
+        ({"active": {"unknown": True}}, "unknown"),
+    ):
+        answer = await gateway.put("upstreams/1", gateway.upstream(checks=checks), 400)
+        assert field in answer["error_msg"]
