@@ -53,6 +53,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.proxy.client_response",
             "llmgate.proxy.upstream",
             "llmgate.proxy.balancer",
+            "llmgate.proxy.health",
+            "llmgate.proxy.probe",
         ),
     ),
     ("ai", ("llmgate.ai",)),
