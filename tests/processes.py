@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,10 +21,36 @@ from pathlib import Path
 LLMGATE = [sys.executable, "-m", "llmgate.cli"]
 
 
+# Ports handed out recently by any test process on this machine (test runs may overlap): a port
+# is free when the kernel says so, but a process started with it binds it only later, so another
+# run could be handed the same one meanwhile.  A shared ledger keeps them apart.
+_LEDGER = Path(tempfile.gettempdir()) / "llmgate-test-ports"
+_LEDGER_TTL = 120.0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port that is free now and not handed to any other test in the last minutes."""
+    with open(_LEDGER, "a+") as ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        ledger.seek(0)
+        now = time.time()
+        recent = {}
+        for line in ledger.read().split():
+            port, _, when = line.partition("@")
+            with contextlib.suppress(ValueError):
+                if now - float(when) < _LEDGER_TTL:
+                    recent[int(port)] = float(when)
+        for _ in range(100):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in recent:
+                break
+        recent[port] = now
+        ledger.seek(0)
+        ledger.truncate()
+        ledger.write(" ".join(f"{p}@{w}" for p, w in recent.items()))
+        return port
 
 
 def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:

@@ -1,7 +1,6 @@
 """The fake upstream's port speaks plain HTTP and TLS alike, sniffed from each connection."""
 
 import asyncio
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -13,14 +12,9 @@ import pytest
 
 from llmgate.fake_upstream import FakeSettings, replies, serve
 from llmgate.fake_upstream import server as fake_server
+from tests.processes import free_port
 
 CHAT = "/v1/chat/completions"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def chat_body(prompt: str = "Hello there", **extra: Any) -> dict[str, Any]:
