@@ -124,7 +124,7 @@ async def test_default_entry() -> None:
         headers=[("Host", "gw.test:9080"), ("Authorization", "Bearer sekret")],
     )
     ctx.started = time.perf_counter() - 0.2
-    ctx.consumer = ConsumerEntry("jack", {})
+    ctx.consumer = ConsumerEntry("jack")
     ctx.upstream_addr = "10.0.0.1:80"
     ctx.upstream_latency = 0.05
     ctx.status = 201

@@ -14,6 +14,7 @@ VARS = {
     "http_x": "Alpha",
     "remote_addr": "10.1.2.3",
     "uri": "/v1/chat/completions",
+    "mapped": "::ffff:10.1.2.3",  # an IPv4 client on a dual-stack socket
 }
 
 CASES = [
@@ -50,7 +51,11 @@ CASES = [
     (["!AND", ["status", "==", 200], ["arg_name", "==", "xml"]], True),
     (["!OR", ["status", "==", 500], ["arg_name", "==", "xml"]], True),
     ([["status", "==", 200], ["OR", ["http_x", "==", "b"], ["http_x", "==", "Alpha"]]], True),
-    ([["http_x", "~~", "("]], False),  # a broken regex never matches
+    ([["mapped", "ipmatch", "10.0.0.0/8"]], True),
+    ([["mapped", "ipmatch", "::ffff:10.1.2.3"]], True),  # compared as the IPv4 it carries
+    ([["remote_addr", "ipmatch", "::ffff:10.0.0.0/104"]], True),
+    ([["remote_addr", "ipmatch", ["10.1.2.3/32"]]], True),
+    ([["uri", "ipmatch", "10.0.0.0/8"]], False),  # not an address
 ]
 
 
@@ -72,6 +77,9 @@ def test_eval(rule: list[Any], expected: bool) -> None:
         ([[1, "==", 2]], "invalid expression"),
         ([["remote_addr", "ipmatch", "not-an-ip"]], "not-an-ip"),
         ([["remote_addr", "ipmatch", []]], "invalid ip address"),
+        # lua-resty-expr accepts these and they never match; llmgate refuses them.
+        ([["http_x", "~~", "("]], "invalid regex"),
+        ([["http_x", "~*", None]], "invalid regex"),
     ],
 )
 def test_compile_errors(rule: Any, message: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
+from llmgate.plugins.expr import Expr, ip_matcher
 from llmgate.routing import HostSet, RouteEntry, Router, normalize_host
 
 
@@ -15,6 +17,8 @@ def entry(
     methods: tuple[str, ...] | None = None,
     hosts: tuple[str, ...] | None = None,
     priority: int = 0,
+    remote_addrs: list[str] | None = None,
+    vars: list[Any] | None = None,
 ) -> RouteEntry[str]:
     return RouteEntry(
         id=id,
@@ -23,6 +27,8 @@ def entry(
         hosts=hosts,
         priority=priority,
         payload=f"payload-{id}",
+        remote_addrs=ip_matcher(remote_addrs) if remote_addrs is not None else None,
+        vars=Expr.compile(vars).eval if vars is not None else None,
     )
 
 
@@ -243,6 +249,81 @@ def test_host_set(patterns: tuple[str, ...], host: str, matches: bool) -> None:
     assert HostSet.compile(patterns).matches(host) is matches
 
 
+# --- remote_addrs and vars (conditions on the request) ------------------------------------------
+
+CONDITIONS = Router(
+    [
+        entry("tenant-a", "/llm", vars=[["http_x_tenant", "==", "a"]], priority=10),
+        entry("gpt4", "/llm", vars=[["arg_model", "in", ["gpt-4", "gpt-4o"]]], priority=5),
+        entry(
+            "beta",
+            "/llm",
+            vars=["OR", ["cookie_beta", "==", "1"], ["http_x_beta", "~~", "^(yes|on)$"]],
+        ),
+        entry("office", "/llm", remote_addrs=["10.0.0.0/8", "2001:db8::/32"]),
+        entry("office-and-post", "/internal", remote_addrs=["10.0.0.0/8"], methods=("POST",)),
+        entry("both", "/internal", remote_addrs=["10.1.0.0/16"], vars=[["arg_x", "1"]]),
+        entry("default", "/llm"),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "variables", "path", "expected"),
+    [
+        ("GET", {"http_x_tenant": "a", "arg_model": "gpt-4"}, "/llm", "tenant-a"),  # priority
+        ("GET", {"http_x_tenant": "b", "arg_model": "gpt-4"}, "/llm", "gpt4"),
+        ("GET", {"arg_model": "gpt-4o"}, "/llm", "gpt4"),
+        ("GET", {"arg_model": "gpt-3"}, "/llm", "default"),
+        ("GET", {"cookie_beta": "1"}, "/llm", "beta"),
+        ("GET", {"http_x_beta": "on"}, "/llm", "beta"),
+        ("GET", {"http_x_beta": "only"}, "/llm", "default"),
+        ("GET", {"remote_addr": "10.2.3.4"}, "/llm", "office"),
+        ("GET", {"remote_addr": "2001:db8::7"}, "/llm", "office"),
+        ("GET", {"remote_addr": "::ffff:10.2.3.4"}, "/llm", "office"),  # dual-stack socket
+        ("GET", {"remote_addr": "127.0.0.1"}, "/llm", "default"),
+        ("GET", {}, "/llm", "default"),  # no address known: remote_addrs never hold
+        ("POST", {"remote_addr": "10.2.3.4"}, "/internal", "office-and-post"),
+        ("GET", {"remote_addr": "10.2.3.4"}, "/internal", None),  # method checked first
+        ("GET", {"remote_addr": "10.1.3.4", "arg_x": "1"}, "/internal", "both"),
+        ("GET", {"remote_addr": "10.2.3.4", "arg_x": "1"}, "/internal", None),
+        ("GET", {"remote_addr": "10.1.3.4", "arg_x": "2"}, "/internal", None),
+    ],
+)
+def test_conditions(
+    method: str, variables: dict[str, str], path: str, expected: str | None
+) -> None:
+    assert CONDITIONS.needs_variables
+    found = CONDITIONS.match(method, None, path, variables.get)
+    assert (found.id if found is not None else None) == expected
+
+
+def test_conditions_without_variables_see_every_variable_unset() -> None:
+    router = Router(
+        [
+            entry("needs-x", "/p", vars=[["arg_x", "==", "1"]], priority=1),
+            entry("not-y", "/p", vars=[["arg_y", "~=", "1"]]),
+        ]
+    )
+    assert matched_id(router, "GET", None, "/p") == "not-y"
+
+
+def test_a_router_without_conditions_needs_no_variables() -> None:
+    assert not PATHS.needs_variables
+
+
+def test_a_condition_is_read_once_per_candidate_only_when_reached() -> None:
+    reads: list[str] = []
+
+    def lookup(name: str) -> str | None:
+        reads.append(name)
+        return None
+
+    router = Router([entry("plain", "/p"), entry("cond", "/p", vars=[["arg_x", "==", "1"]])])
+    assert router.match("GET", None, "/p", lookup).id == "plain"
+    assert reads == []  # the first candidate matched: no variable was read
+
+
 # --- combined filters, empty router, payload ----------------------------------------------------
 
 
@@ -360,7 +441,11 @@ def test_deeply_nested_prefixes_build_without_recursion_limits() -> None:
 
 
 def reference_match(
-    entries: list[RouteEntry[str]], method: str, host: str | None, path: str
+    entries: list[RouteEntry[str]],
+    method: str,
+    host: str | None,
+    path: str,
+    variables: dict[str, str] | None = None,
 ) -> str | None:
     """The rules spelled out naively: rank every (entry, uri) that covers the path."""
     ranked = []
@@ -378,6 +463,11 @@ def reference_match(
         if e.methods and method not in e.methods:
             continue
         if e.hosts and (host is None or not HostSet.compile(e.hosts).matches(normalize_host(host))):
+            continue
+        values = variables or {}
+        if e.remote_addrs is not None and not e.remote_addrs(values.get("remote_addr")):
+            continue
+        if e.vars is not None and not e.vars(values.get):
             continue
         return e.id
     return None
@@ -403,6 +493,8 @@ def test_agrees_with_reference(seed: int) -> None:
                 methods=rng.choice([None, ("GET",), ("POST",), ("GET", "POST")]),
                 hosts=rng.choice([None, ("a.com",), ("*.a.com",), ("b.com", "*.a.com")]),
                 priority=rng.choice([0, 0, 1, -1, 5]),
+                remote_addrs=rng.choice([None, None, ["10.0.0.0/8"], ["10.1.2.3", "::1"]]),
+                vars=rng.choice([None, None, [["arg_a", "==", "1"]], [["arg_a", "~=", "1"]]]),
             )
         )
     router = Router(entries)
@@ -410,6 +502,10 @@ def test_agrees_with_reference(seed: int) -> None:
         method = rng.choice(["GET", "POST", "PUT"])
         host = rng.choice([None, "a.com", "x.a.com:80", "B.com", "c.com"])
         path = random_path()
-        assert matched_id(router, method, host, path) == reference_match(
-            entries, method, host, path
-        ), (method, host, path)
+        variables = {"remote_addr": rng.choice(["10.1.2.3", "10.9.9.9", "::1", "127.0.0.1"])}
+        if rng.random() < 0.5:
+            variables["arg_a"] = rng.choice(["1", "2"])
+        found = router.match(method, host, path, variables.get)
+        assert (found.id if found else None) == reference_match(
+            entries, method, host, path, variables
+        ), (method, host, path, variables)

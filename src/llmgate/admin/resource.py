@@ -1,8 +1,11 @@
 """CRUD for every admin resource, written once.
 
 A resource is a ``ResourceKind`` declaration (``admin/resources.py``): its model, the methods it
-refuses, where its id comes from, and its own checks.  ``ResourceApi`` turns HTTP methods into
-store transactions with APISIX's envelopes, status codes and error bodies.
+refuses, where its id comes from, its own checks, and how it compiles.  A write is validated by
+its model, then compiled into the very objects the data plane will build from it (plugins,
+regexes, expressions, conditions, pools): whatever would not compile is a 400.
+``ResourceApi`` turns HTTP methods into store transactions with APISIX's envelopes, status
+codes and error bodies.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class ResourceKind:
     filter_fields: frozenset[str] = frozenset()
     check: Check | None = None  # references, duplicates: raise BadRequest
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # secrets at rest
+    # Builds what the data plane will build from the value to store (raise BadRequest).
+    compile: Check | None = None
     delete_check: DeleteCheck | None = None
     cascade: Callable[[Writer, str], Awaitable[None]] | None = None
 
@@ -120,6 +125,8 @@ class ResourceApi:
             await kind.check(reader, address, conf)
         if kind.prepare is not None:
             conf = kind.prepare(conf)
+        if kind.compile is not None:
+            await kind.compile(reader, address, conf)
         return conf
 
     def _refuse(self, method: str) -> None:

@@ -6,6 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from llmgate import credentials
+from llmgate.admin.compiling import (
+    compile_consumer_value,
+    compile_credential,
+    compile_plugin_config,
+    compile_route_value,
+    compile_upstream,
+)
 from llmgate.admin.resource import Address, ResourceKind
 from llmgate.errors import BadRequest
 from llmgate.schemas import Consumer, Credential, PluginConfig, Route, Upstream
@@ -34,6 +41,7 @@ ROUTES = ResourceKind(
     model=Route,
     filter_fields=frozenset({"upstream_id", "service_id", "plugin_config_id"}),
     check=_check_route,
+    compile=compile_route_value,
 )
 
 # --- upstreams ----------------------------------------------------------------------------
@@ -58,6 +66,7 @@ UPSTREAMS = ResourceKind(
     model=Upstream,
     plugin_scope=None,
     delete_check=_check_upstream_delete,
+    compile=compile_upstream,
 )
 
 # --- plugin_configs -----------------------------------------------------------------------
@@ -77,6 +86,7 @@ PLUGIN_CONFIGS = ResourceKind(
     model=PluginConfig,
     unsupported=frozenset({"post"}),
     delete_check=_check_plugin_config_delete,
+    compile=compile_plugin_config,
 )
 
 # --- consumers and credentials: secrets at rest and unique credentials ---------------------
@@ -151,6 +161,7 @@ CONSUMERS = ResourceKind(
     check=_check_unique,
     prepare=hash_secrets,
     cascade=_delete_credentials,
+    compile=compile_consumer_value,
 )
 
 CREDENTIALS = ResourceKind(
@@ -161,6 +172,7 @@ CREDENTIALS = ResourceKind(
     plugin_scope="credential",
     check=_check_unique,
     prepare=hash_secrets,
+    compile=compile_credential,
 )
 
 RESOURCES: dict[str, ResourceKind] = {

@@ -2,6 +2,9 @@
 
     GET /healthz   200 {"status": "ok"}: the process answers
     GET /readyz    200 {"status": "ready", "revision": N}
+                   (+ "config_errors": ["routes/1", ...] naming the stored resources that do
+                   not compile: served at their last good version or as a 503; details in
+                   the log)
                    503 {"status": "not ready", "reason": "..."} when
                      - the store does not answer within ``STORE_TIMEOUT``;
                      - this process runs a data plane that has not loaded a snapshot yet;
@@ -53,16 +56,21 @@ class Readiness:
             log.warning("readiness: the store is unreachable: %r", exc)
             return _not_ready(f"store unreachable ({type(exc).__name__})")
         revision = stored
+        problems: list[str] = []
         if self.loader is not None:
             snapshot = self.loader.current
             if snapshot is None:
                 return _not_ready("configuration not loaded yet")
             revision = snapshot.revision
+            problems = sorted(snapshot.problems)
         if self.stopped_workers is not None:
             stopped = self.stopped_workers()
             if stopped:
                 return _not_ready(f"worker not running: {', '.join(stopped)}")
-        return 200, {"status": "ready", "revision": revision}
+        body: dict[str, Any] = {"status": "ready", "revision": revision}
+        if problems:
+            body["config_errors"] = problems
+        return 200, body
 
 
 def _not_ready(reason: str) -> tuple[int, dict[str, Any]]:

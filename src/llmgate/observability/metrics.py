@@ -17,6 +17,7 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
     http_requests_total        gauge      requests the data plane received (404s too)
     http_current_connections   gauge      state=active: open client connections
     config_revision            gauge      the store revision served (the lowest of the workers)
+    config_errors              gauge      stored resources that do not compile (runtime/compiler.py)
     llm_prompt_tokens          counter    route_id, service_id, consumer, node, request_type,
     llm_completion_tokens      counter    llm_model
     llm_prompt_tokens_dist     histogram  (the same labels; token buckets)
@@ -146,6 +147,12 @@ class Metrics:
             p + "config_revision",
             "The configuration revision served (with several workers: the lowest one)",
             registry=registry, multiprocess_mode="livemin",
+        )  # fmt: skip
+        self.config_errors = Gauge(
+            p + "config_errors",
+            "Stored resources whose config does not compile: served at their last good "
+            "version, or answering 503 (with several workers: the most any worker has)",
+            registry=registry, multiprocess_mode="livemax",
         )  # fmt: skip
         self.llm_latency = Histogram(
             p + "llm_latency", "LLM request latency in milliseconds", ("type", *LLM_LABELS),

@@ -24,15 +24,30 @@ log still run on it.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    model_validator,
+)
 from pydantic_core import CoreSchema, core_schema
 
+from llmgate.errors import HttpError
+from llmgate.plugins.expr import Expr, ExprError
+from llmgate.plugins.ngx_regex import compile_pattern
+from llmgate.proxy.context import Reply
+
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext, ResponseHead
+    from llmgate.proxy.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
     from llmgate.runtime.snapshot import CredentialEntry
 
@@ -60,10 +75,11 @@ def is_env_ref(value: object) -> bool:
     return isinstance(value, str) and ENV_REF in value
 
 
-def regex_error(pattern: str) -> str | None:
-    """Why ``pattern`` does not compile, or None when it does."""
+def regex_error(pattern: str, options: str = "jo", *, binary: bool = False) -> str | None:
+    """Why ``pattern`` does not compile with ngx.re ``options``, or None when it does: the
+    very compilation the plugin will do (``ngx_regex.compile_pattern``)."""
     try:
-        re.compile(pattern)
+        compile_pattern(pattern, options, binary=binary)
     except (re.error, OverflowError, RecursionError) as exc:  # the last two: huge patterns
         return str(exc) or type(exc).__name__
     return None
@@ -116,14 +132,32 @@ class UniqueItems:
 
 
 class Meta(BaseModel):
-    """APISIX's ``_meta`` block, accepted by every plugin."""
+    """APISIX's ``_meta`` block, accepted by every plugin (``MetaPlugin`` applies it).
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    ``disable``: the plugin is not instantiated.  ``priority``: its place in the chain instead
+    of the class's.  ``filter``: a lua-resty-expr condition; the plugin runs for a request only
+    when it holds.  ``error_response``: the body of every error (status >= 400) the plugin
+    answers with.  ``pre_function`` (Lua) is refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     disable: bool | None = None
     priority: int | None = None
     error_response: str | dict[str, Any] | None = None
     filter: list[Any] | None = None
+    pre_function: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Meta:
+        if self.pre_function is not None:
+            raise ValueError("pre_function is not supported: llmgate runs no Lua")
+        if self.filter is not None:
+            try:
+                Expr.compile(self.filter)
+            except ExprError as exc:
+                raise ValueError(f"failed to validate the 'vars' expression: {exc}") from None
+        return self
 
 
 class ConfigSection(BaseModel):
@@ -208,3 +242,102 @@ def headers_form(value: Any) -> str:
     ):
         return "operations"
     return "map"
+
+
+class MetaPlugin(Plugin):
+    """A plugin whose ``_meta`` has a ``filter`` or an ``error_response``, wrapped so that the
+    chain, the handler and the plugin itself need not know.
+
+    ``filter`` is evaluated once per request, the first time one of the plugin's phases comes
+    up (as APISIX caches it per request); while it does not hold, every phase of the plugin is
+    skipped.  ``error_response`` replaces the body of a reply with a status of 400 or more that
+    the plugin answers with (returned or raised), keeping its status and other headers.
+    Attributes other than the phases are the wrapped plugin's.
+    """
+
+    def __init__(self, inner: Plugin, meta: Meta) -> None:
+        super().__init__(inner.config, inner.services, inner.owner)
+        self.inner = inner
+        self._condition = Expr.compile(meta.filter) if meta.filter else None
+        self._state_key = f"_meta.filter#{id(self)}"
+        self._error: tuple[bytes, str] | None = None
+        if isinstance(meta.error_response, str):
+            self._error = (meta.error_response.encode(), "text/plain; charset=utf-8")
+        elif meta.error_response is not None:
+            self._error = (orjson.dumps(meta.error_response), "application/json")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for what this class lacks: the wrapped plugin's own attributes.
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def runs(self, phase: str) -> bool:
+        return self.inner.runs(phase)
+
+    def _applies(self, ctx: RequestContext) -> bool:
+        if self._condition is None:
+            return True
+        applies = ctx.state.get(self._state_key)
+        if applies is None:
+            applies = ctx.state[self._state_key] = self._condition.eval(ctx.var)
+        return bool(applies)
+
+    def _answer(self, reply: Reply | None) -> Reply | None:
+        if reply is None or self._error is None or reply.status < 400:
+            return reply
+        body, content_type = self._error
+        headers = reply.headers.copy()
+        headers["Content-Type"] = content_type
+        return Reply(reply.status, body, headers)
+
+    async def _run(self, ctx: RequestContext, phase: Awaitable[Reply | None]) -> Reply | None:
+        try:
+            return self._answer(await phase)
+        except HttpError as error:
+            if self._error is None or error.status < 400:
+                raise
+            return self._answer(Reply.json(error.status, error.body))
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        if not self._applies(ctx):
+            return None
+        return await self._run(ctx, self.inner.rewrite(ctx))
+
+    async def access(self, ctx: RequestContext) -> Reply | None:
+        if not self._applies(ctx):
+            return None
+        return await self._run(ctx, self.inner.access(ctx))
+
+    def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        if self._applies(ctx):
+            self.inner.header_filter(ctx, head)
+
+    def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
+        return self.inner.body_filter(ctx, chunk, eof) if self._applies(ctx) else chunk
+
+    async def log(self, ctx: RequestContext) -> None:
+        if self._applies(ctx):
+            await self.inner.log(ctx)
+
+
+@functools.cache
+def _meta_class(cls: type[Plugin]) -> type[MetaPlugin]:
+    """A ``MetaPlugin`` subclass carrying ``cls``'s declaration (name, priority, kind...)."""
+    declaration = {
+        "name": cls.name,
+        "priority": cls.priority,
+        "Config": cls.Config,
+        "ConsumerConfig": cls.ConsumerConfig,
+        "kind": cls.kind,
+    }
+    return type(f"{cls.__name__}WithMeta", (MetaPlugin,), declaration)
+
+
+def with_meta(plugin: Plugin) -> Plugin:
+    """``plugin`` wrapped when its ``_meta`` has a ``filter`` or an ``error_response``."""
+    meta = plugin.config.meta
+    if meta is None or (not meta.filter and meta.error_response is None):
+        return plugin
+    return _meta_class(type(plugin))(plugin, meta)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field, model_validator
 
 from llmgate.plugins.base import EnvOrPattern, Plugin, PluginConfig, UniqueItems, regex_error
+from llmgate.plugins.ngx_regex import compile_pattern
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
@@ -77,15 +78,16 @@ class OriginRule:
     """Which request origins an ``allow_origins``-style option (or its regexes) allows, and
     what ``*-Allow-Origin`` value answers them."""
 
-    __slots__ = ("_echo", "_listed", "_regex", "_value")
+    __slots__ = ("_echo", "_listed", "_regexes", "_value")
 
     def __init__(self, origins: str | None, regexes: list[str] | None = None) -> None:
         self._value: str | None = None  # a fixed answer: "*" or the one allowed origin
         self._listed: frozenset[str] = frozenset()  # allowed origins, echoed
         self._echo = False  # "**": echo any origin
-        self._regex: re.Pattern[str] | None = None
+        # Each pattern on its own (joined with "|", a "(?i)" inside one would be illegal).
+        self._regexes: tuple[re.Pattern[str], ...] | None = None
         if regexes is not None:
-            self._regex = re.compile("|".join(regexes))
+            self._regexes = tuple(compile_pattern(regex) for regex in regexes)
         elif origins == "**":
             self._echo = True
         elif origins is not None and "," in origins:
@@ -95,8 +97,9 @@ class OriginRule:
 
     def answer(self, origin: str | None) -> str | None:
         """The value to send for a request from ``origin``, None when it is not allowed."""
-        if self._regex is not None:
-            return origin if origin and self._regex.search(origin) else None
+        if self._regexes is not None:
+            allowed = origin and any(regex.search(origin) for regex in self._regexes)
+            return origin if allowed else None
         if self._echo:
             return origin or "*"
         if self._listed:

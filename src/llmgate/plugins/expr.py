@@ -56,13 +56,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _regex_test(pattern: Any, flags: int) -> Test:
+def compile_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """The one place conditions compile a regex (``ExprError`` when it does not compile)."""
     try:
-        compiled = re.compile(str(pattern), flags)
-    except re.error as exc:
-        # lua-resty-expr only finds out when it evaluates, and then the rule does not match.
-        log.warning("condition regex %r does not compile (%s); it never matches", pattern, exc)
-        return lambda value: False
+        return re.compile(pattern, flags)
+    except (re.error, OverflowError, RecursionError) as exc:  # the last two: huge patterns
+        raise ExprError(f"invalid regex {pattern!r}: {exc}") from None
+
+
+def _regex_test(pattern: Any, flags: int) -> Test:
+    # lua-resty-expr only finds a broken regex when it evaluates (and then never matches);
+    # llmgate refuses it when the condition is compiled, so the admin hears of it.
+    text = _lua_text(pattern)
+    if text is None:
+        raise ExprError(f"invalid regex {pattern!r}")
+    compiled = compile_regex(text, flags)
     return lambda value: value is not None and compiled.search(value) is not None
 
 
@@ -87,21 +95,47 @@ def _in_list(right: Any) -> Test:
     return test
 
 
-def _ip_test(right: Any) -> Test:
-    items = right if isinstance(right, list) else [right]
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IPv4-mapped IPv6 network as the IPv4 network it carries (clients are compared the
+    same way, so ``::ffff:10.0.0.1`` and ``10.0.0.1`` are one address)."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        address = network.network_address.ipv4_mapped
+        assert address is not None
+        return ipaddress.IPv4Network((address, network.prefixlen - 96))
+    return network
+
+
+def ip_matcher(items: Any) -> Test:
+    """A test of whether an address is one of ``items`` (IPv4/IPv6 addresses or CIDRs), as
+    lua-resty-ipmatcher matches ``ipmatch`` and routes' ``remote_addrs``; ``ExprError`` for an
+    item that is neither."""
+    items = items if isinstance(items, list) else [items]
     if not items or not all(isinstance(item, str) and item for item in items):
         raise ExprError("invalid ip address")
     try:
-        networks = [ipaddress.ip_network(item, strict=False) for item in items]
+        networks = tuple(_unmapped(ipaddress.ip_network(item, strict=False)) for item in items)
     except ValueError as exc:
         raise ExprError(str(exc)) from None
+    exact = frozenset(str(n.network_address) for n in networks if n.prefixlen == n.max_prefixlen)
+    ranges = tuple(n for n in networks if n.prefixlen != n.max_prefixlen)
 
     def test(value: str | None) -> bool:
+        if value is None:
+            return False
+        if value in exact:
+            return True
         try:
-            address = ipaddress.ip_address(value or "")
+            address = ipaddress.ip_address(value)
         except ValueError:
             return False
-        return any(address in network for network in networks)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return str(address) in exact or any(address in network for network in ranges)
 
     return test
 
@@ -129,7 +163,7 @@ _OPERATORS: dict[str, Callable[[Any], Test]] = {
     "~*": lambda right: _regex_test(right, re.IGNORECASE),
     "in": _in_list,
     "has": lambda right: lambda value: False,  # variables are strings, never lists
-    "ipmatch": _ip_test,
+    "ipmatch": ip_matcher,
 }
 
 

@@ -11,29 +11,43 @@ import re
 from dataclasses import dataclass
 from typing import AnyStr, Generic
 
-# The letters that change what a pattern matches; the others ("j", "o", "u", "D", ...) are
-# compilation hints with no Python equivalent.
+# The letters that change what a pattern matches ("a" anchors, see ``compile_pattern``); the
+# others are compilation hints with no Python equivalent.  "d" (PCRE's DFA matcher, which
+# changes what a match is) and unknown letters are refused, as ngx.re refuses unknown ones.
 _FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+_HINTS = frozenset("ajouUJD")
+# Inline flags at the very start of a pattern ("(?i)", "(?is)"): Python wants them first.
+_LEADING_FLAGS = re.compile(r"(?:\(\?[aiLmsux]+\))+")
 
 _REFERENCE = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
 
 
 def flags_of(options: str) -> int:
-    """The ``re`` flags of ngx.re option letters (``"jo"``, ``"ijo"``...)."""
+    """The ``re`` flags of ngx.re option letters (``"jo"``, ``"ijo"``...); ``re.error`` for a
+    letter ngx.re does not know or llmgate cannot honour."""
     flags = 0
     for letter in options:
-        flags |= _FLAGS.get(letter, 0)
+        if letter in _FLAGS:
+            flags |= _FLAGS[letter]
+        elif letter not in _HINTS:
+            raise re.error(f'unsupported regex option "{letter}" in "{options}"')
     return flags
 
 
 def compile_pattern(pattern: str, options: str = "jo", *, binary: bool = False) -> re.Pattern:
-    """``pattern`` with ngx.re ``options``; ``binary`` compiles it for bytes subjects.
+    """``pattern`` with ngx.re ``options``; ``binary`` compiles it for bytes subjects.  The one
+    place APISIX-style regexes are compiled (validation calls it too, through
+    ``plugins.base.regex_error``, so what is validated is what runs).
 
-    The "a" option anchors the match at the start of the subject, as PCRE_ANCHORED does.
+    The "a" option anchors the match at the start of the subject, as PCRE_ANCHORED does
+    (inline flags such as ``(?i)`` that open the pattern stay in front).
     """
+    flags = flags_of(options)
     if "a" in options:
-        pattern = rf"\A(?:{pattern})"
-    return re.compile(pattern.encode() if binary else pattern, flags_of(options))
+        lead = _LEADING_FLAGS.match(pattern)
+        head = lead.group(0) if lead else ""
+        pattern = rf"{head}\A(?:{pattern[len(head) :]})"
+    return re.compile(pattern.encode() if binary else pattern, flags)
 
 
 @dataclass(frozen=True, slots=True)

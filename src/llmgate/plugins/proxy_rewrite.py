@@ -26,7 +26,7 @@ from llmgate.plugins.base import (
     is_env_ref,
     regex_error,
 )
-from llmgate.plugins.ngx_regex import Replacement
+from llmgate.plugins.ngx_regex import Replacement, compile_pattern
 from llmgate.proxy.headers import escape_header_value
 from llmgate.proxy.variables import Template
 
@@ -187,7 +187,7 @@ class ProxyRewrite(Plugin):
         pairs = config.regex_uri or []
         self._regex_uri = (
             tuple(
-                (re.compile(pattern), Replacement.compile(replacement))
+                (compile_pattern(pattern), Replacement.compile(replacement))
                 for pattern, replacement in zip(pairs[::2], pairs[1::2], strict=True)
             )
             if self._uri is None

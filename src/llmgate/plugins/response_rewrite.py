@@ -101,7 +101,7 @@ class ResponseRewriteConfig(PluginConfig):
         if self.body_base64 and not is_env_ref(self.body) and not _is_base64(self.body):
             raise ValueError("invalid base64 content")
         for item in self.filters or []:
-            err = regex_error(item.regex)
+            err = regex_error(item.regex, item.options, binary=True)
             if err is not None:
                 raise ValueError(f'regex "{item.regex}" validation failed: {err}')
         if self.vars is not None:

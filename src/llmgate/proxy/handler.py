@@ -25,6 +25,7 @@ from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead, Sent
 from llmgate.proxy.headers import add_forwarded, end_to_end
 from llmgate.proxy.upstream import BadGateway, Outgoing
+from llmgate.proxy.variables import RouteVariables
 
 if TYPE_CHECKING:
     from llmgate.runtime.loader import SnapshotLoader
@@ -59,7 +60,11 @@ async def _handle(loader: SnapshotLoader, request: web.BaseRequest) -> web.Strea
         return _plain(Reply.error(503, "configuration not loaded yet"))
     if "Expect" in request.headers:
         await _continue(request)
-    entry = snapshot.router.match(request.method, request.host, request.path)
+    router = snapshot.router
+    path = request.path
+    # Route conditions (vars, remote_addrs) read the request's variables; most configs have none.
+    variables = RouteVariables(request, path) if router.needs_variables else None
+    entry = router.match(request.method, request.host, path, variables)
     if entry is None or entry.payload is None:
         return _plain(NOT_FOUND)
     route = entry.payload
@@ -139,7 +144,7 @@ async def _request_phases(
         reply = await plugin.rewrite(ctx)
         if reply is not None:
             return reply, chain
-    if ctx.consumer is not None and ctx.consumer.plugins:
+    if ctx.consumer is not None and ctx.consumer.overrides:
         merged = ctx.snapshot.chain_for(ctx.route, ctx.consumer)
         done = set(map(id, chain.rewrite))
         chain = merged

@@ -1,7 +1,9 @@
 """APISIX/nginx variables (``$remote_addr``, ``$uri``, ``$arg_x``, ``$http_x``...) and templates.
 
-``lookup`` reads one variable from a request context; ``Template`` is a string with ``$var`` or
-``${var}`` references, compiled once per snapshot and rendered per request.
+``lookup`` reads one variable from a request context; ``RouteVariables`` reads those of the
+client's request alone, for route conditions evaluated before a context exists; ``Template`` is
+a string with ``$var`` or ``${var}`` references, compiled once per snapshot and rendered per
+request.
 """
 
 from __future__ import annotations
@@ -12,30 +14,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from llmgate.proxy.context import RequestContext
 
 
-def _remote_addr(ctx: RequestContext) -> str | None:
-    return ctx.inbound.remote
+# Variables of the client's request alone: known before a route is matched, so route
+# conditions (``vars``, ``remote_addrs``) can test them.
 
 
-def _remote_port(ctx: RequestContext) -> str | None:
-    peer = ctx.inbound.transport.get_extra_info("peername") if ctx.inbound.transport else None
+def _remote_port(request: web.BaseRequest) -> str | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
     return str(peer[1]) if peer and len(peer) > 1 else None
 
 
-def _server_addr(ctx: RequestContext) -> str | None:
-    sock = ctx.inbound.transport.get_extra_info("sockname") if ctx.inbound.transport else None
+def _server_addr(request: web.BaseRequest) -> str | None:
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
     return str(sock[0]) if sock else None
 
 
-def _server_port(ctx: RequestContext) -> str | None:
-    sock = ctx.inbound.transport.get_extra_info("sockname") if ctx.inbound.transport else None
+def _server_port(request: web.BaseRequest) -> str | None:
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
     return str(sock[1]) if sock and len(sock) > 1 else None
 
 
-def _host(ctx: RequestContext) -> str | None:
-    host = ctx.inbound.headers.get("Host")
+def _host(request: web.BaseRequest) -> str | None:
+    host = request.headers.get("Host")
     if host is None:
         return None
     if host.startswith("["):
@@ -43,28 +47,28 @@ def _host(ctx: RequestContext) -> str | None:
     return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
 
 
-def _request_uri(ctx: RequestContext) -> str:
-    return ctx.inbound.raw_path
+def _server_protocol(request: web.BaseRequest) -> str:
+    return f"HTTP/{request.version.major}.{request.version.minor}"
 
 
-def _query_string(ctx: RequestContext) -> str:
-    return ctx.inbound.query_string
-
-
-_SIMPLE: dict[str, Callable[[RequestContext], str | None]] = {
-    "remote_addr": _remote_addr,
+_REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
+    "remote_addr": lambda request: request.remote,
     "remote_port": _remote_port,
     "server_addr": _server_addr,
     "server_port": _server_port,
     "host": _host,
-    "uri": lambda ctx: ctx.inbound.path,
-    "request_uri": _request_uri,
-    "request_method": lambda ctx: ctx.inbound.method,
-    "query_string": _query_string,
-    "args": _query_string,
-    "scheme": lambda ctx: ctx.inbound.scheme,
-    "server_protocol": lambda ctx: f"HTTP/{ctx.inbound.version.major}.{ctx.inbound.version.minor}",
-    "http_host": lambda ctx: ctx.inbound.headers.get("Host"),
+    "uri": lambda request: request.path,
+    "request_uri": lambda request: request.raw_path,
+    "request_method": lambda request: request.method,
+    "query_string": lambda request: request.query_string,
+    "args": lambda request: request.query_string,
+    "scheme": lambda request: request.scheme,
+    "server_protocol": _server_protocol,
+    "http_host": lambda request: request.headers.get("Host"),
+}
+
+# Variables that need the request's context (its route, consumer, response...).
+_CONTEXT: dict[str, Callable[[RequestContext], str | None]] = {
     "consumer_name": lambda ctx: ctx.consumer.username if ctx.consumer else None,
     "route_id": lambda ctx: ctx.route.id,
     "route_name": lambda ctx: ctx.route.name,
@@ -76,20 +80,43 @@ _SIMPLE: dict[str, Callable[[RequestContext], str | None]] = {
 }
 
 
+def request_variable(request: web.BaseRequest, name: str) -> str | None:
+    """The value of variable ``name`` (without ``$``) that only the client's request
+    determines; None when unset or when it needs more than the request."""
+    getter = _REQUEST.get(name)
+    if getter is not None:
+        return getter(request)
+    if name.startswith("arg_"):
+        return request.query.get(name[4:])
+    if name.startswith("http_"):
+        return request.headers.get(name[5:].replace("_", "-"))
+    if name.startswith("cookie_"):
+        return request.cookies.get(name[7:])
+    return None  # post_arg_*: form bodies are never parsed on the hot path
+
+
 def lookup(ctx: RequestContext, name: str) -> str | None:
     """The value of variable ``name`` (without ``$``) for this request, None when unset."""
-    simple = _SIMPLE.get(name)
-    if simple is not None:
-        return simple(ctx)
-    if name.startswith("arg_"):
-        return ctx.inbound.query.get(name[4:])
-    if name.startswith("http_"):
-        return ctx.inbound.headers.get(name[5:].replace("_", "-"))
-    if name.startswith("cookie_"):
-        return ctx.inbound.cookies.get(name[7:])
-    if name.startswith("post_arg_"):
-        return None  # form bodies are never parsed on the hot path
-    return None
+    getter = _CONTEXT.get(name)
+    if getter is not None:
+        return getter(ctx)
+    return request_variable(ctx.inbound, name)
+
+
+class RouteVariables:
+    """What route conditions read, before there is a request context: the request's own
+    variables, with ``uri`` the path the router matches on.  Callable as a ``Lookup``."""
+
+    __slots__ = ("path", "request")
+
+    def __init__(self, request: web.BaseRequest, path: str) -> None:
+        self.request = request
+        self.path = path
+
+    def __call__(self, name: str) -> str | None:
+        if name == "uri":
+            return self.path
+        return request_variable(self.request, name)
 
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_]+)\}|\$([A-Za-z][A-Za-z0-9_]*)")

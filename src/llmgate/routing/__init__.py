@@ -1,4 +1,5 @@
-"""Pure request routing: ``(method, host, path) -> RouteEntry | None``, compiled once per snapshot.
+"""Pure request routing: ``(method, host, path, variables) -> RouteEntry | None``, compiled once
+per snapshot.
 
 Independent of the rest of llmgate: the runtime compiler turns route rows into
 :class:`RouteEntry` objects (carrying whatever it needs as ``payload``) and builds a
@@ -6,6 +7,6 @@ Independent of the rest of llmgate: the runtime compiler turns route rows into
 """
 
 from llmgate.routing.hosts import HostSet, normalize_host
-from llmgate.routing.matcher import RouteEntry, Router
+from llmgate.routing.matcher import Lookup, RouteEntry, Router
 
-__all__ = ["HostSet", "RouteEntry", "Router", "normalize_host"]
+__all__ = ["HostSet", "Lookup", "RouteEntry", "Router", "normalize_host"]

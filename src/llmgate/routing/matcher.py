@@ -1,4 +1,5 @@
-"""The route matcher: ``(method, host, path) -> RouteEntry | None``, compiled once per snapshot.
+"""The route matcher: ``(method, host, path, variables) -> RouteEntry | None``, compiled once
+per snapshot.
 
 Semantics follow APISIX's radixtree router:
 
@@ -8,8 +9,10 @@ Semantics follow APISIX's radixtree router:
 * Candidates are tried in order: the exact path's routes, then the prefix patterns' routes from
   the longest prefix to the shortest.  Within one path or prefix, higher ``priority`` first, then
   the order the entries were given.
-* A candidate whose ``methods`` lacks the method, or whose ``hosts`` do not match, is skipped and
-  the next one is tried, so a less specific route can still match.
+* A candidate whose ``methods`` lacks the method, whose ``hosts`` do not match, whose
+  ``remote_addrs`` do not hold the client's address, or whose ``vars`` condition does not hold
+  (checked in that order, as lua-resty-radixtree does) is skipped and the next one is tried, so a
+  less specific route can still match.
 
 How it is fast: exact paths are a dict whose values already hold the whole ordered candidate list
 (exact routes followed by every prefix route that covers the path); prefix patterns live in a
@@ -17,20 +20,30 @@ compressed radix tree whose every node holds the ordered candidates of all prefi
 above it.  A match is one dict lookup, or a walk of a few tree edges with ``str.startswith(label,
 pos)``, then a loop over a precomputed tuple until the first candidate that passes its method and
 host checks.  The path is never copied or decoded; the Host header is normalised at most once,
-and only when a candidate filters on hosts.
+and only when a candidate filters on hosts; request variables are read only when a candidate
+has a condition on them.  The matcher compiles no condition itself: the caller hands each entry
+its ``remote_addrs`` and ``vars`` tests already compiled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 from llmgate.routing.hosts import HostSet, normalize_host
 
-__all__ = ["RouteEntry", "Router"]
+__all__ = ["Lookup", "RouteEntry", "Router"]
 
 T = TypeVar("T")
+
+# A request variable by name ("remote_addr", "arg_x", "http_x", ...): None when unset.
+Lookup = Callable[[str], "str | None"]
+Condition = Callable[[Lookup], bool]
+
+
+def _unset(_name: str) -> str | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,8 @@ class RouteEntry(Generic[T]):
 
     ``methods`` are upper-case HTTP methods (``None`` or empty: any method); ``hosts`` are exact
     names or ``*.``-wildcards (``None`` or empty: any host, including a request without a Host).
+    ``remote_addrs`` tests the client's address (the ``remote_addr`` variable, None when
+    unknown); ``vars`` tests the request's variables (lua-resty-expr, compiled by the caller).
     ``payload`` is opaque to the matcher and handed back with the entry.
     """
 
@@ -48,12 +63,24 @@ class RouteEntry(Generic[T]):
     hosts: tuple[str, ...] | None = None
     priority: int = 0
     payload: T | None = None
+    remote_addrs: Callable[[str | None], bool] | None = None
+    vars: Condition | None = None
 
 
 class _Candidate(NamedTuple, Generic[T]):
     methods: frozenset[str] | None
     hosts: HostSet | None
+    condition: Condition | None  # remote_addrs and vars, in that order
     entry: RouteEntry[T]
+
+
+def _condition(entry: RouteEntry[T]) -> Condition | None:
+    remote, variables = entry.remote_addrs, entry.vars
+    if remote is None:
+        return variables
+    if variables is None:
+        return lambda lookup: remote(lookup("remote_addr"))
+    return lambda lookup: remote(lookup("remote_addr")) and variables(lookup)
 
 
 _Chain = tuple[_Candidate[T], ...]
@@ -90,18 +117,22 @@ class Router(Generic[T]):
     Construction compiles everything; :meth:`match` is pure, allocation-light and never raises.
     """
 
-    __slots__ = ("_entries", "_exact", "_root")
+    __slots__ = ("_entries", "_exact", "_root", "needs_variables")
 
     def __init__(self, entries: Iterable[RouteEntry[T]]) -> None:
         self._entries: tuple[RouteEntry[T], ...] = tuple(entries)
         exact: dict[str, list[_Candidate[T]]] = {}
         prefixes: dict[str, list[_Candidate[T]]] = {}
+        # Whether any entry reads request variables: callers skip building a lookup otherwise.
+        self.needs_variables = False
         for entry in self._entries:
             candidate = _Candidate(
                 frozenset(m.upper() for m in entry.methods) if entry.methods else None,
                 HostSet.compile(entry.hosts) if entry.hosts else None,
+                _condition(entry),
                 entry,
             )
+            self.needs_variables = self.needs_variables or candidate.condition is not None
             for uri in dict.fromkeys(entry.uris):  # dedupe, keep order
                 if uri.endswith("*"):
                     prefixes.setdefault(uri[:-1], []).append(candidate)
@@ -120,18 +151,22 @@ class Router(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def match(self, method: str, host: str | None, path: str) -> RouteEntry[T] | None:
+    def match(
+        self, method: str, host: str | None, path: str, variables: Lookup | None = None
+    ) -> RouteEntry[T] | None:
         """Return the first entry that matches, or ``None``.
 
-        ``path`` is the raw request path without the query string, matched byte for byte (no
-        decoding, no normalisation).  ``host`` is the Host header as sent (port and case do not
-        matter) or ``None`` when there is none; entries with ``hosts`` never match ``None``.
+        ``path`` is the request path without the query string, matched byte for byte (the
+        caller decides whether it is normalised; the matcher never decodes).  ``host`` is the
+        Host header (port and case do not matter) or ``None`` when there is none; entries with
+        ``hosts`` never match ``None``.  ``variables`` reads the request's variables for entries
+        with ``remote_addrs`` or ``vars`` (``None``: every variable is unset).
         """
         candidates = self._exact.get(path)
         if candidates is None:
             candidates = _walk(self._root, path)
         request_host: str | None = None
-        for methods, hosts, entry in candidates:
+        for methods, hosts, condition, entry in candidates:
             if methods is not None and method not in methods:
                 continue
             if hosts is not None:
@@ -141,6 +176,8 @@ class Router(Generic[T]):
                     request_host = normalize_host(host)
                 if not hosts.matches(request_host):
                     continue
+            if condition is not None and not condition(variables or _unset):
+                continue
             return entry
         return None
 

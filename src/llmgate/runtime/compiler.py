@@ -2,121 +2,147 @@
 
 Pure apart from the upstream pools, which come from a ``PoolRegistry`` so that pools whose
 config did not change are reused across snapshots (their keep-alive connections survive).
+
+A resource whose stored config does not compile (``runtime/instances.py``) is never dropped:
+it keeps what it compiled to in the previous snapshot (its last good version), or, when it never
+compiled in this process, stands in as a 503 that still matches its traffic.  Either way the
+snapshot's ``problems`` names it, and no request falls through to another route.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from llmgate.plugins import REGISTRY
-from llmgate.plugins.base import Plugin
-from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
+from llmgate.proxy.upstream import PoolRegistry
 from llmgate.routing import RouteEntry, Router
-from llmgate.runtime import envrefs
-from llmgate.runtime.snapshot import (
-    CompiledRoute,
-    ConsumerEntry,
-    CredentialEntry,
-    PluginChain,
-    Snapshot,
+from llmgate.runtime.consumers import (
+    AuthConfig,
+    auth_configs,
+    compile_consumer,
+    unavailable_consumer,
 )
-from llmgate.schemas.common import Timeout
-from llmgate.schemas.upstream import UpstreamSpec
+from llmgate.runtime.instances import CompileError
+from llmgate.runtime.routes import compile_route, unavailable_route
+from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, CredentialEntry, Snapshot
 from llmgate.store import Item
+
+__all__ = ["compile_snapshot"]
 
 log = logging.getLogger("llmgate.runtime")
 
 
-def fingerprint(conf: Any) -> str:
-    """A short digest of a config as stored (env references unresolved: no secret in keys)."""
-    return hashlib.sha1(orjson.dumps(conf, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What one stored resource compiled to, and the upstream pools it holds (kept alive for
+    as long as a snapshot serves it)."""
+
+    compiled: Any
+    pool_keys: frozenset[str]
+    good: bool = True  # False: a 503 stand-in for a resource that never compiled
 
 
-def _disabled(conf: Mapping[str, Any]) -> bool:
-    meta = conf.get("_meta")
-    return isinstance(meta, dict) and meta.get("disable") is True
+@contextlib.contextmanager
+def _recording(pools: PoolRegistry) -> Iterator[set[str]]:
+    """The keys of the pools asked for inside the block (still counted as touched)."""
+    outer = pools.touched
+    pools.touched = inner = set()
+    try:
+        yield inner
+    finally:
+        pools.touched = outer
+        outer |= inner
 
 
-def instantiate(name: str, conf: dict[str, Any], services: Any, owner: str) -> Plugin | None:
-    """A plugin instance for ``conf`` (None for unknown or disabled plugins)."""
-    cls = REGISTRY.get(name)
-    if cls is None or _disabled(conf):
-        return None
-    for env_name in envrefs.missing(conf):
-        log.warning(
-            "plugin %s of %s refers to unset environment variable %s", name, owner, env_name
+class _Assembly:
+    """One compilation: every resource tried once, with the previous snapshot to fall back on."""
+
+    def __init__(self, services: Any, pools: PoolRegistry, previous: Snapshot | None) -> None:
+        self.services = services
+        self.pools = pools
+        self.previous = previous.units if previous is not None else {}
+        self.units: dict[str, Unit] = {}
+        self.problems: dict[str, str] = {}
+
+    def unit(self, key: str, build: Any, stand_in: Any) -> Any:
+        """``build()``'s result for resource ``key``; on a ``CompileError``, the last good
+        version (or ``stand_in()``, which may be None: nothing to serve)."""
+        try:
+            with _recording(self.pools) as keys:
+                compiled = build()
+        except Exception as exc:
+            if isinstance(exc, CompileError):
+                self.problems[key] = str(exc)
+            else:  # a bug, not the config: say so, and still never drop the resource
+                log.exception("compiling %s failed", key)
+                self.problems[key] = f"internal error ({type(exc).__name__})"
+            last = self.previous.get(key)
+            if last is None or not last.good:
+                compiled = stand_in()
+                if compiled is not None:
+                    self.units[key] = Unit(compiled, frozenset(), good=False)
+                return compiled
+            self.pools.touched |= last.pool_keys
+            self.units[key] = last
+            return last.compiled
+        self.units[key] = Unit(compiled, frozenset(keys))
+        return compiled
+
+
+def _consumers(
+    assembly: _Assembly, consumers: list[Item], credentials: list[Item]
+) -> tuple[dict[str, ConsumerEntry], list[CredentialEntry]]:
+    services = assembly.services
+    entries: dict[str, ConsumerEntry] = {}
+    auth: list[tuple[str, str | None, AuthConfig]] = []
+    for item in consumers:
+        compiled = assembly.unit(
+            f"consumers/{item.id}",
+            lambda item=item: compile_consumer(item.id, item.value, services),
+            lambda item=item: unavailable_consumer(item.id, item.value, services),
         )
-    config = cls.Config.model_validate(envrefs.resolve(conf))
-    return cls(config, services, f"{owner}#{fingerprint(conf)}")
-
-
-def _pool_for(
-    spec: Mapping[str, Any] | None, pools: PoolRegistry, label: str
-) -> UpstreamPool | None:
-    if spec is None:
-        return None
-    clean = {
-        k: v
-        for k, v in spec.items()
-        if k not in ("id", "name", "desc", "labels", "create_time", "update_time")
-    }
-    return pools.get(UpstreamSpec.model_validate(clean), fingerprint(clean), label)
-
-
-def _consumers(items: Iterable[Item]) -> tuple[dict[str, ConsumerEntry], list[CredentialEntry]]:
-    consumers: dict[str, ConsumerEntry] = {}
-    credentials: list[CredentialEntry] = []
-    raw_auth: list[tuple[str, str | None, str, dict[str, Any]]] = []
-    for item in items:
-        if item.kind not in ("consumers", "credentials"):
-            continue
-        plugins = item.value.get("plugins") or {}
-        if item.kind == "consumers":
-            others = {
-                name: envrefs.resolve(conf)
-                for name, conf in plugins.items()
-                if name in REGISTRY and REGISTRY[name].kind != "auth" and not _disabled(conf)
-            }
-            consumers[item.id] = ConsumerEntry(
-                username=item.id,
-                plugins=others,
-                labels=item.value.get("labels") or {},
-                group_id=item.value.get("group_id"),
-            )
-            owner, credential_id = item.id, None
-        else:
-            owner, _, credential_id = item.id.partition("/")
-        for name, conf in plugins.items():
-            cls = REGISTRY.get(name)
-            if cls is not None and cls.kind == "auth" and not _disabled(conf):
-                raw_auth.append((owner, credential_id, name, conf))
-    for owner, credential_id, name, conf in raw_auth:
-        consumer = consumers.get(owner)
-        if consumer is not None:
-            credentials.append(
-                CredentialEntry(consumer, credential_id, name, envrefs.resolve(conf))
-            )
-    return consumers, credentials
+        entry, own = compiled
+        entries[item.id] = entry
+        auth.extend((item.id, None, config) for config in own)
+    for item in credentials:
+        owner, _, credential_id = item.id.partition("/")
+        configs = assembly.unit(
+            f"credentials/{item.id}",
+            lambda item=item: auth_configs(item.value)[0],
+            lambda: None,  # an unusable credential lets nobody in
+        )
+        auth.extend((owner, credential_id, config) for config in configs or ())
+    found = [
+        CredentialEntry(entries[owner], credential_id, name, config)
+        for owner, credential_id, (name, config) in auth
+        if owner in entries
+    ]
+    return entries, found
 
 
 def compile_snapshot(
-    revision: int, items: Iterable[Item], services: Any, pools: PoolRegistry
+    revision: int,
+    items: Iterable[Item],
+    services: Any,
+    pools: PoolRegistry,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
-    """Build the snapshot of ``revision`` from every stored item."""
+    """Build the snapshot of ``revision`` from every stored item (``previous``: the snapshot
+    served so far, whose compiled resources stand in for ones that no longer compile)."""
     by_kind: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_kind[item.kind].append(item)
+    assembly = _Assembly(services, pools, previous)
     upstreams = {item.id: item.value for item in by_kind["upstreams"]}
     plugin_configs = {
         item.id: item.value.get("plugins") or {} for item in by_kind["plugin_configs"]
     }
-    consumers, credentials = _consumers(by_kind["consumers"] + by_kind["credentials"])
+    consumers, credentials = _consumers(assembly, by_kind["consumers"], by_kind["credentials"])
 
     auth_index: dict[str, Any] = {}
     for name, cls in REGISTRY.items():
@@ -125,79 +151,23 @@ def compile_snapshot(
 
     entries: list[RouteEntry[CompiledRoute]] = []
     for item in by_kind["routes"]:
-        value = item.value
-        if value.get("status", 1) == 0:
+        if item.value.get("status", 1) == 0:
             continue
-        try:
-            route = _compile_route(item, upstreams, plugin_configs, services, pools)
-        except Exception:  # a stored route that cannot run must not take the others down
-            log.exception("route %s cannot be compiled; it is not served", item.id)
-            continue
-        methods = value.get("methods")
-        entries.append(
-            RouteEntry(
-                id=item.id,
-                uris=route.uris,
-                methods=frozenset(methods) if methods else None,
-                hosts=route.hosts or None,
-                priority=int(value.get("priority", 0)),
-                payload=route,
-            )
+        entry = assembly.unit(
+            f"routes/{item.id}",
+            lambda item=item: compile_route(
+                item.id, item.value, upstreams, plugin_configs, services, pools
+            ),
+            lambda item=item: unavailable_route(item.id, item.value, services),
         )
-    return Snapshot(revision, Router(entries), consumers, auth_index, services)
-
-
-def _compile_route(
-    item: Item,
-    upstreams: Mapping[str, dict[str, Any]],
-    plugin_configs: Mapping[str, dict[str, Any]],
-    services: Any,
-    pools: PoolRegistry,
-) -> CompiledRoute:
-    value = item.value
-    confs: dict[str, dict[str, Any]] = {}
-    owners: dict[str, str] = {}
-    config_id = value.get("plugin_config_id")
-    if config_id is not None:
-        for name, conf in plugin_configs.get(str(config_id), {}).items():
-            confs[name], owners[name] = conf, f"plugin_config/{config_id}"
-    for name, conf in (value.get("plugins") or {}).items():
-        confs[name], owners[name] = conf, f"route/{item.id}"
-    plugins = [
-        plugin
-        for name, conf in confs.items()
-        if (plugin := instantiate(name, conf, services, owners[name])) is not None
-    ]
-    hosts = (value["host"],) if "host" in value else value.get("hosts")
-    upstream_conf = value.get("upstream")
-    # The upstream's name as APISIX's health checks and upstream_status metric call it.
-    upstream_name = f"/apisix/routes/{item.id}"
-    if upstream_conf is None and value.get("upstream_id") is not None:
-        upstream_conf = upstreams.get(str(value["upstream_id"]))
-        upstream_name = f"/apisix/upstreams/{value['upstream_id']}"
-    timeout = value.get("timeout")
-    return CompiledRoute(
-        id=item.id,
-        name=value.get("name"),
-        chain=PluginChain.of(plugins),
-        plugin_confs=confs,
-        upstream=_pool_for(upstream_conf, pools, upstream_name),
-        owners=owners,
-        uris=(value["uri"],) if "uri" in value else tuple(value.get("uris") or ()),
-        hosts=tuple(hosts) if hosts else (),
-        timeout=Timeout.model_validate(timeout) if timeout else None,
+        if entry is not None:
+            entries.append(entry)
+    return Snapshot(
+        revision,
+        Router(entries),
+        consumers,
+        auth_index,
+        services,
+        problems=assembly.problems,
+        units=assembly.units,
     )
-
-
-def merge_consumer_chain(
-    route: CompiledRoute, consumer: ConsumerEntry, services: Any
-) -> PluginChain:
-    """The route's plugins with the consumer's (non-auth) plugins overriding them by name."""
-    kept = [p for p in route.chain.plugins if p.name not in consumer.plugins]
-    owner = f"consumer/{consumer.username}"
-    added = [
-        plugin
-        for name, conf in consumer.plugins.items()
-        if (plugin := instantiate(name, dict(conf), services, owner)) is not None
-    ]
-    return PluginChain.of(kept + added)

@@ -39,3 +39,14 @@ def missing(value: Any, environ: Mapping[str, str] | None = None) -> list[str]:
     if isinstance(value, list):
         return [name for v in value for name in missing(v, env)]
     return []
+
+
+def names(value: Any) -> list[str]:
+    """Every variable name ``value`` refers to (to redact their values from messages)."""
+    if isinstance(value, str):
+        return _REF.findall(value)
+    if isinstance(value, dict):
+        return [name for v in value.values() for name in names(v)]
+    if isinstance(value, list):
+        return [name for v in value for name in names(v)]
+    return []

@@ -70,9 +70,11 @@ class SnapshotLoader:
                     return self.current
                 items = await reader.all()
             self.pools.begin()
-            snapshot = compile_snapshot(revision, items, self.services, self.pools)
+            snapshot = compile_snapshot(
+                revision, items, self.services, self.pools, previous=self.current
+            )
+            self._report(snapshot)
             old, self.current = self.current, snapshot
-            # The set itself, not a copy: pools created lazily later (a consumer's plugins) count.
             self._live[id(snapshot)] = (snapshot, self.pools.touched)
             if old is not None:
                 task = asyncio.create_task(self._retire(old))
@@ -80,6 +82,26 @@ class SnapshotLoader:
                 task.add_done_callback(self._retiring.discard)
             log.info("configuration revision %s is live", revision)
             return snapshot
+
+    def _report(self, snapshot: Snapshot) -> None:
+        """Log each resource that stops (or starts again) compiling once, not at every
+        reload, and keep the ``config_errors`` gauge current."""
+        before = self.current.problems if self.current is not None else {}
+        for key, why in sorted(snapshot.problems.items()):
+            if before.get(key) != why:
+                unit = snapshot.units.get(key)
+                fallback = (
+                    "its last good version"
+                    if unit is not None and unit.good
+                    else "a 503 in its place"
+                    if unit is not None
+                    else "nothing"
+                )
+                log.error("%s does not compile (serving %s): %s", key, fallback, why)
+        for key in sorted(before.keys() - snapshot.problems.keys()):
+            log.info("%s compiles again", key)
+        if self.services.metrics is not None:
+            self.services.metrics.config_errors.set(len(snapshot.problems))
 
     async def sync(self) -> None:
         """Load the newest revision now (bounded: a slow store never blocks the caller long)."""

@@ -1,4 +1,9 @@
-"""The immutable runtime configuration one request reads from start to end."""
+"""The immutable runtime configuration one request reads from start to end.
+
+Everything in a snapshot is built when it is compiled (consumer plugin chains included); serving
+a request only reads it.  ``chain_for`` merges a consumer's chain over a route's per request,
+without caching, so no request ever writes into a snapshot.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,19 @@ class PluginChain:
     def names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.plugins)
 
+    def merged(self, overrides: frozenset[str], extra: PluginChain) -> PluginChain:
+        """This chain without the plugins named in ``overrides``, plus ``extra``'s plugins,
+        each phase still in priority order (both sides are sorted already)."""
+        by_phase: dict[str, tuple[Plugin, ...]] = {}
+        for phase in ("plugins", *PHASES):
+            mine = [p for p in getattr(self, phase) if p.name not in overrides]
+            theirs: tuple[Plugin, ...] = getattr(extra, phase)
+            by_phase[phase] = tuple(sorted(mine + list(theirs), key=lambda p: -_priority(p)))
+        return PluginChain(**by_phase)
+
+
+EMPTY_CHAIN = PluginChain((), (), (), (), (), ())
+
 
 def _priority(plugin: Plugin) -> int:
     meta = plugin.config.meta
@@ -44,10 +62,18 @@ def _priority(plugin: Plugin) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerEntry:
+    """A consumer as requests see it once an auth plugin identified it.
+
+    ``chain`` holds its non-auth plugins, compiled with the snapshot; ``overrides`` names every
+    non-auth plugin it configures (disabled ones included), each of which replaces the route's
+    plugin of that name, as APISIX merges consumer plugins over route plugins.
+    """
+
     username: str
-    plugins: Mapping[str, dict[str, Any]]  # non-auth plugin configs, $env resolved
+    overrides: frozenset[str] = frozenset()
     labels: Mapping[str, str] = field(default_factory=dict)
     group_id: str | None = None
+    chain: PluginChain = EMPTY_CHAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +91,7 @@ class CompiledRoute:
     id: str
     name: str | None
     chain: PluginChain
-    plugin_confs: Mapping[str, dict[str, Any]]  # the merged configs, for consumer merging
+    plugin_confs: Mapping[str, dict[str, Any]]  # the merged configs, as stored
     upstream: UpstreamPool | None
     owners: Mapping[str, str]  # plugin name -> owner label ("route/1", "plugin_config/2")
     # The route's URI and host patterns as written (metrics label which one a request matched).
@@ -75,9 +101,24 @@ class CompiledRoute:
 
 
 class Snapshot:
-    """Router, consumers, auth indexes and upstream pools of one store revision."""
+    """Router, consumers, auth indexes and upstream pools of one store revision.
 
-    __slots__ = ("_merged", "active", "auth_index", "consumers", "revision", "router", "services")
+    ``problems`` names each stored resource whose current config does not compile (``"routes/1"``
+    -> why, without secrets); such a resource is served at its last good version, or answers 503
+    when it never compiled, and its traffic never falls through to another route.  ``units``
+    keeps what each resource compiled to, so the next snapshot can fall back on it.
+    """
+
+    __slots__ = (
+        "active",
+        "auth_index",
+        "consumers",
+        "problems",
+        "revision",
+        "router",
+        "services",
+        "units",
+    )
 
     def __init__(
         self,
@@ -86,24 +127,21 @@ class Snapshot:
         consumers: Mapping[str, ConsumerEntry],
         auth_index: Mapping[str, Any],
         services: Any,
+        problems: Mapping[str, str] | None = None,
+        units: Mapping[str, Any] | None = None,
     ) -> None:
         self.revision = revision
         self.router = router
         self.consumers = consumers
         self.auth_index = auth_index
         self.services = services
-        self.active = 0  # requests in flight on this snapshot
-        self._merged: dict[tuple[str, str], PluginChain] = {}
+        self.problems: Mapping[str, str] = problems or {}
+        self.units: Mapping[str, Any] = units or {}
+        self.active = 0  # requests in flight on this snapshot (the loader's bookkeeping)
 
     def chain_for(self, route: CompiledRoute, consumer: ConsumerEntry) -> PluginChain:
-        """The route's chain with the consumer's plugins merged over it (cached)."""
-        if not consumer.plugins:
+        """The route's chain with the consumer's plugins merged over it (built per call: a
+        handful of plugins, and nothing is written into the snapshot)."""
+        if not consumer.overrides:
             return route.chain
-        key = (route.id, consumer.username)
-        chain = self._merged.get(key)
-        if chain is None:
-            from llmgate.runtime.compiler import merge_consumer_chain
-
-            chain = merge_consumer_chain(route, consumer, self.services)
-            self._merged[key] = chain
-        return chain
+        return route.chain.merged(consumer.overrides, consumer.chain)

@@ -1,0 +1,98 @@
+"""Validation is compilation: each resource built as the data plane will build it.
+
+Every write goes through the data plane's own compile functions (``runtime/``), with a throwaway
+``Services`` (so nothing long-lived is created) and ``validating=True`` (a ``$env://`` variable
+unknown to this process is left as written).  A ``CompileError`` is a 400 with its message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from llmgate.admin.resource import Address
+from llmgate.errors import BadRequest
+from llmgate.plugins import REGISTRY
+from llmgate.runtime.consumers import AuthConfig, auth_configs, compile_consumer
+from llmgate.runtime.instances import CompileError, instantiate
+from llmgate.runtime.routes import compile_route, pool_for
+from llmgate.runtime.services import Services
+from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
+from llmgate.store import Reader
+
+
+@contextlib.asynccontextmanager
+async def _services() -> AsyncIterator[Services]:
+    services = Services()
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
+@contextlib.contextmanager
+def _as_bad_request() -> Iterator[None]:
+    try:
+        yield
+    except CompileError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def _stored(reader: Reader, kind: str, id: Any) -> dict[str, Any]:
+    """``{id: value}`` of a referenced resource (empty when there is none)."""
+    if id is None:
+        return {}
+    item = await reader.get(kind, str(id))
+    return {str(id): item.value} if item is not None else {}
+
+
+async def compile_route_value(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    upstreams = await _stored(reader, "upstreams", conf.get("upstream_id"))
+    configs = await _stored(reader, "plugin_configs", conf.get("plugin_config_id"))
+    plugin_configs = {id: value.get("plugins") or {} for id, value in configs.items()}
+    async with _services() as services:
+        with _as_bad_request():
+            compile_route(
+                address.id or "new",
+                conf,
+                upstreams,
+                plugin_configs,
+                services,
+                services.pools,
+                validating=True,
+            )
+
+
+async def compile_plugin_config(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    async with _services() as services:
+        with _as_bad_request():
+            for name, plugin in (conf.get("plugins") or {}).items():
+                owner = f"plugin_config/{address.id}"
+                instantiate(name, plugin, services, owner, validating=True)
+
+
+async def compile_upstream(_reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    async with _services() as services:
+        with _as_bad_request():
+            pool_for(conf, services.pools, f"upstream/{address.id}")
+
+
+def _index(consumer: ConsumerEntry, credential_id: str | None, auth: list[AuthConfig]) -> None:
+    """Build each auth plugin's index from these credentials, as the snapshot will."""
+    for name, config in auth:
+        REGISTRY[name].build_index([CredentialEntry(consumer, credential_id, name, config)])
+
+
+async def compile_consumer_value(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    username = str(conf.get("username") or address.id)
+    async with _services() as services:
+        with _as_bad_request():
+            entry, auth = compile_consumer(username, conf, services, validating=True)
+            _index(entry, None, auth)
+
+
+async def compile_credential(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    with _as_bad_request():
+        auth, _ = auth_configs(conf, validating=True)
+        _index(ConsumerEntry(str(address.parent)), address.id, auth)

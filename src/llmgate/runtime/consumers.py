@@ -1,0 +1,93 @@
+"""Stored consumers and credentials -> ``ConsumerEntry`` objects and auth configs.
+
+A consumer's non-auth plugins are compiled into its own chain when the snapshot is built;
+requests merge that chain over the route's (``Snapshot.chain_for``).  Auth plugin configs (what a
+consumer or a credential carries for basic-auth, key-auth...) are resolved and validated against
+the plugin's consumer model here, so a ``$env://`` secret that resolves to a bad shape is a
+compile error, never a failure in a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llmgate.plugins.base import Plugin
+from llmgate.runtime.instances import (
+    CompileError,
+    Unavailable,
+    disabled,
+    instantiate,
+    plugin_class,
+    resolved,
+    validated,
+)
+from llmgate.runtime.snapshot import ConsumerEntry, PluginChain
+
+# One auth plugin config: (plugin name, its config with $env resolved, secrets as stored).
+AuthConfig = tuple[str, Mapping[str, Any]]
+
+
+def auth_configs(
+    value: Mapping[str, Any], *, validating: bool = False
+) -> tuple[list[AuthConfig], dict[str, Any]]:
+    """The enabled auth plugin configs of a consumer or credential value, validated, and the
+    other (non-auth) plugin configs as stored."""
+    plugins = value.get("plugins") or {}
+    if not isinstance(plugins, dict):
+        raise CompileError("invalid plugins configuration")
+    auth: list[AuthConfig] = []
+    others: dict[str, Any] = {}
+    for name, conf in plugins.items():
+        cls = plugin_class(name)
+        if cls.kind != "auth":
+            others[name] = conf
+            continue
+        if disabled(conf):
+            continue
+        validated(cls.ConsumerConfig or cls.Config, name, conf, validating)
+        auth.append((name, resolved(conf, validating)))
+    return auth, others
+
+
+def compile_consumer(
+    username: str, value: Mapping[str, Any], services: Any, *, validating: bool = False
+) -> tuple[ConsumerEntry, list[AuthConfig]]:
+    """The consumer's entry (its non-auth plugins compiled) and its own auth configs."""
+    auth, others = auth_configs(value, validating=validating)
+    instances: list[Plugin] = []
+    for name, conf in others.items():
+        plugin = instantiate(name, conf, services, f"consumer/{username}", validating=validating)
+        if plugin is not None:
+            instances.append(plugin)
+    entry = ConsumerEntry(
+        username=username,
+        overrides=frozenset(others),
+        labels=value.get("labels") or {},
+        group_id=value.get("group_id"),
+        chain=PluginChain.of(instances),
+    )
+    return entry, auth
+
+
+def unavailable_consumer(
+    username: str, value: Mapping[str, Any], services: Any
+) -> tuple[ConsumerEntry, list[AuthConfig]]:
+    """A stand-in for a consumer that never compiled, with those of its auth configs that do
+    compile: requests they authenticate answer 503 (its plugins may have been limits or
+    restrictions: never run the route without them, never tell the client its key is wrong)."""
+    labels = value.get("labels")
+    entry = ConsumerEntry(
+        username=username,
+        overrides=frozenset({Unavailable.name}),
+        labels=labels if isinstance(labels, dict) else {},
+        chain=PluginChain.of([Unavailable(services, f"consumer {username}")]),
+    )
+    auth: list[AuthConfig] = []
+    plugins = value.get("plugins")
+    for name, conf in plugins.items() if isinstance(plugins, dict) else ():
+        try:
+            auth.extend(auth_configs({"plugins": {name: conf}})[0])
+        except CompileError:
+            continue  # an unusable credential lets nobody in
+    return entry, auth

@@ -1,0 +1,121 @@
+"""Stored plugin configs -> plugin instances: the one way a config becomes runnable.
+
+The data plane's compiler and the admin API's validation both come here, so a write is refused
+(400) exactly when the data plane could not run it, and a stored config that stops compiling
+(an ``$env://`` value that changed, a row written by an older version) is caught the same way.
+
+``validating=True`` is the admin's mode: a ``$env://`` reference whose variable is not set in
+the admin's own environment is left as written (the data plane may have it), instead of being
+resolved to "".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from llmgate.plugins import REGISTRY
+from llmgate.plugins.base import Plugin, PluginConfig, with_meta
+from llmgate.proxy.context import Reply
+from llmgate.runtime import envrefs
+from llmgate.schemas.messages import describe
+
+log = logging.getLogger("llmgate.runtime")
+
+
+class CompileError(ValueError):
+    """A stored config that cannot be turned into runtime objects.  The message names the
+    field (APISIX's wording where APISIX has one) and never holds a resolved secret."""
+
+
+def fingerprint(conf: Any) -> str:
+    """A short digest of a config as stored (env references unresolved: no secret in keys)."""
+    return hashlib.sha1(orjson.dumps(conf, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def disabled(conf: Any) -> bool:
+    meta = conf.get("_meta") if isinstance(conf, dict) else None
+    return isinstance(meta, dict) and meta.get("disable") is True
+
+
+def resolved(conf: Any, validating: bool = False) -> Any:
+    """``conf`` with its ``$env://`` references resolved (see the module's docstring)."""
+    if validating and envrefs.missing(conf):
+        return conf
+    return envrefs.resolve(conf)
+
+
+def redact(message: str, conf: Any) -> str:
+    """``message`` without the values of the environment variables ``conf`` refers to."""
+    for name in set(envrefs.names(conf)):
+        value = os.environ.get(name)
+        if value:
+            message = message.replace(value, "***")
+    return message
+
+
+def plugin_class(name: str) -> type[Plugin]:
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise CompileError(f"unknown plugin [{name}]")
+    return cls
+
+
+def validated(model: type[PluginConfig], name: str, conf: Any, validating: bool) -> PluginConfig:
+    """``conf`` (env resolved) validated by ``model``, or a ``CompileError``."""
+    if not isinstance(conf, dict):
+        shown = orjson.dumps(conf).decode()
+        raise CompileError(f"invalid plugin conf {shown} for plugin [{name}]")
+    try:
+        return model.model_validate(resolved(conf, validating))
+    except ValidationError as exc:
+        message = f"failed to check the configuration of plugin {name} err: {describe(exc)}"
+        raise CompileError(redact(message, conf)) from None
+
+
+def instantiate(
+    name: str, conf: Any, services: Any, owner: str, *, validating: bool = False
+) -> Plugin | None:
+    """A plugin instance for ``conf`` on ``owner`` ("route/1"), None when it is disabled.
+
+    Everything the plugin compiles (regexes, expressions, templates, targets) is compiled here;
+    a failure is a ``CompileError``.
+    """
+    cls = plugin_class(name)
+    if disabled(conf):
+        return None
+    if not validating:
+        for env_name in envrefs.missing(conf):
+            log.warning(
+                "plugin %s of %s refers to unset environment variable %s", name, owner, env_name
+            )
+    config = validated(cls.Config, name, conf, validating)
+    try:
+        plugin = cls(config, services, f"{owner}#{fingerprint(conf)}")
+        return with_meta(plugin)
+    except CompileError:
+        raise
+    except Exception as exc:  # a plugin's own compilation: a regex, a URL, a template...
+        message = f"failed to check the configuration of plugin {name} err: {exc}"
+        raise CompileError(redact(message, conf)) from None
+
+
+class Unavailable(Plugin):
+    """Stands in for a resource that never compiled: answers 503 before anything else runs, so
+    its traffic goes nowhere else (not a registry plugin; no admin can configure it)."""
+
+    name = "llmgate-unavailable"
+    priority = 1_000_000
+    Config = PluginConfig
+
+    def __init__(self, services: Any, what: str) -> None:
+        super().__init__(PluginConfig(), services, what)
+        self._reply = Reply.error(503, f"{what} is unavailable: its configuration does not compile")
+
+    async def rewrite(self, ctx: Any) -> Reply | None:
+        return self._reply

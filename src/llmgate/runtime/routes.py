@@ -1,0 +1,194 @@
+"""A stored route -> the ``RouteEntry`` the router matches, with its compiled plugin chain.
+
+Matching follows APISIX's radixtree router: ``uri``/``uris``, ``methods``, ``host``/``hosts``,
+``remote_addr``/``remote_addrs`` (IPv4/IPv6 addresses and CIDRs), ``vars`` (lua-resty-expr) and
+``priority``.  ``filter_func`` (Lua) and ``enable_websocket: true`` are refused: llmgate could
+not honour them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmgate.plugins.base import Plugin
+from llmgate.plugins.expr import Expr, ExprError, ip_matcher
+from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
+from llmgate.routing import RouteEntry
+from llmgate.runtime.instances import CompileError, Unavailable, fingerprint, instantiate
+from llmgate.runtime.snapshot import CompiledRoute, PluginChain
+from llmgate.schemas.common import Timeout
+from llmgate.schemas.messages import describe
+from llmgate.schemas.upstream import UpstreamSpec
+
+# Fields of an upstream resource that are not part of how it connects.
+_UPSTREAM_LABELS = ("id", "name", "desc", "labels", "create_time", "update_time")
+
+Conditions = tuple[Any, Any]  # (remote_addrs test, vars test), each None when absent
+
+
+def conditions(value: Mapping[str, Any]) -> Conditions:
+    """The route's ``remote_addrs`` and ``vars`` tests, compiled."""
+    addresses = value.get("remote_addrs")
+    if addresses is None and value.get("remote_addr") is not None:
+        addresses = [value["remote_addr"]]
+    remote = None
+    if addresses is not None:
+        field = "remote_addrs" if "remote_addrs" in value else "remote_addr"
+        try:
+            remote = ip_matcher(addresses)
+        except ExprError as exc:
+            raise CompileError(f'property "{field}" validation failed: {exc}') from None
+    variables = None
+    if value.get("vars"):
+        try:
+            variables = Expr.compile(value["vars"]).eval
+        except ExprError as exc:
+            raise CompileError(f"failed to validate the 'vars' expression: {exc}") from None
+    return remote, variables
+
+
+def refuse_unsupported(value: Mapping[str, Any]) -> None:
+    if value.get("filter_func") is not None:
+        raise CompileError(
+            "filter_func is not supported: llmgate runs no Lua (use vars for conditions)"
+        )
+    if value.get("enable_websocket") is True:
+        raise CompileError("enable_websocket is not supported: llmgate proxies no WebSocket")
+
+
+def pool_for(
+    spec: Mapping[str, Any] | None, pools: PoolRegistry, label: str
+) -> UpstreamPool | None:
+    """The pool of an upstream config (inline or a resource's value), None without one."""
+    if spec is None:
+        return None
+    clean = {k: v for k, v in spec.items() if k not in _UPSTREAM_LABELS}
+    try:
+        parsed = UpstreamSpec.model_validate(clean)
+    except ValidationError as exc:
+        raise CompileError(f"invalid upstream: {describe(exc)}") from None
+    return pools.get(parsed, fingerprint(clean), label)
+
+
+def _uris(value: Mapping[str, Any]) -> tuple[str, ...]:
+    return (value["uri"],) if "uri" in value else tuple(value.get("uris") or ())
+
+
+def _hosts(value: Mapping[str, Any]) -> tuple[str, ...]:
+    hosts = (value["host"],) if "host" in value else value.get("hosts")
+    return tuple(hosts) if hosts else ()
+
+
+def _entry(
+    id: str, value: Mapping[str, Any], route: CompiledRoute, tests: Conditions
+) -> RouteEntry[CompiledRoute]:
+    methods = value.get("methods")
+    return RouteEntry(
+        id=id,
+        uris=route.uris,
+        methods=frozenset(methods) if methods else None,
+        hosts=route.hosts or None,
+        priority=int(value.get("priority", 0)),
+        payload=route,
+        remote_addrs=tests[0],
+        vars=tests[1],
+    )
+
+
+def compile_route(
+    id: str,
+    value: Mapping[str, Any],
+    upstreams: Mapping[str, Mapping[str, Any]],
+    plugin_configs: Mapping[str, Mapping[str, Any]],
+    services: Any,
+    pools: PoolRegistry,
+    *,
+    validating: bool = False,
+) -> RouteEntry[CompiledRoute]:
+    """The route ``id`` as the router serves it; ``CompileError`` when it cannot be.
+
+    ``upstreams`` and ``plugin_configs`` map ids to stored values (plugin_configs: their
+    ``plugins``).  Plugin_config plugins fill in what the route's own plugins do not set.
+    """
+    refuse_unsupported(value)
+    tests = conditions(value)
+    confs: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    config_id = value.get("plugin_config_id")
+    if config_id is not None:
+        plugins = plugin_configs.get(str(config_id))
+        if plugins is None:
+            raise CompileError(f"failed to fetch plugin config by id [{config_id}]")
+        for name, conf in plugins.items():
+            confs[name], owners[name] = conf, f"plugin_config/{config_id}"
+    for name, conf in (value.get("plugins") or {}).items():
+        confs[name], owners[name] = conf, f"route/{id}"
+    instances: list[Plugin] = []
+    for name, conf in confs.items():
+        plugin = instantiate(name, conf, services, owners[name], validating=validating)
+        if plugin is not None:
+            instances.append(plugin)
+    upstream_conf = value.get("upstream")
+    # The upstream's name as APISIX's health checks and upstream_status metric call it.
+    upstream_name = f"/apisix/routes/{id}"
+    if upstream_conf is None and value.get("upstream_id") is not None:
+        upstream_conf = upstreams.get(str(value["upstream_id"]))  # gone: 502 per request
+        upstream_name = f"/apisix/upstreams/{value['upstream_id']}"
+    route = CompiledRoute(
+        id=id,
+        name=value.get("name"),
+        chain=PluginChain.of(instances),
+        plugin_confs=confs,
+        upstream=pool_for(upstream_conf, pools, upstream_name),
+        owners=owners,
+        uris=_uris(value),
+        hosts=_hosts(value),
+        timeout=_timeout(value),
+    )
+    return _entry(id, value, route, tests)
+
+
+def _timeout(value: Mapping[str, Any]) -> Timeout | None:
+    timeout = value.get("timeout")
+    if not timeout:
+        return None
+    try:
+        return Timeout.model_validate(timeout)
+    except ValidationError as exc:
+        raise CompileError(f"invalid timeout: {describe(exc)}") from None
+
+
+def unavailable_route(
+    id: str, value: Mapping[str, Any], services: Any
+) -> RouteEntry[CompiledRoute] | None:
+    """A stand-in for a route that never compiled: it matches what the route would match (or
+    more, when its conditions are what fails) and answers 503, so its traffic never falls
+    through to another route.  None when the value has no URI to match on."""
+    uris = _uris(value)
+    if not uris or not all(isinstance(uri, str) for uri in uris):
+        return None
+    try:
+        tests = conditions(value)
+    except CompileError:
+        tests = (None, None)
+    hosts = tuple(h for h in _hosts(value) if isinstance(h, str))
+    route = CompiledRoute(
+        id=id,
+        name=value.get("name") if isinstance(value.get("name"), str) else None,
+        chain=PluginChain.of([Unavailable(services, f"route {id}")]),
+        plugin_confs={},
+        upstream=None,
+        owners={},
+        uris=uris,
+        hosts=hosts,
+    )
+    methods = value.get("methods")
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        value = {**value, "methods": None}
+    priority = value.get("priority", 0)
+    if not isinstance(priority, int):
+        value = {**value, "priority": 0}
+    return _entry(id, value, route, tests)
