@@ -28,6 +28,8 @@ class Route(Resource):
     remote_addrs: Annotated[list[str], Field(min_length=1)] | None = None
     timeout: Timeout | None = None
     vars: list[Any] | None = None
+    # Lua: refused when the route is compiled (runtime/routes.py), with its own message.
+    filter_func: str | None = None
     plugins: PluginsMap | None = None
     plugin_config_id: Id | None = None
     upstream: UpstreamSpec | None = None

@@ -1,0 +1,142 @@
+"""Validation is compilation: a write is refused (400, naming the field) exactly when the data
+plane could not build it; what is accepted compiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmgate.admin.auth import AdminKeys
+from llmgate.app import build_admin_app
+from llmgate.store import Store
+from tests.support import ADMIN_KEY, VIEWER_KEY
+
+UPSTREAM = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
+
+
+@pytest.fixture
+async def admin(aiohttp_client, sqlite_store: Store):  # type: ignore[no-untyped-def]
+    app = build_admin_app(sqlite_store, AdminKeys(ADMIN_KEY, VIEWER_KEY))
+    return await aiohttp_client(app, headers={"X-API-KEY": ADMIN_KEY})
+
+
+async def put(admin, path: str, body: Any) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
+    resp = await admin.put(f"/apisix/admin/{path}", json=body)
+    return resp.status, await resp.json()
+
+
+def route(**fields: Any) -> dict[str, Any]:
+    return {"uri": "/r", "upstream": UPSTREAM, **fields}
+
+
+REFUSED_ROUTES = [
+    # conditions
+    (route(vars=[["arg_x", "<>", "1"]]), "failed to validate the 'vars' expression"),
+    (route(vars=["arg_x", "==", "1"]), "rule should be wrapped inside brackets"),
+    (route(vars=[["http_x", "~~", "(unclosed"]]), "invalid regex"),
+    (route(remote_addrs=["10.0.0.0/8", "not-an-ip"]), 'property "remote_addrs"'),
+    (route(remote_addr="10.0.0.0/33"), 'property "remote_addr"'),
+    (route(filter_func="function(vars) return true end"), "filter_func is not supported"),
+    (route(enable_websocket=True), "enable_websocket is not supported"),
+    # _meta on any plugin
+    (
+        route(plugins={"key-auth": {"_meta": {"filter": [["arg_x", "=", 1]]}}}),
+        "failed to validate the 'vars' expression",
+    ),
+    (route(plugins={"key-auth": {"_meta": {"pre_function": "return"}}}), "pre_function"),
+    (route(plugins={"key-auth": {"_meta": {"disabled": True}}}), "_meta"),
+    (route(plugins={"key-auth": {"_meta": {"priority": "1"}}}), "_meta.priority"),
+    # regexes compiled as the plugin compiles them
+    (
+        route(
+            plugins={
+                "response-rewrite": {
+                    "filters": [{"regex": "a", "replace": "b", "options": "jod"}],
+                }
+            }
+        ),
+        'unsupported regex option "d"',
+    ),
+    (route(plugins={"cors": {"allow_origins_by_regex": ["(x"]}}), "invalid regex"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), REFUSED_ROUTES)
+async def test_route_writes_that_would_not_compile_are_400(
+    admin, body: dict[str, Any], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    status, answer = await put(admin, "routes/1", body)
+    assert status == 400, answer
+    assert message in answer["error_msg"]
+    resp = await admin.get("/apisix/admin/routes/1")
+    assert resp.status == 404  # a refused write changes nothing
+
+
+ACCEPTED_ROUTES = [
+    # The two configs of issue 10: each pattern compiled on its own, "a" mapped to anchoring
+    # with the pattern's own inline flags kept in front.
+    route(
+        plugins={"cors": {"allow_origins_by_regex": [r"(?i)^https://a\.example$", r"^https://b\."]}}
+    ),
+    route(
+        plugins={
+            "response-rewrite": {
+                "filters": [{"regex": "(?i)hello", "replace": "bye", "options": "ajo"}]
+            }
+        }
+    ),
+    route(vars=[["http_x", "~*", "^a"], ["OR", ["arg_a", "in", ["1", "2"]], ["cookie_c", "1"]]]),
+    route(remote_addrs=["127.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32"]),
+    route(vars=[]),
+    route(plugins={"key-auth": {"_meta": {"filter": [["arg_x", "==", 1]], "priority": 5}}}),
+    route(plugins={"key-auth": {"_meta": {"error_response": {"message": "no"}}}}),
+    # A disabled plugin is never built (APISIX accepts it whatever its config).
+    route(plugins={"cors": {"_meta": {"disable": True}, "allow_origins_by_regex": ["(x"]}}),
+]
+
+
+@pytest.mark.parametrize("body", ACCEPTED_ROUTES)
+async def test_route_writes_that_compile_are_accepted(admin, body: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    status, answer = await put(admin, "routes/1", body)
+    assert status == 201, answer
+
+
+async def test_a_route_is_compiled_with_its_plugin_config(admin) -> None:  # type: ignore[no-untyped-def]
+    status, _ = await put(admin, "plugin_configs/1", {"plugins": {"key-auth": {}}})
+    assert status == 201
+    status, answer = await put(
+        admin, "routes/1", route(plugin_config_id="1", plugins={"limit-count": {"count": 1}})
+    )
+    assert status == 400
+    assert "limit-count" in answer["error_msg"]  # time_window is required
+
+
+async def test_plugin_config_upstream_and_consumer_writes_are_compiled(admin) -> None:  # type: ignore[no-untyped-def]
+    bad_filter = {"_meta": {"filter": [["arg_x", "~~", "("]]}}
+    status, answer = await put(admin, "plugin_configs/1", {"plugins": {"key-auth": bad_filter}})
+    assert status == 400 and "invalid regex" in answer["error_msg"]
+    status, answer = await put(
+        admin, "consumers", {"username": "jack", "plugins": {"limit-count": bad_filter}}
+    )
+    assert status == 400 and "invalid regex" in answer["error_msg"]
+    status, answer = await put(admin, "upstreams/1", {**UPSTREAM, "type": "chash", "key": "$x"})
+    assert status in (200, 201), answer  # chash key templates compile
+
+
+async def test_env_references_are_checked_when_this_process_knows_them(
+    admin, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    cors = {"cors": {"allow_origins": "$env://LLMGATE_TEST_ORIGINS"}}
+    # Unknown here (the data plane may have it): accepted as written.
+    monkeypatch.delenv("LLMGATE_TEST_ORIGINS", raising=False)
+    status, answer = await put(admin, "routes/1", route(plugins=cors))
+    assert status == 201, answer
+    # Known here and wrong: refused, without showing the value.
+    monkeypatch.setenv("LLMGATE_TEST_ORIGINS", "no origin s3cr3t")
+    status, answer = await put(admin, "routes/2", route(plugins=cors))
+    assert status == 400
+    assert "cors" in answer["error_msg"] and "s3cr3t" not in answer["error_msg"]
+    monkeypatch.setenv("LLMGATE_TEST_ORIGINS", "https://a.example")
+    status, answer = await put(admin, "routes/2", route(plugins=cors))
+    assert status == 201, answer
