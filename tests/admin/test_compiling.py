@@ -59,6 +59,50 @@ REFUSED_ROUTES = [
         'unsupported regex option "d"',
     ),
     (route(plugins={"cors": {"allow_origins_by_regex": ["(x"]}}), "invalid regex"),
+    # what llmgate could not do is refused rather than ignored
+    (route(upstream={**UPSTREAM, "scheme": "grpc"}), "scheme grpc is not supported"),
+    (
+        route(upstream={**UPSTREAM, "tls": {"client_cert": "PEM", "client_key": "PEM"}}),
+        "tls.client_cert is not supported",
+    ),
+    (route(upstream={**UPSTREAM, "tls": {"client_cert_id": "1"}}), "tls.client_cert_id"),
+    (
+        route(
+            plugins={
+                "ai-proxy": {
+                    "provider": "openai",
+                    "auth": {"header": {"Authorization": "Bearer k"}},
+                    "max_response_bytes": 1000,
+                }
+            }
+        ),
+        "max_response_bytes is not supported",
+    ),
+    (
+        route(
+            plugins={
+                "ai-proxy": {
+                    "provider": "openai",
+                    "auth": {"header": {"Authorization": "Bearer k"}},
+                    "max_stream_duration_ms": 1000,
+                    "logging": {"payloads": True},
+                }
+            }
+        ),
+        "max_stream_duration_ms is not supported",
+    ),
+    (
+        route(
+            plugins={
+                "ai-proxy": {
+                    "provider": "openai",
+                    "auth": {"header": {"Authorization": "Bearer k"}},
+                    "logging": {"payloads": True},
+                }
+            }
+        ),
+        "logging.payloads is not supported",
+    ),
 ]
 
 
@@ -100,6 +144,13 @@ ACCEPTED_ROUTES = [
 async def test_route_writes_that_compile_are_accepted(admin, body: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     status, answer = await put(admin, "routes/1", body)
     assert status == 201, answer
+
+
+async def test_refused_resource_fields(admin) -> None:  # type: ignore[no-untyped-def]
+    status, answer = await put(admin, "consumers", {"username": "jack", "name": "Jack"})
+    assert status == 400 and "name" in answer["error_msg"]  # consumers have no name
+    status, answer = await put(admin, "upstreams/1", {**UPSTREAM, "scheme": "grpcs"})
+    assert status == 400 and "scheme grpcs is not supported" in answer["error_msg"]
 
 
 async def test_a_route_is_compiled_with_its_plugin_config(admin) -> None:  # type: ignore[no-untyped-def]

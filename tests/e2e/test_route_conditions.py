@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.net import LiveGateway, http_json
+from tests.processes import free_port
 
 UNIQUE_ENV = "LLMGATE_TEST_CONSUMER_ORIGINS"
 
@@ -129,6 +130,55 @@ def test_priority_and_vars_pick_the_ai_proxy_model(live: LiveGateway) -> None:
     assert model_for("?team=blue", **{"X-Tier": "premium"}) == "gpt-4o"
 
 
+def test_uris_methods_hosts_and_status(live: LiveGateway) -> None:
+    live.put("routes/many-uris", tagged(live, "uris", uris=["/anything/u/a", "/anything/u/b*"]))
+    live.put(
+        "routes/post-only", tagged(live, "post", uri="/anything/u/a", methods=["POST"], priority=5)
+    )
+    live.put(
+        "routes/one-host", tagged(live, "host", uri="/anything/u/a", host="api.example", priority=9)
+    )
+    live.put(
+        "routes/hosts",
+        tagged(live, "hosts", uri="/anything/u/a", hosts=["*.tenant.example"], priority=8),
+    )
+    assert route_of(live, "/anything/u/a") == "uris"
+    assert route_of(live, "/anything/u/bcd") == "uris"
+    assert route_of(live, "/anything/u/c") is None
+    assert route_of(live, "/anything/u/a", {"Host": "API.example:9080"}) == "host"
+    assert route_of(live, "/anything/u/a", {"Host": "x.tenant.example"}) == "hosts"
+    assert route_of(live, "/anything/u/a", {"Host": "tenant.example"}) == "uris"
+    status, body = http_json("POST", f"{live.gw.proxy_url}/anything/u/a", {})
+    assert status == 200 and body["headers"]["x-route"] == "post"
+    # status 0 takes a route out without deleting it.
+    live.put(
+        "routes/one-host",
+        {**tagged(live, "host", uri="/anything/u/a", host="api.example"), "status": 0},
+    )
+    assert route_of(live, "/anything/u/a", {"Host": "api.example"}) == "uris"
+
+
+def test_upstream_scheme_tls_verify_and_node_priority(live: LiveGateway) -> None:
+    # The fake answers TLS on the same port, with a certificate no public CA signed.
+    https = live.upstream(scheme="https")
+    live.put("routes/https", tagged(live, "https", uri="/anything/https", upstream=https))
+    status, body, _ = get(live, "/anything/https")
+    assert status == 200 and body["headers"]["x-route"] == "https"
+    verified = live.upstream(scheme="https", tls={"verify": True})
+    live.put("routes/https", tagged(live, "https", uri="/anything/https", upstream=verified))
+    assert get(live, "/anything/https")[0] == 502
+    # List-form nodes: the higher priority takes every request; the lower one is never tried.
+    host, port = live.fake_address.split(":")
+    dead = {"host": "127.0.0.1", "port": free_port(), "weight": 1}
+    nodes = [{"host": host, "port": int(port), "weight": 1, "priority": 1}, {**dead, "priority": 0}]
+    live.put("routes/prio", tagged(live, "prio", uri="/anything/prio", upstream={"nodes": nodes}))
+    assert all(get(live, "/anything/prio")[0] == 200 for _ in range(6))
+    nodes = [{**nodes[0], "priority": 0}, {**dead, "priority": 1}]
+    upstream = {"nodes": nodes, "retries": 0}
+    live.put("routes/prio", tagged(live, "prio", uri="/anything/prio", upstream=upstream))
+    assert get(live, "/anything/prio")[0] == 502
+
+
 def test_remote_addrs_restrict(live: LiveGateway) -> None:
     live.put(
         "routes/loopback",
@@ -170,6 +220,10 @@ def test_the_issues_configs_compile_and_work(live: LiveGateway) -> None:
     assert head.get("Access-Control-Allow-Origin") == "https://APP.example.com"
     _, _, head = get(live, "/anything/cors", {"Origin": "https://evil.example.com"})
     assert "Access-Control-Allow-Origin" not in head
+    timing = {"timing_allow_origins_by_regex": [r"^https://x\.", r"(?i)^https://APP\."]}
+    live.put("routes/cors", {"uri": "/anything/cors", "plugins": {"cors": timing}, **_up(live)})
+    _, _, head = get(live, "/anything/cors", {"Origin": "https://app.example.com"})
+    assert head.get("Timing-Allow-Origin") == "https://app.example.com"
     # response-rewrite: "ajo" anchors the match; the pattern's own "(?i)" stays in front.
     filters = [
         {"regex": '(?i)\\{"METHOD"', "replace": '{"rewritten"', "options": "ajo"},

@@ -70,7 +70,23 @@ def pool_for(
         parsed = UpstreamSpec.model_validate(clean)
     except ValidationError as exc:
         raise CompileError(f"invalid upstream: {describe(exc)}") from None
+    _refuse_unsupported_upstream(parsed)
     return pools.get(parsed, fingerprint(clean), label)
+
+
+def _refuse_unsupported_upstream(spec: UpstreamSpec) -> None:
+    """What an upstream may say that llmgate's client could not do (accepted means enforced)."""
+    if spec.scheme in ("grpc", "grpcs"):
+        raise CompileError(
+            f"upstream scheme {spec.scheme} is not supported: llmgate speaks HTTP/1.1"
+        )
+    tls = spec.tls
+    if tls is not None:
+        for name in ("client_cert", "client_key", "client_cert_id"):
+            if getattr(tls, name) is not None:
+                raise CompileError(
+                    f"upstream tls.{name} is not supported yet (no client certificates)"
+                )
 
 
 def _uris(value: Mapping[str, Any]) -> tuple[str, ...]:
