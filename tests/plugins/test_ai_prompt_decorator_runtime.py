@@ -91,3 +91,12 @@ async def test_consumer_decorator_runs_after_the_routes(gateway) -> None:  # typ
     )
     sent = await _sent(gateway, json={"messages": [USER]}, headers={"apikey": "jack-key"})
     assert sent["messages"] == [SYSTEM, USER, LAST]
+
+
+async def test_max_req_body_size_refuses_larger_bodies(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, prepend=[SYSTEM], max_req_body_size=100)
+    big = {"messages": [{"role": "user", "content": "x" * 200}]}
+    resp = await gateway.proxy.post("/chat", json=big)
+    assert 400 <= resp.status < 500, await resp.text()
+    assert await gateway.fake_requests() == []
+    assert (await _sent(gateway, json={"messages": [USER]}))["messages"] == [SYSTEM, USER]

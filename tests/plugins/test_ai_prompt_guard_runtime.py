@@ -155,3 +155,11 @@ async def test_guard_checks_the_decorated_and_templated_body(gateway) -> None:  
         match_all_conversation_history=True,
     )
     assert await _status(gateway, {"topic": "secret"}) == (400, DENIED)
+
+
+async def test_max_req_body_size_refuses_larger_bodies(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, deny_patterns=["password"], max_req_body_size=100)
+    status, _ = await _status(gateway, _chat(("user", "x" * 200)))
+    assert 400 <= status < 500
+    assert await gateway.fake_requests() == []
+    assert (await _status(gateway, _chat(("user", "hi"))))[0] == 200

@@ -12,6 +12,8 @@ import orjson
 from aiohttp import web
 
 from llmgate.observability.batch import BatchProcessor
+from tests.net import http_json
+from tests.processes import fake_upstream_process
 
 
 @dataclass
@@ -237,3 +239,27 @@ async def test_processor_survives_unrelated_reloads_and_closes_with_services(
     await gateway.services.close()  # flushes what is queued
     assert processor.sent == 2
     assert [entry["request"]["uri"] for entry in collector.entries()] == ["/a", "/b"]
+
+
+async def test_ssl_verify_checks_the_collectors_certificate(gateway) -> None:  # type: ignore[no-untyped-def]
+    # A fake-upstream process answers TLS with a certificate no public CA signed; its record
+    # shows what reached it.
+    with fake_upstream_process() as port:
+        logs = f"https://127.0.0.1:{port}/logs"
+        processor = await route(gateway, uri=logs, batch_max_size=1, ssl_verify=True)
+        assert (await gateway.proxy.get("/echo/verified")).status == 200
+        await until(lambda: processor.dropped + processor.retried >= 1 or processor.sent >= 1)
+        assert processor.sent == 0
+        await gateway.put(
+            "routes/1",
+            {
+                "uri": "/*",
+                "plugins": {"http-logger": {"uri": logs + "?unverified", "batch_max_size": 1}},
+                "upstream": gateway.upstream(),
+            },
+        )
+        (processor,) = [v for k, v in gateway.services.shared.items() if "unverified" in k]
+        assert (await gateway.proxy.get("/echo/unverified")).status == 200
+        await until(lambda: processor.sent == 1)
+        _, recorded = http_json("GET", f"http://127.0.0.1:{port}/__fake/requests")
+        assert [r["path"] for r in recorded["requests"]] == ["/logs"]

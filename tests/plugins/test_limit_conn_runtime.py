@@ -137,3 +137,23 @@ async def test_redis_down_is_a_503_unless_degradation_is_allowed(gateway: Gatewa
     assert await resp.json() == {"error_msg": "failed to limit conn"}
     await route(gateway, "2", single(1, 0, allow_degradation=True, **down))
     assert (await timed(gateway, "/2/a"))[0] == 200
+
+
+async def test_rules_apply_several_limits_and_skip_unset_keys(gateway: Gateway) -> None:
+    rules = [
+        {"conn": 1, "burst": 0, "key": "user-$http_x_user"},
+        {"conn": 2, "burst": 0, "key": "team-$http_x_team"},
+    ]
+    limit = {"default_conn_delay": 0.2, "only_use_default_delay": True, "rules": rules}
+    await route(gateway, "1", limit)
+    # One user: its own rule (conn 1) rejects the second request.
+    one_user = await together(gateway, "/1/a", 2, **SLOW, **{"X-User": "u", "X-Team": "t"})
+    assert [status for status, _ in one_user] == [200, 503]
+    # Three users of one team: the team rule (conn 2) rejects the third.
+    team = await asyncio.gather(
+        *(timed(gateway, "/1/a", **SLOW, **{"X-User": u, "X-Team": "t"}) for u in "abc")
+    )
+    assert sorted(status for status, _ in team) == [200, 200, 503]
+    # No variable set: no rule applies, nothing is limited.
+    free = await together(gateway, "/1/a", 3, **SLOW)
+    assert [status for status, _ in free] == [200, 200, 200]
