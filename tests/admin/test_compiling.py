@@ -26,6 +26,13 @@ async def put(admin, path: str, body: Any) -> tuple[int, Any]:  # type: ignore[n
     return resp.status, await resp.json()
 
 
+def _deep(depth: int) -> list[Any]:
+    rule: list[Any] = [["arg_x", "==", "1"]]
+    for _ in range(depth):
+        rule = ["OR", rule, ["arg_y", "==", "2"]]
+    return rule
+
+
 def route(**fields: Any) -> dict[str, Any]:
     return {"uri": "/r", "upstream": UPSTREAM, **fields}
 
@@ -36,6 +43,8 @@ REFUSED_ROUTES = [
     (route(vars=["arg_x", "==", "1"]), "rule should be wrapped inside brackets"),
     (route(vars=[["http_x", "~~", "(unclosed"]]), "invalid regex"),
     (route(remote_addrs=["10.0.0.0/8", "not-an-ip"]), 'property "remote_addrs"'),
+    # As the attacker with an admin key: nesting that would exhaust the compiler's stack.
+    (route(vars=_deep(200)), "nested deeper than"),
     (route(remote_addr="10.0.0.0/33"), 'property "remote_addr"'),
     (route(filter_func="function(vars) return true end"), "filter_func is not supported"),
     (route(enable_websocket=True), "enable_websocket is not supported"),

@@ -190,6 +190,13 @@ def test_remote_addrs_restrict(live: LiveGateway) -> None:
     assert route_of(live, "/anything/loopback") == "loopback"
     status, body, _ = get(live, "/anything/private")
     assert (status, body) == (404, {"error_msg": "404 Route Not Found"})
+    # As the attacker: forwarding headers are the client's word, never its address.
+    spoofed = {
+        "X-Forwarded-For": "10.1.2.3",
+        "X-Real-IP": "10.1.2.3",
+        "Forwarded": "for=10.1.2.3",
+    }
+    assert get(live, "/anything/private", spoofed)[0] == 404
 
 
 def test_meta_filter_gates_a_plugin(live: LiveGateway) -> None:

@@ -64,6 +64,13 @@ def test_eval(rule: list[Any], expected: bool) -> None:
     assert Expr.compile(rule).eval(VARS.get) is expected
 
 
+def _nested(depth: int) -> list[Any]:
+    rule: list[Any] = [["arg_x", "==", "1"]]
+    for _ in range(depth):
+        rule = ["OR", rule, ["arg_y", "==", "2"]]
+    return rule
+
+
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
@@ -80,11 +87,17 @@ def test_eval(rule: list[Any], expected: bool) -> None:
         # lua-resty-expr accepts these and they never match; llmgate refuses them.
         ([["http_x", "~~", "("]], "invalid regex"),
         ([["http_x", "~*", None]], "invalid regex"),
+        (_nested(40), "nested deeper than 32 levels"),
     ],
 )
 def test_compile_errors(rule: Any, message: str) -> None:
     with pytest.raises(ExprError, match=message):
         Expr.compile(rule)
+
+
+def test_nesting_up_to_the_bound_compiles_and_evaluates() -> None:
+    assert Expr.compile(_nested(30)).eval({"arg_y": "2"}.get) is True
+    assert Expr.compile(_nested(30)).eval({}.get) is False
 
 
 def test_never() -> None:

@@ -224,18 +224,24 @@ def _compile_compare(rule: list[Any]) -> _Compare:
     return _Compare(name.removeprefix("$"), factory(right), reverse)
 
 
-def _compile(rules: Any) -> _Compare | _Logic:
+# Deeper nesting is refused (lua-resty-expr has no bound): compiling and evaluating recurse.
+MAX_DEPTH = 32
+
+
+def _compile(rules: Any, depth: int = 0) -> _Compare | _Logic:
     if not isinstance(rules, list):
         raise ExprError("invalid expression")
     if not rules:
         raise ExprError("rule too short")
+    if depth >= MAX_DEPTH:
+        raise ExprError(f"expression nested deeper than {MAX_DEPTH} levels")
     if isinstance(rules[0], list):
-        return _Logic("AND", tuple(_compile(rule) for rule in rules))
+        return _Logic("AND", tuple(_compile(rule, depth + 1) for rule in rules))
     op = rules[0].upper() if isinstance(rules[0], str) else None
     if op in LOGIC_OPS:
         if len(rules) <= 2:
             raise ExprError("rule too short")
-        return _Logic(op, tuple(_compile(rule) for rule in rules[1:]))
+        return _Logic(op, tuple(_compile(rule, depth + 1) for rule in rules[1:]))
     return _compile_compare(rules)
 
 
