@@ -183,10 +183,19 @@ class _Logic:
     rules: tuple[_Compare | _Logic, ...]
 
     def eval(self, lookup: Lookup) -> bool:
+        # Plain loops: this runs per request, for every route condition tried.
         if self.op in ("AND", "!AND"):
-            result = all(rule.eval(lookup) for rule in self.rules)
+            result = True
+            for rule in self.rules:
+                if not rule.eval(lookup):
+                    result = False
+                    break
         else:
-            result = any(rule.eval(lookup) for rule in self.rules)
+            result = False
+            for rule in self.rules:
+                if rule.eval(lookup):
+                    result = True
+                    break
         return result if self.op[0] != "!" else not result
 
 
@@ -261,7 +270,10 @@ class Expr:
             not isinstance(rule[0], str) or rule[0].upper() not in LOGIC_OPS
         ):
             raise ExprError("rule should be wrapped inside brackets")
-        return cls(_compile(rule))
+        root = _compile(rule)
+        if isinstance(root, _Logic) and root.op == "AND" and len(root.rules) == 1:
+            root = root.rules[0]  # [[...]]: one comparison, tested directly
+        return cls(root)
 
     @classmethod
     def never(cls) -> Expr:

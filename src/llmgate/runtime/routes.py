@@ -44,9 +44,10 @@ def conditions(value: Mapping[str, Any]) -> Conditions:
     variables = None
     if value.get("vars"):
         try:
-            variables = Expr.compile(value["vars"]).eval
+            root = Expr.compile(value["vars"]).root  # None: an empty condition, always true
         except ExprError as exc:
             raise CompileError(f"failed to validate the 'vars' expression: {exc}") from None
+        variables = root.eval if root is not None else None
     return remote, variables
 
 

@@ -7,6 +7,7 @@ without caching, so no request ever writes into a snapshot.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ class PluginChain:
 
     @classmethod
     def of(cls, plugins: list[Plugin]) -> PluginChain:
-        ordered = tuple(sorted(plugins, key=lambda p: -_priority(p)))
+        ordered = tuple(sorted(plugins, key=order))
         by_phase = {phase: tuple(p for p in ordered if p.runs(phase)) for phase in PHASES}
         return cls(plugins=ordered, **by_phase)
 
@@ -43,21 +44,44 @@ class PluginChain:
 
     def merged(self, overrides: frozenset[str], extra: PluginChain) -> PluginChain:
         """This chain without the plugins named in ``overrides``, plus ``extra``'s plugins,
-        each phase still in priority order (both sides are sorted already)."""
-        by_phase: dict[str, tuple[Plugin, ...]] = {}
-        for phase in ("plugins", *PHASES):
-            mine = [p for p in getattr(self, phase) if p.name not in overrides]
-            theirs: tuple[Plugin, ...] = getattr(extra, phase)
-            by_phase[phase] = tuple(sorted(mine + list(theirs), key=lambda p: -_priority(p)))
-        return PluginChain(**by_phase)
+        each phase still in priority order.  Per request, so it is cheap: both sides are
+        sorted already, ``extra`` (a consumer's) is short, and a phase neither side changes is
+        shared, not copied."""
+        dropping = not overrides.isdisjoint(p.name for p in self.plugins)
+        return PluginChain(
+            *(
+                _merge(mine, theirs, overrides, dropping)
+                for mine, theirs in (
+                    (self.plugins, extra.plugins),
+                    (self.rewrite, extra.rewrite),
+                    (self.access, extra.access),
+                    (self.header_filter, extra.header_filter),
+                    (self.body_filter, extra.body_filter),
+                    (self.log, extra.log),
+                )
+            )
+        )
+
+
+def _merge(
+    mine: tuple[Plugin, ...], theirs: tuple[Plugin, ...], overrides: frozenset[str], dropping: bool
+) -> tuple[Plugin, ...]:
+    if not theirs and not dropping:
+        return mine
+    kept = [p for p in mine if p.name not in overrides] if dropping else list(mine)
+    for plugin in theirs:
+        bisect.insort_right(kept, plugin, key=order)
+    return tuple(kept)
 
 
 EMPTY_CHAIN = PluginChain((), (), (), (), (), ())
 
 
-def _priority(plugin: Plugin) -> int:
+def order(plugin: Plugin) -> int:
+    """The sort key of a plugin in a chain: its ``_meta.priority`` or its class's, highest
+    first (a plugin's config is frozen, so this never changes)."""
     meta = plugin.config.meta
-    return meta.priority if meta is not None and meta.priority is not None else plugin.priority
+    return -(meta.priority if meta is not None and meta.priority is not None else plugin.priority)
 
 
 @dataclass(frozen=True, slots=True)
