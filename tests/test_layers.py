@@ -156,10 +156,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llmgate.proxy.client_response", "llmgate.proxy.client"): (
         "typing: the response names its connection; upstream helper / untangling"
     ),
-    ("llmgate.runtime.snapshot", "llmgate.runtime.compiler"): (
-        "lazy: Snapshot.chain_for compiles consumer chains while serving; routing helper /"
-        " untangling: built whole at compile time"
-    ),
     ("llmgate.workers", "llmgate.server"): (
         "lazy: each worker process calls back into server; untangling (issue 12)"
     ),

@@ -46,6 +46,10 @@ TEMPLATE = "tests/plugins/test_ai_prompt_template_runtime.py"
 GUARD = "tests/plugins/test_ai_prompt_guard_runtime.py"
 BUDGET = "tests/plugins/test_ai_rate_limiting_runtime.py"
 SEED_CHAT = "tests/e2e/test_seed_chat.py"
+HEALTH_E2E = "tests/e2e/test_upstream_health.py"
+HEALTH = "tests/proxy/test_health.py"
+PROBE = "tests/proxy/test_probe.py"
+CLIENT = "tests/proxy/test_client.py"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -67,6 +71,10 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "routes.remote_addrs": _t(ROUTE_E2E, "test_remote_addrs_restrict"),
     "routes.vars": _t(ROUTE_E2E, "test_vars_select_routes"),
     "routes.filter_func": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
+    "routes.timeout": _t(HEALTH_E2E, "test_a_route_read_timeout_of_1s_gives_504_in_under_2s"),
+    "routes.timeout.connect": _t(UPSTREAM, "test_the_route_timeout_overrides_the_upstream_one"),
+    "routes.timeout.send": _t(UPSTREAM, "test_the_route_timeout_overrides_the_upstream_one"),
+    "routes.timeout.read": _t(HEALTH_E2E, "test_a_route_read_timeout_of_1s_gives_504_in_under_2s"),
     "routes.plugins": _t(META, "test_filter_gates_a_route_plugin"),
     "routes.plugin_config_id": _t(META, "test_filter_gates_a_plugin_config_plugin"),
     "routes.upstream": _t(HANDLER, "test_forwards_path_query_headers_and_body"),
@@ -90,6 +98,28 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "upstreams.upstream_host": _t(UPSTREAM, "test_pass_host_modes"),
     "upstreams.tls": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
     "upstreams.tls.verify": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
+    "upstreams.timeout": _t(UPSTREAM, "test_the_route_timeout_overrides_the_upstream_one"),
+    "upstreams.timeout.connect": _t(UPSTREAM, "test_timeout_is_504_json"),
+    "upstreams.timeout.send": _t(CLIENT, "test_send_timeout_when_the_node_stops_reading"),
+    "upstreams.timeout.read": _t(UPSTREAM, "test_timeout_is_504_json"),
+    "upstreams.retries": _t(
+        UPSTREAM, "test_retries_reach_the_next_node", "test_a_post_is_never_sent_twice"
+    ),
+    "upstreams.retry_timeout": _t(UPSTREAM, "test_retry_timeout_bounds_the_retries"),
+    "upstreams.keepalive_pool": _t(
+        HEALTH_E2E, "test_keepalive_pool_requests_size_and_idle_timeout"
+    ),
+    "upstreams.keepalive_pool.size": _t(
+        CLIENT, "test_idle_connections_close_after_idle_timeout_and_beyond_size"
+    ),
+    "upstreams.keepalive_pool.idle_timeout": _t(
+        CLIENT,
+        "test_idle_connections_close_after_idle_timeout_and_beyond_size",
+        "test_idle_timeout_zero_keeps_nothing",
+    ),
+    "upstreams.keepalive_pool.requests": _t(
+        CLIENT, "test_keepalive_requests_closes_a_connection_after_that_many"
+    ),
     "upstreams.tls.client_cert": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
     "upstreams.tls.client_key": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
     "upstreams.tls.client_cert_id": _t(
@@ -381,6 +411,123 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
         HTTP_LOG, "test_batch_is_posted_as_a_json_array", "test_batch_of_one_is_a_single_object"
     ),
 }
+
+
+def _checks(prefix: str, passive: bool) -> dict[str, tuple[str, ...]]:
+    """Health checks: an upstream's, and (active only) each ai-proxy-multi instance's."""
+    active = f"{prefix}.active"
+    fields = {
+        prefix: _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        active: _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        f"{active}.type": _t(PROBE, "test_tcp_probe_only_connects"),
+        f"{active}.timeout": _t(PROBE, "test_outcomes_of_failures"),
+        f"{active}.concurrency": _t(HEALTH, "test_probes_run_concurrently_up_to_concurrency"),
+        f"{active}.host": _t(HEALTH, "test_probe_targets_use_the_active_host_and_port"),
+        f"{active}.port": _t(HEALTH, "test_probe_targets_use_the_active_host_and_port"),
+        f"{active}.http_path": _t(
+            PROBE, "test_http_probe_sends_what_apisix_sends_and_reads_the_status"
+        ),
+        f"{active}.http_method": _t(
+            PROBE, "test_http_probe_sends_what_apisix_sends_and_reads_the_status"
+        ),
+        f"{active}.http_req_body": _t(
+            PROBE, "test_http_probe_sends_what_apisix_sends_and_reads_the_status"
+        ),
+        f"{active}.req_headers": _t(
+            PROBE, "test_http_probe_sends_what_apisix_sends_and_reads_the_status"
+        ),
+        f"{active}.https_verify_certificate": _t(
+            PROBE, "test_https_probe_verifies_certificates_unless_told_not_to"
+        ),
+        f"{active}.healthy": _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        f"{active}.healthy.interval": _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        f"{active}.healthy.successes": _t(
+            HEALTH_E2E, "test_an_unhealthy_status_takes_a_node_out_and_its_recovery_brings_it_back"
+        ),
+        f"{active}.healthy.http_statuses": _t(
+            HEALTH, "test_probes_take_a_node_out_within_two_intervals_and_bring_it_back"
+        ),
+        f"{active}.unhealthy": _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        f"{active}.unhealthy.interval": _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        f"{active}.unhealthy.http_failures": _t(
+            HEALTH_E2E, "test_an_unhealthy_status_takes_a_node_out_and_its_recovery_brings_it_back"
+        ),
+        f"{active}.unhealthy.http_statuses": _t(
+            HEALTH, "test_probes_take_a_node_out_within_two_intervals_and_bring_it_back"
+        ),
+        f"{active}.unhealthy.tcp_failures": _t(
+            HEALTH_E2E,
+            "test_active_checks_take_a_dead_node_out_within_two_intervals_and_bring_it_back",
+        ),
+        f"{active}.unhealthy.timeouts": _t(
+            HEALTH, "test_passive_failures_of_each_kind_count_against_their_own_threshold"
+        ),
+    }
+    if passive:
+        p = f"{prefix}.passive"
+        fields.update(
+            {
+                p: _t(
+                    HEALTH_E2E,
+                    "test_passive_checks_take_a_dead_node_out_after_the_configured_failures",
+                ),
+                f"{p}.type": _t("tests/schemas/test_checks.py", "test_refused"),
+                f"{p}.healthy": _t(
+                    HEALTH, "test_traffic_brings_a_node_back_after_healthy_successes"
+                ),
+                f"{p}.healthy.http_statuses": _t(
+                    HEALTH, "test_traffic_brings_a_node_back_after_healthy_successes"
+                ),
+                f"{p}.healthy.successes": _t(
+                    HEALTH, "test_traffic_brings_a_node_back_after_healthy_successes"
+                ),
+                f"{p}.unhealthy": _t(
+                    HEALTH_E2E,
+                    "test_passive_checks_take_a_dead_node_out_after_the_configured_failures",
+                ),
+                f"{p}.unhealthy.http_failures": _t(
+                    HEALTH_E2E,
+                    "test_an_unhealthy_status_takes_a_node_out_and_its_recovery_brings_it_back",
+                ),
+                f"{p}.unhealthy.http_statuses": _t(
+                    HEALTH_E2E,
+                    "test_an_unhealthy_status_takes_a_node_out_and_its_recovery_brings_it_back",
+                ),
+                f"{p}.unhealthy.tcp_failures": _t(
+                    HEALTH_E2E,
+                    "test_passive_checks_take_a_dead_node_out_after_the_configured_failures",
+                ),
+                f"{p}.unhealthy.timeouts": _t(
+                    HEALTH, "test_passive_failures_of_each_kind_count_against_their_own_threshold"
+                ),
+            }
+        )
+    return fields
+
+
+EFFECT_TESTS.update(_checks("upstreams.checks", passive=True))
+EFFECT_TESTS.update(_checks("plugins.ai-proxy-multi.instances.checks", passive=False))
+EFFECT_TESTS["plugins.ai-proxy-multi.instances.checks"] += _t(
+    AI_MULTI, "test_active_checks_take_an_unhealthy_instance_out"
+)
 
 
 def _llm(plugin: str, prefix: str) -> dict[str, tuple[str, ...]]:
