@@ -115,3 +115,19 @@ async def test_auth_query_is_added_to_the_providers_url(gateway, plugin: str) ->
     assert (await gateway.proxy.post("/chat?client=1", json=CHAT)).status == 200
     (seen,) = await gateway.fake_requests()
     assert seen["query"] == "api_key=k1"  # the provider's own, never the client's
+
+
+@PLUGINS
+async def test_keepalive_pool_and_keepalive_timeout_shape_the_providers_pool(
+    gateway, plugin: str
+) -> None:  # type: ignore[no-untyped-def]
+    # They become the pool's keepalive_pool.size and idle_timeout, whose effect on connections
+    # the upstream client's tests show (tests/proxy/test_client.py).
+    await llm_route(gateway, plugin, {}, keepalive_pool=3, keepalive_timeout=2500)
+    assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
+    route = gateway.loader.current.router.match("POST", None, "/chat").payload
+    (instance,) = route.chain.plugins
+    targets = [instance.target] if plugin == "ai-proxy" else list(instance.targets)
+    for target in targets:
+        pool = target.pool.spec.keepalive_pool
+        assert (pool.size, pool.idle_timeout) == (3, 2.5)

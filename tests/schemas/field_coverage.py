@@ -572,6 +572,12 @@ def _call_options(plugin: str) -> dict[str, tuple[str, ...]]:
         f"{p}max_req_body_size": _t(AI_OPTIONS, "test_max_req_body_size_refuses_larger_bodies"),
         f"{p}keepalive": _t(AI_OPTIONS, "test_keepalive_false_closes_each_connection"),
         f"{p}ssl_verify": _t(AI_OPTIONS, "test_ssl_verify_checks_the_providers_certificate"),
+        f"{p}keepalive_pool": _t(
+            AI_OPTIONS, "test_keepalive_pool_and_keepalive_timeout_shape_the_providers_pool"
+        ),
+        f"{p}keepalive_timeout": _t(
+            AI_OPTIONS, "test_keepalive_pool_and_keepalive_timeout_shape_the_providers_pool"
+        ),
         f"{p}max_stream_duration_ms": _t(
             COMPILING, "test_route_writes_that_would_not_compile_are_400"
         ),
