@@ -369,9 +369,10 @@ def connections_to(pid: int, port: int) -> int:
 class LiveGateway:
     """A real ``llmgate serve`` (SQLite in ``workdir``) and a real ``llmgate fake-upstream``.
 
-    ``serve_args``/``env`` go to ``llmgate serve``; ``fake_args`` to the fake.  ``put`` and
-    ``delete`` go through the admin API; with admin and data plane in one process (the
-    default) the change is live when they return.
+    ``serve_args``/``env`` go to ``llmgate serve``; ``fake_args`` to the fake, which listens
+    on ``fake_port`` when given (so a ``--standalone`` file written beforehand can point at
+    it).  ``put`` and ``delete`` go through the admin API; with admin and data plane in one
+    process (the default) the change is live when they return.
     """
 
     def __init__(
@@ -381,6 +382,7 @@ class LiveGateway:
         env: dict[str, str] | None = None,
         fake_args: Sequence[str] = (),
         database_url: str | None = None,
+        fake_port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.serve_args = serve_args
@@ -388,12 +390,14 @@ class LiveGateway:
         self.fake_args = tuple(fake_args)
         self.database_url = database_url
         self._stack = contextlib.ExitStack()
-        self.fake_port = 0
+        self.fake_port = fake_port or 0
         self.running: Running | None = None
 
     def __enter__(self) -> LiveGateway:
         try:
-            self.fake_port = self._stack.enter_context(fake_upstream_process(None, *self.fake_args))
+            self.fake_port = self._stack.enter_context(
+                fake_upstream_process(self.fake_port or None, *self.fake_args)
+            )
             self.running = self._stack.enter_context(
                 llmgate_serve(
                     self.workdir,

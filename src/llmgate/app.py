@@ -6,6 +6,7 @@ from aiohttp import web
 
 from llmgate.admin.auth import AdminKeys, auth_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
+from llmgate.admin.read_only import read_only_middleware
 from llmgate.observability.health import Readiness, add_health_routes
 from llmgate.proxy.handler import make_handler
 from llmgate.runtime.loader import SnapshotLoader
@@ -17,14 +18,18 @@ def build_admin_app(
     keys: AdminKeys,
     loader: SnapshotLoader | None = None,
     readiness: Readiness | None = None,
+    read_only: str | None = None,
 ) -> web.Application:
     """The admin API (``/apisix/admin``) over ``store``, behind ``keys``, with ``/healthz`` and
     ``/readyz`` (``readiness``: by default the store, and ``loader`` when given).
 
     With the data plane's ``loader`` in the same process, a write is answered only once the
-    data plane serves it.
+    data plane serves it.  With ``read_only`` (the reason), every write answers 405.
     """
-    app = web.Application(middlewares=[auth_middleware(keys)], client_max_size=MAX_BODY + 1)
+    middlewares = [auth_middleware(keys)]
+    if read_only is not None:
+        middlewares.append(read_only_middleware(read_only))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY + 1)
     add_health_routes(app, readiness or Readiness(store, loader))
     add_admin_routes(app, store, loader.sync if loader is not None else None)
     return app

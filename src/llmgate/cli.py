@@ -6,12 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from llmgate import __version__
 from llmgate.errors import SettingsError
+from llmgate.observability import logs
 from llmgate.settings import load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmgate", description="An API gateway for LLM APIs.")
+    parser.add_argument("--version", action="version", version=f"llmgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the admin API and the data plane")
@@ -24,10 +27,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reload-interval", help="seconds between store revision polls (0.1)")
     serve.add_argument("--role", choices=("admin", "proxy", "all"), help="which side to run")
     serve.add_argument("--workers", help="data-plane processes sharing the port (1)")
+    serve.add_argument(
+        "--standalone",
+        metavar="FILE",
+        help="serve an APISIX standalone file (apisix.yaml) instead of the database; "
+        "reloaded when it changes, the admin API read-only",
+    )
+    serve.add_argument("--log-level", help="debug, info, warning or error (warning)")
+    serve.add_argument("--log-format", help="text or json: one JSON object per line (text)")
 
     migrate = commands.add_parser("migrate", help="apply the store's migrations")
     migrate.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")
     migrate.add_argument("--database-url", help="store URL (LLMGATE_DATABASE_URL)")
+
+    config = commands.add_parser(
+        "config", help="dump, diff or apply the whole configuration as a standalone file"
+    )
+    actions = config.add_subparsers(dest="action", required=True)
+    dump = actions.add_parser("dump", help="write every resource as an apisix.yaml file")
+    dump.add_argument("-o", "--output", metavar="FILE", help="write here (standard output)")
+    dump.add_argument("--format", choices=("yaml", "json"), help="yaml unless FILE is .json")
+    diff = actions.add_parser("diff", help="show what apply would change (exit 1 if anything)")
+    apply = actions.add_parser("apply", help="make the store equal the file, in one revision")
+    for action in (diff, apply):
+        action.add_argument("-f", "--file", required=True, help="apisix.yaml or .json (- : stdin)")
+        action.add_argument(
+            "--prune", action="store_true", help="delete resources the file does not have"
+        )
+    for action in (dump, diff, apply):
+        action.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")
+        action.add_argument("--database-url", help="store URL (LLMGATE_DATABASE_URL)")
 
     fake = commands.add_parser("fake-upstream", help="run the OpenAI-compatible fake upstream")
     fake.add_argument("--host", default="127.0.0.1")
@@ -68,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"llmgate: error: {exc}", file=sys.stderr)
         return 2
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "config":
+        from llmgate.config import commands as config
+
+        if args.action == "dump":
+            return config.dump(settings.database_url, args.output, args.format)
+        if args.action == "diff":
+            return config.diff_command(settings.database_url, args.file, args.prune)
+        return config.apply_command(settings.database_url, args.file, args.prune)
     from llmgate import server
 
     if args.command == "migrate":

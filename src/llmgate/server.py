@@ -21,6 +21,8 @@ from aiohttp import web
 
 from llmgate.admin.keys import resolve_admin_keys
 from llmgate.app import build_admin_app, build_proxy_server
+from llmgate.config.document import DocumentError
+from llmgate.config.standalone import StandaloneFile, private_store
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
 from llmgate.runtime.loader import SnapshotLoader
@@ -103,7 +105,9 @@ async def open_data_plane(
         await loader.stop()
 
 
-async def _serve(settings: Settings, metrics_dir: str | None) -> int:
+async def _serve(
+    settings: Settings, metrics_dir: str | None, source: StandaloneFile | None = None
+) -> int:
     store = Store(open_engine(settings.database_url))
     services = Services()
     stop = asyncio.Event()
@@ -143,16 +147,33 @@ async def _serve(settings: Settings, metrics_dir: str | None) -> int:
             if generated:
                 say(f"generated admin key {generated} (kept in the store; shown only now)")
             # In-process, a write is answered once the data plane serves it; workers poll.
-            admin = build_admin_app(store, keys, loader, readiness)
+            read_only = source.read_only_reason if source is not None else None
+            admin = build_admin_app(store, keys, loader, readiness, read_only)
             runner = await start_site(admin, settings.admin_listen)
             stack.push_async_callback(runner.cleanup)
             say(f"admin API listening on {settings.admin_listen}")
+        if source is not None:
+            await stack.enter_async_context(
+                source.watching(loader.notify if loader is not None else None)
+            )
         await stop.wait()
     return 0
 
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
+    if settings.standalone is None:
+        return _serve_store(settings)
+    try:  # the configuration comes from a file, through a private store
+        with private_store(settings) as (private, source):
+            say(f"standalone: configuration from {source.path}; the admin API is read-only")
+            return _serve_store(private, source)
+    except DocumentError as exc:
+        say(f"error: {exc}")
+        return 1
+
+
+def _serve_store(settings: Settings, source: StandaloneFile | None = None) -> int:
     try:
         upgrade(settings.database_url)
     except Exception as exc:  # any driver error: one clear line, not a traceback
@@ -162,7 +183,7 @@ def serve(settings: Settings) -> int:
     # Before any metric exists, and before the workers are spawned (they inherit it).
     metrics_dir = prepare_multiprocess_dir() if settings.role != "admin" else None
     try:
-        return asyncio.run(_serve(settings, metrics_dir))
+        return asyncio.run(_serve(settings, metrics_dir, source))
     except OSError as exc:
         say(f"error: {exc.strerror or exc}")
         return 1

@@ -24,6 +24,10 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmgate.db"
 ENV_PREFIX = "LLMGATE_"
 
 Role = Literal["admin", "proxy", "all"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 # What may start a Prometheus metric name (the prefix may also be empty).
 _METRICS_PREFIX = re.compile(r"(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?")
@@ -76,6 +80,9 @@ class Settings:
     role: Role = "all"
     workers: int = 1
     metrics_prefix: str = "llmgate_"
+    log_level: LogLevel = "warning"
+    log_format: LogFormat = "text"
+    standalone: str | None = None  # a configuration file served instead of the database
 
 
 _LISTENS = {"admin_listen", "proxy_listen", "metrics_listen"}
@@ -131,6 +138,12 @@ def _convert(name: str, value: Any) -> Any:
                 "not starting with a digit"
             )
         return value
+    if name == "log_level" and value not in LOG_LEVELS:
+        raise SettingsError(f"invalid log-level {value!r}: expected debug, info, warning or error")
+    if name == "log_format" and value not in LOG_FORMATS:
+        raise SettingsError(f"invalid log-format {value!r}: expected text or json")
+    if name == "standalone" and not str(value):
+        raise SettingsError("invalid standalone: expected the path of a configuration file")
     if name == "redis_url" and not str(value).startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"invalid redis-url {value!r}: expected redis://host:port/db")
     return value

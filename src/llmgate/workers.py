@@ -155,8 +155,10 @@ class Supervisor:
 
 def run_worker(settings: Settings, socket_path: str, parent_pid: int, ready: Connection) -> None:
     """A worker process's entry point: serve the data plane until told to stop."""
+    from llmgate.observability import logs
     from llmgate.server import use_uvloop
 
+    logs.configure(settings.log_level, settings.log_format)  # a spawned process starts bare
     # Ctrl-C reaches the whole process group: the parent alone decides, and sends SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     use_uvloop()

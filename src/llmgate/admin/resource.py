@@ -129,6 +129,12 @@ class ResourceApi:
             await kind.compile(reader, address, conf)
         return conf
 
+    async def validate(self, reader: Reader, address: Address, conf: Any) -> dict[str, Any]:
+        """The value a PUT of ``conf`` at ``address`` would store (secrets hashed), checked
+        as a PUT is (schema, plugins, references, duplicates) against what ``reader`` sees;
+        or a BadRequest.  ``llmgate config apply`` validates whole files with it."""
+        return await self._validated(reader, address, conf, allow_time=False)
+
     def _refuse(self, method: str) -> None:
         if method in self.kind.unsupported:
             raise MethodNotAllowed(f"not supported `{method.upper()}` method for {self.kind.kind}")

@@ -1,0 +1,22 @@
+"""A read-only admin API (``serve --standalone``): reads work, writes answer 405."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from llmgate.errors import MethodNotAllowed, error_response
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only_middleware(reason: str) -> web.middleware:
+    """Refuse every admin write with 405 ``{"error_msg": reason}``."""
+
+    @web.middleware
+    async def refuse_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in _READS and request.path.startswith("/apisix/admin"):
+            return error_response(MethodNotAllowed(reason))
+        return await handler(request)
+
+    return refuse_writes

@@ -1,0 +1,146 @@
+"""``llmgate config dump|diff|apply``: what each prints and the exit code it returns.
+
+Exit codes: ``dump`` 0, or 2 when the store cannot be read; ``diff`` 0 (no difference), 1
+(differences), 2 (invalid file or store); ``apply`` 0 (applied, or nothing to change), 1 (the
+file is invalid or refused: nothing was written), 2 (the store cannot be used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from llmgate.config import document
+from llmgate.config.plan import Plan, apply, diff, without_times
+from llmgate.store import Item, Store, open_engine
+from llmgate.store.migrate import upgrade
+
+T = TypeVar("T")
+
+
+def _error(message: str) -> None:
+    print(f"llmgate: error: {message}", file=sys.stderr)
+
+
+def _with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = Store(open_engine(database_url))
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _store_failure(database_url: str, exc: Exception) -> int:
+    reason = getattr(exc, "orig", None) or exc
+    _error(f"cannot use the store {database_url}: {reason}")
+    return 2
+
+
+def dump(database_url: str, output: str | None, fmt: str | None) -> int:
+    """Write every stored resource as a standalone file (``-o``; standard output by default).
+    Secrets appear as stored: hashes, digests and ``$env://`` references."""
+
+    async def items(store: Store) -> list[Item]:
+        async with store.read() as reader:
+            return await reader.all()
+
+    try:
+        stored = _with_store(database_url, items)
+    except (SQLAlchemyError, OSError) as exc:
+        return _store_failure(database_url, exc)
+    chosen = fmt or ("json" if output and output.endswith(".json") else "yaml")
+    text = document.render(stored, "json" if chosen == "json" else "yaml")
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return 0
+    # Written beside the target and renamed over it: a reader (a standalone gateway watching
+    # the file) sees the old file or the new one, never half of one.
+    target = Path(output)
+    fd, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(temporary, target)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        _error(f"cannot write {output}: {exc.strerror}")
+        return 2
+    return 0
+
+
+def _read(path: str) -> document.Document | None:
+    try:
+        return document.read(path)
+    except document.DocumentError as exc:
+        _error(str(exc))
+        return None
+
+
+def show_diff(plan: Plan, path: str) -> str:
+    """The plan as unified diffs of each resource's YAML, store first, file second."""
+    out: list[str] = []
+    for change in plan.changes:
+        old = document.render_value(without_times(change.old)) if change.old else ""
+        new = document.render_value(change.new) if change.new else ""
+        before = f"store: {change.label}" if change.old else "/dev/null"
+        after = f"{path}: {change.label}" if change.new else "/dev/null"
+        lines = difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), before, after
+        )
+        out.extend(lines)
+    for label in plan.kept:
+        out.append(f"# only in the store (apply --prune deletes it): {label}\n")
+    return "".join(out)
+
+
+def diff_command(database_url: str, path: str, prune: bool) -> int:
+    parsed = _read(path)
+    if parsed is None:
+        return 2
+    try:
+        plan = _with_store(database_url, lambda store: diff(store, parsed, prune))
+    except document.DocumentError as exc:
+        _error(str(exc))
+        return 2
+    except (SQLAlchemyError, OSError) as exc:
+        return _store_failure(database_url, exc)
+    sys.stdout.write(show_diff(plan, path))
+    return 1 if plan.changes else 0
+
+
+def apply_command(database_url: str, path: str, prune: bool) -> int:
+    parsed = _read(path)
+    if parsed is None:
+        return 1
+    try:
+        upgrade(database_url)  # an empty database gets the schema first
+    except Exception as exc:  # any driver error: one clear line
+        return _store_failure(database_url, exc)
+    try:
+        plan, revision = _with_store(database_url, lambda store: apply(store, parsed, prune))
+    except document.DocumentError as exc:
+        _error(f"{exc}; nothing was applied")
+        return 1
+    except (SQLAlchemyError, OSError) as exc:
+        return _store_failure(database_url, exc)
+    verbs = {"create": "created", "update": "updated", "delete": "deleted"}
+    for change in plan.changes:
+        print(f"{verbs[change.action]} {change.label}")
+    for label in plan.kept:
+        print(f"kept {label} (not in {path}; --prune deletes it)")
+    if revision is None:
+        print("no changes")
+    else:
+        print(f"applied {len(plan.changes)} changes as revision {revision}")
+    return 0

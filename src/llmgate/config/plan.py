@@ -1,0 +1,233 @@
+"""A whole document against a store: what would change, validated as a whole, applied at once.
+
+``make_plan`` builds the store as it would be after the document is applied (a
+``PlannedReader``), then validates every resource of the document with the admin API's own
+checks (``ResourceApi.validate``: schema, plugins, references, duplicate credentials) against
+that planned state, so references between resources of one file resolve whichever comes first,
+and a reference to something the file removes fails.  Nothing is written until every resource
+passed.  ``apply`` then writes the changes in one transaction: one revision, all or nothing.
+
+Applying is idempotent: a resource whose stored value equals what the document asks for is not
+written, and a document that changes nothing makes no revision.  Basic-auth passwords are
+stored as salted hashes, so a password written in plain text that matches the stored hash
+keeps that hash rather than counting as a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from llmgate import credentials
+from llmgate.admin.resource import ResourceApi
+from llmgate.admin.resources import RESOURCES
+from llmgate.config.document import STORE_FIELDS, Document, DocumentError, Entry
+from llmgate.errors import HttpError
+from llmgate.store import Item, Reader, Store
+from llmgate.store.planned import PlannedReader
+from llmgate.store.repository import now
+
+# Resources are validated in this order (kinds not listed come after), so a resource's checks
+# see the stored form of what it references.
+_ORDER = (
+    "upstreams",
+    "services",
+    "plugin_configs",
+    "consumer_groups",
+    "consumers",
+    "credentials",
+    "routes",
+)
+_NEW = 1 << 62  # the creation index of a planned new item: after every stored one
+
+Action = Literal["create", "update", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: Action
+    resource: str
+    store_id: str
+    label: str
+    old: dict[str, Any] | None  # the stored value
+    new: dict[str, Any] | None  # the value to store, without times
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    changes: tuple[Change, ...]
+    kept: tuple[str, ...]  # resources only in the store, kept because not pruning
+
+
+@dataclass
+class PasswordMemo:
+    """Which plaintext passwords already matched which stored hashes (as SHA-256 digests), so
+    re-applying an unchanged file (``serve --standalone``) does not verify every hash again."""
+
+    limit: int = 10_000
+    matched: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, password: str, stored: str) -> bool:
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        if self.matched.get(stored) == digest:
+            return True
+        if not credentials.verify_password(password, stored):
+            return False
+        if len(self.matched) >= self.limit:
+            self.matched.clear()
+        self.matched[stored] = digest
+        return True
+
+
+def label_of(item: Item) -> str:
+    if item.kind == "credentials":
+        parent, _, id = item.id.partition("/")
+        return f"consumers/{parent}/credentials/{id}"
+    return f"{item.kind}/{item.id}"
+
+
+def without_times(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in STORE_FIELDS}
+
+
+def keep_stored_password(
+    conf: dict[str, Any], old: Item | None, memo: PasswordMemo | None
+) -> dict[str, Any]:
+    """``conf`` with a plaintext basic-auth password that matches the stored hash replaced by
+    that hash (which the admin API keeps as it is)."""
+    new_auth = (conf.get("plugins") or {}).get("basic-auth") if isinstance(conf, dict) else None
+    old_auth = ((old.value.get("plugins") or {}).get("basic-auth")) if old is not None else None
+    if not isinstance(new_auth, dict) or not isinstance(old_auth, dict):
+        return conf
+    password, stored = new_auth.get("password"), old_auth.get("password")
+    if not isinstance(password, str) or not isinstance(stored, str):
+        return conf
+    plaintext = not credentials.has_env_ref(password) and not credentials.is_password_hash(password)
+    if not plaintext or not credentials.is_password_hash(stored):
+        return conf
+    if not (memo or PasswordMemo()).matches(password, stored):
+        return conf
+    plugins = {**conf["plugins"], "basic-auth": {**new_auth, "password": stored}}
+    return {**conf, "plugins": plugins}
+
+
+def _order(resource: str) -> int:
+    return _ORDER.index(resource) if resource in _ORDER else len(_ORDER)
+
+
+async def make_plan(
+    store: Store,
+    reader: Reader,
+    document: Document,
+    prune: bool = False,
+    memo: PasswordMemo | None = None,
+) -> Plan:
+    """What applying ``document`` to what ``reader`` sees would change; a DocumentError naming
+    the first resource that fails the admin API's checks."""
+    stored = {(item.kind, item.id): item for item in await reader.all() if item.kind in RESOURCES}
+    wanted = {(entry.resource, entry.store_id): entry for entry in document.entries}
+    planned = PlannedReader(reader)
+    kept: list[str] = []
+    for key, item in stored.items():
+        if key in wanted or not prune:
+            planned.put(item)
+        if key not in wanted and not prune:
+            kept.append(label_of(item))
+    confs: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, entry in wanted.items():
+        old = stored.get(key)
+        confs[key] = keep_stored_password(entry.conf, old, memo)
+        created = old.created_index if old is not None else _NEW
+        planned.put(Item(entry.resource, entry.store_id, confs[key], created, created))
+
+    changes: list[Change] = []
+    apis = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
+    for key, entry in sorted(wanted.items(), key=lambda pair: _order(pair[0][0])):
+        value = await _validated(apis[entry.resource], planned, entry, confs[key])
+        old = stored.get(key)
+        if old is not None:
+            planned.put(Item(old.kind, old.id, value, old.created_index, old.modified_index))
+            if without_times(old.value) != value:
+                changes.append(
+                    Change("update", entry.resource, entry.store_id, entry.label, old.value, value)
+                )
+        else:
+            planned.put(Item(entry.resource, entry.store_id, value, _NEW, _NEW))
+            changes.append(
+                Change("create", entry.resource, entry.store_id, entry.label, None, value)
+            )
+    if prune:
+        changes.extend(await _deletions(planned, stored.values(), wanted))
+    return Plan(tuple(changes), tuple(kept))
+
+
+async def _validated(
+    api: ResourceApi, planned: PlannedReader, entry: Entry, conf: dict[str, Any]
+) -> dict[str, Any]:
+    parent = entry.address.parent
+    if parent is not None and await planned.get("consumers", parent) is None:
+        raise DocumentError(f"{entry.label}: consumer {parent} not found")
+    try:
+        return await api.validate(planned, entry.address, conf)
+    except HttpError as exc:
+        message = exc.body.get("error_msg") or exc.body.get("message") or str(exc.body)
+        raise DocumentError(f"{entry.label}: {message}") from None
+
+
+async def _deletions(
+    planned: PlannedReader, stored: Iterable[Item], wanted: dict[tuple[str, str], Entry]
+) -> list[Change]:
+    changes = []
+    for item in stored:
+        if (item.kind, item.id) in wanted:
+            continue
+        kind = RESOURCES[item.kind]
+        if kind.delete_check is not None:
+            try:
+                await kind.delete_check(planned, item.id)
+            except HttpError as exc:
+                raise DocumentError(f"{label_of(item)}: {exc.body.get('error_msg')}") from None
+        changes.append(Change("delete", item.kind, item.id, label_of(item), item.value, None))
+    return changes
+
+
+class _Unchanged(Exception):
+    """Raised inside the write transaction to roll back its revision bump."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__()
+        self.plan = plan
+
+
+async def apply(
+    store: Store, document: Document, prune: bool = False, memo: PasswordMemo | None = None
+) -> tuple[Plan, int | None]:
+    """Apply ``document`` in one transaction; the plan and the new revision (None when
+    nothing changed and nothing was written)."""
+    try:
+        async with store.write() as writer:
+            plan = await make_plan(store, writer, document, prune, memo)
+            if not plan.changes:
+                raise _Unchanged(plan)
+            stamp = now()
+            for change in plan.changes:
+                if change.new is None:
+                    await writer.delete(change.resource, change.store_id)
+                    continue
+                created = (change.old or {}).get("create_time", stamp)
+                value = {**change.new, "create_time": created, "update_time": stamp}
+                await writer.put(change.resource, change.store_id, value)
+            revision = writer.new_revision
+    except _Unchanged as unchanged:
+        return unchanged.plan, None
+    return plan, revision
+
+
+async def diff(
+    store: Store, document: Document, prune: bool = False, memo: PasswordMemo | None = None
+) -> Plan:
+    """What ``apply`` would change, without writing."""
+    async with store.read() as reader:
+        return await make_plan(store, reader, document, prune, memo)

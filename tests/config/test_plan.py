@@ -1,0 +1,239 @@
+"""Applying whole documents to a store: validated as a whole, one revision, all or nothing,
+idempotent.  Every test runs on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmgate.config.document import Document, DocumentError, parse
+from llmgate.config.plan import PasswordMemo, apply, diff
+from llmgate.credentials import key_digest, verify_password
+from llmgate.store import Item, Store
+
+UPSTREAM = {"id": "u1", "nodes": {"127.0.0.1:1980": 1}, "type": "roundrobin"}
+PLUGIN_CONFIG = {"id": "pc1", "plugins": {"basic-auth": {}}}
+ROUTE = {"id": "r1", "uri": "/hello", "upstream_id": "u1", "plugin_config_id": "pc1"}
+JACK = {"username": "jack", "plugins": {"basic-auth": {"username": "jack", "password": "s3cret"}}}
+
+
+def doc(**lists: list[dict[str, Any]]) -> Document:
+    import orjson
+
+    return parse(orjson.dumps(lists).decode(), "json", "test.json", {})
+
+
+async def stored(store: Store) -> dict[str, Item]:
+    async with store.read() as reader:
+        return {f"{item.kind}/{item.id}": item for item in await reader.all()}
+
+
+async def test_apply_creates_everything_in_one_revision(store: Store) -> None:
+    # References resolve whatever the order: the route comes before what it uses.
+    document = doc(
+        routes=[ROUTE], plugin_configs=[PLUGIN_CONFIG], upstreams=[UPSTREAM], consumers=[JACK]
+    )
+    plan, revision = await apply(store, document)
+    assert [c.label for c in plan.changes] == [
+        "upstreams/u1",
+        "plugin_configs/pc1",
+        "consumers/jack",
+        "routes/r1",
+    ]
+    assert revision == await store.revision() == 1
+    items = await stored(store)
+    assert {item.created_index for item in items.values()} == {1}
+    assert items["routes/r1"].value["create_time"] > 0
+    password = items["consumers/jack"].value["plugins"]["basic-auth"]["password"]
+    assert password != "s3cret" and verify_password("s3cret", password)
+
+
+async def test_applying_again_changes_nothing_and_makes_no_revision(store: Store) -> None:
+    document = doc(
+        routes=[ROUTE], plugin_configs=[PLUGIN_CONFIG], upstreams=[UPSTREAM], consumers=[JACK]
+    )
+    await apply(store, document)
+    before = await stored(store)
+    plan, revision = await apply(store, document)
+    assert plan.changes == () and revision is None
+    assert await store.revision() == 1
+    assert await stored(store) == before  # the password's hash too: it still matches
+
+
+async def test_a_change_updates_only_what_changed(store: Store) -> None:
+    await apply(
+        store,
+        doc(routes=[ROUTE], plugin_configs=[PLUGIN_CONFIG], upstreams=[UPSTREAM], consumers=[JACK]),
+    )
+    first = await stored(store)
+    changed_jack = {**JACK, "plugins": {"basic-auth": {"username": "jack", "password": "new"}}}
+    upstream = {**UPSTREAM, "nodes": {"127.0.0.1:1981": 1}}
+    plan, revision = await apply(
+        store,
+        doc(
+            routes=[ROUTE],
+            plugin_configs=[PLUGIN_CONFIG],
+            upstreams=[upstream],
+            consumers=[changed_jack],
+        ),
+    )
+    assert [(c.action, c.label) for c in plan.changes] == [
+        ("update", "upstreams/u1"),
+        ("update", "consumers/jack"),
+    ]
+    after = await stored(store)
+    assert after["upstreams/u1"].modified_index == revision == 2
+    assert after["upstreams/u1"].created_index == 1
+    assert after["upstreams/u1"].value["create_time"] == first["upstreams/u1"].value["create_time"]
+    assert after["routes/r1"] == first["routes/r1"]
+    assert verify_password(
+        "new", after["consumers/jack"].value["plugins"]["basic-auth"]["password"]
+    )
+
+
+async def test_an_invalid_resource_anywhere_writes_nothing(store: Store) -> None:
+    await apply(store, doc(upstreams=[UPSTREAM]))
+    good_route = {"id": "r1", "uri": "/x", "upstream_id": "u1"}
+    bad_route = {"id": "r2", "uri": "/y", "upstream_id": "u1", "plugins": {"no-such-plugin": {}}}
+    document = doc(upstreams=[{**UPSTREAM, "desc": "changed"}], routes=[good_route, bad_route])
+    with pytest.raises(DocumentError, match=r"^routes/r2: unknown plugin \[no-such-plugin\]$"):
+        await apply(store, document)
+    assert await store.revision() == 1
+    assert sorted(await stored(store)) == ["upstreams/u1"]
+    assert "desc" not in (await stored(store))["upstreams/u1"].value
+
+
+async def test_references_are_checked_against_the_whole_result(store: Store) -> None:
+    with pytest.raises(
+        DocumentError, match=r"routes/r1: failed to fetch upstream info by upstream id \[u1\]"
+    ):
+        await apply(store, doc(routes=[{"id": "r1", "uri": "/x", "upstream_id": "u1"}]))
+    # What the store already has counts (no --prune) ...
+    await apply(store, doc(upstreams=[UPSTREAM]))
+    plan, _ = await apply(store, doc(routes=[{"id": "r1", "uri": "/x", "upstream_id": "u1"}]))
+    assert plan.kept == ("upstreams/u1",)
+    # ... unless the same apply prunes it.
+    with pytest.raises(DocumentError, match=r"routes/r1: failed to fetch upstream info"):
+        await apply(store, doc(routes=[{"id": "r1", "uri": "/x", "upstream_id": "u1"}]), prune=True)
+
+
+async def test_prune_deletes_what_the_file_does_not_have(store: Store) -> None:
+    await apply(
+        store,
+        doc(
+            routes=[ROUTE, {"id": "r2", "uri": "/two", "upstream_id": "u1"}],
+            plugin_configs=[PLUGIN_CONFIG],
+            upstreams=[UPSTREAM, {**UPSTREAM, "id": "u2"}],
+            consumers=[JACK, {"id": "jack/credentials/k1", "plugins": {"key-auth": {"key": "k"}}}],
+        ),
+    )
+    document = doc(
+        routes=[ROUTE], plugin_configs=[PLUGIN_CONFIG], upstreams=[UPSTREAM], consumers=[JACK]
+    )
+    plan, _ = await apply(store, document)
+    assert plan.changes == () and set(plan.kept) == {
+        "routes/r2",
+        "upstreams/u2",
+        "consumers/jack/credentials/k1",
+    }
+    plan, revision = await apply(store, document, prune=True)
+    assert sorted((c.action, c.label) for c in plan.changes) == [
+        ("delete", "consumers/jack/credentials/k1"),
+        ("delete", "routes/r2"),
+        ("delete", "upstreams/u2"),
+    ]
+    assert sorted(await stored(store)) == [
+        "consumers/jack",
+        "plugin_configs/pc1",
+        "routes/r1",
+        "upstreams/u1",
+    ]
+    assert revision == 2
+
+
+async def test_credentials_need_their_consumer(store: Store) -> None:
+    credential = {"id": "jack/credentials/k1", "plugins": {"key-auth": {"key": "k"}}}
+    with pytest.raises(
+        DocumentError, match="consumers/jack/credentials/k1: consumer jack not found"
+    ):
+        await apply(store, doc(consumers=[credential]))
+    plan, _ = await apply(store, doc(consumers=[credential, JACK]))
+    assert [c.label for c in plan.changes] == ["consumers/jack", "consumers/jack/credentials/k1"]
+    assert (await stored(store))["credentials/jack/k1"].value["plugins"]["key-auth"][
+        "key"
+    ] == key_digest("k")
+
+
+async def test_duplicate_credentials_are_refused_but_a_key_may_move(store: Store) -> None:
+    """Attacker: a second consumer with the same key would let one log in as the other."""
+    a = {"username": "a", "plugins": {"key-auth": {"key": "shared"}}}
+    b = {"username": "b", "plugins": {"key-auth": {"key": "shared"}}}
+    with pytest.raises(
+        DocumentError, match="consumers/a: duplicate key of plugin key-auth found with consumer: b"
+    ):
+        await apply(store, doc(consumers=[a, b]))
+    await apply(
+        store, doc(consumers=[a, {"username": "b", "plugins": {"key-auth": {"key": "other"}}}])
+    )
+    # Swapping the keys of two consumers is one consistent change, whatever the order.
+    swapped = [
+        {"username": "a", "plugins": {"key-auth": {"key": "other"}}},
+        {"username": "b", "plugins": {"key-auth": {"key": "shared"}}},
+    ]
+    plan, _ = await apply(store, doc(consumers=swapped))
+    assert len(plan.changes) == 2
+    items = await stored(store)
+    assert items["consumers/b"].value["plugins"]["key-auth"]["key"] == key_digest("shared")
+
+
+async def test_secrets_are_never_stored_in_plain_text(store: Store) -> None:
+    await apply(
+        store,
+        doc(
+            consumers=[
+                JACK,
+                {
+                    "username": "env",
+                    "plugins": {"basic-auth": {"username": "e", "password": "$env://PW"}},
+                },
+            ]
+        ),
+    )
+    items = await stored(store)
+    assert "s3cret" not in str(items)
+    assert items["consumers/env"].value["plugins"]["basic-auth"]["password"] == "$env://PW"
+
+
+async def test_diff_writes_nothing(store: Store) -> None:
+    plan = await diff(store, doc(upstreams=[UPSTREAM]))
+    assert [(c.action, c.label, c.old) for c in plan.changes] == [("create", "upstreams/u1", None)]
+    assert await store.revision() == 0 and await stored(store) == {}
+
+
+async def test_an_unchanged_password_is_verified_once_with_a_memo(store: Store) -> None:
+    memo = PasswordMemo()
+    await apply(store, doc(consumers=[JACK]), memo=memo)
+    assert memo.matched == {}
+    plan, _ = await apply(store, doc(consumers=[JACK]), memo=memo)
+    assert plan.changes == () and len(memo.matched) == 1
+    hashed = next(iter(memo.matched))
+    assert not memo.matches("wrong", hashed)
+    assert memo.matches("s3cret", hashed)
+
+
+async def test_dumped_values_apply_as_they_are(store: Store) -> None:
+    """What dump writes (hashes, digests, ids as strings) is accepted back unchanged."""
+    from llmgate.config.document import render
+
+    document = doc(
+        routes=[ROUTE],
+        plugin_configs=[PLUGIN_CONFIG],
+        upstreams=[UPSTREAM],
+        consumers=[JACK, {"id": "jack/credentials/k1", "plugins": {"key-auth": {"key": "k"}}}],
+    )
+    await apply(store, document)
+    items = list((await stored(store)).values())
+    again = parse(render(items, "yaml"), "yaml", "dump.yaml", {})
+    plan, revision = await apply(store, again, prune=True)
+    assert plan.changes == () and revision is None
