@@ -69,3 +69,20 @@ def test_unknown_key_in_config_file(tmp_path: Path) -> None:
     config.write_text('admin_lisen = "127.0.0.1:1"\n')
     with pytest.raises(SettingsError, match="unknown setting 'admin_lisen'"):
         load_settings({"config": str(config)}, environ={})
+
+
+def test_log_and_standalone_settings_from_toml_environment_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "llmgate.toml"
+    config.write_text('log_level = "info"\nlog_format = "json"\nstandalone = "apisix.yaml"\n')
+    settings = load_settings({"config": str(config)}, environ={})
+    assert (settings.log_level, settings.log_format, settings.standalone) == (
+        "info",
+        "json",
+        "apisix.yaml",
+    )
+    settings = load_settings({"log_level": "debug"}, environ={"LLMGATE_LOG_FORMAT": "text"})
+    assert (settings.log_level, settings.log_format, settings.standalone) == ("debug", "text", None)
+    defaults = load_settings({}, environ={})
+    assert (defaults.log_level, defaults.log_format) == ("warning", "text")
+    with pytest.raises(SettingsError, match="invalid log-level 'verbose'"):
+        load_settings({}, environ={"LLMGATE_LOG_LEVEL": "verbose"})
