@@ -31,7 +31,7 @@ consumers:
 """
 
 
-def llmgate(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_llmgate(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
     return subprocess.run(
         [*LLMGATE, *args], capture_output=True, text=True, timeout=120, env=env, input=stdin
@@ -46,9 +46,9 @@ def db(tmp_path: Path) -> str:
 def test_apply_then_diff_then_dump(tmp_path: Path, db: str) -> None:
     config = tmp_path / "apisix.yaml"
     config.write_text(FILE)
-    diff = llmgate("config", "diff", "-f", str(config), "--database-url", db)
+    diff = run_llmgate("config", "diff", "-f", str(config), "--database-url", db)
     assert diff.returncode == 2 and "cannot use the store" in diff.stderr  # not migrated yet
-    applied = llmgate("config", "apply", "-f", str(config), "--database-url", db)
+    applied = run_llmgate("config", "apply", "-f", str(config), "--database-url", db)
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.splitlines() == [
         "created upstreams/u1",
@@ -56,44 +56,46 @@ def test_apply_then_diff_then_dump(tmp_path: Path, db: str) -> None:
         "created routes/r1",
         "applied 3 changes as revision 1",
     ]
-    same = llmgate("config", "diff", "-f", str(config), "--database-url", db)
+    same = run_llmgate("config", "diff", "-f", str(config), "--database-url", db)
     assert (same.returncode, same.stdout) == (0, "")
 
     config.write_text(FILE.replace("count: 2", "count: 3").replace("s3cret", "n3w"))
-    changed = llmgate("config", "diff", "-f", str(config), "--database-url", db)
+    changed = run_llmgate("config", "diff", "-f", str(config), "--database-url", db)
     assert changed.returncode == 1
     assert "--- store: routes/r1\n+++ " in changed.stdout
     assert "-    count: 2\n+    count: 3\n" in changed.stdout
     assert "consumers/jack" in changed.stdout
     assert "n3w" not in changed.stdout  # a new password shows as its hash
 
-    dumped = llmgate("config", "dump", "--database-url", db)
+    dumped = run_llmgate("config", "dump", "--database-url", db)
     assert dumped.returncode == 0 and dumped.stdout.endswith("#END\n")
     assert "s3cret" not in dumped.stdout and "$pbkdf2-sha256$" in dumped.stdout
-    as_json = llmgate("config", "dump", "--format", "json", "--database-url", db)
+    as_json = run_llmgate("config", "dump", "--format", "json", "--database-url", db)
     assert [r["id"] for r in json.loads(as_json.stdout)["routes"]] == ["r1"]
     out = tmp_path / "out.json"
-    assert llmgate("config", "dump", "-o", str(out), "--database-url", db).returncode == 0
+    assert run_llmgate("config", "dump", "-o", str(out), "--database-url", db).returncode == 0
     assert json.loads(out.read_text())["upstreams"][0]["id"] == "u1"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
 def test_apply_from_standard_input_and_prune(db: str) -> None:
-    assert llmgate("config", "apply", "-f", "-", "--database-url", db, stdin=FILE).returncode == 0
+    assert (
+        run_llmgate("config", "apply", "-f", "-", "--database-url", db, stdin=FILE).returncode == 0
+    )
     only_upstream = (
         "upstreams:\n  - id: u1\n    nodes: {'127.0.0.1:1980': 1}\n    type: roundrobin\n#END\n"
     )
-    kept = llmgate("config", "apply", "-f", "-", "--database-url", db, stdin=only_upstream)
+    kept = run_llmgate("config", "apply", "-f", "-", "--database-url", db, stdin=only_upstream)
     assert kept.stdout.splitlines() == [
         "kept consumers/jack (not in -; --prune deletes it)",
         "kept routes/r1 (not in -; --prune deletes it)",
         "no changes",
     ]
-    diff = llmgate(
+    diff = run_llmgate(
         "config", "diff", "-f", "-", "--prune", "--database-url", db, stdin=only_upstream
     )
     assert diff.returncode == 1 and "+++ /dev/null" in diff.stdout
-    pruned = llmgate(
+    pruned = run_llmgate(
         "config", "apply", "-f", "-", "--prune", "--database-url", db, stdin=only_upstream
     )
     assert pruned.stdout.splitlines() == [
@@ -106,18 +108,20 @@ def test_apply_from_standard_input_and_prune(db: str) -> None:
 def test_an_invalid_file_applies_nothing_and_says_why_in_one_line(tmp_path: Path, db: str) -> None:
     config = tmp_path / "apisix.yaml"
     config.write_text(FILE)
-    assert llmgate("config", "apply", "-f", str(config), "--database-url", db).returncode == 0
+    assert run_llmgate("config", "apply", "-f", str(config), "--database-url", db).returncode == 0
     config.write_text(FILE.replace("count: 2", "count: -1").replace("u1", "u2"))
-    result = llmgate("config", "apply", "-f", str(config), "--database-url", db)
+    result = run_llmgate("config", "apply", "-f", str(config), "--database-url", db)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("llmgate: error: routes/r1: failed to check the configuration")
     assert result.stderr.rstrip().endswith("; nothing was applied")
-    assert "u2" not in llmgate("config", "dump", "--database-url", db).stdout
+    assert "u2" not in run_llmgate("config", "dump", "--database-url", db).stdout
     config.write_text(FILE.replace("#END", ""))
-    missing_end = llmgate("config", "apply", "-f", str(config), "--database-url", db)
+    missing_end = run_llmgate("config", "apply", "-f", str(config), "--database-url", db)
     assert missing_end.returncode == 1 and "missing #END" in missing_end.stderr
-    nowhere = llmgate("config", "apply", "-f", str(tmp_path / "nope.yaml"), "--database-url", db)
+    nowhere = run_llmgate(
+        "config", "apply", "-f", str(tmp_path / "nope.yaml"), "--database-url", db
+    )
     assert nowhere.returncode == 1 and "cannot read" in nowhere.stderr
 
 
@@ -126,7 +130,7 @@ def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "apisix.yaml"
     config.write_text(FILE)
     for args in (("dump",), ("apply", "-f", str(config)), ("diff", "-f", str(config))):
-        result = llmgate("config", *args, "--database-url", url)
+        result = run_llmgate("config", *args, "--database-url", url)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith(f"llmgate: error: cannot use the store {url}")
         assert "Traceback" not in result.stderr
@@ -135,5 +139,5 @@ def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:
 def test_version() -> None:
     from importlib.metadata import version
 
-    result = llmgate("--version")
+    result = run_llmgate("--version")
     assert (result.returncode, result.stdout) == (0, f"llmgate {version('llmgate')}\n")

@@ -25,7 +25,7 @@ from tests.support import POSTGRES_URL
 VOLATILE = {"create_time", "update_time", "createdIndex", "modifiedIndex"}
 
 
-def llmgate(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_llmgate(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
     return subprocess.run(
         [*LLMGATE, *args], capture_output=True, text=True, timeout=120, env=env, input=stdin
@@ -98,7 +98,7 @@ def test_seed_blog_dump_applied_to_an_empty_database(
             {"username": "env-user", "plugins": {"key-auth": {"key": "$env://ENV_USER_KEY"}}},
         )
         dump = tmp_path / "apisix.yaml"
-        result = llmgate("config", "dump", "-o", str(dump), "--database-url", source_db)
+        result = run_llmgate("config", "dump", "-o", str(dump), "--database-url", source_db)
         assert result.returncode == 0, result.stderr
         text = dump.read_text()
         assert text.endswith("#END\n")
@@ -114,14 +114,15 @@ def test_seed_blog_dump_applied_to_an_empty_database(
         )
         if target == "sqlite":
             (tmp_path / "new").mkdir()
-        result = llmgate("config", "apply", "-f", str(dump), "--database-url", target_db)
+        result = run_llmgate("config", "apply", "-f", str(dump), "--database-url", target_db)
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == "applied 6 changes as revision 1"
         # Applying it again changes nothing; diff agrees.
-        again = llmgate("config", "apply", "-f", str(dump), "--database-url", target_db)
+        again = run_llmgate("config", "apply", "-f", str(dump), "--database-url", target_db)
         assert again.stdout == "no changes\n"
         assert (
-            llmgate("config", "diff", "-f", str(dump), "--database-url", target_db).returncode == 0
+            run_llmgate("config", "diff", "-f", str(dump), "--database-url", target_db).returncode
+            == 0
         )
 
     with LiveGateway(tmp_path, database_url=target_db, fake_port=fake_port) as copy:

@@ -1,0 +1,80 @@
+"""The standalone file's watcher, in process: each version tried once, bad ones logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from llmgate.config.document import DocumentError
+from llmgate.config.standalone import StandaloneFile, private_store
+from llmgate.settings import load_settings
+from llmgate.store import Store, open_engine
+
+GOOD = "upstreams:\n  - id: u1\n    nodes: {'127.0.0.1:1980': 1}\n#END\n"
+
+
+def settle(path: Path) -> None:
+    """Date the file back: the watcher leaves files modified in the last 50 ms alone."""
+    past = time.time() - 1
+    os.utime(path, (past, past))
+
+
+async def ids(url: str) -> list[str]:
+    store = Store(open_engine(url))
+    try:
+        async with store.read() as reader:
+            return [f"{item.kind}/{item.id}" for item in await reader.all()]
+    finally:
+        await store.close()
+
+
+def test_each_version_is_applied_or_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "apisix.yaml"
+    path.write_text(GOOD)
+    settings = load_settings({"standalone": str(path), "reload_interval": "0.01"}, environ={})
+    applied: list[int] = []
+
+    async def edit(source: StandaloneFile) -> None:
+        async with source.watching(applied.append):
+            path.write_text(GOOD.replace("#END", ""))
+            settle(path)
+            await asyncio.sleep(0.3)  # about thirty looks
+            path.write_text(GOOD.replace("u1", "u2"))
+            settle(path)
+            for _ in range(300):
+                if applied:
+                    break
+                await asyncio.sleep(0.01)
+
+    # As ``serve`` does: the private store is made before the event loop runs.
+    with private_store(settings) as (private, source):
+        assert private.database_url != settings.database_url
+        assert source.revision == 1
+        assert asyncio.run(ids(private.database_url)) == ["upstreams/u1"]
+        asyncio.run(edit(source))
+        assert applied == [2]
+        assert asyncio.run(ids(private.database_url)) == ["upstreams/u2"]  # the file is all
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        f"{path}: missing #END at the end (it marks the file as complete); keeping the last "
+        "good configuration"
+    ]
+    assert not Path(private.database_url.removeprefix("sqlite+aiosqlite:///")).exists()
+
+
+def test_a_file_that_cannot_be_applied_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "apisix.yaml"
+    path.write_text("services:\n  - id: 1\n#END\n")
+    settings = load_settings({"standalone": str(path)}, environ={})
+    with (
+        pytest.raises(DocumentError, match="services: llmgate does not support services yet"),
+        private_store(settings),
+    ):
+        pass
