@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from llmgate.errors import MethodNotAllowed, error_response
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def read_only_middleware(reason: str) -> web.middleware:
+def read_only_middleware(reason: str) -> Middleware:
     """Refuse every admin write with 405 ``{"error_msg": reason}``."""
 
     @web.middleware

@@ -380,4 +380,4 @@ def render(items: Iterable[Item], fmt: Format) -> str:
 
 def render_value(value: dict[str, Any]) -> str:
     """One item as YAML (for diffs)."""
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False))

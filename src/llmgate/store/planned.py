@@ -25,6 +25,9 @@ class PlannedReader(Reader):
     async def get(self, kind: str, id: str) -> Item | None:
         return self._items.get((kind, id))
 
+    async def all(self) -> list[Item]:
+        return sorted(self._items.values(), key=lambda item: (item.created_index, item.id))
+
     async def list(self, kind: str, id_prefix: str | None = None) -> list[Item]:
         found = [
             item
@@ -32,6 +35,3 @@ class PlannedReader(Reader):
             if item_kind == kind and (id_prefix is None or id.startswith(id_prefix))
         ]
         return sorted(found, key=lambda item: (item.created_index, item.id))
-
-    async def all(self) -> list[Item]:
-        return sorted(self._items.values(), key=lambda item: (item.created_index, item.id))
