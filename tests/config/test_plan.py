@@ -214,12 +214,17 @@ async def test_diff_writes_nothing(store: Store) -> None:
 async def test_an_unchanged_password_is_verified_once_with_a_memo(store: Store) -> None:
     memo = PasswordMemo()
     await apply(store, doc(consumers=[JACK]), memo=memo)
-    assert memo.matched == {}
-    plan, _ = await apply(store, doc(consumers=[JACK]), memo=memo)
-    assert plan.changes == () and len(memo.matched) == 1
+    assert len(memo.matched) == 1  # learnt from the hash just made
     hashed = next(iter(memo.matched))
+    assert (
+        hashed == (await stored(store))["consumers/jack"].value["plugins"]["basic-auth"]["password"]
+    )
+    plan, _ = await apply(store, doc(consumers=[JACK]), memo=memo)
+    assert plan.changes == () and list(memo.matched) == [hashed]
     assert not memo.matches("wrong", hashed)
     assert memo.matches("s3cret", hashed)
+    # A memo never vouches for a password it was not shown.
+    assert not PasswordMemo().matches("wrong", hashed)
 
 
 async def test_dumped_values_apply_as_they_are(store: Store) -> None:

@@ -75,10 +75,26 @@ class PasswordMemo:
             return True
         if not credentials.verify_password(password, stored):
             return False
+        self._remember(stored, digest)
+        return True
+
+    def learn(self, written: dict[str, Any], stored: dict[str, Any]) -> None:
+        """Remember the plaintext basic-auth password of ``written`` that the admin API just
+        hashed into ``stored``, so the next apply of the same file need not verify it."""
+        password, hashed = _basic_password(written), _basic_password(stored)
+        if password and hashed and password != hashed and credentials.is_password_hash(hashed):
+            self._remember(hashed, hashlib.sha256(password.encode()).hexdigest())
+
+    def _remember(self, stored: str, digest: str) -> None:
         if len(self.matched) >= self.limit:
             self.matched.clear()
         self.matched[stored] = digest
-        return True
+
+
+def _basic_password(conf: dict[str, Any]) -> str | None:
+    auth = (conf.get("plugins") or {}).get("basic-auth")
+    password = auth.get("password") if isinstance(auth, dict) else None
+    return password if isinstance(password, str) else None
 
 
 def label_of(item: Item) -> str:
@@ -146,6 +162,8 @@ async def make_plan(
     apis = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
     for key, entry in sorted(wanted.items(), key=lambda pair: _order(pair[0][0])):
         value = await _validated(apis[entry.resource], planned, entry, confs[key])
+        if memo is not None:
+            memo.learn(confs[key], value)
         old = stored.get(key)
         if old is not None:
             planned.put(Item(old.kind, old.id, value, old.created_index, old.modified_index))
