@@ -165,8 +165,9 @@ def worker_pids(parent: int) -> list[int]:
     return sorted(found)
 
 
-def connections_held(pid: int, port: int) -> int:
-    """How many established TCP connections to local ``port`` process ``pid`` holds."""
+def connections_held(pid: int, port: int, *, remote: bool = False) -> int:
+    """How many established TCP connections to local ``port`` process ``pid`` holds (with
+    ``remote``: its connections to ``port`` elsewhere, e.g. to an upstream)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
@@ -177,7 +178,11 @@ def connections_held(pid: int, port: int) -> int:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+            address = fields[2] if remote else fields[1]
+            if (
+                int(address.rsplit(":", 1)[1], 16) == port
+                and fields[3] == "01"
+                and fields[9] in inodes
+            ):
                 held += 1
     return held

@@ -7,6 +7,8 @@ from aiohttp import web
 from llmgate.admin.auth import AdminKeys, auth_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
 from llmgate.admin.read_only import read_only_middleware
+from llmgate.http.limits import ClientLimits
+from llmgate.http.protocol import EdgeServer
 from llmgate.observability.health import Readiness, add_health_routes
 from llmgate.proxy.handler import make_handler
 from llmgate.runtime.loader import SnapshotLoader
@@ -19,6 +21,7 @@ def build_admin_app(
     loader: SnapshotLoader | None = None,
     readiness: Readiness | None = None,
     read_only: str | None = None,
+    limits: ClientLimits | None = None,
 ) -> web.Application:
     """The admin API (``/apisix/admin``) over ``store``, behind ``keys``, with ``/healthz`` and
     ``/readyz`` (``readiness``: by default the store, and ``loader`` when given).
@@ -31,11 +34,13 @@ def build_admin_app(
         middlewares.append(read_only_middleware(read_only))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY + 1)
     add_health_routes(app, readiness or Readiness(store, loader))
-    add_admin_routes(app, store, loader.sync if loader is not None else None)
+    add_admin_routes(app, store, loader.sync if loader is not None else None, limits)
     return app
 
 
-def build_proxy_server(loader: SnapshotLoader) -> web.Server:
+def build_proxy_server(loader: SnapshotLoader, limits: ClientLimits | None = None) -> EdgeServer:
     """The data plane: aiohttp's low-level server with the one proxy handler (no router, no
-    middlewares: every request goes to ``handle``)."""
-    return web.Server(make_handler(loader), access_log=None)
+    middlewares: every request goes to ``handle``), held to the client ``limits``.  A client
+    that leaves cancels its request (and so the upstream call)."""
+    limits = limits or ClientLimits()
+    return EdgeServer(make_handler(loader, limits), limits, handler_cancellation=True)

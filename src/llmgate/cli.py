@@ -35,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", help="debug, info, warning or error (warning)")
     serve.add_argument("--log-format", help="text or json: one JSON object per line (text)")
+    serve.add_argument("--client-header-timeout", help="seconds for a whole request head (60)")
+    serve.add_argument("--client-body-timeout", help="seconds between two body reads (60)")
+    serve.add_argument("--keepalive-timeout", help="seconds an idle connection is kept (75)")
+    serve.add_argument("--keepalive-requests", help="requests per connection (1000)")
+    serve.add_argument(
+        "--max-connections", help="client connections per listener and process (0: from ulimit)"
+    )
+    serve.add_argument("--merge-slashes", help="on|off: '//' in a path is '/' (on)")
 
     migrate = commands.add_parser("migrate", help="apply the store's migrations")
     migrate.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")

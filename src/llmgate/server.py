@@ -23,6 +23,8 @@ from llmgate.admin.keys import resolve_admin_keys
 from llmgate.app import build_admin_app, build_proxy_server
 from llmgate.config.document import DocumentError
 from llmgate.config.standalone import StandaloneFile, private_store
+from llmgate.http.limits import ClientLimits, raise_open_file_limit
+from llmgate.http.protocol import EdgeServer
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
 from llmgate.runtime.loader import SnapshotLoader
@@ -31,6 +33,10 @@ from llmgate.settings import Listen, Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
 from llmgate.workers import Supervisor, WorkerFailed
+
+# The admin listener's own connection budget: a flooded data plane never takes it, and an
+# admin flood never takes the data plane's.
+ADMIN_MAX_CONNECTIONS = 256
 
 
 def say(line: str) -> None:
@@ -44,12 +50,38 @@ def use_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+class _EdgeAppRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections are held to client limits (``EdgeServer``), with a
+    connection budget of their own."""
+
+    def __init__(self, app: web.Application, limits: ClientLimits, max_connections: int) -> None:
+        super().__init__(app, access_log=None, handle_signals=False)
+        self._limits = limits
+        self._max_connections = max_connections
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return EdgeServer(
+            server.request_handler,
+            self._limits,
+            max_connections=self._max_connections,
+            request_factory=server.request_factory,
+        )
+
+
 async def start_site(
-    app: web.Application | web.Server, listen: Listen, **kwargs: object
+    app: web.Application | web.Server,
+    listen: Listen,
+    limits: ClientLimits | None = None,
+    **kwargs: object,
 ) -> web.BaseRunner:
+    """Listen on ``listen``; an application's connections are held to ``limits`` when given
+    (a ``web.Server`` brings its own)."""
     runner: web.BaseRunner
     if isinstance(app, web.Server):
         runner = web.ServerRunner(app, handle_signals=False)
+    elif limits is not None:
+        runner = _EdgeAppRunner(app, limits, ADMIN_MAX_CONNECTIONS)
     else:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -83,7 +115,9 @@ async def open_data_plane(
     sampler: GaugeSampler | None = None
     try:
         runner = await start_site(
-            build_proxy_server(loader), settings.proxy_listen, reuse_port=True
+            build_proxy_server(loader, settings.client_limits()),
+            settings.proxy_listen,
+            reuse_port=True,
         )
         server = runner.server
         assert server is not None
@@ -148,8 +182,9 @@ async def _serve(
                 say(f"generated admin key {generated} (kept in the store; shown only now)")
             # In-process, a write is answered once the data plane serves it; workers poll.
             read_only = source.read_only_reason if source is not None else None
-            admin = build_admin_app(store, keys, loader, readiness, read_only)
-            runner = await start_site(admin, settings.admin_listen)
+            limits = settings.client_limits()
+            admin = build_admin_app(store, keys, loader, readiness, read_only, limits)
+            runner = await start_site(admin, settings.admin_listen, limits)
             stack.push_async_callback(runner.cleanup)
             say(f"admin API listening on {settings.admin_listen}")
         if source is not None:
@@ -180,6 +215,7 @@ def _serve_store(settings: Settings, source: StandaloneFile | None = None) -> in
         say(f"error: cannot open the store {settings.database_url}: {exc}")
         return 1
     use_uvloop()
+    raise_open_file_limit()  # as nginx's worker_rlimit_nofile: the connection cap follows it
     # Before any metric exists, and before the workers are spawned (they inherit it).
     metrics_dir = prepare_multiprocess_dir() if settings.role != "admin" else None
     try:

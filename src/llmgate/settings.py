@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from llmgate.errors import SettingsError
+from llmgate.http.limits import ClientLimits
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmgate.db"
 ENV_PREFIX = "LLMGATE_"
@@ -83,15 +84,64 @@ class Settings:
     log_level: LogLevel = "warning"
     log_format: LogFormat = "text"
     standalone: str | None = None  # a configuration file served instead of the database
+    # Client limits, with nginx's names and defaults (see llmgate.http.limits).
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    keepalive_requests: int = 1000
+    max_connections: int = 0  # per listener and process; 0: from the open-file limit
+    merge_slashes: bool = True
+
+    def client_limits(self) -> ClientLimits:
+        return ClientLimits(
+            header_timeout=self.client_header_timeout,
+            body_timeout=self.client_body_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            keepalive_requests=self.keepalive_requests,
+            max_connections=self.max_connections,
+            merge_slashes=self.merge_slashes,
+        )
 
 
 _LISTENS = {"admin_listen", "proxy_listen", "metrics_listen"}
 _FLOATS = {"reload_interval"}
 _INTS = {"workers"}
+# name -> (lowest, highest)
+_TIMEOUTS = {
+    "client_header_timeout": (0.1, 3600.0),
+    "client_body_timeout": (0.1, 3600.0),
+    "keepalive_timeout": (0.1, 3600.0),
+}
+_COUNTS = {"keepalive_requests": (1, 10**9), "max_connections": (0, 10**7)}
+_BOOLS = {"merge_slashes"}
+_TRUE = {"1", "true", "on", "yes"}
+_FALSE = {"0", "false", "off", "no"}
 _NAMES = {f.name for f in fields(Settings)}
 
 
+def _number(name: str, value: Any, kind: type[int] | type[float], low: float, high: float) -> Any:
+    flag = name.replace("_", "-")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"invalid {flag} {value!r}: not a number") from None
+    if not low <= number <= high:
+        raise SettingsError(f"invalid {flag} {value!r}: must be {low:g}-{high:g}")
+    return number
+
+
 def _convert(name: str, value: Any) -> Any:
+    if name in _TIMEOUTS:
+        return _number(name, value, float, *_TIMEOUTS[name])
+    if name in _COUNTS:
+        if isinstance(value, float) or (isinstance(value, str) and not value.strip().isdigit()):
+            raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: not an integer")
+        return _number(name, value, int, *_COUNTS[name])
+    if name in _BOOLS:
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in _TRUE | _FALSE:
+            return value if isinstance(value, bool) else text in _TRUE
+        raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: expected on or off")
     if name in _LISTENS:
         return parse_listen(name.replace("_", "-"), str(value))
     if name in _FLOATS:

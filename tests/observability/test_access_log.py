@@ -273,7 +273,7 @@ async def test_key_auth_custom_names_are_masked() -> None:
 
 async def test_request_body_read_by_the_gateway_is_bounded() -> None:
     ctx = make_ctx(method="POST", body=b"0123456789")
-    await ctx.read_body()
+    await ctx.body.read()
     entry = await access_log(include_req_body=True, max_req_body_bytes=4).entry(ctx)
     assert entry is not None
     assert entry["request"]["body"] == "0123"

@@ -11,37 +11,67 @@ from aiohttp import web
 from llmgate.admin.resource import Address, ResourceApi
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import BadRequest, HttpError, NotFound, error_response, json_response
+from llmgate.http.body import BodyTooLarge, RequestBody
+from llmgate.http.limits import ClientLimits
 from llmgate.observability import usage
 from llmgate.plugins import REGISTRY
 from llmgate.store import Store
 
 MAX_BODY = 1024 * 1024 * 3 // 2  # 1.5 MiB, as APISIX
+# Deeper JSON than any resource needs; validation and storage recurse over it.
+MAX_DEPTH = 64
 STORE_KEY = web.AppKey("store", Store)
 APIS_KEY = web.AppKey("resource_apis", dict)
 # Awaited after each successful write: an in-process data plane loads the new revision before
 # the admin answers, so a client's next request already sees its change.
 AFTER_WRITE_KEY = web.AppKey("after_write", object)
+LIMITS_KEY = web.AppKey("client_limits", ClientLimits)
 
 
 async def _read_json(request: web.Request) -> Any:
-    """The decoded body, None when empty; 400 when oversize or not JSON."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
+    """The decoded body, None when empty; 400 when oversize, not JSON or nested too deep."""
+    limits = request.app.get(LIMITS_KEY) or ClientLimits()
+    body = RequestBody(
+        request.content,
+        request.content_length,
+        request.body_exists,
+        limits.body_timeout,
+        request.transport,
+    )
+    try:
+        raw = await body.read(MAX_BODY)
+    except BodyTooLarge as exc:
         raise BadRequest(
-            f"invalid request body: request size {request.content_length} is greater than the "
-            f"maximum size {MAX_BODY} allowed"
-        )
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise BadRequest(
-            f"invalid request body: request size is greater than the maximum size {MAX_BODY} "
-            "allowed"
-        )
+            f"invalid request body: request size {exc.size} is greater than the maximum size "
+            f"{MAX_BODY} allowed"
+        ) from None
     if not raw.strip():
         return None
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"invalid request body: {exc}") from None
+    if _nested_deeper(value, MAX_DEPTH):
+        raise BadRequest(f"invalid request body: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` has objects or arrays nested more than ``limit`` levels (iterative:
+    the check itself never recurses)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _route_segments(tail: str) -> tuple[str, Address, str]:
@@ -64,6 +94,9 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
         if api is None:
             raise NotFound({"error_msg": f"Unsupported resource type: {name}"})
         method = request.method
+        if sub_path and method != "PATCH":
+            # Only PATCH addresses a path inside a resource (/routes/1/plugins/x).
+            raise BadRequest(f"{method} does not take a path below the resource id")
         if method == "GET":
             status, body = await api.get(address, request.query)
         elif method == "PUT":
@@ -113,9 +146,14 @@ async def usage_summary(request: web.Request) -> web.Response:
 
 
 def add_admin_routes(
-    app: web.Application, store: Store, after_write: Callable[[], Awaitable[None]] | None = None
+    app: web.Application,
+    store: Store,
+    after_write: Callable[[], Awaitable[None]] | None = None,
+    limits: ClientLimits | None = None,
 ) -> None:
     app[STORE_KEY] = store
+    if limits is not None:
+        app[LIMITS_KEY] = limits
     if after_write is not None:
         app[AFTER_WRITE_KEY] = after_write
     app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmgate.errors import HttpError
-from llmgate.proxy.context import PayloadTooLarge
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext
@@ -29,15 +28,7 @@ class BadPrompt(HttpError):
 
 async def request_body(ctx: RequestContext, max_size: int) -> bytes:
     """The body as earlier plugins left it; 413 past ``max_size`` bytes."""
-    if ctx.outbound.body is None:
-        length = ctx.inbound.content_length
-        if length is not None and length > max_size:
-            raise PayloadTooLarge()
-        await ctx.read_body()
-    body = ctx.outbound.body or b""
-    if len(body) > max_size:
-        raise PayloadTooLarge()
-    return body
+    return await ctx.current_body(max_size)
 
 
 def decode(body: bytes) -> Any:

@@ -21,6 +21,8 @@ from llmgate.ai.call import LlmCall
 from llmgate.ai.protocols import RequestError, detect, parse_body
 from llmgate.ai.target import AiRequest
 from llmgate.errors import HttpError
+from llmgate.http.body import BodyTooLarge
+from llmgate.http.paths import check_target
 from llmgate.proxy.upstream import BadGateway, Outgoing
 
 if TYPE_CHECKING:
@@ -49,16 +51,14 @@ DROPPED_HEADERS = frozenset(
 async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
     """The client's LLM request: its JSON body (as earlier plugins left it) and protocol."""
     outbound = ctx.outbound
-    if outbound.body is None:
-        length = ctx.inbound.content_length or 0
-        if length > max_size:
-            raise _too_large(length, max_size)
-        await ctx.read_body()
-    raw = outbound.body or b""
-    if len(raw) > max_size:
-        raise _too_large(len(raw), max_size)
+    try:
+        raw = await ctx.current_body(max_size)
+    except BodyTooLarge as exc:
+        if exc.limit < max_size:
+            raise  # past what the gateway holds in memory: its own 413
+        raise _too_large(exc.size, max_size) from None
     body = parse_body(raw, outbound.headers.get("Content-Type"))
-    protocol = detect(body, ctx.inbound.path)
+    protocol = detect(body, ctx.target.uri)
     if protocol is None:
         raise RequestError(400, "no matching AI protocol for the request")
     headers = CIMultiDict(
@@ -83,7 +83,7 @@ async def send(ctx: RequestContext) -> Sent:
     outbound = ctx.outbound
     outgoing = Outgoing(
         method=outbound.method,
-        path_and_query=outbound.path + ("?" + outbound.query if outbound.query else ""),
+        path_and_query=check_target(outbound.path, outbound.query),
         headers=outbound.headers,
         body=outbound.body,
         client_host=None,

@@ -33,6 +33,7 @@ from urllib.parse import unquote_plus
 
 from llmgate import __version__
 from llmgate.ai.call import LlmCall
+from llmgate.http.body import BodyState
 from llmgate.plugins.expr import Expr, ExprError
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def request_size(ctx: RequestContext) -> int:
     inbound = ctx.inbound
     size = len(inbound.method) + len(inbound.raw_path) + 12  # 2 spaces, HTTP/1.1, CRLF
     size += sum(len(name) + len(value) + 4 for name, value in inbound.raw_headers) + 2
-    body = ctx.buffered_body
+    body = ctx.body.buffered
     return size + (len(body) if body is not None else inbound.content_length or 0)
 
 
@@ -178,15 +179,14 @@ def llm_block(ctx: RequestContext) -> dict[str, Any] | None:
 async def request_body(ctx: RequestContext, limit: int) -> str | None:
     """The inbound body, at most ``limit`` bytes: the one the gateway read, or a small one that
     has fully arrived (never waits on the client, never takes a streamed body)."""
-    body = ctx.buffered_body
+    body = ctx.body.buffered
     if body is None:
-        inbound = ctx.inbound
-        length = inbound.content_length
-        if not inbound.body_exists or length is None or length > SMALL_BODY:
+        reader = ctx.body
+        if reader.state is not BodyState.UNREAD or not reader.exists:
             return None
-        if not inbound.content.is_eof():
+        if reader.length is None or reader.length > SMALL_BODY or not reader.arrived:
             return None
-        body = await ctx.read_body()
+        body = await reader.read()
     return body[:limit].decode("utf-8", "replace")
 
 

@@ -190,8 +190,8 @@ class Metrics:
         key = (
             str(ctx.status) if ctx.status else "499",  # nginx's code for "client went away"
             (route.name or route.id) if prefer_name else route.id,
-            matched_uri(route, inbound.path),
-            matched_host(route, inbound.host),
+            matched_uri(route, ctx.target.uri),
+            matched_host(route, ctx.target.host),
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
         )
@@ -215,12 +215,11 @@ class Metrics:
     def llm_started(self, ctx: RequestContext, call: LlmCall) -> LlmActive:
         """Count an LLM call about to be sent in ``llm_active_connections``."""
         route = ctx.route
-        inbound = ctx.inbound
         key = (
             route.name or "",
             route.id,
-            matched_uri(route, inbound.path),
-            matched_host(route, inbound.host),
+            matched_uri(route, ctx.target.uri),
+            matched_host(route, ctx.target.host),
             "",
             "",
             ctx.consumer.username if ctx.consumer is not None else "",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
+from llmgate.http.paths import escape_path as encode_path
 from llmgate.plugins.base import (
     ConfigSection,
     EnvOrPattern,
@@ -96,17 +97,8 @@ class ProxyRewriteConfig(PluginConfig):
         return self
 
 
-# What nginx's ngx_escape_uri (NGX_ESCAPE_URI) escapes in a path: controls, space, "#", "%",
-# "?", DEL and every non-ASCII byte.
-_PATH_ESCAPED = frozenset(range(0x21)) | {0x23, 0x25, 0x3F} | frozenset(range(0x7F, 0x100))
-_PATH_BYTE = tuple(f"%{b:02X}" if b in _PATH_ESCAPED else chr(b) for b in range(256))
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CAPTURE = re.compile(r"\$\{?(\d+)\}?")
-
-
-def encode_path(path: str) -> str:
-    """``path`` percent-encoded as APISIX's ``uri_safe_encode`` does."""
-    return "".join(_PATH_BYTE[b] for b in path.encode())
 
 
 def _rooted(path: str) -> str:
@@ -214,6 +206,8 @@ class ProxyRewrite(Plugin):
             outbound.path, outbound.query = self._from_template(ctx, self._uri)
         elif self._regex_uri:
             captures = self._from_regex(ctx)
+        elif self.config.use_real_request_uri_unsafe:
+            outbound.path = ctx.target.raw_path  # the path as sent, not normalised
         headers = outbound.headers
         for name, value in self._add:
             for item in value if isinstance(value, tuple) else (value,):
@@ -249,10 +243,8 @@ class ProxyRewrite(Plugin):
     def _from_regex(self, ctx: RequestContext) -> re.Match[str] | None:
         """Rewrite the uri with the first matching ``regex_uri`` pair; its match is returned
         for the captures of header values."""
-        outbound = ctx.outbound
-        unsafe = self.config.use_real_request_uri_unsafe
-        if unsafe:
-            subject = outbound.path + (f"?{outbound.query}" if outbound.query else "")
+        if self.config.use_real_request_uri_unsafe:
+            subject = ctx.target.real_request_uri
         else:
             subject = ctx.var("uri") or "/"
         for pattern, replacement in self._regex_uri:

@@ -1,6 +1,8 @@
 """Per-request objects of the data plane, named by direction.
 
-- ``ctx.inbound``: the client's request (aiohttp ``web.Request``, read-only).
+- ``ctx.inbound``: the client's request (aiohttp ``web.Request``, read-only), with its
+  ``ctx.target`` (the normalised path, query and host the request was routed on) and
+  ``ctx.body`` (its body: unread, streaming or buffered; see ``llmgate.http.body``).
 - ``ctx.outbound``: the request llmgate will send upstream (mutable by plugins).
 - ``ResponseHead``: status and headers of the response on its way to the client (mutable in
   ``header_filter``), whether it came from the upstream or from a plugin's ``Reply``.
@@ -17,14 +19,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from llmgate.errors import HttpError
+from llmgate.http.body import MAX_BUFFERED_BODY, BodyTooLarge, RequestBody
+from llmgate.http.paths import RequestTarget, parse_target
 
 if TYPE_CHECKING:
     from llmgate.proxy.client import UpstreamResponse
     from llmgate.proxy.upstream import UpstreamPool
-    from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, Snapshot
-
-MAX_BUFFERED_BODY = 16 * 1024 * 1024
+    from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, PluginChain, Snapshot
 
 # Variables whose value changes while the request runs: never cached.
 _CHANGING = frozenset(
@@ -43,16 +44,10 @@ Sent = tuple["UpstreamResponse", "UpstreamPool", int, float]
 Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
 
 
-class PayloadTooLarge(HttpError):
-    status = 413
-
-    def __init__(self) -> None:
-        super().__init__({"error_msg": "request body too large"})
-
-
 @dataclass(slots=True)
 class OutboundRequest:
-    """What llmgate sends upstream. ``body`` None means: stream the inbound body through."""
+    """What llmgate sends upstream.  ``body`` is a plugin's replacement of the client's body;
+    None means: send the client's body (``ctx.body``) as it came."""
 
     method: str
     path: str
@@ -96,8 +91,9 @@ class RequestContext:
     """Everything one request carries through the phases. Created per request; never shared."""
 
     __slots__ = (
-        "_body",
         "_vars",
+        "body",
+        "chain",
         "consumer",
         "credential_id",
         "forwarder",
@@ -109,6 +105,7 @@ class RequestContext:
         "started",
         "state",
         "status",
+        "target",
         "upstream",
         "upstream_addr",
         "upstream_latency",
@@ -121,11 +118,19 @@ class RequestContext:
         snapshot: Snapshot,
         route: CompiledRoute,
         outbound: OutboundRequest,
+        target: RequestTarget | None = None,
+        body: RequestBody | None = None,
     ) -> None:
         self.inbound = inbound
+        self.target = target or parse_target(inbound.raw_path, inbound.headers.get("Host"))
+        self.body = body or RequestBody(
+            inbound.content, inbound.content_length, inbound.body_exists
+        )
         self.snapshot = snapshot
         self.route = route
         self.outbound = outbound
+        # The plugins running this request: the route's, merged with the consumer's once known.
+        self.chain: PluginChain = route.chain
         self.consumer: ConsumerEntry | None = None
         self.credential_id: str | None = None
         self.upstream: UpstreamPool | None = route.upstream
@@ -139,7 +144,6 @@ class RequestContext:
         self.started = time.perf_counter()
         self.state: dict[str, Any] = {}
         self._vars: dict[str, str | None] | None = None
-        self._body: bytes | None = None
 
     def add_response_header(self, name: str, value: str) -> None:
         """A header to set on the client response, whatever produces it."""
@@ -147,23 +151,17 @@ class RequestContext:
             self.response_headers = CIMultiDict()
         self.response_headers[name] = value
 
-    @property
-    def buffered_body(self) -> bytes | None:
-        """The inbound body if ``read_body`` already read it, else None (never reads)."""
-        return self._body
-
-    async def read_body(self) -> bytes:
-        """The inbound body, read once and kept (413 past ``MAX_BUFFERED_BODY``)."""
-        if self._body is None:
-            if (self.inbound.content_length or 0) > MAX_BUFFERED_BODY:
-                raise PayloadTooLarge()
-            body = await self.inbound.content.read(MAX_BUFFERED_BODY + 1)
-            if len(body) > MAX_BUFFERED_BODY:
-                raise PayloadTooLarge()
-            self._body = body
-            if self.outbound.body is None:
-                self.outbound.body = body
-        return self._body
+    async def current_body(self, limit: int = MAX_BUFFERED_BODY) -> bytes:
+        """The body as it will go upstream: a plugin's replacement, else the client's, read
+        whole.  ``BodyTooLarge`` past ``limit`` bytes, or past ``MAX_BUFFERED_BODY`` (what one
+        request may hold in memory) when that is lower: its ``limit`` tells which."""
+        limit = min(limit, MAX_BUFFERED_BODY)
+        body = self.outbound.body
+        if body is None:
+            return await self.body.read(limit)
+        if len(body) > limit:
+            raise BodyTooLarge(len(body), limit)
+        return body
 
     def var(self, name: str) -> str | None:
         """An APISIX/nginx variable (``remote_addr``, ``uri``, ``arg_x``, ``http_x``...)."""

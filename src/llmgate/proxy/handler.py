@@ -15,12 +15,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from llmgate.ai.tracking import passive_tracker
 from llmgate.errors import HttpError
+from llmgate.http.body import BodyStream, RequestBody
+from llmgate.http.limits import ClientLimits
+from llmgate.http.paths import check_target, parse_target
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead, Sent
 from llmgate.proxy.headers import add_forwarded, end_to_end
@@ -41,40 +43,56 @@ REPLAYABLE_BODY = 1024 * 1024
 _DROP_INBOUND = frozenset({"host", "content-length", "expect"})
 
 NOT_FOUND = Reply.error(404, "404 Route Not Found")
+INTERNAL_ERROR = Reply.error(500, "internal error")
+# nginx's status for a request whose client went away before it was answered.
+CLIENT_CLOSED = 499
 
 
 def make_handler(
-    loader: SnapshotLoader,
+    loader: SnapshotLoader, limits: ClientLimits = ClientLimits()
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     """The data plane's request handler, reading the snapshot ``loader`` keeps current."""
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        return await _handle(loader, request)
+        return await _handle(loader, limits, request)
 
     return handle
 
 
-async def _handle(loader: SnapshotLoader, request: web.BaseRequest) -> web.StreamResponse:
+async def _handle(
+    loader: SnapshotLoader, limits: ClientLimits, request: web.BaseRequest
+) -> web.StreamResponse:
     snapshot = loader.current
     if snapshot is None:
         return _plain(Reply.error(503, "configuration not loaded yet"))
+    try:
+        # Routed, matched and forwarded on nginx's $uri: the normalised path.
+        target = parse_target(request.raw_path, request.headers.get("Host"), limits.merge_slashes)
+    except HttpError as error:
+        return _plain(Reply.json(error.status, error.body))
     if "Expect" in request.headers:
         await _continue(request)
     router = snapshot.router
-    path = request.path
     # Route conditions (vars, remote_addrs) read the request's variables; most configs have none.
-    variables = RouteVariables(request, path) if router.needs_variables else None
-    entry = router.match(request.method, request.host, path, variables)
+    variables = RouteVariables(request, target) if router.needs_variables else None
+    entry = router.match(request.method, target.host, target.uri, variables)
     if entry is None or entry.payload is None:
         return _plain(NOT_FOUND)
     route = entry.payload
     outbound = OutboundRequest(
         method=request.method,
-        path=request.rel_url.raw_path,
-        query=request.rel_url.raw_query_string,
+        path=target.forward_path,
+        query=target.query,
         headers=end_to_end(request.headers, _DROP_INBOUND),
     )
-    ctx = RequestContext(request, snapshot, route, outbound)
+    body = RequestBody(
+        request.content,
+        request.content_length,
+        request.body_exists,
+        limits.body_timeout,
+        request.transport,
+    )
+    ctx = RequestContext(request, snapshot, route, outbound, target, body)
     snapshot.active += 1
     try:
         return await _run(ctx)
@@ -115,49 +133,64 @@ def _plain(reply: Reply) -> web.Response:
 
 
 async def _run(ctx: RequestContext) -> web.StreamResponse:
-    chain = ctx.route.chain
-    upstream: UpstreamResponse | None = None
+    """The phases, then the log phase whatever ended the request: a reply, an error, an
+    upstream failure, a client that left (499, as nginx) or a bug (500)."""
     try:
-        reply, chain = await _request_phases(ctx, chain)
-        if reply is None:
-            _forwarding(ctx)
-            upstream, reply = await _forward(ctx)
-    except HttpError as error:
-        reply = Reply.json(error.status, error.body)
-    try:
-        if upstream is not None:
-            return await _relay(ctx, chain, upstream)
-        assert reply is not None
-        return await _reply(ctx, chain, reply)
+        return await _respond(ctx)
+    except (ConnectionError, asyncio.CancelledError):
+        ctx.status = CLIENT_CLOSED
+        ctx.state["client_aborted"] = True
+        raise
+    except Exception:
+        log.exception("request on route %s failed", ctx.route.id)
+        if ctx.inbound.writer.output_size:
+            ctx.status = ctx.status or 500
+            raise  # the response has begun: the connection is closed
+        ctx.status = 500
+        return _plain(INTERNAL_ERROR)
     finally:
-        for plugin in chain.log:
+        for plugin in ctx.chain.log:
             try:
                 await plugin.log(ctx)
             except Exception:
                 log.exception("log phase of %s failed", plugin.name)
 
 
-async def _request_phases(
-    ctx: RequestContext, chain: PluginChain
-) -> tuple[Reply | None, PluginChain]:
+async def _respond(ctx: RequestContext) -> web.StreamResponse:
+    upstream: UpstreamResponse | None = None
+    try:
+        reply = await _request_phases(ctx)
+        if reply is None:
+            _forwarding(ctx)
+            upstream, reply = await _forward(ctx)
+    except HttpError as error:
+        reply = Reply.json(error.status, error.body)
+    if upstream is not None:
+        return await _relay(ctx, ctx.chain, upstream)
+    assert reply is not None
+    return await _reply(ctx, ctx.chain, reply)
+
+
+async def _request_phases(ctx: RequestContext) -> Reply | None:
+    chain = ctx.chain
     for plugin in chain.rewrite:
         reply = await plugin.rewrite(ctx)
         if reply is not None:
-            return reply, chain
+            return reply
     if ctx.consumer is not None and ctx.consumer.overrides:
         merged = ctx.snapshot.chain_for(ctx.route, ctx.consumer)
         done = set(map(id, chain.rewrite))
-        chain = merged
+        ctx.chain = chain = merged
         for plugin in merged.rewrite:
             if id(plugin) not in done:
                 reply = await plugin.rewrite(ctx)
                 if reply is not None:
-                    return reply, chain
+                    return reply
     for plugin in chain.access:
         reply = await plugin.access(ctx)
         if reply is not None:
-            return reply, chain
-    return None, chain
+            return reply
+    return None
 
 
 def _hash_key(ctx: RequestContext) -> str | None:
@@ -179,36 +212,49 @@ def _hash_key(ctx: RequestContext) -> str | None:
 async def outgoing_for(ctx: RequestContext) -> Outgoing:
     """The upstream request as plugins left ``ctx.outbound``, with X-Forwarded-* added.
 
-    Bodies up to ``REPLAYABLE_BODY`` are read first so a retry can send them again; larger ones
-    stream straight through.
+    A target holding control characters (built by a plugin from client data) is a 400.
     """
     inbound, outbound = ctx.inbound, ctx.outbound
     headers = CIMultiDict(outbound.headers)
-    body: bytes | aiohttp.StreamReader | None = outbound.body
-    if body is None and inbound.body_exists:
-        length = inbound.content_length
-        if length is not None and length <= REPLAYABLE_BODY:
-            body = await ctx.read_body()
-        else:
-            body = inbound.content
-            if length is not None:
-                headers["Content-Length"] = str(length)
+    target = check_target(outbound.path, outbound.query)
+    body = await _body_to_send(ctx, headers)
     add_forwarded(
         headers,
         inbound.remote,
         inbound.scheme,
-        inbound.headers.get("Host"),
+        ctx.target.authority,
         ctx.var("server_port"),
     )
     return Outgoing(
         method=outbound.method,
-        path_and_query=outbound.path + ("?" + outbound.query if outbound.query else ""),
+        path_and_query=target,
         headers=headers,
         body=body,
-        client_host=outbound.host or inbound.headers.get("Host"),
+        client_host=outbound.host or ctx.target.authority,
         hash_key=_hash_key(ctx),
         timeout=ctx.route.timeout,
     )
+
+
+async def _body_to_send(
+    ctx: RequestContext, headers: CIMultiDict[str]
+) -> bytes | BodyStream | None:
+    """A plugin's replacement body, else the client's: read whole when it is at most
+    ``REPLAYABLE_BODY`` (so a retry can send it again), else streamed through as it arrives
+    (with its Content-Length when it declared one)."""
+    replaced = ctx.outbound.body
+    if replaced is not None:
+        return replaced
+    body = ctx.body
+    if not body.exists:
+        return None
+    if body.buffered is not None:
+        return body.buffered
+    if body.length is not None and body.length <= REPLAYABLE_BODY:
+        return await body.read()
+    if body.length is not None:
+        headers["Content-Length"] = str(body.length)
+    return body.stream()
 
 
 async def send_to_upstream(ctx: RequestContext) -> Sent:
@@ -299,9 +345,6 @@ async def _relay(
             ctx.state["upstream_broken"] = True
             if ctx.inbound.transport is not None:
                 ctx.inbound.transport.close()
-        except (ConnectionResetError, asyncio.CancelledError):
-            ctx.state["client_aborted"] = True
-            raise
         return response
     finally:
         upstream.release()

@@ -171,7 +171,7 @@ class UpstreamPool:
         mode = self.spec.pass_host
         if mode == "rewrite":
             return self.spec.upstream_host
-        if mode == "node":
+        if mode == "node" or client_host is None:  # a request without Host: the node's
             default = 443 if self.scheme == "https" else 80
             return node.host if node.port == default else node.address
         return client_host

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from llmgate.http.paths import RequestTarget
     from llmgate.proxy.context import RequestContext
 
 
@@ -38,27 +39,24 @@ def _server_port(request: web.BaseRequest) -> str | None:
     return str(sock[1]) if sock and len(sock) > 1 else None
 
 
-def _host(request: web.BaseRequest) -> str | None:
-    host = request.headers.get("Host")
-    if host is None:
-        return None
-    if host.startswith("["):
-        return host[: host.find("]") + 1].lower()
-    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
-
-
 def _server_protocol(request: web.BaseRequest) -> str:
     return f"HTTP/{request.version.major}.{request.version.minor}"
 
+
+# The request target as the gateway routed it (nginx's ``$uri`` and ``$host``; APISIX's
+# ``$request_uri`` is the normalised path with the query, ``$real_request_uri`` as sent).
+_TARGET: dict[str, Callable[[RequestTarget], str | None]] = {
+    "uri": lambda target: target.uri,
+    "host": lambda target: target.host,
+    "request_uri": lambda target: target.request_uri,
+    "real_request_uri": lambda target: target.real_request_uri,
+}
 
 _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
     "remote_addr": lambda request: request.remote,
     "remote_port": _remote_port,
     "server_addr": _server_addr,
     "server_port": _server_port,
-    "host": _host,
-    "uri": lambda request: request.path,
-    "request_uri": lambda request: request.raw_path,
     "request_method": lambda request: request.method,
     "query_string": lambda request: request.query_string,
     "args": lambda request: request.query_string,
@@ -80,9 +78,12 @@ _CONTEXT: dict[str, Callable[[RequestContext], str | None]] = {
 }
 
 
-def request_variable(request: web.BaseRequest, name: str) -> str | None:
-    """The value of variable ``name`` (without ``$``) that only the client's request
-    determines; None when unset or when it needs more than the request."""
+def request_variable(request: web.BaseRequest, target: RequestTarget, name: str) -> str | None:
+    """The value of variable ``name`` (without ``$``) that only the client's request (and its
+    ``target``) determines; None when unset or when it needs more than the request."""
+    by_target = _TARGET.get(name)
+    if by_target is not None:
+        return by_target(target)
     getter = _REQUEST.get(name)
     if getter is not None:
         return getter(request)
@@ -100,23 +101,22 @@ def lookup(ctx: RequestContext, name: str) -> str | None:
     getter = _CONTEXT.get(name)
     if getter is not None:
         return getter(ctx)
-    return request_variable(ctx.inbound, name)
+    return request_variable(ctx.inbound, ctx.target, name)
 
 
 class RouteVariables:
     """What route conditions read, before there is a request context: the request's own
-    variables, with ``uri`` the path the router matches on.  Callable as a ``Lookup``."""
+    variables, ``uri`` being the normalised path the router matches on.  Callable as a
+    ``Lookup``."""
 
-    __slots__ = ("path", "request")
+    __slots__ = ("request", "target")
 
-    def __init__(self, request: web.BaseRequest, path: str) -> None:
+    def __init__(self, request: web.BaseRequest, target: RequestTarget) -> None:
         self.request = request
-        self.path = path
+        self.target = target
 
     def __call__(self, name: str) -> str | None:
-        if name == "uri":
-            return self.path
-        return request_variable(self.request, name)
+        return request_variable(self.request, self.target, name)
 
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_]+)\}|\$([A-Za-z][A-Za-z0-9_]*)")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from multidict import CIMultiDict
 from pydantic import Field, model_validator
 
+from llmgate.http.body import MAX_BUFFERED_BODY
 from llmgate.plugins.base import Plugin, PluginConfig, UniqueItems
 from llmgate.plugins.proxy_cache.disk import DiskStore
 from llmgate.plugins.proxy_cache.entry import Entry
@@ -46,7 +47,7 @@ from llmgate.plugins.proxy_cache.policy import (
     render,
     vary_names,
 )
-from llmgate.proxy.context import MAX_BUFFERED_BODY, Reply
+from llmgate.proxy.context import Reply
 from llmgate.proxy.headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
@@ -253,12 +254,11 @@ class ProxyCache(Plugin):
         """The request's key; None when its body is too large to hash (it then goes uncached)."""
         body: bytes | None = None
         if method not in BODYLESS:
-            length = ctx.inbound.content_length
+            length = ctx.body.length
             if length is not None and length > MAX_BUFFERED_BODY:
                 return None
-            raw = await ctx.read_body()
             # What goes upstream (after rewrite-phase plugins) decides the answer.
-            body = ctx.outbound.body if ctx.outbound.body is not None else raw
+            body = await ctx.current_body(MAX_BUFFERED_BODY)
         identity = None
         if self._isolate:
             identity = (
@@ -270,7 +270,7 @@ class ProxyCache(Plugin):
 
     async def _purge(self, ctx: RequestContext) -> Reply:
         """PURGE: with a body, that body's entry; without, every entry under the key."""
-        with_body = ctx.inbound.body_exists
+        with_body = ctx.body.exists
         key = await self._key_of(ctx, "POST" if with_body else "GET")
         found = key is not None and await self.store.purge(
             key.primary, key.variant if with_body else None

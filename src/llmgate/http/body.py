@@ -1,0 +1,224 @@
+"""The client's request body: read once, whole or as a stream, however its bytes arrive.
+
+A body arrives in as many TCP reads as the network likes; ``StreamReader.read(n)`` returns
+whatever has arrived, so reading "up to n bytes" once truncates it.  ``RequestBody`` reads until
+the end the HTTP framing declares (Content-Length or the last chunk), and its state says what
+has happened to it::
+
+    UNREAD ──read()──> BUFFERED          the whole body in memory (read() again: the same bytes)
+       │
+       └──stream()──> STREAMING         handed out once, chunk by chunk (big bodies go upstream
+                                        without being held)
+    a read that fails half-way (too large, too slow, broken framing) leaves it BROKEN.
+
+Limits are enforced while reading: a declared length over the limit is refused before a byte
+is read, a chunked body as soon as it passes the limit.  Between two reads the client has
+``timeout`` seconds (nginx's ``client_body_timeout``).
+
+Errors: ``BodyTooLarge`` (413), ``BodyTimeout`` (408), ``BadBody`` (400, broken framing), and
+``ClientGone`` (the client left: no one to answer; the data plane logs it as 499).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Protocol
+
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
+from llmgate.errors import HttpError
+
+__all__ = [
+    "MAX_BUFFERED_BODY",
+    "BadBody",
+    "BodyState",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "ClientGone",
+    "RequestBody",
+]
+
+# The most the data plane holds in memory for one request body (plugins that read it whole).
+MAX_BUFFERED_BODY = 16 * 1024 * 1024
+
+
+class BodyTooLarge(HttpError):
+    """413 ``{"error_msg": "request body too large"}``; ``size`` is the declared length or the
+    bytes read when the limit was passed."""
+
+    status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__({"error_msg": "request body too large"})
+        self.size = size
+        self.limit = limit
+
+
+class BodyTimeout(HttpError):
+    """408: the client sent nothing for ``client_body_timeout`` seconds mid-body."""
+
+    status = 408
+
+    def __init__(self) -> None:
+        super().__init__({"error_msg": "request body timed out"})
+
+
+class BadBody(HttpError):
+    """400: the body's framing is broken (bad chunk, fewer bytes than Content-Length...)."""
+
+    status = 400
+
+    def __init__(self) -> None:
+        super().__init__({"error_msg": "invalid request body"})
+
+
+class ClientGone(ConnectionError):
+    """The client closed or reset its connection before its body was read."""
+
+
+class BodyState(enum.Enum):
+    UNREAD = "unread"
+    STREAMING = "streaming"
+    BUFFERED = "buffered"
+    BROKEN = "broken"
+
+
+class Source(Protocol):
+    """Where body bytes come from (aiohttp's ``StreamReader`` is one)."""
+
+    async def readany(self) -> bytes: ...
+
+    def read_nowait(self, n: int = -1) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
+
+    def is_eof(self) -> bool: ...
+
+
+class Closable(Protocol):
+    def is_closing(self) -> bool: ...
+
+
+class RequestBody:
+    """One request's body.  ``length`` is the declared Content-Length (None when chunked);
+    ``exists`` is False for a request without a body.  ``connection`` tells a client that
+    left from one that sent broken framing."""
+
+    __slots__ = (
+        "_data",
+        "_source",
+        "connection",
+        "exists",
+        "length",
+        "received",
+        "state",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        source: Source | None,
+        length: int | None,
+        exists: bool,
+        timeout: float | None = 60.0,
+        connection: Closable | None = None,
+    ) -> None:
+        self._source = source
+        self.length = length
+        self.exists = exists and source is not None
+        self.timeout = timeout
+        self.connection = connection
+        self.state = BodyState.UNREAD
+        self.received = 0  # bytes read from the client so far
+        self._data: bytes | None = None
+
+    @property
+    def buffered(self) -> bytes | None:
+        """The whole body if ``read`` has read it, else None (never reads)."""
+        return self._data
+
+    async def read(self, limit: int = MAX_BUFFERED_BODY) -> bytes:
+        """The whole body, read once and kept; ``BodyTooLarge`` when it is over ``limit``."""
+        if self._data is not None:
+            if len(self._data) > limit:
+                raise BodyTooLarge(len(self._data), limit)
+            return self._data
+        if self.state is not BodyState.UNREAD:
+            raise RuntimeError(f"the request body is {self.state.value}: it cannot be read")
+        if not self.exists:
+            self._data = b""
+            self.state = BodyState.BUFFERED
+            return self._data
+        if self.length is not None and self.length > limit:
+            raise BodyTooLarge(self.length, limit)
+        parts: list[bytes] = []
+        try:
+            while chunk := await self._next():
+                parts.append(chunk)
+                if self.received > limit:
+                    raise BodyTooLarge(self.received, limit)
+        except BaseException:
+            self.state = BodyState.BROKEN
+            raise
+        self._data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.state = BodyState.BUFFERED
+        return self._data
+
+    def stream(self) -> BodyStream:
+        """The body as a stream of chunks, for sending on without holding it (once)."""
+        if self.state is not BodyState.UNREAD:
+            raise RuntimeError(f"the request body is {self.state.value}: it cannot be streamed")
+        self.state = BodyState.STREAMING
+        return BodyStream(self)
+
+    @property
+    def arrived(self) -> bool:
+        """Whether every byte of the body has arrived, read or not (or there is none)."""
+        source = self._source
+        return self._data is not None or source is None or source.is_eof()
+
+    async def _next(self) -> bytes:
+        """The next bytes of the body; b"" at its end."""
+        source = self._source
+        assert source is not None
+        try:
+            chunk = source.read_nowait()
+            if not chunk and not source.at_eof():
+                async with asyncio.timeout(self.timeout):
+                    chunk = await source.readany()
+        except TimeoutError:
+            raise BodyTimeout() from None
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise ClientGone(str(exc)) from exc
+        except (RequestPayloadError, HttpProcessingError) as exc:  # broken framing, or a
+            # body cut short because the connection closed
+            connection = self.connection
+            if connection is None or connection.is_closing():
+                raise ClientGone(str(exc)) from exc
+            raise BadBody() from exc
+        self.received += len(chunk)
+        return chunk
+
+
+class BodyStream:
+    """The body as the upstream client reads it: ``readany`` until b""."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: RequestBody) -> None:
+        self._body = body
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes handed out so far."""
+        return self._body.received
+
+    async def readany(self) -> bytes:
+        body = self._body
+        try:
+            return await body._next()
+        except BaseException:
+            body.state = BodyState.BROKEN
+            raise

@@ -1,0 +1,211 @@
+"""The HTTP/1.x connections of a listener, held to nginx's client limits.
+
+aiohttp's ``RequestHandler`` parses requests and runs a handler per request; it has no request
+head timeout, keeps idle connections for an hour and accepts every connection the process can
+open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connections instead:
+
+- a connection's first request head must be whole within ``header_timeout`` of the accept, a
+  later one within ``header_timeout`` of its first byte; an idle connection is closed after
+  ``keepalive_timeout``, and after ``keepalive_requests`` requests (``Connection: close``);
+- past ``connection_cap()`` open connections a new one is reset at once (each listener has its
+  own budget, so a flooded data plane leaves the admin API reachable);
+- requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
+  400, 414 (request line too long) or 431 (header too large, too many headers), never an echo
+  of the client's bytes.
+
+The body's timeout (between two reads) is the body reader's (``llmgate.http.body``).  This
+module leans on a few private parts of aiohttp's ``RequestHandler`` (``_waiter``,
+``_messages``, ``_request_count``, ``_handle_request``); ``tests/http/test_protocol.py`` pins
+the behaviour they give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+
+from llmgate.http.limits import ClientLimits
+
+log = logging.getLogger("llmgate.http")
+
+# nginx reads a request line and each header line into 8 KiB buffers.  The two limits differ
+# by one byte so that aiohttp's LineTooLong tells which one was passed (414 or 431).
+MAX_REQUEST_LINE = 8192
+MAX_FIELD = 8190
+MAX_HEADERS = 128
+
+_VERSIONS = frozenset({(1, 0), (1, 1)})
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def _json(status: int, error_msg: str) -> web.Response:
+    response = web.Response(
+        status=status,
+        body=orjson.dumps({"error_msg": error_msg}),
+        content_type="application/json",
+    )
+    response.force_close()
+    return response
+
+
+async def _version_not_supported(_request: web.BaseRequest) -> web.StreamResponse:
+    return _json(505, "HTTP version not supported")
+
+
+class EdgeServer(web.Server):
+    """aiohttp's low-level server, making ``EdgeProtocol`` connections held to ``limits``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: ClientLimits,
+        *,
+        max_connections: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        options: dict[str, Any] = {
+            "access_log": None,
+            "keepalive_timeout": limits.keepalive_timeout,
+            "max_line_size": MAX_REQUEST_LINE,
+            "max_field_size": MAX_FIELD,
+            "max_headers": MAX_HEADERS,
+        }
+        options.update(kwargs)
+        super().__init__(handler, **options)
+        self._options = {k: v for k, v in options.items() if k not in _SERVER_ONLY}
+        self.limits = limits
+        self.cap = max_connections or limits.connection_cap()
+        self.open = 0  # connections accepted and not yet closed
+        self.refused = 0  # connections reset at once because ``cap`` were open
+        inner = self.request_factory
+
+        def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
+            protocol.started += 1
+            if protocol.started >= limits.keepalive_requests and not message.should_close:
+                message = message._replace(should_close=True)
+            return inner(message, payload, protocol, *args)
+
+        self.request_factory = make_request
+
+    def __call__(self) -> RequestHandler:
+        return EdgeProtocol(self, loop=self._loop, **self._options)
+
+
+_SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
+
+# Where a connection is between requests, for the timers.
+_FRESH, _HEAD, _BUSY, _IDLE = range(4)
+
+
+class EdgeProtocol(RequestHandler):
+    """One client connection (see the module docstring)."""
+
+    __slots__ = ("_edge", "_phase", "_timer", "started")
+
+    def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._edge = manager
+        self._phase = _FRESH
+        self._timer: asyncio.TimerHandle | None = None
+        self.started = 0  # requests begun on this connection
+
+    # --- the connection cap ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        edge = self._edge
+        if edge.open >= edge.cap:
+            edge.refused += 1
+            self._manager = None  # connection_lost has nothing to undo
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        edge.open += 1
+        super().connection_made(transport)
+        self.keep_alive(True)  # drops aiohttp's idle timer: the head timer runs instead
+        self._arm(edge.limits.header_timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._manager is not None:
+            self._edge.open -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    # --- head and idle timers ---------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        waiting = self._waiter is not None and not self._waiter.done()
+        if waiting and self._phase in (_FRESH, _HEAD):
+            self.force_close()
+
+    def data_received(self, data: bytes) -> None:
+        phase = self._phase
+        if phase == _IDLE and data:
+            # The first byte of the next request: aiohttp's idle timer gives way to the head's.
+            self.keep_alive(True)
+            self._phase = phase = _HEAD
+            self._arm(self._edge.limits.header_timeout)
+        if phase == _BUSY:
+            super().data_received(data)
+            return
+        count = self._request_count
+        super().data_received(data)
+        if self._request_count != count:  # a whole head arrived
+            self._phase = _BUSY
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        answer = await super().finish_response(request, resp, start_time)
+        if not self._messages:
+            self._phase = _IDLE  # aiohttp's own timer now closes it after keepalive_timeout
+        return answer
+
+    # --- versions and parser errors ---------------------------------------------------------
+
+    def _handle_request(  # type: ignore[override]
+        self, request: web.BaseRequest, start_time: float | None, request_handler: Handler
+    ) -> Awaitable[tuple[web.StreamResponse, bool]]:
+        if request.version not in _VERSIONS:
+            request_handler = _version_not_supported
+        return super()._handle_request(request, start_time, request_handler)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A JSON answer for a request aiohttp could not parse (or a handler that failed);
+        the client's bytes are never echoed, nor logged above debug level."""
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started: cannot send an error")
+        if isinstance(exc, LineTooLong):
+            if exc.args[1:2] == (MAX_REQUEST_LINE,):
+                return _json(414, "request URI too long")
+            return _json(431, "request header fields too large")
+        if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
+            return _json(431, "request header fields too large")
+        if status >= 500:
+            log.error("request from %s failed", request.remote, exc_info=exc)
+            return _json(500, "internal error")
+        log.debug("bad request from %s: %s", request.remote, exc)
+        return _json(status, "bad request")
