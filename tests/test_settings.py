@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmgate.errors import SettingsError
+from llmgate.http.limits import ClientLimits, connections_for, open_file_limit
 from llmgate.settings import DEFAULT_DATABASE_URL, Listen, load_settings
 
 
@@ -86,3 +87,60 @@ def test_log_and_standalone_settings_from_toml_environment_and_flags(tmp_path: P
     assert (defaults.log_level, defaults.log_format) == ("warning", "text")
     with pytest.raises(SettingsError, match="invalid log-level 'verbose'"):
         load_settings({}, environ={"LLMGATE_LOG_LEVEL": "verbose"})
+
+
+def test_client_limits_default_to_nginx() -> None:
+    limits = load_settings({}, environ={}).client_limits()
+    assert (limits.header_timeout, limits.body_timeout) == (60.0, 60.0)
+    assert (limits.keepalive_timeout, limits.keepalive_requests) == (75.0, 1000)
+    assert limits.merge_slashes is True
+    assert limits.max_connections == 0  # from the open-file limit:
+    assert 64 <= limits.connection_cap() < open_file_limit()
+
+
+def test_client_limits_from_flags_environment_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "client_header_timeout = 5\nkeepalive_requests = 10\nmerge_slashes = false\n"
+        "max_connections = 500\n"
+    )
+    env = {
+        "LLMGATE_CONFIG": str(config),
+        "LLMGATE_CLIENT_BODY_TIMEOUT": "7.5",
+        "LLMGATE_KEEPALIVE_REQUESTS": "20",
+    }
+    settings = load_settings({"keepalive_timeout": "3"}, environ=env)
+    limits = settings.client_limits()
+    assert limits == ClientLimits(
+        header_timeout=5.0,
+        body_timeout=7.5,
+        keepalive_timeout=3.0,
+        keepalive_requests=20,
+        max_connections=500,
+        merge_slashes=False,
+    )
+    assert limits.connection_cap() == 500
+    assert load_settings({"merge_slashes": "on"}, environ={}).merge_slashes is True
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"client_header_timeout": "0"}, "invalid client-header-timeout '0': must be 0.1-3600"),
+        ({"client_body_timeout": "soon"}, "invalid client-body-timeout 'soon': not a number"),
+        ({"keepalive_timeout": "99999"}, "invalid keepalive-timeout"),
+        ({"keepalive_requests": "0"}, "invalid keepalive-requests"),
+        ({"keepalive_requests": "1.5"}, "invalid keepalive-requests '1.5': not an integer"),
+        ({"max_connections": "-1"}, "invalid max-connections"),
+        ({"merge_slashes": "maybe"}, "invalid merge-slashes 'maybe': expected on or off"),
+    ],
+)
+def test_invalid_client_limits(flags: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(flags, environ={})
+    assert message in str(info.value)
+
+
+def test_connection_cap_leaves_room_for_upstreams() -> None:
+    assert connections_for(20000) == (20000 - 256) // 2
+    assert connections_for(100) == 64
