@@ -315,7 +315,7 @@ def matched_host(route: CompiledRoute, host: str | None) -> str:
     return ""
 
 
-def request_length(inbound: web.Request) -> int:
+def request_length(inbound: web.BaseRequest) -> int:
     """nginx's ``$request_length``, estimated: request line, headers and declared body."""
     size = len(inbound.method) + len(inbound.raw_path) + 14  # " ", " HTTP/1.1\r\n", "\r\n"
     for name, value in inbound.raw_headers:

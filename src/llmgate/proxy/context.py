@@ -114,7 +114,7 @@ class RequestContext:
 
     def __init__(
         self,
-        inbound: web.Request,
+        inbound: web.BaseRequest,
         snapshot: Snapshot,
         route: CompiledRoute,
         outbound: OutboundRequest,
