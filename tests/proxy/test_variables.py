@@ -32,7 +32,7 @@ def make_ctx(
         method, path, headers=CIMultiDict(headers or {}), transport=transport
     )
     # Variables read only these facts of the route; the snapshot is not read at all.
-    route = SimpleNamespace(id="r1", name="chat-route", upstream=None)
+    route = SimpleNamespace(id="r1", name="chat-route", upstream=None, chain=None)
     outbound = OutboundRequest(method, inbound.path, inbound.query_string, CIMultiDict())
     ctx = RequestContext(inbound, mock.Mock(), route, outbound)  # type: ignore[arg-type]
     for name, value in facts.items():
@@ -52,14 +52,26 @@ def make_ctx(
         pytest.param("host", {"headers": {"Host": "api.example.com"}}, "api.example.com"),
         pytest.param("host", {"headers": {"Host": "[::1]:9080"}}, "[::1]", id="host-ipv6-port"),
         pytest.param("host", {"headers": {"Host": "[FE80::1]"}}, "[fe80::1]", id="host-ipv6"),
-        pytest.param("host", {"headers": {"Host": "a:b:C"}}, "a:b:c", id="host-colons-kept"),
+        pytest.param("host", {"headers": {"Host": "a:b:C"}}, "a", id="host-port-from-first-colon"),
+        pytest.param(
+            "host", {"headers": {"Host": "Api.Example.:80"}}, "api.example", id="host-dot"
+        ),
         pytest.param("host", {}, None, id="host-absent"),
         pytest.param(
             "http_host", {"headers": {"Host": "Api.Example.COM:8443"}}, "Api.Example.COM:8443"
         ),
         pytest.param("uri", {"path": "/v1/a%20b?x=1"}, "/v1/a b", id="uri-decoded"),
+        pytest.param("uri", {"path": "/v1/x/../a%2e/./b?x=1"}, "/v1/a./b", id="uri-normalised"),
+        # As APISIX: $request_uri is the normalised path and the query; the target as sent is
+        # $real_request_uri.
         pytest.param(
-            "request_uri", {"path": "/v1/a%20b?x=1"}, "/v1/a%20b?x=1", id="request_uri-raw"
+            "request_uri", {"path": "/v1/x/../a%20b?x=1"}, "/v1/a b?x=1", id="request_uri-normal"
+        ),
+        pytest.param(
+            "real_request_uri",
+            {"path": "/v1/x/../a%20b?x=1"},
+            "/v1/x/../a%20b?x=1",
+            id="real_request_uri-raw",
         ),
         pytest.param("request_method", {"method": "PATCH"}, "PATCH"),
         pytest.param("query_string", {"path": "/p?b=2&a=1"}, "b=2&a=1"),
