@@ -462,3 +462,35 @@ def test_abort_mid_stream_closes_the_upstream_connection(gw: LiveGateway, slot: 
         ),
         5,
     ), log_lines(slot)
+
+
+def test_regex_uri_vars_and_cache_keys_see_the_normalised_path(gw: LiveGateway) -> None:
+    gw.put(
+        "routes/regex",
+        {
+            "uri": "/re/*",
+            "plugins": {"proxy-rewrite": {"regex_uri": ["^/re/(.*)$", "/echo/$1"]}},
+            "upstream": gw.upstream(),
+        },
+    )
+    gw.put(
+        "routes/vars",
+        {"uri": "/vars/*", "vars": [["uri", "==", "/vars/b"]], "upstream": gw.upstream()},
+    )
+    gw.put(
+        "routes/cached-get",
+        {
+            "uri": "/cget/*",
+            "plugins": {"proxy-cache": {"cache_strategy": "memory"}},
+            "upstream": gw.upstream(),
+        },
+    )
+    assert exchange(gw.proxy_port, request_bytes("GET", "/re/a/../%62?q=1")).status == 200
+    assert last_request(gw)["raw_path"] == "/echo/b?q=1"
+    assert exchange(gw.proxy_port, request_bytes("GET", "/vars/a/%2e%2e/b")).status == 200
+    assert exchange(gw.proxy_port, request_bytes("GET", "/vars/a")).status == 404
+    # The default cache key ($host$request_uri) holds the normalised path, as APISIX's.
+    first = exchange(gw.proxy_port, request_bytes("GET", "/cget/x/../y"))
+    again = exchange(gw.proxy_port, request_bytes("GET", "/cget/%79"))
+    assert first.header("Apisix-Cache-Status") == "MISS"
+    assert again.header("Apisix-Cache-Status") == "HIT"
