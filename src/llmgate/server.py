@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from llmgate.admin.keys import resolve_admin_keys
+from llmgate.ai.pricing import load_prices
 from llmgate.app import build_admin_app, build_proxy_server
 from llmgate.config.document import DocumentError
 from llmgate.config.standalone import StandaloneFile, private_store
@@ -105,7 +106,10 @@ async def open_data_plane(
 
     metrics = Metrics(settings.metrics_prefix)
     services.pools.listener = StatusBoard(settings.metrics_prefix).update
-    usage = UsageReporter(store)
+    usage = UsageReporter(store, calls_days=settings.usage_calls_days)
+    if settings.prices is not None:
+        # Checked when the settings were read; read again here, in each data-plane process.
+        services.prices = load_prices(settings.prices)
     services.metrics = metrics
     services.observers = (LlmAccounting(metrics, usage),)
     loader = SnapshotLoader(store, services, settings.reload_interval)

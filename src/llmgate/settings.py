@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from llmgate.ai.pricing import load_prices
 from llmgate.errors import SettingsError
 from llmgate.http.limits import ClientLimits
 
@@ -91,6 +92,11 @@ class Settings:
     keepalive_requests: int = 1000
     max_connections: int = 0  # per listener and process; 0: from the open-file limit
     merge_slashes: bool = True
+    # A JSON price table (``ai/pricing.py``): the cost of each LLM call.  Until ai-proxy's
+    # plugin_metadata exists this file is where prices live.
+    prices: str | None = None
+    # Days the per-call usage records (``llm_calls``) are kept; 0 keeps none.
+    usage_calls_days: int = 30
 
     def client_limits(self) -> ClientLimits:
         return ClientLimits(
@@ -181,6 +187,20 @@ def _convert(name: str, value: Any) -> Any:
                 f"invalid database-url {value!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
         return str(value)
+    if name == "prices":
+        try:
+            load_prices(str(value))
+        except ValueError as exc:
+            raise SettingsError(f"invalid prices: {exc}") from None
+        return str(value)
+    if name == "usage_calls_days":
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"invalid usage_calls_days {value!r}: not an integer") from None
+        if not 0 <= number <= 3650:
+            raise SettingsError(f"invalid usage_calls_days {value!r}: must be 0-3650")
+        return number
     if name == "metrics_prefix":
         if not isinstance(value, str) or _METRICS_PREFIX.fullmatch(value) is None:
             raise SettingsError(

@@ -175,6 +175,8 @@ def test_one_scrape_sums_every_worker_and_usage_agrees(node: Running) -> None:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "cached_tokens": 0,
+        "cost": 0.0,  # no price table
     }
     assert [(e["consumer"], e["route"], e["model"]) for e in summary["list"]] == [
         ("jack", "1", "gpt-4o")

@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 
 from llmgate import __version__
 from llmgate.ai.call import LlmCall
+from llmgate.ai.pricing import parse_table
 from llmgate.ai.usage import Usage
 from llmgate.observability.access_log import (
     MASK,
@@ -30,6 +31,10 @@ from llmgate.plugins.key_auth import KeyAuth
 from llmgate.proxy.context import OutboundRequest, RequestContext, ResponseHead
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, PluginChain
+
+PRICES = parse_table(
+    {"prices": [{"provider": "openai", "model": "gpt", "prompt": 2, "completion": 8}]}
+)
 
 
 def make_ctx(
@@ -56,7 +61,9 @@ def make_ctx(
         owners={},
     )
     outbound = OutboundRequest(method, inbound.path, inbound.query_string, CIMultiDict())
-    return RequestContext(inbound, mock.Mock(), route, outbound)  # type: ignore[arg-type]
+    snapshot = mock.Mock()
+    snapshot.services = Services(prices=PRICES)
+    return RequestContext(inbound, snapshot, route, outbound)
 
 
 def _reader(body: bytes) -> StreamReader:
@@ -152,10 +159,13 @@ async def test_default_entry() -> None:
         "provider": "openai",
         "model": "gpt",
         "instance": "i1",
+        "request_type": "ai_stream",
         "stream": True,
         "prompt_tokens": 3,
         "completion_tokens": 4,
         "total_tokens": 7,
+        "cached_tokens": 0,
+        "cost": (3 * 2 + 4 * 8) / 1e6,
     }
     request = entry.pop("request")
     assert request.pop("size") > 60

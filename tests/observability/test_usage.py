@@ -68,11 +68,12 @@ async def test_flushes_add_to_the_stored_counts(usage_store: Store) -> None:
     assert await reporter.flush() == 2
 
     summary = await summarize(usage_store, UsageQuery())
+    day = {"day": "2023-11-14", "cache": "miss", "cached_tokens": 0, "cost": 0.0}
     assert summary["list"] == [
         {"consumer": "", "route": "1", "model": "gpt-4o", "requests": 1, "prompt_tokens": 0,
-         "completion_tokens": 0, "total_tokens": 0},
+         "completion_tokens": 0, "total_tokens": 0, **day},
         {"consumer": "jack", "route": "1", "model": "gpt-4o", "requests": 4, "prompt_tokens": 111,
-         "completion_tokens": 14, "total_tokens": 125},
+         "completion_tokens": 14, "total_tokens": 125, **day},
     ]  # fmt: skip
     assert totals(summary) == (5, 111, 14, 125)
     assert (summary["from"], summary["to"]) == (None, None)
@@ -118,7 +119,7 @@ async def test_a_failed_flush_keeps_its_counts(sqlite_store: Store, monkeypatch)
     reporter = UsageReporter(sqlite_store, clock=Clock())
     reporter.add("jack", "1", "m", Usage(1, 1, 2))
 
-    async def unreachable(_batch: object) -> None:
+    async def unreachable(_batch: object, _calls: object) -> None:
         raise OSError("store unreachable")
 
     monkeypatch.setattr(reporter, "_write", unreachable)
@@ -153,6 +154,8 @@ async def test_flushes_in_the_background_and_at_stop(sqlite_store: Store) -> Non
         ({"from": "1.5"}, "invalid from '1.5'"),
         ({"to": "9" * 12}, "invalid to"),
         ({"from": "20", "to": "10"}, "invalid range: from 20 is after to 10"),
+        ({"cache": "HIT"}, "invalid cache 'HIT': expected hit or miss"),
+        ({"group_by": "user"}, "invalid group_by 'user'"),
     ],
 )
 def test_bad_query_arguments(args: dict[str, str], error: str) -> None:
@@ -166,6 +169,13 @@ def test_query_arguments() -> None:
         consumer="", start=10, end=10
     )
     assert parse_query({"from": "", "route": "r"}) == UsageQuery(route="r")
+    assert parse_query({"cache": "hit", "group_by": "model, day"}) == UsageQuery(
+        cache="hit", group_by=("model", "day")
+    )
+    assert parse_query({"cache": "miss"}) == UsageQuery(cache="")
+    for bad in ({"cache": "yes"}, {"group_by": "consumer,key"}):
+        with pytest.raises(BadRequest):
+            parse_query(bad)
 
 
 @pytest.fixture
@@ -186,13 +196,15 @@ async def test_admin_usage_endpoint(admin_client, usage_store: Store) -> None:  
     viewer = await admin_client(VIEWER_KEY)
     resp = await viewer.get(f"/apisix/admin/usage?consumer=jack&from={T0}&to={T0 + 10}")
     assert resp.status == 200
+    counts = {"requests": 1, "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+              "cached_tokens": 0, "cost": 0.0}  # fmt: skip
     assert await resp.json() == {
         "from": T0,
         "to": T0 + 10,
-        "total": {"requests": 1, "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        "total": counts,
         "list": [
-            {"consumer": "jack", "route": "1", "model": "gpt-4o", "requests": 1,
-             "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+            {"consumer": "jack", "route": "1", "model": "gpt-4o", "day": "2023-11-14",
+             "cache": "miss", **counts},
         ],
     }  # fmt: skip
     resp = await viewer.get("/apisix/admin/usage?from=yesterday")

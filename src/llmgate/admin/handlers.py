@@ -13,7 +13,7 @@ from llmgate.admin.resources import RESOURCES
 from llmgate.errors import BadRequest, HttpError, NotFound, error_response, json_response
 from llmgate.http.body import BodyTooLarge, RequestBody
 from llmgate.http.limits import ClientLimits
-from llmgate.observability import usage
+from llmgate.observability import calls, usage
 from llmgate.plugins import REGISTRY
 from llmgate.store import Store
 
@@ -136,13 +136,24 @@ async def plugin_schema(request: web.Request) -> web.Response:
 
 
 async def usage_summary(request: web.Request) -> web.Response:
-    """``GET /apisix/admin/usage?consumer=&route=&model=&from=&to=`` (llmgate's extension):
-    requests and tokens per consumer, route and model, as the data plane flushed them."""
+    """``GET /apisix/admin/usage?consumer=&route=&model=&cache=&from=&to=&group_by=``
+    (llmgate's extension): requests, tokens and cost per consumer, route, model, day and cache,
+    as the data plane flushed them."""
     try:
         query = usage.parse_query(request.query)
     except HttpError as error:
         return error_response(error)
     return json_response(200, await usage.summarize(request.app[STORE_KEY], query))
+
+
+async def usage_calls(request: web.Request) -> web.Response:
+    """``GET /apisix/admin/usage/calls?request_id=&consumer=&route=&model=&from=&to=&limit=``
+    (llmgate's extension): one record per LLM call, newest first."""
+    try:
+        query = calls.parse_calls_query(request.query)
+    except HttpError as error:
+        return error_response(error)
+    return json_response(200, await calls.list_calls(request.app[STORE_KEY], query))
 
 
 def add_admin_routes(
@@ -160,4 +171,5 @@ def add_admin_routes(
     app.router.add_get("/apisix/admin/plugins/list", plugins_list)
     app.router.add_get("/apisix/admin/plugins/{name}", plugin_schema)
     app.router.add_get("/apisix/admin/usage", usage_summary)
+    app.router.add_get("/apisix/admin/usage/calls", usage_calls)
     app.router.add_route("*", "/apisix/admin/{tail:.*}", resource_handler)

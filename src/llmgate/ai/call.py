@@ -1,7 +1,9 @@
 """What one LLM call did, recorded on the request context for limits, metrics and logs.
 
 ``ai-proxy`` / ``ai-proxy-multi`` create it (``LlmCall.of(ctx)``) and fill it as the response
-passes; ``ai-rate-limiting``, metrics and loggers read it in the log phase.
+passes; so do the passive tracker (an OpenAI answer relayed by a plain route) and the cache
+(an answer proxy-cache replays: ``cache == "hit"``, no provider was asked).  ai-rate-limiting,
+metrics, loggers and the usage records read it in the log phase.
 """
 
 from __future__ import annotations
@@ -16,18 +18,42 @@ if TYPE_CHECKING:
 
 STATE_KEY = "llm"
 
+# ``cache`` of a call answered from proxy-cache: its tokens were served, not consumed.
+CACHE_HIT = "hit"
+
 
 @dataclass(slots=True)
 class LlmCall:
     provider: str | None = None
     instance: str | None = None  # ai-proxy-multi's instance name
-    model: str | None = None
+    model: str | None = None  # the model that answered (the response's), else the one asked
+    request_model: str | None = None  # the model the gateway asked for
     protocol: str | None = None  # "chat", "completions", "embeddings"
     stream: bool = False
     usage: Usage | None = None
+    cache: str | None = None  # CACHE_HIT: replayed by proxy-cache, no provider asked
+    # Why the gateway cut the response short ("max_stream_duration_ms", "max_response_bytes").
+    aborted: str | None = None
     started: float | None = None  # perf_counter when the upstream was asked
     first_token: float | None = None  # perf_counter of the first response byte
     finished: float | None = None
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.cache == CACHE_HIT
+
+    @property
+    def request_type(self) -> str:
+        """APISIX's ``$request_type``: ``ai_stream``, ``ai_chat``, and llmgate's
+        ``ai_embeddings`` (APISIX says ``ai_chat`` for every call that is not a stream)."""
+        if self.protocol == "embeddings":
+            return "ai_embeddings"
+        return "ai_stream" if self.stream else "ai_chat"
+
+    @property
+    def consumed(self) -> Usage | None:
+        """The tokens a provider processed for this call: none for a cache hit."""
+        return None if self.cache_hit else self.usage
 
     @classmethod
     def of(cls, ctx: RequestContext) -> LlmCall:

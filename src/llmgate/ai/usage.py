@@ -13,10 +13,18 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # Prompt tokens the provider served from its own prompt cache (OpenAI's
+    # ``prompt_tokens_details.cached_tokens``): part of ``prompt_tokens``, priced apart.
+    cached_tokens: int = 0
 
     def get(self, strategy: str) -> int:
         """``total_tokens`` / ``prompt_tokens`` / ``completion_tokens``."""
         return int(getattr(self, strategy))
+
+
+def _count(block: Any, name: str) -> int:
+    value = block.get(name) if isinstance(block, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def usage_of(payload: Any) -> Usage | None:
@@ -26,14 +34,10 @@ def usage_of(payload: Any) -> Usage | None:
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         return None
-
-    def number(name: str) -> int:
-        value = usage.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    prompt, completion = number("prompt_tokens"), number("completion_tokens")
-    total = number("total_tokens") or prompt + completion
-    return Usage(prompt, completion, total)
+    prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+    total = _count(usage, "total_tokens") or prompt + completion
+    cached = min(_count(usage.get("prompt_tokens_details"), "cached_tokens"), prompt)
+    return Usage(prompt, completion, total, cached)
 
 
 def usage_of_body(body: bytes) -> Usage | None:

@@ -11,8 +11,9 @@
 The default entry is APISIX's (``client_ip``, ``route_id``, ``service_id``, ``consumer``,
 ``start_time`` (ms epoch), ``latency`` / ``upstream_latency`` / ``apisix_latency`` (ms),
 ``request``, ``response``, ``server``, ``upstream``) plus llmgate's ``request_id`` and, for LLM
-calls, an ``llm`` block with the provider, model and token usage.  ``log_format`` (field ->
-``$var`` or literal, nested up to five levels) replaces it; ``log_format_extra`` adds fields to it.
+calls, an ``llm`` block with the provider, model, token usage and cost (``llm_block``).
+``log_format`` (field -> ``$var`` or literal, nested up to five levels) replaces it;
+``log_format_extra`` adds fields to it.
 
 Secrets never reach an entry (better than APISIX, which logs them): credential headers and
 cookies are masked, as are credential query arguments in ``uri``, ``url`` and ``querystring``
@@ -33,6 +34,7 @@ from urllib.parse import unquote_plus
 
 from llmgate import __version__
 from llmgate.ai.call import LlmCall
+from llmgate.ai.pricing import amount, call_cost
 from llmgate.http.body import BodyState
 from llmgate.plugins.expr import Expr, ExprError
 
@@ -158,22 +160,41 @@ def request_size(ctx: RequestContext) -> int:
 
 
 def llm_block(ctx: RequestContext) -> dict[str, Any] | None:
+    """The ``llm`` block of a default entry: who answered, the tokens, what it cost (in the
+    price table's currency; null without a price), ``cache: "hit"`` for an answer proxy-cache
+    replayed (its tokens were served from the cache, at no cost), and ``aborted`` when the
+    gateway cut the answer short (``max_stream_duration_ms``, ``max_response_bytes``)."""
     call = LlmCall.find(ctx)
     if call is None:
         return None
     usage = call.usage
     started = call.started
-    return {
+    cost = call_cost(ctx, call)
+    block: dict[str, Any] = {
         "provider": call.provider,
         "model": call.model,
         "instance": call.instance,
+        "request_type": call.request_type,
         "stream": call.stream,
         "prompt_tokens": usage.prompt_tokens if usage else 0,
         "completion_tokens": usage.completion_tokens if usage else 0,
         "total_tokens": usage.total_tokens if usage else 0,
+        "cached_tokens": usage.cached_tokens if usage else 0,
+        "cost": amount(cost) if cost is not None else None,
         "ttft_ms": _ms(call.first_token - started) if started and call.first_token else None,
         "duration_ms": _ms(call.finished - started) if started and call.finished else None,
     }
+    if call.cache is not None:
+        block["cache"] = call.cache
+    if call.aborted is not None:
+        block["aborted"] = call.aborted
+    return block
+
+
+def _llm_cost(ctx: RequestContext) -> float | None:
+    call = LlmCall.find(ctx)
+    cost = call_cost(ctx, call) if call is not None else None
+    return amount(cost) if cost is not None else None
 
 
 async def request_body(ctx: RequestContext, limit: int) -> str | None:
@@ -226,6 +247,9 @@ _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
         lambda call: call.usage.completion_tokens if call.usage else 0
     ),
     "llm_total_tokens": _llm_var(lambda call: call.usage.total_tokens if call.usage else 0),
+    "llm_cost": _llm_cost,
+    "llm_cache": _llm_var(lambda call: call.cache),
+    "llm_request_type": _llm_var(lambda call: call.request_type),
     "llm_time_to_first_token": _llm_var(
         lambda call: (
             int((call.first_token - call.started) * 1000)

@@ -7,17 +7,22 @@ plugins' log phase has run.  A request that made no LLM call (no ``LlmCall`` on 
 costs one dict lookup.
 
 What counts: a call whose response carried ``usage``, or that the provider answered below 400
-(a stream the client dropped early counts as a request, with the tokens seen).  Refused or
-failed calls show in ``http_status``, not here, so client-chosen model names of failing calls
-never become label values or usage rows.
+(a stream the client dropped early counts as a request, with the tokens seen), and an answer
+proxy-cache replayed (``cache: hit``: its tokens were served, at no cost).  Refused or failed
+calls show in ``http_status``, not here, so client-chosen model names of failing calls never
+become label values or usage rows.  Each call's cost comes from the price table
+(``ai/pricing.py``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from llmgate.ai.call import LlmCall
+from llmgate.ai.pricing import call_cost
 from llmgate.observability.metrics import model_label
+from llmgate.observability.usage import CallRecord
 
 if TYPE_CHECKING:
     from llmgate.observability.metrics import Metrics
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext
 
 _ACTIVE = "llm_active"  # ctx.state: the LlmActive of a call counted as active
+REQUEST_ID_KEY = "request_id"  # ctx.state: the request's id (request-id, or an LLM route's)
 
 
 class LlmAccounting:
@@ -45,11 +51,33 @@ class LlmAccounting:
         if active is not None:
             active.done()
         status = ctx.upstream_status
-        served = status is not None and status < 400
+        served = call.cache_hit or (status is not None and status < 400)
         if call.usage is None and not served:
             return
+        cost = call_cost(ctx, call)
         if self.metrics is not None:
-            self.metrics.record_llm(ctx, call, served)
+            self.metrics.record_llm(ctx, call, served, cost)
         if self.usage is not None:
             consumer = ctx.consumer.username if ctx.consumer is not None else ""
-            self.usage.add(consumer, ctx.route.id, model_label(call.model), call.usage)
+            model = model_label(call.model)
+            cache = call.cache or ""
+            usage = call.usage
+            record = CallRecord(
+                time=int(time.time() * 1000),
+                request_id=ctx.state.get(REQUEST_ID_KEY) or "",
+                consumer=consumer,
+                route=ctx.route.id,
+                model=model,
+                provider=(call.provider or "")[:64],
+                instance=(call.instance or "")[:100],
+                request_type=call.request_type,
+                cache=cache,
+                status=ctx.status or 499,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cached_tokens=usage.cached_tokens if usage else 0,
+                cost=cost,
+            )
+            self.usage.add(
+                consumer, ctx.route.id, model, usage, cost=cost or 0, cache=cache, call=record
+            )

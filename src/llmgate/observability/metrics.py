@@ -23,6 +23,10 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
     llm_prompt_tokens_dist     histogram  (the same labels; token buckets)
     llm_completion_tokens_dist histogram
     llm_latency                histogram  type=total|ttft + the same labels (ms)
+    llm_cost                   counter    the same labels: what the calls cost, in the price
+                                          table's currency (``ai/pricing.py``; llmgate's)
+    llm_cache_hit_tokens       counter    type=prompt|completion + the same labels: tokens
+                                          proxy-cache served instead of a provider (llmgate's)
     llm_active_connections     gauge      route, route_id, matched_uri, matched_host, service,
                                           service_id, consumer, node, request_type, llm_model
 
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llmgate.ai.pricing import amount
 from llmgate.routing.hosts import normalize_host
 
 if TYPE_CHECKING:
@@ -89,9 +94,15 @@ class _HttpSeries:
 
 
 class _LlmSeries:
-    __slots__ = ("completion", "completion_dist", "prompt", "prompt_dist", "total", "ttft")
+    __slots__ = (
+        "cached_completion", "cached_prompt", "completion", "completion_dist", "cost", "prompt",
+        "prompt_dist", "total", "ttft",
+    )  # fmt: skip
 
     def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
+        self.cost = metrics.llm_cost.labels(*key)
+        self.cached_prompt = metrics.llm_cache_hit_tokens.labels("prompt", *key)
+        self.cached_completion = metrics.llm_cache_hit_tokens.labels("completion", *key)
         self.prompt = metrics.llm_prompt_tokens.labels(*key)
         self.completion = metrics.llm_completion_tokens.labels(*key)
         self.prompt_dist = metrics.llm_prompt_tokens_dist.labels(*key)
@@ -174,6 +185,14 @@ class Metrics:
             p + "llm_completion_tokens_dist", "LLM completion tokens distribution per request",
             LLM_LABELS, buckets=TOKEN_BUCKETS, registry=registry,
         )  # fmt: skip
+        self.llm_cost = Counter(
+            p + "llm_cost", "LLM service cost, in the price table's currency", LLM_LABELS,
+            registry=registry,
+        )  # fmt: skip
+        self.llm_cache_hit_tokens = Counter(
+            p + "llm_cache_hit_tokens", "LLM tokens served from proxy-cache instead of a provider",
+            ("type", *LLM_LABELS), registry=registry,
+        )  # fmt: skip
         self.llm_active_connections = Gauge(
             p + "llm_active_connections", "Number of active connections to LLM service",
             LLM_ACTIVE_LABELS, registry=registry, multiprocess_mode="livesum",
@@ -232,9 +251,13 @@ class Metrics:
             gauge = self._llm_active[key] = self.llm_active_connections.labels(*key)
         return LlmActive(gauge)
 
-    def record_llm(self, ctx: RequestContext, call: LlmCall, served: bool) -> None:
-        """Tokens of ``call`` (when its response carried ``usage``) and, when ``served`` (the
-        provider answered below 400), its latencies: total, and time to first token (streams)."""
+    def record_llm(
+        self, ctx: RequestContext, call: LlmCall, served: bool, cost: int | None = None
+    ) -> None:
+        """Tokens of ``call`` (when its response carried ``usage``), its ``cost`` (``PICO``
+        units) and, when ``served`` (the provider answered below 400), its latencies: total,
+        and time to first token (streams).  A cache hit's tokens go to ``llm_cache_hit_tokens``,
+        not to the tokens a provider consumed."""
         key = (
             ctx.route.id,
             "",
@@ -247,6 +270,13 @@ class Metrics:
         if series is None:
             series = self._llm[key] = _LlmSeries(self, key)
         usage = call.usage
+        if call.cache_hit:
+            if usage is not None:
+                series.cached_prompt.inc(usage.prompt_tokens)
+                series.cached_completion.inc(usage.completion_tokens)
+            return
+        if cost:
+            series.cost.inc(amount(cost))
         if usage is not None:
             series.prompt.inc(usage.prompt_tokens)
             series.completion.inc(usage.completion_tokens)
@@ -267,8 +297,8 @@ class Metrics:
 
 
 def request_type(call: LlmCall) -> str:
-    """APISIX's ``$request_type`` of an LLM call."""
-    return "ai_stream" if call.stream else "ai_chat"
+    """APISIX's ``$request_type`` of an LLM call (``LlmCall.request_type``)."""
+    return call.request_type
 
 
 def model_label(model: str | None) -> str:

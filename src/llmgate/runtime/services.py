@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmgate.ai.pricing import NO_PRICES, Prices
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
 from llmgate.runtime.redis_counters import RedisRegistry
@@ -46,6 +47,8 @@ class Services:
     # The data plane's metrics (None: not recorded) and its observers; set by the server.
     metrics: Metrics | None = None
     observers: tuple[Observer, ...] = ()
+    # The model price table (``ai/pricing.py``): from ``LLMGATE_PRICES``, set by the server.
+    prices: Prices = NO_PRICES
 
     async def close(self) -> None:
         for value in self.shared.values():

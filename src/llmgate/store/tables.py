@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -34,9 +34,11 @@ system_settings = Table(
     Column("value", Text, nullable=False),
 )
 
-# Token accounting (``GET /apisix/admin/usage``): LLM calls per minute, consumer, route and
-# model, added to by every data-plane process (``observability/usage.py``).  Not configuration:
-# writing it never bumps the revision.  ``consumer`` is "" for anonymous calls.
+# Token accounting (``GET /apisix/admin/usage``): LLM calls per minute, consumer, route, model
+# and cache ("" for calls a provider answered, "hit" for answers proxy-cache replayed), added to
+# by every data-plane process (``observability/usage.py``).  Not configuration: writing it never
+# bumps the revision.  ``consumer`` is "" for anonymous calls.  ``cost`` is in 10^-12 of the
+# price table's currency (``ai/pricing.py``).
 usage = Table(
     "usage",
     metadata,
@@ -44,8 +46,35 @@ usage = Table(
     Column("consumer", String(256), primary_key=True),  # usernames: up to 256 characters
     Column("route", String(200), primary_key=True),
     Column("model", String(200), primary_key=True),
+    Column("cache", String(8), primary_key=True),
     Column("requests", BigInteger, nullable=False),
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("completion_tokens", BigInteger, nullable=False),
     Column("total_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=False),
+)
+
+# One row per LLM call (``GET /apisix/admin/usage/calls``), kept ``usage_calls_days`` days:
+# who, what, the tokens and the cost, under the request id the client saw in X-Request-Id.
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("time", BigInteger, nullable=False),  # Unix milliseconds
+    Column("request_id", String(128), nullable=False),
+    Column("consumer", String(256), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("instance", String(100), nullable=False),
+    Column("request_type", String(16), nullable=False),
+    Column("cache", String(8), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=True),  # null: no price for the model
+    Index("llm_calls_request_id", "request_id"),
+    Index("llm_calls_time", "time"),
 )
