@@ -172,7 +172,7 @@ async def test_when_every_instance_is_down_the_error_is_502(gateway, unused_tcp_
     )
     resp = await gateway.proxy.post("/chat", json=CHAT)
     assert resp.status == 502
-    assert "error_msg" in await resp.json()
+    assert (await resp.json())["error"]["message"] == "502 Bad Gateway"
 
 
 async def test_weights_share_the_traffic(gateway) -> None:  # type: ignore[no-untyped-def]
@@ -215,7 +215,7 @@ async def test_bad_body_is_400_and_nothing_is_sent(gateway) -> None:  # type: ig
         "/chat", data=b"{", headers={"Content-Type": "application/json"}
     )
     assert resp.status == 400
-    assert (await resp.json())["error_msg"].startswith("could not parse JSON request body")
+    assert (await resp.json())["error"]["message"].startswith("could not parse JSON request body")
     assert await gateway.fake_requests() == []
 
 

@@ -219,7 +219,11 @@ async def test_bad_bodies_get_4xx_json(gateway, data, content_type, status, mess
     await ai_route(gateway, max_req_body_size=100)
     resp = await gateway.proxy.post("/chat", data=data, headers={"Content-Type": content_type})
     assert resp.status == status
-    assert (await resp.json())["error_msg"].startswith(message)
+    # An LLM route answers the gateway's errors in OpenAI's shape, APISIX's message kept.
+    error = (await resp.json())["error"]
+    assert error["message"].startswith(message)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == ("request_too_large" if status == 413 else "invalid_request")
     assert await gateway.fake_requests() == []
 
 
@@ -240,14 +244,14 @@ async def test_unreachable_provider_is_502(gateway, unused_tcp_port) -> None:  #
     await ai_route(gateway, override={"endpoint": f"http://127.0.0.1:{unused_tcp_port}/v1"})
     resp = await gateway.proxy.post("/chat", json=CHAT)
     assert resp.status == 502
-    assert "error_msg" in await resp.json()
+    assert (await resp.json())["error"]["type"] == "api_error"
 
 
 async def test_slow_provider_is_504_after_timeout(gateway) -> None:  # type: ignore[no-untyped-def]
     await ai_route(gateway, timeout=100)
     resp = await gateway.proxy.post("/chat", json=CHAT, headers={"X-Fake-Latency-Ms": "1000"})
     assert resp.status == 504
-    assert "error_msg" in await resp.json()
+    assert (await resp.json())["error"]["code"] == "gateway_timeout"
 
 
 async def test_azure_endpoint_query_and_api_key(gateway) -> None:  # type: ignore[no-untyped-def]
@@ -273,7 +277,7 @@ async def test_provider_without_the_protocol_is_400(gateway) -> None:  # type: i
     await ai_route(gateway, provider="deepseek")
     resp = await gateway.proxy.post("/chat", json={"input": "x"})
     assert resp.status == 400
-    assert (await resp.json())["error_msg"] == (
+    assert (await resp.json())["error"]["message"] == (
         "provider deepseek does not support openai-embeddings protocol (supported: openai-chat)"
     )
 

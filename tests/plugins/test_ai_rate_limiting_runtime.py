@@ -288,7 +288,13 @@ async def test_budget_exhausted_by_a_stream(gateway) -> None:  # type: ignore[no
     await gateway.clear_fake()
     resp = await gateway.proxy.post("/v1/chat/completions", json=CHAT)
     assert resp.status == 503
-    assert await resp.json() == {"error_msg": "token limit exceeded"}
+    assert (await resp.json())["error"] == {
+        "message": "token limit exceeded",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert resp.headers["X-AI-RateLimit-Remaining-ai-proxy-openai"] == "0"
     assert await gateway.fake_requests() == []
 

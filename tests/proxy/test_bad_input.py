@@ -38,7 +38,7 @@ async def test_oversize_body_read_by_a_plugin_is_413(routes) -> None:  # type: i
     big = b"x" * (17 * 1024 * 1024)
     resp = await routes.proxy.post("/ai", data=big, headers={"Content-Type": "application/json"})
     assert resp.status == 413
-    assert await resp.json() == {"error_msg": "request body too large"}
+    assert (await resp.json())["error"]["message"] == "request body too large"
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ async def test_bad_llm_bodies_are_4xx_json(routes, path, body, headers) -> None:
     resp = await routes.proxy.post(path, data=body, headers=headers)
     assert 400 <= resp.status < 500, await resp.text()
     assert resp.content_type == "application/json"
-    assert "error_msg" in await resp.json()
+    assert (await resp.json())["error"]["type"] == "invalid_request_error"
 
 
 async def test_raw_garbage_never_gets_a_5xx(routes) -> None:  # type: ignore[no-untyped-def]

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict
 
 from llmgate.ai.call import LlmCall
+from llmgate.ai.caps import STATE_KEY as CAPS_KEY
+from llmgate.ai.caps import ResponseCaps
 from llmgate.ai.protocols import RequestError, detect, parse_body
 from llmgate.ai.target import AiRequest
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyTooLarge
 from llmgate.http.paths import check_target
+from llmgate.proxy.client_response import UpstreamError
 from llmgate.proxy.upstream import BadGateway, Outgoing
 
 if TYPE_CHECKING:
@@ -91,9 +94,21 @@ async def send(ctx: RequestContext) -> Sent:
     call = LlmCall.of(ctx)
     call.started = time.perf_counter()
     call.first_token = call.finished = None
+    call.aborted = None
     try:
         response, index, started = await pool.send(outgoing)
     except HttpError:
         call.finished = time.perf_counter()
         raise
+    caps: ResponseCaps | None = ctx.state.get(CAPS_KEY)
+    if caps is not None and response.status < 300:
+        try:
+            await caps.apply(response, call)
+        except BaseException as exc:
+            pool.finished(index, started)
+            response.close()
+            call.finished = time.perf_counter()
+            if isinstance(exc, UpstreamError):  # the body broke while it was read whole
+                raise BadGateway() from exc
+            raise
     return response, pool, index, started

@@ -19,6 +19,8 @@ from yarl import URL
 
 from llmgate.ai import providers
 from llmgate.ai.call import LlmCall
+from llmgate.ai.caps import STATE_KEY as CAPS_KEY
+from llmgate.ai.caps import ResponseCaps
 from llmgate.ai.protocols import APISIX_NAMES, Protocol, RequestError, Shaping, path_for, shape
 from llmgate.schemas.checks import Checks
 from llmgate.schemas.common import Timeout
@@ -40,6 +42,9 @@ class AiRequest:
     headers: CIMultiDict[str]  # the client's headers fit to forward (no credentials)
 
 
+NO_CAPS = ResponseCaps()
+
+
 @dataclass(frozen=True, slots=True)
 class LlmTarget:
     name: str  # the ai-proxy-multi instance name; "ai-proxy-<provider>" for ai-proxy
@@ -53,6 +58,7 @@ class LlmTarget:
     region: str | None = None
     close_connection: bool = False
     refusal: str | None = None
+    caps: ResponseCaps = NO_CAPS
 
     def serves(self, protocol: Protocol) -> bool:
         return protocol in providers.PROVIDERS[self.provider].paths
@@ -95,13 +101,17 @@ class LlmTarget:
         outbound.body = orjson.dumps(body) if changed else request.raw
         outbound.host = None
         ctx.upstream = self.pool
+        if self.caps.any:
+            ctx.state[CAPS_KEY] = self.caps
+        else:
+            ctx.state.pop(CAPS_KEY, None)
         call = LlmCall.of(ctx)
         call.provider = self.provider
         call.instance = self.name
         call.protocol = protocol
         call.stream = protocol != "embeddings" and body.get("stream") is True
         model = self.shaping.options.get("model") or request.body.get("model")
-        call.model = model if isinstance(model, str) else None
+        call.model = call.request_model = model if isinstance(model, str) else None
 
 
 def compile_target(
@@ -111,9 +121,11 @@ def compile_target(
     pools: PoolRegistry,
     label: str,
     checks: Checks | None = None,
+    timeout: int | None = None,
 ) -> LlmTarget:
     """The target; ``checks`` (ai-proxy-multi's) probe the endpoint with the target's auth
-    headers and query added, as APISIX's ai-proxy-multi does."""
+    headers and query added, as APISIX's ai-proxy-multi does; ``timeout`` (ms) is this
+    target's own, in place of ``call.timeout``."""
     provider = target.provider
     defaults = providers.PROVIDERS[provider]
     override = target.override
@@ -141,7 +153,7 @@ def compile_target(
         port = port or (443 if scheme == "https" else 80)
         if checks is not None:
             checks = _with_auth(checks, auth.header or {}, auth.query or {})
-        pool = _pool(scheme, host, port, call, pools, label, checks)
+        pool = _pool(scheme, host, port, call, timeout or call.timeout, pools, label, checks)
 
     llm = override.llm_options if override else None
     options = target.options.model_dump(exclude_unset=True) if target.options else {}
@@ -164,6 +176,7 @@ def compile_target(
         region=region,
         close_connection=not call.keepalive,
         refusal=refusal,
+        caps=ResponseCaps(call.max_stream_duration_ms, call.max_response_bytes),
     )
 
 
@@ -185,11 +198,12 @@ def _pool(
     host: str,
     port: int,
     call: CallOptions,
+    timeout: int,
     pools: PoolRegistry,
     label: str,
     checks: Checks | None = None,
 ) -> UpstreamPool:
-    seconds = call.timeout / 1000
+    seconds = timeout / 1000
     spec = UpstreamSpec(
         nodes={f"{host}:{port}": 1},
         scheme="https" if scheme == "https" else "http",

@@ -8,6 +8,11 @@ At run time (access phase) the client's JSON body is read and classified (chat, 
 embeddings), shaped for the provider (``options``, ``override``, ``stream_options.include_usage``
 for streams) and sent, with the provider's credentials only, to its endpoint; the answer is
 relayed as it comes (SSE event by event) while its ``usage`` is recorded in ``LlmCall``.
+``max_stream_duration_ms`` / ``max_response_bytes`` cap a runaway answer (``ai/caps.py``).
+
+The route is an LLM route (``llm_route``): the gateway's own errors are OpenAI errors
+(``ai/replies.py``), every response has ``X-Request-Id``, and ``GET …/models`` answers with
+``options.model`` (``ai/models.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from llmgate.ai import forward, tracking
+from llmgate.ai.models import ModelEntry, models_answer, models_target
 from llmgate.ai.target import compile_target
 from llmgate.plugins.base import ConfigSection, EnvOrPattern, Plugin, PluginConfig, is_env_ref
+from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
@@ -185,6 +192,8 @@ class AIProxy(Plugin):
     name = "ai-proxy"
     priority = 1040
     Config = AIProxyConfig
+    # The route's clients are OpenAI clients: OpenAI errors, /models, X-Request-Id.
+    llm_route = True
 
     config: AIProxyConfig
 
@@ -194,10 +203,16 @@ class AIProxy(Plugin):
         self.target = compile_target(
             f"ai-proxy-{conf.provider}", conf, conf, services.pools, f"{owner} ai-proxy"
         )
+        self.llm_provider: str = conf.provider
+        model = conf.options.model if conf.options else None
+        self.models: tuple[ModelEntry, ...] = ((model, conf.provider),) if model else ()
 
     async def access(self, ctx: RequestContext) -> Reply | None:
         if not tracking.claim(ctx, self):
             return None  # ai-proxy-multi (which runs first) sends this request
+        listing, model = models_target(ctx.inbound.method, ctx.inbound.path)
+        if listing:
+            return Reply.json(*models_answer(self.models, model))
         request = await forward.read_request(ctx, self.config.max_req_body_size)
         if self.target.refusal is not None:
             return Reply.error(501, self.target.refusal)
@@ -206,6 +221,7 @@ class AIProxy(Plugin):
         return None
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        llm_request_id(ctx, head)
         tracking.track_head(ctx, self, head)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:

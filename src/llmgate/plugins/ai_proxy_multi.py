@@ -25,10 +25,12 @@ from pydantic import ConfigDict, Field, model_validator
 
 from llmgate.ai import forward, tracking
 from llmgate.ai.balancing import Cooldowns, InstancePicker, Weighted
+from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.target import AiRequest, compile_target
 from llmgate.errors import HttpError
 from llmgate.plugins.ai_proxy import CallOptions, ProviderTarget
 from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig, UniqueItems
+from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.client import UpstreamError
 from llmgate.proxy.context import Reply
 from llmgate.proxy.variables import Template
@@ -67,6 +69,8 @@ class AIInstance(ProviderTarget):
     priority: int = 0
     weight: Annotated[int, Field(ge=0)]
     checks: HealthChecks | None = None
+    # llmgate's: this instance's timeout (ms) for each attempt, in place of the plugin's.
+    timeout: Annotated[int, Field(ge=1, le=600000)] | None = None
 
 
 FallbackStrategy = (
@@ -110,6 +114,8 @@ class AIProxyMulti(Plugin):
     name = "ai-proxy-multi"
     priority = 1041
     Config = AIProxyMultiConfig
+    llm_route = True  # OpenAI errors, /models, X-Request-Id (see ai-proxy)
+    llm_provider = None  # several; a cache hit is not attributed to one
 
     config: AIProxyMultiConfig
 
@@ -127,8 +133,14 @@ class AIProxyMulti(Plugin):
                 services.pools,
                 f"{parent}#plugins['ai-proxy-multi'].instances[{n}]",
                 Checks(active=i.checks.active) if i.checks is not None else None,
+                i.timeout,
             )
             for n, i in enumerate(conf.instances)
+        )
+        # GET …/models: each instance's model, else its name.
+        self.models = unique(
+            ((i.options.model if i.options and i.options.model else i.name), i.provider)
+            for i in conf.instances
         )
         self.refused = frozenset(i for i, t in enumerate(self.targets) if t.refusal is not None)
         # Cool-downs outlive snapshots, and survive edits of this route's config.
@@ -164,6 +176,9 @@ class AIProxyMulti(Plugin):
     async def access(self, ctx: RequestContext) -> Reply | None:
         if not tracking.claim(ctx, self):
             return None
+        listing, model = models_target(ctx.inbound.method, ctx.inbound.path)
+        if listing:
+            return Reply.json(*models_answer(self.models, model))
         request = await forward.read_request(ctx, self.config.max_req_body_size)
         if len(self.refused) == len(self.targets):
             return Reply.error(501, self.targets[0].refusal or "")
@@ -184,6 +199,7 @@ class AIProxyMulti(Plugin):
         return None
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
+        llm_request_id(ctx, head)
         tracking.track_head(ctx, self, head)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:

@@ -185,7 +185,9 @@ class AIRateLimiting(Plugin):
                     ctx.add_response_header(reset_h, str(math.ceil(left)))
                 if refused:
                     ctx.state[_REFUSED] = True
-                    return rejection(config.rejected_code, config.rejected_msg, DEFAULT_MSG)
+                    return rejection(
+                        config.rejected_code, config.rejected_msg, DEFAULT_MSG, retry_after=left
+                    )
         except BadLimitValue as exc:
             return None if config.allow_degradation else bad_value(self.name, exc)
         except CountersUnavailable as exc:

@@ -156,8 +156,12 @@ class LimitConn(Plugin):
                     continue
                 return unavailable(self.name, self.owner, exc)
             if count > conn + burst:
+                # When a connection frees is unknown: a second, about one short LLM answer.
                 return rejection(
-                    config.rejected_code, config.rejected_msg, "too many concurrent requests"
+                    config.rejected_code,
+                    config.rejected_msg,
+                    "too many concurrent requests",
+                    retry_after=1,
                 )
             held.keys.append(self.prefix + key)
             if count > conn:

@@ -229,5 +229,7 @@ class LimitCount(Plugin):
                 ctx.add_response_header(remaining_h, str(max(remaining, 0)))
                 ctx.add_response_header(reset_h, str(math.ceil(left)))
             if not passed:
-                return rejection(config.rejected_code, config.rejected_msg, "too many requests")
+                return rejection(
+                    config.rejected_code, config.rejected_msg, "too many requests", retry_after=left
+                )
         return None

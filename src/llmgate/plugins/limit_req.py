@@ -57,7 +57,13 @@ class LimitReq(Plugin):
         except CountersUnavailable as exc:
             return None if config.allow_degradation else unavailable(self.name, self.owner, exc)
         if delay is None:
-            return rejection(config.rejected_code, config.rejected_msg, "too many requests")
+            # Beyond the burst: the bucket lets one more in once it drained one request.
+            return rejection(
+                config.rejected_code,
+                config.rejected_msg,
+                "too many requests",
+                retry_after=1 / config.rate,
+            )
         if delay >= MIN_DELAY and not config.nodelay:
             await asyncio.sleep(delay)
         return None

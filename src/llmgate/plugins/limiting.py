@@ -15,6 +15,7 @@ limit ..."}`` (APISIX: 500), or lets the request through with ``allow_degradatio
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -114,13 +115,21 @@ def counters_for(config: RedisPolicyConfig, services: Services) -> Counters:
     return services.redis.get(target)
 
 
-def rejection(status: int, rejected_msg: str | None, default_msg: str) -> Reply:
-    """The reply to a request over the limit: ``{"error_msg": rejected_msg}``.
+def rejection(
+    status: int, rejected_msg: str | None, default_msg: str, *, retry_after: float
+) -> Reply:
+    """The reply to a request over the limit: ``{"error_msg": rejected_msg}``, with
+    ``Retry-After``: ``retry_after`` seconds (when the limit lets a request through again, as
+    far as the limiter knows), rounded up, at least 1.
 
-    APISIX sends nginx's HTML error page when no ``rejected_msg`` is set; llmgate answers JSON
-    with ``default_msg``, as every error llmgate produces is JSON.
+    APISIX sends nginx's HTML error page when no ``rejected_msg`` is set, and no Retry-After;
+    llmgate answers JSON with ``default_msg``, as every error llmgate produces is JSON, and
+    tells clients (the OpenAI SDKs honour it) when to retry.
     """
-    return Reply.json(status, {"error_msg": rejected_msg or default_msg})
+    seconds = max(math.ceil(retry_after), 1)
+    return Reply.json(
+        status, {"error_msg": rejected_msg or default_msg}, {"Retry-After": str(seconds)}
+    )
 
 
 def unavailable(plugin: str, owner: str, exc: Exception) -> Reply:

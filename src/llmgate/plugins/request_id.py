@@ -1,15 +1,22 @@
 """request-id: gives every request an id, passed upstream and returned to the client.
 
-An id the client sent in ``header_name`` (non-empty) is kept; otherwise one is generated with
-``algorithm`` and set on the outbound request.  It is kept in ``ctx.state["request_id"]`` for the
-loggers, and returned in the response header unless the response already carries one or
-``include_in_response`` is false.
+An id the client sent in ``header_name`` is kept when it is a valid id (1-128 characters of
+letters, digits and ``._~:/+=@-``); otherwise one is generated with ``algorithm`` and set on the
+outbound request (APISIX keeps any non-empty value: llmgate does not let a client write
+arbitrary bytes into logs and usage records).  It is kept in ``ctx.state["request_id"]`` for
+the loggers and the usage records, and returned in the response header unless the response
+already carries one or ``include_in_response`` is false.
+
+LLM routes (ai-proxy, ai-proxy-multi, openai-compatible) give every response an
+``X-Request-Id`` even without this plugin (``llm_request_id``): the client's valid id, else a
+UUID, set by their header filter, which runs on every response, the gateway's errors included.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +31,11 @@ if TYPE_CHECKING:
     from llmgate.runtime.services import Services
 
 STATE_KEY = "request_id"
+HEADER = "X-Request-Id"
+# What a client-chosen id may be: it lands in logs, usage records and support tickets.
+VALID_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
+# Where an LLM route keeps a provider's own request id, its X-Request-Id being the gateway's.
+UPSTREAM_HEADER = "X-Upstream-Request-Id"
 
 # APISIX's default alphabet, typo ("IGK") included, so ids look the same.
 DEFAULT_CHAR_SET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"
@@ -100,7 +112,7 @@ class RequestId(Plugin):
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
         name = self.config.header_name
         request_id = ctx.inbound.headers.get(name)
-        if not request_id:
+        if request_id is None or VALID_ID.fullmatch(request_id) is None:
             request_id = self._generate()
             ctx.outbound.headers[name] = request_id
         ctx.state[STATE_KEY] = request_id
@@ -112,3 +124,26 @@ class RequestId(Plugin):
         request_id = ctx.state.get(STATE_KEY)
         if request_id is not None and not head.headers.get(self.config.header_name):
             head.headers[self.config.header_name] = request_id
+
+
+def client_id(ctx: RequestContext) -> str | None:
+    """The client's own ``X-Request-Id`` when it is a valid id."""
+    value = ctx.inbound.headers.get(HEADER)
+    return value if value is not None and VALID_ID.fullmatch(value) is not None else None
+
+
+def llm_request_id(ctx: RequestContext, head: ResponseHead) -> None:
+    """An LLM route's header filter: every response carries ``X-Request-Id``, the id loggers
+    and usage records see.  With request-id on the route, that plugin decides (its header, its
+    ``include_in_response``).  Otherwise the id is the client's valid one, else a UUID; a
+    provider's own X-Request-Id moves to ``X-Upstream-Request-Id``."""
+    if any(plugin.name == RequestId.name for plugin in ctx.route.chain.plugins):
+        return
+    request_id = ctx.state.get(STATE_KEY)
+    if request_id is None:
+        request_id = ctx.state[STATE_KEY] = client_id(ctx) or str(uuid.uuid4())
+    headers = head.headers
+    upstream = headers.get(HEADER)
+    if upstream is not None and upstream != request_id:
+        headers[UPSTREAM_HEADER] = upstream
+    headers[HEADER] = request_id

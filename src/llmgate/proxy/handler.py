@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import CIMultiDict
 
+from llmgate.ai.replies import gateway_reply
 from llmgate.ai.tracking import passive_tracker
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyStream, RequestBody
@@ -353,6 +354,7 @@ async def _relay(
 
 
 async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.StreamResponse:
+    reply = gateway_reply(ctx, chain, reply)  # OpenAI errors on LLM routes; cache-hit accounting
     head = _head(ctx, chain, ResponseHead(reply.status, CIMultiDict(reply.headers), False))
     if isinstance(reply.body, bytes):
         body = reply.body
