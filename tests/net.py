@@ -470,6 +470,36 @@ class LiveGateway:
         with urllib.request.urlopen(url, timeout=30) as resp:
             return str(resp.read().decode())
 
+    def metric_series(self) -> dict[str, float]:
+        """One scrape as ``{'name{labels}': value}``."""
+        found = {}
+        for line in self.metrics().splitlines():
+            if line and not line.startswith("#"):
+                key, _, number = line.rpartition(" ")
+                found[key] = float(number)
+        return found
+
+
+def metric_total(metrics: Mapping[str, float], name: str, **labels: str) -> float:
+    """The sum of the series of ``name`` (in a ``LiveGateway.metric_series()`` scrape)
+    carrying ``labels``."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(
+        number
+        for key, number in metrics.items()
+        if key.partition("{")[0] == name and all(w in key for w in wanted)
+    )
+
+
+def wait_for(check: Any, what: str, timeout: float = 10.0) -> Any:
+    """Poll ``check()`` until it returns something truthy (metrics are sampled and usage
+    flushed about every second)."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return result
+
 
 @contextlib.contextmanager
 def live_gateway(workdir: Path, *serve_args: str, **kwargs: Any) -> Iterator[LiveGateway]:

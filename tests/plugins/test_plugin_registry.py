@@ -18,6 +18,7 @@ PRIORITIES = {
     "ai-prompt-decorator": 1070,
     "ai-proxy-multi": 1041,
     "ai-proxy": 1040,
+    "openai-compatible": 1039,  # llmgate's
     "ai-rate-limiting": 1030,
     "proxy-rewrite": 1008,
     "limit-conn": 1003,

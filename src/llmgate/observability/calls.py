@@ -64,11 +64,12 @@ async def list_calls(store: Store, query: CallsQuery) -> dict[str, Any]:
         .limit(query.limit)
     )
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(statement)).mappings().all()
+        rows = (await conn.execute(statement)).all()
     entries = []
     for row in rows:
-        entry = {name: value for name, value in row.items() if name != "id"}
-        entry["cost"] = amount(row["cost"]) if row["cost"] is not None else None
-        entry["cache"] = row["cache"] or None
+        # str(): column names are SQLAlchemy's quoted_name, a str subclass orjson refuses.
+        entry = {str(name): value for name, value in row._asdict().items() if name != "id"}
+        entry["cost"] = amount(entry["cost"]) if entry["cost"] is not None else None
+        entry["cache"] = entry["cache"] or None
         entries.append(entry)
     return {"list": entries, "total": len(entries)}

@@ -18,6 +18,7 @@ from llmgate.plugins.key_auth import KeyAuth
 from llmgate.plugins.limit_conn import LimitConn
 from llmgate.plugins.limit_count import LimitCount
 from llmgate.plugins.limit_req import LimitReq
+from llmgate.plugins.openai_compatible import OpenAICompatible
 from llmgate.plugins.prometheus import Prometheus
 from llmgate.plugins.proxy_cache import ProxyCache
 from llmgate.plugins.proxy_rewrite import ProxyRewrite
@@ -50,6 +51,7 @@ REGISTRY: dict[str, type[Plugin]] = {
     "ai-prompt-template": AIPromptTemplate,
     "ai-prompt-guard": AIPromptGuard,
     "ai-rate-limiting": AIRateLimiting,
+    "openai-compatible": OpenAICompatible,
 }
 
 __all__ = ["REGISTRY", "Plugin"]

@@ -1,0 +1,101 @@
+"""Asking a stream for its usage, and hiding the answer from a client that did not ask.
+
+OpenAI-style streams report token usage only when the request says
+``"stream_options": {"include_usage": true}``: then a last chunk with ``"choices": []`` and the
+``usage`` block comes before ``[DONE]`` (and every other chunk carries ``"usage": null``).  A
+gateway that must account a stream (budgets, logs) asks for it (``with_usage``) and, when the
+client did not, drops that one chunk from what the client receives (``UsageChunkFilter``), so
+the client sees the stream it asked for.
+
+Pure: bytes and dicts in, bytes and dicts out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+# Events larger than this are passed on as they come, never held back whole.
+MAX_EVENT = 1024 * 1024
+_USAGE_MARKS = (b'"usage":{', b'"usage": {')
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def with_usage(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``body`` asking its stream for usage; None when it is not a stream or already asks."""
+    if body.get("stream") is not True or wants_usage(body):
+        return None
+    options = body.get("stream_options")
+    kept = options if isinstance(options, dict) else {}
+    return {**body, "stream_options": {**kept, "include_usage": True}}
+
+
+def is_usage_chunk(data: bytes) -> bool:
+    """Whether an event's data is the usage-only chunk (``choices`` empty, ``usage`` set)."""
+    if not any(mark in data for mark in _USAGE_MARKS):
+        return False
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("usage"), dict)
+        and payload.get("choices") in ([], None)
+    )
+
+
+def _data(event: bytes) -> bytes:
+    lines = [line.rstrip(b"\r") for line in event.split(b"\n")]
+    return b"\n".join(
+        line[6:] if line.startswith(b"data: ") else line[5:]
+        for line in lines
+        if line.startswith(b"data:")
+    )
+
+
+class UsageChunkFilter:
+    """Drops the usage-only event from an SSE stream; every other byte goes on unchanged.
+
+    Whole events are passed on as soon as their blank line arrives; only the unfinished tail
+    of a chunk waits for the next one (never more than ``MAX_EVENT`` bytes).
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes, eof: bool) -> bytes:
+        buffer = self._pending + chunk if self._pending else chunk
+        out: list[bytes] = []
+        start = 0
+        while True:
+            end, size = _boundary(buffer, start)
+            if end < 0:
+                break
+            event = buffer[start : end + size]
+            if not is_usage_chunk(_data(buffer[start:end])):
+                out.append(event)
+            start = end + size
+        rest = buffer[start:]
+        if eof or len(rest) > MAX_EVENT:
+            out.append(rest)
+            rest = b""
+        self._pending = rest
+        return b"".join(out)
+
+
+def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
+    """Where the next event after ``start`` ends, and the size of its blank-line separator."""
+    found = [
+        (index, len(separator))
+        for separator in (b"\n\n", b"\r\n\r\n")
+        if (index := buffer.find(separator, start)) >= 0
+    ]
+    return min(found) if found else (-1, 0)

@@ -1,0 +1,446 @@
+"""LLM routes as the official openai SDK (sync and async) sees them, against a real
+``llmgate serve`` and ``llmgate fake-upstream``: OpenAI-shaped gateway errors, Retry-After
+honoured by the SDK's own retry, ``/models``, ``X-Request-Id`` in responses, access logs and
+usage records, cost per consumer and model, cache hits, a plain route's streamed usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+
+from tests.net import LiveGateway, http_json, metric_total, wait_for
+
+KEY = "app-key-0001"
+OTHER_KEY = "other-key-0002"
+MESSAGES = [{"role": "user", "content": "Tell me about Pikachu"}]
+PRICES = {
+    "currency": "USD",
+    "prices": [
+        {
+            "provider": "openai-compatible",
+            "model": "gpt-4o-mini",
+            "prompt": 0.15,
+            "completion": 0.6,
+        },
+        {"model": "gpt-3.5-turbo*", "prompt": 0.5, "completion": 1.5},
+        {"model": "text-embedding-3-small", "prompt": 0.02},
+    ],
+}
+
+
+def price(model: str, prompt: int, completion: int) -> Decimal:
+    """What the table above says ``prompt`` + ``completion`` tokens of ``model`` cost."""
+    rates = {
+        "gpt-4o-mini": ("0.15", "0.6"),
+        "gpt-3.5-turbo": ("0.5", "1.5"),
+        "text-embedding-3-small": ("0.02", "0"),
+    }[model]
+    return (Decimal(rates[0]) * prompt + Decimal(rates[1]) * completion) / 10**6
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    workdir = tmp_path_factory.mktemp("llm-routes")
+    (workdir / "prices.json").write_text(json.dumps(PRICES))
+    env = {"LLMGATE_PRICES": str(workdir / "prices.json")}
+    with LiveGateway(workdir, env=env) as gw:
+        fake = f"http://{gw.fake_address}"
+        log = str(workdir / "access.log")
+
+        def ai_proxy(**extra: Any) -> dict[str, Any]:
+            return {
+                "provider": "openai-compatible",
+                "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+                "options": {"model": "gpt-4o-mini"},
+                "override": {"endpoint": f"{fake}/v1/chat/completions"},
+                **extra,
+            }
+
+        auth = {"key-auth": {"header": "Authorization"}, "file-logger": {"path": log}}
+        gw.put("consumers/app", {"username": "app", "plugins": {"key-auth": {"key": KEY}}})
+        gw.put(
+            "consumers/other", {"username": "other", "plugins": {"key-auth": {"key": OTHER_KEY}}}
+        )
+        gw.put("routes/llm", {"uri": "/v1/*", "plugins": {**auth, "ai-proxy": ai_proxy()}})
+        limit = {"count": 1, "time_window": 2, "rejected_code": 429, "key": "consumer_name"}
+        gw.put(
+            "routes/limited",
+            {
+                "uri": "/limited/v1/*",
+                "plugins": {**auth, "limit-count": limit, "ai-proxy": ai_proxy()},
+            },
+        )
+        restriction = {"whitelist": ["other"]}
+        gw.put(
+            "routes/restricted",
+            {
+                "uri": "/restricted/v1/*",
+                "plugins": {**auth, "consumer-restriction": restriction, "ai-proxy": ai_proxy()},
+            },
+        )
+        cache = {"cache_strategy": "memory", "cache_method": ["POST"], "cache_key": ["$uri"]}
+        gw.put(
+            "routes/cached",
+            {
+                "uri": "/cached/v1/*",
+                "plugins": {**auth, "proxy-cache": cache, "ai-proxy": ai_proxy()},
+            },
+        )
+        instances = [
+            {**ai_proxy(), "name": "fast", "weight": 1},
+            {**ai_proxy(options={"model": "gpt-3.5-turbo"}), "name": "cheap", "weight": 1},
+            {**ai_proxy(options={}), "name": "named-model", "weight": 1},
+        ]
+        gw.put(
+            "routes/multi",
+            {"uri": "/multi/v1/*", "plugins": {**auth, "ai-proxy-multi": {"instances": instances}}},
+        )
+        # The seed blog's kind of route: a plain upstream speaking OpenAI, flagged as such.
+        gw.put(
+            "routes/plain",
+            {
+                "uri": "/plain/v1/*",
+                "plugins": {
+                    **auth,
+                    "proxy-rewrite": {"regex_uri": ["^/plain(/.*)", "$1"]},
+                    "openai-compatible": {"models": ["gpt-3.5-turbo"]},
+                },
+                "upstream": gw.upstream(),
+            },
+        )
+        # A plain route without the flag keeps APISIX's error bodies.
+        gw.put(
+            "routes/apisix",
+            {"uri": "/apisix/*", "plugins": auth, "upstream": gw.upstream()},
+        )
+        yield gw
+
+
+def log_entries(live: LiveGateway) -> list[dict[str, Any]]:
+    path = live.workdir / "access.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def log_entry(live: LiveGateway, request_id: str) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        return next((e for e in log_entries(live) if e.get("request_id") == request_id), None)
+
+    return wait_for(find, f"the access log line of {request_id}")  # type: ignore[no-any-return]
+
+
+def sdk(live: LiveGateway, prefix: str = "", key: str = KEY, **options: Any) -> openai.OpenAI:
+    options.setdefault("max_retries", 0)
+    return openai.OpenAI(api_key=key, base_url=f"{live.gw.proxy_url}{prefix}/v1", **options)
+
+
+def async_sdk(
+    live: LiveGateway, prefix: str = "", key: str = KEY, **options: Any
+) -> openai.AsyncOpenAI:
+    options.setdefault("max_retries", 0)
+    return openai.AsyncOpenAI(api_key=key, base_url=f"{live.gw.proxy_url}{prefix}/v1", **options)
+
+
+def scrape_until(live: LiveGateway, name: str, **labels: str) -> dict[str, float]:
+    """A scrape in which ``name`` has a non-zero series with ``labels`` (metrics are sampled
+    from the workers' files: wait for it)."""
+
+    def found() -> dict[str, float] | None:
+        metrics = live.metric_series()
+        return metrics if metric_total(metrics, name, **labels) else None
+
+    return wait_for(found, f"{name} {labels}")  # type: ignore[no-any-return]
+
+
+def limited_entries(live: LiveGateway, before: int, count: int) -> list[dict[str, Any]]:
+    """The ``count`` access log entries of the limited route after its first ``before`` ones,
+    once they are written (the logger writes in batches)."""
+
+    def found() -> list[dict[str, Any]] | None:
+        entries = [e for e in log_entries(live) if e["route_id"] == "limited"][before:]
+        return entries if len(entries) >= count else None
+
+    return wait_for(found, "the limited route's log lines")  # type: ignore[no-any-return]
+
+
+def limited_count(live: LiveGateway) -> int:
+    """How many entries of the limited route are written, once the writes settled."""
+    time.sleep(1.5)  # the file-logger's batches
+    return len([e for e in log_entries(live) if e["route_id"] == "limited"])
+
+
+def usage(live: LiveGateway, **query: str) -> dict[str, Any]:
+    status, body = live.admin("GET", "usage?" + "&".join(f"{k}={v}" for k, v in query.items()))
+    assert status == 200, body
+    return body  # type: ignore[no-any-return]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_wrong_key_is_an_authentication_error_with_the_gateways_reason(live: LiveGateway) -> None:
+    with pytest.raises(openai.AuthenticationError) as raised:
+        sdk(live, key="nope").chat.completions.create(model="m", messages=MESSAGES)
+    error = raised.value
+    assert error.status_code == 401
+    assert error.message == "Error code: 401 - Invalid API key in request"
+    assert error.body == {
+        "message": "Invalid API key in request",
+        "type": "authentication_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    assert (error.code, error.type) == ("invalid_api_key", "authentication_error")
+    assert error.request_id  # X-Request-Id, on a response the gateway made itself
+    assert log_entry(live, error.request_id)["response"]["status"] == 401
+
+
+async def test_async_wrong_key_and_missing_key(live: LiveGateway) -> None:
+    client = async_sdk(live, key="nope")
+    with pytest.raises(openai.AuthenticationError) as raised:
+        await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert raised.value.message == "Error code: 401 - Invalid API key in request"
+    assert raised.value.code == "invalid_api_key"
+    await client.close()
+    status, body = http_json("POST", f"{live.gw.proxy_url}/v1/chat/completions", {})
+    assert status == 401
+    assert body == {
+        "error": {
+            "message": "Missing API key in request",
+            "type": "authentication_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+
+
+def test_consumer_restriction_is_a_permission_error(live: LiveGateway) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as raised:
+        sdk(live, "/restricted").chat.completions.create(model="m", messages=MESSAGES)
+    assert raised.value.message == "Error code: 403 - The consumer_name is forbidden."
+    assert (raised.value.code, raised.value.type) == ("permission_denied", "permission_error")
+    # The allowed consumer goes through.
+    answer = sdk(live, "/restricted", key=OTHER_KEY).chat.completions.create(
+        model="m", messages=MESSAGES
+    )
+    assert answer.choices[0].message.content
+
+
+def test_plain_routes_keep_apisix_bodies(live: LiveGateway) -> None:
+    status, body = http_json("GET", f"{live.gw.proxy_url}/apisix/echo")
+    assert (status, body) == (401, {"message": "Missing API key in request"})
+    status, body = http_json("GET", f"{live.gw.proxy_url}/nowhere")
+    assert (status, body) == (404, {"error_msg": "404 Route Not Found"})
+
+
+def test_sdk_retry_waits_for_retry_after(live: LiveGateway) -> None:
+    """limit-count's 429 is a RateLimitError; the SDK's own retry waits Retry-After."""
+    client = sdk(live, "/limited")
+    with pytest.raises(openai.RateLimitError) as raised:
+        for _ in range(3):
+            client.chat.completions.create(model="m", messages=MESSAGES)
+    error = raised.value
+    assert (error.code, error.type) == ("rate_limit_exceeded", "rate_limit_error")
+    assert error.message == "Error code: 429 - too many requests"
+    retry_after = int(error.response.headers["Retry-After"])
+    assert 1 <= retry_after <= 2
+
+    before = limited_count(live)
+    time.sleep(2.1)  # a fresh window
+    retrying = sdk(live, "/limited", max_retries=1)
+    retrying.chat.completions.create(model="m", messages=MESSAGES)  # spends the window
+    raw = retrying.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    assert raw.http_response.status_code == 200  # after one 429 and the wait it asked for
+    refused, retried = limited_entries(live, before, 3)[1:]
+    assert refused["response"]["status"] == 429
+    assert retried["response"]["status"] == 200
+    waited = int(refused["response"]["headers"]["retry-after"])
+    assert retried["start_time"] - refused["start_time"] >= waited * 1000 - 5
+
+
+async def test_async_sdk_retry_waits_for_retry_after(live: LiveGateway) -> None:
+    before = limited_count(live)
+    await asyncio.sleep(2.1)
+    client = async_sdk(live, "/limited", max_retries=1)
+    began = time.monotonic()
+    await client.chat.completions.create(model="m", messages=MESSAGES)
+    second = time.monotonic()
+    await client.chat.completions.create(model="m", messages=MESSAGES)
+    refused = limited_entries(live, before, 3)[1]
+    assert refused["response"]["status"] == 429
+    waited = int(refused["response"]["headers"]["retry-after"])
+    assert time.monotonic() - second >= waited
+    assert second - began < waited  # the first call was not held back
+    await client.close()
+
+
+# --- /models, request ids ------------------------------------------------------------------------
+
+
+def test_models_list_and_retrieve(live: LiveGateway) -> None:
+    client = sdk(live)
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    assert client.models.retrieve("gpt-4o-mini").owned_by == "openai-compatible"
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.models.retrieve("gpt-5")
+    assert raised.value.code == "model_not_found"
+    multi = sdk(live, "/multi")
+    assert [m.id for m in multi.models.list()] == ["gpt-4o-mini", "gpt-3.5-turbo", "named-model"]
+    plain = sdk(live, "/plain")
+    assert [m.id for m in plain.models.list()] == ["gpt-3.5-turbo"]
+    with pytest.raises(openai.AuthenticationError):
+        sdk(live, key="nope").models.list()  # the list is the consumer's: auth first
+
+
+async def test_async_models_list(live: LiveGateway) -> None:
+    client = async_sdk(live, "/multi")
+    assert [m.id async for m in client.models.list()][:1] == ["gpt-4o-mini"]
+    await client.close()
+
+
+def test_request_id_in_response_access_log_and_usage_record(live: LiveGateway) -> None:
+    raw = sdk(live).chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    request_id = raw.headers["x-request-id"]
+    completion = raw.parse()
+    assert completion._request_id == request_id
+    entry = log_entry(live, request_id)
+    assert entry["llm"]["total_tokens"] == completion.usage.total_tokens
+
+    def record() -> dict[str, Any] | None:
+        status, body = live.admin("GET", f"usage/calls?request_id={request_id}")
+        assert status == 200, body
+        return body["list"][0] if body["list"] else None
+
+    found = wait_for(record, "the usage record")
+    assert (found["consumer"], found["route"], found["model"]) == ("app", "llm", "gpt-4o-mini")
+    assert found["prompt_tokens"] == completion.usage.prompt_tokens
+    # A client's own valid id is kept; an invalid one is replaced.
+    raw = sdk(live).chat.completions.with_raw_response.create(
+        model="m", messages=MESSAGES, extra_headers={"X-Request-Id": "support-ticket-42"}
+    )
+    assert raw.headers["x-request-id"] == "support-ticket-42"
+    raw = sdk(live).chat.completions.with_raw_response.create(
+        model="m", messages=MESSAGES, extra_headers={"X-Request-Id": "bad id\twith spaces"}
+    )
+    assert raw.headers["x-request-id"] != "bad id\twith spaces"
+
+
+# --- cost and accounting ------------------------------------------------------------------------
+
+
+def test_cost_per_consumer_and_model_streams_included(live: LiveGateway) -> None:
+    client = sdk(live)
+    expected = Decimal(0)
+    prompt = completion = 0
+    for text in ("one", "two words", "three whole words"):
+        answer = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": text}]
+        )
+        prompt += answer.usage.prompt_tokens
+        completion += answer.usage.completion_tokens
+    stream = client.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    streamed = [chunk.usage for chunk in stream if chunk.usage is not None]
+    assert len(streamed) == 1
+    prompt += streamed[0].prompt_tokens
+    completion += streamed[0].completion_tokens
+    expected = price("gpt-4o-mini", prompt, completion)
+
+    def summary() -> dict[str, Any] | None:
+        body = usage(live, consumer="app", route="llm", model="gpt-4o-mini", group_by="model")
+        total = body["total"]
+        return body if total["prompt_tokens"] >= prompt and total["requests"] >= 4 else None
+
+    found = wait_for(summary, "the usage flush")
+    total = found["total"]
+    # Earlier tests also used this route: compare the cost with the tokens recorded.
+    assert Decimal(str(total["cost"])) == price(
+        "gpt-4o-mini", total["prompt_tokens"], total["completion_tokens"]
+    )
+    assert total["cost"] >= float(expected) > 0
+
+    def metric() -> float:
+        value = metric_total(
+            live.metric_series(),
+            "llmgate_llm_cost",
+            consumer="app",
+            llm_model="gpt-4o-mini",
+            route_id="llm",
+        )
+        return value if abs(value - total["cost"]) < 1e-12 else 0.0
+
+    assert wait_for(metric, "llm_cost to match the usage") == pytest.approx(total["cost"])
+
+
+def test_cache_hit_is_accounted_with_zero_cost(live: LiveGateway) -> None:
+    client = sdk(live, "/cached")
+    messages = [{"role": "user", "content": "cache me"}]
+    first = client.chat.completions.with_raw_response.create(model="m", messages=messages)
+    second = client.chat.completions.with_raw_response.create(model="m", messages=messages)
+    assert first.headers["apisix-cache-status"] == "MISS"
+    assert second.headers["apisix-cache-status"] == "HIT"
+    served = second.parse().usage
+    hit = log_entry(live, second.headers["x-request-id"])["llm"]
+    assert hit["cache"] == "hit"
+    assert hit["cost"] == 0
+    assert hit["total_tokens"] == served.total_tokens
+    miss = log_entry(live, first.headers["x-request-id"])["llm"]
+    assert "cache" not in miss and miss["cost"] > 0
+
+    def rows() -> list[dict[str, Any]] | None:
+        body = usage(live, route="cached", group_by="cache")
+        return body["list"] if len(body["list"]) == 2 else None
+
+    miss_row, hit_row = wait_for(rows, "both usage rows")
+    assert (miss_row["cache"], hit_row["cache"]) == ("miss", "hit")
+    assert hit_row["cost"] == 0.0 and miss_row["cost"] > 0
+    assert hit_row["total_tokens"] == served.total_tokens
+    metrics = scrape_until(live, "llmgate_llm_cache_hit_tokens", route_id="cached")
+    assert metric_total(metrics, "llmgate_llm_cache_hit_tokens", route_id="cached") == (
+        served.total_tokens
+    )
+
+
+def test_embeddings_are_labelled_as_embeddings(live: LiveGateway) -> None:
+    result = sdk(live).embeddings.with_raw_response.create(model="x", input=["a", "b"])
+    entry = log_entry(live, result.headers["x-request-id"])
+    assert entry["llm"]["request_type"] == "ai_embeddings"
+    metrics = scrape_until(live, "llmgate_llm_prompt_tokens", request_type="ai_embeddings")
+    assert (
+        metric_total(metrics, "llmgate_llm_prompt_tokens", request_type="ai_chat", route_id="llm")
+        > 0
+    )
+
+
+def test_plain_route_stream_shows_its_real_tokens(live: LiveGateway) -> None:
+    """The client does not ask for usage: the gateway does, keeps it, and hides it."""
+    client = sdk(live, "/plain")
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-3.5-turbo", messages=MESSAGES, stream=True
+    )
+    chunks = list(raw.parse())
+    assert chunks and all(chunk.usage is None for chunk in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("This is a fake reply")
+    seen = live.fake_requests()[-1]
+    assert seen["body"]["stream_options"] == {"include_usage": True}
+    llm = log_entry(live, raw.headers["x-request-id"])["llm"]
+    assert llm["completion_tokens"] > 0 and llm["prompt_tokens"] > 0
+    assert Decimal(str(llm["cost"])) == price(
+        "gpt-3.5-turbo", llm["prompt_tokens"], llm["completion_tokens"]
+    )
+    # A client that asks gets its usage chunk.
+    asked = client.chat.completions.create(
+        model="gpt-3.5-turbo",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert [c.usage.total_tokens for c in asked if c.usage is not None] == [llm["total_tokens"]]
