@@ -144,3 +144,19 @@ def test_invalid_client_limits(flags: dict, message: str) -> None:
 def test_connection_cap_leaves_room_for_upstreams() -> None:
     assert connections_for(20000) == (20000 - 256) // 2
     assert connections_for(100) == 64
+
+
+def test_prices_and_usage_calls_days(tmp_path: Path) -> None:
+    table = tmp_path / "prices.json"
+    table.write_text('{"prices": [{"model": "gpt-4o", "prompt": 2.5, "completion": 10}]}')
+    env = {"LLMGATE_PRICES": str(table), "LLMGATE_USAGE_CALLS_DAYS": "7"}
+    settings = load_settings({}, environ=env)
+    assert (settings.prices, settings.usage_calls_days) == (str(table), 7)
+    assert load_settings({}, environ={}).usage_calls_days == 30
+    table.write_text('{"prices": [{"model": "gpt-4o", "prompt": -1}]}')
+    with pytest.raises(SettingsError, match=r"invalid prices: .*prices.0.prompt"):
+        load_settings({}, environ=env)
+    with pytest.raises(SettingsError, match="invalid prices: cannot read"):
+        load_settings({}, environ={"LLMGATE_PRICES": str(tmp_path / "none.json")})
+    with pytest.raises(SettingsError, match="invalid usage_calls_days"):
+        load_settings({}, environ={"LLMGATE_USAGE_CALLS_DAYS": "-1"})

@@ -81,11 +81,11 @@ REFUSED_ROUTES = [
                 "ai-proxy": {
                     "provider": "openai",
                     "auth": {"header": {"Authorization": "Bearer k"}},
-                    "max_response_bytes": 1000,
+                    "max_response_bytes": 0,
                 }
             }
         ),
-        "max_response_bytes is not supported",
+        "max_response_bytes",
     ),
     (
         route(
@@ -98,7 +98,7 @@ REFUSED_ROUTES = [
                 }
             }
         ),
-        "max_stream_duration_ms is not supported",
+        "logging.payloads is not supported",
     ),
     (
         route(

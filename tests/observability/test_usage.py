@@ -11,12 +11,21 @@ import pytest
 from sqlalchemy import delete
 
 from llmgate.admin.auth import AdminKeys
+from llmgate.ai.pricing import PICO
 from llmgate.ai.usage import Usage
 from llmgate.app import build_admin_app
 from llmgate.errors import BadRequest
 from llmgate.observability.accounting import LlmAccounting
-from llmgate.observability.usage import UsageQuery, UsageReporter, parse_query, summarize
+from llmgate.observability.calls import CallsQuery, list_calls, parse_calls_query
+from llmgate.observability.usage import (
+    CallRecord,
+    UsageQuery,
+    UsageReporter,
+    parse_query,
+    summarize,
+)
 from llmgate.store import Store
+from llmgate.store.tables import llm_calls
 from llmgate.store.tables import usage as usage_table
 from tests.support import ADMIN_KEY, VIEWER_KEY
 
@@ -31,6 +40,7 @@ async def usage_store(store: Store) -> AsyncIterator[Store]:
     lives for the whole session)."""
     async with store.engine.begin() as conn:
         await conn.execute(delete(usage_table))
+        await conn.execute(delete(llm_calls))
     yield store
 
 
@@ -257,3 +267,101 @@ async def test_every_llm_call_is_accounted(gateway, reporter: UsageReporter) -> 
     assert [(e["consumer"], e["route"], e["model"]) for e in summary["list"]] == [
         ("jack", "r1", "gpt-4o")
     ]
+
+
+def call_record(request_id: str, time_ms: int, **extra: object) -> CallRecord:
+    fields = {
+        "time": time_ms, "request_id": request_id, "consumer": "jack", "route": "1",
+        "model": "gpt-4o", "provider": "openai", "instance": "", "request_type": "ai_chat",
+        "cache": "", "status": 200, "prompt_tokens": 3, "completion_tokens": 4,
+        "cached_tokens": 0, "cost": 5 * PICO // 1000,
+    }  # fmt: skip
+    fields.update(extra)
+    return CallRecord(**fields)  # type: ignore[arg-type]
+
+
+async def test_cost_cache_hits_and_days(usage_store: Store) -> None:
+    clock = Clock()
+    reporter = UsageReporter(usage_store, clock=clock)
+    reporter.add("jack", "1", "gpt-4o", Usage(10, 5, 15, cached_tokens=4), cost=3 * PICO // 100)
+    reporter.add("jack", "1", "gpt-4o", Usage(10, 5, 15), cost=0, cache="hit")
+    clock.now += 86_400  # the next day
+    reporter.add("jack", "1", "gpt-4o", Usage(1, 1, 2), cost=PICO // 100)
+    await reporter.flush()
+
+    summary = await summarize(usage_store, UsageQuery())
+    assert [(e["day"], e["cache"], e["requests"], e["cost"]) for e in summary["list"]] == [
+        ("2023-11-14", "miss", 1, 0.03),
+        ("2023-11-14", "hit", 1, 0.0),
+        ("2023-11-15", "miss", 1, 0.01),
+    ]
+    assert summary["total"]["cost"] == 0.04
+    assert summary["total"]["cached_tokens"] == 4
+    by_model = await summarize(usage_store, UsageQuery(group_by=("model",)))
+    assert by_model["list"] == [{"model": "gpt-4o", **by_model["total"]}]
+    hits = await summarize(usage_store, UsageQuery(cache="hit"))
+    assert hits["total"]["total_tokens"] == 15 and hits["total"]["cost"] == 0.0
+    nothing = await summarize(usage_store, UsageQuery(consumer="nobody", group_by=()))
+    assert nothing["list"] == [] and nothing["total"]["requests"] == 0
+
+
+async def test_call_records_by_request_id(usage_store: Store) -> None:
+    clock = Clock()
+    reporter = UsageReporter(usage_store, clock=clock)
+    reporter.add("jack", "1", "gpt-4o", Usage(3, 4, 7), call=call_record("rid-1", T0 * 1000))
+    reporter.add("jack", "1", "gpt-4o", Usage(3, 4, 7), call=call_record("rid-2", T0 * 1000 + 1))
+    reporter.add(
+        "jack", "1", "m", None, call=call_record("rid-3", T0 * 1000 + 2, model="m", cost=None)
+    )
+    await reporter.flush()
+    found = await list_calls(usage_store, parse_calls_query({"request_id": "rid-1"}))
+    assert found["list"] == [
+        {"time": T0 * 1000, "request_id": "rid-1", "consumer": "jack", "route": "1",
+         "model": "gpt-4o", "provider": "openai", "instance": "", "request_type": "ai_chat",
+         "cache": None, "status": 200, "prompt_tokens": 3, "completion_tokens": 4,
+         "cached_tokens": 0, "cost": 0.005},
+    ]  # fmt: skip
+    newest = await list_calls(usage_store, parse_calls_query({"limit": "2"}))
+    assert [c["request_id"] for c in newest["list"]] == ["rid-3", "rid-2"]
+    assert newest["list"][0]["cost"] is None  # no price for the model
+    window = parse_calls_query({"from": str(T0), "to": str(T0)})
+    assert (await list_calls(usage_store, window))["total"] == 3
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"from": "2", "to": "1"}):
+        with pytest.raises(BadRequest):
+            parse_calls_query(bad)
+
+
+async def test_call_records_are_bounded_and_expire(usage_store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """As an attacker flooding cheap calls (cache hits): the records waiting for a flush are
+    capped, the counts stay exact, and old records go."""
+    monkeypatch.setattr("llmgate.observability.usage.MAX_PENDING_CALLS", 5)
+    clock = Clock()
+    reporter = UsageReporter(usage_store, clock=clock, calls_days=1)
+    for i in range(8):
+        reporter.add("jack", "1", "m", Usage(1, 1, 2), call=call_record(f"r{i}", T0 * 1000))
+    await reporter.flush()
+    assert (await list_calls(usage_store, CallsQuery()))["total"] == 5
+    assert (await summarize(usage_store, UsageQuery()))["total"]["requests"] == 8
+    clock.now += 2 * 86_400  # two days later: the records are past their day
+    reporter.add("jack", "1", "m", None, call=call_record("late", int(clock.now * 1000)))
+    await reporter.flush()
+    assert [c["request_id"] for c in (await list_calls(usage_store, CallsQuery()))["list"]] == [
+        "late"
+    ]
+    off = UsageReporter(usage_store, clock=clock, calls_days=0)
+    off.add("jack", "1", "m", None, call=call_record("kept-nowhere", int(clock.now * 1000)))
+    await off.flush()
+    assert (await list_calls(usage_store, CallsQuery()))["total"] == 1
+
+
+async def test_admin_usage_calls_endpoint(admin_client, usage_store: Store) -> None:  # type: ignore[no-untyped-def]
+    reporter = UsageReporter(usage_store, clock=Clock())
+    reporter.add("jack", "1", "m", None, call=call_record("rid-9", T0 * 1000))
+    await reporter.flush()
+    viewer = await admin_client(VIEWER_KEY)
+    resp = await viewer.get("/apisix/admin/usage/calls?request_id=rid-9")
+    assert resp.status == 200
+    assert [c["request_id"] for c in (await resp.json())["list"]] == ["rid-9"]
+    resp = await viewer.get("/apisix/admin/usage/calls?limit=x")
+    assert resp.status == 400
+    assert (await (await admin_client(None)).get("/apisix/admin/usage/calls")).status == 401

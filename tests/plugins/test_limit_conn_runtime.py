@@ -67,6 +67,7 @@ async def test_default_rejection_body(gateway: Gateway) -> None:
     rejected = [resp for resp in results if resp.status == 503]
     assert len(rejected) == 1
     assert await rejected[0].json() == {"error_msg": "too many concurrent requests"}
+    assert rejected[0].headers["Retry-After"] == "1"
 
 
 async def test_burst_is_delayed(gateway: Gateway) -> None:

@@ -57,6 +57,8 @@ async def test_seed_blog_config_passes_two_then_rejects(gateway: Gateway) -> Non
     assert resp.headers["X-RateLimit-Limit"] == "2"
     assert resp.headers["X-RateLimit-Remaining"] == "0"
     assert 0 < int(resp.headers["X-RateLimit-Reset"]) <= 60
+    # llmgate's: a rejection says when to retry (the seed's 403 too): the window's end.
+    assert resp.headers["Retry-After"] == resp.headers["X-RateLimit-Reset"]
     assert len(await gateway.fake_requests()) == 2
 
 

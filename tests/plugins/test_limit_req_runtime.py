@@ -54,6 +54,7 @@ async def test_a_rejection_carries_the_configured_message(gateway: Gateway) -> N
     assert (await timed(gateway, "/1/a"))[0] == 200
     resp = await gateway.proxy.get("/1/a")
     assert resp.status == 429 and await resp.json() == {"error_msg": "slow down"}
+    assert resp.headers["Retry-After"] == "1"  # one request drains from the bucket in 1/rate
 
 
 async def test_nodelay_passes_the_burst_at_once(gateway: Gateway) -> None:

@@ -48,9 +48,12 @@ async def test_keeps_the_clients_id(gateway) -> None:  # type: ignore[no-untyped
     resp = await gateway.proxy.get("/echo", headers={"X-Request-Id": "client-id-1"})
     assert resp.headers["X-Request-Id"] == "client-id-1"
     assert (await resp.json())["headers"]["x-request-id"] == "client-id-1"
-    # An empty id is replaced.
-    resp = await gateway.proxy.get("/echo", headers={"X-Request-Id": ""})
-    assert uuid.UUID(resp.headers["X-Request-Id"])
+    # An empty id is replaced, and so is one that is not an id (llmgate's: APISIX keeps any).
+    for bad in ("", "a b", "x" * 129, '"quoted"', "é"):
+        resp = await gateway.proxy.get("/echo", headers={"X-Request-Id": bad})
+        assert uuid.UUID(resp.headers["X-Request-Id"])
+    resp = await gateway.proxy.get("/echo", headers={"X-Request-Id": "req_Ab.9:~/+=@-" + "x" * 113})
+    assert len(resp.headers["X-Request-Id"]) == 128
 
 
 async def test_custom_header_without_response_header(gateway) -> None:  # type: ignore[no-untyped-def]

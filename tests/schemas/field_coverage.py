@@ -50,6 +50,8 @@ HEALTH_E2E = "tests/e2e/test_upstream_health.py"
 HEALTH = "tests/proxy/test_health.py"
 PROBE = "tests/proxy/test_probe.py"
 CLIENT = "tests/proxy/test_client.py"
+AI_CAPS = "tests/e2e/test_ai_caps.py"
+OPENAI_COMPATIBLE = "tests/plugins/test_openai_compatible_runtime.py"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -579,9 +581,15 @@ def _call_options(plugin: str) -> dict[str, tuple[str, ...]]:
             AI_OPTIONS, "test_keepalive_pool_and_keepalive_timeout_shape_the_providers_pool"
         ),
         f"{p}max_stream_duration_ms": _t(
-            COMPILING, "test_route_writes_that_would_not_compile_are_400"
+            AI_CAPS,
+            "test_a_stream_past_max_stream_duration_ms_is_cut",
+            "test_a_stalled_stream_is_cut_at_the_deadline_too",
         ),
-        f"{p}max_response_bytes": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
+        f"{p}max_response_bytes": _t(
+            AI_CAPS,
+            "test_max_response_bytes_cuts_a_stream",
+            "test_max_response_bytes_refuses_a_larger_answer_with_502",
+        ),
         f"{p}logging.payloads": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
     }
 
@@ -616,6 +624,17 @@ EFFECT_TESTS.update(
             AI_MULTI, "test_fallback_http_statuses"
         ),
         "plugins.ai-proxy-multi.max_retries": _t(AI_MULTI, "test_max_retries_bounds_the_fallbacks"),
+        "plugins.ai-proxy-multi.instances.timeout": _t(AI_CAPS, "test_instance_timeout_is_its_own"),
+        # --- openai-compatible (llmgate's) ------------------------------------------------------
+        "plugins.openai-compatible.models": _t(
+            OPENAI_COMPATIBLE,
+            "test_models_and_owned_by_answer_from_configuration",
+            "test_without_models_the_upstream_answers",
+        ),
+        "plugins.openai-compatible.owned_by": _t(
+            OPENAI_COMPATIBLE, "test_models_and_owned_by_answer_from_configuration"
+        ),
+        "plugins.openai-compatible.include_usage": _t(OPENAI_COMPATIBLE, "test_include_usage"),
         "plugins.ai-proxy-multi.retry_on_failure_within_ms": _t(
             AI_MULTI, "test_slow_failures_are_not_retried"
         ),

@@ -20,12 +20,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from llmgate.errors import HttpError
 from llmgate.proxy.client_response import BodyBroken
 
 if TYPE_CHECKING:
+    from multidict import CIMultiDict
+
     from llmgate.ai.call import LlmCall
     from llmgate.proxy.client import UpstreamResponse
 
@@ -50,14 +52,15 @@ class ResponseCaps:
     def any(self) -> bool:
         return self.max_stream_duration_ms is not None or self.max_response_bytes is not None
 
-    async def apply(self, response: UpstreamResponse, call: LlmCall) -> None:
-        """Hold ``response`` to the caps: a non-streamed body is read here (at most
-        ``max_response_bytes``), a stream is wrapped.  ``CapExceeded`` (the response closed)
-        when a cap trips before anything could be relayed."""
+    async def apply(self, response: UpstreamResponse, call: LlmCall) -> UpstreamResponse:
+        """``response`` held to the caps: a non-streamed body is read here (at most
+        ``max_response_bytes``), a stream is read through a deadline and a byte budget.
+        ``CapExceeded`` (the response closed) when a cap trips before anything could be
+        relayed."""
         limit = self.max_response_bytes
         if not call.stream:
             if limit is None:
-                return
+                return response
             length = response.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > limit:
                 response.close()
@@ -68,8 +71,7 @@ class ResponseCaps:
                 response.close()
                 call.aborted = SIZE
                 raise CapExceeded(SIZE)
-            response.content = _Read(body, response.content)  # type: ignore[assignment]
-            return
+            return _capped(response, _Read(body, response))
         deadline = None
         if self.max_stream_duration_ms is not None:
             started = call.started if call.started is not None else time.perf_counter()
@@ -79,21 +81,54 @@ class ResponseCaps:
                 call.aborted = DURATION
                 raise CapExceeded(DURATION)
             deadline = asyncio.get_running_loop().time() + left
-        response.content = _Capped(response, call, deadline, limit)  # type: ignore[assignment]
+        return _capped(response, _Capped(response, call, deadline, limit))
+
+
+class CappedResponse:
+    """The upstream response as the data plane relays it, its body read through the caps.
+    (The upstream connection keeps filling the response's own body.)"""
+
+    __slots__ = ("_response", "content")
+
+    def __init__(self, response: UpstreamResponse, content: _Read | _Capped) -> None:
+        self._response = response
+        self.content = content
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def reason(self) -> str:
+        return self._response.reason
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        return self._response.headers
+
+    def release(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def _capped(response: UpstreamResponse, content: _Read | _Capped) -> UpstreamResponse:
+    return cast("UpstreamResponse", CappedResponse(response, content))
 
 
 class _Read:
     """A body already read whole (it fitted ``max_response_bytes``)."""
 
-    __slots__ = ("_body", "_inner")
+    __slots__ = ("_body", "_response")
 
-    def __init__(self, body: bytes, inner: object) -> None:
+    def __init__(self, body: bytes, response: UpstreamResponse) -> None:
         self._body = body
-        self._inner = inner
+        self._response = response
 
     @property
     def complete(self) -> bool:
-        return bool(getattr(self._inner, "complete", False))
+        return self._response.content.complete
 
     def take_all(self) -> bytes:
         body, self._body = self._body, b""
@@ -114,7 +149,7 @@ class _Read:
 class _Capped:
     """A streamed body read under a deadline and a byte budget."""
 
-    __slots__ = ("_call", "_deadline", "_done", "_inner", "_limit", "_read", "_response")
+    __slots__ = ("_call", "_deadline", "_ended", "_inner", "_limit", "_read", "_response")
 
     def __init__(
         self, response: UpstreamResponse, call: LlmCall, deadline: float | None, limit: int | None
@@ -125,19 +160,19 @@ class _Capped:
         self._deadline = deadline
         self._limit = limit
         self._read = 0
-        self._done = False
+        self._ended = False
 
     @property
     def complete(self) -> bool:
         # Until read through here, the body is relayed chunk by chunk (never in one piece
         # past the caps); once read to its end, the connection may be reused.
-        return self._done and self._inner.complete
+        return self._ended and self._inner.complete
 
     def take_all(self) -> bytes:  # never called: ``complete`` is false until the end
         return b""
 
     async def readany(self) -> bytes:
-        if self._done:
+        if self._ended:
             return b""
         if self._deadline is None:
             chunk = await self._inner.readany()
@@ -151,7 +186,7 @@ class _Capped:
                     self._cut(DURATION)
                 raise
         if not chunk:
-            self._done = True
+            self._ended = True
             return b""
         self._read += len(chunk)
         if self._limit is not None and self._read > self._limit:
@@ -176,6 +211,6 @@ class _Capped:
 
     def _cut(self, cap: str) -> None:
         self._call.aborted = cap
-        self._done = True
+        self._ended = True
         self._response.close()
         raise BodyBroken(f"{cap} exceeded")

@@ -103,7 +103,7 @@ async def send(ctx: RequestContext) -> Sent:
     caps: ResponseCaps | None = ctx.state.get(CAPS_KEY)
     if caps is not None and response.status < 300:
         try:
-            await caps.apply(response, call)
+            response = await caps.apply(response, call)
         except BaseException as exc:
             pool.finished(index, started)
             response.close()

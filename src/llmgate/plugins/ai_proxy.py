@@ -175,10 +175,7 @@ class CallOptions(PluginConfig):
 
     @model_validator(mode="after")
     def _refuse_what_is_not_enforced(self) -> CallOptions:
-        # Accepted means enforced: these caps and payload logging do not exist in llmgate yet.
-        for name in ("max_stream_duration_ms", "max_response_bytes"):
-            if getattr(self, name) is not None:
-                raise ValueError(f"{name} is not supported yet")
+        # Accepted means enforced: llmgate never logs prompts.
         if self.logging is not None and self.logging.payloads:
             raise ValueError("logging.payloads is not supported: llmgate never logs prompts")
         return self

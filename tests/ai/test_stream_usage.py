@@ -1,0 +1,58 @@
+"""Asking a stream for usage, and dropping the usage chunk for clients that did not ask."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from llmgate.ai.stream_usage import MAX_EVENT, UsageChunkFilter, is_usage_chunk, with_usage
+
+CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+DONE = b"data: [DONE]\n\n"
+STREAM = CHUNK * 3 + USAGE + DONE
+
+
+def test_with_usage() -> None:
+    assert with_usage({"stream": True}) == {
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    kept = with_usage({"stream": True, "stream_options": {"x": 1, "include_usage": False}})
+    assert kept == {"stream": True, "stream_options": {"x": 1, "include_usage": True}}
+    assert with_usage({"stream": False}) is None
+    assert with_usage({"stream": True, "stream_options": {"include_usage": True}}) is None
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 50, len(STREAM)])
+def test_the_usage_chunk_is_dropped_whatever_the_chunking(size: int) -> None:
+    usage_filter = UsageChunkFilter()
+    pieces = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
+    out = b"".join(usage_filter.feed(piece, False) for piece in pieces)
+    out += usage_filter.feed(b"", True)
+    assert out == CHUNK * 3 + DONE
+
+
+def test_whole_events_are_not_held_back() -> None:
+    usage_filter = UsageChunkFilter()
+    assert usage_filter.feed(CHUNK + CHUNK[:10], False) == CHUNK
+    assert usage_filter.feed(CHUNK[10:], False) == CHUNK
+    crlf = CHUNK.replace(b"\n\n", b"\r\n\r\n")
+    assert usage_filter.feed(crlf, False) == crlf
+
+
+def test_an_endless_event_is_never_buffered_past_the_bound() -> None:
+    """As an attacker upstream: one event that never ends is passed on, not hoarded."""
+    usage_filter = UsageChunkFilter()
+    sent = 0
+    for _ in range(40):
+        sent += len(usage_filter.feed(b"x" * 64 * 1024, False))
+    assert len(usage_filter._pending) <= MAX_EVENT
+    assert sent >= 40 * 64 * 1024 - MAX_EVENT
+
+
+def test_is_usage_chunk() -> None:
+    assert is_usage_chunk(orjson.dumps({"choices": [], "usage": {"total_tokens": 3}}))
+    assert not is_usage_chunk(b'{"choices":[{"delta":{}}],"usage":{"total_tokens":3}}')
+    assert not is_usage_chunk(b'{"choices":[],"usage":null}')
+    assert not is_usage_chunk(b'{"usage":{')

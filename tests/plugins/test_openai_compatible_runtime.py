@@ -1,0 +1,114 @@
+"""openai-compatible at run time: a plain route to an OpenAI-style upstream as an LLM route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+CHAT = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Who is Pikachu?"}]}
+
+
+async def plain_route(gateway, conf: dict[str, Any], **plugins: Any) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/v1/*",
+            "plugins": {"openai-compatible": conf, **plugins},
+            "upstream": gateway.upstream(),
+        },
+    )
+
+
+def events(text: str) -> list[Any]:
+    return [orjson.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+async def test_models_and_owned_by_answer_from_configuration(gateway) -> None:  # type: ignore[no-untyped-def]
+    await plain_route(gateway, {"models": ["gpt-3.5-turbo", "gpt-4o"], "owned_by": "acme"})
+    resp = await gateway.proxy.get("/v1/models")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "object": "list",
+        "data": [
+            {"id": "gpt-3.5-turbo", "object": "model", "created": 0, "owned_by": "acme"},
+            {"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "acme"},
+        ],
+    }
+    resp = await gateway.proxy.get("/v1/models/nope")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "model_not_found"
+    assert await gateway.fake_requests() == []  # answered by the gateway
+    assert resp.headers["X-Request-Id"]
+
+
+async def test_without_models_the_upstream_answers(gateway) -> None:  # type: ignore[no-untyped-def]
+    await plain_route(gateway, {})
+    resp = await gateway.proxy.get("/v1/models")
+    assert resp.status == 200
+    assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-3.5-turbo"]  # the fake's
+    assert [r["path"] for r in await gateway.fake_requests()] == ["/v1/models"]
+
+
+@pytest.mark.parametrize(
+    ("conf", "plugins", "asked"),
+    [
+        pytest.param({"include_usage": True}, {}, True, id="on"),
+        pytest.param({"include_usage": False}, {"ai-rate-limiting": "x"}, False, id="off"),
+        pytest.param({}, {}, False, id="default-without-readers"),
+        pytest.param({}, {"file-logger": "x"}, True, id="default-with-file-logger"),
+        pytest.param({}, {"http-logger": "x"}, True, id="default-with-http-logger"),
+        pytest.param({}, {"ai-rate-limiting": "x"}, True, id="default-with-ai-rate-limiting"),
+    ],
+)
+async def test_include_usage(gateway, tmp_path, conf, plugins, asked) -> None:  # type: ignore[no-untyped-def]
+    readers = {
+        "file-logger": {"path": str(tmp_path / "log")},
+        "http-logger": {"uri": "http://127.0.0.1:9/log"},
+        "ai-rate-limiting": {"limit": 1000, "time_window": 60},
+    }
+    await plain_route(gateway, conf, **{name: readers[name] for name in plugins})
+    resp = await gateway.proxy.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.status == 200
+    received = events(await resp.text())
+    (seen,) = await gateway.fake_requests()
+    assert ("stream_options" in seen["body"]) is asked
+    # The client did not ask: it never sees a usage chunk, either way.
+    assert received and all(e.get("usage") is None for e in received)
+
+
+async def test_a_client_that_asks_keeps_its_usage_chunk(gateway) -> None:  # type: ignore[no-untyped-def]
+    await plain_route(gateway, {"include_usage": True})
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    resp = await gateway.proxy.post("/v1/chat/completions", json=body)
+    assert [e["usage"]["total_tokens"] for e in events(await resp.text()) if e.get("usage")]
+
+
+async def test_non_streams_embeddings_and_bad_bodies_pass_as_they_are(gateway) -> None:  # type: ignore[no-untyped-def]
+    await plain_route(gateway, {"include_usage": True})
+    resp = await gateway.proxy.post("/v1/chat/completions", json=CHAT)
+    assert (await resp.json())["usage"]["total_tokens"] > 0
+    resp = await gateway.proxy.post("/v1/embeddings", json={"input": "a", "stream": True})
+    assert resp.status == 200
+    resp = await gateway.proxy.post(
+        "/v1/chat/completions", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 400  # the fake's answer, relayed
+    bodies = [r["body"] for r in await gateway.fake_requests()]
+    assert all("stream_options" not in b for b in bodies if isinstance(b, dict))
+
+
+async def test_gateway_errors_are_openai_shaped(gateway) -> None:  # type: ignore[no-untyped-def]
+    await plain_route(gateway, {}, **{"key-auth": {}})
+    resp = await gateway.proxy.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 401
+    assert await resp.json() == {
+        "error": {
+            "message": "Missing API key in request",
+            "type": "authentication_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+    assert resp.headers["X-Request-Id"]
