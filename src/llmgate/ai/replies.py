@@ -61,7 +61,7 @@ def _protocol(ctx: RequestContext) -> str | None:
     protocol = protocol_of_path(ctx.outbound.path) or protocol_of_path(ctx.inbound.path)
     if protocol is not None:
         return protocol
-    body = ctx.outbound.body if ctx.outbound.body is not None else ctx.buffered_body
+    body = ctx.outbound.body if ctx.outbound.body is not None else ctx.body.buffered
     if not body:
         return None
     try:

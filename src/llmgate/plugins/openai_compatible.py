@@ -26,9 +26,10 @@ from llmgate.ai import tracking
 from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.stream_usage import UsageChunkFilter, with_usage
+from llmgate.http.body import MAX_BUFFERED_BODY
 from llmgate.plugins.base import Plugin, PluginConfig, UniqueItems
 from llmgate.plugins.request_id import llm_request_id
-from llmgate.proxy.context import MAX_BUFFERED_BODY, Reply
+from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext, ResponseHead
@@ -93,22 +94,19 @@ class OpenAICompatible(Plugin):
     def _include_usage(self, ctx: RequestContext) -> bool:
         if self.config.include_usage is not None:
             return self.config.include_usage
-        chain = (
-            ctx.snapshot.chain_for(ctx.route, ctx.consumer)
-            if ctx.consumer is not None
-            else ctx.route.chain
-        )
-        return any(plugin.name in USAGE_READERS for plugin in chain.plugins)
+        return any(plugin.name in USAGE_READERS for plugin in ctx.chain.plugins)
 
     async def _ask_for_usage(self, ctx: RequestContext) -> None:
         """A streamed chat / completions request goes out with include_usage; its usage
         chunk is dropped on the way back unless the client asked for it."""
         if protocol_of_path(ctx.outbound.path) == "embeddings":
             return
-        length = ctx.inbound.content_length
-        if ctx.outbound.body is None and (length is None or length > MAX_BUFFERED_BODY):
+        length = ctx.body.length
+        if ctx.outbound.body is None and ctx.body.buffered is None and (
+            length is None or length > MAX_BUFFERED_BODY
+        ):
             return  # not read whole for this: a large or unframed body streams through
-        raw = ctx.outbound.body if ctx.outbound.body is not None else await ctx.read_body()
+        raw = await ctx.current_body()
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -137,7 +137,7 @@ def llm_request_id(ctx: RequestContext, head: ResponseHead) -> None:
     and usage records see.  With request-id on the route, that plugin decides (its header, its
     ``include_in_response``).  Otherwise the id is the client's valid one, else a UUID; a
     provider's own X-Request-Id moves to ``X-Upstream-Request-Id``."""
-    if any(plugin.name == RequestId.name for plugin in ctx.route.chain.plugins):
+    if any(plugin.name == RequestId.name for plugin in ctx.chain.plugins):
         return
     request_id = ctx.state.get(STATE_KEY)
     if request_id is None:
