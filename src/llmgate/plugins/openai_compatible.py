@@ -102,8 +102,10 @@ class OpenAICompatible(Plugin):
         if protocol_of_path(ctx.outbound.path) == "embeddings":
             return
         length = ctx.body.length
-        if ctx.outbound.body is None and ctx.body.buffered is None and (
-            length is None or length > MAX_BUFFERED_BODY
+        if (
+            ctx.outbound.body is None
+            and ctx.body.buffered is None
+            and (length is None or length > MAX_BUFFERED_BODY)
         ):
             return  # not read whole for this: a large or unframed body streams through
         raw = await ctx.current_body()
