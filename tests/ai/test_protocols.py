@@ -30,7 +30,30 @@ from llmgate.ai.protocols import (
 def test_parse_body_accepts_json_objects(
     raw: bytes, content_type: str | None, expected: Any
 ) -> None:
-    assert parse_body(raw, content_type) == expected
+    body, sent = parse_body(raw, content_type)
+    assert body == expected
+    assert sent is raw  # strict JSON is sent as it came
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'\xef\xbb\xbf{"a": "x"}',  # UTF-8 BOM
+        '{"a": "x"}'.encode("utf-16"),
+        '{"a": "x"}'.encode("utf-16-le"),
+        '{"a": "x"}'.encode("utf-32-be"),
+    ],
+)
+def test_parse_body_reads_what_json_loads_reads_and_sends_strict_json(raw: bytes) -> None:
+    body, sent = parse_body(raw, "application/json")
+    assert body == {"a": "x"}
+    assert sent == b'{"a":"x"}'
+
+
+def test_parse_body_non_finite_numbers_are_sent_as_null() -> None:
+    body, sent = parse_body(b'{"a": NaN, "b": -Infinity, "c": "x"}', "application/json")
+    assert body["c"] == "x"
+    assert sent == b'{"a":null,"b":null,"c":"x"}'
 
 
 @pytest.mark.parametrize(
@@ -43,6 +66,9 @@ def test_parse_body_accepts_json_objects(
         (b"a=1", "application/x-www-form-urlencoded", "unsupported content-type: application/x"),
         (b"", "text/plain", "unsupported content-type: text/plain, only application/json"),
         (b"[1]", "text/plain", "unsupported content-type: text/plain"),
+        # Readable by json.loads, but not as strict JSON: refused rather than sent differently.
+        (b'{"a": "\\ud800"}', None, "could not parse JSON request body: "),
+        (b"\xff\xfe{\x00", None, "could not parse JSON request body: "),
     ],
 )
 def test_parse_body_refuses_with_apisix_messages(

@@ -111,9 +111,17 @@ async def test_guard(gateway, conf: dict, body: Any, refusal: dict | None) -> No
 
 
 async def test_fail_mode(gateway) -> None:  # type: ignore[no-untyped-def]
+    # Unset: a body that is not JSON at all is refused; JSON that is no LLM request passes.
     await _route(gateway, deny_patterns=["x"])
-    assert (await gateway.proxy.post("/chat", data=b"<not json>")).status == 200
+    resp = await gateway.proxy.post("/chat", data=b"<not json>")
+    assert resp.status == 400
+    assert "unexpected character" in (await resp.json())["message"]
     assert (await _status(gateway, {"model": "m"}))[0] == 200
+    assert len(await gateway.fake_requests()) == 1
+
+    # Written explicitly, "skip" lets both through, as APISIX's default does.
+    await _route(gateway, deny_patterns=["x"], fail_mode="skip")
+    assert (await gateway.proxy.post("/chat", data=b"<not json>")).status == 200
 
     await _route(gateway, deny_patterns=["x"], fail_mode="error")
     resp = await gateway.proxy.post("/chat", data=b"<not json>")

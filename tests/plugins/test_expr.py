@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -56,6 +57,9 @@ CASES = [
     ([["remote_addr", "ipmatch", "::ffff:10.0.0.0/104"]], True),
     ([["remote_addr", "ipmatch", ["10.1.2.3/32"]]], True),
     ([["uri", "ipmatch", "10.0.0.0/8"]], False),  # not an address
+    ([["http_x", "~*", "^alp"]], True),
+    ([["http_x", "~~", "^alp"]], False),
+    ([["http_x", "~~", r"(?<=Al)pha"]], True),  # look-behind: the backtracking engine
 ]
 
 
@@ -88,6 +92,8 @@ def _nested(depth: int) -> list[Any]:
         ([["http_x", "~~", "("]], "invalid regex"),
         ([["http_x", "~*", None]], "invalid regex"),
         (_nested(40), "nested deeper than 32 levels"),
+        ([["http_x", "~~", "(?R)"]], "recursion"),
+        ([["http_x", "~~", "a{1001}"]], "invalid repetition size"),
     ],
 )
 def test_compile_errors(rule: Any, message: str) -> None:
@@ -102,3 +108,11 @@ def test_nesting_up_to_the_bound_compiles_and_evaluates() -> None:
 
 def test_never() -> None:
     assert Expr.never().eval(VARS.get) is False
+
+
+def test_a_regex_that_reaches_its_bound_does_not_match() -> None:
+    """The backtracking engine's time limit: the condition is false, the caller is not stuck."""
+    rule = Expr.compile([["http_x", "~~", r"(?=a)(a|aa)+b"]])
+    started = time.perf_counter()
+    assert rule.eval({"http_x": "a" * 64}.get) is False
+    assert time.perf_counter() - started < 1.0  # unbounded, this takes hours

@@ -1,36 +1,45 @@
-"""List queries: the ``name`` / ``label`` / ``uri`` / ``filter`` filters and pagination."""
+"""List queries: the ``name`` / ``label`` / ``uri`` / ``filter`` filters and pagination.
+
+``name`` and ``uri`` are regexes from whoever holds a key, the read-only viewer too: they run
+on RE2 only (``llmgate.http.regex`` with ``linear``), in time linear in each value, so no
+filter can freeze the process; a pattern that would need backtracking, or is longer than
+``MAX_FILTER_PATTERN``, is a 400.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from llmgate.errors import BadRequest
+from llmgate.http import regex
 from llmgate.store import Item
 
 PAGE_SIZE_MIN = 10
 PAGE_SIZE_MAX = 500
+MAX_FILTER_PATTERN = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    name: re.Pattern[str] | None = None
+    name: regex.Regex | None = None
     label: str | None = None
-    uri: re.Pattern[str] | None = None
+    uri: regex.Regex | None = None
     fields: tuple[tuple[str, str], ...] = ()
     page: int | None = None
     page_size: int | None = None
 
 
-def _regex(param: str, text: str | None) -> re.Pattern[str] | None:
+def _regex(param: str, text: str | None) -> regex.Regex | None:
     if text is None:
         return None
+    if len(text) > MAX_FILTER_PATTERN:
+        raise BadRequest(f"invalid {param} filter: longer than {MAX_FILTER_PATTERN} characters")
     try:
-        return re.compile(text)
-    except re.error as exc:
+        return regex.compile(text, "jo", captures=False, linear=True)
+    except regex.RegexError as exc:
         raise BadRequest(f"invalid {param} filter: {exc}") from None
 
 
@@ -70,7 +79,7 @@ def parse_query(args: Mapping[str, str], filter_fields: frozenset[str]) -> ListQ
 def _matches(value: dict[str, Any], query: ListQuery) -> bool:
     if query.name is not None:
         name = value.get("name")
-        if not isinstance(name, str) or not query.name.search(name):
+        if not isinstance(name, str) or not query.name.test(name):
             return False
     if query.label is not None:
         labels = value.get("labels")
@@ -79,7 +88,7 @@ def _matches(value: dict[str, Any], query: ListQuery) -> bool:
     if query.uri is not None:
         uris = [value["uri"]] if isinstance(value.get("uri"), str) else []
         uris += [u for u in value.get("uris") or () if isinstance(u, str)]
-        if not any(query.uri.search(u) for u in uris):
+        if not any(query.uri.test(u) for u in uris):
             return False
     return all(str(value.get(key)) == wanted for key, wanted in query.fields)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmgate.errors import HttpError
+from llmgate.http import json_body
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext
@@ -32,12 +33,13 @@ async def request_body(ctx: RequestContext, max_size: int) -> bytes:
 
 
 def decode(body: bytes) -> Any:
-    """The decoded body; ``BadPrompt`` when it is empty or not JSON (APISIX's messages)."""
+    """The decoded body, read as ``json.loads`` reads it (``llmgate.http.json_body``);
+    ``BadPrompt`` when it is empty or not JSON (APISIX's messages)."""
     if not body:
         raise BadPrompt("could not get body: request body is empty")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return json_body.parse(body).value
+    except json_body.NotJson as exc:
         raise BadPrompt(f"could not parse JSON request body: {exc}") from None
 
 

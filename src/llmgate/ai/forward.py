@@ -60,7 +60,7 @@ async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
         if exc.limit < max_size:
             raise  # past what the gateway holds in memory: its own 413
         raise _too_large(exc.size, max_size) from None
-    body = parse_body(raw, outbound.headers.get("Content-Type"))
+    body, raw = parse_body(raw, outbound.headers.get("Content-Type"))
     protocol = detect(body, ctx.target.uri)
     if protocol is None:
         raise RequestError(400, "no matching AI protocol for the request")

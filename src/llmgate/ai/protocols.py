@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
 from llmgate.errors import HttpError
+from llmgate.http import json_body
 
 Protocol = Literal["chat", "completions", "embeddings"]
 
@@ -47,27 +46,30 @@ class RequestError(HttpError):
         self.message = message
 
 
-def parse_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
-    """The client's JSON object, or a ``RequestError`` (400) saying why not.
+def parse_body(raw: bytes, content_type: str | None) -> tuple[dict[str, Any], bytes]:
+    """The client's JSON object and the bytes to send for it, or a ``RequestError`` (400)
+    saying why not.
 
-    APISIX accepts ``application/json`` only; llmgate also accepts a body sent with another
-    Content-Type (``curl -d`` sends ``application/x-www-form-urlencoded``) when it parses as a
-    JSON object, and refuses it with APISIX's message otherwise.
+    The body is read as leniently as ``json.loads`` reads it (``llmgate.http.json_body``: BOM,
+    UTF-16/32, NaN), and then sent as strict JSON.  APISIX accepts ``application/json`` only;
+    llmgate also accepts a body sent with another Content-Type (``curl -d`` sends
+    ``application/x-www-form-urlencoded``) when it parses as a JSON object, and refuses it with
+    APISIX's message otherwise.
     """
     declared_json = content_type is None or "json" in content_type.lower()
     if declared_json and not raw.strip():
         raise RequestError(400, "could not get body: request body is empty")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        parsed = json_body.parse(raw)
+    except json_body.NotJson as exc:
         if not declared_json:
             raise _unsupported(content_type) from None
         raise RequestError(400, f"could not parse JSON request body: {exc}") from None
-    if not isinstance(body, dict):
+    if not isinstance(parsed.value, dict):
         if not declared_json:
             raise _unsupported(content_type)
         raise RequestError(400, "could not parse JSON request body: expected a JSON object")
-    return body
+    return parsed.value, parsed.body
 
 
 def _unsupported(content_type: str | None) -> RequestError:

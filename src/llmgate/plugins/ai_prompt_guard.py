@@ -8,12 +8,19 @@ match, else 400 ``{"message": "Request doesn't match allow patterns"}``; any ``d
 match gives 400 ``{"message": "Request contains prohibited content"}``.  Nothing to check (no
 user message) lets the request through.
 
-A body that is not JSON or not an LLM request is decided by ``fail_mode``: ``skip`` (default)
-and ``warn`` let it through, ``error`` rejects it with 400.  An empty body is always 400
+A body that is not an LLM request is decided by ``fail_mode``: ``skip`` (default) and
+``warn`` let it through, ``error`` rejects it with 400.  An empty body is always 400
 ``{"message": "Empty request body"}``.
 
-Where llmgate differs from APISIX: completions' ``prompt`` and embeddings' list ``input`` are
-checked too, so switching endpoints cannot get around the guard.
+Where llmgate differs from APISIX, so the guard cannot be walked around:
+
+- completions' ``prompt`` and embeddings' list ``input`` are checked too;
+- the body is read as leniently as Python's ``json.loads`` reads it (BOM, UTF-16/32, NaN;
+  ``llmgate.http.json_body``), and a body that needed it is forwarded as the strict JSON that
+  was checked; a body that cannot be read at all is refused unless ``fail_mode`` is set to
+  ``skip`` or ``warn`` explicitly;
+- patterns run on a bounded engine (``llmgate.http.regex``); a check that reaches the bound
+  refuses the request.
 """
 
 from __future__ import annotations
@@ -21,13 +28,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import orjson
 from pydantic import Field, model_validator
 
 from llmgate.ai.body import BadPrompt, request_body
 from llmgate.ai.prompts import guarded_text, prompt_texts
+from llmgate.http import json_body, regex
 from llmgate.plugins.base import Plugin, PluginConfig, regex_error
-from llmgate.plugins.ngx_regex import compile_pattern
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import Reply, RequestContext
@@ -38,6 +44,7 @@ log = logging.getLogger("llmgate.plugins")
 NOT_ALLOWED = "Request doesn't match allow patterns"
 DENIED = "Request contains prohibited content"
 NOT_RECOGNIZED = "Request format not recognized by ai-prompt-guard"
+OPTIONS = "jou"  # APISIX's
 
 
 class AIPromptGuardConfig(PluginConfig):
@@ -48,15 +55,17 @@ class AIPromptGuardConfig(PluginConfig):
     match_all_conversation_history: bool = False
     allow_patterns: list[str] = []
     deny_patterns: list[str] = []
-    # What to do with a body that is not a chat request: pass it, pass it and log, or reject it.
-    fail_mode: Literal["skip", "warn", "error"] = "skip"
+    # What to do with a body that is not an LLM request: pass it, pass it and log, or reject
+    # it.  Unset: "skip", except for a body that cannot be read as JSON at all, refused.
+    fail_mode: Literal["skip", "warn", "error"] | None = None
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> AIPromptGuardConfig:
         for kind, patterns in (("allow", self.allow_patterns), ("deny", self.deny_patterns)):
             for pattern in patterns:
-                if regex_error(pattern) is not None:
-                    raise ValueError(f"invalid {kind}_pattern: {pattern}")
+                err = regex_error(pattern, OPTIONS)
+                if err is not None:
+                    raise ValueError(f"invalid {kind}_pattern: {pattern}: {err}")
         return self
 
 
@@ -67,39 +76,69 @@ class AIPromptGuard(Plugin):
 
     def __init__(self, config: AIPromptGuardConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
-        self.allow = tuple(compile_pattern(p, "jou") for p in config.allow_patterns)
-        self.deny = tuple(compile_pattern(p, "jou") for p in config.deny_patterns)
+        self.allow = tuple(self._compile(p) for p in config.allow_patterns)
+        self.deny = tuple(self._compile(p) for p in config.deny_patterns)
         self.all_roles = config.match_all_roles
         self.all_history = config.match_all_conversation_history
-        self.fail_mode = config.fail_mode
+        self.fail_mode = config.fail_mode or "skip"
+        self.unreadable_mode = config.fail_mode or "error"
         self.max_size = config.max_req_body_size
+
+    def _compile(self, pattern: str) -> regex.Regex | None:
+        try:
+            return regex.compile(pattern, OPTIONS, captures=False)
+        except regex.RegexError as exc:
+            # Refused at write time; only a value stored before that check can get here.
+            log.warning(
+                "%s: pattern %r refused (%s); every prompt is refused", self.owner, pattern, exc
+            )
+            return None
 
     async def access(self, ctx: RequestContext) -> Reply | None:
         raw = await request_body(ctx, self.max_size)
         if not raw:
             raise BadPrompt("Empty request body")
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            self._unsupported(f"request body is not valid JSON: {exc}", str(exc))
+            parsed = json_body.parse(raw)
+        except json_body.NotJson as exc:
+            self._unsupported(
+                self.unreadable_mode, f"request body is not valid JSON: {exc}", str(exc)
+            )
             return None
-        texts = prompt_texts(body)
+        if parsed.body is not raw:
+            # Read leniently: what goes upstream is the strict JSON that was checked.
+            ctx.outbound.body = parsed.body
+            ctx.outbound.headers["Content-Type"] = "application/json"
+        texts = prompt_texts(parsed.value)
         if texts is None:
             reason = "request body does not match any supported AI protocol"
-            self._unsupported(reason, NOT_RECOGNIZED)
+            self._unsupported(self.fail_mode, reason, NOT_RECOGNIZED)
             return None
         text = guarded_text(texts, all_roles=self.all_roles, all_history=self.all_history)
         if text is None:
             return None
-        if self.allow and not any(pattern.search(text) for pattern in self.allow):
+        if self.allow and not any(self._matches(pattern, text, True) for pattern in self.allow):
             raise BadPrompt(NOT_ALLOWED)
-        if any(pattern.search(text) for pattern in self.deny):
+        if any(self._matches(pattern, text, False) for pattern in self.deny):
             raise BadPrompt(DENIED)
         return None
 
-    def _unsupported(self, reason: str, message: str) -> None:
+    def _matches(self, pattern: regex.Regex | None, text: str, allow: bool) -> bool:
+        """Whether ``pattern`` matches; a pattern that cannot be run, or reaches its bound,
+        counts as the answer that refuses the request."""
+        if pattern is None:
+            return not allow
+        try:
+            return pattern.test(text)
+        except regex.RegexLimit:
+            log.warning(
+                "%s: pattern %r reached its bound; request refused", self.owner, pattern.pattern
+            )
+            return not allow
+
+    def _unsupported(self, mode: str, reason: str, message: str) -> None:
         """``fail_mode``: reject, or let the request through unchecked (logging it)."""
-        if self.fail_mode == "error":
+        if mode == "error":
             raise BadPrompt(message)
-        level = logging.WARNING if self.fail_mode == "warn" else logging.DEBUG
+        level = logging.WARNING if mode == "warn" else logging.DEBUG
         log.log(level, "%s skipped: %s", self.name, reason)

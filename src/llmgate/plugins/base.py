@@ -25,7 +25,6 @@ log still run on it.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -42,8 +41,8 @@ from pydantic import (
 from pydantic_core import CoreSchema, core_schema
 
 from llmgate.errors import HttpError
+from llmgate.http import regex
 from llmgate.plugins.expr import Expr, ExprError
-from llmgate.plugins.ngx_regex import compile_pattern
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
@@ -76,13 +75,9 @@ def is_env_ref(value: object) -> bool:
 
 
 def regex_error(pattern: str, options: str = "jo", *, binary: bool = False) -> str | None:
-    """Why ``pattern`` does not compile with ngx.re ``options``, or None when it does: the
-    very compilation the plugin will do (``ngx_regex.compile_pattern``)."""
-    try:
-        compile_pattern(pattern, options, binary=binary)
-    except (re.error, OverflowError, RecursionError) as exc:  # the last two: huge patterns
-        return str(exc) or type(exc).__name__
-    return None
+    """Why ``pattern`` (with ngx.re ``options``) is refused, or None when it compiles on an
+    engine that bounds it (``llmgate.http.regex``)."""
+    return regex.regex_error(pattern, options, binary=binary)
 
 
 @dataclass(frozen=True)
@@ -95,10 +90,10 @@ class EnvOrPattern:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> CoreSchema:
-        compiled = re.compile(self.pattern)
+        compiled = regex.compile(self.pattern, captures=False)
 
         def check(value: str) -> str:
-            if not is_env_ref(value) and compiled.search(value) is None:
+            if not is_env_ref(value) and not compiled.test(value):
                 raise ValueError(f'failed to match pattern "{self.pattern}" with "{value}"')
             return value
 

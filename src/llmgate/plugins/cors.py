@@ -11,22 +11,28 @@ CORS headers when the request's ``Origin`` is allowed:
   ``Access-Control-Request-Headers``.
 
 ``allow_origins_by_metadata`` never matches: llmgate has no plugin metadata.
+
+Each ``*_by_regex`` pattern is compiled on its own (APISIX joins them with ``|``, so an inline
+``(?i)`` in one leaks into the others) and runs on the bounded engine of
+``llmgate.http.regex``; one that reaches its bound does not match.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
 
+from llmgate.http import regex
 from llmgate.plugins.base import EnvOrPattern, Plugin, PluginConfig, UniqueItems, regex_error
-from llmgate.plugins.ngx_regex import compile_pattern
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
+
+log = logging.getLogger("llmgate.plugins.cors")
 
 ALL_METHODS = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE"
 
@@ -84,10 +90,9 @@ class OriginRule:
         self._value: str | None = None  # a fixed answer: "*" or the one allowed origin
         self._listed: frozenset[str] = frozenset()  # allowed origins, echoed
         self._echo = False  # "**": echo any origin
-        # Each pattern on its own (joined with "|", a "(?i)" inside one would be illegal).
-        self._regexes: tuple[re.Pattern[str], ...] | None = None
+        self._regexes: tuple[regex.Regex, ...] | None = None
         if regexes is not None:
-            self._regexes = tuple(compile_pattern(regex) for regex in regexes)
+            self._regexes = tuple(_compiled(regexes))
         elif origins == "**":
             self._echo = True
         elif origins is not None and "," in origins:
@@ -98,8 +103,7 @@ class OriginRule:
     def answer(self, origin: str | None) -> str | None:
         """The value to send for a request from ``origin``, None when it is not allowed."""
         if self._regexes is not None:
-            allowed = origin and any(regex.search(origin) for regex in self._regexes)
-            return origin if allowed else None
+            return origin if origin and any(_matches(r, origin) for r in self._regexes) else None
         if self._echo:
             return origin or "*"
         if self._listed:
@@ -107,6 +111,24 @@ class OriginRule:
         if self._value == "*" or (self._value is not None and self._value == origin):
             return self._value
         return None
+
+
+def _compiled(patterns: list[str]) -> list[regex.Regex]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(regex.compile(pattern, captures=False))
+        except regex.RegexError as exc:
+            # Refused at write time; only a value stored before that check can get here.
+            log.warning("cors: origin regex %r never matches: %s", pattern, exc)
+    return compiled
+
+
+def _matches(pattern: regex.Regex, origin: str) -> bool:
+    try:
+        return pattern.test(origin)
+    except regex.RegexLimit:
+        return False
 
 
 class Cors(Plugin):

@@ -20,10 +20,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from llmgate.http import regex
 
 log = logging.getLogger("llmgate.plugins.expr")
 
@@ -56,22 +57,29 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def compile_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """The one place conditions compile a regex (``ExprError`` when it does not compile)."""
-    try:
-        return re.compile(pattern, flags)
-    except (re.error, OverflowError, RecursionError) as exc:  # the last two: huge patterns
-        raise ExprError(f"invalid regex {pattern!r}: {exc}") from None
-
-
-def _regex_test(pattern: Any, flags: int) -> Test:
-    # lua-resty-expr only finds a broken regex when it evaluates (and then never matches);
-    # llmgate refuses it when the condition is compiled, so the admin hears of it.
+def _regex_test(pattern: Any, options: str) -> Test:
+    """``~~`` / ``~*`` on the bounded engine (``llmgate.http.regex``, the one place regexes are
+    compiled): lua-resty-expr only finds a broken regex when it evaluates (and then never
+    matches); llmgate refuses it, and one no engine can bound, when the condition is compiled.
+    A match that reaches the bound does not match."""
     text = _lua_text(pattern)
     if text is None:
         raise ExprError(f"invalid regex {pattern!r}")
-    compiled = compile_regex(text, flags)
-    return lambda value: value is not None and compiled.search(value) is not None
+    try:
+        compiled = regex.compile(text, options, captures=False)
+    except regex.RegexError as exc:
+        raise ExprError(f"invalid regex {pattern!r}: {exc}") from None
+
+    def test(value: str | None) -> bool:
+        if value is None:
+            return False
+        try:
+            return compiled.test(value)
+        except regex.RegexLimit:
+            log.warning("condition regex %r reached its bound; no match", compiled.pattern)
+            return False
+
+    return test
 
 
 def _ordering(right: Any, compare: Callable[[float, float], bool]) -> Test:
@@ -159,8 +167,8 @@ _OPERATORS: dict[str, Callable[[Any], Test]] = {
     ">=": lambda right: _ordering(right, lambda a, b: a >= b),
     "<": lambda right: _ordering(right, lambda a, b: a < b),
     "<=": lambda right: _ordering(right, lambda a, b: a <= b),
-    "~~": lambda right: _regex_test(right, 0),
-    "~*": lambda right: _regex_test(right, re.IGNORECASE),
+    "~~": lambda right: _regex_test(right, "jo"),
+    "~*": lambda right: _regex_test(right, "ijo"),
     "in": _in_list,
     "has": lambda right: lambda value: False,  # variables are strings, never lists
     "ipmatch": ip_matcher,

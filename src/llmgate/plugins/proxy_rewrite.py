@@ -4,7 +4,8 @@ In the rewrite phase, in this order: ``host`` (the upstream Host, which wins und
 ``pass_host: pass``), the uri (``uri`` with ``$var``s, else the first matching ``regex_uri``
 pair), ``headers`` (add, then set, then remove; values may hold ``$var``s and ``regex_uri``
 captures ``$1``), then ``method``.  The client's query string is kept: appended after the new
-uri's own query (``&``) when it has one.
+uri's own query (``&``) when it has one.  ``regex_uri`` patterns run on the bounded engine of
+``llmgate.http.regex``; one that reaches its bound does not match.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
+from llmgate.http import regex
 from llmgate.http.paths import escape_path as encode_path
+from llmgate.http.regex import Replacement
 from llmgate.plugins.base import (
     ConfigSection,
     EnvOrPattern,
@@ -27,7 +30,6 @@ from llmgate.plugins.base import (
     is_env_ref,
     regex_error,
 )
-from llmgate.plugins.ngx_regex import Replacement, compile_pattern
 from llmgate.proxy.headers import escape_header_value
 from llmgate.proxy.variables import Template
 
@@ -145,13 +147,11 @@ class _HeaderTemplate:
             parts.append(Template.compile(text[position:]))
         return cls(tuple(parts))
 
-    def render(self, ctx: RequestContext, captures: re.Match[str] | None) -> str:
+    def render(self, ctx: RequestContext, captures: regex.Match[str] | None) -> str:
         out = []
         for part in self.parts:
             if isinstance(part, int):
-                group = None
-                if captures is not None and part <= captures.re.groups:
-                    group = captures.group(part)
+                group = captures.group(part) if captures is not None else None
                 out.append(group or "")
             else:
                 out.append(part.render(ctx))
@@ -179,7 +179,7 @@ class ProxyRewrite(Plugin):
         pairs = config.regex_uri or []
         self._regex_uri = (
             tuple(
-                (compile_pattern(pattern), Replacement.compile(replacement))
+                (regex.compile(pattern, "jo"), Replacement.compile(replacement))
                 for pattern, replacement in zip(pairs[::2], pairs[1::2], strict=True)
             )
             if self._uri is None
@@ -240,7 +240,7 @@ class ProxyRewrite(Plugin):
             return path, f"{query}&{args}"
         return path, query if mark else args
 
-    def _from_regex(self, ctx: RequestContext) -> re.Match[str] | None:
+    def _from_regex(self, ctx: RequestContext) -> regex.Match[str] | None:
         """Rewrite the uri with the first matching ``regex_uri`` pair; its match is returned
         for the captures of header values."""
         if self.config.use_real_request_uri_unsafe:
@@ -248,10 +248,12 @@ class ProxyRewrite(Plugin):
         else:
             subject = ctx.var("uri") or "/"
         for pattern, replacement in self._regex_uri:
-            match = pattern.search(subject)
+            try:
+                match = pattern.search(subject)
+            except regex.RegexLimit:
+                continue
             if match is not None:
-                uri = subject[: match.start()] + replacement.expand(match) + subject[match.end() :]
-                self._set_uri(ctx, uri, "?" in subject)
+                self._set_uri(ctx, match.replaced(replacement.expand(match)), "?" in subject)
                 return match
         return None
 

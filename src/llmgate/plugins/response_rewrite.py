@@ -4,7 +4,9 @@ When ``vars`` holds (evaluated on the response head, so ``status`` is the respon
 header filter sets ``status_code`` and applies ``headers`` (add, set, remove; ``$var`` values);
 with ``body`` the body is replaced, with ``filters`` it is buffered (up to
 ``max_resp_body_size``, beyond which it is truncated), decompressed when gzip or deflate, and
-rewritten by each regex in turn.  Without ``body`` or ``filters`` the body streams through.
+rewritten by each regex in turn (on the bounded engine of ``llmgate.http.regex``, with the
+filter's ngx.re ``options``; a filter that reaches its bound leaves the body as it was).
+Without ``body`` or ``filters`` the body streams through.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from llmgate.http import regex
+from llmgate.http.regex import Replacement
 from llmgate.plugins.base import (
     ConfigSection,
     EnvOrPattern,
@@ -30,7 +34,6 @@ from llmgate.plugins.base import (
     regex_error,
 )
 from llmgate.plugins.expr import Expr, ExprError
-from llmgate.plugins.ngx_regex import Replacement, compile_pattern
 from llmgate.proxy.headers import escape_header_value
 from llmgate.proxy.variables import Template
 
@@ -80,7 +83,8 @@ class BodyFilter(ConfigSection):
     regex: Annotated[str, Field(min_length=1)]
     scope: Literal["once", "global"] = "once"
     replace: str
-    # APISIX's PCRE option letters: "i" is case-insensitive; "j" and "o" are compile hints.
+    # ngx.re option letters (llmgate.http.regex): "i" is case-insensitive, "j" and "o" are
+    # compile hints; unknown letters are refused.
     options: str = "jo"
 
 
@@ -172,7 +176,7 @@ class ResponseRewrite(Plugin):
         self._body = self._compile_body(config)
         self._filters = tuple(
             (
-                compile_pattern(item.regex, item.options, binary=True),
+                regex.compile(item.regex, item.options, binary=True),
                 Replacement.compile_binary(item.replace),
                 1 if item.scope == "once" else 0,
             )
@@ -268,7 +272,10 @@ class ResponseRewrite(Plugin):
         body = b"".join(state.chunks)[:limit]
         state.chunks = []
         for pattern, replacement, count in self._filters:
-            body = replacement.sub(pattern, body, count)
+            try:
+                body = pattern.sub(body, replacement, count)
+            except regex.RegexLimit:
+                log.warning("%s: filter %r reached its bound; skipped", self.owner, pattern.pattern)
         return body
 
     def _decode(self, state: _Rewriting, chunk: bytes, eof: bool, room: int) -> bytes:
