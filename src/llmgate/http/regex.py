@@ -27,7 +27,6 @@ d (longest match, PCRE's DFA mode; RE2 only), u / U (UTF-8); j, o, D and J are c
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, AnyStr, Generic
@@ -36,6 +35,7 @@ import regex as backtracking  # type: ignore[import-untyped]
 from re2 import Options, _re2  # type: ignore[import-untyped]
 
 from llmgate.http.regex_syntax import Reading, RegexError, read
+from llmgate.http.regex_template import Replacement
 
 __all__ = [
     "BACKTRACK_LIMIT",
@@ -369,59 +369,3 @@ def regex_error(
     except RegexError as exc:
         return str(exc)
     return None
-
-
-# --- replacement templates ------------------------------------------------------------------
-
-_REFERENCE = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
-
-
-@dataclass(frozen=True, slots=True)
-class Replacement(Generic[AnyStr]):
-    """An ngx.re replacement template, split once into literal text and group numbers.
-
-    ``"/v1/$1-${2}"`` refers to capture groups by number (``$0`` is the whole match, ``$$`` a
-    literal dollar); a group that did not take part in the match, or does not exist, is
-    replaced by nothing.
-    """
-
-    parts: tuple[AnyStr | int, ...]
-
-    @classmethod
-    def compile(cls, template: str) -> Replacement[str]:
-        return Replacement(tuple(_split(template)))
-
-    @classmethod
-    def compile_binary(cls, template: str) -> Replacement[bytes]:
-        parts = [p.encode() if isinstance(p, str) else p for p in _split(template)]
-        return Replacement(tuple(parts))
-
-    def expand(self, match: Match[AnyStr]) -> AnyStr:
-        empty = match.string[:0]
-        out = []
-        for part in self.parts:
-            if isinstance(part, int):
-                out.append(match.group(part) or empty)
-            else:
-                out.append(part)
-        return empty.join(out)
-
-
-def _split(template: str) -> list[str | int]:
-    parts: list[str | int] = []
-    literal: list[str] = []
-    position = 0
-    for match in _REFERENCE.finditer(template):
-        literal.append(template[position : match.start()])
-        position = match.end()
-        if match.group(3):
-            literal.append("$")
-            continue
-        if any(literal):
-            parts.append("".join(literal))
-        literal = []
-        parts.append(int(match.group(1) or match.group(2)))
-    literal.append(template[position:])
-    if any(literal):
-        parts.append("".join(literal))
-    return parts
