@@ -28,6 +28,7 @@ from llmgate.http.limits import ClientLimits, raise_open_file_limit
 from llmgate.http.protocol import EdgeServer
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
+from llmgate.runtime.envrefs import EnvPolicy
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import Services
 from llmgate.settings import Listen, Settings
@@ -104,13 +105,14 @@ async def open_data_plane(
     from llmgate.observability.upstream_status import StatusBoard
     from llmgate.observability.usage import UsageReporter
 
-    metrics = Metrics(settings.metrics_prefix)
+    metrics = Metrics(settings.metrics_prefix, max_models=settings.metrics_max_models)
     services.pools.listener = StatusBoard(settings.metrics_prefix).update
     usage = UsageReporter(store, calls_days=settings.usage_calls_days)
     if settings.prices is not None:
         # Checked when the settings were read; read again here, in each data-plane process.
         services.prices = load_prices(settings.prices)
     services.metrics = metrics
+    services.env_policy = EnvPolicy(settings.env_allow)
     services.observers = (LlmAccounting(metrics, usage),)
     loader = SnapshotLoader(store, services, settings.reload_interval)
     await loader.start()

@@ -33,6 +33,8 @@ LOG_FORMATS = ("text", "json")
 
 # What may start a Prometheus metric name (the prefix may also be empty).
 _METRICS_PREFIX = re.compile(r"(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?")
+# An env_allow entry: a variable name, or a prefix followed by "*".
+_ENV_ALLOW_ENTRY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,12 @@ class Settings:
     prices: str | None = None
     # Days the per-call usage records (``llm_calls``) are kept; 0 keeps none.
     usage_calls_days: int = 30
+
+    # Distinct llm_model label values per data-plane process; later models are "other".
+    metrics_max_models: int = 100
+    # The variables $env:// references may read (names, or prefixes ending in "*"); None:
+    # every variable but LLMGATE_*, which are never readable.
+    env_allow: tuple[str, ...] | None = None
 
     def client_limits(self) -> ClientLimits:
         return ClientLimits(
@@ -214,9 +222,37 @@ def _convert(name: str, value: Any) -> Any:
         raise SettingsError(f"invalid log-format {value!r}: expected text or json")
     if name == "standalone" and not str(value):
         raise SettingsError("invalid standalone: expected the path of a configuration file")
+    if name == "metrics_max_models":
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"invalid metrics_max_models {value!r}: not an integer") from None
+        if not 1 <= number <= 100_000:
+            raise SettingsError(f"invalid metrics_max_models {value!r}: must be 1-100000")
+        return number
+    if name == "env_allow":
+        return _env_allow(value)
     if name == "redis_url" and not str(value).startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"invalid redis-url {value!r}: expected redis://host:port/db")
     return value
+
+
+def _env_allow(value: Any) -> tuple[str, ...]:
+    """``"OPENAI_API_KEY,AZURE_*"`` (or a list in the config file) -> the entries."""
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, list | tuple) or not all(isinstance(e, str) for e in entries):
+        raise SettingsError(f"invalid env_allow {value!r}: expected comma-separated names")
+    cleaned = tuple(entry.strip() for entry in entries if entry.strip())
+    for entry in cleaned:
+        if _ENV_ALLOW_ENTRY.fullmatch(entry) is None:
+            raise SettingsError(
+                f"invalid env_allow entry {entry!r}: a variable name, or a prefix ending in *"
+            )
+        if entry.startswith("LLMGATE_"):
+            raise SettingsError(
+                f"invalid env_allow entry {entry!r}: LLMGATE_ variables are never readable"
+            )
+    return cleaned
 
 
 def _from_file(path: str) -> dict[str, Any]:

@@ -203,6 +203,40 @@ async def test_unknown_plugin_and_bad_plugin_config(admin) -> None:  # type: ign
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "stored", "body"),
+    [
+        (
+            "routes/1",
+            "routes/1",
+            {
+                "uri": "/a",
+                "upstream": UPSTREAM,
+                "plugins": {"proxy-rewrite": {"headers": {"X-K": "$env://LLMGATE_ADMIN_KEY"}}},
+            },
+        ),
+        (
+            "consumers",
+            "consumers/u",
+            {"username": "u", "plugins": {"key-auth": {"key": "$env://LLMGATE_ADMIN_KEY"}}},
+        ),
+        (
+            "plugin_configs/1",
+            "plugin_configs/1",
+            {"plugins": {"cors": {"expose_headers": "$env://LLMGATE_X"}}},
+        ),
+    ],
+)
+async def test_env_refs_to_the_gateways_own_variables_are_refused(
+    admin, path, stored, body
+) -> None:  # type: ignore[no-untyped-def]
+    status, answer = await put(admin, path, body)
+    assert status == 400
+    assert "$env://LLMGATE_" in answer["error_msg"]
+    assert "cannot be read" in answer["error_msg"]
+    assert (await get(admin, stored))[0] == 404
+
+
 async def test_missing_references(admin) -> None:  # type: ignore[no-untyped-def]
     status, body = await put(admin, "routes/1", {"uri": "/a", "upstream_id": "9"})
     assert (status, body) == (

@@ -15,6 +15,7 @@ from llmgate.observability.accounting import LlmAccounting
 from llmgate.observability.metrics import (
     GaugeSampler,
     Metrics,
+    ModelLabels,
     matched_host,
     matched_uri,
     node_of,
@@ -194,6 +195,8 @@ async def test_failed_llm_calls_record_no_tokens(gateway, metrics) -> None:  # t
 
 async def test_llm_active_connections_while_a_call_is_in_flight(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
     await ai_route(gateway)
+    # A model gets its own series once a call of it was served (until then: "other").
+    assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
     call = asyncio.create_task(
         gateway.proxy.post("/chat", json=CHAT, headers={"X-Fake-Latency-Ms": "400"})
     )
@@ -208,6 +211,54 @@ async def test_llm_active_connections_while_a_call_is_in_flight(gateway, metrics
     resp = await call
     assert resp.status == 200
     assert value(metrics, "llmgate_llm_active_connections", **labels) == 0
+
+
+async def test_refused_calls_create_no_model_series(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    """The attacker's side: made-up model names the provider refuses leave no trace."""
+    await ai_route(gateway, {"prometheus": {}})
+    for i in range(50):
+        body = {**CHAT, "model": f"made-up-{i}"}
+        resp = await gateway.proxy.post("/chat", json=body, headers={"X-Fake-Status": "404"})
+        assert resp.status == 404
+    models = {labels["llm_model"] for labels in series(metrics, "llmgate_llm_active_connections")}
+    assert models == {"other"}
+    assert value(metrics, "llmgate_llm_active_connections") == 0
+
+
+async def test_model_label_values_are_capped(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Served calls with 30 distinct models, at most 5 series each metric: then "other"."""
+    metrics = Metrics("llmgate_", CollectorRegistry(), max_models=5)
+    gateway.services.metrics = metrics
+    gateway.services.observers = (LlmAccounting(metrics, None),)
+    await ai_route(gateway)
+    for i in range(30):
+        resp = await gateway.proxy.post("/chat", json={**CHAT, "model": f"m-{i}"})
+        assert resp.status == 200
+    for name in ("llmgate_llm_prompt_tokens_total", "llmgate_llm_active_connections"):
+        models = {labels["llm_model"] for labels in series(metrics, name)}
+        assert models <= {"m-0", "m-1", "m-2", "m-3", "m-4", "other"}, name
+    assert {
+        labels["llm_model"] for labels in series(metrics, "llmgate_llm_prompt_tokens_total")
+    } == {"m-0", "m-1", "m-2", "m-3", "m-4", "other"}
+    assert value(metrics, "llmgate_llm_prompt_tokens_total", llm_model="other") > 0
+
+
+def test_model_labels() -> None:
+    labels = ModelLabels(2)
+    assert labels.known("a") == "other"  # nothing is admitted by looking
+    assert (labels.admit("a"), labels.admit("b"), labels.admit("c")) == ("a", "b", "other")
+    assert (labels.known("a"), labels.known("c"), labels.admit("a")) == ("a", "other", "a")
+    assert labels.admit(None) == labels.known("") == ""
+    assert labels.admit("x" * 500) == "other"
+
+
+def test_metrics_max_models_setting() -> None:
+    assert load_settings({}, {}).metrics_max_models == 100
+    environ = {"LLMGATE_METRICS_MAX_MODELS": "7"}
+    assert load_settings({}, environ).metrics_max_models == 7
+    for bad in ("0", "x", "1000001"):
+        with pytest.raises(SettingsError, match="invalid metrics_max_models"):
+            load_settings({}, {"LLMGATE_METRICS_MAX_MODELS": bad})
 
 
 async def test_gauge_sampler_sets_the_process_gauges() -> None:

@@ -179,13 +179,13 @@ async def test_credential_of_a_consumer(gateway) -> None:  # type: ignore[no-unt
 
 
 async def test_env_password(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("LLMGATE_TEST_BASIC_PASSWORD", "from-env")
+    monkeypatch.setenv("TEST_ENVREF_BASIC_PASSWORD", "from-env")
     await gateway.put(
         "consumers",
         {
             "username": "envy",
             "plugins": {
-                "basic-auth": {"username": "e", "password": "$env://LLMGATE_TEST_BASIC_PASSWORD"}
+                "basic-auth": {"username": "e", "password": "$env://TEST_ENVREF_BASIC_PASSWORD"}
             },
         },
     )
@@ -195,19 +195,19 @@ async def test_env_password(gateway, monkeypatch) -> None:  # type: ignore[no-un
     )
     assert (await gateway.proxy.get("/anything/x", headers=basic("e:from-env"))).status == 200
     literal = await gateway.proxy.get(
-        "/anything/x", headers=basic("e:$env://LLMGATE_TEST_BASIC_PASSWORD")
+        "/anything/x", headers=basic("e:$env://TEST_ENVREF_BASIC_PASSWORD")
     )
     assert literal.status == 401
 
 
 async def test_unset_env_password_lets_nobody_in(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.delenv("LLMGATE_TEST_UNSET_PASSWORD", raising=False)
+    monkeypatch.delenv("TEST_ENVREF_UNSET_PASSWORD", raising=False)
     await gateway.put(
         "consumers",
         {
             "username": "envy",
             "plugins": {
-                "basic-auth": {"username": "e", "password": "$env://LLMGATE_TEST_UNSET_PASSWORD"}
+                "basic-auth": {"username": "e", "password": "$env://TEST_ENVREF_UNSET_PASSWORD"}
             },
         },
     )

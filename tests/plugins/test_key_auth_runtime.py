@@ -177,20 +177,18 @@ async def test_credential_key(gateway) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_env_key(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("LLMGATE_TEST_KEY_AUTH", "key-from-env")
-    await setup(gateway, key="$env://LLMGATE_TEST_KEY_AUTH")
+    monkeypatch.setenv("TEST_ENVREF_KEY_AUTH", "key-from-env")
+    await setup(gateway, key="$env://TEST_ENVREF_KEY_AUTH")
     assert (
         await gateway.proxy.get("/anything/x", headers={"apikey": "key-from-env"})
     ).status == 200
-    resp = await gateway.proxy.get(
-        "/anything/x", headers={"apikey": "$env://LLMGATE_TEST_KEY_AUTH"}
-    )
+    resp = await gateway.proxy.get("/anything/x", headers={"apikey": "$env://TEST_ENVREF_KEY_AUTH"})
     assert resp.status == 401
 
 
 async def test_unset_env_key_lets_nobody_in(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.delenv("LLMGATE_TEST_UNSET_KEY", raising=False)
-    await setup(gateway, key="$env://LLMGATE_TEST_UNSET_KEY")
+    monkeypatch.delenv("TEST_ENVREF_UNSET_KEY", raising=False)
+    await setup(gateway, key="$env://TEST_ENVREF_UNSET_KEY")
     resp = await gateway.proxy.get("/anything/x", headers={"apikey": ""})
     assert resp.status == 401
     assert (await gateway.proxy.get("/anything/x?apikey=")).status == 401

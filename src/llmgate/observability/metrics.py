@@ -36,6 +36,12 @@ value lands in this process's mmap file and the exporter adds up the processes.
 
 Recording never parses config: the label children of each label combination are looked up
 once and kept (``.labels()`` validates its arguments on every call).
+
+``llm_model`` is the one label a client chooses (the request's ``model``, echoed by the
+provider), so its values are bounded per process (``ModelLabels``): the first ``max_models``
+models of calls the provider served get their own series, later ones fold into ``other``.  A
+call is counted in ``llm_active_connections`` under its model only once that model has been
+admitted (under ``other`` until then), so calls the provider refuses create no series.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ TOKEN_BUCKETS = (
 )  # fmt: skip
 # Model names come from requests and responses: capped, as APISIX does.
 MAX_MODEL_LABEL = 128
+# Distinct llm_model values per process, by default (settings.metrics_max_models).
+DEFAULT_MAX_MODELS = 100
+OTHER_MODEL = "other"
 SAMPLE_INTERVAL = 1.0  # seconds between two samples of the process-wide gauges
 
 HTTP_STATUS_LABELS = ("code", "route", "matched_uri", "matched_host", "service", "consumer", "node")
@@ -111,6 +120,33 @@ class _LlmSeries:
         self.ttft = metrics.llm_latency.labels("ttft", *key)
 
 
+class ModelLabels:
+    """The ``llm_model`` values of one process: at most ``limit`` distinct models, admitted
+    first come, first served, when a call of theirs was served; every later one is
+    ``other``."""
+
+    __slots__ = ("_admitted", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._admitted: set[str] = set()
+
+    def known(self, model: str | None) -> str:
+        """The label of an admitted model, else ``other`` (nothing is admitted)."""
+        label = model_label(model)
+        return label if label == "" or label in self._admitted else OTHER_MODEL
+
+    def admit(self, model: str | None) -> str:
+        """The label of ``model``, admitting it while there is room."""
+        label = model_label(model)
+        if label == "" or label in self._admitted:
+            return label
+        if len(self._admitted) < self.limit:
+            self._admitted.add(label)
+            return label
+        return OTHER_MODEL
+
+
 class LlmActive:
     """One LLM call counted in ``llm_active_connections``; ``done()`` takes it out (once)."""
 
@@ -130,8 +166,14 @@ class Metrics:
     """Every metric of a data-plane process, registered in ``registry`` (a private one by
     default, so two instances never clash)."""
 
-    def __init__(self, prefix: str = "llmgate_", registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        prefix: str = "llmgate_",
+        registry: CollectorRegistry | None = None,
+        max_models: int = DEFAULT_MAX_MODELS,
+    ):
         self.registry = registry = registry if registry is not None else CollectorRegistry()
+        self.models = ModelLabels(max_models)
         p = prefix
         self.http_status = Counter(
             p + "http_status", "HTTP status codes per route in llmgate", HTTP_STATUS_LABELS,
@@ -232,7 +274,8 @@ class Metrics:
             series.egress.inc(sent)
 
     def llm_started(self, ctx: RequestContext, call: LlmCall) -> LlmActive:
-        """Count an LLM call about to be sent in ``llm_active_connections``."""
+        """Count an LLM call about to be sent in ``llm_active_connections`` (under ``other``
+        while its model has not been admitted: nothing the provider may refuse adds series)."""
         route = ctx.route
         key = (
             route.name or "",
@@ -244,7 +287,7 @@ class Metrics:
             ctx.consumer.username if ctx.consumer is not None else "",
             _single_node(ctx),
             request_type(call),
-            model_label(call.model),
+            self.models.known(call.model),
         )
         gauge = self._llm_active.get(key)
         if gauge is None:
@@ -257,14 +300,16 @@ class Metrics:
         """Tokens of ``call`` (when its response carried ``usage``), its ``cost`` (``PICO``
         units) and, when ``served`` (the provider answered below 400), its latencies: total,
         and time to first token (streams).  A cache hit's tokens go to ``llm_cache_hit_tokens``,
-        not to the tokens a provider consumed."""
+        not to the tokens a provider consumed.  A served call admits its model as a label value
+        (``ModelLabels``)."""
+        model = self.models.admit(call.model) if served else self.models.known(call.model)
         key = (
             ctx.route.id,
             "",
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
             request_type(call),
-            model_label(call.model),
+            model,
         )
         series = self._llm.get(key)
         if series is None:

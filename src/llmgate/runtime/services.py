@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmgate.ai.pricing import NO_PRICES, Prices
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
+from llmgate.runtime.envrefs import EnvPolicy
 from llmgate.runtime.redis_counters import RedisRegistry
 from llmgate.runtime.verified import VerifiedCredentials
 
@@ -49,6 +50,8 @@ class Services:
     observers: tuple[Observer, ...] = ()
     # The model price table (``ai/pricing.py``): from ``LLMGATE_PRICES``, set by the server.
     prices: Prices = NO_PRICES
+    # Which variables ``$env://`` references may read (settings.env_allow); set by the server.
+    env_policy: EnvPolicy = field(default_factory=EnvPolicy)
 
     async def close(self) -> None:
         for value in self.shared.values():

@@ -1,0 +1,66 @@
+"""``$env://`` references: resolved from the environment, never from the gateway's own
+variables, and only from the allowed names when ``env_allow`` is set."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmgate.errors import SettingsError
+from llmgate.plugins.base import reserved_env_refs
+from llmgate.runtime.envrefs import EnvPolicy, missing, resolve
+from llmgate.settings import load_settings
+
+ENVIRON = {
+    "OPENAI_API_KEY": "sk-1",
+    "AZURE_KEY": "az",
+    "LLMGATE_ADMIN_KEY": "the-admin-key",
+    "LLMGATE_DATABASE_URL": "postgresql://u:p@db/x",
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "policy", "expected"),
+    [
+        ("Bearer $env://OPENAI_API_KEY", EnvPolicy(), "Bearer sk-1"),
+        ("$env://UNSET", EnvPolicy(), ""),
+        # The gateway's own settings are never readable, whatever the policy.
+        ("$env://LLMGATE_ADMIN_KEY", EnvPolicy(), ""),
+        ("x$env://LLMGATE_DATABASE_URL", EnvPolicy(("LLMGATE_*",)), "x"),
+        ("$env://OPENAI_API_KEY", EnvPolicy(("OPENAI_API_KEY",)), "sk-1"),
+        ("$env://AZURE_KEY", EnvPolicy(("OPENAI_API_KEY",)), ""),
+        ("$env://AZURE_KEY", EnvPolicy(("AZURE_*",)), "az"),
+        ({"a": ["$env://AZURE_KEY", 1]}, EnvPolicy(), {"a": ["az", 1]}),
+    ],
+)
+def test_resolve(value: object, policy: EnvPolicy, expected: object) -> None:
+    assert resolve(value, ENVIRON, policy) == expected
+
+
+def test_missing_names_unset_and_refused_variables() -> None:
+    conf = {"a": "$env://OPENAI_API_KEY", "b": "$env://UNSET $env://LLMGATE_ADMIN_KEY"}
+    assert missing(conf, ENVIRON) == ["UNSET", "LLMGATE_ADMIN_KEY"]
+    assert missing(conf, ENVIRON, EnvPolicy(("AZURE_KEY",))) == [
+        "OPENAI_API_KEY",
+        "UNSET",
+        "LLMGATE_ADMIN_KEY",
+    ]
+
+
+def test_unchanged_values_stay_shared() -> None:
+    conf = {"a": ["x"], "b": "y"}
+    assert resolve(conf, ENVIRON) is conf
+
+
+def test_reserved_env_refs() -> None:
+    conf = {"auth": {"header": {"X": "Bearer $env://LLMGATE_ADMIN_KEY"}}, "k": ["$env://OK"]}
+    assert reserved_env_refs(conf) == ["LLMGATE_ADMIN_KEY"]
+    assert reserved_env_refs({"k": "$env://OPENAI_API_KEY"}) == []
+
+
+def test_env_allow_setting() -> None:
+    assert load_settings({}, {}).env_allow is None
+    settings = load_settings({}, {"LLMGATE_ENV_ALLOW": "OPENAI_API_KEY, AZURE_*"})
+    assert settings.env_allow == ("OPENAI_API_KEY", "AZURE_*")
+    for bad in ("LLMGATE_ADMIN_KEY", "LLMGATE_*", "*", "a-b"):
+        with pytest.raises(SettingsError, match="invalid env_allow"):
+            load_settings({}, {"LLMGATE_ENV_ALLOW": bad})
