@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -11,20 +12,39 @@ from aiohttp.typedefs import Handler
 from llmgate.errors import Unauthorized, error_response
 
 
-@dataclass(frozen=True, slots=True)
+def key_digest(key: str) -> bytes:
+    """The SHA-256 of a key: what is kept in memory (and, for a generated key, stored)."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class AdminKeys:
-    admin: str
-    viewer: str | None = None
+    """The admin and viewer keys, held as digests only."""
+
+    admin: bytes
+    viewer: bytes | None
+
+    def __init__(self, admin: str, viewer: str | None = None) -> None:
+        object.__setattr__(self, "admin", key_digest(admin))
+        object.__setattr__(self, "viewer", key_digest(viewer) if viewer is not None else None)
+
+    @classmethod
+    def from_digest(cls, admin: bytes, viewer: str | None = None) -> AdminKeys:
+        keys = cls("", viewer)
+        object.__setattr__(keys, "admin", admin)
+        return keys
 
     def role_of(self, presented: str) -> str | None:
         """ "admin", "viewer" or None; every key is compared, in constant time."""
-        given = presented.encode()
-        is_admin = hmac.compare_digest(given, self.admin.encode())
-        is_viewer = self.viewer is not None and hmac.compare_digest(given, self.viewer.encode())
+        given = key_digest(presented)
+        is_admin = hmac.compare_digest(given, self.admin)
+        is_viewer = self.viewer is not None and hmac.compare_digest(given, self.viewer)
         return "admin" if is_admin else "viewer" if is_viewer else None
 
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# request[ROLE]: "admin" or "viewer", the role of the key that was presented.
+ROLE = web.RequestKey("admin_role", str)
 
 
 def auth_middleware(keys: AdminKeys) -> web.middleware:
@@ -40,6 +60,7 @@ def auth_middleware(keys: AdminKeys) -> web.middleware:
             return error_response(Unauthorized("wrong apikey"))
         if role == "viewer" and request.method not in ("GET", "HEAD"):
             return error_response(Unauthorized("invalid method for role viewer"))
+        request[ROLE] = role
         return await handler(request)
 
     return check_token

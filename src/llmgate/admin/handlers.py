@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from llmgate.admin.auth import ROLE
 from llmgate.admin.resource import Address, ResourceApi
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import BadRequest, HttpError, NotFound, error_response, json_response
@@ -98,7 +99,10 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
             # Only PATCH addresses a path inside a resource (/routes/1/plugins/x).
             raise BadRequest(f"{method} does not take a path below the resource id")
         if method == "GET":
-            status, body = await api.get(address, request.query)
+            # Secrets are shown to the admin role only.
+            status, body = await api.get(
+                address, request.query, masked=request.get(ROLE) != "admin"
+            )
         elif method == "PUT":
             status, body = await api.put(address, await _read_json(request))
         elif method == "POST":

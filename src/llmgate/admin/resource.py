@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from llmgate.admin import masking
 from llmgate.admin.listing import parse_query, select_items
 from llmgate.admin.patching import merge_patch, patch_path
 from llmgate.errors import BadRequest, MethodNotAllowed, NotFound
@@ -141,7 +142,10 @@ class ResourceApi:
 
     # --- verbs ------------------------------------------------------------------------------
 
-    async def get(self, address: Address, args: Mapping[str, str]) -> tuple[int, Any]:
+    async def get(
+        self, address: Address, args: Mapping[str, str], masked: bool = False
+    ) -> tuple[int, Any]:
+        """One item or a list; ``masked``: with secret fields masked (the viewer role)."""
         async with self.store.read() as reader:
             if address.id is None:
                 prefix = f"{address.parent}/" if address.parent is not None else None
@@ -150,10 +154,11 @@ class ResourceApi:
                 item = await reader.get(self.kind.name, address.store_id())
                 if item is None:
                     raise NotFound()
-                return 200, self._envelope(item, indexes=True)
+                return 200, self._envelope(item, indexes=True, masked=masked)
         query = parse_query(args, self.kind.filter_fields)
         page, total = select_items(items, query)
-        return 200, {"list": [self._envelope(item, indexes=True) for item in page], "total": total}
+        listed = [self._envelope(item, indexes=True, masked=masked) for item in page]
+        return 200, {"list": listed, "total": total}
 
     async def put(self, address: Address, conf: Any) -> tuple[int, Any]:
         self._refuse("put")
@@ -242,8 +247,9 @@ class ResourceApi:
         # "1" is the count of deleted keys, as APISIX answers, whatever the id.
         return 200, {"deleted": "1", "key": self.kind.key(address)}
 
-    def _envelope(self, item: Item, indexes: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"key": self.kind.item_key(item), "value": item.value}
+    def _envelope(self, item: Item, indexes: bool = False, masked: bool = False) -> dict[str, Any]:
+        value = masking.masked(item.value) if masked else item.value
+        body: dict[str, Any] = {"key": self.kind.item_key(item), "value": value}
         if indexes:
             body["createdIndex"] = item.created_index
             body["modifiedIndex"] = item.modified_index

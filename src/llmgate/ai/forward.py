@@ -6,8 +6,10 @@ then send it to a target.
     send(ctx)                    -> Sent            one attempt, through ``ctx.upstream``
 
 What is sent is what ``apply`` left in ``ctx.outbound``: unlike the default forwarder, no
-X-Forwarded-* / X-Real-IP headers are added (the provider has no use for the client's
-address), and the client's own credentials never leave the gateway.
+X-Forwarded-* / X-Real-IP headers are added, and none the client (or an auth plugin) set is
+passed on: the provider learns neither the client's address (X-Forwarded-*, X-Real-IP,
+Forwarded, ...) nor who the client is at the gateway (X-Consumer-*, X-Credential-Identifier),
+and the client's own credentials never leave the gateway.
 """
 
 from __future__ import annotations
@@ -47,8 +49,26 @@ DROPPED_HEADERS = frozenset(
         "content-encoding",
         "host",
         "expect",
+        # The client's address and identity.
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "via",
+        "x-credential-identifier",
     }
 )
+# Header name prefixes dropped likewise: X-Forwarded-For/-Proto/-Host/-Port/..., and the
+# consumer headers auth plugins add (X-Consumer-Username, X-Consumer-Custom-ID, ...).
+DROPPED_PREFIXES = ("x-forwarded-", "x-consumer-")
+
+
+def forwardable(name: str) -> bool:
+    """Whether the client's header ``name`` may be sent to an LLM provider."""
+    lower = name.lower()
+    return lower not in DROPPED_HEADERS and not lower.startswith(DROPPED_PREFIXES)
 
 
 async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
@@ -65,9 +85,7 @@ async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
     if protocol is None:
         raise RequestError(400, "no matching AI protocol for the request")
     headers = CIMultiDict(
-        (name, value)
-        for name, value in outbound.headers.items()
-        if name.lower() not in DROPPED_HEADERS
+        (name, value) for name, value in outbound.headers.items() if forwardable(name)
     )
     return AiRequest(body=body, raw=raw, protocol=protocol, headers=headers)
 

@@ -191,6 +191,10 @@ class AIProxy(Plugin):
     Config = AIProxyConfig
     # The route's clients are OpenAI clients: OpenAI errors, /models, X-Request-Id.
     llm_route = True
+    secret_fields = (
+        "auth.header", "auth.query", "auth.gcp.service_account_json",
+        "auth.aws.secret_access_key", "auth.aws.session_token",
+    )  # fmt: skip
 
     config: AIProxyConfig
 

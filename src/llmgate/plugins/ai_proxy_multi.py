@@ -116,6 +116,10 @@ class AIProxyMulti(Plugin):
     Config = AIProxyMultiConfig
     llm_route = True  # OpenAI errors, /models, X-Request-Id (see ai-proxy)
     llm_provider = None  # several; a cache hit is not attributed to one
+    secret_fields = (
+        "instances.auth.header", "instances.auth.query", "instances.auth.gcp.service_account_json",
+        "instances.auth.aws.secret_access_key", "instances.auth.aws.session_token",
+    )  # fmt: skip
 
     config: AIProxyMultiConfig
 

@@ -140,6 +140,7 @@ class AIRateLimiting(Plugin):
     name = "ai-rate-limiting"
     priority = 1030
     Config = AIRateLimitingConfig
+    secret_fields = ("redis_password", "sentinel_password")
 
     def __init__(self, config: AIRateLimitingConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

@@ -200,6 +200,9 @@ class Plugin:
     Config: ClassVar[type[PluginConfig]]
     ConsumerConfig: ClassVar[type[PluginConfig] | None] = None
     kind: ClassVar[PluginKind] = "other"
+    # Dotted paths of config fields holding secrets (APISIX's encrypt_fields): masked for the
+    # admin API's viewer role (admin/masking.py).
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
         self.config = config

@@ -72,6 +72,7 @@ class BasicAuth(Plugin):
     kind = "auth"
     Config = BasicAuthConfig
     ConsumerConfig = BasicAuthConsumer
+    secret_fields = ("password",)
 
     config: BasicAuthConfig
 

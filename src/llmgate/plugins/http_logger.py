@@ -135,6 +135,7 @@ class HttpLogger(AccessLogger):
     name = "http-logger"
     priority = 410
     Config = HttpLoggerConfig
+    secret_fields = ("auth_header",)
 
     def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

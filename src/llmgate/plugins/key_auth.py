@@ -69,6 +69,7 @@ class KeyAuth(Plugin):
     kind = "auth"
     Config = KeyAuthConfig
     ConsumerConfig = KeyAuthConsumer
+    secret_fields = ("key",)
 
     config: KeyAuthConfig
 

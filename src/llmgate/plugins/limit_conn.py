@@ -105,6 +105,7 @@ class LimitConn(Plugin):
     name = "limit-conn"
     priority = 1003
     Config = LimitConnConfig
+    secret_fields = ("redis_password", "sentinel_password")
 
     def __init__(self, config: LimitConnConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

@@ -167,6 +167,7 @@ class LimitCount(Plugin):
     name = "limit-count"
     priority = 1002
     Config = LimitCountConfig
+    secret_fields = ("redis_password", "sentinel_password")
 
     def __init__(self, config: LimitCountConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

@@ -41,6 +41,7 @@ class LimitReq(Plugin):
     name = "limit-req"
     priority = 1001
     Config = LimitReqConfig
+    secret_fields = ("redis_password", "sentinel_password")
 
     def __init__(self, config: LimitReqConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

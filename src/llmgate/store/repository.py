@@ -163,6 +163,19 @@ class Store:
                 await conn.execute(insert(system_settings).values(key=key, value=default))
                 return default, True
 
+    async def replace_setting(self, key: str, expected: str, value: str) -> bool:
+        """Set ``key`` to ``value`` if it still holds ``expected`` (no revision bump); whether
+        it did."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                result = await conn.execute(
+                    update(system_settings)
+                    .where(and_(system_settings.c.key == key, system_settings.c.value == expected))
+                    .values(value=value)
+                )
+                return bool(result.rowcount)
+
     async def close(self) -> None:
         await self.engine.dispose()
 
