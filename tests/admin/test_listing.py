@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import quote
+
 import pytest
 
 UPSTREAM = {"nodes": {"127.0.0.1:1": 1}}
@@ -65,3 +68,21 @@ async def test_filter_by_field(admin) -> None:  # type: ignore[no-untyped-def]
     await admin.put("/apisix/admin/routes/2", json={"uri": "/b", "upstream": UPSTREAM})
     _, body = await listing(admin, "filter=upstream_id%3D1")
     assert [i["value"]["id"] for i in body["list"]] == ["1"]
+
+
+async def test_regex_filters_are_linear_time(admin) -> None:  # type: ignore[no-untyped-def]
+    """The attacker's side (any key, the viewer's too): a filter that makes a backtracking
+    engine take forever is answered at once; one that needs backtracking is a 400."""
+    for i in range(10):
+        body = {"uri": "/" + "a" * 60 + str(i), "name": "a" * 40 + "!", "upstream": UPSTREAM}
+        assert (await admin.put(f"/apisix/admin/routes/{i}", json=body)).status == 201
+    started = time.perf_counter()
+    status, body = await listing(admin, "uri=" + quote("^(.*.*)*Z"))
+    assert (status, body["total"]) == (200, 0)
+    status, body = await listing(admin, "name=" + quote("^(a|aa)+$"))
+    assert (status, body["total"]) == (200, 0)
+    assert time.perf_counter() - started < 1.0  # Python's re: hours
+    for pattern in (r"(a)\1", "(?=a)", "(", "x" * 1025):
+        status, body = await listing(admin, "uri=" + quote(pattern))
+        assert status == 400, pattern
+        assert body["error_msg"].startswith("invalid uri filter: ")

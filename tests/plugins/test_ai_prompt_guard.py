@@ -19,6 +19,9 @@ INVALID = [
     pytest.param({"allow_patterns": [1]}, "allow_patterns", id="int-pattern"),
     pytest.param({"match_all_roles": "yes"}, "match_all_roles", id="bool-as-string"),
     pytest.param({"fail_mode": "block"}, "fail_mode", id="fail-mode"),
+    # Patterns no engine can run within a bound are refused when written.
+    pytest.param({"deny_patterns": ["(?R)"]}, "invalid deny_pattern: (?R): ", id="recursion"),
+    pytest.param({"deny_patterns": ["a{1001}"]}, "repetition", id="huge-repetition"),
 ]
 
 
@@ -35,5 +38,6 @@ def test_invalid(conf: dict, error: str) -> None:
 
 def test_defaults() -> None:
     conf = AIPromptGuard.Config.model_validate({})
+    assert conf.fail_mode is None  # unreadable bodies refused, other JSON passes
     assert (conf.allow_patterns, conf.deny_patterns) == ([], [])
     assert (conf.match_all_roles, conf.match_all_conversation_history) == (False, False)

@@ -134,6 +134,49 @@ async def test_fail_mode(gateway) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+LENIENT_BODIES = [
+    # What Python's json.loads (a FastAPI or Flask upstream) reads and orjson refuses.
+    pytest.param(b"\xef\xbb\xbf" + b'{"prompt": "the secret"}', id="utf8-bom"),
+    pytest.param('{"prompt": "the secret"}'.encode("utf-16"), id="utf16-bom"),
+    pytest.param('{"prompt": "the secret"}'.encode("utf-16-le"), id="utf16-le"),
+    pytest.param('{"prompt": "the secret"}'.encode("utf-32"), id="utf32"),
+    pytest.param(b'{"prompt": "the secret", "temperature": NaN}', id="nan"),
+    pytest.param(b'{"prompt": "the secret", "top_p": -Infinity}', id="infinity"),
+]
+
+
+@pytest.mark.parametrize("raw", LENIENT_BODIES)
+async def test_bodies_a_lenient_upstream_reads_are_checked(gateway, raw: bytes) -> None:  # type: ignore[no-untyped-def]
+    """The attacker's side: a body the guard could not parse used to pass unchecked."""
+    await _route(gateway, deny_patterns=["secret"])
+    resp = await gateway.proxy.post("/chat", data=raw, headers={"Content-Type": "application/json"})
+    assert (resp.status, await resp.json()) == (400, DENIED)
+    assert await gateway.fake_requests() == []
+
+
+@pytest.mark.parametrize("raw", LENIENT_BODIES)
+async def test_a_lenient_body_goes_upstream_as_the_strict_json_checked(gateway, raw: bytes) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, deny_patterns=["forbidden"])
+    resp = await gateway.proxy.post(
+        "/chat", data=raw, headers={"Content-Type": "application/json; charset=utf-16"}
+    )
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["body"]["prompt"] == "the secret"
+    assert answer["headers"]["content-type"] == "application/json"
+    assert answer["body"].get("temperature", None) is None  # NaN is sent as null
+
+
+async def test_a_pattern_that_reaches_its_bound_refuses(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, deny_patterns=[r"(?=a)(a|aa)+b"])
+    status, answer = await _status(gateway, {"prompt": "a" * 64})
+    assert (status, answer) == (400, DENIED)
+    await _route(gateway, allow_patterns=[r"(?=a)(a|aa)+b"])
+    status, answer = await _status(gateway, {"prompt": "a" * 64})
+    assert (status, answer) == (400, NOT_ALLOWED)
+    assert await gateway.fake_requests() == []
+
+
 async def test_empty_body(gateway) -> None:  # type: ignore[no-untyped-def]
     await _route(gateway, deny_patterns=["x"])
     resp = await gateway.proxy.post("/chat")

@@ -86,6 +86,32 @@ async def test_origins_by_regex_replace_allow_origins(gateway) -> None:  # type:
         assert "Access-Control-Allow-Origin" not in resp.headers, origin
 
 
+async def test_each_origin_regex_stands_on_its_own(gateway) -> None:  # type: ignore[no-untyped-def]
+    """APISIX joins the regexes with "|": an inline (?i) in one would leak into (or, in
+    Python, break) the others.  Each is compiled and matched alone."""
+    await _route(
+        gateway,
+        {"allow_origins_by_regex": [r"^https://a\.example$", r"(?i)^https://B\.example$"]},
+    )
+    for origin, allowed in (
+        ("https://a.example", True),
+        ("https://A.example", False),  # the first pattern is case-sensitive
+        ("https://b.EXAMPLE", True),
+        ("https://c.example", False),
+    ):
+        resp = await gateway.proxy.get("/echo", headers={"Origin": origin})
+        assert ("Access-Control-Allow-Origin" in resp.headers) is allowed, origin
+
+
+async def test_an_origin_regex_that_reaches_its_bound_does_not_match(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(gateway, {"allow_origins_by_regex": [r"^h(?=a)(a|aa)+b$", r"^https://ok$"]})
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "h" + "a" * 64})
+    assert resp.status == 200
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "https://ok"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://ok"
+
+
 async def test_credentials_and_explicit_lists(gateway) -> None:  # type: ignore[no-untyped-def]
     await _route(
         gateway,

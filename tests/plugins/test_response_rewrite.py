@@ -46,6 +46,14 @@ INVALID = [
     pytest.param(
         {"filters": [{"regex": "a", "replace": "b", "scope": "all"}]}, "scope", id="scope"
     ),
+    pytest.param(
+        {"filters": [{"regex": "a", "replace": "b", "options": "jz"}]},
+        'unknown flag "z"',
+        id="unknown-option-letter",
+    ),
+    pytest.param(
+        {"filters": [{"regex": "(?R)", "replace": "b"}]}, "recursion", id="unbounded-regex"
+    ),
     pytest.param({"headers": {}}, "headers", id="empty-headers"),
     pytest.param({"headers": {"add": ["no-colon"]}}, "add", id="add-without-colon"),
     pytest.param({"headers": {"remove": []}}, "remove", id="empty-remove"),

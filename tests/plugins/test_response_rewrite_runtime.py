@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from multidict import CIMultiDict
 
 from llmgate.plugins.response_rewrite import ResponseRewrite, ResponseRewriteConfig
@@ -241,3 +242,30 @@ async def test_a_variable_cannot_split_a_response_header(gateway) -> None:  # ty
     assert resp.status == 200
     assert resp.headers["X-Echo"] == "a%0D%0ASet-Cookie: x=1"
     assert "Set-Cookie" not in resp.headers
+
+
+@pytest.mark.parametrize(
+    ("regex", "options", "body", "expected"),
+    [
+        ("a", "jo", b"Aa\naA", b"Ax\nxA"),
+        ("a", "ijo", b"Aa\naA", b"xx\nxx"),
+        ("^a", "jo", b"ab\nab", b"xb\nab"),
+        ("^a", "mjo", b"ab\nab", b"xb\nxb"),  # with "m", ^ starts each line
+        ("^ a", "xjo", b"ab", b"xb"),  # extended: spaces in the pattern do not count
+        ("a.b", "jo", b"a\nb", b"a\nb"),
+        ("a.b", "sjo", b"a\nb", b"x"),  # with "s", . takes the newline
+    ],
+)
+def test_filter_options(regex: str, options: str, body: bytes, expected: bytes) -> None:
+    filters = [{"regex": regex, "replace": "x", "scope": "global", "options": options}]
+    assert _run(_plugin(filters=filters), ResponseHead(200, CIMultiDict()), [body]) == expected
+
+
+def test_a_filter_that_reaches_its_bound_leaves_the_body_alone() -> None:
+    """The attacker's side: an upstream body (echoing client input) built to make a
+    backtracking filter take forever costs at most the engine's limit."""
+    plugin = _plugin(filters=[{"regex": r"(?=a)(a|aa)+b", "replace": "x", "scope": "global"}])
+    hostile = b"a" * 64
+    started = time.perf_counter()
+    assert _run(plugin, ResponseHead(200, CIMultiDict()), [hostile]) == hostile
+    assert time.perf_counter() - started < 1.0
