@@ -202,8 +202,13 @@ class _Re2Regex(Regex):
         return spans if spans[0] != _NO_MATCH else None
 
     def test(self, subject: AnyStr) -> bool:
-        data = _encode(subject)
-        return self._find(data, self._trimmed(data), 0) is not None
+        # Inlined: this runs per request on the regex paths (vars, cors, guard).
+        data = subject if isinstance(subject, bytes) else subject.encode("utf-8", "surrogatepass")
+        if self._program.Match(self._anchor, data, 0, len(data))[0][0] >= 0:
+            return True
+        return (
+            self._end_anchor and data.endswith(b"\n") and self._find(data, data[:-1], 0) is not None
+        )
 
     def search(self, subject: AnyStr) -> Match[AnyStr] | None:
         data = _encode(subject)
