@@ -43,7 +43,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.proxy.variables",  # target: http/
             "llmgate.proxy.headers",  # target: http/
             "llmgate.plugins.expr",  # target: http/
-            "llmgate.plugins.ngx_regex",  # target: http/
         ),
     ),
     (
@@ -143,7 +142,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
     # -- package imports: plugins/__init__.py (the registry) imports every plugin ----------------
     ("llmgate.plugins.expr", "llmgate.plugins"): "regex helper / untangling: moves to http/",
-    ("llmgate.plugins.ngx_regex", "llmgate.plugins"): "regex helper / untangling: moves to http/",
     ("llmgate.plugins.base", "llmgate.plugins"): (
         "untangling (issue 12): the plugin API moves out of plugins/ (or the registry out of"
         " plugins/__init__.py)"

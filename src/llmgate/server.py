@@ -28,9 +28,9 @@ from llmgate.http.limits import ClientLimits, raise_open_file_limit
 from llmgate.http.protocol import EdgeServer
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
-from llmgate.runtime.envrefs import EnvPolicy
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import Services
+from llmgate.schemas.envrefs import EnvPolicy
 from llmgate.settings import Listen, Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmgate.errors import SettingsError
-from llmgate.plugins.base import reserved_env_refs
-from llmgate.runtime.envrefs import EnvPolicy, missing, resolve
-from llmgate.settings import load_settings
+from llmgate.runtime.envrefs import missing, resolve
+from llmgate.schemas.envrefs import EnvPolicy
 
 ENVIRON = {
     "OPENAI_API_KEY": "sk-1",
@@ -49,18 +47,3 @@ def test_missing_names_unset_and_refused_variables() -> None:
 def test_unchanged_values_stay_shared() -> None:
     conf = {"a": ["x"], "b": "y"}
     assert resolve(conf, ENVIRON) is conf
-
-
-def test_reserved_env_refs() -> None:
-    conf = {"auth": {"header": {"X": "Bearer $env://LLMGATE_ADMIN_KEY"}}, "k": ["$env://OK"]}
-    assert reserved_env_refs(conf) == ["LLMGATE_ADMIN_KEY"]
-    assert reserved_env_refs({"k": "$env://OPENAI_API_KEY"}) == []
-
-
-def test_env_allow_setting() -> None:
-    assert load_settings({}, {}).env_allow is None
-    settings = load_settings({}, {"LLMGATE_ENV_ALLOW": "OPENAI_API_KEY, AZURE_*"})
-    assert settings.env_allow == ("OPENAI_API_KEY", "AZURE_*")
-    for bad in ("LLMGATE_ADMIN_KEY", "LLMGATE_*", "*", "a-b"):
-        with pytest.raises(SettingsError, match="invalid env_allow"):
-            load_settings({}, {"LLMGATE_ENV_ALLOW": bad})

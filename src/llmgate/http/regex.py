@@ -48,7 +48,9 @@ __all__ = [
     "regex_error",
 ]
 
-# Seconds one call of the backtracking engine may run (test, search or a whole sub).
+# Seconds of processor time one call of the backtracking engine may take (a test, a search or
+# a whole substitution); the regex module counts CPU time, so a loaded machine does not shorten
+# it.
 BACKTRACK_LIMIT = 0.01
 # RE2's memory budget per compiled pattern (its program and DFA cache): RE2 refuses a pattern
 # whose program does not fit, and falls back to its slower (still linear) NFA when the DFA does

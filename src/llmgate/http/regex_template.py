@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AnyStr, Generic
+from typing import AnyStr, Generic, Protocol
 
-if TYPE_CHECKING:
-    from llmgate.http.regex import Match
+
+class Groups(Protocol[AnyStr]):
+    """What a template reads from a match (``llmgate.http.regex.Match``)."""
+
+    @property
+    def string(self) -> AnyStr: ...
+
+    def group(self, number: int = 0) -> AnyStr | None: ...
+
 
 _REFERENCE = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
 
@@ -32,7 +39,7 @@ class Replacement(Generic[AnyStr]):
         parts = [p.encode() if isinstance(p, str) else p for p in _split(template)]
         return Replacement(tuple(parts))
 
-    def expand(self, match: Match[AnyStr]) -> AnyStr:
+    def expand(self, match: Groups[AnyStr]) -> AnyStr:
         empty = match.string[:0]
         out = []
         for part in self.parts:

@@ -25,7 +25,6 @@ log still run on it.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -56,9 +55,6 @@ PluginKind = Literal["auth", "other"]
 # A string holding this, alone or after a literal prefix, is resolved when the snapshot is
 # compiled; checks that depend on a string's value skip it at write time.
 ENV_REF = "$env://"
-# Variables a reference may never read: the gateway's own settings (its admin key...).
-RESERVED_ENV_PREFIX = "LLMGATE_"
-_ENV_NAME = re.compile(r"\$env://([A-Za-z_][A-Za-z0-9_]*)")
 
 HttpMethod = Literal[
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "PURGE"
@@ -76,19 +72,6 @@ Realm = Annotated[
 def is_env_ref(value: object) -> bool:
     """Whether ``value`` is a string carrying a ``$env://NAME`` reference."""
     return isinstance(value, str) and ENV_REF in value
-
-
-def reserved_env_refs(value: object) -> list[str]:
-    """The gateway's own variables (``$env://LLMGATE_*``) that ``value``'s strings refer to."""
-    if isinstance(value, str):
-        if ENV_REF not in value:
-            return []
-        return [n for n in _ENV_NAME.findall(value) if n.startswith(RESERVED_ENV_PREFIX)]
-    if isinstance(value, dict):
-        return [name for v in value.values() for name in reserved_env_refs(v)]
-    if isinstance(value, list):
-        return [name for v in value for name in reserved_env_refs(v)]
-    return []
 
 
 def regex_error(pattern: str, options: str = "jo", *, binary: bool = False) -> str | None:

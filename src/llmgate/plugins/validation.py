@@ -8,7 +8,7 @@ import orjson
 from pydantic import ValidationError
 
 from llmgate.plugins import REGISTRY
-from llmgate.plugins.base import reserved_env_refs
+from llmgate.schemas.envrefs import reserved
 from llmgate.schemas.messages import describe
 
 Scope = Literal["route", "consumer", "credential"]
@@ -28,10 +28,10 @@ def check_plugins(plugins: dict[str, Any], scope: Scope = "route") -> None:
             raise ValueError(f"unknown plugin [{name}]")
         if scope == "credential" and plugin.kind != "auth":
             raise ValueError("only supports auth type plugins in consumer credential")
-        reserved = reserved_env_refs(conf)
-        if reserved:
+        refused = reserved(conf)
+        if refused:
             raise ValueError(
-                f"failed to check the configuration of plugin {name} err: $env://{reserved[0]}:"
+                f"failed to check the configuration of plugin {name} err: $env://{refused[0]}:"
                 " variables starting with LLMGATE_ are the gateway's own and cannot be read"
             )
         model = plugin.Config

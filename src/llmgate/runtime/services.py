@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmgate.ai.pricing import NO_PRICES, Prices
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
-from llmgate.runtime.envrefs import EnvPolicy
 from llmgate.runtime.redis_counters import RedisRegistry
 from llmgate.runtime.verified import VerifiedCredentials
+from llmgate.schemas.envrefs import EnvPolicy
 
 if TYPE_CHECKING:
     from llmgate.observability.metrics import Metrics
