@@ -61,11 +61,11 @@ REFUSED_ROUTES = [
         route(
             plugins={
                 "response-rewrite": {
-                    "filters": [{"regex": "a", "replace": "b", "options": "jod"}],
+                    "filters": [{"regex": "a", "replace": "b", "options": "joz"}],
                 }
             }
         ),
-        'unsupported regex option "d"',
+        'unknown flag "z"',
     ),
     (route(plugins={"cors": {"allow_origins_by_regex": ["(x"]}}), "invalid regex"),
     # what llmgate could not do is refused rather than ignored
@@ -187,16 +187,16 @@ async def test_plugin_config_upstream_and_consumer_writes_are_compiled(admin) ->
 async def test_env_references_are_checked_when_this_process_knows_them(
     admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    cors = {"cors": {"allow_origins": "$env://LLMGATE_TEST_ORIGINS"}}
+    cors = {"cors": {"allow_origins": "$env://TEST_ENVREF_ORIGINS"}}
     # Unknown here (the data plane may have it): accepted as written.
-    monkeypatch.delenv("LLMGATE_TEST_ORIGINS", raising=False)
+    monkeypatch.delenv("TEST_ENVREF_ORIGINS", raising=False)
     status, answer = await put(admin, "routes/1", route(plugins=cors))
     assert status == 201, answer
     # Known here and wrong: refused, without showing the value.
-    monkeypatch.setenv("LLMGATE_TEST_ORIGINS", "no origin s3cr3t")
+    monkeypatch.setenv("TEST_ENVREF_ORIGINS", "no origin s3cr3t")
     status, answer = await put(admin, "routes/2", route(plugins=cors))
     assert status == 400
     assert "cors" in answer["error_msg"] and "s3cr3t" not in answer["error_msg"]
-    monkeypatch.setenv("LLMGATE_TEST_ORIGINS", "https://a.example")
+    monkeypatch.setenv("TEST_ENVREF_ORIGINS", "https://a.example")
     status, answer = await put(admin, "routes/2", route(plugins=cors))
     assert status == 201, answer

@@ -143,12 +143,20 @@ def test_engine_choice(pattern: str, engine: str) -> None:
         ("(?(1)a|b)", "jo", "conditionals"),
         (r"(a)\g{-1}", "jo", "relative back-references"),
         ("(*FAIL)", "jo", "verbs"),
+        (r"(a)\1", "d", 'option "d"'),
     ],
 )
 def test_refused(pattern: str, options: str, reason: str) -> None:
     assert reason in (regex_error(pattern, options) or "")
     with pytest.raises(RegexError, match=re.escape(reason)):
         regex.compile(pattern, options)
+
+
+def test_longest_match_option() -> None:
+    match = regex.compile("a|ab", "d").search("xab")
+    assert match is not None and match.group() == "ab"  # PCRE's DFA: the longest
+    match = regex.compile("a|ab").search("xab")
+    assert match is not None and match.group() == "a"  # leftmost first, as Perl
 
 
 def test_linear_refuses_backtracking_patterns() -> None:

@@ -47,3 +47,23 @@ def test_missing_names_unset_and_refused_variables() -> None:
 def test_unchanged_values_stay_shared() -> None:
     conf = {"a": ["x"], "b": "y"}
     assert resolve(conf, ENVIRON) is conf
+
+
+async def test_env_allow_limits_what_the_data_plane_resolves(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TEST_ENVREF_ALLOWED", "yes")
+    monkeypatch.setenv("TEST_ENVREF_OTHER", "leaked")
+    gateway.services.env_policy = EnvPolicy(("TEST_ENVREF_ALLOWED",))
+    headers = {"X-A": "$env://TEST_ENVREF_ALLOWED", "X-B": "$env://TEST_ENVREF_OTHER"}
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/anything",
+            "plugins": {"proxy-rewrite": {"headers": {"set": headers}}},
+            "upstream": gateway.upstream(),
+        },
+    )
+    resp = await gateway.proxy.get("/anything")
+    assert resp.status == 200
+    seen = (await resp.json())["headers"]
+    assert seen["x-a"] == "yes"
+    assert seen.get("x-b", "") == ""

@@ -22,7 +22,8 @@ event loop (Python's ``re`` backtracks without limit: ``.*a.*b.*c`` is cubic):
 Subjects are ``str`` (UTF-8 semantics: ``.`` is one character) or, with ``binary``, ``bytes``
 (one byte per character unless the "u" option asks for UTF-8, as PCRE without PCRE_UTF8).
 ngx.re option letters: i (caseless), m (multiline), s (dotall), x (extended), a (anchored),
-d (longest match, PCRE's DFA mode; RE2 only), u / U (UTF-8); j, o, D and J are compile hints.
+d (longest match, PCRE's DFA mode; refused on patterns that need backtracking), u / U (UTF-8);
+j, o, D and J are compile hints.
 """
 
 from __future__ import annotations
@@ -362,6 +363,8 @@ def compile(
         return _Re2Regex(pattern, options, program, flags, reading, binary)
     if linear:
         raise RegexError("this pattern needs a backtracking engine, which is not allowed here")
+    if flags.longest:
+        raise RegexError('option "d" (longest match) needs a pattern RE2 can run')
     # RE2 compiling the skeleton proves the repetitions fit its limits.
     _re2_program(reading.skeleton, flags, binary, captures=False)
     return _BacktrackingRegex(pattern, options, _backtracking(reading.backtracking, flags, binary))

@@ -113,7 +113,7 @@ def _consumers(
         owner, _, credential_id = item.id.partition("/")
         configs = assembly.unit(
             f"credentials/{item.id}",
-            lambda item=item: auth_configs(item.value)[0],
+            lambda item=item: auth_configs(item.value, policy=services.env_policy)[0],
             lambda: None,  # an unusable credential lets nobody in
         )
         auth.extend((owner, credential_id, config) for config in configs or ())

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmgate.plugins.base import Plugin
+from llmgate.runtime.envrefs import DEFAULT_POLICY
 from llmgate.runtime.instances import (
     CompileError,
     Unavailable,
@@ -23,13 +24,14 @@ from llmgate.runtime.instances import (
     validated,
 )
 from llmgate.runtime.snapshot import ConsumerEntry, PluginChain
+from llmgate.schemas.envrefs import EnvPolicy
 
 # One auth plugin config: (plugin name, its config with $env resolved, secrets as stored).
 AuthConfig = tuple[str, Mapping[str, Any]]
 
 
 def auth_configs(
-    value: Mapping[str, Any], *, validating: bool = False
+    value: Mapping[str, Any], *, validating: bool = False, policy: EnvPolicy = DEFAULT_POLICY
 ) -> tuple[list[AuthConfig], dict[str, Any]]:
     """The enabled auth plugin configs of a consumer or credential value, validated, and the
     other (non-auth) plugin configs as stored."""
@@ -45,8 +47,8 @@ def auth_configs(
             continue
         if disabled(conf):
             continue
-        validated(cls.ConsumerConfig or cls.Config, name, conf, validating)
-        auth.append((name, resolved(conf, validating)))
+        validated(cls.ConsumerConfig or cls.Config, name, conf, validating, policy)
+        auth.append((name, resolved(conf, validating, policy)))
     return auth, others
 
 
@@ -54,7 +56,7 @@ def compile_consumer(
     username: str, value: Mapping[str, Any], services: Any, *, validating: bool = False
 ) -> tuple[ConsumerEntry, list[AuthConfig]]:
     """The consumer's entry (its non-auth plugins compiled) and its own auth configs."""
-    auth, others = auth_configs(value, validating=validating)
+    auth, others = auth_configs(value, validating=validating, policy=services.env_policy)
     instances: list[Plugin] = []
     for name, conf in others.items():
         plugin = instantiate(name, conf, services, f"consumer/{username}", validating=validating)
@@ -87,7 +89,8 @@ def unavailable_consumer(
     plugins = value.get("plugins")
     for name, conf in plugins.items() if isinstance(plugins, dict) else ():
         try:
-            auth.extend(auth_configs({"plugins": {name: conf}})[0])
+            single = {"plugins": {name: conf}}
+            auth.extend(auth_configs(single, policy=services.env_policy)[0])
         except CompileError:
             continue  # an unusable credential lets nobody in
     return entry, auth

@@ -6,7 +6,8 @@ The data plane's compiler and the admin API's validation both come here, so a wr
 
 ``validating=True`` is the admin's mode: a ``$env://`` reference whose variable is not set in
 the admin's own environment is left as written (the data plane may have it), instead of being
-resolved to "".
+resolved to "".  Which variables a reference may read is the ``EnvPolicy`` of ``Services``
+(``schemas/envrefs.py``): never ``LLMGATE_*``, only the ``env_allow`` names when set.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llmgate.plugins import REGISTRY
 from llmgate.plugins.base import Plugin, PluginConfig, with_meta
 from llmgate.proxy.context import Reply
 from llmgate.runtime import envrefs
+from llmgate.schemas.envrefs import EnvPolicy
 from llmgate.schemas.messages import describe
 
 log = logging.getLogger("llmgate.runtime")
@@ -43,11 +45,13 @@ def disabled(conf: Any) -> bool:
     return isinstance(meta, dict) and meta.get("disable") is True
 
 
-def resolved(conf: Any, validating: bool = False) -> Any:
+def resolved(
+    conf: Any, validating: bool = False, policy: EnvPolicy = envrefs.DEFAULT_POLICY
+) -> Any:
     """``conf`` with its ``$env://`` references resolved (see the module's docstring)."""
-    if validating and envrefs.missing(conf):
+    if validating and envrefs.missing(conf, policy=policy):
         return conf
-    return envrefs.resolve(conf)
+    return envrefs.resolve(conf, policy=policy)
 
 
 def redact(message: str, conf: Any) -> str:
@@ -66,13 +70,19 @@ def plugin_class(name: str) -> type[Plugin]:
     return cls
 
 
-def validated(model: type[PluginConfig], name: str, conf: Any, validating: bool) -> PluginConfig:
+def validated(
+    model: type[PluginConfig],
+    name: str,
+    conf: Any,
+    validating: bool,
+    policy: EnvPolicy = envrefs.DEFAULT_POLICY,
+) -> PluginConfig:
     """``conf`` (env resolved) validated by ``model``, or a ``CompileError``."""
     if not isinstance(conf, dict):
         shown = orjson.dumps(conf).decode()
         raise CompileError(f"invalid plugin conf {shown} for plugin [{name}]")
     try:
-        return model.model_validate(resolved(conf, validating))
+        return model.model_validate(resolved(conf, validating, policy))
     except ValidationError as exc:
         message = f"failed to check the configuration of plugin {name} err: {describe(exc)}"
         raise CompileError(redact(message, conf)) from None
@@ -89,12 +99,16 @@ def instantiate(
     cls = plugin_class(name)
     if disabled(conf):
         return None
+    policy = services.env_policy
     if not validating:
-        for env_name in envrefs.missing(conf):
+        for env_name in envrefs.missing(conf, policy=policy):
             log.warning(
-                "plugin %s of %s refers to unset environment variable %s", name, owner, env_name
+                "plugin %s of %s refers to unset (or not allowed) environment variable %s",
+                name,
+                owner,
+                env_name,
             )
-    config = validated(cls.Config, name, conf, validating)
+    config = validated(cls.Config, name, conf, validating, policy)
     try:
         plugin = cls(config, services, f"{owner}#{fingerprint(conf)}")
         return with_meta(plugin)
