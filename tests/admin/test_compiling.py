@@ -65,7 +65,7 @@ REFUSED_ROUTES = [
                 }
             }
         ),
-        'unknown flag "z"',
+        'unsupported regex option "z"',
     ),
     (route(plugins={"cors": {"allow_origins_by_regex": ["(x"]}}), "invalid regex"),
     # what llmgate could not do is refused rather than ignored

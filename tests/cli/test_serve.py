@@ -29,6 +29,8 @@ def test_generated_admin_key_is_printed_once_and_kept(tmp_path: Path) -> None:
         assert len(key) == 32
         assert get(f"{gateway.admin_url}/apisix/admin/routes", key) == 200
         assert get(f"{gateway.admin_url}/apisix/admin/routes", "wrong-key") == 401
+    # Kept as a digest: the store's files never hold the key itself.
+    assert key.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("llmgate.db*"))
     with llmgate_serve(tmp_path, admin_key=None) as again:
         assert "generated admin key" not in again.output()
         assert get(f"{again.admin_url}/apisix/admin/routes", key) == 200

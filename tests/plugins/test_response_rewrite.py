@@ -48,7 +48,7 @@ INVALID = [
     ),
     pytest.param(
         {"filters": [{"regex": "a", "replace": "b", "options": "jz"}]},
-        'unknown flag "z"',
+        'unsupported regex option "z"',
         id="unknown-option-letter",
     ),
     pytest.param(

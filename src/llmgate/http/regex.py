@@ -22,8 +22,8 @@ event loop (Python's ``re`` backtracks without limit: ``.*a.*b.*c`` is cubic):
 Subjects are ``str`` (UTF-8 semantics: ``.`` is one character) or, with ``binary``, ``bytes``
 (one byte per character unless the "u" option asks for UTF-8, as PCRE without PCRE_UTF8).
 ngx.re option letters: i (caseless), m (multiline), s (dotall), x (extended), a (anchored),
-d (longest match, PCRE's DFA mode; refused on patterns that need backtracking), u / U (UTF-8);
-j, o, D and J are compile hints.
+u / U (UTF-8); j, o, D and J are compile hints; "d" (PCRE's DFA mode) and unknown letters are
+refused.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ BACKTRACK_LIMIT = 0.01
 RE2_MAX_MEM = 8 << 20
 
 _HINTS = frozenset("joDJ")
-_LETTERS = frozenset("imsxaduU") | _HINTS
+# "d" (PCRE's DFA matcher) changes what a match is and is refused, as unknown letters are.
+_LETTERS = frozenset("imsxauU") | _HINTS
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _NO_MATCH = (-1, -1)
@@ -76,21 +77,19 @@ class _Flags:
     dotall: bool
     extended: bool
     anchored: bool
-    longest: bool
     utf8: bool
 
 
 def _flags(options: str) -> _Flags:
     for letter in options:
         if letter not in _LETTERS:
-            raise RegexError(f'unknown flag "{letter}" (flags "{options}")')
+            raise RegexError(f'unsupported regex option "{letter}" in "{options}"')
     return _Flags(
         caseless="i" in options,
         multiline="m" in options,
         dotall="s" in options,
         extended="x" in options,
         anchored="a" in options,
-        longest="d" in options,
         utf8="u" in options or "U" in options,
     )
 
@@ -255,7 +254,6 @@ def _re2_options(flags: _Flags, binary: bool, captures: bool) -> Any:
     options.max_mem = RE2_MAX_MEM
     options.case_sensitive = not flags.caseless
     options.dot_nl = flags.dotall
-    options.longest_match = flags.longest
     options.never_capture = not captures
     if binary and not flags.utf8:
         options.encoding = Options.Encoding.LATIN1
@@ -363,8 +361,6 @@ def compile(
         return _Re2Regex(pattern, options, program, flags, reading, binary)
     if linear:
         raise RegexError("this pattern needs a backtracking engine, which is not allowed here")
-    if flags.longest:
-        raise RegexError('option "d" (longest match) needs a pattern RE2 can run')
     # RE2 compiling the skeleton proves the repetitions fit its limits.
     _re2_program(reading.skeleton, flags, binary, captures=False)
     return _BacktrackingRegex(pattern, options, _backtracking(reading.backtracking, flags, binary))
