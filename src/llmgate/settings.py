@@ -99,7 +99,6 @@ class Settings:
     prices: str | None = None
     # Days the per-call usage records (``llm_calls``) are kept; 0 keeps none.
     usage_calls_days: int = 30
-
     # Distinct llm_model label values per data-plane process; later models are "other".
     metrics_max_models: int = 100
     # The variables $env:// references may read (names, or prefixes ending in "*"); None:
