@@ -26,6 +26,7 @@ from llmgate.ai import tracking
 from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.stream_usage import UsageChunkFilter, with_usage
+from llmgate.http import json_body
 from llmgate.http.body import MAX_BUFFERED_BODY
 from llmgate.plugins.base import Plugin, PluginConfig, UniqueItems
 from llmgate.plugins.request_id import llm_request_id
@@ -109,9 +110,9 @@ class OpenAICompatible(Plugin):
         ):
             return  # not read whole for this: a large or unframed body streams through
         raw = await ctx.current_body()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        try:  # read as the upstream will (BOM, UTF-16, NaN...): its usage must be asked for
+            body = json_body.parse(raw).value
+        except json_body.NotJson:
             return
         if not isinstance(body, dict) or detect(body, ctx.outbound.path) not in (
             "chat",
