@@ -1,4 +1,10 @@
-"""basic-auth: authenticates a consumer from an ``Authorization: Basic`` header."""
+"""basic-auth: authenticates a consumer from an ``Authorization: Basic`` header.
+
+Password hashes are checked off the event loop, with a verification cache and a per-client
+failure limit (``runtime/verified.py``): a flood of wrong guesses costs the other clients
+nothing.  When too many checks are in flight, a new one is answered 503 (with
+``Retry-After``) rather than queued without bound.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from pydantic import Field
 from llmgate.plugins.auth_consumer import attach, attach_anonymous
 from llmgate.plugins.base import Plugin, PluginConfig, Realm
 from llmgate.proxy.context import Reply
+from llmgate.runtime.verified import Verdict
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext
@@ -41,6 +48,7 @@ _BASIC = re.compile(r"basic[ \t]+([A-Za-z0-9+/]+)(=*)[ \t]*", re.IGNORECASE)
 MISSING = "Missing authorization in request"
 MALFORMED = "Invalid authorization in request"
 REJECTED = "Invalid user authorization"
+BUSY = "too many password checks in progress, try again"
 
 # username -> (who it authenticates, the stored password: a passlib hash or a resolved secret)
 BasicAuthIndex = Mapping[str, tuple["CredentialEntry", str]]
@@ -82,6 +90,7 @@ class BasicAuth(Plugin):
         self._missing = Reply.message(401, MISSING, challenge)
         self._malformed = Reply.message(401, MALFORMED, challenge)
         self._rejected = Reply.message(401, REJECTED, challenge)
+        self._busy = Reply.message(503, BUSY, {"Retry-After": "1"})
 
     @classmethod
     def build_index(cls, credentials: list[CredentialEntry]) -> BasicAuthIndex:
@@ -94,7 +103,9 @@ class BasicAuth(Plugin):
         return index
 
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
-        reply = self._authenticate(ctx)
+        reply = await self._authenticate(ctx)
+        if reply is self._busy:
+            return reply  # the password is unchecked: not a reason to fall back to anonymous
         if reply is not None:
             anonymous = self.config.anonymous_consumer
             if anonymous is None:
@@ -105,7 +116,7 @@ class BasicAuth(Plugin):
             ctx.outbound.headers.popall("Authorization", None)
         return None
 
-    def _authenticate(self, ctx: RequestContext) -> Reply | None:
+    async def _authenticate(self, ctx: RequestContext) -> Reply | None:
         header = ctx.inbound.headers.get("Authorization")
         if header is None:
             return self._missing
@@ -118,7 +129,10 @@ class BasicAuth(Plugin):
         if found is None:
             return self._rejected
         entry, stored = found
-        if not self.services.verified.check_password(password, stored):
+        verdict = await self.services.verified.check_password(password, stored, ctx.inbound.remote)
+        if verdict is Verdict.BUSY:
+            return self._busy
+        if verdict is not Verdict.VERIFIED:
             return self._rejected
         attach(ctx, entry.consumer, entry.credential_id)
         return None
