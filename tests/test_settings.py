@@ -160,3 +160,29 @@ def test_prices_and_usage_calls_days(tmp_path: Path) -> None:
         load_settings({}, environ={"LLMGATE_PRICES": str(tmp_path / "none.json")})
     with pytest.raises(SettingsError, match="invalid usage_calls_days"):
         load_settings({}, environ={"LLMGATE_USAGE_CALLS_DAYS": "-1"})
+
+
+def test_abuse_limits() -> None:
+    defaults = load_settings({}, environ={})
+    assert defaults.cache_max_bytes == 1024**3 and defaults.cache_max_entries == 400_000
+    assert defaults.cache_memory_max_bytes == 50 * 1024**2
+    assert defaults.auth_failures_per_minute == 20
+    env = {
+        "LLMGATE_CACHE_MAX_BYTES": "4M",
+        "LLMGATE_CACHE_MEMORY_MAX_BYTES": "512KiB",
+        "LLMGATE_CACHE_MAX_ENTRIES": "1000",
+        "LLMGATE_AUTH_FAILURES_PER_MINUTE": "0",
+    }
+    settings = load_settings({}, environ=env)
+    assert settings.cache_max_bytes == 4 * 1024**2
+    assert settings.cache_memory_max_bytes == 512 * 1024
+    assert settings.cache_max_entries == 1000 and settings.auth_failures_per_minute == 0
+    assert load_settings({}, environ={"LLMGATE_CACHE_MAX_BYTES": "1073741824"}).cache_max_bytes
+    for name, value, message in [
+        ("LLMGATE_CACHE_MAX_BYTES", "lots", "invalid cache-max-bytes"),
+        ("LLMGATE_CACHE_MAX_BYTES", "12", "at least 1024 bytes"),
+        ("LLMGATE_CACHE_MAX_ENTRIES", "0", "invalid cache-max-entries"),
+        ("LLMGATE_AUTH_FAILURES_PER_MINUTE", "-1", "invalid auth-failures-per-minute"),
+    ]:
+        with pytest.raises(SettingsError, match=message):
+            load_settings({}, environ={name: value})

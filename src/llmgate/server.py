@@ -28,9 +28,11 @@ from llmgate.http.limits import ClientLimits, raise_open_file_limit
 from llmgate.http.protocol import EdgeServer
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
+from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import Services
 from llmgate.schemas.envrefs import EnvPolicy
+from llmgate.runtime.verified import VerifiedCredentials
 from llmgate.settings import Listen, Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
@@ -111,6 +113,10 @@ async def open_data_plane(
     if settings.prices is not None:
         # Checked when the settings were read; read again here, in each data-plane process.
         services.prices = load_prices(settings.prices)
+    services.verified = VerifiedCredentials(settings.auth_failures_per_minute)
+    services.cache_caps = CacheCaps(
+        settings.cache_max_bytes, settings.cache_memory_max_bytes, settings.cache_max_entries
+    )
     services.metrics = metrics
     services.env_policy = EnvPolicy(settings.env_allow)
     services.observers = (LlmAccounting(metrics, usage),)

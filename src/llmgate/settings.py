@@ -104,6 +104,14 @@ class Settings:
     # The variables $env:// references may read (names, or prefixes ending in "*"); None:
     # every variable but LLMGATE_*, which are never readable.
     env_allow: tuple[str, ...] | None = None
+    # Failed basic-auth password checks per client address and minute before further guesses
+    # are refused without hashing (0: no limit).
+    auth_failures_per_minute: int = 20
+    # proxy-cache caps: the disk zone's bytes (APISIX's disk_size), the memory zone's bytes
+    # (APISIX's memory_size), and the entries of each zone.
+    cache_max_bytes: int = 1024**3
+    cache_memory_max_bytes: int = 50 * 1024**2
+    cache_max_entries: int = 400_000
 
     def client_limits(self) -> ClientLimits:
         return ClientLimits(
@@ -125,10 +133,17 @@ _TIMEOUTS = {
     "client_body_timeout": (0.1, 3600.0),
     "keepalive_timeout": (0.1, 3600.0),
 }
-_COUNTS = {"keepalive_requests": (1, 10**9), "max_connections": (0, 10**7)}
+_COUNTS = {
+    "keepalive_requests": (1, 10**9),
+    "max_connections": (0, 10**7),
+    "auth_failures_per_minute": (0, 10**9),
+    "cache_max_entries": (1, 10**9),
+}
 _BOOLS = {"merge_slashes"}
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no"}
+_SIZES = {"cache_max_bytes", "cache_memory_max_bytes"}
+_SIZE = re.compile(r"(\d+)\s*(?:([kmg])i?)?b?", re.IGNORECASE)
 _NAMES = {f.name for f in fields(Settings)}
 
 
@@ -175,6 +190,8 @@ def _convert(name: str, value: Any) -> Any:
         if not 1 <= number <= 256:
             raise SettingsError(f"invalid {name} {value!r}: must be 1-256")
         return number
+    if name in _SIZES:
+        return parse_size(name, value)
     if name == "role":
         if value not in ("admin", "proxy", "all"):
             raise SettingsError(f"invalid role {value!r}: expected admin, proxy or all")
@@ -252,6 +269,19 @@ def _env_allow(value: Any) -> tuple[str, ...]:
                 f"invalid env_allow entry {entry!r}: LLMGATE_ variables are never readable"
             )
     return cleaned
+
+
+def parse_size(name: str, value: Any) -> int:
+    """A byte size: ``1073741824``, ``1G``, ``512m``, ``64KiB`` (binary multiples, as nginx)."""
+    match = _SIZE.fullmatch(str(value).strip())
+    if isinstance(value, bool) or match is None:
+        raise SettingsError(
+            f"invalid {name.replace('_', '-')} {value!r}: expected bytes, e.g. 1073741824 or 1G"
+        )
+    number = int(match.group(1)) * 1024 ** " kmg".index((match.group(2) or " ").lower())
+    if number < 1024:
+        raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: at least 1024 bytes")
+    return number
 
 
 def _from_file(path: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import encode_basic_auth, web
+from multidict import CIMultiDict
 
 from llmgate.plugins.proxy_cache import ProxyCache
 from llmgate.plugins.proxy_cache.disk import DiskStore
@@ -25,10 +26,10 @@ from llmgate.plugins.proxy_cache.policy import (
     any_set,
     build_key,
     compile_parts,
+    credentials_identity,
     freshness,
     lookup_status,
     parse_directives,
-    remote_user,
     render,
 )
 from llmgate.proxy.handler import make_handler
@@ -431,19 +432,24 @@ def test_keys_hash_bodies_and_isolate_identities() -> None:
     assert build_key("k", "", "GET", None) == build_key("k", None, "GET", None)
 
 
-@pytest.mark.parametrize(
-    ("header", "user"),
-    [
-        (None, None),
-        ("Bearer abc", None),
-        ("Basic " + base64.b64encode(b"ann:pw").decode(), "ann"),
-        ("basic " + base64.b64encode(b"ann:").decode(), "ann"),
-        ("Basic " + base64.b64encode(b"no-colon").decode(), None),
-        ("Basic !!!", None),
-    ],
-)
-def test_remote_user(header: str | None, user: str | None) -> None:
-    assert remote_user(header) == user
+def test_credentials_identity_is_the_exact_credentials() -> None:
+    def headers(**values: str):  # type: ignore[no-untyped-def]
+        return CIMultiDict({name.replace("_", "-"): value for name, value in values.items()}).get
+
+    assert credentials_identity(headers()) is None
+    right = credentials_identity(headers(authorization="Basic " + _basic("ann:pw")))
+    wrong = credentials_identity(headers(authorization="Basic " + _basic("ann:guess")))
+    assert right is not None and wrong is not None and right != wrong
+    assert right.startswith("credentials:")  # never equal to a consumer name
+    assert credentials_identity(headers(apikey="k1")) != credentials_identity(headers(apikey="k2"))
+    # The header's name counts too: a key sent as another header is another identity.
+    assert credentials_identity(headers(apikey="k1")) != credentials_identity(
+        headers(x_api_key="k1")
+    )
+
+
+def _basic(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgate.ai.pricing import NO_PRICES, Prices
+from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
 from llmgate.runtime.redis_counters import RedisRegistry
@@ -45,6 +46,8 @@ class Services:
     redis: RedisRegistry = field(default_factory=RedisRegistry)
     # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
     shared: dict[str, Any] = field(default_factory=dict)
+    # What proxy-cache zones may hold (set from the settings by the server).
+    cache_caps: CacheCaps = field(default_factory=CacheCaps)
     # The data plane's metrics (None: not recorded) and its observers; set by the server.
     metrics: Metrics | None = None
     observers: tuple[Observer, ...] = ()
@@ -61,5 +64,6 @@ class Services:
                 if hasattr(result, "__await__"):
                     await result
         await self.counters.close()
+        self.verified.close()
         await self.pools.close()
         await self.redis.close()

@@ -40,10 +40,10 @@ from llmgate.plugins.proxy_cache.policy import (
     any_set,
     build_key,
     compile_parts,
+    credentials_identity,
     lookup_status,
     parse_directives,
     refuses_request,
-    remote_user,
     render,
     vary_names,
 )
@@ -116,7 +116,12 @@ def open_store(services: Services, zone: str) -> Store:
     key = f"proxy-cache:{zone}"
     store: Store | None = services.shared.get(key)
     if store is None:
-        store = MemoryStore() if zone == ZONE_OF_STRATEGY["memory"] else DiskStore.open(zone)
+        caps = services.cache_caps
+        store = (
+            MemoryStore(caps.memory_max_bytes, caps.max_entries)
+            if zone == ZONE_OF_STRATEGY["memory"]
+            else DiskStore.open(zone, caps)
+        )
         services.shared[key] = store
     return store
 
@@ -261,10 +266,12 @@ class ProxyCache(Plugin):
             body = await ctx.current_body(MAX_BUFFERED_BODY)
         identity = None
         if self._isolate:
+            # The verified consumer; without one, the exact credentials sent (never an
+            # unverified user name).
             identity = (
                 ctx.consumer.username
                 if ctx.consumer is not None
-                else remote_user(ctx.inbound.headers.get("Authorization"))
+                else credentials_identity(ctx.inbound.headers.get)
             )
         return build_key(render(self._key, ctx.var), identity, method, body)
 

@@ -3,18 +3,26 @@
 Layout (nginx's ``levels=1:2`` on the SHA-256 of the primary key, then one file per variant):
 
     <root>/disk_cache_one/<h[-1]>/<h[-3:-1]>/<h>/<variant>
+    <root>/disk_cache_one/.ledger          bytes and entries held (ledger.py)
 
 ``<root>`` is ``$LLMGATE_CACHE_DIR`` when set: entries are then shared by the workers given the
 same value and kept across restarts. Otherwise it is a private temporary directory
 (``$TMPDIR/llmgate-cache-XXXXXXXX``, mode 0700) removed when the store closes, so separate
-gateways never see each other's entries. Writes run in a thread after the response, to a
-temporary file renamed into place, so a reader (or a crash) never sees half an entry; until the
-rename lands, this process answers from its own pending copy.
+gateways never see each other's entries; one left behind by a killed gateway is removed when
+the next store opens (sweep.py). Writes run in a thread after the response, to a temporary
+file renamed into place, so a reader (or a crash) never sees half an entry; until the rename
+lands, this process answers from its own pending copy.
+
+Caps (``CacheCaps``): a write is admitted only while the zone stays within ``max_bytes`` and
+``max_entries``; one that finds no room starts a sweep (which removes expired entries, then the
+least recently used ones down to ``LOW_WATER``) and tries again after it.  A sweep also runs
+every ``SWEEP_EVERY`` seconds (less often for a zone so large that counting it takes a while).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -25,35 +33,70 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.plugins.proxy_cache.entry import Entry
+from llmgate.plugins.proxy_cache.ledger import Ledger
 from llmgate.plugins.proxy_cache.policy import CacheKey
+from llmgate.plugins.proxy_cache.sweep import (
+    NEW_PREFIX,
+    Swept,
+    new_root,
+    remove_stale_roots,
+    sweep,
+    temporary_prefix,
+)
 
 log = logging.getLogger("llmgate.plugins.proxy_cache")
 
 CACHE_DIR_ENV = "LLMGATE_CACHE_DIR"
+SWEEP_EVERY = 10.0  # seconds between two sweeps (nginx's cache manager: 10 s)
+SWEEP_SHARE = 0.1  # at most this share of the time goes to counting a large zone
+WRITE_ATTEMPTS = 5  # a write that keeps finding the zone full is given up after this many
+EVICTIONS_PER_WRITE = 64
+MAX_PENDING = 256  # writes waiting to land
+MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 
 class DiskStore:
-    def __init__(self, directory: Path, temporary_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        caps: CacheCaps | None = None,
+        temporary_root: Path | None = None,
+        owner: int | None = None,
+    ) -> None:
         self.directory = directory
+        self.caps = caps or CacheCaps()
         self.clock: Callable[[], float] = time.time
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a bad directory costs the cache, never the snapshot
             log.warning("cache directory %s unusable: %s", directory, exc)
+        self.ledger = Ledger(directory)
         self._temporary_root = temporary_root
+        self._owner = owner  # the locked .owner file of a temporary root
         self._pending: dict[CacheKey, Entry] = {}
+        self._pending_bytes = 0
         self._writes: set[asyncio.Task[None]] = set()
+        self._sweeping: asyncio.Task[Swept | None] | None = None
+        self._waiting = 0  # bytes of the writes waiting for a sweep to make room
+        # The least recently used entries the last sweep saw: what a write evicts when the
+        # zone is full (popped by the writing threads).
+        self._candidates: collections.deque[tuple[str, int]] = collections.deque()
+        self._periodic: asyncio.Task[None] | None = None
 
     @classmethod
-    def open(cls, zone: str) -> DiskStore:
+    def open(cls, zone: str, caps: CacheCaps | None = None) -> DiskStore:
         """The zone under ``$LLMGATE_CACHE_DIR``, else under a new temporary directory (read
         once, when the store is created, never per request)."""
         configured = os.environ.get(CACHE_DIR_ENV)
         if configured:
-            return cls(Path(configured) / zone)
-        root = Path(tempfile.mkdtemp(prefix="llmgate-cache-"))
-        return cls(root / zone, temporary_root=root)
+            return cls(Path(configured) / zone, caps)
+        parent = Path(tempfile.gettempdir())
+        for stale in remove_stale_roots(parent):
+            log.warning("removed the cache directory %s of a gateway that is gone", stale)
+        root, owner = new_root(parent)
+        return cls(root / zone, caps, temporary_root=root, owner=owner)
 
     def _folder(self, primary: str) -> Path:
         digest = hashlib.sha256(primary.encode("utf-8", "surrogatepass")).hexdigest()
@@ -71,11 +114,17 @@ class DiskStore:
             path.stat()  # one stat: misses stay on the loop, cheap
         except OSError:
             return None
-        return await asyncio.to_thread(_read, path, key)
+        return await asyncio.to_thread(_read, path, key, self.ledger)
 
     async def put(self, entry: Entry) -> None:
-        """Store ``entry`` in the background; visible to this process at once."""
+        """Store ``entry`` in the background; visible to this process at once.  While the
+        writes waiting hold ``MAX_PENDING_BYTES`` or number ``MAX_PENDING``, the entry is not
+        kept: a cache that falls behind must not grow the gateway's memory."""
+        if len(self._writes) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
+            return
+        self._start_periodic()
         self._pending[entry.key] = entry
+        self._pending_bytes += entry.size
         task = asyncio.create_task(self._write(entry))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -90,25 +139,78 @@ class DiskStore:
             target = self.path(CacheKey(primary, variant))
         for key in dropped:
             del self._pending[key]
-        removed = await asyncio.to_thread(_remove, target, variant is None)
+        removed = await asyncio.to_thread(_remove, target, variant is None, self.ledger)
         return removed or bool(dropped)
 
     async def flush(self) -> None:
-        """Wait for the writes in flight."""
+        """Wait for the writes in flight (and the sweep they started)."""
         while self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        if self._sweeping is not None:
+            await asyncio.gather(self._sweeping, return_exceptions=True)
+
+    async def sweep(self, room: int = 0) -> Swept | None:
+        """Sweep the zone now, making ``room`` bytes (None: another process is sweeping)."""
+        swept = await asyncio.to_thread(
+            sweep, self.directory, self.ledger, self.caps, time.time(), room
+        )
+        if swept is not None and swept.candidates:
+            self._candidates = collections.deque(swept.candidates)
+        return swept
+
+    def _evict(self, keep: Path) -> bool:
+        """Remove the least recently used entry the last sweep saw (never ``keep``); False
+        when there is none left.  Runs in a writing thread."""
+        while True:
+            try:
+                path, _ = self._candidates.popleft()
+            except IndexError:
+                return False
+            if path == str(keep):
+                continue
+            try:
+                size = os.stat(path).st_size
+                os.unlink(path)
+            except OSError:
+                continue  # purged, or evicted by another process, meanwhile
+            self.ledger.add(-size, -1)
+            return True
 
     async def close(self) -> None:
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+            self._periodic = None
         await self.flush()
+        self.ledger.close()
         if self._temporary_root is not None:
             await asyncio.to_thread(shutil.rmtree, self._temporary_root, True)
+        if self._owner is not None:
+            os.close(self._owner)
+            self._owner = None
 
     async def _write(self, entry: Entry) -> None:
+        """Write ``entry``; when the zone is full, again after a sweep made room (the entry
+        stays visible from ``_pending`` meanwhile), up to ``WRITE_ATTEMPTS`` times."""
+        path = self.path(entry.key)
+        wanted = self._wanted(entry)
         try:
-            await asyncio.to_thread(_write, self.path(entry.key), entry, self._wanted(entry))
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                room = await asyncio.to_thread(
+                    _write, path, entry, wanted, self.ledger, self.caps, self._evict
+                )
+                if not room or not wanted() or attempt == WRITE_ATTEMPTS:
+                    break
+                self._waiting += room
+                try:
+                    await asyncio.gather(self._sweep_soon(), return_exceptions=True)
+                finally:
+                    self._waiting -= room
         except OSError as exc:
-            log.warning("could not write cache entry %s: %s", self.path(entry.key), exc)
+            log.warning("could not write cache entry %s: %s", path, exc)
         finally:
+            self._pending_bytes -= entry.size
             if self._pending.get(entry.key) is entry:
                 del self._pending[entry.key]
 
@@ -116,43 +218,134 @@ class DiskStore:
         # A PURGE (or a newer entry) arriving while the file is written cancels this one.
         return lambda: self._pending.get(entry.key) is entry
 
+    def _sweep_soon(self) -> asyncio.Task[Swept | None]:
+        """The sweep a write that found no room waits for: the one running (the write may
+        have to wait for the next one too), or a new one."""
+        if self._sweeping is None or self._sweeping.done():
+            self._sweeping = asyncio.create_task(self._sweep_for_waiting())
+        return self._sweeping
 
-def _read(path: Path, key: CacheKey) -> Entry | None:
+    async def _sweep_for_waiting(self) -> Swept | None:
+        """A sweep that frees at least ``LOW_WATER`` of the caps, and room for the writes
+        waiting when it starts (up to half the zone: a burst never empties the cache)."""
+        return await self.sweep(min(self._waiting, self.caps.max_bytes // 2))
+
+    def _start_periodic(self) -> None:
+        if self._periodic is None:
+            self._periodic = asyncio.create_task(self._sweep_periodically())
+
+    async def _sweep_periodically(self) -> None:
+        pause = SWEEP_EVERY
+        while True:
+            await asyncio.sleep(pause)
+            began = time.monotonic()
+            try:
+                await self.sweep()
+            except OSError as exc:
+                log.warning("could not sweep the cache directory %s: %s", self.directory, exc)
+            pause = max(SWEEP_EVERY, (time.monotonic() - began) / SWEEP_SHARE)
+
+
+def _read(path: Path, key: CacheKey, ledger: Ledger) -> Entry | None:
     try:
-        entry = Entry.decode(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    try:
+        entry = Entry.decode(data)
+    except ValueError as exc:
         log.warning("unreadable cache entry %s (%s): removed", path, exc)
         with contextlib.suppress(OSError):
             path.unlink()
+            ledger.add(-len(data), -1)
         return None
-    return entry if entry.key == key else None  # a SHA-256 collision: never serve it
+    if entry.key != key:
+        return None  # a SHA-256 collision: never serve it
+    with contextlib.suppress(OSError):  # last used now (the sweep evicts the least recent)
+        os.utime(path, (time.time(), entry.created + entry.ttl))
+    return entry
 
 
-def _write(path: Path, entry: Entry, wanted: Callable[[], bool]) -> None:
+def _write(
+    path: Path,
+    entry: Entry,
+    wanted: Callable[[], bool],
+    ledger: Ledger,
+    caps: CacheCaps,
+    evict: Callable[[Path], bool],
+) -> int:
+    """Write ``entry`` if the zone has room for it, evicting (``evict``) up to
+    ``EVICTIONS_PER_WRITE`` entries to make it: 0, or the bytes a sweep must free first (the
+    entry is then not written).
+
+    An empty ``.new-*`` file becomes ``.tmp-<size>-*`` in the same step as the ledger counts
+    it: a sweep running meanwhile sees every write the ledger admitted (and counts it by
+    name), and nothing a refused write left."""
     data = entry.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    if len(data) > caps.max_bytes:
+        return 0  # never fits: not worth a sweep
+    try:
+        replaced = path.stat().st_size
+    except OSError:
+        replaced = -1
+    grows, more = len(data) - max(replaced, 0), 0 if replaced >= 0 else 1
+    descriptor, new = _temporary_file(path.parent)
+    counted = os.path.join(path.parent, temporary_prefix(len(data)) + os.path.basename(new))
+    admitted = written = False
     try:
         with os.fdopen(descriptor, "wb") as file:
+            for _ in range(EVICTIONS_PER_WRITE + 1):
+                admitted = ledger.admit(
+                    grows, more, caps.max_bytes, caps.max_entries, lambda: os.rename(new, counted)
+                )
+                if admitted or not evict(path):
+                    break
+            if not admitted:
+                return len(data)
             file.write(data)
+        # atime: last used; mtime: when it expires (what the sweep reads).
+        os.utime(counted, (time.time(), entry.created + entry.ttl))
         if wanted():
-            os.replace(temporary, path)
+            os.replace(counted, path)
+            written = True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        for name in (new, counted):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        if admitted and not written:
+            ledger.add(-grows, -more)
+    return 0
 
 
-def _remove(target: Path, folder: bool) -> bool:
+def _temporary_file(folder: Path) -> tuple[int, str]:
+    """A new empty ``.new-*`` file in ``folder``, created as needed (again if a sweep removed
+    it as empty in between)."""
+    for attempt in range(3):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return tempfile.mkstemp(dir=folder, prefix=NEW_PREFIX)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _remove(target: Path, folder: bool, ledger: Ledger) -> bool:
     """Delete an entry file, or a folder of them; whether an entry was there. (A write in
     flight may be creating the folder meanwhile, so never probe what ``target`` is.)"""
     try:
         if folder:
-            existed = any(not name.name.startswith(".tmp-") for name in target.iterdir())
+            files = [
+                (item.name, item.stat().st_size)
+                for item in os.scandir(target)
+                if not item.name.startswith(".")  # writes in flight count once they land
+            ]
             shutil.rmtree(target, ignore_errors=True)
-            return existed
+            ledger.add(-sum(size for _, size in files), -len(files))
+            return bool(files)
+        size = target.stat().st_size
         target.unlink()
+        ledger.add(-size, -1)
         return True
     except (FileNotFoundError, NotADirectoryError):
         return False

@@ -1,4 +1,4 @@
-"""The ``memory_cache`` zone: an in-process LRU bounded by bytes.
+"""The ``memory_cache`` zone: an in-process LRU bounded by bytes and by entries.
 
 Every method runs on the event loop without awaiting, so concurrent requests see each operation
 as atomic. Expired entries stay until evicted or replaced, so a lookup can tell EXPIRED from
@@ -11,15 +11,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.policy import CacheKey
 
-DEFAULT_CAPACITY = 50 * 1024 * 1024  # APISIX's memory_cache zone: 50m
+DEFAULT_CAPACITY = CacheCaps().memory_max_bytes  # APISIX's memory_cache zone: 50m
 
 
 class MemoryStore:
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, max_entries: int = CacheCaps().max_entries
+    ) -> None:
         self.capacity = capacity
+        self.max_entries = max_entries
         self.clock: Callable[[], float] = time.time
         self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._variants: dict[str, set[str]] = {}
@@ -40,14 +44,14 @@ class MemoryStore:
         return entry
 
     async def put(self, entry: Entry) -> None:
-        """Store ``entry``, evicting the least recently used ones past the capacity."""
+        """Store ``entry``, evicting the least recently used ones past the caps."""
         if entry.size > self.capacity:
             return
         self._remove(entry.key)
         self._entries[entry.key] = entry
         self._variants.setdefault(entry.key.primary, set()).add(entry.key.variant)
         self._size += entry.size
-        while self._size > self.capacity:
+        while self._size > self.capacity or len(self._entries) > self.max_entries:
             self._remove(next(iter(self._entries)))
 
     async def purge(self, primary: str, variant: str | None = None) -> bool:

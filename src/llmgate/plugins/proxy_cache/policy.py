@@ -6,8 +6,6 @@ be tested with a table of cases.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,11 +13,15 @@ from email.utils import parsedate_to_datetime
 
 STATUS_HEADER = "Apisix-Cache-Status"
 
-# Cache-key entries that already carry the caller's identity: with one of them in ``cache_key``
-# consumer isolation adds nothing (APISIX's list).
-IDENTITY_VARS = frozenset(
-    {"$consumer_name", "$consumer_group_id", "$remote_user", "$http_authorization"}
-)
+# Cache-key entries that already carry the caller's verified identity (or whole credentials):
+# with one of them in ``cache_key`` consumer isolation adds nothing.  APISIX's list also has
+# ``$remote_user``, the unverified user name of a Basic header: not here, since ``alice:wrong``
+# would then share alice's entries.
+IDENTITY_VARS = frozenset({"$consumer_name", "$consumer_group_id", "$http_authorization"})
+
+# Request headers that carry credentials an upstream may check itself (on a route without
+# gateway auth): entries are kept apart per exact value, so a guess never shares an entry.
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "apikey", "api-key", "x-api-key")
 
 # One rendered piece of a ``cache_key``/``cache_bypass``/``no_cache`` list: a variable name
 # (without ``$``) or a literal.
@@ -71,16 +73,21 @@ def build_key(rendered: str, identity: str | None, method: str, body: bytes | No
     return CacheKey(primary, f"{method}-{hashlib.sha256(body or b'').hexdigest()}")
 
 
-def remote_user(authorization: str | None) -> str | None:
-    """nginx's ``$remote_user``: the (unverified) user name of a Basic Authorization header."""
-    if not authorization or authorization[:6].lower() != "basic ":
+def credentials_identity(header: Callable[[str], str | None]) -> str | None:
+    """The identity of a request no gateway auth verified: a digest of the credential headers it
+    sends (``header(name)``: a request header's value or None), None when it sends none.
+
+    Nothing unverified (such as the user name of a Basic header) picks an entry: only the exact
+    credentials do, so ``alice:wrong`` never reaches ``alice:right``'s entries.  The ``:`` keeps
+    these apart from consumer names, which cannot hold one.
+    """
+    found = [(name, value) for name in CREDENTIAL_HEADERS if (value := header(name)) is not None]
+    if not found:
         return None
-    try:
-        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, colon, _ = decoded.partition(":")
-    return user if colon and user else None
+    digest = hashlib.sha256()
+    for name, value in found:
+        digest.update(f"{name}\x00{value}\x00".encode("utf-8", "surrogateescape"))
+    return "credentials:" + digest.hexdigest()
 
 
 def parse_directives(values: Iterable[str]) -> dict[str, str | bool]:
