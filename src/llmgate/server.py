@@ -28,11 +28,10 @@ from llmgate.http.limits import ClientLimits, raise_open_file_limit
 from llmgate.http.protocol import EdgeServer
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
-from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.runtime.loader import SnapshotLoader
-from llmgate.runtime.services import Services
-from llmgate.schemas.envrefs import EnvPolicy
+from llmgate.runtime.services import CacheCaps, Services
 from llmgate.runtime.verified import VerifiedCredentials
+from llmgate.schemas.envrefs import EnvPolicy
 from llmgate.settings import Listen, Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.plugins.proxy_cache.disk import DiskStore
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.ledger import Ledger
@@ -27,6 +26,7 @@ from llmgate.plugins.proxy_cache.sweep import (
     remove_stale_roots,
     sweep,
 )
+from llmgate.runtime.services import CacheCaps
 
 
 def entry(primary: str, body: bytes = b"x" * 1000, ttl: float = 300.0) -> Entry:

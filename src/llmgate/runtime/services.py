@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgate.ai.pricing import NO_PRICES, Prices
-from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
 from llmgate.runtime.redis_counters import RedisRegistry
@@ -24,6 +23,21 @@ from llmgate.schemas.envrefs import EnvPolicy
 if TYPE_CHECKING:
     from llmgate.observability.metrics import Metrics
     from llmgate.proxy.context import RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class CacheCaps:
+    """How much each proxy-cache zone may hold (``LLMGATE_CACHE_*`` settings, README).
+
+    APISIX's zones: ``disk_cache_one`` has ``disk_size: 1G`` and a 50m keys zone (nginx keeps
+    about 8,000 keys per megabyte: 400,000 entries); ``memory_cache`` has ``memory_size: 50m``.
+    Both zones here hold at most ``max_entries`` entries; the disk zone at most ``max_bytes``
+    bytes of files, the memory zone ``memory_max_bytes`` bytes of entries.
+    """
+
+    max_bytes: int = 1024**3
+    memory_max_bytes: int = 50 * 1024**2
+    max_entries: int = 400_000
 
 
 class Observer(Protocol):

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.ledger import Ledger
 from llmgate.plugins.proxy_cache.policy import CacheKey
@@ -45,6 +44,7 @@ from llmgate.plugins.proxy_cache.sweep import (
     sweep,
     temporary_prefix,
 )
+from llmgate.runtime.services import CacheCaps
 
 log = logging.getLogger("llmgate.plugins.proxy_cache")
 

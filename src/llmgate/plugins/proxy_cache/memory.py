@@ -11,9 +11,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from llmgate.plugins.proxy_cache.caps import CacheCaps
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.policy import CacheKey
+from llmgate.runtime.services import CacheCaps
 
 DEFAULT_CAPACITY = CacheCaps().memory_max_bytes  # APISIX's memory_cache zone: 50m
 

@@ -30,12 +30,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmgate.plugins.proxy_cache.caps import LOW_WATER, CacheCaps
 from llmgate.plugins.proxy_cache.ledger import Ledger
+from llmgate.runtime.services import CacheCaps
 
 log = logging.getLogger("llmgate.plugins.proxy_cache")
 
 INACTIVE = 24 * 3600.0
+# A sweep of a zone over a cap evicts down to this share of each cap, so writes do not wait for
+# a sweep each.
+LOW_WATER = 0.9
 CANDIDATES = 4096  # eviction candidates a sweep hands back
 STALE_TEMPORARY = 60.0
 TEMPORARY_PREFIX = ".tmp-"  # a write the ledger admitted, ".tmp-<size>-..."
