@@ -274,6 +274,41 @@ class RawClient:
         return data == b""
 
 
+class KeptAlive:
+    """Many requests over keep-alive connections, one at a time: a new connection whenever the
+    server closed the last one (``Connection: close``, as after ``keepalive_requests``).
+
+        with KeptAlive(port) as session:
+            for n in range(5000):
+                assert session.request(request_bytes("GET", f"/k/{n}")).status == 200
+    """
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.port = port
+        self.timeout = timeout
+        self._client: RawClient | None = None
+
+    def request(self, raw: bytes) -> Response:
+        if self._client is None:
+            self._client = RawClient(self.port, timeout=self.timeout)
+        self._client.send(raw)
+        answer = self._client.read_response(raw.split(b" ", 1)[0].decode("latin-1"))
+        if (answer.header("Connection") or "").lower() == "close":
+            self.close()
+        return answer
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> KeptAlive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def exchange(port: int, raw: bytes, *, pieces: int = 1, pause: float = 0.05) -> Response:
     """Send one raw request on a new connection and read the answer."""
     with RawClient(port) as client:

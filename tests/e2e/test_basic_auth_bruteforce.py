@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.net import LiveGateway, RawClient, request_bytes
+from tests.net import KeptAlive, LiveGateway, RawClient, request_bytes
 
 ATTACKERS = 8
 
@@ -52,13 +52,12 @@ def bystander_p50(port: int, requests: int = 300, seconds: float = 8.0) -> float
     raw = request_bytes("GET", "/anything/x", basic("bystander", "bystander-password"))
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
-    with RawClient(port) as client:
+    with KeptAlive(port) as session:
         for i in range(requests + 50):
             if time.monotonic() > deadline and latencies:
                 break
             began = time.perf_counter()
-            client.send(raw)
-            answer = client.read_response()
+            answer = session.request(raw)
             if i >= 50:
                 latencies.append((time.perf_counter() - began) * 1000)
             assert answer.status == 200, answer
@@ -78,14 +77,12 @@ class Attack:
         ]
 
     def _guess(self, attacker: int) -> None:
-        with RawClient(self.port, timeout=30) as client:
+        with KeptAlive(self.port, timeout=30) as session:
             guess = 0
             while not self.stop.is_set():
                 guess += 1
-                client.send(
-                    request_bytes("GET", "/anything/x", basic("victim", f"{attacker}-{guess}"))
-                )
-                status = client.read_response().status
+                raw = request_bytes("GET", "/anything/x", basic("victim", f"{attacker}-{guess}"))
+                status = session.request(raw).status
                 with self._lock:
                     self.statuses[status] += 1
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.net import LiveGateway, RawClient, http_json, request_bytes
+from tests.net import KeptAlive, LiveGateway, RawClient, http_json, request_bytes
 from tests.processes import fake_upstream_process, llmgate_serve
 from tests.support import ADMIN_KEY
 
@@ -84,10 +84,9 @@ def flood(port: int, prefix: str, keys: int, clients: int = 4) -> list[int]:
     lock = threading.Lock()
 
     def run(first: int) -> None:
-        with RawClient(port) as client:
+        with KeptAlive(port) as session:
             for n in range(first, keys, clients):
-                client.send(request_bytes("GET", f"{prefix}/{n}?pad={PAD}"))
-                status = client.read_response().status
+                status = session.request(request_bytes("GET", f"{prefix}/{n}?pad={PAD}")).status
                 with lock:
                     statuses.append(status)
 
