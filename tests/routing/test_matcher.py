@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmgate.plugins.expr import Expr, ip_matcher
+from llmgate.http.expr import Expr, ip_matcher
 from llmgate.routing import HostSet, RouteEntry, Router, normalize_host
 
 

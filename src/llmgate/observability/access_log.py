@@ -36,7 +36,7 @@ from llmgate import __version__
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount, call_cost
 from llmgate.http.body import BodyState
-from llmgate.plugins.expr import Expr, ExprError
+from llmgate.http.expr import Expr, ExprError
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext, ResponseHead

@@ -42,7 +42,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from llmgate.errors import HttpError
 from llmgate.http import regex
-from llmgate.plugins.expr import Expr, ExprError
+from llmgate.http.expr import Expr, ExprError
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from llmgate.http import regex
+from llmgate.http.expr import Expr, ExprError
 from llmgate.http.regex import Replacement
 from llmgate.plugins.base import (
     ConfigSection,
@@ -33,7 +34,6 @@ from llmgate.plugins.base import (
     is_env_ref,
     regex_error,
 )
-from llmgate.plugins.expr import Expr, ExprError
 from llmgate.proxy.headers import escape_header_value
 from llmgate.proxy.variables import Template
 

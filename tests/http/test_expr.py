@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmgate.plugins.expr import Expr, ExprError
+from llmgate.http.expr import Expr, ExprError
 
 VARS = {
     "status": "200",

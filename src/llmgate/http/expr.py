@@ -26,7 +26,7 @@ from typing import Any
 
 from llmgate.http import regex
 
-log = logging.getLogger("llmgate.plugins.expr")
+log = logging.getLogger("llmgate.http.expr")
 
 Lookup = Callable[[str], str | None]
 Test = Callable[[str | None], bool]
