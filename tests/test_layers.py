@@ -44,6 +44,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.proxy.headers",  # target: http/
         ),
     ),
+    # What every plugin config builds on (``plugin_api/config.py``; ai's provider configs too).
+    # The package line places ``plugin_api/__init__.py`` here, below its children; the plugin
+    # API proper is listed module by module in "plugin-api".
+    ("plugin-config", ("llmgate.plugin_api",)),
     (
         "upstream",
         (
@@ -59,7 +63,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "plugin-api",
         (
-            "llmgate.plugins.base",
+            "llmgate.plugin_api.plugin",
             "llmgate.plugins.auth_consumer",
             "llmgate.plugins.limiting",
             "llmgate.plugins.logger_base",
@@ -96,7 +100,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Imports no layer order can express: (importers, imported, why).  Names cover submodules.
 FORBIDDEN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
-        ("llmgate.http", "llmgate.routing", "llmgate.proxy", "llmgate.ai", "llmgate.plugins"),
+        (
+            "llmgate.http",
+            "llmgate.routing",
+            "llmgate.proxy",
+            "llmgate.ai",
+            "llmgate.plugin_api",
+            "llmgate.plugins",
+        ),
         "llmgate.store",
         "the request path does no database I/O: the runtime compiles rows into a snapshot",
     ),
@@ -115,7 +126,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "typing: ctx carries the snapshot, route and consumer; untangling (issue 12): the facts a"
         " request needs become typed fields or move down with the plugin API"
     ),
-    ("llmgate.plugins.base", "llmgate.runtime.snapshot"): (
+    ("llmgate.plugin_api.plugin", "llmgate.runtime.snapshot"): (
         "typing: phases receive the snapshot; untangling (issue 12): a consumer view in the plugin"
         " API"
     ),
@@ -140,11 +151,9 @@ ALLOWED: dict[tuple[str, str], str] = {
         "typing: metrics label from the snapshot's route; untangling (issue 12)"
     ),
     # -- package imports: plugins/__init__.py (the registry) imports every plugin ----------------
-    ("llmgate.plugins.base", "llmgate.plugins"): (
-        "untangling (issue 12): the plugin API moves out of plugins/ (or the registry out of"
-        " plugins/__init__.py)"
+    ("llmgate.plugins.auth_consumer", "llmgate.plugins"): (
+        "untangling (issue 12): the plugin API moves out of plugins/ into plugin_api/"
     ),
-    ("llmgate.plugins.auth_consumer", "llmgate.plugins"): "untangling (issue 12), as above",
     ("llmgate.plugins.limiting", "llmgate.plugins"): "untangling (issue 12), as above",
     ("llmgate.plugins.logger_base", "llmgate.plugins"): "untangling (issue 12), as above",
     # -- imports that close a cycle within one layer -------------------------------------------

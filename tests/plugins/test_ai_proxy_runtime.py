@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from llmgate.ai.call import LlmCall
+from llmgate.plugin_api.config import PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins import REGISTRY
-from llmgate.plugins.base import Plugin, PluginConfig
 
 CHAT = {"messages": [{"role": "user", "content": "Who is Pikachu?"}]}
 

@@ -2,8 +2,9 @@
 
 import pytest
 
+from llmgate.plugin_api.config import PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins import REGISTRY
-from llmgate.plugins.base import Plugin, PluginConfig
 
 # APISIX's priorities: the order plugins run in depends on them.
 PRIORITIES = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmgate.plugins.base import MetaPlugin
+from llmgate.plugin_api.plugin import MetaPlugin
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.compiler import compile_snapshot
 from llmgate.runtime.instances import Unavailable

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from llmgate.plugin_api.config import Meta
 from llmgate.plugins import REGISTRY
-from llmgate.plugins.base import Meta
 from llmgate.schemas import Consumer, Credential, PluginConfig, Route, Upstream
 from llmgate.schemas.upstream import UpstreamSpec
 from tests.schemas.field_coverage import EFFECT_TESTS

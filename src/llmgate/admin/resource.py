@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from llmgate.admin import masking
 from llmgate.admin.listing import parse_query, select_items
 from llmgate.admin.patching import merge_patch, patch_path
+from llmgate.admin.validation import Scope, check_plugins
 from llmgate.errors import BadRequest, MethodNotAllowed, NotFound
-from llmgate.plugins.validation import Scope, check_plugins
 from llmgate.schemas.messages import describe
 from llmgate.store import Item, Reader, Store, Writer
 from llmgate.store.repository import now

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.ai_prompt_decorator import AIPromptDecorator
 from llmgate.plugins.ai_prompt_guard import AIPromptGuard
 from llmgate.plugins.ai_prompt_template import AIPromptTemplate
 from llmgate.plugins.ai_proxy import AIProxy
 from llmgate.plugins.ai_proxy_multi import AIProxyMulti
 from llmgate.plugins.ai_rate_limiting import AIRateLimiting
-from llmgate.plugins.base import Plugin
 from llmgate.plugins.basic_auth import BasicAuth
 from llmgate.plugins.consumer_restriction import ConsumerRestriction
 from llmgate.plugins.cors import Cors

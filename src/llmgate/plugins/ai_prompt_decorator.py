@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 
 from llmgate.ai.body import decode, request_body, set_json_body
 from llmgate.ai.prompts import decorate
-from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig
+from llmgate.plugin_api.config import ConfigSection, PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import Reply, RequestContext

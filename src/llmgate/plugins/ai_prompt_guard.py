@@ -33,7 +33,8 @@ from pydantic import Field, model_validator
 from llmgate.ai.body import BadPrompt, request_body
 from llmgate.ai.prompts import guarded_text, prompt_texts
 from llmgate.http import json_body, regex
-from llmgate.plugins.base import Plugin, PluginConfig, regex_error
+from llmgate.plugin_api.config import PluginConfig, regex_error
+from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import Reply, RequestContext

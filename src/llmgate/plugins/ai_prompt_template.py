@@ -25,8 +25,9 @@ from pydantic import ConfigDict, Field, model_validator
 
 from llmgate.ai.body import BadPrompt, decode, request_body, set_json_body
 from llmgate.ai.prompts import PromptTemplate
+from llmgate.plugin_api.config import ConfigSection, PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.ai_prompt_decorator import Message
-from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import Reply, RequestContext

@@ -25,7 +25,8 @@ from pydantic import ConfigDict, Field, model_validator
 from llmgate.ai import forward, tracking
 from llmgate.ai.models import ModelEntry, models_answer, models_target
 from llmgate.ai.target import compile_target
-from llmgate.plugins.base import ConfigSection, EnvOrPattern, Plugin, PluginConfig, is_env_ref
+from llmgate.plugin_api.config import ConfigSection, EnvOrPattern, PluginConfig, is_env_ref
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.context import Reply
 

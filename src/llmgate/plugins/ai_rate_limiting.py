@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from llmgate.ai.call import LlmCall
-from llmgate.plugins.base import ConfigSection, Plugin
+from llmgate.plugin_api.config import ConfigSection
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.limit_count import (
     DynamicCount,
     LimitCountRule,

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from llmgate.plugins.base import ConfigSection, HttpMethod, Plugin, PluginConfig
+from llmgate.plugin_api.config import ConfigSection, HttpMethod, PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field, model_validator
 
 from llmgate.http import regex
-from llmgate.plugins.base import EnvOrPattern, Plugin, PluginConfig, UniqueItems, regex_error
+from llmgate.plugin_api.config import EnvOrPattern, PluginConfig, UniqueItems, regex_error
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
-from llmgate.plugins.base import PluginConfig
+from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugins.logger_base import AccessLogger
 
 if TYPE_CHECKING:

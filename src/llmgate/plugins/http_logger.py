@@ -16,7 +16,7 @@ from yarl import URL
 
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
-from llmgate.plugins.base import EnvOrPattern, PluginConfig
+from llmgate.plugin_api.config import EnvOrPattern, PluginConfig
 from llmgate.plugins.logger_base import AccessLogger
 
 if TYPE_CHECKING:

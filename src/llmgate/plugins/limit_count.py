@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig
+from llmgate.plugin_api.config import ConfigSection, PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.limiting import (
     BadLimitValue,
     LimitKey,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from llmgate.plugins.base import Plugin
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.limit_count import RedisPolicyConfig, RejectedCode, RejectedMsg
 from llmgate.plugins.limiting import LimitKey, counters_for, rejection, unavailable
 from llmgate.runtime.counters import CountersUnavailable

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmgate.observability.access_log import AccessLog
-from llmgate.plugins.base import Plugin
+from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext, ResponseHead

@@ -28,7 +28,8 @@ from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.stream_usage import UsageChunkFilter, with_usage
 from llmgate.http import json_body
 from llmgate.http.body import MAX_BUFFERED_BODY
-from llmgate.plugins.base import Plugin, PluginConfig, UniqueItems
+from llmgate.plugin_api.config import PluginConfig, UniqueItems
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.context import Reply
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llmgate.plugins.base import Plugin, PluginConfig
+from llmgate.plugin_api.config import PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext

@@ -20,16 +20,16 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 from llmgate.http import regex
 from llmgate.http.paths import escape_path as encode_path
 from llmgate.http.regex import Replacement
-from llmgate.plugins.base import (
+from llmgate.plugin_api.config import (
     ConfigSection,
     EnvOrPattern,
     HeaderName,
-    Plugin,
     PluginConfig,
     headers_form,
     is_env_ref,
     regex_error,
 )
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.headers import escape_header_value
 from llmgate.proxy.variables import Template
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from llmgate.plugins.base import ConfigSection, Plugin, PluginConfig
+from llmgate.plugin_api.config import ConfigSection, PluginConfig
+from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import Reply, RequestContext, ResponseHead

@@ -24,16 +24,16 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from llmgate.http import regex
 from llmgate.http.expr import Expr, ExprError
 from llmgate.http.regex import Replacement
-from llmgate.plugins.base import (
+from llmgate.plugin_api.config import (
     ConfigSection,
     EnvOrPattern,
     HeaderName,
-    Plugin,
     PluginConfig,
     headers_form,
     is_env_ref,
     regex_error,
 )
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.headers import escape_header_value
 from llmgate.proxy.variables import Template
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llmgate.plugins.base import Plugin
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.runtime.envrefs import DEFAULT_POLICY
 from llmgate.runtime.instances import (
     CompileError,

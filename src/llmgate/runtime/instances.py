@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from llmgate.plugin_api.config import PluginConfig
+from llmgate.plugin_api.plugin import Plugin, with_meta
 from llmgate.plugins import REGISTRY
-from llmgate.plugins.base import Plugin, PluginConfig, with_meta
 from llmgate.proxy.context import Reply
 from llmgate.runtime import envrefs
 from llmgate.schemas.envrefs import EnvPolicy

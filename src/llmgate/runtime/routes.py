@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmgate.http.expr import Expr, ExprError, ip_matcher
-from llmgate.plugins.base import Plugin
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
 from llmgate.routing import RouteEntry
 from llmgate.runtime.instances import CompileError, Unavailable, fingerprint, instantiate

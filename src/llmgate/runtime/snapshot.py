@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llmgate.routing import Router
 
 if TYPE_CHECKING:
-    from llmgate.plugins.base import Plugin
+    from llmgate.plugin_api.plugin import Plugin
     from llmgate.proxy.upstream import UpstreamPool
     from llmgate.schemas.common import Timeout
 

@@ -27,7 +27,8 @@ from multidict import CIMultiDict
 from pydantic import Field, model_validator
 
 from llmgate.http.body import MAX_BUFFERED_BODY
-from llmgate.plugins.base import Plugin, PluginConfig, UniqueItems
+from llmgate.plugin_api.config import PluginConfig, UniqueItems
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.proxy_cache.disk import DiskStore
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.memory import MemoryStore

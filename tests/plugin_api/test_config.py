@@ -5,7 +5,7 @@ from typing import Annotated
 import pytest
 from pydantic import ValidationError
 
-from llmgate.plugins.base import (
+from llmgate.plugin_api.config import (
     EnvOrPattern,
     PluginConfig,
     UniqueItems,
