@@ -64,9 +64,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "plugin-api",
         (
             "llmgate.plugin_api.plugin",
-            "llmgate.plugins.auth_consumer",
-            "llmgate.plugins.limiting",
-            "llmgate.plugins.logger_base",
+            "llmgate.plugin_api.auth_consumer",
+            "llmgate.plugin_api.limiting",
+            "llmgate.plugin_api.access_logger",
             "llmgate.runtime.services",
             "llmgate.runtime.counters",
             "llmgate.runtime.redis_counters",
@@ -130,7 +130,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "typing: phases receive the snapshot; untangling (issue 12): a consumer view in the plugin"
         " API"
     ),
-    ("llmgate.plugins.auth_consumer", "llmgate.runtime.snapshot"): (
+    ("llmgate.plugin_api.auth_consumer", "llmgate.runtime.snapshot"): (
         "typing: ConsumerEntry lives in the snapshot; untangling (issue 12), as above"
     ),
     ("llmgate.plugins.basic_auth", "llmgate.runtime.snapshot"): (
@@ -139,7 +139,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llmgate.plugins.key_auth", "llmgate.runtime.snapshot"): (
         "typing: ConsumerEntry; untangling (issue 12), as above"
     ),
-    ("llmgate.plugins.limiting", "llmgate.plugins.limit_count"): (
+    ("llmgate.plugin_api.limiting", "llmgate.plugins.limit_count"): (
         "typing: the shared limiter names LimitCountConfig; untangling (issue 12) moves the shared"
         " schema into limiting"
     ),
@@ -150,12 +150,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llmgate.observability.metrics", "llmgate.runtime.snapshot"): (
         "typing: metrics label from the snapshot's route; untangling (issue 12)"
     ),
-    # -- package imports: plugins/__init__.py (the registry) imports every plugin ----------------
-    ("llmgate.plugins.auth_consumer", "llmgate.plugins"): (
-        "untangling (issue 12): the plugin API moves out of plugins/ into plugin_api/"
-    ),
-    ("llmgate.plugins.limiting", "llmgate.plugins"): "untangling (issue 12), as above",
-    ("llmgate.plugins.logger_base", "llmgate.plugins"): "untangling (issue 12), as above",
     # -- imports that close a cycle within one layer -------------------------------------------
     ("llmgate.proxy.context", "llmgate.proxy.variables"): (
         "lazy: ctx.var() caches lookup(), which reads ctx; untangling (issue 12): one module"

@@ -36,15 +36,7 @@ from pydantic import Field, model_validator
 
 from llmgate.ai.call import LlmCall
 from llmgate.plugin_api.config import ConfigSection
-from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.limit_count import (
-    DynamicCount,
-    LimitCountRule,
-    RedisPolicyConfig,
-    RejectedCode,
-    RejectedMsg,
-)
-from llmgate.plugins.limiting import (
+from llmgate.plugin_api.limiting import (
     BadLimitValue,
     LimitKey,
     bad_value,
@@ -53,6 +45,14 @@ from llmgate.plugins.limiting import (
     rejection,
     resolve_int,
     unavailable,
+)
+from llmgate.plugin_api.plugin import Plugin
+from llmgate.plugins.limit_count import (
+    DynamicCount,
+    LimitCountRule,
+    RedisPolicyConfig,
+    RejectedCode,
+    RejectedMsg,
 )
 from llmgate.runtime.counters import CountersUnavailable
 

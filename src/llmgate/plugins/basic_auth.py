@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
+from llmgate.plugin_api.auth_consumer import attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.auth_consumer import attach, attach_anonymous
 from llmgate.proxy.context import Reply
 from llmgate.runtime.verified import Verdict
 

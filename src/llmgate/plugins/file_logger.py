@@ -17,8 +17,8 @@ from pydantic import Field
 
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
+from llmgate.plugin_api.access_logger import AccessLogger
 from llmgate.plugin_api.config import PluginConfig
-from llmgate.plugins.logger_base import AccessLogger
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext

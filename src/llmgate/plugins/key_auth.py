@@ -11,9 +11,9 @@ from urllib.parse import unquote_plus
 from pydantic import Field
 
 from llmgate.credentials import KEY_DIGEST_PREFIX, is_key_digest, key_digest
+from llmgate.plugin_api.auth_consumer import attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.auth_consumer import attach, attach_anonymous
 from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ first (nginx's limit_conn); beyond that ``rejected_code`` and ``{"error_msg": re
 ``unit_delay`` starts at ``default_conn_delay`` and, unless ``only_use_default_delay``, moves
 halfway towards each finished request's latency.  ``rules`` apply several limits at once; a rule
 whose key's variables are all unset, or whose conn/burst do not resolve, does not apply (as in
-APISIX).  Keys and error replies: see ``limiting.py``.
+APISIX).  Keys and error replies: see ``plugin_api/limiting.py``.
 """
 
 from __future__ import annotations
@@ -20,15 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from llmgate.plugin_api.config import ConfigSection
-from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.limit_count import (
-    DynamicCount,
-    RedisPolicyConfig,
-    RejectedCode,
-    RejectedMsg,
-    var_or_numeral,
-)
-from llmgate.plugins.limiting import (
+from llmgate.plugin_api.limiting import (
     BadLimitValue,
     LimitKey,
     bad_value,
@@ -37,6 +29,14 @@ from llmgate.plugins.limiting import (
     rejection,
     resolve_int,
     unavailable,
+)
+from llmgate.plugin_api.plugin import Plugin
+from llmgate.plugins.limit_count import (
+    DynamicCount,
+    RedisPolicyConfig,
+    RejectedCode,
+    RejectedMsg,
+    var_or_numeral,
 )
 from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import CountersUnavailable

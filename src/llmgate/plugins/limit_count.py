@@ -11,8 +11,8 @@ it; ``rules`` count several windows at once, each rule's headers prefixed
 sliding window still covers, and counts only accepted requests (APISIX's algorithm).
 
 Where APISIX differs: a rule key without any ``$variable`` always applies (APISIX never applies
-it), and no applicable rule lets the request through (APISIX: 500).  See ``limiting.py`` for
-keys and error replies.
+it), and no applicable rule lets the request through (APISIX: 500).  See
+``plugin_api/limiting.py`` for keys and error replies.
 
 ``RedisPolicyConfig`` (APISIX's ``utils/redis-schema``) is shared with the other limiters whose
 counters may live in Redis: limit-req, limit-conn and ai-rate-limiting.
@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
-from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.limiting import (
+from llmgate.plugin_api.limiting import (
     BadLimitValue,
     LimitKey,
     bad_value,
@@ -38,6 +37,7 @@ from llmgate.plugins.limiting import (
     resolve_int,
     unavailable,
 )
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import CountersUnavailable
 

@@ -3,7 +3,7 @@
 A request within ``rate`` passes at once; one over it but within ``burst`` waits until the bucket
 has drained enough (``delay = excess / rate``, nginx's limit_req), or passes at once with
 ``nodelay``; one beyond ``burst`` gets ``rejected_code`` and ``{"error_msg": rejected_msg}``.
-Keys and error replies: see ``limiting.py``.
+Keys and error replies: see ``plugin_api/limiting.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
+from llmgate.plugin_api.limiting import LimitKey, counters_for, rejection, unavailable
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.limit_count import RedisPolicyConfig, RejectedCode, RejectedMsg
-from llmgate.plugins.limiting import LimitKey, counters_for, rejection, unavailable
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:
