@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from llmgate.admin.auth import AdminKeys, auth_middleware
+from llmgate.admin.cors import cors_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
 from llmgate.admin.read_only import read_only_middleware
+from llmgate.admin.ui import add_ui_routes
 from llmgate.http.limits import ClientLimits
 from llmgate.http.protocol import EdgeServer
 from llmgate.observability.health import Readiness, add_health_routes
@@ -22,19 +24,27 @@ def build_admin_app(
     readiness: Readiness | None = None,
     read_only: str | None = None,
     limits: ClientLimits | None = None,
+    *,
+    cors: bool = True,
+    ui_dir: str | None = None,
 ) -> web.Application:
     """The admin API (``/apisix/admin``) over ``store``, behind ``keys``, with ``/healthz`` and
     ``/readyz`` (``readiness``: by default the store, and ``loader`` when given).
 
     With the data plane's ``loader`` in the same process, a write is answered only once the
-    data plane serves it.  With ``read_only`` (the reason), every write answers 405.
+    data plane serves it.  With ``read_only`` (the reason), every write answers 405.  With
+    ``cors`` (APISIX's ``enable_admin_cors``) admin answers carry CORS headers and preflights
+    need no key; with ``ui_dir`` that static UI build is served at ``/ui/``.
     """
-    middlewares = [auth_middleware(keys)]
+    middlewares = [cors_middleware()] if cors else []
+    middlewares.append(auth_middleware(keys))
     if read_only is not None:
         middlewares.append(read_only_middleware(read_only))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY + 1)
     add_health_routes(app, readiness or Readiness(store, loader))
     add_admin_routes(app, store, loader.sync if loader is not None else None, limits)
+    if ui_dir is not None:
+        add_ui_routes(app, ui_dir)
     return app
 
 

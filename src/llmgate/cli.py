@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
         help="serve an APISIX standalone file (apisix.yaml) instead of the database; "
         "reloaded when it changes, the admin API read-only",
     )
+    serve.add_argument(
+        "--ui-dir",
+        metavar="DIR",
+        help="serve this static admin UI build (e.g. the APISIX Dashboard's dist/) at /ui/ "
+        "on the admin listener",
+    )
+    serve.add_argument("--admin-cors", help="on|off: CORS headers on admin answers, as APISIX (on)")
     serve.add_argument("--log-level", help="debug, info, warning or error (warning)")
     serve.add_argument("--log-format", help="text or json: one JSON object per line (text)")
     serve.add_argument("--client-header-timeout", help="seconds for a whole request head (60)")

@@ -194,10 +194,21 @@ async def _serve(
             # In-process, a write is answered once the data plane serves it; workers poll.
             read_only = source.read_only_reason if source is not None else None
             limits = settings.client_limits()
-            admin = build_admin_app(store, keys, loader, readiness, read_only, limits)
+            admin = build_admin_app(
+                store,
+                keys,
+                loader,
+                readiness,
+                read_only,
+                limits,
+                cors=settings.admin_cors,
+                ui_dir=settings.ui_dir,
+            )
             runner = await start_site(admin, settings.admin_listen, limits)
             stack.push_async_callback(runner.cleanup)
             say(f"admin API listening on {settings.admin_listen}")
+            if settings.ui_dir is not None:
+                say(f"admin UI from {settings.ui_dir} at http://{settings.admin_listen}/ui/")
         if source is not None:
             await stack.enter_async_context(
                 source.watching(loader.notify if loader is not None else None)

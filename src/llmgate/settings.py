@@ -94,6 +94,12 @@ class Settings:
     keepalive_requests: int = 1000
     max_connections: int = 0  # per listener and process; 0: from the open-file limit
     merge_slashes: bool = True
+    # APISIX's deployment.admin.enable_admin_cors: CORS headers on admin answers, preflights
+    # answered without a key.
+    admin_cors: bool = True
+    # A static admin UI build (the APISIX Dashboard's dist/) served at /ui/ on the admin
+    # listener, as APISIX's enable_admin_ui; None: no UI.
+    ui_dir: str | None = None
     # A JSON price table (``ai/pricing.py``): the cost of each LLM call.  Until ai-proxy's
     # plugin_metadata exists this file is where prices live.
     prices: str | None = None
@@ -139,7 +145,7 @@ _COUNTS = {
     "auth_failures_per_minute": (0, 10**9),
     "cache_max_entries": (1, 10**9),
 }
-_BOOLS = {"merge_slashes"}
+_BOOLS = {"merge_slashes", "admin_cors"}
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no"}
 _SIZES = {"cache_max_bytes", "cache_memory_max_bytes"}
@@ -236,6 +242,12 @@ def _convert(name: str, value: Any) -> Any:
         raise SettingsError(f"invalid log-level {value!r}: expected debug, info, warning or error")
     if name == "log_format" and value not in LOG_FORMATS:
         raise SettingsError(f"invalid log-format {value!r}: expected text or json")
+    if name == "ui_dir":
+        if not os.path.isdir(str(value)):
+            raise SettingsError(f"invalid ui-dir {value!r}: not a directory")
+        if not os.path.isfile(os.path.join(str(value), "index.html")):
+            raise SettingsError(f"invalid ui-dir {value!r}: no index.html in it")
+        return str(value)
     if name == "standalone" and not str(value):
         raise SettingsError("invalid standalone: expected the path of a configuration file")
     if name == "metrics_max_models":

@@ -7,7 +7,7 @@ import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from llmgate.errors import Unauthorized, error_response
 
@@ -43,14 +43,17 @@ class AdminKeys:
 
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Routes answered without a key, by name (the router's match, not a path prefix): the static
+# admin UI's files (``admin/ui.py``).
+OPEN_ROUTES = frozenset({"ui", "ui-redirect"})
 # request[ROLE]: "admin" or "viewer", the role of the key that was presented.
 ROLE = web.RequestKey("admin_role", str)
 
 
-def auth_middleware(keys: AdminKeys) -> web.middleware:
+def auth_middleware(keys: AdminKeys) -> Middleware:
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in _OPEN_PATHS:
+        if request.path in _OPEN_PATHS or request.match_info.route.name in OPEN_ROUTES:
             return await handler(request)
         presented = request.query.get("api_key") or request.headers.get("X-API-KEY")
         if not presented:
