@@ -86,6 +86,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.app",
             "llmgate.cli",
             "llmgate.config",
+            "llmgate.dataplane",
             "llmgate.fake_upstream",
             "llmgate.observability.exporter",
             "llmgate.observability.health",
@@ -139,26 +140,12 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llmgate.plugins.key_auth", "llmgate.runtime.snapshot"): (
         "typing: ConsumerEntry; untangling (issue 12), as above"
     ),
-    ("llmgate.plugin_api.limiting", "llmgate.plugins.limit_count"): (
-        "typing: the shared limiter names LimitCountConfig; untangling (issue 12) moves the shared"
-        " schema into limiting"
-    ),
-    ("llmgate.ai.target", "llmgate.plugins.ai_proxy"): (
-        "typing: ProviderTarget is declared by the ai-proxy plugin; untangling (issue 12) moves it"
-        " into ai/"
-    ),
     ("llmgate.observability.metrics", "llmgate.runtime.snapshot"): (
         "typing: metrics label from the snapshot's route; untangling (issue 12)"
     ),
     # -- imports that close a cycle within one layer -------------------------------------------
     ("llmgate.proxy.context", "llmgate.proxy.variables"): (
         "lazy: ctx.var() caches lookup(), which reads ctx; untangling (issue 12): one module"
-    ),
-    ("llmgate.proxy.client_response", "llmgate.proxy.client"): (
-        "typing: the response names its connection; upstream helper / untangling"
-    ),
-    ("llmgate.workers", "llmgate.server"): (
-        "lazy: each worker process calls back into server; untangling (issue 12)"
     ),
 }
 

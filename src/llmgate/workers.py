@@ -103,7 +103,7 @@ class Supervisor:
 
     async def _watch(self) -> None:
         """Start again any worker that died (at most once a ``RESTART_PAUSE``)."""
-        from llmgate.server import say
+        from llmgate.dataplane import say
 
         while True:
             await asyncio.sleep(PARENT_CHECK)
@@ -155,8 +155,8 @@ class Supervisor:
 
 def run_worker(settings: Settings, socket_path: str, parent_pid: int, ready: Connection) -> None:
     """A worker process's entry point: serve the data plane until told to stop."""
+    from llmgate.dataplane import use_uvloop
     from llmgate.observability import logs
-    from llmgate.server import use_uvloop
 
     logs.configure(settings.log_level, settings.log_format)  # a spawned process starts bare
     # Ctrl-C reaches the whole process group: the parent alone decides, and sends SIGTERM.
@@ -171,9 +171,9 @@ def run_worker(settings: Settings, socket_path: str, parent_pid: int, ready: Con
 
 
 async def _worker(settings: Settings, socket_path: str, parent_pid: int, ready: Connection) -> None:
+    from llmgate.dataplane import open_data_plane
     from llmgate.runtime.counter_server import SharedCounters
     from llmgate.runtime.services import Services
-    from llmgate.server import open_data_plane
     from llmgate.store import Store, open_engine
 
     stop = asyncio.Event()

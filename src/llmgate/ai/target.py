@@ -27,7 +27,7 @@ from llmgate.schemas.common import Timeout
 from llmgate.schemas.upstream import KeepalivePool, Tls, UpstreamSpec
 
 if TYPE_CHECKING:
-    from llmgate.plugins.ai_proxy import CallOptions, ProviderTarget
+    from llmgate.ai.target_config import CallOptions, ProviderTarget
     from llmgate.proxy.context import RequestContext
     from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
 

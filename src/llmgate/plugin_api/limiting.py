@@ -17,21 +17,87 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
+from pydantic import AfterValidator, Field, model_validator
+
+from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.proxy.context import Reply
 from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import Counters
 from llmgate.runtime.redis_counters import RedisTarget
 
 if TYPE_CHECKING:
-    from llmgate.plugins.limit_count import RedisPolicyConfig
     from llmgate.proxy.context import RequestContext
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.plugins")
 
 KeyType = Literal["var", "var_combination", "constant"]
+
+
+# -- the shared schema (limit-count, limit-req, limit-conn, ai-rate-limiting) --------------
+
+RejectedCode = Annotated[int, Field(ge=200, le=599)]
+RejectedMsg = Annotated[str, Field(min_length=1)]
+ClusterNode = Annotated[str, Field(min_length=2, max_length=100)]
+
+
+def var_or_numeral(minimum: int) -> AfterValidator:
+    """Check a string given for a number: APISIX resolves its ``$variables`` per request and
+    reads the result as an integer, so a string without one must already be a numeral (APISIX
+    would accept ``"x"`` here and fail every request)."""
+
+    def check(value: str) -> str:
+        if "$" not in value and not (value.isdigit() and int(value) >= minimum):
+            raise ValueError(f"must be an integer >= {minimum} or reference a $variable")
+        return value
+
+    return AfterValidator(check)
+
+
+# A count, limit or time window: an integer, or a string resolved per request.
+DynamicCount = Annotated[int, Field(gt=0)] | Annotated[str, var_or_numeral(1)]
+
+
+class RedisPolicyConfig(PluginConfig):
+    """Where counters live: this process (``local``), one Redis, or a Redis cluster."""
+
+    policy: Literal["local", "redis", "redis-cluster"] = "local"
+    redis_host: Annotated[str, Field(min_length=2)] | None = None
+    redis_port: Annotated[int, Field(ge=1)] = 6379
+    redis_username: Annotated[str, Field(min_length=1)] | None = None
+    redis_password: str | None = None
+    redis_database: Annotated[int, Field(ge=0)] = 0
+    redis_timeout: Annotated[int, Field(ge=1)] = 1000
+    redis_ssl: bool = False
+    redis_ssl_verify: bool = False
+    redis_keepalive_timeout: Annotated[int, Field(ge=1000)] = 10000
+    redis_keepalive_pool: Annotated[int, Field(ge=1)] = 100
+    redis_cluster_nodes: Annotated[list[ClusterNode], Field(min_length=1)] | None = None
+    redis_cluster_name: str | None = None
+    redis_cluster_ssl: bool = False
+    redis_cluster_ssl_verify: bool = False
+
+    @model_validator(mode="after")
+    def _policy_needs_servers(self) -> RedisPolicyConfig:
+        required = {
+            "redis": ("redis_host",),
+            "redis-cluster": ("redis_cluster_nodes", "redis_cluster_name"),
+        }.get(self.policy, ())
+        for field in required:
+            if getattr(self, field) is None:
+                raise ValueError(f'property "{field}" is required when policy is {self.policy}')
+        return self
+
+
+class LimitCountRule(ConfigSection):
+    """One of several windows counted at once, each with its own key."""
+
+    count: DynamicCount
+    time_window: DynamicCount
+    key: str
+    header_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,10 +27,10 @@ from llmgate.ai import forward, tracking
 from llmgate.ai.balancing import Cooldowns, InstancePicker, Weighted
 from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.target import AiRequest, compile_target
+from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.errors import HttpError
 from llmgate.plugin_api.config import ConfigSection, PluginConfig, UniqueItems
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.ai_proxy import CallOptions, ProviderTarget
 from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.client import UpstreamError
 from llmgate.proxy.context import Reply

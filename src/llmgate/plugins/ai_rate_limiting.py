@@ -38,7 +38,12 @@ from llmgate.ai.call import LlmCall
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
     BadLimitValue,
+    DynamicCount,
+    LimitCountRule,
     LimitKey,
+    RedisPolicyConfig,
+    RejectedCode,
+    RejectedMsg,
     bad_value,
     counters_for,
     dynamic_int,
@@ -47,13 +52,6 @@ from llmgate.plugin_api.limiting import (
     unavailable,
 )
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.limit_count import (
-    DynamicCount,
-    LimitCountRule,
-    RedisPolicyConfig,
-    RejectedCode,
-    RejectedMsg,
-)
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:

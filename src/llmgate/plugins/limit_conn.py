@@ -22,22 +22,20 @@ from pydantic import Field, model_validator
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
     BadLimitValue,
+    DynamicCount,
     LimitKey,
+    RedisPolicyConfig,
+    RejectedCode,
+    RejectedMsg,
     bad_value,
     counters_for,
     dynamic_int,
     rejection,
     resolve_int,
     unavailable,
-)
-from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.limit_count import (
-    DynamicCount,
-    RedisPolicyConfig,
-    RejectedCode,
-    RejectedMsg,
     var_or_numeral,
 )
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import CountersUnavailable
 

@@ -13,9 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from llmgate.plugin_api.limiting import LimitKey, counters_for, rejection, unavailable
+from llmgate.plugin_api.limiting import (
+    LimitKey,
+    RedisPolicyConfig,
+    RejectedCode,
+    RejectedMsg,
+    counters_for,
+    rejection,
+    unavailable,
+)
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.plugins.limit_count import RedisPolicyConfig, RejectedCode, RejectedMsg
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:

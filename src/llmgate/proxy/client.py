@@ -15,6 +15,7 @@ Errors are ``UpstreamError``s (see ``client_response``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from dataclasses import dataclass
@@ -439,7 +440,7 @@ class NodePool:
                 raise
             conn = await self._connect(timeouts.connect)
             response = await self._exchange(conn, head, body, chunked, timeouts, method)
-        response._pool = self
+        response._put_back = functools.partial(self.put_back, conn)
         return response
 
     async def _exchange(

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from multidict import CIMultiDict
-
-if TYPE_CHECKING:
-    from llmgate.proxy.client import NodePool, _Connection
 
 # The body buffered per response before reading from the upstream pauses (back-pressure).
 _HIGH_WATER = 256 * 1024
@@ -30,6 +27,21 @@ class BodyStream(Protocol):
     """A request body read as it arrives (aiohttp's ``StreamReader`` is one)."""
 
     async def readany(self) -> bytes: ...
+
+
+class Connection(Protocol):
+    """What a response needs of the connection it is read from (``client._Connection``):
+    back-pressure and its fate once the body is read.  A protocol, so that this module does not
+    import ``client``, which imports it."""
+
+    @property
+    def reusable(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class UpstreamError(Exception):
@@ -69,7 +81,7 @@ class _Content:
 
     __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter")
 
-    def __init__(self, conn: _Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
@@ -143,23 +155,24 @@ class _Content:
 
 
 class UpstreamResponse:
-    __slots__ = ("_conn", "_pool", "content", "headers", "reason", "status")
+    __slots__ = ("_conn", "_put_back", "content", "headers", "reason", "status")
 
-    def __init__(self, status: int, headers: CIMultiDict[str], conn: _Connection) -> None:
+    def __init__(self, status: int, headers: CIMultiDict[str], conn: Connection) -> None:
         self.status = status
         self.reason = ""
         self.headers = headers
         self.content = _Content(conn)
-        self._conn: _Connection | None = conn
-        self._pool: NodePool | None = None
+        self._conn: Connection | None = conn
+        # Set by the pool the connection came from: gives it back for reuse.
+        self._put_back: Callable[[], None] | None = None
 
     def release(self) -> None:
         """Return the connection to its pool if the body was read whole, else close it."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self.content.complete and conn.reusable and self._pool is not None:
-            self._pool.put_back(conn)
+        if self.content.complete and conn.reusable and self._put_back is not None:
+            self._put_back()
         else:
             conn.close()
 

@@ -1,0 +1,137 @@
+"""What every data-plane process runs, whoever starts it (``server.py`` with one worker, each
+``workers.py`` process with more): its listener, its config loader, its metrics and usage.
+
+Here, not in ``server.py``: ``server`` starts the ``workers.Supervisor``, whose processes run
+this; with it in ``server`` the two modules would import each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from llmgate.ai.pricing import load_prices
+from llmgate.app import build_proxy_server
+from llmgate.http.limits import ClientLimits
+from llmgate.http.protocol import EdgeServer
+from llmgate.runtime.loader import SnapshotLoader
+from llmgate.runtime.services import CacheCaps, Services
+from llmgate.runtime.verified import VerifiedCredentials
+from llmgate.schemas.envrefs import EnvPolicy
+from llmgate.settings import Listen, Settings
+from llmgate.store import Store
+
+# The admin listener's own connection budget: a flooded data plane never takes it, and an
+# admin flood never takes the data plane's.
+ADMIN_MAX_CONNECTIONS = 256
+
+
+def say(line: str) -> None:
+    print(f"llmgate: {line}", flush=True)
+
+
+def use_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+class _EdgeAppRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections are held to client limits (``EdgeServer``), with a
+    connection budget of their own."""
+
+    def __init__(self, app: web.Application, limits: ClientLimits, max_connections: int) -> None:
+        super().__init__(app, access_log=None, handle_signals=False)
+        self._limits = limits
+        self._max_connections = max_connections
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return EdgeServer(
+            server.request_handler,
+            self._limits,
+            max_connections=self._max_connections,
+            request_factory=server.request_factory,
+        )
+
+
+async def start_site(
+    app: web.Application | web.Server,
+    listen: Listen,
+    limits: ClientLimits | None = None,
+    **kwargs: object,
+) -> web.BaseRunner:
+    """Listen on ``listen``; an application's connections are held to ``limits`` when given
+    (a ``web.Server`` brings its own)."""
+    runner: web.BaseRunner
+    if isinstance(app, web.Server):
+        runner = web.ServerRunner(app, handle_signals=False)
+    elif limits is not None:
+        runner = _EdgeAppRunner(app, limits, ADMIN_MAX_CONNECTIONS)
+    else:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, listen.host, listen.port, **kwargs)  # type: ignore[arg-type]
+    await site.start()
+    return runner
+
+
+@contextlib.asynccontextmanager
+async def open_data_plane(
+    settings: Settings, store: Store, services: Services
+) -> AsyncIterator[SnapshotLoader]:
+    """The data plane of this process: the config loaded, the proxy port listening (shared
+    with the node's other workers through SO_REUSEPORT), metrics and token usage recorded."""
+    # Imported here: prometheus_client must not be imported before ``serve`` has named the
+    # metrics directory (see observability/exporter.py).
+    from llmgate.observability.accounting import LlmAccounting
+    from llmgate.observability.metrics import GaugeSampler, Metrics
+    from llmgate.observability.upstream_status import StatusBoard
+    from llmgate.observability.usage import UsageReporter
+
+    metrics = Metrics(settings.metrics_prefix, max_models=settings.metrics_max_models)
+    services.pools.listener = StatusBoard(settings.metrics_prefix).update
+    usage = UsageReporter(store, calls_days=settings.usage_calls_days)
+    if settings.prices is not None:
+        # Checked when the settings were read; read again here, in each data-plane process.
+        services.prices = load_prices(settings.prices)
+    services.verified = VerifiedCredentials(settings.auth_failures_per_minute)
+    services.cache_caps = CacheCaps(
+        settings.cache_max_bytes, settings.cache_memory_max_bytes, settings.cache_max_entries
+    )
+    services.metrics = metrics
+    services.env_policy = EnvPolicy(settings.env_allow)
+    services.observers = (LlmAccounting(metrics, usage),)
+    loader = SnapshotLoader(store, services, settings.reload_interval)
+    await loader.start()
+    await usage.start()
+    runner: web.BaseRunner | None = None
+    sampler: GaugeSampler | None = None
+    try:
+        runner = await start_site(
+            build_proxy_server(loader, settings.client_limits()),
+            settings.proxy_listen,
+            reuse_port=True,
+        )
+        server = runner.server
+        assert server is not None
+
+        def read() -> tuple[int, int, int | None]:
+            snapshot = loader.current
+            revision = snapshot.revision if snapshot is not None else None
+            return server.requests_count, len(server.connections), revision
+
+        sampler = GaugeSampler(metrics, read)
+        sampler.start()
+        yield loader
+    finally:
+        if runner is not None:
+            await runner.cleanup()  # in-flight requests finish (and are accounted) first
+        if sampler is not None:
+            await sampler.stop()
+        await usage.stop()
+        await loader.stop()
