@@ -67,7 +67,7 @@ def test_success_ends_a_cool_down() -> None:
 
 def test_chash_is_stable_per_key_and_respects_exclusions() -> None:
     p = picker(("a", 1, 0), ("b", 1, 0), ("c", 1, 0), algorithm="chash")
-    first = {key: p.pick(key, frozenset()) for key in ("u1", "u2", "u3", "u4", "u5")}
+    first = {key: p.pick(key, frozenset()) for key in (f"u{i}" for i in range(20))}
     assert len(set(first.values())) > 1
     for key, index in first.items():
         assert p.pick(key, frozenset()) == index

@@ -8,8 +8,8 @@ reports a finished request.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,29 +75,67 @@ class RoundRobin(Balancer):
 
 
 class ConsistentHash(Balancer):
-    """A hash ring with 160 points per unit of weight (bounded), as nginx's chash."""
+    """nginx's ``hash $key consistent`` (ketama), which APISIX's ``chash`` follows: 160 ring
+    points per unit of weight, point ``j`` of a node being ``crc32(host "\\0" port prev)`` where
+    ``prev`` is its point ``j - 1`` (4 bytes, little-endian; 0 for the first), so a ring built
+    from the same ``host:port`` list and weights is nginx's ring.  A key goes to the first point
+    at or after ``crc32(key)``, wrapping around; an excluded node passes the key on along the ring.
+
+    Nodes of weight 0 get no points (unless every node has weight 0: then 1 each).  Only nodes of
+    the highest priority are on the ring; lower priorities have their own rings, used when every
+    node above is excluded.  The ring is bounded: past ``MAX_POINTS`` in total, weights are
+    scaled down (each node keeping at least one unit's worth), so a weight of 10**9 cannot
+    build a ring of 10**11 points.
+    """
+
+    POINTS = 160  # per unit of weight, nginx's and lua-resty-chash's constant
+    MAX_POINTS = POINTS * 1000
 
     def __init__(self, nodes: Sequence[Node]) -> None:
         super().__init__(nodes)
-        ring: list[tuple[int, int]] = []
-        for i, node in enumerate(nodes):
-            for replica in range(min(max(node.weight, 1), 100) * 16):
-                point = f"{node.address}#{replica}".encode()
-                ring.append((int.from_bytes(hashlib.md5(point).digest()[:8], "big"), i))
-        ring.sort()
-        self.points = [p for p, _ in ring]
-        self.owners = [i for _, i in ring]
+        weighted = any(node.weight > 0 for node in nodes)
+        weights = [max(node.weight, 0) if weighted else 1 for node in nodes]
+        total = sum(weights) * self.POINTS
+        scale = min(1.0, self.MAX_POINTS / total) if total else 1.0
+        self.rings: list[tuple[list[int], list[int]]] = []  # by priority, highest first
+        for priority in sorted({node.priority for node in nodes}, reverse=True):
+            ring: dict[int, int] = {}
+            for i, node in enumerate(nodes):
+                if node.priority != priority or weights[i] == 0:
+                    continue
+                count = max(round(weights[i] * self.POINTS * scale), 1)
+                for point in _ring_points(node.address, count):
+                    ring.setdefault(point, i)  # nginx keeps the first of equal points
+            if ring:
+                points = sorted(ring)
+                self.rings.append((points, [ring[p] for p in points]))
+        self.points = [p for points, _ in self.rings for p in points]
 
     def pick(self, key: str | None, exclude: frozenset[int] = frozenset()) -> int:
-        if not self.points:
+        if not self.rings:
             return 0
-        value = int.from_bytes(hashlib.md5((key or "").encode()).digest()[:8], "big")
-        start = bisect.bisect(self.points, value)
-        for step in range(len(self.points)):
-            owner = self.owners[(start + step) % len(self.points)]
-            if owner not in exclude:
-                return owner
-        return self.owners[start % len(self.points)]
+        value = zlib.crc32((key or "").encode())
+        for points, owners in self.rings:
+            start = bisect.bisect_left(points, value)
+            for step in range(len(points)):
+                owner = owners[(start + step) % len(points)]
+                if owner not in exclude:
+                    return owner
+        points, owners = self.rings[0]
+        return owners[bisect.bisect_left(points, value) % len(points)]
+
+
+def _ring_points(address: str, count: int) -> list[int]:
+    """A node's ``count`` ring points as nginx computes them (``ngx_http_upstream_update_chash``):
+    the address split at its last colon into host and port."""
+    host, _, port = address.rpartition(":")
+    base = host.encode() + b"\0" + port.encode()
+    points = []
+    previous = 0
+    for _ in range(count):
+        previous = zlib.crc32(base + previous.to_bytes(4, "little"))
+        points.append(previous)
+    return points
 
 
 class LeastConn(Balancer):
