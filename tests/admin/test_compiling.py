@@ -68,6 +68,46 @@ REFUSED_ROUTES = [
         'unsupported regex option "z"',
     ),
     (route(plugins={"cors": {"allow_origins_by_regex": ["(x"]}}), "invalid regex"),
+    # loggers' conditions are compiled when written, not found broken at request time
+    (
+        route(plugins={"file-logger": {"path": "/tmp/x.log", "match": [[["arg_x", "<>", "1"]]]}}),
+        "match",
+    ),
+    (
+        route(
+            plugins={
+                "file-logger": {
+                    "path": "/tmp/x.log",
+                    "include_req_body": True,
+                    "include_req_body_expr": [["arg_x", "==", "1"], ["arg_y", "bogus", "1"]],
+                }
+            }
+        ),
+        "include_req_body_expr",
+    ),
+    (
+        route(
+            plugins={
+                "http-logger": {
+                    "uri": "http://127.0.0.1:1/log",
+                    "include_resp_body": True,
+                    "include_resp_body_expr": [["http_x", "~~", "(unclosed"]],
+                }
+            }
+        ),
+        "include_resp_body_expr",
+    ),
+    (
+        route(
+            plugins={
+                "http-logger": {
+                    "uri": "http://127.0.0.1:1/log",
+                    "include_req_body_expr": [["OR", ["arg_x", "==", "1"]]],
+                }
+            }
+        ),
+        "include_req_body_expr",
+    ),
     # what llmgate could not do is refused rather than ignored
     (route(upstream={**UPSTREAM, "scheme": "grpc"}), "scheme grpc is not supported"),
     (
@@ -142,6 +182,19 @@ ACCEPTED_ROUTES = [
     route(vars=[["http_x", "~*", "^a"], ["OR", ["arg_a", "in", ["1", "2"]], ["cookie_c", "1"]]]),
     route(remote_addrs=["127.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32"]),
     route(vars=[]),
+    route(
+        plugins={
+            "file-logger": {
+                "path": "/tmp/x.log",
+                "match": [[["arg_x", "==", "1"]], [["OR", ["arg_a", "1"], ["arg_b", "2"]]]],
+                "include_req_body_expr": [["http_x", "~*", "^a"]],
+            },
+            "http-logger": {
+                "uri": "http://127.0.0.1:1/log",
+                "include_resp_body_expr": [["status", ">=", 500]],
+            },
+        }
+    ),
     route(plugins={"key-auth": {"_meta": {"filter": [["arg_x", "==", 1]], "priority": 5}}}),
     route(plugins={"key-auth": {"_meta": {"error_response": {"message": "no"}}}}),
     # A disabled plugin is never built (APISIX accepts it whatever its config).

@@ -21,7 +21,8 @@ VALID = [
         },
         id="bodies",
     ),
-    pytest.param({"path": "a.log", "match": [["status", ">=", 500]]}, id="match"),
+    # APISIX's shape: a list of conditions, each a list of rules (any condition may hold)
+    pytest.param({"path": "a.log", "match": [[["status", ">=", 500]]]}, id="match"),
 ]
 
 INVALID = [
@@ -31,7 +32,15 @@ INVALID = [
     pytest.param({"path": "a", "include_req_body_expr": []}, "include_req_body_expr", id="expr"),
     pytest.param({"path": "a", "include_resp_body_expr": ["x"]}, "include_resp_body_expr", id="r"),
     pytest.param({"path": "a", "max_req_body_bytes": 0}, "max_req_body_bytes", id="max-bytes"),
-    pytest.param({"path": "a", "match": [["x"]] * 21}, "match", id="too-many-matches"),
+    pytest.param({"path": "a", "match": [[["x", "1"]]] * 21}, "match", id="too-many-matches"),
+    # An unwrapped rule, a bad operator: refused when written, never "silently never logs".
+    pytest.param({"path": "a", "match": [["status", ">=", 500]]}, "match", id="unwrapped-match"),
+    pytest.param({"path": "a", "match": [[["status", "=>", 5]]]}, "match", id="bad-operator"),
+    pytest.param(
+        {"path": "a", "include_req_body_expr": [["arg_x", "~~", "("]]},
+        "include_req_body_expr",
+        id="bad-regex",
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -39,6 +40,22 @@ HeaderName = Annotated[str, Field(pattern=r"^[!-9;-~]+$")]
 Realm = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[\x20\x21\x23-\x5b\x5d-\x7e]+$")
 ]
+
+
+def _compiles(rule: list[Any]) -> list[Any]:
+    try:
+        Expr.compile(rule)
+    except ExprError as exc:
+        raise ValueError(f"failed to validate the expression: {exc}") from None
+    return rule
+
+
+# A lua-resty-expr condition (``[[var, op, value], ...]``, logic operators included) that
+# compiles: checked when it is written, so a condition the data plane could not evaluate is a
+# 400 naming the field rather than a condition that silently never holds.
+Condition = Annotated[list[Any], AfterValidator(_compiles)]
+# The same with at least one rule (APISIX's loggers' ``include_*_body_expr``).
+Conditions = Annotated[list[list[Any]], Field(min_length=1), AfterValidator(_compiles)]
 
 
 def is_env_ref(value: object) -> bool:

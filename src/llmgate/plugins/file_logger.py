@@ -18,14 +18,11 @@ from pydantic import Field
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
 from llmgate.plugin_api.access_logger import AccessLogger
-from llmgate.plugin_api.config import PluginConfig
+from llmgate.plugin_api.config import Condition, Conditions, PluginConfig
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext
     from llmgate.runtime.services import Services
-
-# lua-resty-expr conditions: a list of [var, operator, value] rules.
-Expr = Annotated[list[list[Any]], Field(min_length=1)]
 
 
 class FileLoggerConfig(PluginConfig):
@@ -34,13 +31,13 @@ class FileLoggerConfig(PluginConfig):
     log_format: dict[str, Any] | None = None
     log_format_extra: dict[str, Any] | None = None
     include_req_body: bool = False
-    include_req_body_expr: Expr | None = None
+    include_req_body_expr: Conditions | None = None
     include_resp_body: bool = False
-    include_resp_body_expr: Expr | None = None
+    include_resp_body_expr: Conditions | None = None
     max_req_body_bytes: Annotated[int, Field(ge=1)] = 524288
     max_resp_body_bytes: Annotated[int, Field(ge=1)] = 524288
     # Log only the requests matching this condition.
-    match: Annotated[list[list[Any]], Field(max_length=20)] | None = None
+    match: Annotated[list[Condition], Field(max_length=20)] | None = None
 
 
 class FileSink:

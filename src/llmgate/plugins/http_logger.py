@@ -17,7 +17,7 @@ from yarl import URL
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
 from llmgate.plugin_api.access_logger import AccessLogger
-from llmgate.plugin_api.config import EnvOrPattern, PluginConfig
+from llmgate.plugin_api.config import Conditions, EnvOrPattern, PluginConfig
 
 if TYPE_CHECKING:
     from llmgate.proxy.context import RequestContext
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 # APISIX's uri_def: scheme://host or scheme://[ipv6], optional port, anything after.
 URI_PATTERN = r"^[^\/]+:\/\/([\da-zA-Z.-]+|\[[\da-fA-F:]+\])(:\d+)?"
-
-# lua-resty-expr conditions: a list of [var, operator, value] rules.
-Expr = Annotated[list[list[Any]], Field(min_length=1)]
 
 
 class HttpLoggerConfig(PluginConfig):
@@ -38,9 +35,9 @@ class HttpLoggerConfig(PluginConfig):
     log_format: dict[str, Any] | None = None
     log_format_extra: dict[str, Any] | None = None
     include_req_body: bool = False
-    include_req_body_expr: Expr | None = None
+    include_req_body_expr: Conditions | None = None
     include_resp_body: bool = False
-    include_resp_body_expr: Expr | None = None
+    include_resp_body_expr: Conditions | None = None
     max_req_body_bytes: Annotated[int, Field(ge=1)] = 524288
     max_resp_body_bytes: Annotated[int, Field(ge=1)] = 524288
     concat_method: Literal["json", "new_line"] = "json"
