@@ -7,11 +7,20 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
+from llmgate.admin import json_schema
 from llmgate.admin.auth import ROLE
 from llmgate.admin.resource import Address, ResourceApi
 from llmgate.admin.resources import RESOURCES
-from llmgate.errors import BadRequest, HttpError, NotFound, error_response, json_response
+from llmgate.errors import (
+    BadRequest,
+    HttpError,
+    MethodNotAllowed,
+    NotFound,
+    error_response,
+    json_response,
+)
 from llmgate.http.body import BodyTooLarge, RequestBody
 from llmgate.http.limits import ClientLimits
 from llmgate.observability import calls, usage
@@ -121,22 +130,93 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
     return json_response(status, body, headers={"X-API-VERSION": "v3"})
 
 
-async def plugins_list(_request: web.Request) -> web.Response:
-    return json_response(200, sorted(REGISTRY))
+async def plugins_list(request: web.Request) -> web.Response:
+    """``GET /apisix/admin/plugins/list``: names by priority, highest first, as APISIX."""
+    subsystem = request.query.get("subsystem", "http")
+    if subsystem not in ("http", "stream"):
+        return web.Response(status=400, text="invalid subsystem passed")
+    if subsystem == "stream":
+        return json_response(200, [])
+    names = sorted(REGISTRY, key=lambda name: (-REGISTRY[name].priority, name))
+    return json_response(200, names)
 
 
 async def plugin_schema(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    """``GET /apisix/admin/plugins/{name}`` (and ``/schema/plugins/{name}``, which APISIX
+    routes to the same place): a plugin's schema (``?schema_type=consumer|metadata``), or with
+    ``?all=true`` every plugin as ``{name: {schema, consumer_schema?, priority, ...}}``."""
     subsystem = request.query.get("subsystem", "http")
     if subsystem not in ("http", "stream"):
-        return error_response(BadRequest(f"unsupported subsystem: {subsystem}"))
+        return error_response(BadRequest(f"unsupported subsystem: {_shown(subsystem)}"))
+    if request.query.get("all") == "true":
+        if subsystem == "stream":
+            return json_response(200, {})
+        return json_response(200, json_schema.all_plugins())
+    name = request.match_info.get("name", "")
     plugin = REGISTRY.get(name) if subsystem == "http" else None
     if plugin is None:
         return json_response(404, {"error_msg": f"plugin not found in subsystem {subsystem}"})
-    schema = plugin.json_schema(consumer=request.query.get("schema_type") == "consumer")
+    schema = json_schema.plugin_schema(plugin, request.query.get("schema_type"))
     if schema is None:
         return error_response(BadRequest("not found schema"))
     return json_response(200, schema)
+
+
+def _schema_models() -> dict[str, type[BaseModel]]:
+    """APISIX's schema names (``core.schema.route``...): each resource's singular."""
+    return {kind.kind.replace(" ", "_"): kind.model for kind in RESOURCES.values()}
+
+
+async def resource_schema(request: web.Request) -> web.Response:
+    """``GET /apisix/admin/schema/{name}``: a resource's JSON schema (``route``, ``upstream``,
+    ``consumer``, ``credential``, ``plugin_config``...), APISIX's 400 for any other name."""
+    name = request.match_info["name"]
+    model = _schema_models().get(name)
+    if model is None:
+        return error_response(BadRequest(f"not found schema: {_shown(name)}"))
+    return json_response(200, json_schema.model_schema(model))
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """A name from the URL as an error message shows it: cut, never the whole of it."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+async def validate_resource(request: web.Request) -> web.StreamResponse:
+    """``POST /apisix/admin/schema/validate/{resource}``: 200 (empty body) when a PUT of the
+    body would be accepted now, else its 400 with the same message.  Nothing is written."""
+    name = request.match_info["resource"]
+    api: ResourceApi | None = request.app[APIS_KEY].get(name)
+    try:
+        if api is None:
+            raise NotFound({"error_msg": f"Unsupported resource type: {_shown(name)}"})
+        conf = await _read_json(request)
+        if conf is None:
+            raise BadRequest("missing configurations")
+        address = Address(None)
+        if isinstance(conf, dict):
+            own_id = conf.get(api.kind.id_field or "id")
+            if isinstance(own_id, (str, int)) and not isinstance(own_id, bool):
+                address = Address(str(own_id))
+        async with request.app[STORE_KEY].read() as reader:
+            await api.validate(reader, address, conf)
+    except HttpError as error:
+        return error_response(error)
+    return web.Response(status=200)
+
+
+async def plugins_reload(_request: web.Request) -> web.Response:
+    """``PUT /apisix/admin/plugins/reload``: APISIX re-reads its plugin list; llmgate's is
+    built in, so there is nothing to reload, and it answers as APISIX does."""
+    return web.Response(status=200, text="done")
+
+
+async def plugins_reload_other(request: web.Request) -> web.Response:
+    return error_response(
+        MethodNotAllowed(
+            f"please use PUT method to reload the plugins, {request.method} method is not allowed."
+        )
+    )
 
 
 async def usage_summary(request: web.Request) -> web.Response:
@@ -173,7 +253,14 @@ def add_admin_routes(
         app[AFTER_WRITE_KEY] = after_write
     app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
     app.router.add_get("/apisix/admin/plugins/list", plugins_list)
-    app.router.add_get("/apisix/admin/plugins/{name}", plugin_schema)
+    app.router.add_put("/apisix/admin/plugins/reload", plugins_reload)
+    for method in ("GET", "POST", "DELETE", "PATCH"):
+        app.router.add_route(method, "/apisix/admin/plugins/reload", plugins_reload_other)
+    for prefix in ("/apisix/admin/plugins", "/apisix/admin/schema/plugins"):
+        app.router.add_get(prefix, plugin_schema)
+        app.router.add_get(prefix + "/{name}", plugin_schema)
+    app.router.add_post("/apisix/admin/schema/validate/{resource}", validate_resource)
+    app.router.add_get("/apisix/admin/schema/{name}", resource_schema)
     app.router.add_get("/apisix/admin/usage", usage_summary)
     app.router.add_get("/apisix/admin/usage/calls", usage_calls)
     app.router.add_route("*", "/apisix/admin/{tail:.*}", resource_handler)

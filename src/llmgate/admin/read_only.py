@@ -8,6 +8,8 @@ from aiohttp.typedefs import Handler, Middleware
 from llmgate.errors import MethodNotAllowed, error_response
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POST, but writes nothing: checking a config is as useful with a read-only admin API.
+_VALIDATE = "/apisix/admin/schema/validate/"
 
 
 def read_only_middleware(reason: str) -> Middleware:
@@ -15,7 +17,12 @@ def read_only_middleware(reason: str) -> Middleware:
 
     @web.middleware
     async def refuse_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method not in _READS and request.path.startswith("/apisix/admin"):
+        path = request.path
+        if (
+            request.method not in _READS
+            and path.startswith("/apisix/admin")
+            and not path.startswith(_VALIDATE)
+        ):
             return error_response(MethodNotAllowed(reason))
         return await handler(request)
 
