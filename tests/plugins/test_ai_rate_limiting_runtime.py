@@ -28,10 +28,20 @@ class Ctx:
     variables: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # the request body as it goes to the provider
+    services: Services | None = None
 
     @property
     def route(self) -> SimpleNamespace:
         return SimpleNamespace(id=self.route_id)
+
+    @property
+    def outbound(self) -> SimpleNamespace:
+        return SimpleNamespace(body=self.body)
+
+    @property
+    def snapshot(self) -> SimpleNamespace:
+        return SimpleNamespace(services=self.services)
 
     def var(self, name: str) -> str | None:
         return self.variables.get(name)
@@ -61,6 +71,7 @@ async def _request(
     call = LlmCall.find(ctx)  # type: ignore[arg-type]
     if refusal is None and call is not None:
         call.usage = usage
+        call.answered = usage is not None  # None: an error answer, without usage
     await plugin.log(ctx)  # type: ignore[arg-type]
     return ctx, refusal
 
@@ -225,6 +236,11 @@ class DownCounters(LocalCounters):
     async def peek(self, key: str, window: float) -> tuple[int, float]:
         raise CountersUnavailable("down")
 
+    async def reserve(
+        self, key: str, window: float, amount: int, limit: int
+    ) -> tuple[bool, int, float]:
+        raise CountersUnavailable("down")
+
     async def incr(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
         raise CountersUnavailable("down")
 
@@ -237,6 +253,105 @@ async def test_counters_unavailable() -> None:
     _, refusal = await _request(degraded, Usage(1, 1, 2))  # log phase does not raise either
     assert refusal is None
     assert await degraded.instance_available(_ctx(), "x") is True  # type: ignore[arg-type]
+
+
+# --- reservations ---------------------------------------------------------------------------
+
+GLOBAL = "ai-rate-limiting|route/1#abc|1|#global"
+
+
+async def test_concurrent_calls_reserve_before_they_are_sent() -> None:
+    """As the attacker: ten calls at once against 100 tokens, each reserving 30 -- four are
+    admitted (the count was 0, 30, 60, 90), six refused before reaching the upstream; then each
+    admitted call is settled with its real usage."""
+    services = Services()
+    plugin = _plugin(services, limit=100, time_window=60, completion_estimate=30)
+    contexts = [_ctx() for _ in range(10)]
+    refusals = [await plugin.access(ctx) for ctx in contexts]  # type: ignore[arg-type]
+    assert sum(refusal is None for refusal in refusals) == 4
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 120
+    for ctx, refusal in zip(contexts, refusals, strict=True):
+        call = LlmCall.find(ctx)  # type: ignore[arg-type]
+        assert call is not None
+        if refusal is None:
+            call.usage, call.answered = Usage(5, 15, 20), True
+        await plugin.log(ctx)  # type: ignore[arg-type]
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 80  # exactly what was consumed
+
+
+async def test_the_estimate_is_the_prompt_size_and_max_tokens() -> None:
+    services = Services()
+    plugin = _plugin(services, limit=1000, time_window=60)
+    body = orjson.dumps({"messages": [{"role": "user", "content": "x" * 77}], "max_tokens": 15})
+    ctx = _ctx(body=body)
+    assert await plugin.access(ctx) is None  # type: ignore[arg-type]
+    assert len(body) == 136  # 34 tokens of prompt
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 34 + 15
+
+
+async def test_a_stream_cut_short_is_charged_what_was_relayed() -> None:
+    """No usage arrived (client abort, upstream drop): the prompt estimate plus the text relayed
+    so far is charged, never 0; an answer that never came is charged nothing."""
+    services = Services()
+    plugin = _plugin(services, limit=1000, time_window=60)
+    ctx = _ctx(body=b"p" * 80)
+    assert await plugin.access(ctx) is None  # type: ignore[arg-type]
+    call = LlmCall.find(ctx)  # type: ignore[arg-type]
+    assert call is not None
+    call.answered, call.relayed_chars = True, 41
+    await plugin.log(ctx)  # type: ignore[arg-type]
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 20 + 11
+    ctx = _ctx(body=b"p" * 80)
+    assert await plugin.access(ctx) is None  # type: ignore[arg-type]
+    await plugin.log(ctx)  # type: ignore[arg-type]  # the provider never answered
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 31
+
+
+async def test_a_cache_hit_is_charged_nothing() -> None:
+    services = Services()
+    plugin = _plugin(services, limit=1000, time_window=60)
+    ctx = _ctx()
+    assert await plugin.access(ctx) is None  # type: ignore[arg-type]
+    call = LlmCall.find(ctx)  # type: ignore[arg-type]
+    assert call is not None
+    call.cache, call.answered, call.usage = "hit", True, Usage(10, 20, 30)
+    await plugin.log(ctx)  # type: ignore[arg-type]
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 0
+
+
+async def test_a_refusal_gives_back_what_other_budgets_reserved() -> None:
+    services = Services()
+    rules = [
+        {"count": 1000, "time_window": 60, "key": "$http_a"},
+        {"count": 10, "time_window": 60, "key": "$http_b"},
+    ]
+    plugin = _plugin(services, rules=rules, completion_estimate=20)
+    first = _ctx(variables={"http_a": "x", "http_b": "y"})
+    assert await plugin.access(first) is None  # type: ignore[arg-type]
+    second = _ctx(variables={"http_a": "x", "http_b": "y"})
+    assert await plugin.access(second) is not None  # type: ignore[arg-type]
+    rule_a = "ai-rate-limiting|route/1#abc|1|rule1|x"
+    assert (await services.counters.peek(rule_a, 60))[0] == 20  # the second's 20 given back
+
+
+async def test_cost_budgets_count_millionths_of_the_currency() -> None:
+    from llmgate.ai.pricing import parse_table
+
+    prices = parse_table({"prices": [{"model": "gpt-4o", "prompt": 2.5, "completion": 10}]})
+    services = Services(prices=prices)
+    plugin = _plugin(services, limit=1000, time_window=60, limit_strategy="cost")
+    # 1000 prompt tokens at 2.5/1M = 2500 millionths, 50 completion at 10/1M = 500
+    ctx = _ctx(services=services)
+    assert await plugin.access(ctx) is None  # type: ignore[arg-type]
+    call = LlmCall.find(ctx)  # type: ignore[arg-type]
+    assert call is not None
+    call.model = call.request_model = "gpt-4o"
+    call.usage, call.answered = Usage(1000, 50, 1050), True
+    await plugin.log(ctx)  # type: ignore[arg-type]
+    assert (await services.counters.peek(GLOBAL, 60))[0] == 3000
+    ctx = _ctx(services=services)
+    refusal = await plugin.access(ctx)  # type: ignore[arg-type]
+    assert refusal is not None and refusal.status == 503  # 0.003 spent of 0.001
 
 
 # --- through the gateway, with ai-proxy -----------------------------------------------------

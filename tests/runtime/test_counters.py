@@ -125,6 +125,30 @@ async def test_concurrent_increments_are_atomic(counters: Counters, key: str) ->
     assert sorted(count for count, _ in results) == list(range(1, 201))
 
 
+async def test_reservations_are_admitted_while_below_the_limit(
+    counters: Counters, key: str
+) -> None:
+    assert await counters.reserve(key, 60, 40, 100) == (True, 40, pytest.approx(60, abs=0.5))
+    admitted, count, _ = await counters.reserve(key, 60, 70, 100)
+    assert admitted and count == 110  # below the limit when asked: one reservation overshoots
+    admitted, count, left = await counters.reserve(key, 60, 1, 100)
+    assert (admitted, count) == (False, 110) and 59 < left <= 60.001  # refused: nothing added
+    assert (await counters.incr(key, 60, -70))[0] == 40  # settled for nothing
+    assert (await counters.incr(key, 60, -500))[0] == 0  # never below 0
+    assert (await counters.incr(key + "-gone", 60, -5)) == (0, 60)  # opens no window
+    assert (await counters.peek(key + "-gone", 60))[0] == 0
+
+
+async def test_concurrent_reservations_never_pass_the_limit_by_more_than_one(
+    counters: Counters, key: str
+) -> None:
+    """As the attacker: 100 concurrent reservations of 30 against a limit of 100 -- four are
+    admitted (0, 30, 60, 90 were below 100), whatever the interleaving."""
+    results = await asyncio.gather(*(counters.reserve(key, 60, 30, 100) for _ in range(100)))
+    assert sum(admitted for admitted, _, _ in results) == 4
+    assert (await counters.peek(key, 60))[0] == 120
+
+
 async def test_sliding_window_counts_only_accepted_requests(counters: Counters, key: str) -> None:
     # An hour-long window: a test straddling two windows is all but impossible.
     results = [await counters.sliding(key, 3, 3600) for _ in range(5)]

@@ -34,6 +34,8 @@ class LlmCall:
     cache: str | None = None  # CACHE_HIT: replayed by proxy-cache, no provider asked
     # Why the gateway cut the response short ("max_stream_duration_ms", "max_response_bytes").
     aborted: str | None = None
+    answered: bool = False  # the provider began a successful (2xx) answer
+    relayed_chars: int = 0  # characters of generated text seen so far (choices' content)
     started: float | None = None  # perf_counter when the upstream was asked
     first_token: float | None = None  # perf_counter of the first response byte
     finished: float | None = None

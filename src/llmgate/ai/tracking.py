@@ -37,6 +37,7 @@ class ResponseTracker:
 
     def __init__(self, call: LlmCall, status: int, headers: CIMultiDict[str]) -> None:
         self.call = call
+        call.answered = status < 300
         content_type = headers.get("Content-Type", "").lower()
         readable = status < 300 and "Content-Encoding" not in headers
         self._scanner = SseScanner() if readable and "text/event-stream" in content_type else None
@@ -81,9 +82,31 @@ class ResponseTracker:
         usage = usage_of(payload)
         if usage is not None:
             self.call.usage = usage
+        self.call.relayed_chars += text_size(payload)
         model = model_of(payload)
         if model is not None:
             self.call.model = model
+
+
+def text_size(payload: object) -> int:
+    """Characters of generated text in a response or stream chunk: each choice's ``delta`` /
+    ``message`` content, or ``text`` (what a budget charges when no usage arrives)."""
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list):
+        return 0
+    size = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        text = choice.get("text")
+        for part in ("delta", "message"):
+            block = choice.get(part)
+            if isinstance(block, dict):
+                text = block.get("content")
+                break
+        if isinstance(text, str):
+            size += len(text)
+    return size
 
 
 def claim(ctx: RequestContext, plugin: object) -> bool:

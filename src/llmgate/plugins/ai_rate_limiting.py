@@ -1,32 +1,51 @@
-"""ai-rate-limiting: a budget of LLM tokens per time window, from each response's ``usage``.
+"""ai-rate-limiting: a budget of LLM tokens (or cost) per time window, reserved before each
+call and settled with the call's real usage.
 
-Access phase, after ai-proxy / ai-proxy-multi (1040) picked the instance: when the window's
-budget is spent (tokens used >= limit), the request is refused before reaching the upstream
-with ``rejected_code`` (503) and ``{"error_msg": rejected_msg}``.  Log phase: the response's
-real usage (``limit_strategy``: total, prompt or completion tokens; streams included, from
-their final usage chunk) is added to the window.  A request that is not an LLM call (no
-ai-proxy on the route) is neither checked nor counted, as in APISIX.
+Access phase, after ai-proxy / ai-proxy-multi (1040) picked the instance: each budget that
+applies reserves the call's estimate (``ai/estimate.py``: the prompt's size, plus the request's
+``max_tokens`` / ``max_completion_tokens``, else ``completion_estimate``), atomically, while the
+window's count is below its limit; a budget already spent refuses the request before it reaches
+the upstream, with ``rejected_code`` (503) and ``{"error_msg": rejected_msg}`` (reservations
+the request made in other budgets are given back).  Log phase: the reservation is settled with
+what the call consumed (``limit_strategy``: total, prompt or completion tokens, or ``cost``):
+its usage, streams included; for a stream that ended without usage (client abort, upstream
+drop), the prompt estimate plus the text relayed so far, never 0; nothing for a call the
+provider did not answer; nothing for a proxy-cache HIT (no provider consumed anything).  A
+request that is not an LLM call (no ai-proxy on the route) is neither checked nor counted, as
+in APISIX.
+
+So concurrent calls cannot overspend: the overshoot of a window is bounded by one call's
+estimate (the last one admitted while the count was below the limit) plus, for calls in
+flight, what they used beyond their estimate -- never by their number.  Counters are atomic
+with ``policy`` local (one process, or a node's workers through its counter service) and
+redis / redis-cluster (one Lua script per reservation, across nodes).
+
+``limit_strategy: cost`` (llmgate's): ``limit`` is in millionths of the price table's currency
+(``ai/pricing.py``; ``500000`` = 0.50 USD) and each call is charged its cost; a model without
+a price costs nothing.
 
 Budgets: ``limit``/``time_window`` is one budget shared by every instance of the route;
 ``instances`` give an instance (ai-proxy-multi's ``name``; ``ai-proxy-<provider>`` for
 ai-proxy) a budget of its own instead; ``rules`` are budgets keyed by ``$variables`` (a rule
 whose variables are all unset does not apply).  Headers (``show_limit_quota_header``):
-``X-AI-RateLimit-Limit-<instance>``, ``-Remaining-<instance>``, ``-Reset-<instance>`` (seconds
-left), or ``X-AI-<prefix>-RateLimit-Limit``... for rules (prefix: ``header_prefix`` or the
-rule's 1-based position).
+``X-AI-RateLimit-Limit-<instance>``, ``-Remaining-<instance>`` (what was left when the call was
+admitted), ``-Reset-<instance>`` (seconds left), or ``X-AI-<prefix>-RateLimit-Limit``... for
+rules (prefix: ``header_prefix`` or the rule's 1-based position).
 
 Counters are per route when the plugin is set on a route or a plugin_config, per consumer when
-set on a consumer; they live in ``policy``'s counters (the node's, or Redis), so they are as
-exact across workers and nodes as those are.  ai-proxy-multi (whose access phase runs first)
-asks ``instance_available`` to skip an instance whose budget is spent.
+set on a consumer; they live in ``policy``'s counters (the node's, or Redis).  ai-proxy-multi
+(whose access phase runs first) asks ``instance_available`` to skip an instance whose budget
+is spent.
 
-Where llmgate differs from APISIX: without ``rejected_msg`` the body is still JSON (``{"error_msg":
-"token limit exceeded"}``); unreachable counters give 503 (APISIX: 500) unless
-``allow_degradation``.
+Where llmgate differs from APISIX: APISIX checks the budget and charges after the call (so
+concurrent calls overspend it); without ``rejected_msg`` the body is still JSON
+(``{"error_msg": "token limit exceeded"}``); unreachable counters give 503 (APISIX: 500)
+unless ``allow_degradation``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -35,6 +54,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from llmgate.ai.call import LlmCall
+from llmgate.ai.estimate import Estimate, relayed_estimate, request_estimate
+from llmgate.ai.pricing import NO_PRICES, Prices, call_cost
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
     BadLimitValue,
@@ -63,7 +84,8 @@ log = logging.getLogger("llmgate.plugins")
 
 HEADERS = ("X-AI-RateLimit-Limit", "X-AI-RateLimit-Remaining", "X-AI-RateLimit-Reset")
 DEFAULT_MSG = "token limit exceeded"
-_REFUSED = "ai-rate-limiting.refused"
+_RESERVED = "ai-rate-limiting.reserved"
+MICRO = 10**6  # cost budgets count millionths of the currency; prices give 10^-12 units
 
 
 class InstanceLimit(ConfigSection):
@@ -78,7 +100,11 @@ class AIRateLimitingConfig(RedisPolicyConfig):
     limit: DynamicCount | None = None
     time_window: DynamicCount | None = None
     show_limit_quota_header: bool = True
-    limit_strategy: Literal["total_tokens", "prompt_tokens", "completion_tokens"] = "total_tokens"
+    limit_strategy: Literal["total_tokens", "prompt_tokens", "completion_tokens", "cost"] = (
+        "total_tokens"
+    )
+    # llmgate's: the completion a request without max_tokens is reserved for.
+    completion_estimate: Annotated[int, Field(ge=0, le=10_000_000)] = 256
     instances: Annotated[list[InstanceLimit], Field(min_length=1)] | None = None
     rejected_code: RejectedCode = 503
     rejected_msg: RejectedMsg | None = None
@@ -118,6 +144,15 @@ class _Window:
     headers: tuple[str, str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Reservation:
+    """What a request reserved, to be settled in the log phase."""
+
+    estimate: Estimate
+    amount: int
+    windows: tuple[_Window, ...]
+
+
 def _prefixed(prefix: str) -> tuple[str, str, str]:
     """A rule's headers: ``X-AI-<prefix>-RateLimit-Limit``..."""
     limit, remaining, reset = (h.replace("RateLimit-", f"{prefix}-RateLimit-", 1) for h in HEADERS)
@@ -148,6 +183,8 @@ class AIRateLimiting(Plugin):
         # A consumer's budget follows the consumer across routes; any other is the route's.
         self.per_route = not owner.startswith("consumer/")
         self.strategy = config.limit_strategy
+        # One reservation per plugin instance (a route's and a consumer's may both apply).
+        self._state_key = f"{_RESERVED}.{id(self)}"
         self.shared: _Budget | None = None
         if config.limit is not None and config.time_window is not None:
             self.shared = _Budget(
@@ -173,40 +210,96 @@ class AIRateLimiting(Plugin):
         call = LlmCall.find(ctx)
         if call is None:
             return None
+        outbound = getattr(ctx, "outbound", None)
+        estimate = request_estimate(
+            outbound.body if outbound is not None else None,
+            config.completion_estimate,
+            call.protocol,
+        )
+        amount = self._amount(ctx, call, estimate)
+        reserved: list[_Window] = []
         try:
             for window in self._windows(ctx, instance_of(call)):
-                used, left = await self.counters.peek(window.key, window.window)
-                remaining = window.limit - used
-                refused = remaining < 1
+                admitted, count, left = await self.counters.reserve(
+                    window.key, window.window, amount, window.limit
+                )
+                used = count - amount if admitted else count
                 if config.show_limit_quota_header:
                     limit_h, remaining_h, reset_h = window.headers
                     ctx.add_response_header(limit_h, str(window.limit))
-                    ctx.add_response_header(remaining_h, str(max(remaining, 0)))
+                    ctx.add_response_header(remaining_h, str(max(window.limit - used, 0)))
                     ctx.add_response_header(reset_h, str(math.ceil(left)))
-                if refused:
-                    ctx.state[_REFUSED] = True
+                if not admitted:
+                    await self._give_back(reserved, amount)
                     return rejection(
                         config.rejected_code, config.rejected_msg, DEFAULT_MSG, retry_after=left
                     )
+                reserved.append(window)
         except BadLimitValue as exc:
+            await self._give_back(reserved, amount)
             return None if config.allow_degradation else bad_value(self.name, exc)
         except CountersUnavailable as exc:
+            await self._give_back(reserved, amount)
             return None if config.allow_degradation else unavailable(self.name, self.owner, exc)
+        ctx.state[self._state_key] = _Reservation(estimate, amount, tuple(reserved))
         return None
 
     async def log(self, ctx: RequestContext) -> None:
+        reservation: _Reservation | None = ctx.state.get(self._state_key)
         call = LlmCall.find(ctx)
-        if call is None or call.usage is None or ctx.state.get(_REFUSED):
-            return
-        tokens = call.usage.get(self.strategy)
-        if tokens <= 0:
-            return
+        if reservation is None or call is None:
+            return  # not an LLM call, refused, or answered by proxy-cache before the access
+        used = self._consumed(ctx, call, reservation)
         try:
-            for window in self._windows(ctx, instance_of(call)):
-                await self.counters.incr(window.key, window.window, tokens)
-        except (BadLimitValue, CountersUnavailable) as exc:
+            final = {w.key: w for w in self._windows(ctx, instance_of(call))}
+        except BadLimitValue:
+            final = {}
+        try:
+            for window in reservation.windows:
+                # An instance that fell back to another gives its reservation back.
+                charge = used if final.pop(window.key, None) is not None else 0
+                if charge != reservation.amount:
+                    await self.counters.incr(window.key, window.window, charge - reservation.amount)
+            for window in final.values():  # the instance that answered, reserved nothing
+                if used > 0:
+                    await self.counters.incr(window.key, window.window, used)
+        except CountersUnavailable as exc:
             owner = self.owner.partition("#")[0]
-            log.warning("%s of %s could not count %d tokens: %s", self.name, owner, tokens, exc)
+            log.warning("%s of %s could not count %d: %s", self.name, owner, used, exc)
+
+    def _amount(self, ctx: RequestContext, call: LlmCall, estimate: Estimate) -> int:
+        """What ``estimate`` counts for in this plugin's budgets."""
+        if self.strategy == "cost":
+            prices: Prices = getattr(ctx.snapshot.services, "prices", NO_PRICES)
+            rate = prices.rate(call.provider, call.request_model)
+            if rate is None:
+                return 0
+            return -(-rate.cost(estimate.prompt, estimate.completion, 0) // MICRO)
+        if self.strategy == "prompt_tokens":
+            return estimate.prompt
+        if self.strategy == "completion_tokens":
+            return estimate.completion
+        return estimate.total
+
+    def _consumed(self, ctx: RequestContext, call: LlmCall, reservation: _Reservation) -> int:
+        """What the call consumed, in this plugin's budget units."""
+        if call.cache_hit or not call.answered:
+            return 0
+        usage = call.consumed
+        if usage is None:  # a stream that ended before its usage: what was relayed
+            return self._amount(
+                ctx, call, relayed_estimate(reservation.estimate, call.relayed_chars)
+            )
+        if self.strategy == "cost":
+            cost = call_cost(ctx, call)
+            return 0 if cost is None else -(-cost // MICRO)
+        return usage.get(self.strategy)
+
+    async def _give_back(self, reserved: list[_Window], amount: int) -> None:
+        for window in reserved:
+            # Unreachable counters: the reservation ends with its window.
+            with contextlib.suppress(CountersUnavailable):
+                await self.counters.incr(window.key, window.window, -amount)
 
     async def instance_available(self, ctx: RequestContext, instance: str) -> bool:
         """Whether ``instance`` has tokens left in its own or the shared budget (rules do not

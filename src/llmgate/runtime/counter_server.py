@@ -8,6 +8,7 @@ two awaits, so every operation is atomic across the workers.
 Framing, both ways: a 4-byte big-endian length, then a JSON array.
 
     request   [op, key, *args]      op: "i" incr(window, amount)   "p" peek(window)
+                                        "v" reserve(window, amount, limit)
                                         "s" sliding(limit, window) "l" leaky(rate, burst)
                                         "a" acquire(limit)         "r" release()
     answer    [1, result]  or  [0, "why it failed"]
@@ -59,6 +60,7 @@ class CounterServer:
         self._ops: dict[str, Callable[..., Any]] = {
             "i": self.state.incr_now,
             "p": self.state.peek_now,
+            "v": self.state.reserve_now,
             "s": self.state.sliding_now,
             "l": self.state.leaky_now,
             "a": self.state.acquire_now,
@@ -117,6 +119,12 @@ class SharedCounters:
     async def incr(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
         count, left = await self._call("i", key, window, amount)
         return count, left
+
+    async def reserve(
+        self, key: str, window: float, amount: int, limit: int
+    ) -> tuple[bool, int, float]:
+        admitted, count, left = await self._call("v", key, window, amount, limit)
+        return admitted, count, left
 
     async def peek(self, key: str, window: float) -> tuple[int, float]:
         count, left = await self._call("p", key, window)

@@ -27,7 +27,17 @@ class CountersUnavailable(Exception):
 class Counters(Protocol):
     async def incr(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
         """Add ``amount`` to the fixed-window counter ``key`` (the window starts with the first
-        increment and lasts ``window`` seconds); returns the new count and the seconds left."""
+        increment and lasts ``window`` seconds); returns the new count and the seconds left.
+        A negative ``amount`` (a reservation settled for less) never opens a window and never
+        takes the count below 0."""
+        ...
+
+    async def reserve(
+        self, key: str, window: float, amount: int, limit: int
+    ) -> tuple[bool, int, float]:
+        """Add ``amount`` to the fixed-window counter ``key`` if its count is below ``limit``,
+        in one step: (whether it was added, the count after, the seconds left).  A refused
+        reservation changes nothing."""
         ...
 
     async def peek(self, key: str, window: float) -> tuple[int, float]:
@@ -113,10 +123,24 @@ class LocalCounters:
             self._sweep(now)
         end, count = self._windows.get(key, (0.0, 0))
         if now >= end:
+            if amount < 0:  # the window it settles has ended: nothing to give back
+                return 0, window
             end, count = now + window, 0
-        count += amount
+        count = max(count + amount, 0)
         self._windows[key] = (end, count)
         return count, end - now
+
+    def reserve_now(
+        self, key: str, window: float, amount: int, limit: int
+    ) -> tuple[bool, int, float]:
+        now = time.monotonic()
+        end, count = self._windows.get(key, (0.0, 0))
+        if now >= end:
+            end, count = now + window, 0
+        if count >= limit:
+            return False, count, end - now
+        self.incr_now(key, window, amount)
+        return True, count + amount, end - now
 
     def peek_now(self, key: str, window: float) -> tuple[int, float]:
         now = time.monotonic()
@@ -166,6 +190,11 @@ class LocalCounters:
 
     async def incr(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
         return self.incr_now(key, window, amount)
+
+    async def reserve(
+        self, key: str, window: float, amount: int, limit: int
+    ) -> tuple[bool, int, float]:
+        return self.reserve_now(key, window, amount, limit)
 
     async def peek(self, key: str, window: float) -> tuple[int, float]:
         return self.peek_now(key, window)

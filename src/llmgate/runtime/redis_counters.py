@@ -3,7 +3,9 @@
 Each operation is one Lua script, so it is atomic in Redis whatever the number of clients:
 
 - fixed windows: INCRBY, and PEXPIRE when the key has no expiry yet (it was just created);
-  the answer is the count and the window's PTTL;
+  the answer is the count and the window's PTTL; a reservation adds only while the count is
+  below its limit; a negative amount (a settled reservation) never creates a key nor goes
+  below 0;
 - sliding windows: one key per clock-aligned window, read with the previous one and
   incremented only when the request is accepted, on Redis's clock (``TIME``);
 - leaky buckets: a hash {excess, last}, timed by Redis's own clock (``TIME``) so nodes whose
@@ -37,13 +39,36 @@ log = logging.getLogger("llmgate.counters")
 PREFIX = "llmgate:"
 
 _INCR = """
-local count = redis.call('incrby', KEYS[1], ARGV[2])
 local ttl = redis.call('pttl', KEYS[1])
+if tonumber(ARGV[2]) < 0 then
+  if ttl < 0 then return {0, tonumber(ARGV[1])} end
+  local count = redis.call('incrby', KEYS[1], ARGV[2])
+  if count < 0 then
+    redis.call('set', KEYS[1], 0, 'PX', ttl)
+    count = 0
+  end
+  return {count, ttl}
+end
+local count = redis.call('incrby', KEYS[1], ARGV[2])
 if ttl < 0 then
   redis.call('pexpire', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
 return {count, ttl}
+"""
+
+# ARGV: window (ms), amount, limit.  Added only while the count is below the limit.
+_RESERVE = """
+local ttl = redis.call('pttl', KEYS[1])
+local count = 0
+if ttl >= 0 then count = tonumber(redis.call('get', KEYS[1]) or '0') end
+if count >= tonumber(ARGV[3]) then return {0, count, ttl} end
+count = redis.call('incrby', KEYS[1], ARGV[2])
+if ttl < 0 then
+  redis.call('pexpire', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {1, count, ttl}
 """
 
 _PEEK = """
@@ -150,6 +175,13 @@ class RedisCounters:
         window_ms = max(1, round(window * 1000))
         count, ttl = await self._run(_INCR, "count:" + key, window_ms, amount)
         return int(count), int(ttl) / 1000
+
+    async def reserve(
+        self, key: str, window: float, amount: int, limit: int
+    ) -> tuple[bool, int, float]:
+        window_ms = max(1, round(window * 1000))
+        admitted, count, ttl = await self._run(_RESERVE, "count:" + key, window_ms, amount, limit)
+        return bool(admitted), int(count), int(ttl) / 1000
 
     async def peek(self, key: str, window: float) -> tuple[int, float]:
         count, ttl = await self._run(_PEEK, "count:" + key)
