@@ -52,6 +52,7 @@ PROBE = "tests/proxy/test_probe.py"
 CLIENT = "tests/proxy/test_client.py"
 AI_CAPS = "tests/e2e/test_ai_caps.py"
 OPENAI_COMPATIBLE = "tests/plugins/test_openai_compatible_runtime.py"
+BUDGETS_E2E = "tests/e2e/test_token_budgets.py"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -704,7 +705,18 @@ EFFECT_TESTS.update(
         "plugins.ai-rate-limiting.show_limit_quota_header": _t(
             BUDGET, "test_rejected_code_msg_and_no_headers"
         ),
-        "plugins.ai-rate-limiting.limit_strategy": _t(BUDGET, "test_limit_strategy"),
+        "plugins.ai-rate-limiting.limit_strategy": _t(
+            BUDGET, "test_limit_strategy", "test_cost_budgets_count_millionths_of_the_currency"
+        ),
+        "plugins.ai-rate-limiting.completion_estimate": _t(
+            BUDGET, "test_concurrent_calls_reserve_before_they_are_sent"
+        ),
+        "plugins.ai-rate-limiting.policy": _t(
+            BUDGETS_E2E, "test_thirty_concurrent_streams_stay_within_one_estimate_of_the_budget"
+        ),
+        "plugins.ai-rate-limiting.redis_host": _t(
+            BUDGETS_E2E, "test_thirty_concurrent_streams_stay_within_one_estimate_of_the_budget"
+        ),
         "plugins.ai-rate-limiting.instances": _t(BUDGET, "test_instances_have_their_own_budgets"),
         "plugins.ai-rate-limiting.instances.name": _t(
             BUDGET, "test_instances_have_their_own_budgets"

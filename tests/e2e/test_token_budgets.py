@@ -1,0 +1,170 @@
+"""Exact token budgets of ai-rate-limiting against a real ``llmgate serve`` (issues 11 and 14),
+written as the attacker: many concurrent streams against a small budget, a stream closed
+before its usage arrives, cache hits, and budgets in cost.
+
+Redis tests use the server at redis://127.0.0.1:6379/0 and fail, never skip, without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import redis
+
+from tests.net import LiveGateway, RawClient
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PRICES = {"currency": "USD", "prices": [{"model": "gpt-4o-mini", "prompt": 1, "completion": 2}]}
+
+
+def chat(text: str = "Tell me about Pikachu", **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    workdir = tmp_path_factory.mktemp("budgets")
+    (workdir / "prices.json").write_text(json.dumps(PRICES))
+    with LiveGateway(workdir, env={"LLMGATE_PRICES": str(workdir / "prices.json")}) as gw:
+        yield gw
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()  # fails loudly when Redis is not there
+    yield client
+    client.close()
+
+
+def budget_route(live: LiveGateway, route_id: str, budget: dict[str, Any]) -> str:
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+        "override": {"endpoint": f"http://{live.fake_address}/v1/chat/completions"},
+    }
+    uri = f"/{route_id}/v1/chat/completions"
+    plugins = {"ai-proxy": ai_proxy, "ai-rate-limiting": {"time_window": 600, **budget}}
+    live.put(f"routes/{route_id}", {"uri": uri, "plugins": plugins})
+    return uri
+
+
+async def stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> int | None:
+    """One streamed call read to its end: its total tokens, or None when it was refused."""
+    async with session.post(url, json=body, headers={"X-Fake-Stream-Delay-Ms": "20"}) as resp:
+        if resp.status != 200:
+            assert resp.status == 503, await resp.text()
+            return None
+        total = None
+        async for line in resp.content:
+            if line.startswith(b"data: {"):
+                usage = orjson.loads(line[6:]).get("usage")
+                total = usage["total_tokens"] if usage else total
+        assert total is not None
+        return total
+
+
+async def concurrent_streams(live: LiveGateway, uri: str, count: int) -> list[int | None]:
+    body = chat(stream=True, max_tokens=15, stream_options={"include_usage": True})
+    url = f"http://127.0.0.1:{live.proxy_port}{uri}"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        return await asyncio.gather(*(stream(session, url, body) for _ in range(count)))
+
+
+def estimate(live: LiveGateway) -> int:
+    """What one call reserved: the size / 4 of the body the provider received (the fake
+    upstream records it), plus max_tokens."""
+    return -(-max(r["body_length"] for r in live.fake_requests()) // 4) + 15
+
+
+@pytest.mark.parametrize("policy", ["local", "redis"])
+async def test_thirty_concurrent_streams_stay_within_one_estimate_of_the_budget(
+    live: LiveGateway, redis_client: redis.Redis, policy: str
+) -> None:
+    """Issue 11: 30 concurrent streams against a 150-token budget with max_tokens 15 are
+    charged within one call's estimate of 150 (before reservations, all 30 passed)."""
+    route_id = f"budget-{policy}-{uuid.uuid4().hex[:8]}"
+    budget: dict[str, Any] = {"limit": 150}
+    if policy == "redis":
+        budget.update(policy="redis", redis_host="127.0.0.1")
+    uri = budget_route(live, route_id, budget)
+    live.clear_fake()
+    try:
+        totals = await concurrent_streams(live, uri, 30)
+        served = [total for total in totals if total is not None]
+        assert 0 < len(served) < 30
+        assert sum(served) <= 150 + estimate(live)
+        if policy == "redis":  # the counter holds exactly what the served calls consumed
+            (key,) = redis_client.scan_iter(match=f"llmgate:count:*{route_id}*")
+            assert int(redis_client.get(key) or 0) == sum(served)
+        else:  # the next call sees what is left (its own reservation comes after)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"http://127.0.0.1:{live.proxy_port}{uri}", json=chat()) as resp,
+            ):
+                left = int(resp.headers["X-AI-RateLimit-Remaining-ai-proxy-openai-compatible"])
+            assert left == max(150 - sum(served), 0)
+    finally:
+        for key in redis_client.scan_iter(match=f"llmgate:*{route_id}*"):
+            redis_client.delete(key)
+
+
+def remaining(live: LiveGateway, uri: str) -> int:
+    """What the budget has left, as the next call (refused by the fake: nothing consumed) sees."""
+    status, headers = post_status(live, uri, {"X-Fake-Status": "500"})
+    assert status in (500, 502, 503), status
+    return int(headers["x-ai-ratelimit-remaining-ai-proxy-openai-compatible"])
+
+
+def post_status(live: LiveGateway, uri: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    body = json.dumps(chat()).encode()
+    with RawClient(live.proxy_port) as client:
+        client.send_request(
+            "POST", uri, headers={"Content-Type": "application/json", **headers}, body=body
+        )
+        resp = client.read_response("POST")
+    return resp.status, {name.lower(): value for name, value in resp.headers}
+
+
+def test_a_stream_closed_before_its_usage_is_charged_more_than_zero(live: LiveGateway) -> None:
+    """Issue 11: the client reads the first events of a slow stream and goes away before the
+    usage chunk; the call is charged its prompt and the text relayed so far -- never 0."""
+    uri = budget_route(live, f"abort-{uuid.uuid4().hex[:8]}", {"limit": 100_000})
+    assert remaining(live, uri) == 100_000
+    body = json.dumps(chat(stream=True)).encode()
+    headers = {"Content-Type": "application/json", "X-Fake-Stream-Delay-Ms": "200"}
+    with RawClient(live.proxy_port) as client:
+        client.send_request("POST", uri, headers=headers, body=body)
+        status, _, _, _ = client.read_head()
+        assert status == 200
+        assert b"data:" in (client.read_chunk() or b"")
+        client.abort()
+    deadline = time.monotonic() + 3
+    left = remaining(live, uri)
+    while left == 100_000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = remaining(live, uri)
+    assert 0 < 100_000 - left < 100  # the prompt's estimate and a few relayed words
+
+
+def test_a_budget_in_cost_refuses_once_spent(live: LiveGateway) -> None:
+    """Issue 14: limit_strategy cost, in millionths of the currency: at 1 and 2 per 1M tokens a
+    call of ~30 tokens costs ~40 millionths, so a budget of 50 admits two calls, not three."""
+    uri = budget_route(
+        live, f"cost-{uuid.uuid4().hex[:8]}", {"limit": 50, "limit_strategy": "cost"}
+    )
+    statuses = []
+    for _ in range(4):
+        status, _ = post_status(live, uri, {})
+        statuses.append(status)
+    assert statuses[0] == 200 and 503 in statuses
+    assert statuses.index(503) <= 3
