@@ -13,6 +13,8 @@ server shows them to a model), so ``apisix_shape`` rewrites pydantic's output in
   ``null`` branch is dropped from a wider ``anyOf``; ``"default": null`` is dropped;
 - a property that only null is valid for is left out (with ``additionalProperties: false``,
   it is refused, as APISIX's schema has it);
+- a model's ``description`` (its class docstring, written for developers) is dropped; a
+  field's own ``description`` is kept;
 - ``title``, ``discriminator`` and ``additionalProperties: true`` (the default) are dropped;
   ``prefixItems`` (2020-12) becomes draft-07's array form of ``items``.
 
@@ -52,6 +54,7 @@ def _shape(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
             target: dict[str, Any] = {"type": "object"}
         else:
             target = _shape(defs[name], defs, (*seen, name))
+            target.pop("description", None)  # a class docstring, written for developers
         # Siblings of a $ref (a description, a default) apply to the inlined schema.
         rest = {k: v for k, v in node.items() if k != "$ref"}
         return {**target, **_shape(rest, defs, seen)} if rest else target
@@ -88,6 +91,7 @@ def apisix_shape(schema: dict[str, Any]) -> dict[str, Any]:
     defs = schema.get("$defs")
     shaped = _shape(schema, defs if isinstance(defs, dict) else {}, ())
     assert isinstance(shaped, dict)
+    shaped.pop("description", None)
     return shaped
 
 
