@@ -19,10 +19,12 @@ they exist in ``admin.resources.RESOURCES``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -123,9 +125,9 @@ def call_tools(gw: LiveGateway, calls: list[tuple[str, dict[str, Any]]]) -> list
     async def confirm(_context: Any, _params: Any) -> ElicitResult:
         return ElicitResult(action="accept", content={"confirm": True})
 
-    async def run() -> list[Any]:
+    async def run(errlog: IO[str]) -> list[Any]:
         params = StdioServerParameters(
-            command=str(Path(__import__("sys").executable).with_name("mcp-apisix")),
+            command=str(Path(sys.executable).with_name("mcp-apisix")),
             env={
                 "APISIX_BASE_URL": gw.gw.admin_url,
                 "APISIX_ADMIN_KEY": ADMIN_KEY,
@@ -133,21 +135,24 @@ def call_tools(gw: LiveGateway, calls: list[tuple[str, dict[str, Any]]]) -> list
             },
         )
         results = []
-        with open(gw.workdir / "mcp-apisix.log", "w") as errlog:
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write, elicitation_callback=confirm) as session:
-                    await session.initialize()
-                    for name, arguments in calls:
-                        result = await session.call_tool(name, arguments)
-                        text = result.content[0].text  # type: ignore[union-attr]
-                        assert not text.startswith(("错误", "Error")), (name, arguments, text)
-                        try:
-                            results.append(json.loads(text))
-                        except ValueError:
-                            raise AssertionError((name, arguments, text)) from None
+        async with contextlib.AsyncExitStack() as stack:
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+            session = await stack.enter_async_context(
+                ClientSession(read, write, elicitation_callback=confirm)
+            )
+            await session.initialize()
+            for name, arguments in calls:
+                result = await session.call_tool(name, arguments)
+                text = result.content[0].text  # type: ignore[union-attr]
+                assert not text.startswith(("错误", "Error")), (name, arguments, text)
+                try:
+                    results.append(json.loads(text))
+                except ValueError:
+                    raise AssertionError((name, arguments, text)) from None
         return results
 
-    return asyncio.run(asyncio.wait_for(run(), 60))
+    with open(gw.workdir / "mcp-apisix.log", "a") as errlog:
+        return asyncio.run(asyncio.wait_for(run(errlog), 60))
 
 
 def test_mcp_apisix(gw: LiveGateway) -> None:
