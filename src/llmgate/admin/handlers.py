@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from llmgate.admin import json_schema
+from llmgate.admin import json_schema, openapi
 from llmgate.admin.auth import ROLE
 from llmgate.admin.resource import Address, ResourceApi
 from llmgate.admin.resources import RESOURCES
@@ -219,6 +219,11 @@ async def plugins_reload_other(request: web.Request) -> web.Response:
     )
 
 
+async def openapi_document(_request: web.Request) -> web.Response:
+    """``GET /apisix/admin/openapi.json``: the OpenAPI 3.1 document of this API."""
+    return json_response(200, openapi.document())
+
+
 async def usage_summary(request: web.Request) -> web.Response:
     """``GET /apisix/admin/usage?consumer=&route=&model=&cache=&from=&to=&group_by=``
     (llmgate's extension): requests, tokens and cost per consumer, route, model, day and cache,
@@ -261,6 +266,8 @@ def add_admin_routes(
         app.router.add_get(prefix + "/{name}", plugin_schema)
     app.router.add_post("/apisix/admin/schema/validate/{resource}", validate_resource)
     app.router.add_get("/apisix/admin/schema/{name}", resource_schema)
+    app.router.add_get("/apisix/admin/openapi.json", openapi_document)
     app.router.add_get("/apisix/admin/usage", usage_summary)
     app.router.add_get("/apisix/admin/usage/calls", usage_calls)
-    app.router.add_route("*", "/apisix/admin/{tail:.*}", resource_handler)
+    # [\s\S]: an id may hold any character, a newline too (".*" would leave it to 404 text).
+    app.router.add_route("*", r"/apisix/admin/{tail:[\s\S]*}", resource_handler)

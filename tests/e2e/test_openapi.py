@@ -1,0 +1,120 @@
+"""``GET /apisix/admin/openapi.json``: valid OpenAPI 3.1 (openapi-spec-validator), covering
+every admin route, and schemathesis (its own process) fuzzing a live admin API from it: no
+5xx, every status, content type and body as documented.  Bounded: a fixed seed and a few
+examples per operation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from llmgate.admin.openapi import document
+from llmgate.admin.resources import RESOURCES
+from tests.net import LiveGateway
+from tests.support import ADMIN_KEY
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
+EXAMPLES_PER_OPERATION = 4
+SEED = 20261205
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    with LiveGateway(tmp_path_factory.mktemp("openapi")) as live:
+        yield live
+
+
+def test_the_document_is_valid_openapi_31() -> None:
+    doc = document()
+    assert doc["openapi"] == "3.1.0"
+    validate(doc)  # raises on any violation of the 3.1 specification
+
+
+def test_every_resource_and_method_is_documented() -> None:
+    paths = document()["paths"]
+    for name, kind in RESOURCES.items():
+        prefix = (
+            "/apisix/admin/consumers/{username}/" if name == "credentials" else "/apisix/admin/"
+        )
+        collection = f"{prefix}{name}"
+        item = f"{collection}/{{{'username' if kind.id_field == 'username' else 'id'}}}"
+        assert set(paths[collection]) >= {"get", "put", "post"}, name
+        assert set(paths[item]) == {"get", "put", "patch", "delete"}, name
+        for method in kind.unsupported:
+            where = paths[collection] if method == "post" else paths[item]
+            assert "405" in where[method]["responses"], (name, method)
+        body = paths[item]["put"]["requestBody"]["content"]["application/json"]["schema"]
+        schema = document()["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+        assert schema["additionalProperties"] is False and "$defs" not in str(schema)
+    for path in (
+        "/apisix/admin/plugins/list",
+        "/apisix/admin/plugins/reload",
+        "/apisix/admin/plugins/{name}",
+        "/apisix/admin/schema/{name}",
+        "/apisix/admin/schema/plugins/{name}",
+        "/apisix/admin/schema/validate/{resource}",
+        "/apisix/admin/usage",
+        "/apisix/admin/usage/calls",
+        "/apisix/admin/openapi.json",
+    ):
+        assert path in paths, path
+    for operations in paths.values():
+        for operation in operations.values():
+            errors = [s for s in operation["responses"] if s.startswith(("4", "5"))]
+            assert "401" in errors and "503" in errors
+            for status in errors:
+                content = operation["responses"][status]["content"]
+                assert "application/json" in content or status == "400"
+
+
+def test_served_document_is_the_generated_one(gw: LiveGateway) -> None:
+    assert gw.admin("GET", "openapi.json") == (200, document())
+    status, _ = gw.admin("GET", "openapi.json", key="wrong")
+    assert status == 401
+
+
+def test_schemathesis_finds_nothing(gw: LiveGateway) -> None:
+    url = gw.gw.admin_url
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{url}/apisix/admin/openapi.json",
+        "--url",
+        url,
+        "-H",
+        f"X-API-KEY: {ADMIN_KEY}",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        "fuzzing",
+        "--max-examples",
+        str(EXAMPLES_PER_OPERATION),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--no-shrink",
+        "--request-timeout",
+        "10",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=gw.workdir,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(gw.workdir), "NO_COLOR": "1"},
+    )
+    report = result.stdout[-8000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+    assert " passed" in report and "failures" not in report.split("SUMMARY")[-1], report
