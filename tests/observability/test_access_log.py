@@ -15,8 +15,10 @@ from multidict import CIMultiDict
 
 from llmgate import __version__
 from llmgate.ai.call import LlmCall
+from llmgate.ai.pricing import PRICES as PRICES_KEY
 from llmgate.ai.pricing import parse_table
 from llmgate.ai.usage import Usage
+from llmgate.http.context import OutboundRequest, RequestContext, ResponseHead
 from llmgate.observability.access_log import (
     MASK,
     SECRET_ARGS,
@@ -28,9 +30,8 @@ from llmgate.observability.access_log import (
 )
 from llmgate.plugins.file_logger import FileLoggerConfig
 from llmgate.plugins.key_auth import KeyAuth
-from llmgate.proxy.context import OutboundRequest, RequestContext, ResponseHead
 from llmgate.runtime.services import Services
-from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, PluginChain
+from llmgate.runtime.snapshot import CHAIN, CompiledRoute, ConsumerEntry, PluginChain
 
 PRICES = parse_table(
     {"prices": [{"provider": "openai", "model": "gpt", "prompt": 2, "completion": 8}]}
@@ -61,9 +62,10 @@ def make_ctx(
         owners={},
     )
     outbound = OutboundRequest(method, inbound.path, inbound.query_string, CIMultiDict())
-    snapshot = mock.Mock()
-    snapshot.services = Services(prices=PRICES)
-    return RequestContext(inbound, snapshot, route, outbound)
+    ctx = RequestContext(inbound, route, outbound)
+    ctx.state[CHAIN] = route.chain
+    ctx.state[PRICES_KEY] = PRICES
+    return ctx
 
 
 def _reader(body: bytes) -> StreamReader:
@@ -135,8 +137,8 @@ async def test_default_entry() -> None:
     ctx.upstream_addr = "10.0.0.1:80"
     ctx.upstream_latency = 0.05
     ctx.status = 201
-    ctx.state["request_id"] = "rid-1"
-    ctx.state["bytes_sent"] = 123
+    ctx.request_id = "rid-1"
+    ctx.bytes_sent = 123
     AccessLog.note_head(ctx, ResponseHead(201, CIMultiDict({"X-Up": "1", "Set-Cookie": "s=1"})))
     call = LlmCall.of(ctx)
     call.provider, call.model, call.instance, call.stream = "openai", "gpt", "i1", True

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llmgate.errors import SettingsError
+from llmgate.http.context import RouteInfo
 from llmgate.observability.accounting import LlmAccounting
 from llmgate.observability.metrics import (
     GaugeSampler,
@@ -21,7 +22,6 @@ from llmgate.observability.metrics import (
     node_of,
     request_length,
 )
-from llmgate.runtime.snapshot import CompiledRoute, PluginChain
 from llmgate.settings import load_settings
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Who is Pikachu?"}]}
@@ -275,8 +275,8 @@ async def test_gauge_sampler_sets_the_process_gauges() -> None:
     assert value(metrics, "apisix_config_revision") == 7  # unknown revision: kept
 
 
-def route(uris: tuple[str, ...] = (), hosts: tuple[str, ...] = ()) -> CompiledRoute:
-    return CompiledRoute("1", None, PluginChain.of([]), {}, None, {}, uris, hosts)
+def route(uris: tuple[str, ...] = (), hosts: tuple[str, ...] = ()) -> RouteInfo:
+    return RouteInfo("1", None, uris, hosts)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from llmgate.http.context import ResponseHead
 from llmgate.plugins.request_id import (
     BASE62,
     NANOID_ALPHABET,
@@ -20,7 +21,6 @@ from llmgate.plugins.request_id import (
     nanoid,
     uuid_v7,
 )
-from llmgate.proxy.context import ResponseHead
 from llmgate.runtime.services import Services
 
 
@@ -67,7 +67,7 @@ async def test_custom_header_without_response_header(gateway) -> None:  # type: 
 
 def test_the_upstreams_own_header_wins() -> None:
     plugin = RequestId(RequestIdConfig(), Services())
-    ctx: Any = SimpleNamespace(state={"request_id": "generated"})
+    ctx: Any = SimpleNamespace(request_id="generated")
     head = ResponseHead(200, CIMultiDict({"X-Request-Id": "from-upstream"}))
     plugin.header_filter(ctx, head)
     assert head.headers.getall("X-Request-Id") == ["from-upstream"]
@@ -107,15 +107,15 @@ async def test_algorithms(gateway, conf: dict[str, Any], pattern: str) -> None: 
     assert re.fullmatch(pattern, resp.headers["X-Request-Id"])
 
 
-async def test_id_is_kept_in_state_for_loggers() -> None:
+async def test_id_is_kept_on_the_context_for_loggers() -> None:
     plugin = RequestId(RequestIdConfig(), Services())
     ctx: Any = SimpleNamespace(
         inbound=SimpleNamespace(headers=CIMultiDictProxy(CIMultiDict())),
         outbound=SimpleNamespace(headers=CIMultiDict()),
-        state={},
+        request_id=None,
     )
     await plugin.rewrite(ctx)
-    assert ctx.state["request_id"] == ctx.outbound.headers["X-Request-Id"]
+    assert ctx.request_id == ctx.outbound.headers["X-Request-Id"]
 
 
 def test_generators_are_unique_and_well_formed() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from llmgate.http.context import ResponseHead
 from llmgate.plugins.response_rewrite import ResponseRewrite, ResponseRewriteConfig
-from llmgate.proxy.context import ResponseHead
 from llmgate.runtime.services import Services
 
 

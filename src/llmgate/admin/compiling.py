@@ -13,6 +13,7 @@ from typing import Any
 
 from llmgate.admin.resource import Address
 from llmgate.errors import BadRequest
+from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
 from llmgate.runtime.consumers import AuthConfig, auth_configs, compile_consumer
 from llmgate.runtime.instances import CompileError, instantiate
@@ -81,7 +82,9 @@ async def compile_upstream(_reader: Reader, address: Address, conf: dict[str, An
 def _index(consumer: ConsumerEntry, credential_id: str | None, auth: list[AuthConfig]) -> None:
     """Build each auth plugin's index from these credentials, as the snapshot will."""
     for name, config in auth:
-        REGISTRY[name].build_index([CredentialEntry(consumer, credential_id, name, config)])
+        cls = REGISTRY[name]
+        if issubclass(cls, AuthPlugin):
+            cls.build_index([CredentialEntry(consumer, credential_id, name, config)])
 
 
 async def compile_consumer_value(reader: Reader, address: Address, conf: dict[str, Any]) -> None:

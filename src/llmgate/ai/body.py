@@ -15,7 +15,7 @@ from llmgate.errors import HttpError
 from llmgate.http import json_body
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
 
 
 class BadPrompt(HttpError):

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llmgate.ai.usage import Usage
+from llmgate.http.context import StateKey
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
 
-STATE_KEY = "llm"
+STATE_KEY: StateKey[LlmCall] = StateKey("llm")
 
 # ``cache`` of a call answered from proxy-cache: its tokens were served, not consumed.
 CACHE_HIT = "hit"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from llmgate.errors import HttpError
+from llmgate.http.context import StateKey
 from llmgate.proxy.client_response import BodyBroken
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from llmgate.ai.call import LlmCall
     from llmgate.proxy.client import UpstreamResponse
 
-STATE_KEY = "llm_caps"  # ctx.state: the ResponseCaps of the target a request was sent to
+# The ResponseCaps of the target a request was sent to.
+STATE_KEY: StateKey[ResponseCaps] = StateKey("llm_caps")
 DURATION = "max_stream_duration_ms"
 SIZE = "max_response_bytes"
 

@@ -31,7 +31,7 @@ from llmgate.proxy.client_response import UpstreamError
 from llmgate.proxy.upstream import BadGateway, Outgoing
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, Sent
+    from llmgate.http.context import RequestContext, Sent
 
 # The client's credentials for the gateway (and cookies), never forwarded to a provider; the
 # target's ``auth`` brings its own.  Accept-Encoding is dropped so the usage can be read.

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmgate.ai.call import LlmCall
+from llmgate.http.context import StateKey
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
 
 PICO = 10**12  # cost units per currency unit
 _PER_TOKEN = 10**6  # prices are per 1M tokens: price * 10^6 units per token
@@ -181,7 +182,10 @@ def load_prices(path: str) -> Prices:
         raise ValueError(f"{path}: {exc}") from None
 
 
+# The price table of the services a request runs with (set by the handler when there is one).
+PRICES: StateKey[Prices] = StateKey("prices")
+
+
 def call_cost(ctx: RequestContext, call: LlmCall) -> int | None:
     """``call``'s cost by the table of the services ``ctx`` runs with."""
-    prices: Prices = getattr(ctx.snapshot.services, "prices", NO_PRICES)
-    return prices.cost(call)
+    return ctx.state.get(PRICES, NO_PRICES).cost(call)

@@ -25,10 +25,10 @@ from llmgate.ai.call import CACHE_HIT, LlmCall
 from llmgate.ai.openai_errors import openai_error
 from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.tracking import ResponseTracker
-from llmgate.proxy.context import Reply
+from llmgate.http.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
 
 CACHE_STATUS = "Apisix-Cache-Status"
 

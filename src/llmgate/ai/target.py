@@ -28,7 +28,7 @@ from llmgate.schemas.upstream import KeepalivePool, Tls, UpstreamSpec
 
 if TYPE_CHECKING:
     from llmgate.ai.target_config import CallOptions, ProviderTarget
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
 
 

@@ -21,15 +21,17 @@ import orjson
 from llmgate.ai.call import LlmCall
 from llmgate.ai.sse import SseScanner
 from llmgate.ai.usage import model_of, usage_of
+from llmgate.http.context import StateKey
 
 if TYPE_CHECKING:
     from multidict import CIMultiDict
 
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
 
 MAX_JSON_COPY = 8 * 1024 * 1024
-STATE_KEY = "llm_tracker"
-CLAIM_KEY = "llm_plugin"
+STATE_KEY: StateKey[ResponseTracker] = StateKey("llm_tracker")
+# The AI proxy plugin that sends this request to an LLM (``claim``).
+CLAIM_KEY: StateKey[object] = StateKey("llm_plugin")
 
 
 class ResponseTracker:

@@ -36,10 +36,12 @@ from llmgate import __version__
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount, call_cost
 from llmgate.http.body import BodyState
+from llmgate.http.context import StateKey
 from llmgate.http.expr import Expr, ExprError
+from llmgate.runtime.snapshot import CHAIN
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
 
 log = logging.getLogger("llmgate.observability.access_log")
 
@@ -60,7 +62,7 @@ MAX_FORMAT_DEPTH = 5
 # An unread request body is read for the log only when it is this small and fully arrived.
 SMALL_BODY = 64 * 1024
 
-_HEAD_KEY = "access_log.head"
+_HEAD_KEY: StateKey[ResponseHead] = StateKey("access_log.head")
 
 
 @functools.cache
@@ -83,7 +85,7 @@ def auth_names(ctx: RequestContext) -> Secrets:
     """Header and query argument names carrying credentials for this route: the fixed ones plus
     those the route's auth plugins read (key-auth's ``header`` / ``query``)."""
     headers, args = SECRET_HEADERS, SECRET_ARGS
-    for plugin in ctx.route.chain.plugins:
+    for plugin in ctx.state[CHAIN].plugins:
         if plugin.kind == "auth":
             header = getattr(plugin.config, "header", None)
             query = getattr(plugin.config, "query", None)
@@ -236,7 +238,7 @@ _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
     "upstream_response_time": lambda ctx: (
         round(ctx.upstream_latency, 3) if ctx.upstream_latency is not None else None
     ),
-    "bytes_sent": lambda ctx: ctx.state.get("bytes_sent"),
+    "bytes_sent": lambda ctx: ctx.bytes_sent,
     "request_length": request_size,
     "msec": lambda ctx: round(time.time(), 3),
     "time_iso8601": lambda ctx: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
@@ -311,7 +313,7 @@ class AccessLog:
         self.resp_expr = _optional_expr(config.include_resp_body_expr, "include_resp_body_expr")
         self.max_req_body_bytes: int = config.max_req_body_bytes
         self.max_resp_body_bytes: int = config.max_resp_body_bytes
-        self._resp_key = f"access_log.resp_body.{id(self)}"
+        self._resp_key: StateKey[bytearray | bool] = StateKey("access_log.resp_body")
 
     @staticmethod
     def note_head(ctx: RequestContext, head: ResponseHead) -> None:
@@ -376,7 +378,7 @@ class AccessLog:
         response: dict[str, Any] = {
             "status": ctx.status,
             "headers": masked_headers(head.headers.items(), secret_headers) if head else {},
-            "size": ctx.state.get("bytes_sent"),
+            "size": ctx.bytes_sent,
         }
         kept = ctx.state.get(self._resp_key)
         if self.include_resp_body and kept:
@@ -399,7 +401,7 @@ class AccessLog:
             "upstream_latency": upstream_latency,
             "consumer": {"username": ctx.consumer.username} if ctx.consumer else None,
             "upstream": ctx.upstream_addr,
-            "request_id": ctx.state.get("request_id"),
+            "request_id": ctx.request_id,
             "llm": llm_block(ctx),
         }
         entry.update((key, value) for key, value in optional.items() if value is not None)

@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING
 
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import call_cost
+from llmgate.http.context import StateKey
 from llmgate.observability.metrics import model_label
 from llmgate.observability.usage import CallRecord
 
 if TYPE_CHECKING:
-    from llmgate.observability.metrics import Metrics
+    from llmgate.http.context import RequestContext
+    from llmgate.observability.metrics import LlmActive, Metrics
     from llmgate.observability.usage import UsageReporter
-    from llmgate.proxy.context import RequestContext
 
-_ACTIVE = "llm_active"  # ctx.state: the LlmActive of a call counted as active
-REQUEST_ID_KEY = "request_id"  # ctx.state: the request's id (request-id, or an LLM route's)
+# The LlmActive of a call counted as active.
+_ACTIVE: StateKey[LlmActive] = StateKey("llm_active")
 
 
 class LlmAccounting:
@@ -64,7 +65,7 @@ class LlmAccounting:
             usage = call.usage
             record = CallRecord(
                 time=int(time.time() * 1000),
-                request_id=ctx.state.get(REQUEST_ID_KEY) or "",
+                request_id=ctx.request_id or "",
                 consumer=consumer,
                 route=ctx.route.id,
                 model=model,

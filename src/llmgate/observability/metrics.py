@@ -55,14 +55,14 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmgate.ai.pricing import amount
+from llmgate.http.context import RouteInfo
 from llmgate.routing.hosts import normalize_host
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from llmgate.ai.call import LlmCall
-    from llmgate.proxy.context import RequestContext
-    from llmgate.runtime.snapshot import CompiledRoute
+    from llmgate.http.context import RequestContext
 
 # APISIX's default latency buckets (ms) and LLM token buckets.
 DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
@@ -269,7 +269,7 @@ class Metrics:
         else:
             series.apisix.observe(latency)
         series.ingress.inc(request_length(inbound))
-        sent = ctx.state.get("bytes_sent")
+        sent = ctx.bytes_sent
         if sent:
             series.egress.inc(sent)
 
@@ -363,7 +363,7 @@ def _single_node(ctx: RequestContext) -> str:
     return pool.nodes[0].host if pool is not None and len(pool.nodes) == 1 else ""
 
 
-def matched_uri(route: CompiledRoute, path: str) -> str:
+def matched_uri(route: RouteInfo, path: str) -> str:
     """Which of the route's URI patterns ``path`` matched (exact, else the longest prefix)."""
     uris = route.uris
     if len(uris) == 1:
@@ -377,7 +377,7 @@ def matched_uri(route: CompiledRoute, path: str) -> str:
     return best
 
 
-def matched_host(route: CompiledRoute, host: str | None) -> str:
+def matched_host(route: RouteInfo, host: str | None) -> str:
     """Which of the route's host patterns the request's Host matched ("" without hosts)."""
     hosts = route.hosts
     if len(hosts) <= 1:

@@ -12,7 +12,7 @@ from llmgate.observability.access_log import AccessLog
 from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
 
 
 class AccessLogger(Plugin):

@@ -1,16 +1,36 @@
-"""What every auth plugin does once it knows who is calling: attach the consumer.
-
-Shared by ``basic-auth`` and ``key-auth`` (APISIX's ``consumer.attach_consumer`` and
-``consumer.get_anonymous_consumer``).
+"""Auth plugins: ``AuthPlugin``, their base, and what every one does once it knows who is
+calling: attach the consumer (APISIX's ``consumer.attach_consumer`` and
+``consumer.get_anonymous_consumer``).  Used by ``basic-auth`` and ``key-auth``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from llmgate.plugin_api.plugin import Plugin, PluginKind
+from llmgate.runtime.snapshot import SNAPSHOT
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
-    from llmgate.runtime.snapshot import ConsumerEntry
+    from llmgate.http.context import RequestContext
+    from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
+
+
+class AuthPlugin(Plugin):
+    """An auth plugin: it identifies the consumer in ``rewrite`` from the credentials consumers
+    carry for it (``ConsumerConfig``), looked up in an index the runtime builds once per
+    snapshot (``build_index``) and the plugin reads as ``auth_index(ctx)``."""
+
+    kind: ClassVar[PluginKind] = "auth"
+
+    @classmethod
+    def build_index(cls, credentials: list[CredentialEntry]) -> Any:
+        """An index of the consumers' credentials for this plugin, built once per snapshot."""
+        return None
+
+    def auth_index(self, ctx: RequestContext) -> Any:
+        """The index ``build_index`` built for the snapshot running ``ctx`` (None: none)."""
+        return ctx.state[SNAPSHOT].auth_index.get(self.name)
+
 
 # Headers telling the upstream who called; always set or removed, so a client cannot forge them.
 _IDENTITY_HEADERS = ("X-Consumer-Username", "X-Credential-Identifier", "X-Consumer-Custom-ID")
@@ -36,7 +56,7 @@ def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | No
 
 def attach_anonymous(ctx: RequestContext, username: str) -> bool:
     """Attach the configured ``anonymous_consumer``; False when no such consumer exists."""
-    consumer = ctx.snapshot.consumers.get(username)
+    consumer = ctx.state[SNAPSHOT].consumers.get(username)
     if consumer is None:
         return False
     attach(ctx, consumer, None)

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from llmgate.http.context import Reply
+from llmgate.http.variables import Template
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
-from llmgate.proxy.context import Reply
-from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import Counters
 from llmgate.runtime.redis_counters import RedisTarget
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.plugins")

@@ -31,14 +31,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import orjson
 
 from llmgate.errors import HttpError
+from llmgate.http.context import Reply, StateKey
 from llmgate.http.expr import Expr
 from llmgate.plugin_api.config import Meta, PluginConfig
-from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
-    from llmgate.runtime.snapshot import CredentialEntry
 
 PluginKind = Literal["auth", "other"]
 
@@ -77,11 +76,6 @@ class Plugin:
     async def log(self, ctx: RequestContext) -> None:
         return None
 
-    @classmethod
-    def build_index(cls, credentials: list[CredentialEntry]) -> Any:
-        """Auth plugins: an index of the consumers' credentials, built once per snapshot."""
-        return None
-
     def runs(self, phase: str) -> bool:
         """Whether this instance takes part in ``phase``; chains skip the others.  By default:
         the phases its class overrides.  A plugin whose phase depends on its config (a logger
@@ -114,7 +108,7 @@ class MetaPlugin(Plugin):
         super().__init__(inner.config, inner.services, inner.owner)
         self.inner = inner
         self._condition = Expr.compile(meta.filter) if meta.filter else None
-        self._state_key = f"_meta.filter#{id(self)}"
+        self._applies_key: StateKey[bool] = StateKey("_meta.filter")
         self._error: tuple[bytes, str] | None = None
         if isinstance(meta.error_response, str):
             self._error = (meta.error_response.encode(), "text/plain; charset=utf-8")
@@ -134,10 +128,10 @@ class MetaPlugin(Plugin):
     def _applies(self, ctx: RequestContext) -> bool:
         if self._condition is None:
             return True
-        applies = ctx.state.get(self._state_key)
+        applies = ctx.state.get(self._applies_key)
         if applies is None:
-            applies = ctx.state[self._state_key] = self._condition.eval(ctx.var)
-        return bool(applies)
+            applies = ctx.state[self._applies_key] = bool(self._condition.eval(ctx.var))
+        return applies
 
     def _answer(self, reply: Reply | None) -> Reply | None:
         if reply is None or self._error is None or reply.status < 400:

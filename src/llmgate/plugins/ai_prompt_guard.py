@@ -37,7 +37,7 @@ from llmgate.plugin_api.config import PluginConfig, regex_error
 from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.http.context import Reply, RequestContext
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.plugins")

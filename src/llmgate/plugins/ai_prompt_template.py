@@ -30,7 +30,7 @@ from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.ai_prompt_decorator import Message
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.http.context import Reply, RequestContext
     from llmgate.runtime.services import Services
 
 

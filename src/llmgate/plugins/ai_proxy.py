@@ -23,13 +23,13 @@ from llmgate.ai import forward, tracking
 from llmgate.ai.models import ModelEntry, models_answer, models_target
 from llmgate.ai.target import compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
+from llmgate.http.context import Reply
 from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
-from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
 
 

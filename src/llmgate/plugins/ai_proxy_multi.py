@@ -29,16 +29,17 @@ from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.target import AiRequest, compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.errors import HttpError
+from llmgate.http.context import Reply
+from llmgate.http.variables import Template
 from llmgate.plugin_api.config import ConfigSection, PluginConfig, UniqueItems
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.client import UpstreamError
-from llmgate.proxy.context import Reply
-from llmgate.proxy.variables import Template
+from llmgate.runtime.snapshot import CHAIN
 from llmgate.schemas.checks import ActiveCheck, Checks
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead, Sent
+    from llmgate.http.context import RequestContext, ResponseHead, Sent
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.ai")
@@ -306,7 +307,7 @@ async def _within_budget(ctx: RequestContext, instance: str) -> bool:
     ai-rate-limiting runs after this plugin, so it is asked directly: its
     ``instance_available(ctx, name)`` (a bool, or an awaitable of one) when it has one.
     """
-    chain = ctx.snapshot.chain_for(ctx.route, ctx.consumer) if ctx.consumer else ctx.route.chain
+    chain = ctx.state[CHAIN]  # the route's, with the consumer's merged in
     for plugin in chain.plugins:
         check = (
             getattr(plugin, "instance_available", None)

@@ -55,7 +55,8 @@ from pydantic import Field, model_validator
 
 from llmgate.ai.call import LlmCall
 from llmgate.ai.estimate import Estimate, relayed_estimate, request_estimate
-from llmgate.ai.pricing import NO_PRICES, Prices, call_cost
+from llmgate.ai.pricing import call_cost
+from llmgate.http.context import StateKey
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
     BadLimitValue,
@@ -76,15 +77,14 @@ from llmgate.plugin_api.plugin import Plugin
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
-    from llmgate.proxy.variables import Template
+    from llmgate.http.context import Reply, RequestContext
+    from llmgate.http.variables import Template
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.plugins")
 
 HEADERS = ("X-AI-RateLimit-Limit", "X-AI-RateLimit-Remaining", "X-AI-RateLimit-Reset")
 DEFAULT_MSG = "token limit exceeded"
-_RESERVED = "ai-rate-limiting.reserved"
 MICRO = 10**6  # cost budgets count millionths of the currency; prices give 10^-12 units
 
 
@@ -184,7 +184,7 @@ class AIRateLimiting(Plugin):
         self.per_route = not owner.startswith("consumer/")
         self.strategy = config.limit_strategy
         # One reservation per plugin instance (a route's and a consumer's may both apply).
-        self._state_key = f"{_RESERVED}.{id(self)}"
+        self._state_key: StateKey[_Reservation] = StateKey("ai-rate-limiting.reserved")
         self.shared: _Budget | None = None
         if config.limit is not None and config.time_window is not None:
             self.shared = _Budget(
@@ -270,8 +270,7 @@ class AIRateLimiting(Plugin):
     def _amount(self, ctx: RequestContext, call: LlmCall, estimate: Estimate) -> int:
         """What ``estimate`` counts for in this plugin's budgets."""
         if self.strategy == "cost":
-            prices: Prices = getattr(ctx.snapshot.services, "prices", NO_PRICES)
-            rate = prices.rate(call.provider, call.request_model)
+            rate = self.services.prices.rate(call.provider, call.request_model)
             if rate is None:
                 return 0
             return -(-rate.cost(estimate.prompt, estimate.completion, 0) // MICRO)

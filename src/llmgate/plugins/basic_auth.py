@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from llmgate.plugin_api.auth_consumer import attach, attach_anonymous
+from llmgate.http.context import Reply
+from llmgate.plugin_api.auth_consumer import AuthPlugin, attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
-from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.context import Reply
 from llmgate.runtime.verified import Verdict
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
     from llmgate.runtime.snapshot import CredentialEntry
 
@@ -75,7 +74,7 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     return (username, password) if colon else None
 
 
-class BasicAuth(Plugin):
+class BasicAuth(AuthPlugin):
     name = "basic-auth"
     priority = 2520
     kind = "auth"
@@ -125,7 +124,7 @@ class BasicAuth(Plugin):
         if presented is None:
             return self._malformed
         username, password = presented
-        index: BasicAuthIndex = ctx.snapshot.auth_index.get(self.name) or {}
+        index: BasicAuthIndex = self.auth_index(ctx) or {}
         found = index.get(username)
         if found is None:
             return self._rejected

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from llmgate.http.context import Reply
 from llmgate.plugin_api.config import ConfigSection, HttpMethod, PluginConfig
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
 
 

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field, model_validator
 
 from llmgate.http import regex
+from llmgate.http.context import Reply
 from llmgate.plugin_api.config import EnvOrPattern, PluginConfig, UniqueItems, regex_error
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.plugins.cors")

@@ -21,7 +21,7 @@ from llmgate.plugin_api.access_logger import AccessLogger
 from llmgate.plugin_api.config import Condition, Conditions, PluginConfig
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
 
 

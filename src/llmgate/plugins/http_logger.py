@@ -20,7 +20,7 @@ from llmgate.plugin_api.access_logger import AccessLogger
 from llmgate.plugin_api.config import Conditions, EnvOrPattern, PluginConfig
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
 
 # APISIX's uri_def: scheme://host or scheme://[ipv6], optional port, anything after.

@@ -11,13 +11,12 @@ from urllib.parse import unquote_plus
 from pydantic import Field
 
 from llmgate.credentials import KEY_DIGEST_PREFIX, is_key_digest, key_digest
-from llmgate.plugin_api.auth_consumer import attach, attach_anonymous
+from llmgate.http.context import Reply
+from llmgate.plugin_api.auth_consumer import AuthPlugin, attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
-from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
     from llmgate.runtime.snapshot import CredentialEntry
 
@@ -64,7 +63,7 @@ def drop_query_arg(raw_query: str, name: str) -> str:
     return "&".join(kept)
 
 
-class KeyAuth(Plugin):
+class KeyAuth(AuthPlugin):
     name = "key-auth"
     priority = 2500
     kind = "auth"
@@ -118,7 +117,7 @@ class KeyAuth(Plugin):
         return None
 
     def _authenticate(self, ctx: RequestContext, key: str) -> Reply | None:
-        index: KeyAuthIndex = ctx.snapshot.auth_index.get(self.name) or {}
+        index: KeyAuthIndex = self.auth_index(ctx) or {}
         entry = None
         if self._bearer and (bearer := _BEARER.fullmatch(key)) is not None:
             entry = index.get(presented_digest(bearer.group(1)))

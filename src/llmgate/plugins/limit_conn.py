@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from llmgate.http.context import StateKey
+from llmgate.http.variables import Template
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
     BadLimitValue,
@@ -36,11 +38,10 @@ from llmgate.plugin_api.limiting import (
     var_or_numeral,
 )
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.http.context import Reply, RequestContext
     from llmgate.runtime.services import Services
 
 MIN_DELAY = 0.001
@@ -131,7 +132,7 @@ class LimitConn(Plugin):
         assert config.default_conn_delay is not None
         self.unit_delay = config.default_conn_delay
         self.prefix = f"{self.name}|{owner}|"
-        self.state_key = f"{self.name}|{owner}"
+        self.state_key: StateKey[_Held] = StateKey(f"{self.name}|{owner}")
 
     async def access(self, ctx: RequestContext) -> Reply | None:
         config: LimitConnConfig = self.config  # type: ignore[assignment]

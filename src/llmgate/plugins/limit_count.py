@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
+from llmgate.http.variables import Template
 from llmgate.plugin_api.limiting import (
     BadLimitValue,
     DynamicCount,
@@ -43,11 +44,10 @@ from llmgate.plugin_api.limiting import (
     unavailable,
 )
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.variables import Template
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.http.context import Reply, RequestContext
     from llmgate.runtime.services import Services
 
 # APISIX's sync_interval default: every request is counted in Redis synchronously.

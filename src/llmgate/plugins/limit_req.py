@@ -26,7 +26,7 @@ from llmgate.plugin_api.plugin import Plugin
 from llmgate.runtime.counters import CountersUnavailable
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.http.context import Reply, RequestContext
     from llmgate.runtime.services import Services
 
 # Delays shorter than this are not worth a sleep (APISIX's threshold too).

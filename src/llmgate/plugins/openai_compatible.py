@@ -28,18 +28,19 @@ from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.stream_usage import UsageChunkFilter, with_usage
 from llmgate.http import json_body
 from llmgate.http.body import MAX_BUFFERED_BODY
+from llmgate.http.context import Reply, StateKey
 from llmgate.plugin_api.config import PluginConfig, UniqueItems
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
-from llmgate.proxy.context import Reply
+from llmgate.runtime.snapshot import CHAIN
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
 
 # Plugins whose records need a stream's usage: with one on the route, include_usage is on.
 USAGE_READERS = frozenset({"ai-rate-limiting", "file-logger", "http-logger"})
-_FILTER_KEY = "openai-compatible.usage-filter"
+_FILTER_KEY: StateKey[UsageChunkFilter] = StateKey("openai-compatible.usage-filter")
 
 ModelId = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -96,7 +97,7 @@ class OpenAICompatible(Plugin):
     def _include_usage(self, ctx: RequestContext) -> bool:
         if self.config.include_usage is not None:
             return self.config.include_usage
-        return any(plugin.name in USAGE_READERS for plugin in ctx.chain.plugins)
+        return any(plugin.name in USAGE_READERS for plugin in ctx.state[CHAIN].plugins)
 
     async def _ask_for_usage(self, ctx: RequestContext) -> None:
         """A streamed chat / completions request goes out with include_usage; its usage

@@ -15,7 +15,7 @@ from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext
+    from llmgate.http.context import RequestContext
 
 
 class PrometheusConfig(PluginConfig):

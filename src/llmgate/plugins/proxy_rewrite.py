@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from llmgate.http import regex
+from llmgate.http.headers import escape_header_value
 from llmgate.http.paths import escape_path as encode_path
 from llmgate.http.regex import Replacement
+from llmgate.http.variables import Template
 from llmgate.plugin_api.config import (
     ConfigSection,
     EnvOrPattern,
@@ -30,11 +32,9 @@ from llmgate.plugin_api.config import (
     regex_error,
 )
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.headers import escape_header_value
-from llmgate.proxy.variables import Template
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext
+    from llmgate.http.context import Reply, RequestContext
     from llmgate.runtime.services import Services
 
 HeaderScalar = str | int | float

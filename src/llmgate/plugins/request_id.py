@@ -3,7 +3,7 @@
 An id the client sent in ``header_name`` is kept when it is a valid id (1-128 characters of
 letters, digits and ``._~:/+=@-``); otherwise one is generated with ``algorithm`` and set on the
 outbound request (APISIX keeps any non-empty value: llmgate does not let a client write
-arbitrary bytes into logs and usage records).  It is kept in ``ctx.state["request_id"]`` for
+arbitrary bytes into logs and usage records).  It is kept in ``ctx.request_id`` for
 the loggers and the usage records, and returned in the response header unless the response
 already carries one or ``include_in_response`` is false.
 
@@ -26,12 +26,12 @@ from pydantic import Field
 
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.plugin_api.plugin import Plugin
+from llmgate.runtime.snapshot import CHAIN
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import Reply, RequestContext, ResponseHead
+    from llmgate.http.context import Reply, RequestContext, ResponseHead
     from llmgate.runtime.services import Services
 
-STATE_KEY = "request_id"
 HEADER = "X-Request-Id"
 # What a client-chosen id may be: it lands in logs, usage records and support tickets.
 VALID_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
@@ -116,13 +116,13 @@ class RequestId(Plugin):
         if request_id is None or VALID_ID.fullmatch(request_id) is None:
             request_id = self._generate()
             ctx.outbound.headers[name] = request_id
-        ctx.state[STATE_KEY] = request_id
+        ctx.request_id = request_id
         return None
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         if not self.config.include_in_response:
             return
-        request_id = ctx.state.get(STATE_KEY)
+        request_id = ctx.request_id
         if request_id is not None and not head.headers.get(self.config.header_name):
             head.headers[self.config.header_name] = request_id
 
@@ -138,11 +138,11 @@ def llm_request_id(ctx: RequestContext, head: ResponseHead) -> None:
     and usage records see.  With request-id on the route, that plugin decides (its header, its
     ``include_in_response``).  Otherwise the id is the client's valid one, else a UUID; a
     provider's own X-Request-Id moves to ``X-Upstream-Request-Id``."""
-    if any(plugin.name == RequestId.name for plugin in ctx.chain.plugins):
+    if any(plugin.name == RequestId.name for plugin in ctx.state[CHAIN].plugins):
         return
-    request_id = ctx.state.get(STATE_KEY)
+    request_id = ctx.request_id
     if request_id is None:
-        request_id = ctx.state[STATE_KEY] = client_id(ctx) or str(uuid.uuid4())
+        request_id = ctx.request_id = client_id(ctx) or str(uuid.uuid4())
     headers = head.headers
     upstream = headers.get(HEADER)
     if upstream is not None and upstream != request_id:

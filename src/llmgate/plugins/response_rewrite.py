@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from llmgate.http import regex
+from llmgate.http.context import StateKey
 from llmgate.http.expr import Expr, ExprError
+from llmgate.http.headers import escape_header_value
 from llmgate.http.regex import Replacement
+from llmgate.http.variables import Template
 from llmgate.plugin_api.config import (
     ConfigSection,
     EnvOrPattern,
@@ -34,13 +37,11 @@ from llmgate.plugin_api.config import (
     regex_error,
 )
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.proxy.headers import escape_header_value
-from llmgate.proxy.variables import Template
 
 if TYPE_CHECKING:
     from multidict import CIMultiDict
 
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
 
 log = logging.getLogger("llmgate.plugins.response_rewrite")
@@ -199,7 +200,7 @@ class ResponseRewrite(Plugin):
         self._add = tuple(add)
         self._set = tuple((name, Template.compile(_text(value))) for name, value in set_.items())
         self._remove = tuple(remove)
-        self._state_key = f"{self.name}#{id(self)}"
+        self._state_key: StateKey[_Rewriting] = StateKey(self.name)
 
     def _compile_condition(self, rule: list[Any] | None) -> Expr | None:
         if rule is None:

@@ -18,21 +18,29 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import CIMultiDict
 
+from llmgate.ai.pricing import NO_PRICES, PRICES
 from llmgate.ai.replies import gateway_reply
 from llmgate.ai.tracking import passive_tracker
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyStream, RequestBody
+from llmgate.http.context import (
+    OutboundRequest,
+    Reply,
+    RequestContext,
+    ResponseHead,
+    Sent,
+    StateKey,
+)
+from llmgate.http.headers import add_forwarded, end_to_end
 from llmgate.http.limits import ClientLimits
 from llmgate.http.paths import check_target, parse_target
+from llmgate.http.variables import RouteVariables
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
-from llmgate.proxy.context import OutboundRequest, Reply, RequestContext, ResponseHead, Sent
-from llmgate.proxy.headers import add_forwarded, end_to_end
-from llmgate.proxy.upstream import BadGateway, Outgoing
-from llmgate.proxy.variables import RouteVariables
+from llmgate.proxy.upstream import BadGateway, Outgoing, UpstreamPool
+from llmgate.runtime.snapshot import CHAIN, SNAPSHOT, ConsumerEntry, PluginChain
 
 if TYPE_CHECKING:
     from llmgate.runtime.loader import SnapshotLoader
-    from llmgate.runtime.snapshot import PluginChain
 
 log = logging.getLogger("llmgate.proxy")
 
@@ -47,6 +55,9 @@ NOT_FOUND = Reply.error(404, "404 Route Not Found")
 INTERNAL_ERROR = Reply.error(500, "internal error")
 # nginx's status for a request whose client went away before it was answered.
 CLIENT_CLOSED = 499
+
+# The pool, node index and start time of the upstream request whose response is being relayed.
+_SENT_TO: StateKey[tuple[UpstreamPool, int, float]] = StateKey("handler.sent_to")
 
 
 def make_handler(
@@ -93,7 +104,12 @@ async def _handle(
         limits.body_timeout,
         request.transport,
     )
-    ctx = RequestContext(request, snapshot, route, outbound, target, body)
+    ctx = RequestContext(request, route, outbound, route.upstream, target, body)
+    ctx.state[SNAPSHOT] = snapshot
+    ctx.state[CHAIN] = route.chain
+    prices = snapshot.services.prices
+    if prices is not NO_PRICES:
+        ctx.state[PRICES] = prices
     snapshot.active += 1
     try:
         return await _run(ctx)
@@ -104,7 +120,7 @@ async def _handle(
 
 def _forwarding(ctx: RequestContext) -> None:
     """Tell ``Services.observers`` (token accounting) the upstream request is about to go."""
-    for observer in ctx.snapshot.services.observers:
+    for observer in ctx.state[SNAPSHOT].services.observers:
         try:
             observer.forwarding(ctx)
         except Exception:
@@ -114,7 +130,7 @@ def _forwarding(ctx: RequestContext) -> None:
 def _observe(ctx: RequestContext) -> None:
     """Tell ``Services.observers`` the request is done (after the log phase, however it
     ended)."""
-    for observer in ctx.snapshot.services.observers:
+    for observer in ctx.state[SNAPSHOT].services.observers:
         try:
             observer.observe(ctx)
         except Exception:
@@ -140,7 +156,7 @@ async def _run(ctx: RequestContext) -> web.StreamResponse:
         return await _respond(ctx)
     except (ConnectionError, asyncio.CancelledError):
         ctx.status = CLIENT_CLOSED
-        ctx.state["client_aborted"] = True
+        ctx.client_aborted = True
         raise
     except Exception:
         log.exception("request on route %s failed", ctx.route.id)
@@ -150,7 +166,7 @@ async def _run(ctx: RequestContext) -> web.StreamResponse:
         ctx.status = 500
         return _plain(INTERNAL_ERROR)
     finally:
-        for plugin in ctx.chain.log:
+        for plugin in ctx.state[CHAIN].log:
             try:
                 await plugin.log(ctx)
             except Exception:
@@ -166,22 +182,25 @@ async def _respond(ctx: RequestContext) -> web.StreamResponse:
             upstream, reply = await _forward(ctx)
     except HttpError as error:
         reply = Reply.json(error.status, error.body)
+    chain = ctx.state[CHAIN]
     if upstream is not None:
-        return await _relay(ctx, ctx.chain, upstream)
+        return await _relay(ctx, chain, upstream)
     assert reply is not None
-    return await _reply(ctx, ctx.chain, reply)
+    return await _reply(ctx, chain, reply)
 
 
 async def _request_phases(ctx: RequestContext) -> Reply | None:
-    chain = ctx.chain
+    chain = ctx.state[CHAIN]
     for plugin in chain.rewrite:
         reply = await plugin.rewrite(ctx)
         if reply is not None:
             return reply
-    if ctx.consumer is not None and ctx.consumer.overrides:
-        merged = ctx.snapshot.chain_for(ctx.route, ctx.consumer)
+    consumer = ctx.consumer
+    if isinstance(consumer, ConsumerEntry) and consumer.overrides:
+        # The consumer's plugins, compiled with the snapshot, merged over the route's.
+        merged = chain.merged(consumer.overrides, consumer.chain)
         done = set(map(id, chain.rewrite))
-        ctx.chain = chain = merged
+        ctx.state[CHAIN] = chain = merged
         for plugin in merged.rewrite:
             if id(plugin) not in done:
                 reply = await plugin.rewrite(ctx)
@@ -272,7 +291,7 @@ async def _forward(ctx: RequestContext) -> tuple[UpstreamResponse, None]:
     response, pool, index, started = await forwarder(ctx)
     ctx.upstream_addr = pool.nodes[index].address
     ctx.upstream_status = response.status
-    ctx.state["_upstream_release"] = (pool, index, started)
+    ctx.state[_SENT_TO] = (pool, index, started)
     return response, None
 
 
@@ -306,7 +325,7 @@ async def _relay(
     ctx: RequestContext, chain: PluginChain, upstream: UpstreamResponse
 ) -> web.StreamResponse:
     """Stream the upstream response to the client, chunk by chunk, through the filters."""
-    pool, index, started = ctx.state.pop("_upstream_release")
+    pool, index, started = ctx.state.pop(_SENT_TO)
     try:
         tracker = passive_tracker(ctx, upstream.status, upstream.headers)
         head = _head(ctx, chain, ResponseHead(upstream.status, end_to_end(upstream.headers)))
@@ -320,7 +339,7 @@ async def _relay(
             head.headers.popall("Content-Length", None)
             whole = web.Response(status=head.status, body=body, headers=head.headers)
             # nginx's $bytes_sent (head and body); aiohttp writes it after the log phase.
-            ctx.state["bytes_sent"] = len(body) + _head_size(whole)
+            ctx.bytes_sent = len(body) + _head_size(whole)
             return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
         await response.prepare(ctx.inbound)
@@ -339,11 +358,11 @@ async def _relay(
             if tail:
                 await response.write(tail)
             await response.write_eof()
-            ctx.state["bytes_sent"] = response.body_length
+            ctx.bytes_sent = response.body_length
         except (UpstreamError, TimeoutError) as exc:
             # The upstream broke mid-response: the status is sent, so cut the client off too.
             log.warning("upstream %s broke mid-response: %s", ctx.upstream_addr, exc)
-            ctx.state["upstream_broken"] = True
+            ctx.upstream_broken = True
             if ctx.inbound.transport is not None:
                 ctx.inbound.transport.close()
         return response
@@ -360,7 +379,7 @@ async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.S
         body = reply.body
         if chain.body_filter:
             body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
-        ctx.state["bytes_sent"] = len(body)  # aiohttp writes it after the log phase
+        ctx.bytes_sent = len(body)  # aiohttp writes it after the log phase
         return web.Response(status=head.status, body=body, headers=head.headers)
     response = web.StreamResponse(status=head.status, headers=head.headers)
     await response.prepare(ctx.inbound)
@@ -372,5 +391,5 @@ async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.S
     if tail:
         await response.write(tail)
     await response.write_eof()
-    ctx.state["bytes_sent"] = response.body_length
+    ctx.bytes_sent = response.body_length
     return response

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
+from llmgate.http.variables import Template
 from llmgate.proxy.balancer import BALANCERS, Balancer, Node
 from llmgate.proxy.client import (
     IDEMPOTENT,
@@ -32,7 +33,6 @@ from llmgate.proxy.client import (
 )
 from llmgate.proxy.health import HealthChecker, StatusListener, Target
 from llmgate.proxy.probe import Prober
-from llmgate.proxy.variables import Template
 from llmgate.schemas.common import Timeout
 from llmgate.schemas.upstream import UpstreamSpec, split_host_port
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.routing import RouteEntry, Router
@@ -146,7 +147,7 @@ def compile_snapshot(
 
     auth_index: dict[str, Any] = {}
     for name, cls in REGISTRY.items():
-        if cls.kind == "auth":
+        if issubclass(cls, AuthPlugin):
             auth_index[name] = cls.build_index([c for c in credentials if c.plugin == name])
 
     entries: list[RouteEntry[CompiledRoute]] = []

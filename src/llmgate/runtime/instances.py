@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from llmgate.http.context import Reply
 from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin, with_meta
 from llmgate.plugins import REGISTRY
-from llmgate.proxy.context import Reply
 from llmgate.runtime import envrefs
 from llmgate.schemas.envrefs import EnvPolicy
 from llmgate.schemas.messages import describe

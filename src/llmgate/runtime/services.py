@@ -21,8 +21,8 @@ from llmgate.runtime.verified import VerifiedCredentials
 from llmgate.schemas.envrefs import EnvPolicy
 
 if TYPE_CHECKING:
+    from llmgate.http.context import RequestContext
     from llmgate.observability.metrics import Metrics
-    from llmgate.proxy.context import RequestContext
 
 
 @dataclass(frozen=True, slots=True)

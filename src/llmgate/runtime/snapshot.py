@@ -3,21 +3,26 @@
 Everything in a snapshot is built when it is compiled (consumer plugin chains included); serving
 a request only reads it.  ``chain_for`` merges a consumer's chain over a route's per request,
 without caching, so no request ever writes into a snapshot.
+
+These are data types only, built by ``runtime/compiler.py``: the module sits in the plugin-API
+layer (docs/architecture.md), so plugins may read a snapshot (``ctx.state[SNAPSHOT]``) and the
+request's plugin chain (``ctx.state[CHAIN]``) without importing the runtime.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmgate.http.context import Consumer, RouteInfo, StateKey
 from llmgate.routing import Router
 
 if TYPE_CHECKING:
     from llmgate.plugin_api.plugin import Plugin
     from llmgate.proxy.upstream import UpstreamPool
-    from llmgate.schemas.common import Timeout
+    from llmgate.runtime.services import Services
 
 PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
 
@@ -85,18 +90,16 @@ def order(plugin: Plugin) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class ConsumerEntry:
-    """A consumer as requests see it once an auth plugin identified it.
+class ConsumerEntry(Consumer):
+    """A consumer as the snapshot holds it: who it is (``Consumer``: what ``ctx.consumer``
+    shows), plus its plugins.
 
     ``chain`` holds its non-auth plugins, compiled with the snapshot; ``overrides`` names every
     non-auth plugin it configures (disabled ones included), each of which replaces the route's
     plugin of that name, as APISIX merges consumer plugins over route plugins.
     """
 
-    username: str
     overrides: frozenset[str] = frozenset()
-    labels: Mapping[str, str] = field(default_factory=dict)
-    group_id: str | None = None
     chain: PluginChain = EMPTY_CHAIN
 
 
@@ -110,18 +113,15 @@ class CredentialEntry:
     config: Mapping[str, Any]  # $env resolved; secrets in their stored (hashed) form
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledRoute:
-    id: str
-    name: str | None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompiledRoute(RouteInfo):
+    """A route as the snapshot holds it: what a request knows of it (``RouteInfo``: what
+    ``ctx.route`` shows), plus its plugins and upstream."""
+
     chain: PluginChain
     plugin_confs: Mapping[str, dict[str, Any]]  # the merged configs, as stored
     upstream: UpstreamPool | None
     owners: Mapping[str, str]  # plugin name -> owner label ("route/1", "plugin_config/2")
-    # The route's URI and host patterns as written (metrics label which one a request matched).
-    uris: tuple[str, ...] = ()
-    hosts: tuple[str, ...] = ()
-    timeout: Timeout | None = None  # the route's upstream timeouts (override the upstream's)
 
 
 class Snapshot:
@@ -150,7 +150,7 @@ class Snapshot:
         router: Router[CompiledRoute],
         consumers: Mapping[str, ConsumerEntry],
         auth_index: Mapping[str, Any],
-        services: Any,
+        services: Services,
         problems: Mapping[str, str] | None = None,
         units: Mapping[str, Any] | None = None,
     ) -> None:
@@ -169,3 +169,9 @@ class Snapshot:
         if not consumer.overrides:
             return route.chain
         return route.chain.merged(consumer.overrides, consumer.chain)
+
+
+# Set by the handler on every request it runs: the snapshot, and the chain of plugins that runs
+# it (the route's, with the consumer's merged in once an auth plugin identified one).
+SNAPSHOT: StateKey[Snapshot] = StateKey("snapshot")
+CHAIN: StateKey[PluginChain] = StateKey("chain")

@@ -27,6 +27,8 @@ from multidict import CIMultiDict
 from pydantic import Field, model_validator
 
 from llmgate.http.body import MAX_BUFFERED_BODY
+from llmgate.http.context import Reply, StateKey
+from llmgate.http.headers import HOP_BY_HOP
 from llmgate.plugin_api.config import PluginConfig, UniqueItems
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.proxy_cache.disk import DiskStore
@@ -48,11 +50,9 @@ from llmgate.plugins.proxy_cache.policy import (
     render,
     vary_names,
 )
-from llmgate.proxy.context import Reply
-from llmgate.proxy.headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
-    from llmgate.proxy.context import RequestContext, ResponseHead
+    from llmgate.http.context import RequestContext, ResponseHead
     from llmgate.runtime.services import Services
 
 ZONE_OF_STRATEGY = {"disk": "disk_cache_one", "memory": "memory_cache"}
@@ -64,7 +64,7 @@ Status = Annotated[int, Field(ge=200, le=599)]
 
 DISK_DEFAULT_TTL = 10.0  # APISIX's proxy_cache.cache_ttl: the disk TTL when nothing else says
 DEFAULT_MAX_ENTRY = 8 * 1024 * 1024  # one entry's body, unless max_resp_body_size is set
-STATE = "proxy-cache"
+STATE: StateKey[Collecting] = StateKey("proxy-cache")
 # Never stored: hop-by-hop, framing, and what is computed afresh for each reply.
 NOT_STORED = HOP_BY_HOP | {"content-length", "apisix-cache-status", "age"}
 
@@ -236,8 +236,8 @@ class ProxyCache(Plugin):
         if (
             collecting is None
             or not collecting.complete
-            or ctx.state.get("upstream_broken")
-            or ctx.state.get("client_aborted")
+            or ctx.upstream_broken
+            or ctx.client_aborted
         ):
             return
         await self.store.put(

@@ -6,14 +6,24 @@
 - ``ctx.outbound``: the request llmgate will send upstream (mutable by plugins).
 - ``ResponseHead``: status and headers of the response on its way to the client (mutable in
   ``header_filter``), whether it came from the upstream or from a plugin's ``Reply``.
+
+The context's own fields are the facts every layer may read: the route (``RouteInfo``), the
+consumer once identified (``Consumer``), the upstream pool and what it answered, the status,
+the request id, the bytes sent.  Anything else a request carries (a plugin's per-request
+state, the snapshot and plugin chain the handler runs it with) is in ``ctx.state``, under a
+typed key (``StateKey[T]``) owned by the module that writes it: the context itself never names
+a type from above its layer, and a reader gets the type the key declares.
+
+This module sits above the upstream client (``ctx.upstream`` is a pool, ``Sent`` a response)
+and below ``ai/`` and the plugin API (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import orjson
 from aiohttp import web
@@ -21,11 +31,15 @@ from multidict import CIMultiDict
 
 from llmgate.http.body import MAX_BUFFERED_BODY, BodyTooLarge, RequestBody
 from llmgate.http.paths import RequestTarget, parse_target
+from llmgate.http.variables import request_variable
+from llmgate.schemas.common import Timeout
 
 if TYPE_CHECKING:
     from llmgate.proxy.client import UpstreamResponse
     from llmgate.proxy.upstream import UpstreamPool
-    from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, PluginChain, Snapshot
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 # Variables whose value changes while the request runs: never cached.
 _CHANGING = frozenset(
@@ -42,6 +56,90 @@ _CHANGING = frozenset(
 # (response with its body unread, the pool, the node index and when it was asked)
 Sent = tuple["UpstreamResponse", "UpstreamPool", int, float]
 Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
+
+
+_MISSING = object()
+
+
+class StateKey(Generic[T]):
+    """A key of ``ctx.state`` with the type of its value.  Keys compare by identity: a module
+    (or a plugin instance, for per-instance state) creates its key once and keeps it; two keys
+    with the same name are still different keys.  The name is for reading and debugging."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StateKey({self.name!r})"
+
+
+class State:
+    """Per-request state by typed key: ``state[KEY]``, ``state.get(KEY)``, ``KEY in state``,
+    ``state[KEY] = value``, ``state.pop(KEY, None)``, ``del state[KEY]``."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[StateKey[Any], Any] = {}
+
+    def __getitem__(self, key: StateKey[T]) -> T:
+        value: T = self._values[key]
+        return value
+
+    def __setitem__(self, key: StateKey[T], value: T) -> None:
+        self._values[key] = value
+
+    def __delitem__(self, key: StateKey[Any]) -> None:
+        del self._values[key]
+
+    def __contains__(self, key: StateKey[Any]) -> bool:
+        return key in self._values
+
+    @overload
+    def get(self, key: StateKey[T]) -> T | None: ...
+
+    @overload
+    def get(self, key: StateKey[T], default: D) -> T | D: ...
+
+    def get(self, key: StateKey[T], default: object = None) -> object:
+        return self._values.get(key, default)
+
+    @overload
+    def pop(self, key: StateKey[T]) -> T: ...
+
+    @overload
+    def pop(self, key: StateKey[T], default: D) -> T | D: ...
+
+    def pop(self, key: StateKey[T], default: object = _MISSING) -> object:
+        if default is _MISSING:
+            return self._values.pop(key)
+        return self._values.pop(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """What a request knows of its route: ids for logs and metrics, the patterns it was written
+    with (metrics label which one matched), its upstream timeouts.  The runtime's
+    ``CompiledRoute`` extends it with the plugin chain and the upstream pool."""
+
+    id: str
+    name: str | None
+    # The route's URI and host patterns as written.
+    uris: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    timeout: Timeout | None = None  # the route's upstream timeouts (override the upstream's)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """Who a request is from, once an auth plugin identified it.  The runtime's
+    ``ConsumerEntry`` extends it with the consumer's plugins."""
+
+    username: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    group_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,21 +191,23 @@ class RequestContext:
     __slots__ = (
         "_vars",
         "body",
-        "chain",
+        "bytes_sent",
+        "client_aborted",
         "consumer",
         "credential_id",
         "forwarder",
         "inbound",
         "outbound",
+        "request_id",
         "response_headers",
         "route",
-        "snapshot",
         "started",
         "state",
         "status",
         "target",
         "upstream",
         "upstream_addr",
+        "upstream_broken",
         "upstream_latency",
         "upstream_status",
     )
@@ -115,9 +215,9 @@ class RequestContext:
     def __init__(
         self,
         inbound: web.BaseRequest,
-        snapshot: Snapshot,
-        route: CompiledRoute,
+        route: RouteInfo,
         outbound: OutboundRequest,
+        upstream: UpstreamPool | None = None,
         target: RequestTarget | None = None,
         body: RequestBody | None = None,
     ) -> None:
@@ -126,14 +226,11 @@ class RequestContext:
         self.body = body or RequestBody(
             inbound.content, inbound.content_length, inbound.body_exists
         )
-        self.snapshot = snapshot
         self.route = route
         self.outbound = outbound
-        # The plugins running this request: the route's, merged with the consumer's once known.
-        self.chain: PluginChain = route.chain
-        self.consumer: ConsumerEntry | None = None
+        self.consumer: Consumer | None = None
         self.credential_id: str | None = None
-        self.upstream: UpstreamPool | None = route.upstream
+        self.upstream = upstream
         # A plugin that sends the upstream request itself (ai-proxy-multi's fallback) sets this.
         self.forwarder: Forwarder | None = None
         self.upstream_addr: str | None = None
@@ -142,7 +239,15 @@ class RequestContext:
         self.response_headers: CIMultiDict[str] | None = None
         self.status = 0
         self.started = time.perf_counter()
-        self.state: dict[str, Any] = {}
+        # The request's id (request-id's header, or an LLM route's X-Request-Id).
+        self.request_id: str | None = None
+        # Bytes written to the client, head included when known (nginx's $bytes_sent).
+        self.bytes_sent: int | None = None
+        # The client went away before its answer was done (status 499).
+        self.client_aborted = False
+        # The upstream broke off its response midway (the client was cut off too).
+        self.upstream_broken = False
+        self.state = State()
         self._vars: dict[str, str | None] | None = None
 
     def add_response_header(self, name: str, value: str) -> None:
@@ -165,14 +270,34 @@ class RequestContext:
 
     def var(self, name: str) -> str | None:
         """An APISIX/nginx variable (``remote_addr``, ``uri``, ``arg_x``, ``http_x``...)."""
-        from llmgate.proxy.variables import lookup
-
         if name in _CHANGING:
-            return lookup(self, name)
+            return _changing(self, name)
+        getter = _KNOWN.get(name)
+        if getter is not None:
+            return getter(self)
         if self._vars is None:
             self._vars = {}
         elif name in self._vars:
             return self._vars[name]
-        value = lookup(self, name)
+        value = request_variable(self.inbound, self.target, name)
         self._vars[name] = value
         return value
+
+
+def _changing(ctx: RequestContext, name: str) -> str | None:
+    if name == "status":
+        return str(ctx.status) if ctx.status else None
+    if name == "upstream_status":
+        return str(ctx.upstream_status) if ctx.upstream_status else None
+    if name == "upstream_addr":
+        return ctx.upstream_addr
+    if name == "consumer_name":
+        return ctx.consumer.username if ctx.consumer else None
+    return ctx.request_id  # request_id, apisix_request_id
+
+
+# Variables of the request's route: known when the context is made, never changing.
+_KNOWN: dict[str, Callable[[RequestContext], str | None]] = {
+    "route_id": lambda ctx: ctx.route.id,
+    "route_name": lambda ctx: ctx.route.name,
+}

@@ -1,8 +1,8 @@
-"""APISIX/nginx variables and templates (proxy/variables.py), as tables of cases (no network)."""
+"""APISIX/nginx variables (``RequestContext.var``, http/context.py and http/variables.py) and
+templates, as tables of cases (no network)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from llmgate.proxy.context import OutboundRequest, RequestContext
-from llmgate.proxy.variables import Template, lookup
+from llmgate.http.context import Consumer, OutboundRequest, RequestContext, RouteInfo
+from llmgate.http.variables import Template
 
 PEER = ("10.1.2.3", 50123)
 SOCK = ("127.0.0.1", 9080)
@@ -31,10 +31,9 @@ def make_ctx(
     inbound = make_mocked_request(
         method, path, headers=CIMultiDict(headers or {}), transport=transport
     )
-    # Variables read only these facts of the route; the snapshot is not read at all.
-    route = SimpleNamespace(id="r1", name="chat-route", upstream=None, chain=None)
+    route = RouteInfo(id="r1", name="chat-route")
     outbound = OutboundRequest(method, inbound.path, inbound.query_string, CIMultiDict())
-    ctx = RequestContext(inbound, mock.Mock(), route, outbound)  # type: ignore[arg-type]
+    ctx = RequestContext(inbound, route, outbound)
     for name, value in facts.items():
         setattr(ctx, name, value)
     return ctx
@@ -94,22 +93,24 @@ def make_ctx(
         pytest.param("route_id", {}, "r1"),
         pytest.param("route_name", {}, "chat-route"),
         pytest.param("consumer_name", {}, None, id="consumer_name-anonymous"),
-        pytest.param("consumer_name", {"consumer": SimpleNamespace(username="jack")}, "jack"),
+        pytest.param("consumer_name", {"consumer": Consumer("jack")}, "jack"),
         pytest.param("upstream_addr", {"upstream_addr": "127.0.0.1:1980"}, "127.0.0.1:1980"),
         pytest.param("upstream_addr", {}, None, id="upstream_addr-unset"),
         pytest.param("status", {}, None, id="status-not-yet"),
         pytest.param("status", {"status": 429}, "429"),
         pytest.param("upstream_status", {"upstream_status": 502}, "502"),
         pytest.param("upstream_status", {}, None, id="upstream_status-unset"),
-        pytest.param("request_id", {"state": {"request_id": "abc-1"}}, "abc-1"),
-        pytest.param("apisix_request_id", {"state": {"request_id": "abc-1"}}, "abc-1"),
+        pytest.param("request_id", {"request_id": "abc-1"}, "abc-1"),
+        pytest.param("apisix_request_id", {"request_id": "abc-1"}, "abc-1"),
         pytest.param("request_id", {}, None, id="request_id-unset"),
         pytest.param("no_such_variable", {}, None, id="unknown"),
         pytest.param("", {}, None, id="empty-name"),
     ],
 )
-def test_lookup(name: str, ctx_args: dict[str, Any], expected: str | None) -> None:
-    assert lookup(make_ctx(**ctx_args), name) == expected
+def test_var(name: str, ctx_args: dict[str, Any], expected: str | None) -> None:
+    ctx = make_ctx(**ctx_args)
+    assert ctx.var(name) == expected
+    assert ctx.var(name) == expected  # the second read (cached for most variables) agrees
 
 
 @pytest.mark.parametrize(
@@ -160,3 +161,12 @@ def test_template_render_sees_values_that_change_while_the_request_runs() -> Non
     assert template.render(ctx) == "/"
     ctx.status, ctx.upstream_status = 200, 201
     assert template.render(ctx) == "200/201"
+
+
+def test_variables_learned_while_the_request_runs_are_never_stale() -> None:
+    ctx = make_ctx()
+    names = ("consumer_name", "request_id", "upstream_addr", "status", "upstream_status")
+    assert [ctx.var(name) for name in names] == [None] * len(names)
+    ctx.consumer, ctx.request_id, ctx.upstream_addr = Consumer("jack"), "id-1", "10.0.0.1:80"
+    ctx.status, ctx.upstream_status = 200, 502
+    assert [ctx.var(name) for name in names] == ["jack", "id-1", "10.0.0.1:80", "200", "502"]

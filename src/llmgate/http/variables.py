@@ -1,9 +1,10 @@
 """APISIX/nginx variables (``$remote_addr``, ``$uri``, ``$arg_x``, ``$http_x``...) and templates.
 
-``lookup`` reads one variable from a request context; ``RouteVariables`` reads those of the
-client's request alone, for route conditions evaluated before a context exists; ``Template`` is
-a string with ``$var`` or ``${var}`` references, compiled once per snapshot and rendered per
-request.
+``request_variable`` reads a variable of the client's request alone; ``RouteVariables`` offers
+those to route conditions, evaluated before a request context exists; ``Template`` is a string
+with ``$var`` or ``${var}`` references, compiled once per snapshot and rendered per request from
+anything with a ``var(name)`` method (the request context, ``http/context.py``, whose ``var``
+adds the variables a request learns as it runs: its route, consumer, status...).
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from llmgate.http.paths import RequestTarget
-    from llmgate.proxy.context import RequestContext
+
+
+class Variables(Protocol):
+    """What a template renders from: a request context (``RequestContext.var``)."""
+
+    def var(self, name: str) -> str | None: ...
 
 
 # Variables of the client's request alone: known before a route is matched, so route
@@ -65,18 +71,6 @@ _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
     "http_host": lambda request: request.headers.get("Host"),
 }
 
-# Variables that need the request's context (its route, consumer, response...).
-_CONTEXT: dict[str, Callable[[RequestContext], str | None]] = {
-    "consumer_name": lambda ctx: ctx.consumer.username if ctx.consumer else None,
-    "route_id": lambda ctx: ctx.route.id,
-    "route_name": lambda ctx: ctx.route.name,
-    "upstream_addr": lambda ctx: ctx.upstream_addr,
-    "status": lambda ctx: str(ctx.status) if ctx.status else None,
-    "upstream_status": lambda ctx: str(ctx.upstream_status) if ctx.upstream_status else None,
-    "request_id": lambda ctx: ctx.state.get("request_id"),
-    "apisix_request_id": lambda ctx: ctx.state.get("request_id"),
-}
-
 
 def request_variable(request: web.BaseRequest, target: RequestTarget, name: str) -> str | None:
     """The value of variable ``name`` (without ``$``) that only the client's request (and its
@@ -94,14 +88,6 @@ def request_variable(request: web.BaseRequest, target: RequestTarget, name: str)
     if name.startswith("cookie_"):
         return request.cookies.get(name[7:])
     return None  # post_arg_*: form bodies are never parsed on the hot path
-
-
-def lookup(ctx: RequestContext, name: str) -> str | None:
-    """The value of variable ``name`` (without ``$``) for this request, None when unset."""
-    getter = _CONTEXT.get(name)
-    if getter is not None:
-        return getter(ctx)
-    return request_variable(ctx.inbound, ctx.target, name)
 
 
 class RouteVariables:
@@ -145,7 +131,7 @@ class Template:
     def is_literal(self) -> bool:
         return all(not is_var for is_var, _ in self.parts)
 
-    def render(self, ctx: RequestContext) -> str:
+    def render(self, ctx: Variables) -> str:
         """The text with each variable's value (an unset variable renders as "")."""
         if len(self.parts) == 1:
             is_var, text = self.parts[0]
