@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmgate.observability.access_log import AccessLog
-from llmgate.plugin_api.plugin import Plugin
+from llmgate.plugin_api.plugin import ConfigT, Plugin
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext, ResponseHead
 
 
-class AccessLogger(Plugin):
+class AccessLogger(Plugin[ConfigT]):
     access_log: AccessLog
 
     def runs(self, phase: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llmgate.plugin_api.plugin import Plugin, PluginKind
+from llmgate.plugin_api.plugin import ConfigT, Plugin, PluginKind
 from llmgate.runtime.snapshot import SNAPSHOT
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
 
 
-class AuthPlugin(Plugin):
+class AuthPlugin(Plugin[ConfigT]):
     """An auth plugin: it identifies the consumer in ``rewrite`` from the credentials consumers
     carry for it (``ConsumerConfig``), looked up in an index the runtime builds once per
     snapshot (``build_index``) and the plugin reads as ``auth_index(ctx)``."""

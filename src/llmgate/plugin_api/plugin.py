@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal
 
 import orjson
+from typing_extensions import TypeVar
 
 from llmgate.errors import HttpError
 from llmgate.http.context import Reply, StateKey
@@ -41,9 +42,18 @@ if TYPE_CHECKING:
 
 PluginKind = Literal["auth", "other"]
 
+# The type of a plugin's validated config (its ``Config``).  Covariant, so that a
+# ``Plugin[LimitCountConfig]`` is a ``Plugin`` (``Plugin[PluginConfig]``, the default) where a
+# chain holds plugins of every kind; a plugin never assigns its config after ``__init__``.
+ConfigT = TypeVar("ConfigT", bound=PluginConfig, covariant=True, default=PluginConfig)
 
-class Plugin:
-    """Base of every plugin: a declaration, plus the phase methods it needs."""
+
+class Plugin(Generic[ConfigT]):
+    """Base of every plugin: a declaration, plus the phase methods it needs.
+
+    A plugin subclasses ``Plugin[ItsConfig]`` and declares ``Config = ItsConfig``: then
+    ``self.config`` is an ``ItsConfig`` (the class attribute is what the admin validates with;
+    a ``ClassVar`` cannot name the type variable, so the two are written once each)."""
 
     name: ClassVar[str]
     priority: ClassVar[int]
@@ -54,8 +64,8 @@ class Plugin:
     # admin API's viewer role (admin/masking.py).
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
-        self.config = config
+    def __init__(self, config: ConfigT, services: Services, owner: str = "") -> None:
+        self.config: ConfigT = config
         self.services = services
         # Who configured this instance and with what: "route/1#<digest of its config>".  Keys
         # of long-lived state (counters) start with it, so they survive unrelated reloads.

@@ -41,7 +41,7 @@ class AIPromptDecoratorConfig(PluginConfig):
         return self
 
 
-class AIPromptDecorator(Plugin):
+class AIPromptDecorator(Plugin[AIPromptDecoratorConfig]):
     name = "ai-prompt-decorator"
     priority = 1070
     Config = AIPromptDecoratorConfig

@@ -70,7 +70,7 @@ class AIPromptGuardConfig(PluginConfig):
         return self
 
 
-class AIPromptGuard(Plugin):
+class AIPromptGuard(Plugin[AIPromptGuardConfig]):
     name = "ai-prompt-guard"
     priority = 1072
     Config = AIPromptGuardConfig

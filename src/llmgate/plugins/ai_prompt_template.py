@@ -63,7 +63,7 @@ class AIPromptTemplateConfig(PluginConfig):
         return self
 
 
-class AIPromptTemplate(Plugin):
+class AIPromptTemplate(Plugin[AIPromptTemplateConfig]):
     name = "ai-prompt-template"
     priority = 1071
     Config = AIPromptTemplateConfig

@@ -24,7 +24,6 @@ from llmgate.ai.models import ModelEntry, models_answer, models_target
 from llmgate.ai.target import compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.http.context import Reply
-from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
 
@@ -37,7 +36,7 @@ class AIProxyConfig(CallOptions, ProviderTarget):
     pass
 
 
-class AIProxy(Plugin):
+class AIProxy(Plugin[AIProxyConfig]):
     name = "ai-proxy"
     priority = 1040
     Config = AIProxyConfig
@@ -48,9 +47,7 @@ class AIProxy(Plugin):
         "auth.aws.secret_access_key", "auth.aws.session_token",
     )  # fmt: skip
 
-    config: AIProxyConfig
-
-    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+    def __init__(self, config: AIProxyConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         conf = self.config
         self.target = compile_target(

@@ -31,7 +31,7 @@ from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.errors import HttpError
 from llmgate.http.context import Reply
 from llmgate.http.variables import Template
-from llmgate.plugin_api.config import ConfigSection, PluginConfig, UniqueItems
+from llmgate.plugin_api.config import ConfigSection, UniqueItems
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.client import UpstreamError
@@ -112,7 +112,7 @@ class AIProxyMultiConfig(CallOptions):
         return self
 
 
-class AIProxyMulti(Plugin):
+class AIProxyMulti(Plugin[AIProxyMultiConfig]):
     name = "ai-proxy-multi"
     priority = 1041
     Config = AIProxyMultiConfig
@@ -123,9 +123,7 @@ class AIProxyMulti(Plugin):
         "instances.auth.aws.secret_access_key", "instances.auth.aws.session_token",
     )  # fmt: skip
 
-    config: AIProxyMultiConfig
-
-    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+    def __init__(self, config: AIProxyMultiConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         conf = self.config
         # The instance's name as APISIX's health checks call it (upstream_status's label).

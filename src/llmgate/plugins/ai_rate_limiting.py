@@ -170,7 +170,7 @@ def instance_of(call: LlmCall) -> str:
     return call.instance or f"ai-proxy-{call.provider or 'unknown'}"
 
 
-class AIRateLimiting(Plugin):
+class AIRateLimiting(Plugin[AIRateLimitingConfig]):
     name = "ai-rate-limiting"
     priority = 1030
     Config = AIRateLimitingConfig
@@ -206,7 +206,7 @@ class AIRateLimiting(Plugin):
         )
 
     async def access(self, ctx: RequestContext) -> Reply | None:
-        config: AIRateLimitingConfig = self.config  # type: ignore[assignment]
+        config = self.config
         call = LlmCall.find(ctx)
         if call is None:
             return None

@@ -74,15 +74,13 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     return (username, password) if colon else None
 
 
-class BasicAuth(AuthPlugin):
+class BasicAuth(AuthPlugin[BasicAuthConfig]):
     name = "basic-auth"
     priority = 2520
     kind = "auth"
     Config = BasicAuthConfig
     ConsumerConfig = BasicAuthConsumer
     secret_fields = ("password",)
-
-    config: BasicAuthConfig
 
     def __init__(self, config: BasicAuthConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

@@ -49,7 +49,7 @@ _SUBJECTS: dict[str, Callable[[RequestContext], str | None]] = {
 }
 
 
-class ConsumerRestriction(Plugin):
+class ConsumerRestriction(Plugin[ConsumerRestrictionConfig]):
     """APISIX's rules: the blacklist rejects; outside a whitelist is rejected; a subject that is
     not whitelisted and has an ``allowed_by_methods`` entry (the first naming it) may only use
     that entry's methods."""
@@ -57,8 +57,6 @@ class ConsumerRestriction(Plugin):
     name = "consumer-restriction"
     priority = 2400
     Config = ConsumerRestrictionConfig
-
-    config: ConsumerRestrictionConfig
 
     def __init__(
         self, config: ConsumerRestrictionConfig, services: Services, owner: str = ""

@@ -132,12 +132,10 @@ def _matches(pattern: regex.Regex, origin: str) -> bool:
         return False
 
 
-class Cors(Plugin):
+class Cors(Plugin[CorsConfig]):
     name = "cors"
     priority = 4000
     Config = CorsConfig
-
-    config: CorsConfig
 
     def __init__(self, config: CorsConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

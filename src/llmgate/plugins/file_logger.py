@@ -105,12 +105,12 @@ def writer_for(services: Services, path: str) -> BatchProcessor:
     return writer
 
 
-class FileLogger(AccessLogger):
+class FileLogger(AccessLogger[FileLoggerConfig]):
     name = "file-logger"
     priority = 399
     Config = FileLoggerConfig
 
-    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+    def __init__(self, config: FileLoggerConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         assert isinstance(config, FileLoggerConfig)
         self.access_log = AccessLog(config)

@@ -128,13 +128,13 @@ def processor_for(services: Services, owner: str, config: HttpLoggerConfig) -> B
     return processor
 
 
-class HttpLogger(AccessLogger):
+class HttpLogger(AccessLogger[HttpLoggerConfig]):
     name = "http-logger"
     priority = 410
     Config = HttpLoggerConfig
     secret_fields = ("auth_header",)
 
-    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+    def __init__(self, config: HttpLoggerConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         assert isinstance(config, HttpLoggerConfig)
         self.access_log = AccessLog(config)

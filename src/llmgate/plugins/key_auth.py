@@ -63,15 +63,13 @@ def drop_query_arg(raw_query: str, name: str) -> str:
     return "&".join(kept)
 
 
-class KeyAuth(AuthPlugin):
+class KeyAuth(AuthPlugin[KeyAuthConfig]):
     name = "key-auth"
     priority = 2500
     kind = "auth"
     Config = KeyAuthConfig
     ConsumerConfig = KeyAuthConsumer
     secret_fields = ("key",)
-
-    config: KeyAuthConfig
 
     def __init__(self, config: KeyAuthConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

@@ -101,7 +101,7 @@ class _Held:
     delay: float = 0.0
 
 
-class LimitConn(Plugin):
+class LimitConn(Plugin[LimitConnConfig]):
     name = "limit-conn"
     priority = 1003
     Config = LimitConnConfig
@@ -135,7 +135,7 @@ class LimitConn(Plugin):
         self.state_key: StateKey[_Held] = StateKey(f"{self.name}|{owner}")
 
     async def access(self, ctx: RequestContext) -> Reply | None:
-        config: LimitConnConfig = self.config  # type: ignore[assignment]
+        config = self.config
         held = _Held([])
         ctx.state[self.state_key] = held
         for rule in self.rules:
@@ -177,7 +177,7 @@ class LimitConn(Plugin):
 
     async def log(self, ctx: RequestContext) -> None:
         held = await self._release(ctx)
-        config: LimitConnConfig = self.config  # type: ignore[assignment]
+        config = self.config
         if held is not None and held.keys and not config.only_use_default_delay:
             latency = time.perf_counter() - ctx.started - held.delay
             self.unit_delay = (max(latency, 0.0) + self.unit_delay) / 2

@@ -108,7 +108,7 @@ def _prefixed(prefix: str) -> tuple[str, str, str]:
     return limit, remaining, reset
 
 
-class LimitCount(Plugin):
+class LimitCount(Plugin[LimitCountConfig]):
     name = "limit-count"
     priority = 1002
     Config = LimitCountConfig
@@ -144,7 +144,7 @@ class LimitCount(Plugin):
         self.sliding = config.window_type == "sliding"
 
     async def access(self, ctx: RequestContext) -> Reply | None:
-        config: LimitCountConfig = self.config  # type: ignore[assignment]
+        config = self.config
         for rule in self.rules:
             key = rule.key.resolve(ctx)
             if key is None:

@@ -44,7 +44,7 @@ class LimitReqConfig(RedisPolicyConfig):
     allow_degradation: bool = False
 
 
-class LimitReq(Plugin):
+class LimitReq(Plugin[LimitReqConfig]):
     name = "limit-req"
     priority = 1001
     Config = LimitReqConfig
@@ -57,7 +57,7 @@ class LimitReq(Plugin):
         self.prefix = f"{self.name}|{owner}|"
 
     async def access(self, ctx: RequestContext) -> Reply | None:
-        config: LimitReqConfig = self.config  # type: ignore[assignment]
+        config = self.config
         try:
             delay = await self.counters.leaky(
                 self.prefix + self.key.render(ctx), config.rate, config.burst

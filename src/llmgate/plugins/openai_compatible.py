@@ -57,16 +57,14 @@ class OpenAICompatibleConfig(PluginConfig):
     include_usage: bool | None = None
 
 
-class OpenAICompatible(Plugin):
+class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
     name = "openai-compatible"
     priority = 1039  # after the prompt plugins (1070-1072) and ai-proxy (1040), before limits
     Config = OpenAICompatibleConfig
     llm_route = True
     llm_provider = "upstream"
 
-    config: OpenAICompatibleConfig
-
-    def __init__(self, config: PluginConfig, services: Services, owner: str = "") -> None:
+    def __init__(self, config: OpenAICompatibleConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         conf = self.config
         self.models = unique((m, conf.owned_by) for m in conf.models or ())

@@ -23,12 +23,10 @@ class PrometheusConfig(PluginConfig):
     prefer_name: bool = False
 
 
-class Prometheus(Plugin):
+class Prometheus(Plugin[PrometheusConfig]):
     name = "prometheus"
     priority = 500
     Config = PrometheusConfig
-
-    config: PrometheusConfig
 
     async def log(self, ctx: RequestContext) -> None:
         metrics = self.services.metrics

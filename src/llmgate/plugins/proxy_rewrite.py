@@ -166,12 +166,10 @@ def _values(
     return _HeaderTemplate.compile(value)
 
 
-class ProxyRewrite(Plugin):
+class ProxyRewrite(Plugin[ProxyRewriteConfig]):
     name = "proxy-rewrite"
     priority = 1008
     Config = ProxyRewriteConfig
-
-    config: ProxyRewriteConfig
 
     def __init__(self, config: ProxyRewriteConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

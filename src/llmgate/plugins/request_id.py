@@ -99,12 +99,10 @@ def _generator(config: RequestIdConfig) -> Callable[[], str]:
     return lambda: str(uuid.uuid4())
 
 
-class RequestId(Plugin):
+class RequestId(Plugin[RequestIdConfig]):
     name = "request-id"
     priority = 12015
     Config = RequestIdConfig
-
-    config: RequestIdConfig
 
     def __init__(self, config: RequestIdConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

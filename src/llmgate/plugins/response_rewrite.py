@@ -164,12 +164,10 @@ def _lookup(ctx: RequestContext, head: ResponseHead, name: str) -> str | None:
     return str(head.status) if name == "status" else ctx.var(name)
 
 
-class ResponseRewrite(Plugin):
+class ResponseRewrite(Plugin[ResponseRewriteConfig]):
     name = "response-rewrite"
     priority = 899
     Config = ResponseRewriteConfig
-
-    config: ResponseRewriteConfig
 
     def __init__(self, config: ResponseRewriteConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)

@@ -144,12 +144,10 @@ class Collecting:
     size: int = 0
 
 
-class ProxyCache(Plugin):
+class ProxyCache(Plugin[ProxyCacheConfig]):
     name = "proxy-cache"
     priority = 1085
     Config = ProxyCacheConfig
-
-    config: ProxyCacheConfig
 
     def __init__(self, config: ProxyCacheConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
