@@ -26,14 +26,15 @@ test: install
 	$(BIN)/llmgate migrate --database-url sqlite+aiosqlite:///./build/migrate-check.db
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/mypy src
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/mypy src
 
-# mypy --strict over src/ ([tool.mypy] in pyproject.toml).  Not yet in `lint` / `test`: src/ has
-# known errors that issue 12's untangling removes; then this joins `lint`.
+# mypy --strict over src/ ([tool.mypy] in pyproject.toml); `lint` and `test` run it too.
 typecheck: install
 	$(BIN)/mypy src
 

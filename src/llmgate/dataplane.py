@@ -63,7 +63,7 @@ async def start_site(
     app: web.Application | web.Server,
     listen: Listen,
     limits: ClientLimits | None = None,
-    **kwargs: object,
+    reuse_port: bool = False,
 ) -> web.BaseRunner:
     """Listen on ``listen``; an application's connections are held to ``limits`` when given
     (a ``web.Server`` brings its own)."""
@@ -75,7 +75,7 @@ async def start_site(
     else:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port, **kwargs)  # type: ignore[arg-type]
+    site = web.TCPSite(runner, listen.host, listen.port, reuse_port=reuse_port or None)
     await site.start()
     return runner
 

@@ -290,7 +290,7 @@ def parse_size(name: str, value: Any) -> int:
         raise SettingsError(
             f"invalid {name.replace('_', '-')} {value!r}: expected bytes, e.g. 1073741824 or 1G"
         )
-    number = int(match.group(1)) * 1024 ** " kmg".index((match.group(2) or " ").lower())
+    number: int = int(match.group(1)) * 1024 ** " kmg".index((match.group(2) or " ").lower())
     if number < 1024:
         raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: at least 1024 bytes")
     return number

@@ -34,7 +34,7 @@ STORE_KEY = web.AppKey("store", Store)
 APIS_KEY = web.AppKey("resource_apis", dict)
 # Awaited after each successful write: an in-process data plane loads the new revision before
 # the admin answers, so a client's next request already sees its change.
-AFTER_WRITE_KEY = web.AppKey("after_write", object)
+AFTER_WRITE_KEY: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("after_write")
 LIMITS_KEY = web.AppKey("client_limits", ClientLimits)
 
 
@@ -126,7 +126,7 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
         return error_response(error)
     after_write = request.app.get(AFTER_WRITE_KEY)
     if after_write is not None and request.method != "GET":
-        await after_write()  # type: ignore[operator]
+        await after_write()
     return json_response(status, body, headers={"X-API-VERSION": "v3"})
 
 

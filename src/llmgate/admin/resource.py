@@ -101,7 +101,7 @@ class ResourceApi:
     # --- validation -------------------------------------------------------------------------
 
     async def _validated(
-        self, reader: Reader, address: Address, conf: Any, allow_time: bool
+        self, reader: Reader, address: Address, conf: object, allow_time: bool
     ) -> dict[str, Any]:
         """The value to store for ``conf`` at ``address``, or a BadRequest."""
         kind = self.kind

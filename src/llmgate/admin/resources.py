@@ -129,8 +129,12 @@ async def _check_unique(reader: Reader, address: Address, conf: dict[str, Any]) 
     if not wanted:
         return
     # Whose are they?  (consumer, credential id or None) for every stored owner.
-    owners = [(c.id, None, c.value) for c in await reader.list("consumers")]
-    owners += [(*c.id.split("/", 1), c.value) for c in await reader.list("credentials")]
+    owners: list[tuple[str, str | None, dict[str, Any]]] = [
+        (c.id, None, c.value) for c in await reader.list("consumers")
+    ]
+    for c in await reader.list("credentials"):
+        consumer_id, _, credential_id = c.id.partition("/")
+        owners.append((consumer_id, credential_id, c.value))
     me = (address.parent, address.id) if address.parent is not None else (address.id, None)
     for consumer, credential, value in owners:
         if address.parent is None and consumer == me[0]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -124,7 +124,9 @@ class EdgeProtocol(RequestHandler):
         if edge.open >= edge.cap:
             edge.refused += 1
             self._manager = None  # connection_lost has nothing to undo
-            transport.abort()  # type: ignore[attr-defined]
+            # A stream transport has abort() (uvloop's too, though not an asyncio.Transport).
+            abort: Callable[[], None] = getattr(transport, "abort", transport.close)
+            abort()
             return
         edge.open += 1
         super().connection_made(transport)
@@ -180,9 +182,9 @@ class EdgeProtocol(RequestHandler):
 
     # --- versions and parser errors ---------------------------------------------------------
 
-    def _handle_request(  # type: ignore[override]
+    def _handle_request(
         self, request: web.BaseRequest, start_time: float | None, request_handler: Handler
-    ) -> Awaitable[tuple[web.StreamResponse, bool]]:
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         if request.version not in _VERSIONS:
             request_handler = _version_not_supported
         return super()._handle_request(request, start_time, request_handler)

@@ -32,8 +32,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, AnyStr, Generic
 
-import regex as backtracking  # type: ignore[import-untyped]
-from re2 import Options, _re2  # type: ignore[import-untyped]
+import regex as backtracking
+from re2 import Options, _re2
 
 from llmgate.http.regex_syntax import Reading, RegexError, read
 from llmgate.http.regex_template import Replacement
@@ -159,7 +159,7 @@ class _Re2Match(Match[AnyStr]):
         self._spans = spans
 
     def _text(self, data: bytes) -> AnyStr:
-        return data if isinstance(self.string, bytes) else _decode(data)  # type: ignore[return-value]
+        return data if isinstance(self.string, bytes) else _decode(data)
 
     def group(self, number: int = 0) -> AnyStr | None:
         if number >= len(self._spans) or self._spans[number] == _NO_MATCH:
@@ -198,9 +198,11 @@ class _Re2Regex(Regex):
     def _find(self, data: bytes, trimmed: bytes | None, pos: int) -> list[tuple[int, int]] | None:
         spans: list[tuple[int, int]] = self._program.Match(self._anchor, data, pos, len(data))
         if trimmed is not None and pos <= len(trimmed):
-            other = self._program.Match(self._anchor, trimmed, pos, len(trimmed))
+            other: list[tuple[int, int]] = self._program.Match(
+                self._anchor, trimmed, pos, len(trimmed)
+            )
             if other[0] != _NO_MATCH and (spans[0] == _NO_MATCH or other[0][0] < spans[0][0]):
-                return other  # type: ignore[no-any-return]
+                return other
         return spans if spans[0] != _NO_MATCH else None
 
     def test(self, subject: AnyStr) -> bool:
@@ -229,7 +231,6 @@ class _Re2Regex(Regex):
     def sub(self, subject: AnyStr, replacement: Replacement[AnyStr], count: int = 0) -> AnyStr:
         data = _encode(subject)
         trimmed = self._trimmed(data)
-        text = isinstance(subject, str)
         pieces: list[bytes] = []
         last = pos = done = 0
         while pos <= len(data) and (count == 0 or done < count):
@@ -238,14 +239,14 @@ class _Re2Regex(Regex):
                 break
             start, end = spans[0]
             expanded = replacement.expand(_Re2Match(subject, data, spans))
-            pieces += (data[last:start], _encode(expanded) if text else expanded)  # type: ignore[list-item]
+            pieces += (data[last:start], _encode(expanded))
             last, done = end, done + 1
             pos = end if end > start else end + self._step(data, end)
         if not done:
             return subject
         pieces.append(data[last:])
         joined = b"".join(pieces)
-        return _decode(joined) if text else joined  # type: ignore[return-value]
+        return _decode(joined) if isinstance(subject, str) else joined
 
 
 def _re2_options(flags: _Flags, binary: bool, captures: bool) -> Any:
@@ -285,7 +286,8 @@ class _BacktrackingMatch(Match[AnyStr]):
     def group(self, number: int = 0) -> AnyStr | None:
         if number > self._match.re.groups:
             return None
-        return self._match.group(number)  # type: ignore[no-any-return]
+        group: AnyStr | None = self._match.group(number)
+        return group
 
     def replaced(self, text: AnyStr) -> AnyStr:
         string = self.string
@@ -314,7 +316,10 @@ class _BacktrackingRegex(Regex):
             return replacement.expand(_BacktrackingMatch(match))
 
         try:
-            return self._compiled.sub(expand, subject, count=count, timeout=BACKTRACK_LIMIT)  # type: ignore[no-any-return]
+            result: AnyStr = self._compiled.sub(
+                expand, subject, count=count, timeout=BACKTRACK_LIMIT
+            )
+            return result
         except TimeoutError:
             raise RegexLimit(self.pattern) from None
 

@@ -193,8 +193,8 @@ def _group(pattern: str, i: int, out: _Writer, extended: bool) -> tuple[int, boo
         raise RegexError(f"unsupported group at position {i}: recursion and verbs")
     rest = i + 2
     if pattern.startswith("#", rest):
-        close = pattern.find(")", rest)
-        end = len(pattern) if close < 0 else close + 1
+        closing = pattern.find(")", rest)
+        end = len(pattern) if closing < 0 else closing + 1
         out.re2.append("")
         out.backtracking.append(pattern[i:end])
         return end, extended
@@ -205,8 +205,8 @@ def _group(pattern: str, i: int, out: _Writer, extended: bool) -> tuple[int, boo
     if pattern.startswith("(?(", i):
         raise RegexError(f"unsupported group at position {i}: conditionals")
     if pattern.startswith("(?P=", i):
-        close = pattern.find(")", rest)
-        end = len(pattern) if close < 0 else close + 1
+        closing = pattern.find(")", rest)
+        end = len(pattern) if closing < 0 else closing + 1
         out.backtracking_only(pattern[i:end], "x")
         return end, extended
     if pattern.startswith("(?'", i):

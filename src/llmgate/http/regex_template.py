@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import AnyStr, Generic, Protocol
+from typing import AnyStr, Generic, Protocol, TypeVar
+
+# What a match is read as: str or bytes (read only, hence covariant).
+S_co = TypeVar("S_co", str, bytes, covariant=True)
 
 
-class Groups(Protocol[AnyStr]):
+class Groups(Protocol[S_co]):
     """What a template reads from a match (``llmgate.http.regex.Match``)."""
 
     @property
-    def string(self) -> AnyStr: ...
+    def string(self) -> S_co: ...
 
-    def group(self, number: int = 0) -> AnyStr | None: ...
+    def group(self, number: int = 0) -> S_co | None: ...
 
 
 _REFERENCE = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")

@@ -158,7 +158,8 @@ class BatchProcessor:
         task.add_done_callback(self._deliveries.discard)
 
     def _delay(self, attempt: int) -> float:
-        return min(self.retry_delay * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+        delay: float = self.retry_delay * 2.0 ** (attempt - 1)
+        return min(delay, MAX_RETRY_DELAY)
 
     async def _deliver(self, batch: list[Any]) -> None:
         """Send one batch, retrying it; holds one delivery slot until done."""

@@ -23,8 +23,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -88,7 +88,9 @@ def mark_dead(pid: int, directory: str) -> None:
     """Forget the live gauges (connections, active LLM calls) of a process that exited."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, directory)
+    # prometheus_client's multiprocess module has no annotations: typed here, as documented.
+    mark_process_dead: Callable[[int, str], None] = multiprocess.mark_process_dead
+    mark_process_dead(pid, directory)
     upstream_status.forget(pid, directory)
 
 
@@ -96,14 +98,18 @@ def collect(directory: str) -> list[Metric]:
     """Every metric family of the processes writing into ``directory``, added up."""
     from prometheus_client import multiprocess
 
-    families = list(multiprocess.MultiProcessCollector(None, path=directory).collect())
+    # Unannotated in prometheus_client: typed here, as documented (``collect()`` yields Metric).
+    collector: Callable[..., Any] = multiprocess.MultiProcessCollector
+    families: list[Metric] = list(collector(None, path=directory).collect())
     return families + upstream_status.collect(directory, _alive)
 
 
 def render(families: Iterable[Metric]) -> bytes:
     """The text exposition format, with APISIX's names: a counter's samples carry the family's
     name (``apisix_http_status``), not prometheus_client's ``_total`` / ``_created`` ones."""
-    from prometheus_client.utils import floatToGoString
+    from prometheus_client import utils
+
+    float_to_go: Callable[[float], str] = utils.floatToGoString  # unannotated there
 
     lines: list[str] = []
     for family in sorted(families, key=lambda f: f.name):
@@ -119,7 +125,7 @@ def render(families: Iterable[Metric]) -> bytes:
                 sample_name = name
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
             label_text = "{" + labels + "}" if labels else ""
-            lines.append(f"{sample_name}{label_text} {floatToGoString(sample.value)}")
+            lines.append(f"{sample_name}{label_text} {float_to_go(sample.value)}")
     lines.append("")
     return "\n".join(lines).encode()
 

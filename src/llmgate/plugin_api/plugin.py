@@ -24,7 +24,6 @@ log still run on it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal
 
@@ -181,7 +180,9 @@ class MetaPlugin(Plugin):
             await self.inner.log(ctx)
 
 
-@functools.cache
+_META_CLASSES: dict[type[Plugin], type[MetaPlugin]] = {}
+
+
 def _meta_class(cls: type[Plugin]) -> type[MetaPlugin]:
     """A ``MetaPlugin`` subclass carrying ``cls``'s declaration (name, priority, kind...)."""
     declaration = {
@@ -191,7 +192,10 @@ def _meta_class(cls: type[Plugin]) -> type[MetaPlugin]:
         "ConsumerConfig": cls.ConsumerConfig,
         "kind": cls.kind,
     }
-    return type(f"{cls.__name__}WithMeta", (MetaPlugin,), declaration)
+    made = _META_CLASSES.get(cls)
+    if made is None:
+        made = _META_CLASSES[cls] = type(f"{cls.__name__}WithMeta", (MetaPlugin,), declaration)
+    return made
 
 
 def with_meta(plugin: Plugin) -> Plugin:

@@ -280,8 +280,9 @@ class ResponseRewrite(Plugin[ResponseRewriteConfig]):
     def _decode(self, state: _Rewriting, chunk: bytes, eof: bool, room: int) -> bytes:
         # At most ``room`` bytes: one past the limit is enough to know the body is truncated.
         try:
-            data = state.decoder.decompress(chunk, room)
-            return data + state.decoder.flush() if eof else data
+            data: bytes = state.decoder.decompress(chunk, room)
+            tail: bytes = state.decoder.flush() if eof else b""
+            return data + tail
         except zlib.error as exc:
             log.warning("%s: cannot decompress the response body: %s", self.owner, exc)
             state.decoder = None

@@ -19,7 +19,7 @@ import functools
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from multidict import CIMultiDict
@@ -93,7 +93,10 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream connection's transport: asyncio's is a Transport; uvloop's implements the
+        # same methods without subclassing it, and asyncio types this callback's argument as
+        # the base class.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -230,8 +233,9 @@ class _Connection(asyncio.Protocol):
                 self._drain = None
             if not done:
                 raise SendTimeout(f"the node took no request bytes for {timeout} s")
-            if drain.done() and drain.exception() is not None:
-                raise drain.exception()  # type: ignore[misc]
+            failure = drain.exception() if drain.done() else None
+            if failure is not None:
+                raise failure
         return True
 
     async def exchange(

@@ -52,7 +52,8 @@ class Unit:
 def _recording(pools: PoolRegistry) -> Iterator[set[str]]:
     """The keys of the pools asked for inside the block (still counted as touched)."""
     outer = pools.touched
-    pools.touched = inner = set()
+    inner: set[str] = set()
+    pools.touched = inner
     try:
         yield inner
     finally:

@@ -25,7 +25,7 @@ from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin, with_meta
 from llmgate.plugins import REGISTRY
 from llmgate.runtime import envrefs
-from llmgate.schemas.envrefs import EnvPolicy
+from llmgate.schemas.envrefs import EnvPolicy, names
 from llmgate.schemas.messages import describe
 
 log = logging.getLogger("llmgate.runtime")
@@ -57,7 +57,7 @@ def resolved(
 
 def redact(message: str, conf: Any) -> str:
     """``message`` without the values of the environment variables ``conf`` refers to."""
-    for name in set(envrefs.names(conf)):
+    for name in set(names(conf)):
         value = os.environ.get(name)
         if value:
             message = message.replace(value, "***")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ID_PATTERN = r"^[a-zA-Z0-9-_.]+$"
 HOST_PATTERN = r"^\*$|^\*?[0-9a-zA-Z\-._\[\]:]+$"
-HTTP_METHODS = (
+HttpMethod = Literal[
     "GET",
     "POST",
     "PUT",
@@ -19,7 +19,8 @@ HTTP_METHODS = (
     "CONNECT",
     "TRACE",
     "PURGE",
-)
+]
+HTTP_METHODS: tuple[str, ...] = get_args(HttpMethod)
 
 IdStr = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 IdInt = Annotated[int, Field(ge=1)]

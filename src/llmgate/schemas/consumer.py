@@ -18,7 +18,7 @@ class Consumer(Resource):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    name: None = None  # type: ignore[assignment]  # consumers have no name in APISIX
+    name: None = None  # consumers have no name in APISIX
     username: Username
     group_id: Id | None = None
     plugins: PluginsMap | None = None

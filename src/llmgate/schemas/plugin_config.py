@@ -12,5 +12,5 @@ class PluginConfig(Resource):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    name: str | None = None  # type: ignore[assignment]  # APISIX allows any string here
+    name: str | None = None  # APISIX allows any string here
     plugins: PluginsMap

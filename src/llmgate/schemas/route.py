@@ -6,11 +6,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from llmgate.schemas.common import HTTP_METHODS, Host, Id, PluginsMap, Resource, Timeout
+from llmgate.schemas.common import Host, HttpMethod, Id, PluginsMap, Resource, Timeout
 from llmgate.schemas.upstream import UpstreamSpec
 
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-Method = Literal[HTTP_METHODS]  # type: ignore[valid-type]
+Method = HttpMethod
 
 
 class Route(Resource):
