@@ -55,7 +55,6 @@ from pydantic import Field, model_validator
 
 from llmgate.ai.call import LlmCall
 from llmgate.ai.estimate import Estimate, relayed_estimate, request_estimate
-from llmgate.ai.pricing import call_cost
 from llmgate.http.context import StateKey
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
@@ -290,7 +289,7 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
                 ctx, call, relayed_estimate(reservation.estimate, call.relayed_chars)
             )
         if self.strategy == "cost":
-            cost = call_cost(ctx, call)
+            cost = self.services.prices.cost(call)
             return 0 if cost is None else -(-cost // MICRO)
         return usage.get(self.strategy)
 
