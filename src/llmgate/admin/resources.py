@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llmgate import credentials
 from llmgate.admin.compiling import (
     compile_consumer_value,
     compile_credential,
@@ -15,6 +14,8 @@ from llmgate.admin.compiling import (
 )
 from llmgate.admin.resource import Address, ResourceKind
 from llmgate.errors import BadRequest
+from llmgate.plugin_api.auth_consumer import AuthPlugin
+from llmgate.plugins import REGISTRY
 from llmgate.schemas import Consumer, Credential, PluginConfig, Route, Upstream
 from llmgate.store import Reader, Writer
 
@@ -91,36 +92,44 @@ PLUGIN_CONFIGS = ResourceKind(
 
 # --- consumers and credentials: secrets at rest and unique credentials ---------------------
 
-# The attribute of each auth plugin that must be unique across consumers and credentials.
-UNIQUE_ATTRS = {"basic-auth": "username", "key-auth": "key"}
+# What each auth plugin declares (``AuthPlugin.stored_as``, ``.unique_field``) is read here by
+# name of plugin: no plugin is named in this module.
 
 
-def _stored_form(plugin: str, value: str) -> str:
-    return credentials.store_key(value) if plugin == "key-auth" else value
+def _auth_plugins(plugins: Any) -> Iterator[tuple[str, type[AuthPlugin], dict[str, Any]]]:
+    """(name, class, config) of each auth plugin configured in ``plugins``."""
+    if not isinstance(plugins, dict):
+        return
+    for name, conf in plugins.items():
+        cls = REGISTRY.get(name)
+        if cls is not None and issubclass(cls, AuthPlugin) and isinstance(conf, dict):
+            yield name, cls, conf
 
 
 def _unique_values(plugins: Any) -> Iterator[tuple[str, str, str]]:
     """(plugin, attribute, stored form of the value) for each unique credential attribute."""
-    if not isinstance(plugins, dict):
-        return
-    for plugin, attr in UNIQUE_ATTRS.items():
-        conf = plugins.get(plugin)
-        if isinstance(conf, dict) and isinstance(conf.get(attr), str):
-            yield plugin, attr, _stored_form(plugin, conf[attr])
+    for name, cls, conf in _auth_plugins(plugins):
+        attr = cls.unique_field
+        if attr is not None and isinstance(conf.get(attr), str):
+            store = cls.stored_as.get(attr)
+            yield name, attr, store(conf[attr]) if store is not None else conf[attr]
 
 
 def hash_secrets(conf: dict[str, Any]) -> dict[str, Any]:
-    """``conf`` with basic-auth passwords hashed and key-auth keys digested."""
+    """``conf`` with each auth plugin's ``stored_as`` fields in their stored form (basic-auth
+    passwords hashed, key-auth keys digested)."""
     plugins = conf.get("plugins")
     if not isinstance(plugins, dict):
         return conf
     plugins = dict(plugins)
-    basic = plugins.get("basic-auth")
-    if isinstance(basic, dict) and isinstance(basic.get("password"), str):
-        plugins["basic-auth"] = {**basic, "password": credentials.hash_password(basic["password"])}
-    key = plugins.get("key-auth")
-    if isinstance(key, dict) and isinstance(key.get("key"), str):
-        plugins["key-auth"] = {**key, "key": credentials.store_key(key["key"])}
+    for name, cls, section in list(_auth_plugins(plugins)):
+        stored = {
+            field: store(section[field])
+            for field, store in cls.stored_as.items()
+            if isinstance(section.get(field), str)
+        }
+        if stored:
+            plugins[name] = {**section, **stored}
     return {**conf, "plugins": plugins}
 
 

@@ -5,6 +5,7 @@ calling: attach the consumer (APISIX's ``consumer.attach_consumer`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmgate.plugin_api.plugin import ConfigT, Plugin, PluginKind
@@ -21,6 +22,13 @@ class AuthPlugin(Plugin[ConfigT]):
     snapshot (``build_index``) and the plugin reads as ``auth_index(ctx)``."""
 
     kind: ClassVar[PluginKind] = "auth"
+    # What the admin API does with what consumers and credentials carry for this plugin, read
+    # generically (``admin/resources.py``), so a new auth plugin needs no admin code:
+    # ``stored_as``: fields kept at rest in another form, by the function making it (a
+    # password's hash, a key's digest); ``unique_field``: the field no two consumers or
+    # credentials may share, compared in its stored form (APISIX: a key, a username).
+    stored_as: ClassVar[Mapping[str, Callable[[str], str]]] = {}
+    unique_field: ClassVar[str | None] = None
 
     @classmethod
     def build_index(cls, credentials: list[CredentialEntry]) -> Any:

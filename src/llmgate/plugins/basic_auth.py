@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
+from llmgate.credentials import hash_password
 from llmgate.http.context import Reply
 from llmgate.plugin_api.auth_consumer import AuthPlugin, attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
@@ -80,6 +81,8 @@ class BasicAuth(AuthPlugin[BasicAuthConfig]):
     kind = "auth"
     Config = BasicAuthConfig
     ConsumerConfig = BasicAuthConsumer
+    stored_as = {"password": hash_password}
+    unique_field = "username"
     secret_fields = ("password",)
 
     def __init__(self, config: BasicAuthConfig, services: Services, owner: str = "") -> None:

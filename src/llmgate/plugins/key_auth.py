@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import Field
 
-from llmgate.credentials import KEY_DIGEST_PREFIX, is_key_digest, key_digest
+from llmgate.credentials import KEY_DIGEST_PREFIX, is_key_digest, key_digest, store_key
 from llmgate.http.context import Reply
 from llmgate.plugin_api.auth_consumer import AuthPlugin, attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
@@ -69,6 +69,8 @@ class KeyAuth(AuthPlugin[KeyAuthConfig]):
     kind = "auth"
     Config = KeyAuthConfig
     ConsumerConfig = KeyAuthConsumer
+    stored_as = {"key": store_key}
+    unique_field = "key"
     secret_fields = ("key",)
 
     def __init__(self, config: KeyAuthConfig, services: Services, owner: str = "") -> None:
