@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from llmgate.ai.pricing import load_prices
+from llmgate.ai.pricing import NO_PRICES, load_prices
 from llmgate.app import build_proxy_server
 from llmgate.http.limits import ClientLimits
 from llmgate.http.protocol import EdgeServer
+from llmgate.proxy.upstream import PoolRegistry
+from llmgate.runtime.counters import Counters
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import CacheCaps, Services
 from llmgate.runtime.verified import VerifiedCredentials
@@ -82,10 +84,11 @@ async def start_site(
 
 @contextlib.asynccontextmanager
 async def open_data_plane(
-    settings: Settings, store: Store, services: Services
+    settings: Settings, store: Store, counters: Counters
 ) -> AsyncIterator[SnapshotLoader]:
     """The data plane of this process: the config loaded, the proxy port listening (shared
-    with the node's other workers through SO_REUSEPORT), metrics and token usage recorded."""
+    with the node's other workers through SO_REUSEPORT), metrics and token usage recorded.
+    ``counters``: the node's (this process's, or the parent's counter service)."""
     # Imported here: prometheus_client must not be imported before ``serve`` has named the
     # metrics directory (see observability/exporter.py).
     from llmgate.observability.accounting import LlmAccounting
@@ -94,24 +97,29 @@ async def open_data_plane(
     from llmgate.observability.usage import UsageReporter
 
     metrics = Metrics(settings.metrics_prefix, max_models=settings.metrics_max_models)
-    services.pools.listener = StatusBoard(settings.metrics_prefix).update
     usage = UsageReporter(store, calls_days=settings.usage_calls_days)
-    if settings.prices is not None:
+    # Built whole, once per process: what every snapshot of this process shares.
+    services = Services(
+        counters=counters,
+        verified=VerifiedCredentials(settings.auth_failures_per_minute),
+        pools=PoolRegistry(listener=StatusBoard(settings.metrics_prefix).update),
+        cache_caps=CacheCaps(
+            settings.cache_max_bytes, settings.cache_memory_max_bytes, settings.cache_max_entries
+        ),
+        metrics=metrics,
+        observers=(LlmAccounting(metrics, usage),),
         # Checked when the settings were read; read again here, in each data-plane process.
-        services.prices = load_prices(settings.prices)
-    services.verified = VerifiedCredentials(settings.auth_failures_per_minute)
-    services.cache_caps = CacheCaps(
-        settings.cache_max_bytes, settings.cache_memory_max_bytes, settings.cache_max_entries
+        prices=load_prices(settings.prices) if settings.prices is not None else NO_PRICES,
+        env_policy=EnvPolicy(settings.env_allow),
     )
-    services.metrics = metrics
-    services.env_policy = EnvPolicy(settings.env_allow)
-    services.observers = (LlmAccounting(metrics, usage),)
     loader = SnapshotLoader(store, services, settings.reload_interval)
-    await loader.start()
-    await usage.start()
     runner: web.BaseRunner | None = None
     sampler: GaugeSampler | None = None
+    started = False
     try:
+        await loader.start()
+        started = True
+        await usage.start()
         runner = await start_site(
             build_proxy_server(loader, settings.client_limits()),
             settings.proxy_listen,
@@ -134,4 +142,6 @@ async def open_data_plane(
         if sampler is not None:
             await sampler.stop()
         await usage.stop()
-        await loader.stop()
+        if started:
+            await loader.stop()
+        await services.close()

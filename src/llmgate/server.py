@@ -24,8 +24,8 @@ from llmgate.dataplane import open_data_plane, say, start_site, use_uvloop
 from llmgate.http.limits import raise_open_file_limit
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
+from llmgate.runtime.counters import LocalCounters
 from llmgate.runtime.loader import SnapshotLoader
-from llmgate.runtime.services import Services
 from llmgate.settings import Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
@@ -36,7 +36,6 @@ async def _serve(
     settings: Settings, metrics_dir: str | None, source: StandaloneFile | None = None
 ) -> int:
     store = Store(open_engine(settings.database_url))
-    services = Services()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -45,11 +44,12 @@ async def _serve(
     readiness = Readiness(store)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
-        stack.push_async_callback(services.close)
         if settings.role in ("proxy", "all"):
             assert metrics_dir is not None
             if settings.workers == 1:
-                loader = await stack.enter_async_context(open_data_plane(settings, store, services))
+                loader = await stack.enter_async_context(
+                    open_data_plane(settings, store, LocalCounters())
+                )
                 readiness = Readiness(store, loader)
                 say(f"data plane listening on {settings.proxy_listen}")
             else:

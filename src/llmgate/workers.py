@@ -173,21 +173,18 @@ def run_worker(settings: Settings, socket_path: str, parent_pid: int, ready: Con
 async def _worker(settings: Settings, socket_path: str, parent_pid: int, ready: Connection) -> None:
     from llmgate.dataplane import open_data_plane
     from llmgate.runtime.counter_server import SharedCounters
-    from llmgate.runtime.services import Services
     from llmgate.store import Store, open_engine
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     store = Store(open_engine(settings.database_url))
-    services = Services(counters=SharedCounters(socket_path))
     try:
-        async with open_data_plane(settings, store, services):
+        async with open_data_plane(settings, store, SharedCounters(socket_path)):
             ready.send("ready")
             ready.close()
             while not stop.is_set() and os.getppid() == parent_pid:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), PARENT_CHECK)
     finally:
-        await services.close()
         await store.close()

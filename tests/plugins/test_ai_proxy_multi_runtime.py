@@ -26,13 +26,13 @@ class LlmProbe(Plugin):
     Config = PluginConfig
 
     async def log(self, ctx) -> None:  # type: ignore[no-untyped-def]
-        self.services.shared.setdefault("llm-probe", []).append(LlmCall.find(ctx))
+        self.services.shared.get_or_make("llm-probe", list, list).append(LlmCall.find(ctx))
 
 
 @pytest.fixture(autouse=True)
 def calls(gateway, monkeypatch) -> list[LlmCall | None]:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(REGISTRY, "llm-probe", LlmProbe)
-    return gateway.services.shared.setdefault("llm-probe", [])
+    return gateway.services.shared.get_or_make("llm-probe", list, list)
 
 
 def instance(

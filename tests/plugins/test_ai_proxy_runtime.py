@@ -26,14 +26,14 @@ class LlmProbe(Plugin):
     Config = PluginConfig
 
     async def log(self, ctx) -> None:  # type: ignore[no-untyped-def]
-        self.services.shared.setdefault("llm-probe", []).append(LlmCall.find(ctx))
+        self.services.shared.get_or_make("llm-probe", list, list).append(LlmCall.find(ctx))
 
 
 @pytest.fixture(autouse=True)
 def calls(gateway, monkeypatch) -> list[LlmCall | None]:  # type: ignore[no-untyped-def]
     """The ``LlmCall`` of each request to a route of ``ai_route``, oldest first."""
     monkeypatch.setitem(REGISTRY, "llm-probe", LlmProbe)
-    return gateway.services.shared.setdefault("llm-probe", [])
+    return gateway.services.shared.get_or_make("llm-probe", list, list)
 
 
 async def ai_route(gateway, uri: str = "/chat", **conf: Any) -> None:  # type: ignore[no-untyped-def]

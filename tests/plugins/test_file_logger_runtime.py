@@ -31,8 +31,12 @@ async def read_lines(path: Path, count: int) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in written(path)]
 
 
+def _absent() -> BatchProcessor:
+    raise AssertionError("no writer for this path")
+
+
 def writer(gateway, path: Path) -> BatchProcessor:  # type: ignore[no-untyped-def]
-    return gateway.services.shared[f"file-logger:{path}"]
+    return gateway.services.shared.get_or_make(f"file-logger:{path}", BatchProcessor, _absent)
 
 
 async def route(gateway, path: Path, uri: str = "/*", **conf: Any) -> None:  # type: ignore[no-untyped-def]

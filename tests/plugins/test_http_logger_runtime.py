@@ -55,7 +55,9 @@ async def route(gateway, **conf: Any) -> BatchProcessor:  # type: ignore[no-unty
         {"uri": "/*", "plugins": {"http-logger": conf}, "upstream": gateway.upstream()},
     )
     (processor,) = [
-        value for key, value in gateway.services.shared.items() if key.startswith("http-logger:")
+        value
+        for key, value in gateway.services.shared.items()
+        if key.startswith("http-logger:") and isinstance(value, BatchProcessor)
     ]
     return processor
 
@@ -232,8 +234,10 @@ async def test_processor_survives_unrelated_reloads_and_closes_with_services(
     assert (await gateway.proxy.get("/a")).status == 200
     await gateway.put("routes/2", {"uri": "/other", "upstream": gateway.upstream()})
     assert (await gateway.proxy.get("/b")).status == 200
-    keys = [key for key in gateway.services.shared if key.startswith("http-logger:")]
-    assert len(keys) == 1 and gateway.services.shared[keys[0]] is processor
+    kept = [
+        value for key, value in gateway.services.shared.items() if key.startswith("http-logger:")
+    ]
+    assert kept == [processor]
     assert collector.posts == []
 
     await gateway.services.close()  # flushes what is queued

@@ -69,7 +69,11 @@ class Clock:
 
 def store_of(gateway, strategy: str) -> MemoryStore | DiskStore:  # type: ignore[no-untyped-def]
     zone = "memory_cache" if strategy == "memory" else "disk_cache_one"
-    return gateway.services.shared[f"proxy-cache:{zone}"]
+    (store,) = [
+        value for key, value in gateway.services.shared.items() if key == f"proxy-cache:{zone}"
+    ]
+    assert isinstance(store, MemoryStore | DiskStore)
+    return store
 
 
 async def cached_route(gateway, conf: dict[str, Any], uri: str = "/*", **route: Any) -> None:  # type: ignore[no-untyped-def]

@@ -149,7 +149,7 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
         self.refused = frozenset(i for i, t in enumerate(self.targets) if t.refusal is not None)
         # Cool-downs outlive snapshots, and survive edits of this route's config.
         key = f"ai-proxy-multi:{owner.partition('#')[0]}"
-        cooldowns = services.shared.setdefault(key, Cooldowns())
+        cooldowns = services.shared.get_or_make(key, Cooldowns, Cooldowns)
         self.picker = InstancePicker(
             [Weighted(i.name, i.weight, i.priority) for i in conf.instances],
             conf.balancer.algorithm,

@@ -91,9 +91,10 @@ def writer_for(services: Services, path: str) -> BatchProcessor:
     """The long-lived writer of ``path``, shared by every route logging to it."""
     path = os.path.abspath(path)
     key = f"file-logger:{path}"
-    writer = services.shared.get(key)
-    if writer is None:
-        writer = services.shared[key] = BatchProcessor(
+    return services.shared.get_or_make(
+        key,
+        BatchProcessor,
+        lambda: BatchProcessor(
             FileSink(path),
             name=f"file-logger {path}",
             batch_max_size=1000,
@@ -101,8 +102,8 @@ def writer_for(services: Services, path: str) -> BatchProcessor:
             max_retry_count=1,
             retry_delay=1,
             max_in_flight=1,  # one write at a time keeps the lines in order
-        )
-    return writer
+        ),
+    )
 
 
 class FileLogger(AccessLogger[FileLoggerConfig]):

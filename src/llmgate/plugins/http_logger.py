@@ -113,9 +113,10 @@ class HttpSink:
 def processor_for(services: Services, owner: str, config: HttpLoggerConfig) -> BatchProcessor:
     """The long-lived batch processor of this plugin config (kept across unrelated reloads)."""
     key = f"http-logger:{owner}:{config.uri}"
-    processor = services.shared.get(key)
-    if processor is None:
-        processor = services.shared[key] = BatchProcessor(
+    return services.shared.get_or_make(
+        key,
+        BatchProcessor,
+        lambda: BatchProcessor(
             HttpSink(config),
             name=config.name,
             batch_max_size=config.batch_max_size,
@@ -124,8 +125,8 @@ def processor_for(services: Services, owner: str, config: HttpLoggerConfig) -> B
             max_retry_count=config.max_retry_count,
             retry_delay=config.retry_delay,
             close_timeout=config.timeout,
-        )
-    return processor
+        ),
+    )
 
 
 class HttpLogger(AccessLogger[HttpLoggerConfig]):

@@ -10,8 +10,9 @@ limiters whose ``policy`` names a Redis, one client per server, kept across relo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from llmgate.ai.pricing import NO_PRICES, Prices
 from llmgate.proxy.upstream import PoolRegistry
@@ -40,6 +41,38 @@ class CacheCaps:
     max_entries: int = 400_000
 
 
+T = TypeVar("T")
+
+
+class Shared:
+    """Plugins' long-lived objects (cache stores, logger queues, cool-downs), each under a key of
+    the plugin's choosing (its name first) and asked for with its class, so a reader gets the
+    type it asked for.  What has a ``close`` is closed with the services."""
+
+    __slots__ = ("_objects",)
+
+    def __init__(self) -> None:
+        self._objects: dict[str, object] = {}
+
+    def get_or_make(self, key: str, kind: type[T], make: Callable[[], T]) -> T:
+        """The ``kind`` kept under ``key``, made (and kept) on first use.  ``TypeError`` when
+        something else is kept there: two plugins using one key is a bug."""
+        found = self._objects.get(key)
+        if found is None:
+            made = make()
+            self._objects[key] = made
+            return made
+        if not isinstance(found, kind):
+            raise TypeError(f"{key!r} holds a {type(found).__name__}, not a {kind.__name__}")
+        return found
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(list(self._objects.values()))
+
+    def items(self) -> Iterator[tuple[str, object]]:
+        return iter(list(self._objects.items()))
+
+
 class Observer(Protocol):
     """Sees every request the data plane matched to a route (token accounting).  Both calls
     are synchronous, cheap and must not raise."""
@@ -59,7 +92,7 @@ class Services:
     pools: PoolRegistry = field(default_factory=PoolRegistry)
     redis: RedisRegistry = field(default_factory=RedisRegistry)
     # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
-    shared: dict[str, Any] = field(default_factory=dict)
+    shared: Shared = field(default_factory=Shared)
     # What proxy-cache zones may hold (set from the settings by the server).
     cache_caps: CacheCaps = field(default_factory=CacheCaps)
     # The data plane's metrics (None: not recorded) and its observers; set by the server.
@@ -71,7 +104,7 @@ class Services:
     env_policy: EnvPolicy = field(default_factory=EnvPolicy)
 
     async def close(self) -> None:
-        for value in self.shared.values():
+        for value in self.shared:
             closer = getattr(value, "close", None)
             if closer is not None:
                 result = closer()

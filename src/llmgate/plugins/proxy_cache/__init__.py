@@ -115,16 +115,12 @@ def open_store(services: Services, zone: str) -> Store:
     """The zone's long-lived store, created on first use and kept in ``services.shared`` so
     entries outlive config reloads."""
     key = f"proxy-cache:{zone}"
-    store: Store | None = services.shared.get(key)
-    if store is None:
-        caps = services.cache_caps
-        store = (
-            MemoryStore(caps.memory_max_bytes, caps.max_entries)
-            if zone == ZONE_OF_STRATEGY["memory"]
-            else DiskStore.open(zone, caps)
+    caps = services.cache_caps
+    if zone == ZONE_OF_STRATEGY["memory"]:
+        return services.shared.get_or_make(
+            key, MemoryStore, lambda: MemoryStore(caps.memory_max_bytes, caps.max_entries)
         )
-        services.shared[key] = store
-    return store
+    return services.shared.get_or_make(key, DiskStore, lambda: DiskStore.open(zone, caps))
 
 
 @dataclass(slots=True)
