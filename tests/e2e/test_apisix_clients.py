@@ -104,12 +104,39 @@ def test_apisix_client(gw: LiveGateway) -> None:
 @pytest.mark.skipif("services" not in RESOURCES, reason="pending: services (resources branch)")
 def test_apisix_client_services(gw: LiveGateway) -> None:
     from apisix_client.client import ApisixClient
+    from apisix_client.consumer.models import Consumer
+    from apisix_client.plugin import KeyAuth, KeyAuthSettings
+    from apisix_client.route.models import Route
     from apisix_client.service.models import Service
+    from apisix_client.upstream.models import Node, Upstream
 
     client = ApisixClient(gw.gw.admin_url + "/", ADMIN_KEY)
-    assert client.service.create_or_update(Service(upstream=gw.upstream()), "ac-svc") == "ac-svc"
-    assert client.service.count() == 1
+    host, port = gw.fake_address.split(":")
+    upstream = Upstream(nodes=[Node(host=host, port=int(port), weight=1)])
+    assert client.upstream.create_or_update(upstream, "svc-up") == "svc-up"
+    # (An inline upstream from this client carries "labels": {}, which llmgate takes once an
+    # inline upstream accepts labels as APISIX's does: the dashboard branch.)
+    assert client.service.create_or_update(Service(upstream_id="svc-up"), "ac-svc") == "ac-svc"
+    got = client.service.get("ac-svc")  # no plugins: the client can read it back
+    assert got is not None and got.value.upstream_id == "svc-up"
+    guarded = Service(upstream_id="svc-up", plugins=[KeyAuthSettings()])
+    guarded_id = client.service.create_with_id_generation(guarded)
+    assert guarded_id is not None
+    assert client.service.count() == 2
+    assert client.consumer.create_or_update(Consumer(username="svcjack", plugins=[KeyAuth(KEY)]))
+    # Routes with only a service_id: served through the service's upstream and plugins.
+    assert client.route.create_or_update(Route(uri="/svc/*", service_id="ac-svc"), "ac-svc-r")
+    assert client.route.create_or_update(Route(uri="/svc-key/*", service_id=guarded_id), "ac-g")
+    assert served(gw, "/svc/x") == 200
+    assert served(gw, "/svc-key/x") == 401
+    assert served(gw, "/svc-key/x", apikey=KEY) == 200
+    for route_id in ("ac-svc-r", "ac-g"):
+        assert client.route.delete(route_id) is True
     assert client.service.delete("ac-svc") is True
+    assert client.service.delete(guarded_id) is True
+    assert client.consumer.delete("svcjack") == 1
+    assert client.upstream.delete("svc-up") == 1
+    assert client.service.count() == 0
 
 
 # --- mcp-apisix ----------------------------------------------------------------------------
