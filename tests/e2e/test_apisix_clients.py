@@ -19,12 +19,14 @@ they exist in ``admin.resources.RESOURCES``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -142,47 +144,93 @@ def test_apisix_client_services(gw: LiveGateway) -> None:
 # --- mcp-apisix ----------------------------------------------------------------------------
 
 
-def call_tools(gw: LiveGateway, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    """Run ``mcp-apisix`` (its own process, stdio transport, write tools on) and call each tool
-    in order; every write is confirmed when the server asks.  The decoded results."""
-    from mcp.client.session import ClientSession
-    from mcp.client.stdio import StdioServerParameters, stdio_client
-    from mcp_types import ElicitResult
+class McpApisix:
+    """``mcp-apisix`` as its own process (stdio transport, write tools on), one MCP session
+    for the whole module.  The session lives in one task of an event loop in a thread of its
+    own (anyio's scopes must end in the task that began them); ``call`` hands it one tool call
+    and waits for the decoded result.  Every write tool is confirmed when the server asks (MCP
+    elicitation)."""
 
-    async def confirm(_context: Any, _params: Any) -> ElicitResult:
-        return ElicitResult(action="accept", content={"confirm": True})
+    def __init__(self, gw: LiveGateway) -> None:
+        self.gw = gw
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.requests: asyncio.Queue[Any] | None = None
+        self.thread = threading.Thread(target=self._thread, daemon=True)
 
-    async def run(errlog: IO[str]) -> list[Any]:
+    def _thread(self) -> None:
+        with open(self.gw.workdir / "mcp-apisix.log", "w") as errlog:
+            try:
+                asyncio.run(self._serve(errlog))
+            except BaseException as exc:
+                if not self.ready.done():
+                    self.ready.set_exception(exc)
+
+    async def _serve(self, errlog: Any) -> None:
+        from mcp.client.session import ClientSession
+        from mcp.client.stdio import StdioServerParameters, stdio_client
+        from mcp_types import ElicitResult
+
+        async def confirm(_context: Any, _params: Any) -> ElicitResult:
+            return ElicitResult(action="accept", content={"confirm": True})
+
         params = StdioServerParameters(
             command=str(Path(sys.executable).with_name("mcp-apisix")),
             env={
-                "APISIX_BASE_URL": gw.gw.admin_url,
+                "APISIX_BASE_URL": self.gw.gw.admin_url,
                 "APISIX_ADMIN_KEY": ADMIN_KEY,
                 "APISIX_READ_ONLY": "false",
             },
         )
-        results = []
         async with contextlib.AsyncExitStack() as stack:
-            read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+            stdio = stdio_client(params, errlog=errlog)
+            read, write = await stack.enter_async_context(stdio)
             session = await stack.enter_async_context(
                 ClientSession(read, write, elicitation_callback=confirm)
             )
             await session.initialize()
-            for name, arguments in calls:
-                result = await session.call_tool(name, arguments)
-                text = result.content[0].text  # type: ignore[union-attr]
-                assert not text.startswith(("错误", "Error")), (name, arguments, text)
+            self.loop, self.requests = asyncio.get_running_loop(), asyncio.Queue()
+            self.ready.set_result(None)
+            while (request := await self.requests.get()) is not None:
+                name, arguments, answer = request
                 try:
-                    results.append(json.loads(text))
-                except ValueError:
-                    raise AssertionError((name, arguments, text)) from None
-        return results
+                    answer.set_result(await session.call_tool(name, arguments))
+                except Exception as exc:
+                    answer.set_exception(exc)
 
-    with open(gw.workdir / "mcp-apisix.log", "a") as errlog:
-        return asyncio.run(asyncio.wait_for(run(errlog), 60))
+    def start(self) -> McpApisix:
+        self.thread.start()
+        self.ready.result(60)
+        return self
+
+    def call(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        assert self.loop is not None and self.requests is not None
+        answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.loop.call_soon_threadsafe(self.requests.put_nowait, (name, arguments or {}, answer))
+        text = answer.result(30).content[0].text
+        assert not text.startswith(("错误", "Error")), (name, arguments, text)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise AssertionError((name, arguments, text)) from None
+
+    def close(self) -> None:
+        """End the session, and with it the mcp-apisix process."""
+        if self.loop is not None and self.requests is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.requests.put_nowait, None)
+        self.thread.join(30)
 
 
-def test_mcp_apisix(gw: LiveGateway) -> None:
+@pytest.fixture(scope="module")
+def mcp(gw: LiveGateway) -> Iterator[McpApisix]:
+    client = McpApisix(gw)
+    try:
+        yield client.start()
+    finally:
+        client.close()
+
+
+def test_mcp_apisix(gw: LiveGateway, mcp: McpApisix) -> None:
     route = {
         "uri": "/mcp/*",
         "name": "mcp-route",
@@ -193,97 +241,64 @@ def test_mcp_apisix(gw: LiveGateway) -> None:
     gw.put("upstreams/mcp-up", gw.upstream())
     gw.put("consumers/mcpjack", {"username": "mcpjack", "plugins": {"key-auth": {"key": KEY}}})
     gw.put("plugin_configs/mcp-pc", {"plugins": {"request-id": {}}})
-    created = call_tools(
-        gw,
-        [
-            ("apisix_validate_resource_config", {"resource": "routes", "config": route}),
-            ("apisix_validate_resource_config", {"resource": "routes", "config": {"uri": 5}}),
-            ("apisix_create_route", {"config": route}),
-            ("apisix_create_upstream", {"config": {"nodes": {gw.fake_address: 1}}}),
-        ],
-    )
-    assert created[0] == {"valid": True}
-    assert created[1]["valid"] is False and "uri" in created[1]["error_msg"]
-    route_id, upstream_id = created[2]["id"], created[3]["id"]
-    assert created[2]["value"]["name"] == "mcp-route"
+    valid = {"resource": "routes", "config": route}
+    assert mcp.call("apisix_validate_resource_config", valid) == {"valid": True}
+    invalid = {"resource": "routes", "config": {"uri": 5}}
+    answer = mcp.call("apisix_validate_resource_config", invalid)
+    assert answer["valid"] is False and "uri" in answer["error_msg"]
+    created = mcp.call("apisix_create_route", {"config": route})
+    route_id = created["id"]
+    assert created["value"]["name"] == "mcp-route"
     assert served(gw, "/mcp/x", apikey=KEY) == 200
+    upstream = mcp.call("apisix_create_upstream", {"config": {"nodes": {gw.fake_address: 1}}})
+    upstream_id = upstream["id"]
 
-    results = call_tools(
-        gw,
-        [
-            ("apisix_list_routes", {"detail": True}),
-            ("apisix_list_routes", {"name": "^mcp-", "uri": "/mcp", "label": "owner"}),
-            ("apisix_list_routes", {"label": "owner:mcp"}),  # APISIX: keys only, so none
-            ("apisix_list_routes", {"upstream_id": "mcp-up", "page_size": 10}),
-            ("apisix_get_route", {"id": route_id}),
-            ("apisix_list_upstreams", {}),
-            ("apisix_get_upstream", {"id": upstream_id}),
-            ("apisix_list_consumers", {"detail": True}),
-            ("apisix_get_consumer", {"username": "mcpjack"}),
-            ("apisix_list_plugin_configs", {}),
-            ("apisix_list_plugins", {}),
-            ("apisix_get_plugin_schema", {"name": "key-auth"}),
-            ("apisix_get_server_info", {}),
-            ("apisix_update_route", {"id": route_id, "patch": {"desc": "patched"}}),
-            ("apisix_update_upstream", {"id": upstream_id, "patch": {"retries": 1}}),
-            ("apisix_toggle_route", {"id": route_id, "enabled": False}),
-        ],
-    )
-    (
-        routes,
-        filtered,
-        by_label_value,
-        by_upstream,
-        one_route,
-        upstreams,
-        one_upstream,
-        consumers,
-        one_consumer,
-        plugin_configs,
-        plugins,
-        schema,
-        info,
-        updated,
-        updated_up,
-        toggled,
-    ) = results
+    routes = mcp.call("apisix_list_routes", {"detail": True})
     assert routes["total"] == 1 and routes["list"][0]["value"]["uri"] == "/mcp/*"
-    assert filtered["total"] == 1
-    assert by_label_value["total"] == 0
-    assert by_upstream["total"] == 1
-    assert one_route["value"]["labels"] == {"owner": "mcp"}
-    assert upstreams["total"] == 2
+    filters = {"name": "^mcp-", "uri": "/mcp", "label": "owner"}
+    assert mcp.call("apisix_list_routes", filters)["total"] == 1
+    # APISIX matches label against label keys only: "owner:mcp" finds nothing there either.
+    assert mcp.call("apisix_list_routes", {"label": "owner:mcp"})["total"] == 0
+    by_upstream = {"upstream_id": "mcp-up", "page_size": 10}
+    assert mcp.call("apisix_list_routes", by_upstream)["total"] == 1
+    assert mcp.call("apisix_get_route", {"id": route_id})["value"]["labels"] == {"owner": "mcp"}
+    assert mcp.call("apisix_list_upstreams")["total"] == 2
+    one_upstream = mcp.call("apisix_get_upstream", {"id": upstream_id})
     assert one_upstream["value"]["nodes"] == {gw.fake_address: 1}
-    assert consumers["total"] == 1
+    assert mcp.call("apisix_list_consumers", {"detail": True})["total"] == 1
     # mcp-apisix masks credentials itself; llmgate never returned the key anyway.
-    assert KEY not in json.dumps(one_consumer)
-    assert plugin_configs["total"] == 1
+    assert KEY not in json.dumps(mcp.call("apisix_get_consumer", {"username": "mcpjack"}))
+    assert mcp.call("apisix_list_plugin_configs")["total"] == 1
+    plugins = mcp.call("apisix_list_plugins")
     assert set(plugins["plugins"] if isinstance(plugins, dict) else plugins) == set(REGISTRY)
+    schema = mcp.call("apisix_get_plugin_schema", {"name": "key-auth"})
     assert schema["properties"]["header"]["default"] == "apikey"
+    info = mcp.call("apisix_get_server_info")
     assert info["response_format"] == "v3" and info["capabilities"].get("schema_validate", True)
-    assert updated["value"]["desc"] == "patched"
-    assert updated_up["value"]["retries"] == 1
+    patched = mcp.call("apisix_update_route", {"id": route_id, "patch": {"desc": "patched"}})
+    assert patched["value"]["desc"] == "patched"
+    retries = mcp.call("apisix_update_upstream", {"id": upstream_id, "patch": {"retries": 1}})
+    assert retries["value"]["retries"] == 1
+    toggled = mcp.call("apisix_toggle_route", {"id": route_id, "enabled": False})
     assert toggled["value"]["status"] == 0
     assert served(gw, "/mcp/x", apikey=KEY) == 404  # disabled through MCP: gone from the data plane
+    toggled = mcp.call("apisix_toggle_route", {"id": route_id, "enabled": True})
+    assert served(gw, "/mcp/x", apikey=KEY) == 200
 
 
 @pytest.mark.skipif(
     not {"services", "global_rules", "stream_routes"} <= set(RESOURCES),
     reason="pending: services, global_rules, stream_routes (resources branch)",
 )
-def test_mcp_apisix_pending_resources(gw: LiveGateway) -> None:
-    created = call_tools(gw, [("apisix_create_service", {"config": {"upstream": gw.upstream()}})])
-    service_id = created[0]["id"]
-    results = call_tools(
-        gw,
-        [
-            ("apisix_list_services", {}),
-            ("apisix_get_service", {"id": service_id}),
-            ("apisix_update_service", {"id": service_id, "patch": {"desc": "d"}}),
-            ("apisix_list_global_rules", {}),
-            ("apisix_list_stream_routes", {}),
-        ],
-    )
-    assert results[0]["total"] >= 1
-    assert results[2]["value"]["desc"] == "d"
-    assert results[4]["total"] == 0
+def test_mcp_apisix_pending_resources(gw: LiveGateway, mcp: McpApisix) -> None:
+    service = mcp.call("apisix_create_service", {"config": {"upstream": gw.upstream()}})
+    service_id = service["id"]
+    assert mcp.call("apisix_list_services")["total"] >= 1
+    assert mcp.call("apisix_get_service", {"id": service_id})["value"]["upstream"]
+    patched = mcp.call("apisix_update_service", {"id": service_id, "patch": {"desc": "d"}})
+    assert patched["value"]["desc"] == "d"
+    assert mcp.call("apisix_list_global_rules")["total"] == 0
+    assert mcp.call("apisix_list_stream_routes")["total"] == 0
+    # A route with only the service_id is served through the service's upstream.
+    gw.put("routes/mcp-svc", {"uri": "/mcp-svc", "service_id": service_id})
+    assert served(gw, "/mcp-svc") == 200
