@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from llmgate.admin.openapi import document
+from llmgate.admin.openapi import EXAMPLES, document
 from llmgate.admin.resources import RESOURCES
 from tests.net import LiveGateway
 from tests.support import ADMIN_KEY
@@ -85,6 +85,24 @@ def test_served_document_is_the_generated_one(gw: LiveGateway) -> None:
     assert status == 401
 
 
+def test_the_examples_are_accepted(gw: LiveGateway) -> None:
+    body = document()["paths"]["/apisix/admin/routes/{id}"]["put"]["requestBody"]
+    assert body["content"]["application/json"]["example"] == EXAMPLES["routes"]
+    order = sorted(EXAMPLES, key=lambda name: name == "credentials")  # after its consumer
+    written = []
+    for name in order:
+        if name not in RESOURCES:
+            continue  # a resource of another branch, not here yet
+        path = {
+            "consumers": "consumers",
+            "credentials": "consumers/jack/credentials/example",
+        }.get(name, f"{name}/example")
+        gw.put(path, EXAMPLES[name])
+        written.append("consumers/jack" if name == "consumers" else path)
+    for path in reversed(written):
+        gw.delete(path)
+
+
 def test_schemathesis_finds_nothing(gw: LiveGateway) -> None:
     url = gw.gw.admin_url
     command = [
@@ -98,7 +116,7 @@ def test_schemathesis_finds_nothing(gw: LiveGateway) -> None:
         "--checks",
         ",".join(CHECKS),
         "--phases",
-        "fuzzing",
+        "examples,fuzzing,stateful",
         "--max-examples",
         str(EXAMPLES_PER_OPERATION),
         "--seed",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from llmgate.admin import json_schema
 from llmgate.plugins import REGISTRY
 from tests.net import LiveGateway, RawClient, http_json
 from tests.support import ADMIN_KEY, VIEWER_KEY
@@ -49,6 +50,14 @@ def test_plugins_all_in_apisix_shape(gw: LiveGateway) -> None:
     assert "consumer_schema" not in limit
     assert plugins["key-auth"]["type"] == "auth"
     assert plugins["key-auth"]["consumer_schema"]["required"] == ["key"]
+    # A plugin with metadata (plugin_metadata/{name}) shows its schema in both places.
+    for name, cls in REGISTRY.items():
+        if json_schema.metadata_model(cls) is None:
+            assert "metadata_schema" not in plugins[name], name
+            continue
+        assert plugins[name]["metadata_schema"]["type"] == "object", name
+        answer = gw.admin("GET", f"plugins/{name}?schema_type=metadata")
+        assert answer == (200, plugins[name]["metadata_schema"]), name
     # all=true on a named plugin is the same listing (APISIX checks "all" first).
     assert gw.admin("GET", "plugins/key-auth?all=true") == (200, plugins)
     assert gw.admin("GET", "plugins?all=true&subsystem=stream") == (200, {})

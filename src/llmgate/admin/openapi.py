@@ -77,6 +77,20 @@ LIST_QUERY = [
 ]
 
 
+# A valid body per resource (the examples testers send first, and readers copy).
+_UPSTREAM = {"type": "roundrobin", "nodes": {"127.0.0.1:1980": 1}}
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "routes": {"uri": "/v1/*", "upstream": _UPSTREAM, "plugins": {"key-auth": {}}},
+    "upstreams": _UPSTREAM,
+    "services": {"upstream": _UPSTREAM, "plugins": {"key-auth": {}}},
+    "plugin_configs": {"plugins": {"limit-count": {"count": 10, "time_window": 60}}},
+    "global_rules": {"plugins": {"prometheus": {}}},
+    "consumer_groups": {"plugins": {"limit-count": {"count": 100, "time_window": 60}}},
+    "consumers": {"username": "jack", "plugins": {"key-auth": {"key": "jack-example-key"}}},
+    "credentials": {"plugins": {"key-auth": {"key": "jack-second-key"}}},
+}
+
+
 def _title(kind: ResourceKind) -> str:
     return "".join(part.capitalize() for part in kind.kind.split())
 
@@ -116,8 +130,22 @@ def _resource_paths(kind: ResourceKind) -> dict[str, Any]:
     id_name = "username" if kind.id_field == "username" else "id"
     item_path = f"{collection}/{{{id_name}}}"
     item_params = [*params, _path(id_name, f"The {kind.kind}'s {id_name}")]
-    body = {"required": True, "content": {JSON: {"schema": _ref(title)}}}
-    written = _json(_ref(f"{title}Item"), f"The {kind.kind} as stored")
+    media: dict[str, Any] = {"schema": _ref(title)}
+    if kind.name in EXAMPLES:
+        media["example"] = EXAMPLES[kind.name]
+    body = {"required": True, "content": {JSON: media}}
+    # What a write answers, with OpenAPI links from it to the operations on the item it wrote
+    # (stateful testers follow them: create, then read, patch, delete).
+    id_source = f"$response.body#/value/{id_name}"
+    link_params = {id_name: id_source}
+    if kind.name == "credentials":
+        link_params["username"] = "$request.path.username"
+    links = {
+        verb: {"operationId": f"{verb}_{kind.kind.replace(' ', '_')}", "parameters": link_params}
+        for verb in ("get", "put", "delete", "patch")
+        if verb not in kind.unsupported
+    }
+    written = {**_json(_ref(f"{title}Item"), f"The {kind.kind} as stored"), "links": links}
 
     def op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {
