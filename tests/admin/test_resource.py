@@ -396,3 +396,21 @@ async def test_plugins_list_and_schema(admin) -> None:  # type: ignore[no-untype
     resp = await admin.get("/apisix/admin/plugins/nope")
     assert resp.status == 404
     assert await resp.json() == {"error_msg": "plugin not found in subsystem http"}
+
+
+async def test_upstream_discovery_args_only_empty(admin) -> None:  # type: ignore[no-untyped-def]
+    """The APISIX Dashboard sends ``"discovery_args": {}`` with every upstream; llmgate has no
+    service discovery, so anything in it is refused."""
+    body = {"nodes": {"127.0.0.1:1980": 1}, "discovery_args": {}}
+    resp = await admin.put("/apisix/admin/upstreams/d1", json=body)
+    assert resp.status == 201
+    assert (await resp.json())["value"]["discovery_args"] == {}
+    body["discovery_args"] = {"namespace_id": "public"}
+    resp = await admin.put("/apisix/admin/upstreams/d1", json=body)
+    assert resp.status == 400
+    assert "discovery_args" in (await resp.json())["error_msg"]
+    resp = await admin.put(
+        "/apisix/admin/upstreams/d2",
+        json={"service_name": "a", "discovery_type": "dns", "discovery_args": {}},
+    )
+    assert resp.status == 400

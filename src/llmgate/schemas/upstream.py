@@ -49,6 +49,14 @@ def split_host_port(address: str) -> tuple[str, int | None]:
     return address, None
 
 
+class DiscoveryArgs(BaseModel):
+    """APISIX's ``discovery_args``: read only with a ``discovery_type``, which llmgate refuses
+    (it has no service discovery).  Only the empty object is accepted: the APISIX Dashboard's
+    upstream form sends ``"discovery_args": {}`` with every upstream."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
 class UpstreamSpec(BaseModel):
     """The fields an upstream has, inline in a route or as a resource of its own."""
 
@@ -67,6 +75,7 @@ class UpstreamSpec(BaseModel):
     upstream_host: Host | None = None
     tls: Tls | None = None
     checks: Checks | None = None
+    discovery_args: DiscoveryArgs | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UpstreamSpec:
