@@ -414,3 +414,13 @@ async def test_upstream_discovery_args_only_empty(admin) -> None:  # type: ignor
         json={"service_name": "a", "discovery_type": "dns", "discovery_args": {}},
     )
     assert resp.status == 400
+
+
+async def test_an_inline_upstream_may_have_a_name_desc_and_labels(admin) -> None:  # type: ignore[no-untyped-def]
+    """As in APISIX (its upstream schema, inline too); the Dashboard's route form sends them."""
+    upstream = {"nodes": {"127.0.0.1:1980": 1}, "name": "u", "desc": "d", "labels": {"a": "b"}}
+    resp = await admin.put("/apisix/admin/routes/named", json={"uri": "/n", "upstream": upstream})
+    assert resp.status == 201, await resp.text()
+    upstream["labels"] = {"a": "has space"}
+    resp = await admin.put("/apisix/admin/routes/named", json={"uri": "/n", "upstream": upstream})
+    assert resp.status == 400

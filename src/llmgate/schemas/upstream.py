@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmgate.schemas.checks import Checks
-from llmgate.schemas.common import Host, Id, Resource, Timeout
+from llmgate.schemas.common import Desc, Host, Id, LabelValue, Name, Resource, Timeout
 
 
 class Node(BaseModel):
@@ -76,6 +76,11 @@ class UpstreamSpec(BaseModel):
     tls: Tls | None = None
     checks: Checks | None = None
     discovery_args: DiscoveryArgs | None = None
+    # For people, as on an upstream resource: APISIX accepts them inline too (the Dashboard's
+    # route form has fields for them).
+    name: Name | None = None
+    desc: Desc | None = None
+    labels: dict[str, LabelValue] | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UpstreamSpec:
