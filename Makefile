@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run migrate test lint typecheck format bench bench-soak bench-workers
+.PHONY: install browser run migrate test lint typecheck format bench bench-soak bench-workers
 
 install: $(VENV)/.installed
 
@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# Debian's chromium for the Dashboard test (tests/e2e/test_dashboard.py), when it is missing.
+browser:
+	tests/e2e/setup_chromium.sh
+
 run: install
 	$(BIN)/llmgate serve
 
@@ -21,7 +25,7 @@ migrate: install
 
 # The suite migrates its own stores (SQLite files and a fresh PostgreSQL database); the first
 # line checks that the migrations apply to an empty SQLite file from the command line too.
-test: install
+test: install browser
 	rm -f build/migrate-check.db && mkdir -p build
 	$(BIN)/llmgate migrate --database-url sqlite+aiosqlite:///./build/migrate-check.db
 	$(BIN)/ruff check src tests migrations bench
