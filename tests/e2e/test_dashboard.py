@@ -462,6 +462,11 @@ def test_an_operator_builds_a_served_route_with_the_dashboard(
     browser.shot("route_with_plugins", always=True)
     route_id = submit(browser, "Add Route Successfully", "routes")
     browser.shot("created_route", always=True)
+    # ... and edited on its detail page (the Dashboard PUTs the whole route back).
+    page.get_by_role("button", name="Edit").click()
+    page.get_by_label("Description").first.fill("made in the Dashboard")
+    page.get_by_role("button", name="Save").click()
+    browser.toast("Edit Route Successfully")
 
     # A consumer with a key.
     browser.open("consumers/add", "Add Consumer")
@@ -475,6 +480,7 @@ def test_an_operator_builds_a_served_route_with_the_dashboard(
     status, route = gw.admin("GET", f"routes/{route_id}")
     assert status == 200
     assert route["value"]["upstream_id"] == upstream_id
+    assert route["value"]["desc"] == "made in the Dashboard"
     assert set(route["value"]["plugins"]) == {"key-auth", "response-rewrite"}
     # ... and the data plane serves it.
     head = {"apikey": "dashboard-key-0001", "Content-Type": "application/json"}
