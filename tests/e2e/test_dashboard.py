@@ -264,13 +264,16 @@ class Browser:
         for directory in self.shots if always else self.shots[1:]:
             self.page.screenshot(path=str(directory / f"{name.replace('/', '_')}.png"))
 
-    def toast(self, text: str) -> None:
-        """Wait for the Dashboard's notification ``text`` (failing early, with what the admin
-        API answered, when an admin call failed or another notification came)."""
-        alerts = self.page.get_by_role("alert")
+    def notifications(self) -> list[str]:
+        return [t.strip() for t in self.page.get_by_role("alert").all_inner_texts() if t.strip()]
+
+    def toast(self, text: str, before: list[str]) -> None:
+        """Wait for the Dashboard's notification ``text``; fail early, with what the admin API
+        answered, when an admin call failed or another new notification came (``before``:
+        the ones shown before the action, still fading out)."""
         deadline = time.monotonic() + TIMEOUT_MS / 1000
         while True:
-            shown = [t.strip() for t in alerts.all_inner_texts() if t.strip()]
+            shown = [one for one in self.notifications() if one not in before]
             if any(text in one for one in shown):
                 return
             if self.failed() or shown or time.monotonic() > deadline:
@@ -422,8 +425,9 @@ def add_plugin(browser: Browser, name: str, config: dict[str, Any]) -> None:
 
 def submit(browser: Browser, toast: str, detail: str) -> str:
     """Press the form's Add, wait for its success toast and the detail page; the new id."""
+    before = browser.notifications()
     browser.page.get_by_role("button", name="Add", exact=True).click()
-    browser.toast(toast)
+    browser.toast(toast, before)
     expect(browser.page).to_have_url(re.compile(f"/ui/{detail}/detail/[^/]+$"))
     expect(browser.page.get_by_text("Created At")).to_be_visible(timeout=TIMEOUT_MS)
     browser.settle()
@@ -465,8 +469,9 @@ def test_an_operator_builds_a_served_route_with_the_dashboard(
     # ... and edited on its detail page (the Dashboard PUTs the whole route back).
     page.get_by_role("button", name="Edit").click()
     page.get_by_label("Description").first.fill("made in the Dashboard")
+    before = browser.notifications()
     page.get_by_role("button", name="Save").click()
-    browser.toast("Edit Route Successfully")
+    browser.toast("Edit Route Successfully", before)
 
     # A consumer with a key.
     browser.open("consumers/add", "Add Consumer")
