@@ -30,6 +30,7 @@ from llmgate.runtime.consumers import (
 )
 from llmgate.runtime.instances import CompileError
 from llmgate.runtime.routes import compile_route, unavailable_route
+from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, CredentialEntry, Snapshot
 from llmgate.store import Item
 
@@ -64,7 +65,7 @@ def _recording(pools: PoolRegistry) -> Iterator[set[str]]:
 class _Assembly:
     """One compilation: every resource tried once, with the previous snapshot to fall back on."""
 
-    def __init__(self, services: Any, pools: PoolRegistry, previous: Snapshot | None) -> None:
+    def __init__(self, services: Services, pools: PoolRegistry, previous: Snapshot | None) -> None:
         self.services = services
         self.pools = pools
         self.previous = previous.units if previous is not None else {}
@@ -130,7 +131,7 @@ def _consumers(
 def compile_snapshot(
     revision: int,
     items: Iterable[Item],
-    services: Any,
+    services: Services,
     pools: PoolRegistry,
     previous: Snapshot | None = None,
 ) -> Snapshot:

@@ -23,6 +23,7 @@ from llmgate.runtime.instances import (
     resolved,
     validated,
 )
+from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import ConsumerEntry, PluginChain
 from llmgate.schemas.envrefs import EnvPolicy
 
@@ -53,7 +54,7 @@ def auth_configs(
 
 
 def compile_consumer(
-    username: str, value: Mapping[str, Any], services: Any, *, validating: bool = False
+    username: str, value: Mapping[str, Any], services: Services, *, validating: bool = False
 ) -> tuple[ConsumerEntry, list[AuthConfig]]:
     """The consumer's entry (its non-auth plugins compiled) and its own auth configs."""
     auth, others = auth_configs(value, validating=validating, policy=services.env_policy)
@@ -73,7 +74,7 @@ def compile_consumer(
 
 
 def unavailable_consumer(
-    username: str, value: Mapping[str, Any], services: Any
+    username: str, value: Mapping[str, Any], services: Services
 ) -> tuple[ConsumerEntry, list[AuthConfig]]:
     """A stand-in for a consumer that never compiled, with those of its auth configs that do
     compile: requests they authenticate answer 503 (its plugins may have been limits or

@@ -25,6 +25,7 @@ from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin, with_meta
 from llmgate.plugins import REGISTRY
 from llmgate.runtime import envrefs
+from llmgate.runtime.services import Services
 from llmgate.schemas.envrefs import EnvPolicy, names
 from llmgate.schemas.messages import describe
 
@@ -90,7 +91,7 @@ def validated(
 
 
 def instantiate(
-    name: str, conf: Any, services: Any, owner: str, *, validating: bool = False
+    name: str, conf: Any, services: Services, owner: str, *, validating: bool = False
 ) -> Plugin | None:
     """A plugin instance for ``conf`` on ``owner`` ("route/1"), None when it is disabled.
 
@@ -128,7 +129,7 @@ class Unavailable(Plugin):
     priority = 1_000_000
     Config = PluginConfig
 
-    def __init__(self, services: Any, what: str) -> None:
+    def __init__(self, services: Services, what: str) -> None:
         super().__init__(PluginConfig(), services, what)
         self._reply = Reply.error(503, f"{what} is unavailable: its configuration does not compile")
 

@@ -18,6 +18,7 @@ from llmgate.plugin_api.plugin import Plugin
 from llmgate.proxy.upstream import PoolRegistry, UpstreamPool
 from llmgate.routing import RouteEntry
 from llmgate.runtime.instances import CompileError, Unavailable, fingerprint, instantiate
+from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import CompiledRoute, PluginChain
 from llmgate.schemas.common import Timeout
 from llmgate.schemas.messages import describe
@@ -120,7 +121,7 @@ def compile_route(
     value: Mapping[str, Any],
     upstreams: Mapping[str, Mapping[str, Any]],
     plugin_configs: Mapping[str, Mapping[str, Any]],
-    services: Any,
+    services: Services,
     pools: PoolRegistry,
     *,
     validating: bool = False,
@@ -179,7 +180,7 @@ def _timeout(value: Mapping[str, Any]) -> Timeout | None:
 
 
 def unavailable_route(
-    id: str, value: Mapping[str, Any], services: Any
+    id: str, value: Mapping[str, Any], services: Services
 ) -> RouteEntry[CompiledRoute] | None:
     """A stand-in for a route that never compiled: it matches what the route would match (or
     more, when its conditions are what fails) and answers 503, so its traffic never falls
