@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from tests.processes import free_port
 
@@ -52,3 +53,45 @@ async def test_unchanged_upstream_keeps_its_pool(gateway) -> None:  # type: igno
 async def test_disabled_route_is_not_served(gateway) -> None:  # type: ignore[no-untyped-def]
     await gateway.put("routes/1", {"uri": "/d", "status": 0, "upstream": gateway.upstream()})
     assert (await gateway.proxy.get("/d")).status == 404
+
+
+def _state_of(snapshot) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Every slot of a snapshot (mappings copied, so a write into one shows)."""
+    return {
+        name: dict(value) if isinstance(value, Mapping) else value
+        for name in type(snapshot).__slots__
+        for value in [getattr(snapshot, name)]
+    }
+
+
+async def test_serving_never_writes_into_the_snapshot(gateway) -> None:  # type: ignore[no-untyped-def]
+    # A consumer whose plugins are merged over the route's on every request it makes.
+    await gateway.put(
+        "consumers/jack",
+        {
+            "username": "jack",
+            "plugins": {
+                "key-auth": {"key": "jack-key"},
+                "proxy-rewrite": {"headers": {"set": {"X-Who": "jack"}}},
+            },
+        },
+    )
+    await gateway.put(
+        "routes/1", {"uri": "/w", "plugins": {"key-auth": {}}, "upstream": gateway.upstream()}
+    )
+    await gateway.loader.sync()
+    snapshot = gateway.loader.current
+    before = _state_of(snapshot)
+    route = snapshot.router.match("GET", None, "/w").payload
+    chain = route.chain
+    for _ in range(3):
+        assert (await gateway.proxy.get("/w", headers={"apikey": "jack-key"})).status == 200
+    assert (await gateway.proxy.get("/w")).status == 401
+    assert gateway.loader.current is snapshot
+    after = _state_of(snapshot)
+    assert after.keys() == before.keys()
+    assert all(after[key] is before[key] or after[key] == before[key] for key in before), [
+        key for key in before if not (after[key] is before[key] or after[key] == before[key])
+    ]
+    assert route.chain is chain and snapshot.consumers["jack"].chain.plugins
+    assert gateway.loader._in_flight == {}  # every request left its snapshot

@@ -110,11 +110,11 @@ async def _handle(
     prices = snapshot.services.prices
     if prices is not NO_PRICES:
         ctx.state[PRICES] = prices
-    snapshot.active += 1
+    loader.enter(snapshot)
     try:
         return await _run(ctx)
     finally:
-        snapshot.active -= 1
+        loader.leave(snapshot)
         _observe(ctx)
 
 

@@ -29,6 +29,8 @@ class SnapshotLoader:
         self.current: Snapshot | None = None
         # Pool keys of every snapshot that may still have requests in flight.
         self._live: dict[int, tuple[Snapshot, set[str]]] = {}
+        # Requests in flight per snapshot (by id): kept here, so serving never writes into one.
+        self._in_flight: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -110,9 +112,22 @@ class SnapshotLoader:
         except Exception:
             log.exception("synchronous reload failed; the watcher will retry")
 
+    def enter(self, snapshot: Snapshot) -> None:
+        """A request starts on ``snapshot`` (its pools stay open until ``leave``)."""
+        key = id(snapshot)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def leave(self, snapshot: Snapshot) -> None:
+        key = id(snapshot)
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
+
     async def _retire(self, old: Snapshot) -> None:
         """Close pools nothing uses any more, once ``old``'s in-flight requests are done."""
-        while old.active > 0:  # noqa: ASYNC110 (a plain counter, checked twice a second)
+        while id(old) in self._in_flight:  # noqa: ASYNC110 (a plain count, checked twice a second)
             await asyncio.sleep(0.5)
         async with self._lock:
             self._live.pop(id(old), None)

@@ -134,7 +134,6 @@ class Snapshot:
     """
 
     __slots__ = (
-        "active",
         "auth_index",
         "consumers",
         "problems",
@@ -161,7 +160,6 @@ class Snapshot:
         self.services = services
         self.problems: Mapping[str, str] = problems or {}
         self.units: Mapping[str, Any] = units or {}
-        self.active = 0  # requests in flight on this snapshot (the loader's bookkeeping)
 
     def chain_for(self, route: CompiledRoute, consumer: ConsumerEntry) -> PluginChain:
         """The route's chain with the consumer's plugins merged over it (built per call: a
