@@ -148,8 +148,6 @@ routes:
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        ("services", "services: llmgate does not support services yet"),
-        ("global_rules", "global_rules: llmgate does not support global rules yet"),
         ("consumer_groups", "consumer_groups: llmgate does not support consumer groups yet"),
         ("plugin_metadata", "plugin_metadata: llmgate does not support plugin metadata yet"),
         ("ssls", "ssls: llmgate does not support SSL certificates yet"),

@@ -53,6 +53,9 @@ CLIENT = "tests/proxy/test_client.py"
 AI_CAPS = "tests/e2e/test_ai_caps.py"
 OPENAI_COMPATIBLE = "tests/plugins/test_openai_compatible_runtime.py"
 BUDGETS_E2E = "tests/e2e/test_token_budgets.py"
+RESOURCES_E2E = "tests/e2e/test_apisix_resources.py"
+SERVICE = "test_route_with_only_service_id_is_served_by_the_service"
+GLOBAL = "test_global_rule_plugins_run_on_every_route_before_the_routes"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -82,6 +85,7 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "routes.plugin_config_id": _t(META, "test_filter_gates_a_plugin_config_plugin"),
     "routes.upstream": _t(HANDLER, "test_forwards_path_query_headers_and_body"),
     "routes.upstream_id": _t(REWRITE, "test_seed_blog_plugin_config"),
+    "routes.service_id": _t(RESOURCES_E2E, SERVICE),
     "routes.enable_websocket": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
     "routes.status": _t(ROUTE_E2E, "test_uris_methods_hosts_and_status")
     + _t(LOADER, "test_disabled_route_is_not_served"),
@@ -138,6 +142,18 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "credentials.plugins": _t(BASIC, "test_credential_of_a_consumer"),
     "plugin_configs.id": _t(META, "test_filter_gates_a_plugin_config_plugin"),
     "plugin_configs.plugins": _t(META, "test_filter_gates_a_plugin_config_plugin"),
+    # --- services, global_rules ----------------------------------------------------------------
+    "services.id": _t(RESOURCES_E2E, SERVICE),
+    "services.plugins": _t(RESOURCES_E2E, SERVICE),
+    "services.upstream": _t(RESOURCES_E2E, SERVICE),
+    "services.upstream_id": _t(RESOURCES_E2E, SERVICE),
+    "services.hosts": _t(RESOURCES_E2E, SERVICE),
+    "services.enable_websocket": _t(RESOURCES_E2E, SERVICE),
+    "global_rules.id": _t(RESOURCES_E2E, GLOBAL),
+    "global_rules.plugins": _t(RESOURCES_E2E, GLOBAL),
+    "global_rules.name": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
+    "global_rules.desc": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
+    "global_rules.labels": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
     # --- _meta, on every plugin -----------------------------------------------------------------
     "_meta.disable": _t(
         META, "test_disable_takes_a_route_plugin_out", "test_consumer_plugins_honour_meta"

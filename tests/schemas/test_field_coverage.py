@@ -3,8 +3,8 @@
 ``docs/compatibility.md`` (refused, not applicable, or pending with its owner).
 
 The walk covers every field of the resource models (routes, upstreams, consumers, credentials,
-plugin_configs) and of every plugin config in ``plugins.REGISTRY``, nested objects included, so
-a field added to a model without a test or a row fails here.  Each named test must exist and its
+plugin_configs, services, global_rules) and of every plugin config in ``plugins.REGISTRY``,
+nested objects included, so a field added to a model without a test or a row fails here.  Each named test must exist and its
 module must mention the field; a refused field names the test of its 400.
 """
 
@@ -21,7 +21,15 @@ from pydantic import BaseModel
 
 from llmgate.plugin_api.config import Meta
 from llmgate.plugins import REGISTRY
-from llmgate.schemas import Consumer, Credential, PluginConfig, Route, Upstream
+from llmgate.schemas import (
+    Consumer,
+    Credential,
+    GlobalRule,
+    PluginConfig,
+    Route,
+    Service,
+    Upstream,
+)
 from llmgate.schemas.upstream import UpstreamSpec
 from tests.schemas.field_coverage import EFFECT_TESTS
 
@@ -62,6 +70,8 @@ def accepted_fields() -> frozenset[str]:
         ("consumers", Consumer),
         ("credentials", Credential),
         ("plugin_configs", PluginConfig),
+        ("services", Service),
+        ("global_rules", GlobalRule),
     ):
         paths.extend(_walk(model, name))
     for name, cls in REGISTRY.items():

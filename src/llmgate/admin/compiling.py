@@ -17,7 +17,7 @@ from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
 from llmgate.runtime.consumers import AuthConfig, auth_configs, compile_consumer
 from llmgate.runtime.instances import CompileError, instantiate
-from llmgate.runtime.routes import compile_route, pool_for
+from llmgate.runtime.routes import compile_global_rule, compile_route, pool_for
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
 from llmgate.store import Reader
@@ -52,6 +52,9 @@ async def compile_route_value(reader: Reader, address: Address, conf: dict[str, 
     upstreams = await _stored(reader, "upstreams", conf.get("upstream_id"))
     configs = await _stored(reader, "plugin_configs", conf.get("plugin_config_id"))
     plugin_configs = {id: value.get("plugins") or {} for id, value in configs.items()}
+    service_values = await _stored(reader, "services", conf.get("service_id"))
+    for service in service_values.values():
+        upstreams.update(await _stored(reader, "upstreams", service.get("upstream_id")))
     async with _services() as services:
         with _as_bad_request():
             compile_route(
@@ -61,8 +64,35 @@ async def compile_route_value(reader: Reader, address: Address, conf: dict[str, 
                 plugin_configs,
                 services,
                 services.pools,
+                service_values=service_values,
                 validating=True,
             )
+
+
+async def compile_service(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    """A service compiles as a route holding only it would (its plugins, its upstream)."""
+    upstreams = await _stored(reader, "upstreams", conf.get("upstream_id"))
+    sid = address.id or "new"
+    async with _services() as services:
+        with _as_bad_request():
+            compile_route(
+                f"service-{sid}",
+                {"uri": "/", "service_id": sid},
+                upstreams,
+                {},
+                services,
+                services.pools,
+                service_values={sid: conf},
+                validating=True,
+            )
+
+
+async def compile_global_rule_value(
+    _reader: Reader, address: Address, conf: dict[str, Any]
+) -> None:
+    async with _services() as services:
+        with _as_bad_request():
+            compile_global_rule(address.id or "new", conf, services, validating=True)
 
 
 async def compile_plugin_config(reader: Reader, address: Address, conf: dict[str, Any]) -> None:

@@ -8,25 +8,44 @@ from typing import Any
 from llmgate.admin.compiling import (
     compile_consumer_value,
     compile_credential,
+    compile_global_rule_value,
     compile_plugin_config,
     compile_route_value,
+    compile_service,
     compile_upstream,
 )
 from llmgate.admin.resource import Address, ResourceKind
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
-from llmgate.schemas import Consumer, Credential, PluginConfig, Route, Upstream
+from llmgate.schemas import (
+    Consumer,
+    Credential,
+    GlobalRule,
+    PluginConfig,
+    Route,
+    Service,
+    Upstream,
+)
 from llmgate.store import Reader, Writer
 
 # --- routes -------------------------------------------------------------------------------
 
 
-async def _check_route(reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
+async def _check_upstream_id(reader: Reader, conf: dict[str, Any]) -> None:
     upstream_id = conf.get("upstream_id")
     if upstream_id is not None and await reader.get("upstreams", str(upstream_id)) is None:
         raise BadRequest(
             f"failed to fetch upstream info by upstream id [{upstream_id}], response code: 404"
+        )
+
+
+async def _check_route(reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
+    await _check_upstream_id(reader, conf)
+    service_id = conf.get("service_id")
+    if service_id is not None and await reader.get("services", str(service_id)) is None:
+        raise BadRequest(
+            f"failed to fetch service info by service id [{service_id}], response code: 404"
         )
     config_id = conf.get("plugin_config_id")
     if config_id is not None and await reader.get("plugin_configs", str(config_id)) is None:
@@ -48,17 +67,27 @@ ROUTES = ResourceKind(
 # --- upstreams ----------------------------------------------------------------------------
 
 
-async def _first_route_using(reader: Reader, field: str, id: str) -> str | None:
-    for route in await reader.list("routes"):
-        if str(route.value.get(field)) == id:
-            return route.id
+async def _first_using(reader: Reader, kind: str, field: str, id: str) -> str | None:
+    """The id of the first ``kind`` item whose ``field`` refers to ``id``."""
+    for item in await reader.list(kind):
+        if str(item.value.get(field)) == id:
+            return item.id
     return None
+
+
+async def _first_route_using(reader: Reader, field: str, id: str) -> str | None:
+    return await _first_using(reader, "routes", field, id)
 
 
 async def _check_upstream_delete(reader: Reader, id: str) -> None:
     route_id = await _first_route_using(reader, "upstream_id", id)
     if route_id is not None:
         raise BadRequest(f"can not delete this upstream, route [{route_id}] is still using it now")
+    service_id = await _first_using(reader, "services", "upstream_id", id)
+    if service_id is not None:
+        raise BadRequest(
+            f"can not delete this upstream, service [{service_id}] is still using it now"
+        )
 
 
 UPSTREAMS = ResourceKind(
@@ -68,6 +97,56 @@ UPSTREAMS = ResourceKind(
     plugin_scope=None,
     delete_check=_check_upstream_delete,
     compile=compile_upstream,
+)
+
+# --- services -----------------------------------------------------------------------------
+
+
+async def _check_service(reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
+    await _check_upstream_id(reader, conf)
+
+
+async def _check_service_delete(reader: Reader, id: str) -> None:
+    route_id = await _first_route_using(reader, "service_id", id)
+    if route_id is not None:
+        raise BadRequest(
+            f"can not delete this service directly, route [{route_id}] is still using it now"
+        )
+
+
+SERVICES = ResourceKind(
+    name="services",
+    kind="service",
+    model=Service,
+    filter_fields=frozenset({"upstream_id"}),
+    check=_check_service,
+    delete_check=_check_service_delete,
+    compile=compile_service,
+)
+
+# --- global_rules -------------------------------------------------------------------------
+
+
+async def _check_global_rule(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    """A plugin runs in one global rule at most (APISIX refuses a second)."""
+    plugins = conf.get("plugins") or {}
+    for other in await reader.list("global_rules"):
+        if other.id == address.id:
+            continue
+        for name in plugins:
+            if name in (other.value.get("plugins") or {}):
+                raise BadRequest(
+                    f"plugin '{name}' already exists in global rule with id '{other.id}'"
+                )
+
+
+GLOBAL_RULES = ResourceKind(
+    name="global_rules",
+    kind="global rule",
+    model=GlobalRule,
+    unsupported=frozenset({"post"}),
+    check=_check_global_rule,
+    compile=compile_global_rule_value,
 )
 
 # --- plugin_configs -----------------------------------------------------------------------
@@ -189,5 +268,14 @@ CREDENTIALS = ResourceKind(
 )
 
 RESOURCES: dict[str, ResourceKind] = {
-    kind.name: kind for kind in (ROUTES, UPSTREAMS, PLUGIN_CONFIGS, CONSUMERS, CREDENTIALS)
+    kind.name: kind
+    for kind in (
+        ROUTES,
+        SERVICES,
+        UPSTREAMS,
+        PLUGIN_CONFIGS,
+        GLOBAL_RULES,
+        CONSUMERS,
+        CREDENTIALS,
+    )
 }

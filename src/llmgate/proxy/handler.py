@@ -37,7 +37,7 @@ from llmgate.http.paths import check_target, parse_target
 from llmgate.http.variables import RouteVariables
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.upstream import BadGateway, Outgoing, UpstreamPool
-from llmgate.runtime.snapshot import CHAIN, SNAPSHOT, ConsumerEntry, PluginChain
+from llmgate.runtime.snapshot import CHAIN, SNAPSHOT, CompiledRoute, ConsumerEntry, PluginChain
 
 if TYPE_CHECKING:
     from llmgate.runtime.loader import SnapshotLoader
@@ -106,7 +106,7 @@ async def _handle(
     )
     ctx = RequestContext(request, route, outbound, route.upstream, target, body)
     ctx.state[SNAPSHOT] = snapshot
-    ctx.state[CHAIN] = route.chain
+    ctx.state[CHAIN] = snapshot.chain_of(route) if snapshot.global_ids else route.chain
     prices = snapshot.services.prices
     if prices is not NO_PRICES:
         ctx.state[PRICES] = prices
@@ -190,15 +190,34 @@ async def _respond(ctx: RequestContext) -> web.StreamResponse:
 
 
 async def _request_phases(ctx: RequestContext) -> Reply | None:
+    """Global rules' rewrite and access, then the route's rewrite, the consumer's plugins
+    merged in, and the route's access (APISIX's order)."""
+    snapshot = ctx.state[SNAPSHOT]
+    skip = snapshot.global_ids
+    if skip:
+        for plugin in snapshot.global_chain.rewrite:
+            reply = await plugin.rewrite(ctx)
+            if reply is not None:
+                return reply
+        for plugin in snapshot.global_chain.access:
+            reply = await plugin.access(ctx)
+            if reply is not None:
+                return reply
     chain = ctx.state[CHAIN]
     for plugin in chain.rewrite:
-        reply = await plugin.rewrite(ctx)
-        if reply is not None:
-            return reply
-    consumer = ctx.consumer
-    if isinstance(consumer, ConsumerEntry) and consumer.overrides:
-        # The consumer's plugins, compiled with the snapshot, merged over the route's.
-        merged = chain.merged(consumer.overrides, consumer.chain)
+        if id(plugin) not in skip:
+            reply = await plugin.rewrite(ctx)
+            if reply is not None:
+                return reply
+    consumer, route = ctx.consumer, ctx.route
+    if (
+        isinstance(consumer, ConsumerEntry)
+        and consumer.overrides
+        and isinstance(route, CompiledRoute)
+    ):
+        # The consumer's plugins, compiled with the snapshot, merged over the route's (the
+        # global rules' stay apart, first).
+        merged = snapshot.chain_for(route, consumer)
         done = set(map(id, chain.rewrite))
         ctx.state[CHAIN] = chain = merged
         for plugin in merged.rewrite:
@@ -207,9 +226,10 @@ async def _request_phases(ctx: RequestContext) -> Reply | None:
                 if reply is not None:
                     return reply
     for plugin in chain.access:
-        reply = await plugin.access(ctx)
-        if reply is not None:
-            return reply
+        if id(plugin) not in skip:
+            reply = await plugin.access(ctx)
+            if reply is not None:
+                return reply
     return None
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmgate.plugin_api.auth_consumer import AuthPlugin
+from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins import REGISTRY
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.routing import RouteEntry, Router
@@ -28,10 +29,16 @@ from llmgate.runtime.consumers import (
     compile_consumer,
     unavailable_consumer,
 )
-from llmgate.runtime.instances import CompileError
-from llmgate.runtime.routes import compile_route, unavailable_route
+from llmgate.runtime.instances import CompileError, Unavailable
+from llmgate.runtime.routes import compile_global_rule, compile_route, unavailable_route
 from llmgate.runtime.services import Services
-from llmgate.runtime.snapshot import CompiledRoute, ConsumerEntry, CredentialEntry, Snapshot
+from llmgate.runtime.snapshot import (
+    CompiledRoute,
+    ConsumerEntry,
+    CredentialEntry,
+    PluginChain,
+    Snapshot,
+)
 from llmgate.store import Item
 
 __all__ = ["compile_snapshot"]
@@ -128,6 +135,21 @@ def _consumers(
     return entries, found
 
 
+def _global_chain(assembly: _Assembly, rules: list[Item]) -> PluginChain:
+    """The plugins of every global rule in one chain.  A rule that never compiled stands in
+    as a 503 for every request: its plugins may have been authentication or limits."""
+    services = assembly.services
+    plugins: list[Plugin] = []
+    for item in rules:
+        compiled = assembly.unit(
+            f"global_rules/{item.id}",
+            lambda item=item: compile_global_rule(item.id, item.value, services),
+            lambda item=item: [Unavailable(services, f"global rule {item.id}")],
+        )
+        plugins.extend(compiled)
+    return PluginChain.of(plugins)
+
+
 def compile_snapshot(
     revision: int,
     items: Iterable[Item],
@@ -145,7 +167,9 @@ def compile_snapshot(
     plugin_configs = {
         item.id: item.value.get("plugins") or {} for item in by_kind["plugin_configs"]
     }
+    service_values = {item.id: item.value for item in by_kind["services"]}
     consumers, credentials = _consumers(assembly, by_kind["consumers"], by_kind["credentials"])
+    global_chain = _global_chain(assembly, by_kind["global_rules"])
 
     auth_index: dict[str, Any] = {}
     for name, cls in REGISTRY.items():
@@ -159,7 +183,13 @@ def compile_snapshot(
         entry = assembly.unit(
             f"routes/{item.id}",
             lambda item=item: compile_route(
-                item.id, item.value, upstreams, plugin_configs, services, pools
+                item.id,
+                item.value,
+                upstreams,
+                plugin_configs,
+                services,
+                pools,
+                service_values=service_values,
             ),
             lambda item=item: unavailable_route(item.id, item.value, services),
         )
@@ -173,4 +203,5 @@ def compile_snapshot(
         services,
         problems=assembly.problems,
         units=assembly.units,
+        global_chain=global_chain,
     )

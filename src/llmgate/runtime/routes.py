@@ -124,17 +124,31 @@ def compile_route(
     services: Services,
     pools: PoolRegistry,
     *,
+    service_values: Mapping[str, Mapping[str, Any]] | None = None,
     validating: bool = False,
 ) -> RouteEntry[CompiledRoute]:
     """The route ``id`` as the router serves it; ``CompileError`` when it cannot be.
 
-    ``upstreams`` and ``plugin_configs`` map ids to stored values (plugin_configs: their
-    ``plugins``).  Plugin_config plugins fill in what the route's own plugins do not set.
+    ``upstreams``, ``plugin_configs`` and ``service_values`` map ids to stored values
+    (plugin_configs: their ``plugins``).  As APISIX merges them: a service's plugins come
+    first, a plugin_config's replace them by name and the route's own replace both; the route's
+    ``upstream``/``upstream_id`` and ``hosts`` win over its service's.
     """
     refuse_unsupported(value)
-    tests = conditions(value)
+    service_values = service_values or {}
     confs: dict[str, Any] = {}
     owners: dict[str, str] = {}
+    service_id = value.get("service_id")
+    if service_id is not None:
+        service = service_values.get(str(service_id))
+        if service is None:
+            raise CompileError(f"failed to fetch service configuration by id [{service_id}]")
+        if service.get("enable_websocket") is True:
+            raise CompileError("enable_websocket is not supported: llmgate proxies no WebSocket")
+        for name, conf in (service.get("plugins") or {}).items():
+            confs[name], owners[name] = conf, f"service/{service_id}"
+        value = _inherit(value, service, service_id)
+    tests = conditions(value)
     config_id = value.get("plugin_config_id")
     if config_id is not None:
         plugins = plugin_configs.get(str(config_id))
@@ -151,7 +165,7 @@ def compile_route(
             instances.append(plugin)
     upstream_conf = value.get("upstream")
     # The upstream's name as APISIX's health checks and upstream_status metric call it.
-    upstream_name = f"/apisix/routes/{id}"
+    upstream_name = value.get(_UPSTREAM_OWNER) or f"/apisix/routes/{id}"
     if upstream_conf is None and value.get("upstream_id") is not None:
         upstream_conf = upstreams.get(str(value["upstream_id"]))  # gone: 502 per request
         upstream_name = f"/apisix/upstreams/{value['upstream_id']}"
@@ -167,6 +181,39 @@ def compile_route(
         timeout=_timeout(value),
     )
     return _entry(id, value, route, tests)
+
+
+# Where an upstream inherited from a service comes from (a key no stored value can hold).
+_UPSTREAM_OWNER = " upstream owner"
+
+
+def _inherit(
+    route: Mapping[str, Any], service: Mapping[str, Any], service_id: Any
+) -> dict[str, Any]:
+    """The route's value with what it takes from its service: the upstream when it has none,
+    the hosts when it has none."""
+    value = dict(route)
+    if value.get("upstream") is None and value.get("upstream_id") is None:
+        if service.get("upstream") is not None:
+            value["upstream"] = service["upstream"]
+            value[_UPSTREAM_OWNER] = f"/apisix/services/{service_id}"
+        elif service.get("upstream_id") is not None:
+            value["upstream_id"] = service["upstream_id"]
+    if value.get("host") is None and value.get("hosts") is None and service.get("hosts"):
+        value["hosts"] = service["hosts"]
+    return value
+
+
+def compile_global_rule(
+    id: str, value: Mapping[str, Any], services: Any, *, validating: bool = False
+) -> list[Plugin]:
+    """The plugin instances of global rule ``id`` (its disabled plugins left out)."""
+    instances: list[Plugin] = []
+    for name, conf in (value.get("plugins") or {}).items():
+        plugin = instantiate(name, conf, services, f"global_rule/{id}", validating=validating)
+        if plugin is not None:
+            instances.append(plugin)
+    return instances
 
 
 def _timeout(value: Mapping[str, Any]) -> Timeout | None:

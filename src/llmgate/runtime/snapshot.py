@@ -44,6 +44,20 @@ class PluginChain:
         by_phase = {phase: tuple(p for p in ordered if p.runs(phase)) for phase in PHASES}
         return cls(plugins=ordered, **by_phase)
 
+    def then(self, later: PluginChain) -> PluginChain:
+        """This chain's plugins first in every phase, then ``later``'s (global rules before a
+        route's plugins, as APISIX runs them)."""
+        if not self.plugins:
+            return later
+        return PluginChain(
+            self.plugins + later.plugins,
+            self.rewrite + later.rewrite,
+            self.access + later.access,
+            self.header_filter + later.header_filter,
+            self.body_filter + later.body_filter,
+            self.log + later.log,
+        )
+
     def names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.plugins)
 
@@ -136,6 +150,8 @@ class Snapshot:
     __slots__ = (
         "auth_index",
         "consumers",
+        "global_chain",
+        "global_ids",
         "problems",
         "revision",
         "router",
@@ -152,8 +168,12 @@ class Snapshot:
         services: Services,
         problems: Mapping[str, str] | None = None,
         units: Mapping[str, Any] | None = None,
+        global_chain: PluginChain = EMPTY_CHAIN,
     ) -> None:
         self.revision = revision
+        # The plugins of every global rule, run before the route's in each phase.
+        self.global_chain = global_chain
+        self.global_ids = frozenset(map(id, global_chain.plugins))
         self.router = router
         self.consumers = consumers
         self.auth_index = auth_index
@@ -161,15 +181,21 @@ class Snapshot:
         self.problems: Mapping[str, str] = problems or {}
         self.units: Mapping[str, Any] = units or {}
 
+    def chain_of(self, route: CompiledRoute) -> PluginChain:
+        """What runs on ``route``: the global rules' plugins, then the route's."""
+        return self.global_chain.then(route.chain)
+
     def chain_for(self, route: CompiledRoute, consumer: ConsumerEntry) -> PluginChain:
-        """The route's chain with the consumer's plugins merged over it (built per call: a
-        handful of plugins, and nothing is written into the snapshot)."""
+        """The route's chain with the consumer's plugins merged over it, after the global
+        rules' (built per call: a handful of plugins, and nothing is written into the
+        snapshot).  Global rules are not merged: they run apart, as in APISIX."""
         if not consumer.overrides:
-            return route.chain
-        return route.chain.merged(consumer.overrides, consumer.chain)
+            return self.chain_of(route)
+        return self.global_chain.then(route.chain.merged(consumer.overrides, consumer.chain))
 
 
 # Set by the handler on every request it runs: the snapshot, and the chain of plugins that runs
-# it (the route's, with the consumer's merged in once an auth plugin identified one).
+# it (the global rules', then the route's, with the consumer's merged in once an auth plugin
+# identified one).
 SNAPSHOT: StateKey[Snapshot] = StateKey("snapshot")
 CHAIN: StateKey[PluginChain] = StateKey("chain")

@@ -4,13 +4,17 @@ from llmgate.schemas.consumer import Consumer, Credential
 from llmgate.schemas.messages import describe
 from llmgate.schemas.plugin_config import PluginConfig
 from llmgate.schemas.route import Route
+from llmgate.schemas.service import ConsumerGroup, GlobalRule, Service
 from llmgate.schemas.upstream import Upstream, UpstreamSpec
 
 __all__ = [
     "Consumer",
+    "ConsumerGroup",
     "Credential",
+    "GlobalRule",
     "PluginConfig",
     "Route",
+    "Service",
     "Upstream",
     "UpstreamSpec",
     "describe",

@@ -1,0 +1,190 @@
+"""APISIX's other resources against a real ``llmgate serve``: services (a route inherits the
+upstream, plugins and hosts of its ``service_id``), global rules (plugins on every request,
+before the route's), with APISIX's reference checks and messages.
+
+One gateway for the module; each test cleans up what it creates.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.net import LiveGateway
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    with LiveGateway(tmp_path_factory.mktemp("apisix-resources")) as gateway:
+        yield gateway
+
+
+def get(
+    live: LiveGateway, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any, dict[str, str]]:
+    """A data-plane GET: status, decoded body (the fake echoes what it received), headers."""
+    request = urllib.request.Request(f"{live.gw.proxy_url}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            status, raw, head = resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        status, raw, head = err.code, err.read(), dict(err.headers)
+    try:
+        return status, json.loads(raw), head
+    except ValueError:
+        return status, raw.decode(errors="replace"), head
+
+
+def set_header(name: str, value: str) -> dict[str, Any]:
+    """proxy-rewrite adding ``name: value`` to the upstream request."""
+    return {"proxy-rewrite": {"headers": {"set": {name: value}}}}
+
+
+def sent(body: Any, name: str) -> str | None:
+    """A header the fake upstream received."""
+    assert isinstance(body, dict) and "headers" in body, body
+    value = body["headers"].get(name.lower())
+    return str(value) if value is not None else None
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+def test_route_with_only_service_id_is_served_by_the_service(live: LiveGateway) -> None:
+    live.put("upstreams/svc-up", live.upstream())
+    live.put(
+        "services/s1",
+        {"upstream": live.upstream(), "plugins": set_header("X-Svc", "s1"), "hosts": ["svc.test"]},
+    )
+    live.put("services/s2", {"upstream_id": "svc-up", "plugins": set_header("X-Svc", "s2")})
+    live.put("routes/svc-only", {"uri": "/svc/*", "service_id": "s1"})
+    live.put(
+        "routes/svc-override",
+        {"uri": "/svc-own/*", "service_id": "s1", "plugins": set_header("X-Route", "mine")},
+    )
+    live.put("routes/svc-upstream-id", {"uri": "/svc2/*", "service_id": "s2"})
+    try:
+        # The service's upstream, plugins and hosts.
+        status, body, _ = get(live, "/svc/a", {"Host": "svc.test"})
+        assert status == 200, body
+        assert sent(body, "X-Svc") == "s1"
+        assert get(live, "/svc/a", {"Host": "other.test"})[0] == 404
+        # The route's plugin of the same name replaces the service's (APISIX's merge).
+        status, body, _ = get(live, "/svc-own/a", {"Host": "svc.test"})
+        assert status == 200, body
+        assert sent(body, "X-Route") == "mine" and sent(body, "X-Svc") is None
+        # A service's upstream_id.
+        status, body, _ = get(live, "/svc2/a")
+        assert status == 200 and sent(body, "X-Svc") == "s2", body
+
+        # A change of the service is live on its routes.
+        live.put("services/s2", {"upstream_id": "svc-up", "plugins": set_header("X-Svc", "v2")})
+        assert sent(get(live, "/svc2/a")[1], "X-Svc") == "v2"
+
+        # Reference checks, with APISIX's messages.
+        status, answer = live.admin("DELETE", "services/s1")
+        assert (status, answer["error_msg"]) == (
+            400,
+            "can not delete this service directly, route [svc-only] is still using it now",
+        )
+        status, answer = live.admin("DELETE", "upstreams/svc-up")
+        assert (status, answer["error_msg"]) == (
+            400,
+            "can not delete this upstream, service [s2] is still using it now",
+        )
+        status, answer = live.admin("PUT", "routes/bad", {"uri": "/x", "service_id": "nope"})
+        assert (status, answer["error_msg"]) == (
+            400,
+            "failed to fetch service info by service id [nope], response code: 404",
+        )
+        status, answer = live.admin("PUT", "services/s3", {"upstream_id": "nope"})
+        assert status == 400 and "upstream id [nope]" in answer["error_msg"]
+        # A service's plugins are checked as a route's are.
+        status, answer = live.admin("PUT", "services/s3", {"plugins": {"no-such-plugin": {}}})
+        assert status == 400, answer
+        status, answer = live.admin("PUT", "services/s3", {"enable_websocket": True})
+        assert status == 400 and "enable_websocket" in answer["error_msg"], answer
+        # Listed in APISIX's envelope.
+        status, listed = live.admin("GET", "services")
+        assert status == 200 and listed["total"] == 2
+        assert {item["key"] for item in listed["list"]} == {
+            "/apisix/services/s1",
+            "/apisix/services/s2",
+        }
+    finally:
+        for route in ("svc-only", "svc-override", "svc-upstream-id"):
+            live.delete(f"routes/{route}")
+        live.delete("services/s1")
+        live.delete("services/s2")
+        live.delete("upstreams/svc-up")
+
+
+# --- global rules ---------------------------------------------------------------------------
+
+
+def test_global_rule_plugins_run_on_every_route_before_the_routes(live: LiveGateway) -> None:
+    live.put("routes/g1", {"uri": "/g1", "upstream": live.upstream()})
+    live.put(
+        "routes/g2",
+        {"uri": "/g2", "upstream": live.upstream(), "plugins": set_header("X-Order", "route")},
+    )
+    live.put("services/gs", {"upstream": live.upstream()})
+    live.put("routes/g3", {"uri": "/g3", "service_id": "gs"})
+    rule = {
+        "plugins": {
+            **set_header("X-Order", "global"),
+            "response-rewrite": {"headers": {"set": {"X-Global": "seen"}}},
+        }
+    }
+    live.put("global_rules/1", rule)
+    try:
+        for path in ("/g1", "/g2", "/g3"):
+            status, body, head = get(live, path)
+            assert status == 200, (path, body)
+            assert head.get("X-Global") == "seen", (path, head)
+        # Global rules run first: the route's proxy-rewrite has the last word.
+        assert sent(get(live, "/g1")[1], "X-Order") == "global"
+        assert sent(get(live, "/g2")[1], "X-Order") == "route"
+
+        # A plugin lives in one global rule only (APISIX's message); POST is refused.
+        status, answer = live.admin(
+            "PUT", "global_rules/2", {"plugins": {"response-rewrite": {"status_code": 200}}}
+        )
+        assert (status, answer["error_msg"]) == (
+            400,
+            "plugin 'response-rewrite' already exists in global rule with id '1'",
+        )
+        assert live.admin("POST", "global_rules", {"plugins": {}})[0] == 405
+        assert live.admin("PUT", "global_rules/2", {})[0] == 400  # plugins are required
+
+        # A global key-auth guards every route, the service's included.
+        live.put("consumers", {"username": "gjack", "plugins": {"key-auth": {"key": "g-key"}}})
+        live.put("global_rules/2", {"plugins": {"key-auth": {}}})
+        for path in ("/g1", "/g3"):
+            assert get(live, path)[0] == 401
+            assert get(live, path, {"apikey": "g-key"})[0] == 200
+        live.delete("global_rules/2")
+        assert get(live, "/g1")[0] == 200
+
+        # Deleted: gone from every route at once.
+        live.delete("global_rules/1")
+        assert "X-Global" not in get(live, "/g1")[2]
+    finally:
+        for path in ("global_rules/1", "global_rules/2", "consumers/gjack"):
+            live.admin("DELETE", path)
+        for route in ("g1", "g2", "g3"):
+            live.delete(f"routes/{route}")
+        live.delete("services/gs")
+
+
+def test_global_rules_take_no_metadata(live: LiveGateway) -> None:
+    """APISIX's global rule has only an id and plugins: a name, desc or labels is refused."""
+    plugins = {"response-rewrite": {"headers": {"set": {"X-A": "1"}}}}
+    for field, value in (("name", "n"), ("desc", "d"), ("labels", {"a": "b"})):
+        status, answer = live.admin("PUT", "global_rules/9", {"plugins": plugins, field: value})
+        assert status == 400 and field in answer["error_msg"], (field, answer)
