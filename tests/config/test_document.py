@@ -148,8 +148,6 @@ routes:
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        ("consumer_groups", "consumer_groups: llmgate does not support consumer groups yet"),
-        ("plugin_metadata", "plugin_metadata: llmgate does not support plugin metadata yet"),
         ("ssls", "ssls: llmgate does not support SSL certificates yet"),
         ("stream_routes", "stream_routes: llmgate does not support stream routes yet"),
         ("plugins", "plugins: llmgate does not read a list of enabled plugins"),

@@ -8,6 +8,7 @@ One gateway for the module; each test cleans up what it creates.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -188,3 +189,97 @@ def test_global_rules_take_no_metadata(live: LiveGateway) -> None:
     for field, value in (("name", "n"), ("desc", "d"), ("labels", {"a": "b"})):
         status, answer = live.admin("PUT", "global_rules/9", {"plugins": plugins, field: value})
         assert status == 400 and field in answer["error_msg"], (field, answer)
+
+
+# --- consumer groups ------------------------------------------------------------------------
+
+
+def test_consumer_group_limit_count_applies_to_its_consumers(live: LiveGateway) -> None:
+    """A group's plugins reach its consumers (consumer > group, as APISIX merges them); the
+    group's limit-count counts its consumers together (one counter per group and key)."""
+    limit = {"count": 2, "time_window": 60, "rejected_code": 429, "key": "remote_addr"}
+    live.put(
+        "consumer_groups/team",
+        {"plugins": {"limit-count": limit, **set_header("X-Group", "team")}},
+    )
+    live.put(
+        "consumers",
+        {"username": "cg_jack", "group_id": "team", "plugins": {"key-auth": {"key": "cg-jack"}}},
+    )
+    live.put(
+        "consumers",
+        {
+            "username": "cg_rose",
+            "group_id": "team",
+            "plugins": {"key-auth": {"key": "cg-rose"}, **set_header("X-Group", "rose-own")},
+        },
+    )
+    live.put("consumers", {"username": "cg_solo", "plugins": {"key-auth": {"key": "cg-solo"}}})
+    live.put("routes/cg", {"uri": "/cg", "upstream": live.upstream(), "plugins": {"key-auth": {}}})
+    try:
+        status, body, head = get(live, "/cg", {"apikey": "cg-jack"})
+        assert status == 200 and sent(body, "X-Group") == "team", body
+        assert head.get("X-RateLimit-Limit") == "2"
+        # rose's own proxy-rewrite replaces the group's; the group's limit still counts her.
+        status, body, _ = get(live, "/cg", {"apikey": "cg-rose"})
+        assert status == 200 and sent(body, "X-Group") == "rose-own", body
+        # Two requests of the group: the third, whoever sends it, is over the group's limit.
+        assert get(live, "/cg", {"apikey": "cg-jack"})[0] == 429
+        assert get(live, "/cg", {"apikey": "cg-rose"})[0] == 429
+        # A consumer outside the group is not limited.
+        for _ in range(3):
+            assert get(live, "/cg", {"apikey": "cg-solo"})[0] == 200
+
+        # Reference checks, with APISIX's messages.
+        status, answer = live.admin("DELETE", "consumer_groups/team")
+        assert (status, answer["error_msg"]) == (
+            400,
+            "can not delete this consumer group, consumer [cg_jack] is still using it now",
+        )
+        status, answer = live.admin("PUT", "consumers", {"username": "x1", "group_id": "nope"})
+        assert (status, answer["error_msg"]) == (
+            400,
+            "failed to fetch consumer group info by consumer group id [nope], response code: 404",
+        )
+        assert live.admin("POST", "consumer_groups", {"plugins": {}})[0] == 405
+        status, answer = live.admin("PUT", "consumer_groups/g2", {"plugins": {"key-auth": {}}})
+        assert status == 400 and "auth plugin" in answer["error_msg"], answer
+    finally:
+        live.delete("routes/cg")
+        for name in ("cg_jack", "cg_rose", "cg_solo"):
+            live.delete(f"consumers/{name}")
+        live.delete("consumer_groups/team")
+
+
+# --- plugin metadata ------------------------------------------------------------------------
+
+
+def test_file_logger_log_format_from_plugin_metadata(live: LiveGateway) -> None:
+    path = live.workdir / "metadata-access.log"
+    live.put("plugin_metadata/file-logger", {"log_format": {"who": "$http_x_who", "k": "v"}})
+    live.put(
+        "routes/fl",
+        {
+            "uri": "/fl",
+            "upstream": live.upstream(),
+            "plugins": {"file-logger": {"path": str(path)}},
+        },
+    )
+    try:
+        assert get(live, "/fl", {"X-Who": "ann"})[0] == 200
+        deadline = time.monotonic() + 5
+        while not (path.exists() and path.read_text().strip()):
+            assert time.monotonic() < deadline, "nothing logged"
+            time.sleep(0.05)
+        assert json.loads(path.read_text().splitlines()[0]) == {
+            "who": "ann",
+            "k": "v",
+            "route_id": "fl",
+        }
+        status, got = live.admin("GET", "plugin_metadata/file-logger")
+        assert status == 200 and got["key"] == "/apisix/plugin_metadata/file-logger"
+        assert got["value"]["log_format"] == {"who": "$http_x_who", "k": "v"}
+        assert live.admin("POST", "plugin_metadata/file-logger", {})[0] == 405
+    finally:
+        live.delete("routes/fl")
+        live.delete("plugin_metadata/file-logger")

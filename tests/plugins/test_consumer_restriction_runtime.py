@@ -10,6 +10,8 @@ KEYS = {"jack": "key-jack", "rose": "key-rose", "tom": "key-tom"}
 
 
 async def setup(gateway, restriction: dict[str, Any], **route: Any) -> None:  # type: ignore[no-untyped-def]
+    # jack's group (a consumer's group_id must name one, as in APISIX).
+    await gateway.put("consumer_groups/gold", {"plugins": {}})
     for name, key in KEYS.items():
         consumer: dict[str, Any] = {"username": name, "plugins": {"key-auth": {"key": key}}}
         if name == "jack":

@@ -216,3 +216,44 @@ def test_origin_rule_table() -> None:
     ]
     for rule, origin, expected in cases:
         assert rule.answer(origin) == expected, (origin, expected)
+
+
+async def test_allow_origins_by_metadata(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Origin lists named in ``allow_origins_by_metadata`` come from cors's plugin metadata,
+    are tried first and echo the origin; ``allow_origins`` decides otherwise unless it is
+    ``*``.  A metadata change is live on the route without touching it."""
+    await gateway.put(
+        "plugin_metadata/cors",
+        {"allow_origins": {"team": "http://a.example,http://b.example", "any": "**"}},
+    )
+    await _route(
+        gateway,
+        {"allow_origins_by_metadata": ["team", "missing"], "allow_origins": "http://c.example"},
+    )
+    for origin in ("http://a.example", "http://b.example", "http://c.example"):
+        resp = await gateway.proxy.get("/echo", headers={"Origin": origin})
+        assert resp.headers.get("Access-Control-Allow-Origin") == origin, origin
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+    # With the default "*", only the metadata decides.
+    await _route(gateway, {"allow_origins_by_metadata": ["team"]})
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+    # The metadata changes: the route follows.
+    await gateway.put("plugin_metadata/cors", {"allow_origins": {"team": "http://evil.example"}})
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "http://evil.example"})
+    assert resp.headers.get("Access-Control-Allow-Origin") == "http://evil.example"
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "http://a.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+    # Gone: nothing is allowed by metadata any more.
+    await gateway.delete("plugin_metadata/cors")
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+    # Checked as APISIX checks it.
+    answer = await gateway.put("plugin_metadata/cors", {"allow_origins": {"x": "nope"}}, 400)
+    assert answer["error_msg"].startswith("invalid configuration"), answer
+    await gateway.put("plugin_metadata/cors", {"allow_origin": {}}, 400)

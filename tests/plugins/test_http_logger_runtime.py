@@ -267,3 +267,43 @@ async def test_ssl_verify_checks_the_collectors_certificate(gateway) -> None:  #
         await until(lambda: processor.sent == 1)
         _, recorded = http_json("GET", f"http://127.0.0.1:{port}/__fake/requests")
         assert [r["path"] for r in recorded["requests"]] == ["/logs"]
+
+
+async def logged(gateway, **conf: Any) -> None:  # type: ignore[no-untyped-def]
+    """Route 1 with this http-logger config (a new config: a new batch processor)."""
+    plugins = {"http-logger": conf}
+    await gateway.put("routes/1", {"uri": "/*", "plugins": plugins, "upstream": gateway.upstream()})
+
+
+async def test_log_format_from_plugin_metadata(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    """Without a log_format of its own, http-logger takes its plugin metadata's (and its
+    log_format_extra), as APISIX's log-util does; the route's own log_format wins."""
+    collector = await start_collector(aiohttp_server)
+    await gateway.put(
+        "plugin_metadata/http-logger",
+        {"log_format": {"m": "$request_method", "team": "llm"}},
+    )
+    await logged(gateway, uri=collector.url, batch_max_size=1)
+    assert (await gateway.proxy.post("/x", data=b"{}")).status == 200
+    await until(lambda: len(collector.entries()) == 1)
+    assert collector.entries() == [{"m": "POST", "team": "llm", "route_id": "1"}]
+
+    await logged(gateway, uri=collector.url, batch_max_size=1, log_format={"o": "1"})
+    assert (await gateway.proxy.get("/x")).status == 200
+    await until(lambda: len(collector.entries()) == 2)
+    assert collector.entries()[-1] == {"o": "1", "route_id": "1"}
+
+    # A metadata change reaches the route without touching it.
+    await gateway.put("plugin_metadata/http-logger", {"log_format_extra": {"extra": "$uri"}})
+    await logged(gateway, uri=collector.url, batch_max_size=1)
+    assert (await gateway.proxy.get("/y")).status == 200
+    await until(lambda: len(collector.entries()) == 3)
+    entry = collector.entries()[-1]
+    assert entry["extra"] == "/y" and "request" in entry  # the full entry, plus extra
+
+    # Plugins without metadata, unknown plugins and unknown fields are refused.
+    answer = await gateway.put("plugin_metadata/key-auth", {}, 400)
+    assert answer["error_msg"] == "plugin key-auth has no plugin metadata in llmgate"
+    answer = await gateway.put("plugin_metadata/nope", {}, 400)
+    assert answer["error_msg"] == "invalid plugin name"
+    await gateway.put("plugin_metadata/http-logger", {"max_pending_entries": 10}, 400)

@@ -56,6 +56,7 @@ BUDGETS_E2E = "tests/e2e/test_token_budgets.py"
 RESOURCES_E2E = "tests/e2e/test_apisix_resources.py"
 SERVICE = "test_route_with_only_service_id_is_served_by_the_service"
 GLOBAL = "test_global_rule_plugins_run_on_every_route_before_the_routes"
+GROUP = "test_consumer_group_limit_count_applies_to_its_consumers"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -154,6 +155,21 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "global_rules.name": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
     "global_rules.desc": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
     "global_rules.labels": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
+    "consumer_groups.id": _t(RESOURCES_E2E, GROUP),
+    "consumer_groups.plugins": _t(RESOURCES_E2E, GROUP),
+    # --- plugin_metadata.<plugin>.<field> -------------------------------------------------------
+    "plugin_metadata.cors.allow_origins": _t(CORS, "test_allow_origins_by_metadata"),
+    "plugin_metadata.http-logger.log_format": _t(HTTP_LOG, "test_log_format_from_plugin_metadata"),
+    "plugin_metadata.http-logger.log_format_extra": _t(
+        HTTP_LOG, "test_log_format_from_plugin_metadata"
+    ),
+    "plugin_metadata.file-logger.log_format": _t(
+        RESOURCES_E2E, "test_file_logger_log_format_from_plugin_metadata"
+    ),
+    # The loggers share this code (plugin_api/access_logger.py): tested through http-logger.
+    "plugin_metadata.file-logger.log_format_extra": _t(
+        HTTP_LOG, "test_log_format_from_plugin_metadata"
+    ),
     # --- _meta, on every plugin -----------------------------------------------------------------
     "_meta.disable": _t(
         META, "test_disable_takes_a_route_plugin_out", "test_consumer_plugins_honour_meta"
@@ -338,6 +354,7 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "plugins.cors.expose_headers": _t(CORS, "test_credentials_and_explicit_lists"),
     "plugins.cors.max_age": _t(CORS, "test_credentials_and_explicit_lists"),
+    "plugins.cors.allow_origins_by_metadata": _t(CORS, "test_allow_origins_by_metadata"),
     "plugins.cors.allow_credential": _t(CORS, "test_credentials_and_explicit_lists"),
     "plugins.cors.allow_origins_by_regex": _t(CORS, "test_origins_by_regex_replace_allow_origins")
     + _t(ROUTE_E2E, "test_the_issues_configs_compile_and_work"),

@@ -3,8 +3,8 @@
 ``docs/compatibility.md`` (refused, not applicable, or pending with its owner).
 
 The walk covers every field of the resource models (routes, upstreams, consumers, credentials,
-plugin_configs, services, global_rules) and of every plugin config in ``plugins.REGISTRY``,
-nested objects included, so a field added to a model without a test or a row fails here.  Each named test must exist and its
+plugin_configs, services, global_rules, consumer_groups) and of every plugin config (and
+plugin metadata) in ``plugins.REGISTRY``, nested objects included, so a field added to a model without a test or a row fails here.  Each named test must exist and its
 module must mention the field; a refused field names the test of its 400.
 """
 
@@ -23,6 +23,7 @@ from llmgate.plugin_api.config import Meta
 from llmgate.plugins import REGISTRY
 from llmgate.schemas import (
     Consumer,
+    ConsumerGroup,
     Credential,
     GlobalRule,
     PluginConfig,
@@ -72,12 +73,15 @@ def accepted_fields() -> frozenset[str]:
         ("plugin_configs", PluginConfig),
         ("services", Service),
         ("global_rules", GlobalRule),
+        ("consumer_groups", ConsumerGroup),
     ):
         paths.extend(_walk(model, name))
     for name, cls in REGISTRY.items():
         paths.extend(_walk(cls.Config, f"plugins.{name}"))
         if cls.ConsumerConfig is not None:
             paths.extend(_walk(cls.ConsumerConfig, f"consumer_plugins.{name}"))
+        if cls.MetadataConfig is not None:
+            paths.extend(_walk(cls.MetadataConfig, f"plugin_metadata.{name}"))
     paths.extend(_walk(Meta, "_meta"))
     return frozenset(paths)
 

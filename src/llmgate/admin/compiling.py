@@ -15,8 +15,8 @@ from llmgate.admin.resource import Address
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
-from llmgate.runtime.consumers import AuthConfig, auth_configs, compile_consumer
-from llmgate.runtime.instances import CompileError, instantiate
+from llmgate.runtime.consumers import AuthConfig, auth_configs, compile_consumer, group_plugins
+from llmgate.runtime.instances import CompileError, instantiate, metadata_of
 from llmgate.runtime.routes import compile_global_rule, compile_route, pool_for
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
@@ -119,10 +119,30 @@ def _index(consumer: ConsumerEntry, credential_id: str | None, auth: list[AuthCo
 
 async def compile_consumer_value(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
     username = str(conf.get("username") or address.id)
+    groups = await _stored(reader, "consumer_groups", conf.get("group_id"))
     async with _services() as services:
         with _as_bad_request():
-            entry, auth = compile_consumer(username, conf, services, validating=True)
+            entry, auth = compile_consumer(username, conf, services, groups=groups, validating=True)
             _index(entry, None, auth)
+
+
+async def compile_consumer_group(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    """A group's plugins compile as a consumer's would (and it holds no auth plugin)."""
+    id = address.id or "new"
+    async with _services() as services:
+        with _as_bad_request():
+            for name, plugin in group_plugins(id, conf).items():
+                instantiate(name, plugin, services, f"consumer_group/{id}", validating=True)
+
+
+async def compile_plugin_metadata(_reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    """Plugin metadata validated by its plugin's model (which compiles what it holds: log
+    formats, origins), as the data plane will."""
+    name = str(address.id)
+    if name not in REGISTRY:
+        raise BadRequest("invalid plugin name")
+    with _as_bad_request():
+        metadata_of(name, conf)
 
 
 async def compile_credential(reader: Reader, address: Address, conf: dict[str, Any]) -> None:

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from llmgate.admin.compiling import (
+    compile_consumer_group,
     compile_consumer_value,
     compile_credential,
     compile_global_rule_value,
     compile_plugin_config,
+    compile_plugin_metadata,
     compile_route_value,
     compile_service,
     compile_upstream,
@@ -20,9 +22,11 @@ from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
 from llmgate.schemas import (
     Consumer,
+    ConsumerGroup,
     Credential,
     GlobalRule,
     PluginConfig,
+    PluginMetadata,
     Route,
     Service,
     Upstream,
@@ -239,6 +243,16 @@ async def _check_unique(reader: Reader, address: Address, conf: dict[str, Any]) 
             raise BadRequest(f"duplicate {attr} of plugin {plugin} found with {owner}")
 
 
+async def _check_consumer(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    group_id = conf.get("group_id")
+    if group_id is not None and await reader.get("consumer_groups", str(group_id)) is None:
+        raise BadRequest(
+            f"failed to fetch consumer group info by consumer group id [{group_id}], "
+            "response code: 404"
+        )
+    await _check_unique(reader, address, conf)
+
+
 async def _delete_credentials(writer: Writer, username: str) -> None:
     await writer.delete_prefix("credentials", f"{username}/")
 
@@ -250,7 +264,7 @@ CONSUMERS = ResourceKind(
     unsupported=frozenset({"post", "patch"}),
     id_field="username",
     plugin_scope="consumer",
-    check=_check_unique,
+    check=_check_consumer,
     prepare=hash_secrets,
     cascade=_delete_credentials,
     compile=compile_consumer_value,
@@ -267,6 +281,37 @@ CREDENTIALS = ResourceKind(
     compile=compile_credential,
 )
 
+# --- consumer_groups ----------------------------------------------------------------------
+
+
+async def _check_consumer_group_delete(reader: Reader, id: str) -> None:
+    consumer = await _first_using(reader, "consumers", "group_id", id)
+    if consumer is not None:
+        raise BadRequest(
+            f"can not delete this consumer group, consumer [{consumer}] is still using it now"
+        )
+
+
+CONSUMER_GROUPS = ResourceKind(
+    name="consumer_groups",
+    kind="consumer group",
+    model=ConsumerGroup,
+    unsupported=frozenset({"post"}),
+    delete_check=_check_consumer_group_delete,
+    compile=compile_consumer_group,
+)
+
+# --- plugin_metadata: one per plugin, under the plugin's name ------------------------------
+
+PLUGIN_METADATA = ResourceKind(
+    name="plugin_metadata",
+    kind="plugin_metadata",
+    model=PluginMetadata,
+    unsupported=frozenset({"post", "patch"}),
+    plugin_scope=None,
+    compile=compile_plugin_metadata,
+)
+
 RESOURCES: dict[str, ResourceKind] = {
     kind.name: kind
     for kind in (
@@ -277,5 +322,7 @@ RESOURCES: dict[str, ResourceKind] = {
         GLOBAL_RULES,
         CONSUMERS,
         CREDENTIALS,
+        CONSUMER_GROUPS,
+        PLUGIN_METADATA,
     )
 }

@@ -6,17 +6,46 @@ Each logger subclasses ``AccessLogger``, builds its ``access_log`` and its sink 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llmgate.observability.access_log import AccessLog
+from pydantic import ConfigDict, model_validator
+
+from llmgate.observability.access_log import AccessLog, compile_format
+from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.plugin import ConfigT, Plugin
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext, ResponseHead
 
 
+class LoggerMetadata(ConfigSection):
+    """A logger's plugin metadata: the ``log_format`` and ``log_format_extra`` of every
+    instance whose own config has none (APISIX's ``log-util``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_format: dict[str, Any] | None = None
+    log_format_extra: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _compiles(self) -> LoggerMetadata:
+        for spec in (self.log_format, self.log_format_extra):
+            if spec:
+                compile_format(spec)
+        return self
+
+
 class AccessLogger(Plugin[ConfigT]):
     access_log: AccessLog
+    MetadataConfig = LoggerMetadata
+
+    def use_metadata(self, metadata: ConfigSection) -> None:
+        assert isinstance(metadata, LoggerMetadata)
+        log, config = self.access_log, self.config
+        if getattr(config, "log_format", None) is None and metadata.log_format:
+            log.format = compile_format(metadata.log_format)
+        if getattr(config, "log_format_extra", None) is None and metadata.log_format_extra:
+            log.extra = compile_format(metadata.log_format_extra)
 
     def runs(self, phase: str) -> bool:
         # Only a logger keeping response bodies filters them: any body filter makes the

@@ -33,7 +33,7 @@ from typing_extensions import TypeVar
 from llmgate.errors import HttpError
 from llmgate.http.context import Reply, StateKey
 from llmgate.http.expr import Expr
-from llmgate.plugin_api.config import Meta, PluginConfig
+from llmgate.plugin_api.config import ConfigSection, Meta, PluginConfig
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext, ResponseHead
@@ -59,6 +59,9 @@ class Plugin(Generic[ConfigT]):
     Config: ClassVar[type[PluginConfig]]
     ConsumerConfig: ClassVar[type[PluginConfig] | None] = None
     kind: ClassVar[PluginKind] = "other"
+    # The model of its plugin metadata (``/apisix/admin/plugin_metadata/{name}``), when it has
+    # one; the compiler hands each instance the current metadata (``use_metadata``).
+    MetadataConfig: ClassVar[type[ConfigSection] | None] = None
     # Dotted paths of config fields holding secrets (APISIX's encrypt_fields): masked for the
     # admin API's viewer role (admin/masking.py).
     secret_fields: ClassVar[tuple[str, ...]] = ()
@@ -69,6 +72,11 @@ class Plugin(Generic[ConfigT]):
         # Who configured this instance and with what: "route/1#<digest of its config>".  Keys
         # of long-lived state (counters) start with it, so they survive unrelated reloads.
         self.owner = owner
+
+    def use_metadata(self, metadata: ConfigSection) -> None:
+        """Take in the plugin's metadata (validated by ``MetadataConfig``), right after
+        ``__init__``, when there is any; raise ``ValueError`` when it cannot be used."""
+        return None
 
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
         return None
@@ -190,6 +198,7 @@ def _meta_class(cls: type[Plugin]) -> type[MetaPlugin]:
         "priority": cls.priority,
         "Config": cls.Config,
         "ConsumerConfig": cls.ConsumerConfig,
+        "MetadataConfig": cls.MetadataConfig,
         "kind": cls.kind,
     }
     made = _META_CLASSES.get(cls)

@@ -10,7 +10,10 @@ CORS headers when the request's ``Origin`` is allowed:
 - ``allow_methods: **`` lists every method; ``allow_headers: **`` echoes the request's
   ``Access-Control-Request-Headers``.
 
-``allow_origins_by_metadata`` never matches: llmgate has no plugin metadata.
+``allow_origins_by_metadata`` names origin lists of the plugin metadata's ``allow_origins``
+map (``/apisix/admin/plugin_metadata/cors``); a listed origin is echoed.  They are tried first;
+``allow_origins`` (or its regexes) decides when none allows the origin and it is not the default
+``*``, as in APISIX.
 
 Each ``*_by_regex`` pattern is compiled on its own (APISIX joins them with ``|``, so an inline
 ``(?i)`` in one leaks into the others) and runs on the bounded engine of
@@ -22,11 +25,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from llmgate.http import regex
 from llmgate.http.context import Reply
-from llmgate.plugin_api.config import EnvOrPattern, PluginConfig, UniqueItems, regex_error
+from llmgate.plugin_api.config import (
 from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:
@@ -79,6 +82,14 @@ class CorsConfig(PluginConfig):
             if err is not None:
                 raise ValueError(f"invalid regex {pattern!r}: {err}")
         return self
+
+
+class CorsMetadata(ConfigSection):
+    """cors's plugin metadata: named origin lists for ``allow_origins_by_metadata``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_origins: dict[str, Annotated[str, Field(pattern=ORIGINS_PATTERN)]] | None = None
 
 
 class OriginRule:
@@ -136,6 +147,7 @@ class Cors(Plugin[CorsConfig]):
     name = "cors"
     priority = 4000
     Config = CorsConfig
+    MetadataConfig = CorsMetadata
 
     def __init__(self, config: CorsConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
@@ -150,9 +162,25 @@ class Cors(Plugin[CorsConfig]):
             if config.timing_allow_origins is not None or config.timing_allow_origins_by_regex
             else None
         )
+        # The metadata's origin lists named by allow_origins_by_metadata (use_metadata).
+        self._by_metadata: tuple[OriginRule, ...] = ()
         self._vary = config.allow_origins != "*"
         self._methods = ALL_METHODS if config.allow_methods == "**" else config.allow_methods
         self._max_age = str(config.max_age)
+
+    def use_metadata(self, metadata: ConfigSection) -> None:
+        assert isinstance(metadata, CorsMetadata)
+        lists = metadata.allow_origins or {}
+        names = self.config.allow_origins_by_metadata or []
+        self._by_metadata = tuple(OriginRule(lists[name]) for name in names if name in lists)
+
+    def _allowed(self, origin: str | None) -> str | None:
+        if origin:
+            for rule in self._by_metadata:
+                answer = rule.answer(origin)
+                if answer == origin or answer == "*":
+                    return origin  # APISIX echoes the origin a metadata list allows
+        return self._origins.answer(origin) if self._origins is not None else None
 
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
         if ctx.inbound.method == "OPTIONS":
@@ -165,7 +193,7 @@ class Cors(Plugin[CorsConfig]):
         headers = head.headers
         if self._vary:
             headers.add("Vary", "Origin")
-        allowed = self._origins.answer(origin) if self._origins is not None else None
+        allowed = self._allowed(origin)
         if allowed is not None:
             headers["Access-Control-Allow-Origin"] = allowed
             headers["Access-Control-Allow-Methods"] = self._methods

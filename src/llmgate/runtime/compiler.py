@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmgate.plugin_api.auth_consumer import AuthPlugin
+from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins import REGISTRY
 from llmgate.proxy.upstream import PoolRegistry
@@ -29,7 +30,7 @@ from llmgate.runtime.consumers import (
     compile_consumer,
     unavailable_consumer,
 )
-from llmgate.runtime.instances import CompileError, Unavailable
+from llmgate.runtime.instances import CompileError, Unavailable, metadata_of
 from llmgate.runtime.routes import compile_global_rule, compile_route, unavailable_route
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import (
@@ -105,7 +106,11 @@ class _Assembly:
 
 
 def _consumers(
-    assembly: _Assembly, consumers: list[Item], credentials: list[Item]
+    assembly: _Assembly,
+    consumers: list[Item],
+    credentials: list[Item],
+    groups: dict[str, dict[str, Any]],
+    metadata: dict[str, ConfigSection],
 ) -> tuple[dict[str, ConsumerEntry], list[CredentialEntry]]:
     services = assembly.services
     entries: dict[str, ConsumerEntry] = {}
@@ -113,7 +118,9 @@ def _consumers(
     for item in consumers:
         compiled = assembly.unit(
             f"consumers/{item.id}",
-            lambda item=item: compile_consumer(item.id, item.value, services),
+            lambda item=item: compile_consumer(
+                item.id, item.value, services, groups=groups, plugin_metadata=metadata
+            ),
             lambda item=item: unavailable_consumer(item.id, item.value, services),
         )
         entry, own = compiled
@@ -135,7 +142,24 @@ def _consumers(
     return entries, found
 
 
-def _global_chain(assembly: _Assembly, rules: list[Item]) -> PluginChain:
+def _metadata(assembly: _Assembly, items: list[Item]) -> dict[str, ConfigSection]:
+    """Each plugin's metadata, validated; one that does not validate keeps its last good
+    version (or is left out: the plugin then runs without metadata)."""
+    found: dict[str, ConfigSection] = {}
+    for item in items:
+        metadata = assembly.unit(
+            f"plugin_metadata/{item.id}",
+            lambda item=item: metadata_of(item.id, item.value),
+            lambda: None,
+        )
+        if metadata is not None:
+            found[item.id] = metadata
+    return found
+
+
+def _global_chain(
+    assembly: _Assembly, rules: list[Item], metadata: dict[str, ConfigSection]
+) -> PluginChain:
     """The plugins of every global rule in one chain.  A rule that never compiled stands in
     as a 503 for every request: its plugins may have been authentication or limits."""
     services = assembly.services
@@ -143,7 +167,9 @@ def _global_chain(assembly: _Assembly, rules: list[Item]) -> PluginChain:
     for item in rules:
         compiled = assembly.unit(
             f"global_rules/{item.id}",
-            lambda item=item: compile_global_rule(item.id, item.value, services),
+            lambda item=item: compile_global_rule(
+                item.id, item.value, services, plugin_metadata=metadata
+            ),
             lambda item=item: [Unavailable(services, f"global rule {item.id}")],
         )
         plugins.extend(compiled)
@@ -168,8 +194,12 @@ def compile_snapshot(
         item.id: item.value.get("plugins") or {} for item in by_kind["plugin_configs"]
     }
     service_values = {item.id: item.value for item in by_kind["services"]}
-    consumers, credentials = _consumers(assembly, by_kind["consumers"], by_kind["credentials"])
-    global_chain = _global_chain(assembly, by_kind["global_rules"])
+    metadata = _metadata(assembly, by_kind["plugin_metadata"])
+    groups = {item.id: item.value for item in by_kind["consumer_groups"]}
+    consumers, credentials = _consumers(
+        assembly, by_kind["consumers"], by_kind["credentials"], groups, metadata
+    )
+    global_chain = _global_chain(assembly, by_kind["global_rules"], metadata)
 
     auth_index: dict[str, Any] = {}
     for name, cls in REGISTRY.items():
@@ -190,6 +220,7 @@ def compile_snapshot(
                 services,
                 pools,
                 service_values=service_values,
+                plugin_metadata=metadata,
             ),
             lambda item=item: unavailable_route(item.id, item.value, services),
         )

@@ -53,14 +53,55 @@ def auth_configs(
     return auth, others
 
 
+def group_plugins(id: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A consumer group's plugins; ``CompileError`` when one is an auth plugin (a group
+    authenticates nobody: its consumers' own credentials do)."""
+    plugins = value.get("plugins") or {}
+    if not isinstance(plugins, dict):
+        raise CompileError("invalid plugins configuration")
+    for name in plugins:
+        if plugin_class(name).kind == "auth":
+            raise CompileError(
+                f"consumer group {id}: {name} is an auth plugin; put it on the consumers"
+            )
+    return plugins
+
+
 def compile_consumer(
-    username: str, value: Mapping[str, Any], services: Services, *, validating: bool = False
+    username: str,
+    value: Mapping[str, Any],
+    services: Services,
+    *,
+    groups: Mapping[str, Mapping[str, Any]] | None = None,
+    plugin_metadata: Mapping[str, Any] | None = None,
+    validating: bool = False,
 ) -> tuple[ConsumerEntry, list[AuthConfig]]:
-    """The consumer's entry (its non-auth plugins compiled) and its own auth configs."""
+    """The consumer's entry (its non-auth plugins compiled) and its own auth configs.
+
+    With a ``group_id``, the group's plugins (``groups`` maps ids to stored values) come in
+    where the consumer configures none of that name, as APISIX merges them; their owner is the
+    group, so a group's limit-count counts its consumers together.
+    """
     auth, others = auth_configs(value, validating=validating, policy=services.env_policy)
+    owners = {name: f"consumer/{username}" for name in others}
+    group_id = value.get("group_id")
+    if group_id is not None:
+        group = (groups or {}).get(str(group_id))
+        if group is None:
+            raise CompileError(f"failed to fetch consumer group by id [{group_id}]")
+        for name, conf in group_plugins(str(group_id), group).items():
+            if name not in others and name not in dict(auth):
+                others[name], owners[name] = conf, f"consumer_group/{group_id}"
     instances: list[Plugin] = []
     for name, conf in others.items():
-        plugin = instantiate(name, conf, services, f"consumer/{username}", validating=validating)
+        plugin = instantiate(
+            name,
+            conf,
+            services,
+            owners[name],
+            metadata=plugin_metadata,
+            validating=validating,
+        )
         if plugin is not None:
             instances.append(plugin)
     entry = ConsumerEntry(

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from llmgate.http.context import Reply
-from llmgate.plugin_api.config import PluginConfig
+from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.plugin_api.plugin import Plugin, with_meta
 from llmgate.plugins import REGISTRY
 from llmgate.runtime import envrefs
@@ -90,13 +91,39 @@ def validated(
         raise CompileError(redact(message, conf)) from None
 
 
+def metadata_of(name: str, value: Any) -> ConfigSection:
+    """The plugin metadata of ``name`` (a stored ``plugin_metadata`` value) validated by the
+    plugin's ``MetadataConfig``, or a ``CompileError``."""
+    cls = plugin_class(name)
+    if cls.MetadataConfig is None:
+        raise CompileError(f"plugin {name} has no plugin metadata in llmgate")
+    if not isinstance(value, dict):
+        raise CompileError("invalid configuration: expected a JSON object")
+    conf = {k: v for k, v in value.items() if k not in _METADATA_STAMPS}
+    try:
+        return cls.MetadataConfig.model_validate(conf)
+    except ValidationError as exc:
+        raise CompileError(f"invalid configuration: {describe(exc)}") from None
+
+
+# What the admin API adds to a stored plugin_metadata value.
+_METADATA_STAMPS = ("id", "create_time", "update_time")
+
+
 def instantiate(
-    name: str, conf: Any, services: Services, owner: str, *, validating: bool = False
+    name: str,
+    conf: Any,
+    services: Services,
+    owner: str,
+    *,
+    metadata: Mapping[str, ConfigSection] | None = None,
+    validating: bool = False,
 ) -> Plugin | None:
     """A plugin instance for ``conf`` on ``owner`` ("route/1"), None when it is disabled.
 
     Everything the plugin compiles (regexes, expressions, templates, targets) is compiled here;
-    a failure is a ``CompileError``.
+    a failure is a ``CompileError``.  ``metadata`` maps plugin names to their validated plugin
+    metadata: the instance reads its own (``Plugin.use_metadata``).
     """
     cls = plugin_class(name)
     if disabled(conf):
@@ -113,6 +140,9 @@ def instantiate(
     config = validated(cls.Config, name, conf, validating, policy)
     try:
         plugin = cls(config, services, f"{owner}#{fingerprint(conf)}")
+        own = metadata.get(name) if metadata is not None else None
+        if own is not None:
+            plugin.use_metadata(own)
         return with_meta(plugin)
     except CompileError:
         raise

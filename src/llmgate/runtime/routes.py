@@ -125,6 +125,7 @@ def compile_route(
     pools: PoolRegistry,
     *,
     service_values: Mapping[str, Mapping[str, Any]] | None = None,
+    plugin_metadata: Mapping[str, Any] | None = None,
     validating: bool = False,
 ) -> RouteEntry[CompiledRoute]:
     """The route ``id`` as the router serves it; ``CompileError`` when it cannot be.
@@ -160,7 +161,9 @@ def compile_route(
         confs[name], owners[name] = conf, f"route/{id}"
     instances: list[Plugin] = []
     for name, conf in confs.items():
-        plugin = instantiate(name, conf, services, owners[name], validating=validating)
+        plugin = instantiate(
+            name, conf, services, owners[name], metadata=plugin_metadata, validating=validating
+        )
         if plugin is not None:
             instances.append(plugin)
     upstream_conf = value.get("upstream")
@@ -205,12 +208,24 @@ def _inherit(
 
 
 def compile_global_rule(
-    id: str, value: Mapping[str, Any], services: Any, *, validating: bool = False
+    id: str,
+    value: Mapping[str, Any],
+    services: Any,
+    *,
+    plugin_metadata: Mapping[str, Any] | None = None,
+    validating: bool = False,
 ) -> list[Plugin]:
     """The plugin instances of global rule ``id`` (its disabled plugins left out)."""
     instances: list[Plugin] = []
     for name, conf in (value.get("plugins") or {}).items():
-        plugin = instantiate(name, conf, services, f"global_rule/{id}", validating=validating)
+        plugin = instantiate(
+            name,
+            conf,
+            services,
+            f"global_rule/{id}",
+            metadata=plugin_metadata,
+            validating=validating,
+        )
         if plugin is not None:
             instances.append(plugin)
     return instances

@@ -4,7 +4,7 @@ from llmgate.schemas.consumer import Consumer, Credential
 from llmgate.schemas.messages import describe
 from llmgate.schemas.plugin_config import PluginConfig
 from llmgate.schemas.route import Route
-from llmgate.schemas.service import ConsumerGroup, GlobalRule, Service
+from llmgate.schemas.service import ConsumerGroup, GlobalRule, PluginMetadata, Service
 from llmgate.schemas.upstream import Upstream, UpstreamSpec
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Credential",
     "GlobalRule",
     "PluginConfig",
+    "PluginMetadata",
     "Route",
     "Service",
     "Upstream",

@@ -1,10 +1,11 @@
-"""The service, global rule and consumer group resources (APISIX ``schema_def``)."""
+"""The service, global rule, consumer group and plugin metadata resources (APISIX
+``schema_def``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmgate.schemas.common import Host, Id, PluginsMap, Resource
 from llmgate.schemas.upstream import UpstreamSpec
@@ -49,3 +50,14 @@ class ConsumerGroup(Resource):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     plugins: PluginsMap
+
+
+class PluginMetadata(BaseModel):
+    """Plugin metadata stored under ``/apisix/plugin_metadata/{plugin}``: its fields are the
+    plugin's own (``Plugin.MetadataConfig``), checked when the resource is compiled."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    id: str
+    create_time: int | None = None
+    update_time: int | None = None
