@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
 import time
 import urllib.error
@@ -131,9 +132,25 @@ class RawClient:
     not answer); pass a larger one where a slow answer is the point.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = 10.0,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        """``tls``: the connection is wrapped (handshake done here) with SNI ``server_name``."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=server_name)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self._buffer = b""
 
     def __enter__(self) -> RawClient:
@@ -540,3 +557,103 @@ def wait_for(check: Any, what: str, timeout: float = 10.0) -> Any:
 def live_gateway(workdir: Path, *serve_args: str, **kwargs: Any) -> Iterator[LiveGateway]:
     with LiveGateway(workdir, *serve_args, **kwargs) as live:
         yield live
+
+
+# --- TLS: certificates made in the test -------------------------------------------------------
+
+
+@dataclass
+class TestCA:
+    """A certificate authority made on the spot (EC P-256), issuing server certificates.
+
+    ``context(...)`` is a client context trusting only this CA."""
+
+    __test__ = False  # not a pytest class
+
+    pem: str = ""
+    _key: Any = None
+    _cert: Any = None
+
+    def __post_init__(self) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llmgate test CA")])
+        now = _utc_now()
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + _days(2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        self.pem = self._cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def issue(self, *names: str, organization: str = "llmgate") -> tuple[str, str]:
+        """(certificate PEM, private key PEM) for ``names`` (the first is the common name)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            ]
+        )
+        now = _utc_now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + _days(2))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cadata=self.pem)
+        return context
+
+
+def _utc_now() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+
+
+def _days(n: int) -> Any:
+    import datetime
+
+    return datetime.timedelta(days=n)
+
+
+def peer_subject(port: int, context: ssl.SSLContext, server_name: str) -> dict[str, str]:
+    """The subject (CN, O) of the certificate a TLS server shows for SNI ``server_name``."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        cert = tls.getpeercert()
+    assert cert is not None
+    return {key: value for rdn in cert["subject"] for key, value in rdn}

@@ -75,6 +75,7 @@ class Running:
     admin_port: int
     proxy_port: int
     metrics_port: int
+    tls_port: int = 0  # the data plane's HTTPS listener
 
     @property
     def admin_url(self) -> str:
@@ -109,12 +110,14 @@ def llmgate_serve(
 ) -> Iterator[Running]:
     """``llmgate serve`` on free ports with its own SQLite file in ``workdir``."""
     admin_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
+    tls_port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
     full_env.update(
         LLMGATE_DATABASE_URL=database_url or f"sqlite+aiosqlite:///{workdir / 'llmgate.db'}",
         LLMGATE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}",
         LLMGATE_PROXY_LISTEN=f"127.0.0.1:{proxy_port}",
         LLMGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
+        LLMGATE_PROXY_LISTEN_TLS=f"127.0.0.1:{tls_port}",
         PYTHONUNBUFFERED="1",
     )
     if admin_key:
@@ -125,7 +128,7 @@ def llmgate_serve(
         proc = subprocess.Popen(
             [*LLMGATE, "serve", *args], env=full_env, stdout=out, stderr=subprocess.STDOUT
         )
-    running = Running(proc, log, admin_port, proxy_port, metrics_port)
+    running = Running(proc, log, admin_port, proxy_port, metrics_port, tls_port)
     try:
         if wait:
             url = running.admin_url if "--role=proxy" not in args else running.proxy_url

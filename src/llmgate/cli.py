@@ -21,6 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")
     serve.add_argument("--admin-listen", help="host:port of the admin API (127.0.0.1:9180)")
     serve.add_argument("--proxy-listen", help="host:port of the data plane (0.0.0.0:9080)")
+    serve.add_argument(
+        "--proxy-listen-tls",
+        help="host:port of the data plane's HTTPS listener, or off (0.0.0.0:9443)",
+    )
     serve.add_argument("--metrics-listen", help="host:port of the metrics (127.0.0.1:9091)")
     serve.add_argument("--database-url", help="store URL (sqlite+aiosqlite:///./llmgate.db)")
     serve.add_argument("--redis-url", help="redis://host:port/db for shared counters and cache")

@@ -1,4 +1,5 @@
-"""Consumer secrets at rest: basic-auth passwords as passlib hashes, key-auth keys as digests.
+"""Secrets at rest: basic-auth passwords as passlib hashes, key-auth keys as digests, TLS
+private keys sealed with a passphrase from the environment (LLMGATE_SSL_KEY).
 
 A value that is a ``$env://NAME`` reference (or holds one) is stored as written and resolved
 when the runtime snapshot is compiled.  Hashing is idempotent: a value that already is one of
@@ -8,9 +9,13 @@ constant time.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from passlib.context import CryptContext
 
 # pbkdf2_sha256 is pure hashlib (no bcrypt: passlib 1.7.4's bcrypt backend breaks with bcrypt 5).
@@ -59,3 +64,65 @@ def store_key(key: str) -> str:
     if has_env_ref(key) or is_key_digest(key):
         return key
     return key_digest(key)
+
+
+# --- private keys at rest (ssls) -----------------------------------------------------------
+#
+# A TLS private key is stored sealed: AES-256-GCM under a key derived (SHA-256) from the
+# passphrase in LLMGATE_SSL_KEY.  The variable may hold several passphrases separated by
+# commas: the first seals, each is tried to unseal (rotation: put the new one first, re-PUT
+# the certificates, then drop the old one).  Nothing is stored when the variable is unset.
+
+SSL_KEY_ENV = "LLMGATE_SSL_KEY"
+SEALED_PREFIX = "$llmgate-sealed$v1$"
+_SEAL_CONTEXT = b"llmgate ssl private key"
+
+
+class SealError(ValueError):
+    """A key that cannot be sealed or unsealed here (the message names the variable)."""
+
+
+def _keyring() -> list[bytes]:
+    passphrases = os.environ.get(SSL_KEY_ENV, "")
+    return [
+        hashlib.sha256(p.strip().encode()).digest() for p in passphrases.split(",") if p.strip()
+    ]
+
+
+def is_sealed(value: str) -> bool:
+    return value.startswith(SEALED_PREFIX)
+
+
+def seal(plaintext: str) -> str:
+    """``plaintext`` encrypted with the first passphrase of LLMGATE_SSL_KEY (kept as is when it
+    is sealed already)."""
+    if is_sealed(plaintext):
+        return plaintext
+    keys = _keyring()
+    if not keys:
+        raise SealError(
+            f"{SSL_KEY_ENV} is not set: llmgate stores private keys only encrypted, with a "
+            f"passphrase from {SSL_KEY_ENV}"
+        )
+    nonce = os.urandom(12)
+    sealed = AESGCM(keys[0]).encrypt(nonce, plaintext.encode(), _SEAL_CONTEXT)
+    return SEALED_PREFIX + base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(value: str) -> str:
+    """The plaintext of a sealed value (a value that is not sealed is returned as is)."""
+    if not is_sealed(value):
+        return value
+    try:
+        raw = base64.b64decode(value[len(SEALED_PREFIX) :], validate=True)
+    except ValueError:
+        raise SealError("a sealed private key is corrupt") from None
+    for key in _keyring():
+        try:
+            return AESGCM(key).decrypt(raw[:12], raw[12:], _SEAL_CONTEXT).decode()
+        except (InvalidTag, ValueError):
+            continue
+    raise SealError(
+        f"cannot decrypt a stored private key: {SSL_KEY_ENV} holds none of the passphrases "
+        "it was encrypted with"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from llmgate.ai.pricing import NO_PRICES, load_prices
 from llmgate.app import build_proxy_server
 from llmgate.http.limits import ClientLimits
 from llmgate.http.protocol import EdgeServer
+from llmgate.http.tls import EMPTY_INDEX, SniIndex, sni_listener_context
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters
 from llmgate.runtime.loader import SnapshotLoader
@@ -82,6 +84,46 @@ async def start_site(
     return runner
 
 
+class _TlsSite(web.TCPSite):
+    """A TCP site whose TLS handshakes must finish within ``handshake_timeout`` (a client that
+    opens a connection and never completes its handshake holds nothing for longer)."""
+
+    def __init__(
+        self, runner: web.BaseRunner, listen: Listen, context: ssl.SSLContext, timeout: float
+    ) -> None:
+        super().__init__(runner, listen.host, listen.port, ssl_context=context, reuse_port=True)
+        self._handshake_timeout = timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_port=True,
+            ssl_handshake_timeout=self._handshake_timeout,
+        )
+
+
+async def start_tls_site(
+    runner: web.BaseRunner, listen: Listen, loader: SnapshotLoader, settings: Settings
+) -> None:
+    """The data plane's HTTPS listener on ``runner``'s server: each handshake takes the
+    certificate the current snapshot holds for its SNI (a replaced certificate is served from
+    the next handshake on).  The handshake is bounded by the client header timeout."""
+
+    def current() -> SniIndex:
+        snapshot = loader.current
+        return snapshot.certificates if snapshot is not None else EMPTY_INDEX
+
+    site = _TlsSite(runner, listen, sni_listener_context(current), settings.client_header_timeout)
+    await site.start()
+
+
 @contextlib.asynccontextmanager
 async def open_data_plane(
     settings: Settings, store: Store, counters: Counters
@@ -127,6 +169,8 @@ async def open_data_plane(
         )
         server = runner.server
         assert server is not None
+        if settings.proxy_listen_tls is not None:
+            await start_tls_site(runner, settings.proxy_listen_tls, loader, settings)
 
         def read() -> tuple[int, int, int | None]:
             snapshot = loader.current

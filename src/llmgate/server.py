@@ -52,6 +52,8 @@ async def _serve(
                 )
                 readiness = Readiness(store, loader)
                 say(f"data plane listening on {settings.proxy_listen}")
+                if settings.proxy_listen_tls is not None:
+                    say(f"data plane listening for TLS on {settings.proxy_listen_tls}")
             else:
                 supervisor = Supervisor(
                     settings, functools.partial(mark_dead, directory=metrics_dir)

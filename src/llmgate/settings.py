@@ -75,6 +75,8 @@ def database_url_from_env() -> str | None:
 class Settings:
     admin_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 9180))
     proxy_listen: Listen = field(default_factory=lambda: Listen("0.0.0.0", 9080))
+    # The data plane's HTTPS listener (certificates from the ssls, chosen by SNI); None: off.
+    proxy_listen_tls: Listen | None = field(default_factory=lambda: Listen("0.0.0.0", 9443))
     metrics_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 9091))
     database_url: str = DEFAULT_DATABASE_URL
     admin_key: str | None = None
@@ -178,6 +180,10 @@ def _convert(name: str, value: Any) -> Any:
         raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: expected on or off")
     if name in _LISTENS:
         return parse_listen(name.replace("_", "-"), str(value))
+    if name == "proxy_listen_tls":
+        if str(value).strip().lower() in ("off", "none"):
+            return None
+        return parse_listen("proxy-listen-tls", str(value))
     if name in _FLOATS:
         try:
             number = float(value)

@@ -148,7 +148,6 @@ routes:
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        ("ssls", "ssls: llmgate does not support SSL certificates yet"),
         ("stream_routes", "stream_routes: llmgate does not support stream routes yet"),
         ("plugins", "plugins: llmgate does not read a list of enabled plugins"),
         ("nonsense", "unknown key 'nonsense'"),

@@ -71,10 +71,12 @@ def test_each_version_is_applied_or_logged_once(
 
 def test_a_file_that_cannot_be_applied_stops_start_up(tmp_path: Path) -> None:
     path = tmp_path / "apisix.yaml"
-    path.write_text("ssls:\n  - id: 1\n#END\n")
+    path.write_text("stream_routes:\n  - id: 1\n#END\n")
     settings = load_settings({"standalone": str(path)}, environ={})
     with (
-        pytest.raises(DocumentError, match="ssls: llmgate does not support SSL certificates yet"),
+        pytest.raises(
+            DocumentError, match="stream_routes: llmgate does not support stream routes yet"
+        ),
         private_store(settings),
     ):
         pass

@@ -57,6 +57,7 @@ RESOURCES_E2E = "tests/e2e/test_apisix_resources.py"
 SERVICE = "test_route_with_only_service_id_is_served_by_the_service"
 GLOBAL = "test_global_rule_plugins_run_on_every_route_before_the_routes"
 GROUP = "test_consumer_group_limit_count_applies_to_its_consumers"
+TLS = "tests/e2e/test_tls.py"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -157,6 +158,15 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "global_rules.labels": _t(RESOURCES_E2E, "test_global_rules_take_no_metadata"),
     "consumer_groups.id": _t(RESOURCES_E2E, GROUP),
     "consumer_groups.plugins": _t(RESOURCES_E2E, GROUP),
+    # --- ssls -----------------------------------------------------------------------------------
+    "ssls.id": _t(TLS, "test_certificates_are_chosen_by_sni"),
+    "ssls.cert": _t(TLS, "test_certificates_are_chosen_by_sni"),
+    "ssls.key": _t(TLS, "test_private_keys_are_sealed_at_rest_and_never_returned"),
+    "ssls.sni": _t(TLS, "test_certificates_are_chosen_by_sni"),
+    "ssls.snis": _t(TLS, "test_a_replaced_certificate_is_served_within_a_second"),
+    "ssls.status": _t(TLS, "test_a_replaced_certificate_is_served_within_a_second"),
+    "ssls.type": _t(TLS, "test_writes_are_checked"),
+    "ssls.name": _t(TLS, "test_writes_are_checked"),
     # --- plugin_metadata.<plugin>.<field> -------------------------------------------------------
     "plugin_metadata.cors.allow_origins": _t(CORS, "test_allow_origins_by_metadata"),
     "plugin_metadata.http-logger.log_format": _t(HTTP_LOG, "test_log_format_from_plugin_metadata"),

@@ -3,7 +3,7 @@
 ``docs/compatibility.md`` (refused, not applicable, or pending with its owner).
 
 The walk covers every field of the resource models (routes, upstreams, consumers, credentials,
-plugin_configs, services, global_rules, consumer_groups) and of every plugin config (and
+plugin_configs, services, global_rules, consumer_groups, ssls) and of every plugin config (and
 plugin metadata) in ``plugins.REGISTRY``, nested objects included, so a field added to a model without a test or a row fails here.  Each named test must exist and its
 module must mention the field; a refused field names the test of its 400.
 """
@@ -29,6 +29,7 @@ from llmgate.schemas import (
     PluginConfig,
     Route,
     Service,
+    Ssl,
     Upstream,
 )
 from llmgate.schemas.upstream import UpstreamSpec
@@ -74,6 +75,7 @@ def accepted_fields() -> frozenset[str]:
         ("services", Service),
         ("global_rules", GlobalRule),
         ("consumer_groups", ConsumerGroup),
+        ("ssls", Ssl),
     ):
         paths.extend(_walk(model, name))
     for name, cls in REGISTRY.items():

@@ -20,6 +20,7 @@ from llmgate.runtime.instances import CompileError, instantiate, metadata_of
 from llmgate.runtime.routes import compile_global_rule, compile_route, pool_for
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
+from llmgate.runtime.ssls import compile_ssl
 from llmgate.store import Reader
 
 
@@ -149,3 +150,9 @@ async def compile_credential(reader: Reader, address: Address, conf: dict[str, A
     with _as_bad_request():
         auth, _ = auth_configs(conf, validating=True)
         _index(ConsumerEntry(str(address.parent)), address.id, auth)
+
+
+async def compile_ssl_value(_reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
+    """The certificate and key load into a TLS context, as the listener will load them."""
+    with _as_bad_request():
+        compile_ssl(conf)

@@ -14,6 +14,7 @@ from llmgate.admin.compiling import (
     compile_plugin_metadata,
     compile_route_value,
     compile_service,
+    compile_ssl_value,
     compile_upstream,
 )
 from llmgate.admin.resource import Address, ResourceKind
@@ -29,6 +30,7 @@ from llmgate.schemas import (
     PluginMetadata,
     Route,
     Service,
+    Ssl,
     Upstream,
 )
 from llmgate.store import Reader, Writer
@@ -312,6 +314,30 @@ PLUGIN_METADATA = ResourceKind(
     compile=compile_plugin_metadata,
 )
 
+# --- ssls: the private key sealed at rest ---------------------------------------------------
+
+
+def seal_key(conf: dict[str, Any]) -> dict[str, Any]:
+    """``conf`` with its private key sealed (credentials.seal, LLMGATE_SSL_KEY): the store and
+    every GET hold only the sealed form."""
+    key = conf.get("key")
+    if not isinstance(key, str):
+        return conf
+    try:
+        return {**conf, "key": credentials.seal(key)}
+    except credentials.SealError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+SSLS = ResourceKind(
+    name="ssls",
+    kind="ssl",
+    model=Ssl,
+    plugin_scope=None,
+    prepare=seal_key,
+    compile=compile_ssl_value,
+)
+
 RESOURCES: dict[str, ResourceKind] = {
     kind.name: kind
     for kind in (
@@ -324,5 +350,6 @@ RESOURCES: dict[str, ResourceKind] = {
         CREDENTIALS,
         CONSUMER_GROUPS,
         PLUGIN_METADATA,
+        SSLS,
     )
 }

@@ -55,7 +55,6 @@ _END = re.compile(r"#END\s*$")
 # APISIX's top-level keys that llmgate has no resource for yet, and why.  A key listed here
 # becomes supported on its own once admin/resources.py declares a resource of that name.
 _NOT_YET = {
-    "ssls": "SSL certificates",
     "stream_routes": "stream routes",
     "protos": "protos",
     "secrets": "secret managers",

@@ -30,6 +30,12 @@ from pydantic import ConfigDict, Field, model_validator
 from llmgate.http import regex
 from llmgate.http.context import Reply
 from llmgate.plugin_api.config import (
+    ConfigSection,
+    EnvOrPattern,
+    PluginConfig,
+    UniqueItems,
+    regex_error,
+)
 from llmgate.plugin_api.plugin import Plugin
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from llmgate.http.tls import SniIndex
 from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.plugin import Plugin
@@ -40,6 +41,7 @@ from llmgate.runtime.snapshot import (
     PluginChain,
     Snapshot,
 )
+from llmgate.runtime.ssls import ContextCache, compile_ssl
 from llmgate.store import Item
 
 __all__ = ["compile_snapshot"]
@@ -157,6 +159,23 @@ def _metadata(assembly: _Assembly, items: list[Item]) -> dict[str, ConfigSection
     return found
 
 
+def _certificates(assembly: _Assembly, items: list[Item]) -> SniIndex:
+    """The enabled ssls by server name.  One that does not compile keeps its last good
+    version (or is left out: its names fail the handshake)."""
+    cache = assembly.services.shared.get_or_make("ssl-contexts", ContextCache, ContextCache)
+    entries = []
+    for item in items:
+        if item.value.get("status", 1) == 0:
+            continue
+        compiled = assembly.unit(
+            f"ssls/{item.id}", lambda item=item: compile_ssl(item.value, cache), lambda: None
+        )
+        if compiled is not None:
+            entries.append(compiled)
+    cache.prune()
+    return SniIndex(entries)
+
+
 def _global_chain(
     assembly: _Assembly, rules: list[Item], metadata: dict[str, ConfigSection]
 ) -> PluginChain:
@@ -200,6 +219,7 @@ def compile_snapshot(
         assembly, by_kind["consumers"], by_kind["credentials"], groups, metadata
     )
     global_chain = _global_chain(assembly, by_kind["global_rules"], metadata)
+    certificates = _certificates(assembly, by_kind["ssls"])
 
     auth_index: dict[str, Any] = {}
     for name, cls in REGISTRY.items():
@@ -235,4 +255,5 @@ def compile_snapshot(
         problems=assembly.problems,
         units=assembly.units,
         global_chain=global_chain,
+        certificates=certificates,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmgate.http.context import Consumer, RouteInfo, StateKey
+from llmgate.http.tls import EMPTY_INDEX, SniIndex
 from llmgate.routing import Router
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class Snapshot:
 
     __slots__ = (
         "auth_index",
+        "certificates",
         "consumers",
         "global_chain",
         "global_ids",
@@ -169,8 +171,11 @@ class Snapshot:
         problems: Mapping[str, str] | None = None,
         units: Mapping[str, Any] | None = None,
         global_chain: PluginChain = EMPTY_CHAIN,
+        certificates: SniIndex = EMPTY_INDEX,
     ) -> None:
         self.revision = revision
+        # The ssls' contexts by server name (the TLS listener's, read per handshake).
+        self.certificates = certificates
         # The plugins of every global rule, run before the route's in each phase.
         self.global_chain = global_chain
         self.global_ids = frozenset(map(id, global_chain.plugins))

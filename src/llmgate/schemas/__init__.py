@@ -5,6 +5,7 @@ from llmgate.schemas.messages import describe
 from llmgate.schemas.plugin_config import PluginConfig
 from llmgate.schemas.route import Route
 from llmgate.schemas.service import ConsumerGroup, GlobalRule, PluginMetadata, Service
+from llmgate.schemas.ssl import Ssl
 from llmgate.schemas.upstream import Upstream, UpstreamSpec
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "PluginMetadata",
     "Route",
     "Service",
+    "Ssl",
     "Upstream",
     "UpstreamSpec",
     "describe",

@@ -251,6 +251,7 @@ def start_gateway(
         "LLMGATE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
         "LLMGATE_PROXY_LISTEN": f"127.0.0.1:{proxy_port}",
         "LLMGATE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+        "LLMGATE_PROXY_LISTEN_TLS": "off",  # no ssls in a test gateway unless env says so
         "LLMGATE_ADMIN_KEY": key,
         FAKE_UPSTREAM_VARIABLE: upstream,
         "PYTHONUNBUFFERED": "1",

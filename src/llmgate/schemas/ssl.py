@@ -1,0 +1,39 @@
+"""The ssl resource (APISIX ``schema_def.ssl``): a server certificate and key for the data
+plane's TLS listener, chosen by SNI.  ``certs``/``keys`` (extra certificates), ``client``
+(mTLS) and ``ssl_protocols`` are not accepted: llmgate could not honour them yet."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from llmgate.schemas.common import Resource
+
+SNI_PATTERN = r"^\*?[0-9a-zA-Z\-._\[\]:]+$"
+Sni = Annotated[str, StringConstraints(pattern=SNI_PATTERN)]
+Certificate = Annotated[str, StringConstraints(min_length=128, max_length=64 * 1024)]
+PrivateKey = Annotated[str, StringConstraints(min_length=64, max_length=64 * 1024)]
+
+
+class Ssl(Resource):
+    """A certificate stored under ``/apisix/ssls/{id}`` (its key sealed, see credentials)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: None = None  # APISIX's ssl has no name
+    type: Literal["server"] = "server"
+    cert: Certificate
+    key: PrivateKey
+    sni: Sni | None = None
+    snis: Annotated[list[Sni], Field(min_length=1)] | None = None
+    status: Literal[0, 1] = 1
+
+    @model_validator(mode="after")
+    def _one_sni_field(self) -> Ssl:
+        if (self.sni is None) == (self.snis is None):
+            raise ValueError('exactly one of "sni" or "snis" is required')
+        return self
+
+    def server_names(self) -> list[str]:
+        return [self.sni] if self.sni is not None else list(self.snis or [])

@@ -1,0 +1,171 @@
+"""The data plane's HTTPS listener (``--proxy-listen-tls``) against a real ``llmgate serve``:
+certificates from the ``ssls`` resource chosen by SNI, keys sealed at rest, a replaced
+certificate served within a second, and clients that stall a handshake or a request head do not
+hang the listener.
+
+Certificates are made here (``tests.net.TestCA``); one gateway for the module, with a client
+header timeout of 1 s so the stalls are short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sqlite3
+import ssl
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.net import LiveGateway, RawClient, TestCA, peer_subject, request_bytes
+
+SSL_KEY = "a passphrase only this test knows"
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCA:
+    return TestCA()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, ca: TestCA) -> Iterator[LiveGateway]:
+    env = {"LLMGATE_SSL_KEY": f"{SSL_KEY},an older one", "LLMGATE_CLIENT_HEADER_TIMEOUT": "1"}
+    with LiveGateway(tmp_path_factory.mktemp("tls"), env=env) as gateway:
+        a_cert, a_key = ca.issue("a.test", organization="first")
+        b_cert, b_key = ca.issue("b.test", "*.wild.test")
+        gateway.put("ssls/a", {"cert": a_cert, "key": a_key, "snis": ["a.test"]})
+        gateway.put("ssls/b", {"cert": b_cert, "key": b_key, "sni": "b.test"})
+        gateway.put("routes/tls", {"uri": "/tls/*", "upstream": gateway.upstream()})
+        yield gateway
+
+
+def tls_port(live: LiveGateway) -> int:
+    return live.gw.tls_port
+
+
+def test_certificates_are_chosen_by_sni(live: LiveGateway, ca: TestCA) -> None:
+    port, context = tls_port(live), ca.context()
+    assert peer_subject(port, context, "a.test")["commonName"] == "a.test"
+    assert peer_subject(port, context, "b.test")["commonName"] == "b.test"
+    # Unknown names and no SNI at all fail the handshake, as APISIX without fallback_sni.
+    with pytest.raises(ssl.SSLError):
+        peer_subject(port, context, "c.test")
+    unchecked = ssl.create_default_context()
+    unchecked.check_hostname = False
+    unchecked.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", port)) as raw:
+        unchecked.wrap_socket(raw).close()  # no server_hostname: no SNI
+
+    # httpx through the listener, verifying against the test CA: the route serves it.
+    with httpx.Client(verify=context, timeout=5) as client:
+        for name in ("a.test", "b.test"):
+            response = client.get(
+                f"https://127.0.0.1:{port}/tls/x",
+                headers={"Host": name},
+                extensions={"sni_hostname": name},
+            )
+            assert response.status_code == 200, response.text
+            echoed = response.json()["headers"]
+            assert echoed["x-forwarded-proto"] == "https"
+    # The plain listener is still plain.
+    assert httpx.get(f"{live.gw.proxy_url}/tls/x").status_code == 200
+
+
+def test_private_keys_are_sealed_at_rest_and_never_returned(live: LiveGateway) -> None:
+    status, got = live.admin("GET", "ssls/a")
+    assert status == 200
+    key = got["value"]["key"]
+    assert key.startswith("$llmgate-sealed$v1$") and "PRIVATE KEY" not in key
+    status, listed = live.admin("GET", "ssls")
+    assert status == 200 and listed["total"] >= 2
+    assert all("PRIVATE KEY" not in item["value"]["key"] for item in listed["list"])
+    with sqlite3.connect(live.workdir / "llmgate.db") as db:
+        rows = db.execute("SELECT value FROM resources WHERE kind = 'ssls'").fetchall()
+    assert len(rows) >= 2 and not any("PRIVATE KEY" in value for (value,) in rows)
+    assert "PRIVATE KEY" not in live.log()
+
+
+def test_writes_are_checked(live: LiveGateway, ca: TestCA) -> None:
+    cert, key = ca.issue("x.test")
+    other_cert, _ = ca.issue("y.test")
+    cases = [
+        ({"cert": cert, "key": key}, 'exactly one of "sni" or "snis"'),
+        ({"cert": other_cert, "key": key, "sni": "x.test"}, "failed to set PEM cert and key"),
+        ({"cert": "-" * 200, "key": key, "sni": "x.test"}, "failed to parse cert"),
+        ({"cert": cert, "key": "k" * 100, "sni": "x.test"}, "failed to parse key"),
+        ({"cert": cert, "key": key, "sni": "x.test", "client": {"ca": cert}}, "client"),
+        ({"cert": cert, "key": key, "sni": "x.test", "type": "client"}, "type"),
+        ({"cert": cert, "key": key, "sni": "x.test", "name": "x"}, "name"),  # APISIX: none
+    ]
+    for body, message in cases:
+        status, answer = live.admin("PUT", "ssls/x", body)
+        assert status == 400 and message in answer["error_msg"], (message, answer)
+    assert live.admin("GET", "ssls/x")[0] == 404
+
+
+def test_a_replaced_certificate_is_served_within_a_second(live: LiveGateway, ca: TestCA) -> None:
+    port, context = tls_port(live), ca.context()
+    assert peer_subject(port, context, "a.test")["organizationName"] == "first"
+    cert, key = ca.issue("a.test", "a2.test", organization="second")
+    live.put("ssls/a", {"cert": cert, "key": key, "snis": ["a.test"]})
+    replaced = time.monotonic()
+    while peer_subject(port, context, "a.test")["organizationName"] != "second":
+        assert time.monotonic() - replaced < 1.0, "the old certificate is still served"
+        time.sleep(0.02)
+    # A PATCH that keeps the sealed key (as a GET returned it) still serves.
+    status, answer = live.admin("PATCH", "ssls/a", {"snis": ["a.test", "a2.test"]})
+    assert status == 200, answer
+    assert peer_subject(port, context, "a2.test")["organizationName"] == "second"
+    # A wildcard SNI.
+    b_cert = live.admin("GET", "ssls/b")[1]["value"]["cert"]
+    b_key = live.admin("GET", "ssls/b")[1]["value"]["key"]  # sealed: stored as it is
+    live.put("ssls/w", {"cert": b_cert, "key": b_key, "snis": ["*.wild.test"]})
+    assert peer_subject(port, context, "x.wild.test")["commonName"] == "b.test"
+    live.delete("ssls/w")
+    # Disabled: its names fail the handshake.
+    assert live.admin("PATCH", "ssls/b", {"status": 0})[0] == 200
+    with pytest.raises(ssl.SSLError):
+        peer_subject(port, context, "b.test")
+    assert live.admin("PATCH", "ssls/b", {"status": 1})[0] == 200
+    assert peer_subject(port, context, "b.test")["commonName"] == "b.test"
+
+
+def test_stalled_handshakes_and_heads_do_not_hang_the_listener(
+    live: LiveGateway, ca: TestCA
+) -> None:
+    """An attacker opens many connections and never finishes the TLS handshake (nothing sent,
+    or half a ClientHello), or finishes it and never sends a request head: a real client is
+    served meanwhile, and each stalled connection is closed after the client header timeout
+    (1 s here)."""
+    port, context = tls_port(live), ca.context()
+    stalled: list[socket.socket] = []
+    try:
+        for i in range(60):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if i % 2:
+                # The first bytes of a TLS record announcing a ClientHello, then nothing.
+                sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            stalled.append(sock)
+        with RawClient(port, tls=context, server_name="b.test", timeout=5) as idle:
+            started = time.monotonic()
+            with RawClient(port, tls=context, server_name="a.test", timeout=5) as client:
+                client.send(request_bytes("GET", "/tls/ok", host="a.test"))
+                assert client.read_response().status == 200
+            assert time.monotonic() - started < 1.0
+            # The handshaken but silent connection is closed by the header timeout.
+            idle.sock.settimeout(4)
+            assert idle.sock.recv(1) == b""
+            assert time.monotonic() - started < 3.0
+        # The stalled handshakes are closed too (end of file or a reset).
+        deadline = time.monotonic() + 4
+        for sock in stalled:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1024) == b""
+    finally:
+        for sock in stalled:
+            sock.close()
+    # Still serving.
+    assert peer_subject(port, context, "a.test")["commonName"] == "a.test"
