@@ -283,3 +283,25 @@ def test_file_logger_log_format_from_plugin_metadata(live: LiveGateway) -> None:
     finally:
         live.delete("routes/fl")
         live.delete("plugin_metadata/file-logger")
+
+
+# --- kinds llmgate lists but does not have --------------------------------------------------
+
+
+def test_stream_routes_protos_and_secrets_list_empty_and_refuse_writes(live: LiveGateway) -> None:
+    """Tools that list every APISIX resource get APISIX's shapes; a write says why not."""
+    for kind in ("stream_routes", "protos", "secrets"):
+        status, body = live.admin("GET", kind)
+        assert (status, body) == (200, {"list": [], "total": 0}), kind
+    for path in ("stream_routes/1", "protos/1", "secrets/vault/1"):
+        assert live.admin("GET", path)[0] == 404, path
+        assert live.admin("DELETE", path)[0] == 404, path
+    for method, path, word in (
+        ("PUT", "stream_routes/1", "stream routes"),
+        ("POST", "stream_routes", "stream routes"),
+        ("PUT", "protos/1", "gRPC"),
+        ("PATCH", "protos/1", "gRPC"),
+        ("PUT", "secrets/vault/1", "$env://"),
+    ):
+        status, answer = live.admin(method, path, {"uri": "/x"})
+        assert status == 400 and word in answer["error_msg"], (method, path, answer)

@@ -93,6 +93,9 @@ def _route_segments(tail: str) -> tuple[str, Address, str]:
     if resource == "consumers" and len(segments) >= 3 and segments[2] == "credentials":
         cred_id = segments[3] if len(segments) > 3 else None
         return "credentials", Address(cred_id, segments[1]), "/".join(segments[4:])
+    if resource == "secrets" and len(segments) >= 3:
+        # APISIX's secrets live under their manager: /secrets/vault/1.
+        return resource, Address(f"{segments[1]}/{segments[2]}"), "/".join(segments[3:])
     resource_id = segments[1] if len(segments) > 1 else None
     return resource, Address(resource_id), "/".join(segments[2:])
 

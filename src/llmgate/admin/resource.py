@@ -57,6 +57,8 @@ class ResourceKind:
     compile: Check | None = None
     delete_check: DeleteCheck | None = None
     cascade: Callable[[Writer, str], Awaitable[None]] | None = None
+    # A kind llmgate lists (always empty) but cannot serve: every write is a 400 saying so.
+    refuse_writes: str | None = None
 
     def key(self, address: Address, id: str | None = None) -> str:
         id = id or address.id
@@ -134,11 +136,15 @@ class ResourceApi:
         """The value a PUT of ``conf`` at ``address`` would store (secrets hashed), checked
         as a PUT is (schema, plugins, references, duplicates) against what ``reader`` sees;
         or a BadRequest.  ``llmgate config apply`` validates whole files with it."""
+        if self.kind.refuse_writes is not None:
+            raise BadRequest(self.kind.refuse_writes)
         return await self._validated(reader, address, conf, allow_time=False)
 
     def _refuse(self, method: str) -> None:
         if method in self.kind.unsupported:
             raise MethodNotAllowed(f"not supported `{method.upper()}` method for {self.kind.kind}")
+        if self.kind.refuse_writes is not None and method != "delete":
+            raise BadRequest(self.kind.refuse_writes)
 
     # --- verbs ------------------------------------------------------------------------------
 

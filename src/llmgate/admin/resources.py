@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from llmgate import credentials
 from llmgate.admin.compiling import (
     compile_consumer_group,
     compile_consumer_value,
@@ -338,6 +341,40 @@ SSLS = ResourceKind(
     compile=compile_ssl_value,
 )
 
+# --- kinds llmgate lists (empty) so APISIX tools work, and refuses to write ---------------
+
+
+class _NoResource(BaseModel):
+    """The model of a kind nothing can be written to (never validated against)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+STREAM_ROUTES = ResourceKind(
+    name="stream_routes",
+    kind="stream route",
+    model=_NoResource,
+    plugin_scope=None,
+    refuse_writes="llmgate has no stream routes: it proxies HTTP only (no TCP/UDP proxy)",
+)
+PROTOS = ResourceKind(
+    name="protos",
+    kind="proto",
+    model=_NoResource,
+    plugin_scope=None,
+    refuse_writes="llmgate has no protos: gRPC transcoding (grpc-transcode) is not supported",
+)
+SECRETS = ResourceKind(
+    name="secrets",
+    kind="secret",
+    model=_NoResource,
+    plugin_scope=None,
+    refuse_writes=(
+        "llmgate has no secret managers: refer to environment variables with $env://NAME "
+        "in plugin configs"
+    ),
+)
+
 RESOURCES: dict[str, ResourceKind] = {
     kind.name: kind
     for kind in (
@@ -351,5 +388,8 @@ RESOURCES: dict[str, ResourceKind] = {
         CONSUMER_GROUPS,
         PLUGIN_METADATA,
         SSLS,
+        STREAM_ROUTES,
+        PROTOS,
+        SECRETS,
     )
 }

@@ -106,7 +106,11 @@ class Document:
 def file_kinds() -> list[str]:
     """The top-level keys this llmgate reads: its admin resources (credentials ride along in
     ``consumers``, as in APISIX)."""
-    return [name for name in RESOURCES if name != "credentials"]
+    return [
+        name
+        for name, kind in RESOURCES.items()
+        if name != "credentials" and kind.refuse_writes is None
+    ]
 
 
 # --- reading ------------------------------------------------------------------------------
