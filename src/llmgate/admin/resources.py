@@ -345,9 +345,12 @@ SSLS = ResourceKind(
 
 
 class _NoResource(BaseModel):
-    """The model of a kind nothing can be written to (never validated against)."""
+    """The model of a kind nothing can be written to (never validated against: every write
+    is refused first)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = None
 
 
 STREAM_ROUTES = ResourceKind(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,11 +53,16 @@ class ConsumerGroup(Resource):
 
 
 class PluginMetadata(BaseModel):
-    """Plugin metadata stored under ``/apisix/plugin_metadata/{plugin}``: its fields are the
-    plugin's own (``Plugin.MetadataConfig``), checked when the resource is compiled."""
+    """Plugin metadata stored under ``/apisix/plugin_metadata/{plugin}``.  Its fields are the
+    plugin's own (``Plugin.MetadataConfig``, checked when the resource is compiled); this model
+    lists every field some plugin's metadata has: cors's ``allow_origins``, the loggers'
+    ``log_format`` and ``log_format_extra``."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     id: str
     create_time: int | None = None
     update_time: int | None = None
+    allow_origins: dict[str, str] | None = None
+    log_format: dict[str, Any] | None = None
+    log_format_extra: dict[str, Any] | None = None
