@@ -210,7 +210,7 @@ def _inherit(
 def compile_global_rule(
     id: str,
     value: Mapping[str, Any],
-    services: Any,
+    services: Services,
     *,
     plugin_metadata: Mapping[str, Any] | None = None,
     validating: bool = False,
