@@ -11,9 +11,6 @@ Calls each client gets wrong against APISIX too are left out (docs: issue-15-16-
   (APISIX's 400 has no ``deleted``).
 - mcp-apisix: ``label=owner:mcp`` matches nothing: APISIX matches ``label`` against label
   keys only (``v3_adapter.filter``), as llmgate does; ``label=owner`` works.
-
-Resources not yet in llmgate (services, global_rules, stream_routes) are skipped until
-they exist in ``admin.resources.RESOURCES``.
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ from typing import Any
 
 import pytest
 
-from llmgate.admin.resources import RESOURCES
 from llmgate.plugins import REGISTRY
 from tests.net import LiveGateway, http_json
 from tests.support import ADMIN_KEY
@@ -103,7 +99,6 @@ def test_apisix_client(gw: LiveGateway) -> None:
     assert served(gw, "/ac/x", apikey=KEY) == 404
 
 
-@pytest.mark.skipif("services" not in RESOURCES, reason="pending: services (resources branch)")
 def test_apisix_client_services(gw: LiveGateway) -> None:
     from apisix_client.client import ApisixClient
     from apisix_client.consumer.models import Consumer
@@ -116,11 +111,15 @@ def test_apisix_client_services(gw: LiveGateway) -> None:
     host, port = gw.fake_address.split(":")
     upstream = Upstream(nodes=[Node(host=host, port=int(port), weight=1)])
     assert client.upstream.create_or_update(upstream, "svc-up") == "svc-up"
-    # (An inline upstream from this client carries "labels": {}, which llmgate takes once an
-    # inline upstream accepts labels as APISIX's does: the dashboard branch.)
     assert client.service.create_or_update(Service(upstream_id="svc-up"), "ac-svc") == "ac-svc"
     got = client.service.get("ac-svc")  # no plugins: the client can read it back
     assert got is not None and got.value.upstream_id == "svc-up"
+    # An inline upstream from this client carries "labels": {} (APISIX's schema has labels).
+    inline = client.service.create_with_id_generation(Service(upstream=upstream))
+    assert inline is not None
+    got = client.service.get(inline)
+    assert got is not None and got.value.upstream.nodes[0].port == int(port)
+    assert client.service.delete(inline) is True
     guarded = Service(upstream_id="svc-up", plugins=[KeyAuthSettings()])
     guarded_id = client.service.create_with_id_generation(guarded)
     assert guarded_id is not None
@@ -286,11 +285,7 @@ def test_mcp_apisix(gw: LiveGateway, mcp: McpApisix) -> None:
     assert served(gw, "/mcp/x", apikey=KEY) == 200
 
 
-@pytest.mark.skipif(
-    not {"services", "global_rules", "stream_routes"} <= set(RESOURCES),
-    reason="pending: services, global_rules, stream_routes (resources branch)",
-)
-def test_mcp_apisix_pending_resources(gw: LiveGateway, mcp: McpApisix) -> None:
+def test_mcp_apisix_services_global_rules_stream_routes(gw: LiveGateway, mcp: McpApisix) -> None:
     service = mcp.call("apisix_create_service", {"config": {"upstream": gw.upstream()}})
     service_id = service["id"]
     assert mcp.call("apisix_list_services")["total"] >= 1

@@ -103,8 +103,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 def metadata_model(plugin: type[Plugin]) -> type[BaseModel] | None:
     """The model of a plugin's ``plugin_metadata``, when the plugin declares one."""
-    model = getattr(plugin, "MetadataConfig", None)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return plugin.MetadataConfig
 
 
 def plugin_schema(plugin: type[Plugin], schema_type: str | None) -> dict[str, Any] | None:
