@@ -8,6 +8,7 @@ from llmgate.admin.auth import AdminKeys, auth_middleware
 from llmgate.admin.cors import cors_middleware
 from llmgate.admin.handlers import MAX_BODY, add_admin_routes
 from llmgate.admin.read_only import read_only_middleware
+from llmgate.admin.store_errors import store_errors_middleware
 from llmgate.admin.ui import add_ui_routes
 from llmgate.http.limits import ClientLimits
 from llmgate.http.protocol import EdgeServer
@@ -34,14 +35,16 @@ def build_admin_app(
     With the data plane's ``loader`` in the same process, a write is answered only once the
     data plane serves it.  With ``read_only`` (the reason), every write answers 405.  With
     ``cors`` (APISIX's ``enable_admin_cors``) admin answers carry CORS headers and preflights
-    need no key; with ``ui_dir`` that static UI build is served at ``/ui/``.
+    need no key; with ``ui_dir`` that static UI build is served at ``/ui/``.  A database error
+    answers 503 ``{"error_msg": "store unavailable: …"}``.
     """
+    readiness = readiness or Readiness(store, loader)
     middlewares = [cors_middleware()] if cors else []
-    middlewares.append(auth_middleware(keys))
+    middlewares += [store_errors_middleware(readiness.state), auth_middleware(keys)]
     if read_only is not None:
         middlewares.append(read_only_middleware(read_only))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY + 1)
-    add_health_routes(app, readiness or Readiness(store, loader))
+    add_health_routes(app, readiness)
     add_admin_routes(app, store, loader.sync if loader is not None else None, limits)
     if ui_dir is not None:
         add_ui_routes(app, ui_dir)

@@ -41,7 +41,7 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loader: SnapshotLoader | None = None  # the data plane's, when it runs in this process
-    readiness = Readiness(store)
+    readiness = Readiness(store, interval=settings.reload_interval)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         if settings.role in ("proxy", "all"):
@@ -64,13 +64,20 @@ async def _serve(
                 except WorkerFailed as exc:
                     say(f"error: {exc}")
                     return 1
-                readiness = Readiness(store, stopped_workers=supervisor.stopped)
+                readiness = Readiness(
+                    store,
+                    stopped_workers=supervisor.stopped,
+                    serving=True,
+                    interval=settings.reload_interval,
+                )
                 say(f"data plane listening on {settings.proxy_listen} ({settings.workers} workers)")
             exporter = await start_site(
                 build_metrics_app(metrics_dir, readiness), settings.metrics_listen
             )
             stack.push_async_callback(exporter.cleanup)
             say(f"metrics listening on {settings.metrics_listen}")
+        readiness.start()  # without a data plane here: probe the store in the background
+        stack.push_async_callback(readiness.stop)
         if settings.role in ("admin", "all"):
             keys, generated = await resolve_admin_keys(settings, store)
             if generated:

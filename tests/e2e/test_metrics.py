@@ -209,7 +209,9 @@ def test_health_on_both_listeners(node: Running, listener: str) -> None:
     status, body = http(f"http://127.0.0.1:{port}/healthz")
     assert (status, json.loads(body)) == (200, {"status": "ok"})
     status, body = http(f"http://127.0.0.1:{port}/readyz")
-    assert (status, json.loads(body)) == (200, {"status": "ready", "revision": 2})
+    ready = json.loads(body)
+    assert (status, ready["status"], ready["revision"]) == (200, "ready", 2)
+    assert ready["store"]["state"] == "ok"
 
 
 def test_a_dead_workers_counts_stay_and_its_live_gauges_go(node: Running) -> None:
@@ -248,4 +250,5 @@ def test_one_process_uses_the_same_exporter(tmp_path: Path, fake_port: int) -> N
         assert total(metrics, "apisix_http_status", code="200", route="7") == 3
         assert metrics["apisix_config_revision"] == 1
         status, body = http(f"http://127.0.0.1:{single.metrics_port}/readyz")
-        assert (status, json.loads(body)) == (200, {"status": "ready", "revision": 1})
+        ready = json.loads(body)
+        assert (status, ready["status"], ready["revision"]) == (200, "ready", 1)

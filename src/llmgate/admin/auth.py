@@ -42,7 +42,7 @@ class AdminKeys:
         return "admin" if is_admin else "viewer" if is_viewer else None
 
 
-_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/healthz/store"})
 # Routes answered without a key, by name (the router's match, not a path prefix): the static
 # admin UI's files (``admin/ui.py``).
 OPEN_ROUTES = frozenset({"ui", "ui-redirect"})

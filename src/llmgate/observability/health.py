@@ -1,22 +1,34 @@
 """Liveness and readiness, on the admin and the metrics listeners (no key needed).
 
-    GET /healthz   200 {"status": "ok"}: the process answers
-    GET /readyz    200 {"status": "ready", "revision": N}
-                   (+ "config_errors": ["routes/1", ...] naming the stored resources that do
-                   not compile: served at their last good version or as a 503; details in
-                   the log)
-                   503 {"status": "not ready", "reason": "..."} when
-                     - the store does not answer within ``STORE_TIMEOUT``;
-                     - this process runs a data plane that has not loaded a snapshot yet;
-                     - a data-plane worker of ``--workers N`` is not running.
+    GET /healthz        200 {"status": "ok"}: the process answers
+    GET /readyz         200 {"status": "ready", "revision": N, "store": {...}, ...}
+                        (+ "snapshot_age": seconds since the store last confirmed that the
+                        served snapshot is its newest, "config_errors": ["routes/1", ...]
+                        naming the stored resources that do not compile: served at their last
+                        good version or as a 503; details in the log)
+                        503 {"status": "not ready", "reason": "...", "store": {...}} when
+                          - this process runs a data plane that has not loaded a snapshot yet;
+                          - a data-plane worker of ``--workers N`` is not running;
+                          - an admin-only process cannot reach the store.
+    GET /readyz?strict=1
+    GET /healthz/store  as /readyz, but also 503 while the store does not answer (asked now,
+                        within ``STORE_TIMEOUT``).
+
+A process that serves a loaded snapshot is ready whether or not the store answers: its data
+plane goes on serving the last configuration it saw (a load balancer that drained every node
+during a database blip would turn the blip into an outage).  ``store`` is this process's view:
+``{"state": "ok" | "unavailable" | "unknown", "since": unix seconds, "error": "..."}``, kept
+current by the data plane's watcher (or, without one, by a probe every ``reload_interval``), so
+``/readyz`` itself never waits for the database.
 
 ``revision`` is the one this process's data plane serves, or (an admin-only process, or the
-parent of the workers) the store's current one.
+parent of the workers) the store's current one as last seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from llmgate.errors import json_response
+from llmgate.store.health import StoreState, probe
 
 if TYPE_CHECKING:
     from llmgate.runtime.loader import SnapshotLoader
@@ -32,49 +45,95 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmgate.health")
 
 STORE_TIMEOUT = 2.0  # seconds
+QUICK_TIMEOUT = 0.5  # seconds a plain /readyz waits for the store's revision
+PROBE_INTERVAL = 0.1  # seconds between two probes of a process without a data plane
 
 
 class Readiness:
     """What ``/readyz`` checks: the ``store``, and the data plane's ``loader`` when this process
-    runs one; ``stopped_workers()`` names the data-plane workers not running (``--workers N``)."""
+    runs one; ``stopped_workers()`` names the data-plane workers not running (``--workers N``).
+
+    ``serving``: whether this process is ready while the store is unreachable (the parent of
+    data-plane workers is; an admin-only process is not: it has nothing to serve).
+    """
 
     def __init__(
         self,
         store: Store,
         loader: SnapshotLoader | None = None,
         stopped_workers: Callable[[], list[str]] | None = None,
+        serving: bool | None = None,
+        interval: float = PROBE_INTERVAL,
     ) -> None:
         self.store = store
         self.loader = loader
         self.stopped_workers = stopped_workers
+        self.serving = serving if serving is not None else stopped_workers is not None
+        self.state = loader.store_state if loader is not None else StoreState()
+        self.revision: int | None = None  # the store's, as the probe last saw it
+        self._probing: asyncio.Task[None] | None = None
+        self.interval = interval
 
-    async def check(self) -> tuple[int, dict[str, Any]]:
-        """The status and JSON body of ``/readyz``."""
-        try:
-            stored = await asyncio.wait_for(self.store.revision(), STORE_TIMEOUT)
-        except Exception as exc:  # any driver error, or the timeout
-            log.warning("readiness: the store is unreachable: %r", exc)
-            return _not_ready(f"store unreachable ({type(exc).__name__})")
-        revision = stored
+    def start(self) -> None:
+        """Without a data plane in this process: probe the store in the background."""
+        if self.loader is None and self._probing is None:
+            self._probing = asyncio.create_task(self._probe_loop(), name="llmgate-store-probe")
+
+    async def stop(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probing
+            self._probing = None
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await self.probe()
+            await asyncio.sleep(self.interval)
+
+    async def probe(self, within: float = STORE_TIMEOUT) -> bool:
+        """Ask the store now (within ``within`` seconds); whether it answered."""
+
+        async def read() -> None:
+            self.revision = await self.store.revision()
+
+        return await probe(read, self.state, within)
+
+    async def check(self, strict: bool = False) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body of ``/readyz`` (``strict``: of ``/readyz?strict=1``)."""
+        if strict:
+            await self.probe()
+        elif self.loader is None and self.state.available:
+            # The store's current revision, unless the store is known to be gone (then the
+            # background probe's view, without waiting on the database).
+            await self.probe(QUICK_TIMEOUT)
+        store = self.state.report()
         problems: list[str] = []
+        body: dict[str, Any] = {"status": "ready", "revision": self.revision, "store": store}
         if self.loader is not None:
             snapshot = self.loader.current
             if snapshot is None:
-                return _not_ready("configuration not loaded yet")
-            revision = snapshot.revision
+                return _not_ready("configuration not loaded yet", store)
+            body["revision"] = snapshot.revision
+            age = self.loader.snapshot_age()
+            if age is not None:
+                body["snapshot_age"] = round(age, 3)
             problems = sorted(snapshot.problems)
+        elif not self.serving and not self.state.available:
+            return _not_ready(f"store unavailable: {self.state.error}", store)
         if self.stopped_workers is not None:
             stopped = self.stopped_workers()
             if stopped:
-                return _not_ready(f"worker not running: {', '.join(stopped)}")
-        body: dict[str, Any] = {"status": "ready", "revision": revision}
+                return _not_ready(f"worker not running: {', '.join(stopped)}", store)
+        if strict and not self.state.available:
+            return _not_ready(f"store unavailable: {self.state.error}", store)
         if problems:
             body["config_errors"] = problems
         return 200, body
 
 
-def _not_ready(reason: str) -> tuple[int, dict[str, Any]]:
-    return 503, {"status": "not ready", "reason": reason}
+def _not_ready(reason: str, store: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return 503, {"status": "not ready", "reason": reason, "store": store}
 
 
 READINESS_KEY = web.AppKey("readiness", Readiness)
@@ -85,7 +144,13 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    status, body = await request.app[READINESS_KEY].check()
+    strict = request.query.get("strict", "") not in ("", "0", "false")
+    status, body = await request.app[READINESS_KEY].check(strict=strict)
+    return json_response(status, body)
+
+
+async def store_health(request: web.Request) -> web.Response:
+    status, body = await request.app[READINESS_KEY].check(strict=True)
     return json_response(status, body)
 
 
@@ -93,3 +158,4 @@ def add_health_routes(app: web.Application, readiness: Readiness) -> None:
     app[READINESS_KEY] = readiness
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz/store", store_health)

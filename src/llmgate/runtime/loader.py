@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from llmgate.runtime.compiler import compile_snapshot
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot
 from llmgate.store import Store
+from llmgate.store.health import StoreState, is_store_error
 from llmgate.store.revision_probe import RevisionProbe, revision_probe
 
 log = logging.getLogger("llmgate.runtime")
@@ -36,6 +38,9 @@ class SnapshotLoader:
         self._retiring: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._probe: RevisionProbe = store.revision
+        self.store_state = StoreState()
+        # Monotonic time the store last confirmed that ``current`` is its newest revision.
+        self.confirmed: float | None = None
 
     async def start(self) -> None:
         self._probe = revision_probe(self.store)
@@ -56,19 +61,30 @@ class SnapshotLoader:
                 revision = await self._probe()
                 if self.current is None or revision != self.current.revision:
                     await self.reload()
+                else:
+                    self.confirmed = time.monotonic()
+                self.store_state.succeeded()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the store may be briefly unreachable: keep serving, retry
-                log.exception(
-                    "reloading the configuration failed; keeping revision %s",
-                    self.current.revision if self.current else None,
-                )
+            except Exception as exc:  # the store may be unreachable: keep serving, retry
+                if is_store_error(exc):
+                    self.store_state.failed(exc)  # logged once per change of state
+                else:
+                    log.exception(
+                        "reloading the configuration failed; keeping revision %s",
+                        self.current.revision if self.current else None,
+                    )
+
+    def snapshot_age(self) -> float | None:
+        """Seconds since the store last confirmed the served snapshot is its newest."""
+        return None if self.confirmed is None else time.monotonic() - self.confirmed
 
     async def reload(self) -> Snapshot:
         async with self._lock:
             async with self.store.read() as reader:
                 revision = await reader.revision()
                 if self.current is not None and revision == self.current.revision:
+                    self.confirmed = time.monotonic()
                     return self.current
                 items = await reader.all()
             self.pools.begin()
@@ -77,6 +93,7 @@ class SnapshotLoader:
             )
             self._report(snapshot)
             old, self.current = self.current, snapshot
+            self.confirmed = time.monotonic()
             self._live[id(snapshot)] = (snapshot, self.pools.touched)
             if old is not None:
                 task = asyncio.create_task(self._retire(old))

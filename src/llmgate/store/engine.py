@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # Writers ask for this execution option so SQLite takes its write lock when the transaction
 # starts (BEGIN IMMEDIATE) rather than on the first write, which would deadlock two writers.
 IMMEDIATE = "llmgate_immediate"
+CONNECT_TIMEOUT = 5.0  # seconds
 
 
 def is_sqlite(url: str) -> bool:
@@ -39,6 +40,9 @@ def open_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if not is_sqlite(url):
         kwargs["pool_pre_ping"] = True
+        # A store that does not answer fails a connection attempt in seconds, not minutes
+        # (asyncpg's default is 60 s): the admin API answers 503 and the watcher retries.
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _setup_sqlite(engine)
