@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help="store URL (sqlite+aiosqlite:///./llmgate.db)")
     serve.add_argument("--redis-url", help="redis://host:port/db for shared counters and cache")
     serve.add_argument("--reload-interval", help="seconds between store revision polls (0.1)")
+    serve.add_argument(
+        "--snapshot-dir",
+        help="where this node keeps the last-good snapshot of a PostgreSQL store "
+        "(~/.local/state/llmgate; off: nowhere)",
+    )
     serve.add_argument("--role", choices=("admin", "proxy", "all"), help="which side to run")
     serve.add_argument("--workers", help="data-plane processes sharing the port (1)")
     serve.add_argument(

@@ -21,6 +21,7 @@ from llmgate.http.protocol import EdgeServer
 from llmgate.http.tls import EMPTY_INDEX, SniIndex, sni_listener_context
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters
+from llmgate.runtime.last_good import SnapshotFile, snapshot_path
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import CacheCaps, Services
 from llmgate.runtime.verified import VerifiedCredentials
@@ -154,7 +155,9 @@ async def open_data_plane(
         prices=load_prices(settings.prices) if settings.prices is not None else NO_PRICES,
         env_policy=EnvPolicy(settings.env_allow),
     )
-    loader = SnapshotLoader(store, services, settings.reload_interval)
+    path = snapshot_path(settings.database_url, settings.snapshot_dir)
+    last_good = SnapshotFile(path, settings.database_url) if path is not None else None
+    loader = SnapshotLoader(store, services, settings.reload_interval, last_good)
     runner: web.BaseRunner | None = None
     sampler: GaugeSampler | None = None
     started = False

@@ -25,9 +25,11 @@ from llmgate.http.limits import raise_open_file_limit
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
 from llmgate.runtime.counters import LocalCounters
+from llmgate.runtime.last_good import snapshot_path
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.settings import Settings
 from llmgate.store import Store, open_engine
+from llmgate.store.health import describe, is_store_error
 from llmgate.store.migrate import upgrade
 from llmgate.workers import Supervisor, WorkerFailed
 
@@ -69,6 +71,7 @@ async def _serve(
                     stopped_workers=supervisor.stopped,
                     serving=True,
                     interval=settings.reload_interval,
+                    last_good=snapshot_path(settings.database_url, settings.snapshot_dir),
                 )
                 say(f"data plane listening on {settings.proxy_listen} ({settings.workers} workers)")
             exporter = await start_site(
@@ -79,7 +82,16 @@ async def _serve(
         readiness.start()  # without a data plane here: probe the store in the background
         stack.push_async_callback(readiness.stop)
         if settings.role in ("admin", "all"):
-            keys, generated = await resolve_admin_keys(settings, store)
+            try:
+                keys, generated = await resolve_admin_keys(settings, store)
+            except Exception as exc:
+                if not is_store_error(exc):
+                    raise
+                say(
+                    f"error: the generated admin key is in the store, which does not answer: "
+                    f"{describe(exc)} (set LLMGATE_ADMIN_KEY to start without it)"
+                )
+                return 1
             if generated:
                 say(f"generated admin key {generated} (kept in the store; shown only now)")
             # In-process, a write is answered once the data plane serves it; workers poll.
@@ -125,8 +137,12 @@ def _serve_store(settings: Settings, source: StandaloneFile | None = None) -> in
     try:
         upgrade(settings.database_url)
     except Exception as exc:  # any driver error: one clear line, not a traceback
-        say(f"error: cannot open the store {settings.database_url}: {exc}")
-        return 1
+        path = snapshot_path(settings.database_url, settings.snapshot_dir)
+        if settings.role == "admin" or path is None or not path.exists():
+            say(f"error: cannot open the store {settings.database_url}: {exc}")
+            return 1
+        # The data plane serves the node's last-good snapshot until the store answers.
+        say(f"warning: cannot open the store ({describe(exc)}); starting from {path}")
     use_uvloop()
     raise_open_file_limit()  # as nginx's worker_rlimit_nofile: the connection cap follows it
     # Before any metric exists, and before the workers are spawned (they inherit it).

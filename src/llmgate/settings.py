@@ -120,6 +120,10 @@ class Settings:
     cache_max_bytes: int = 1024**3
     cache_memory_max_bytes: int = 50 * 1024**2
     cache_max_entries: int = 400_000
+    # Where each node keeps the last-good snapshot of a PostgreSQL store, so a process that
+    # starts while the store is unreachable serves it (``runtime/last_good.py``); None:
+    # $XDG_STATE_HOME/llmgate (~/.local/state/llmgate); "off": nowhere.
+    snapshot_dir: str | None = None
 
     def client_limits(self) -> ClientLimits:
         return ClientLimits(
@@ -254,6 +258,11 @@ def _convert(name: str, value: Any) -> Any:
         if not os.path.isfile(os.path.join(str(value), "index.html")):
             raise SettingsError(f"invalid ui-dir {value!r}: no index.html in it")
         return str(value)
+    if name == "snapshot_dir":
+        text = str(value).strip()
+        if not text:
+            raise SettingsError("invalid snapshot-dir: expected a directory, or off")
+        return text
     if name == "standalone" and not str(value):
         raise SettingsError("invalid standalone: expected the path of a configuration file")
     if name == "metrics_max_models":

@@ -3,7 +3,9 @@
     GET /healthz        200 {"status": "ok"}: the process answers
     GET /readyz         200 {"status": "ready", "revision": N, "store": {...}, ...}
                         (+ "snapshot_age": seconds since the store last confirmed that the
-                        served snapshot is its newest, "config_errors": ["routes/1", ...]
+                        served snapshot is its newest; "source": "store", or "disk" while it
+                        serves the node's last-good snapshot; "last_good": the revision in
+                        that file (a parent of workers); "config_errors": ["routes/1", ...]
                         naming the stored resources that do not compile: served at their last
                         good version or as a 503; details in the log)
                         503 {"status": "not ready", "reason": "...", "store": {...}} when
@@ -31,11 +33,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from llmgate.errors import json_response
+from llmgate.runtime.last_good import read_header
 from llmgate.store.health import StoreState, probe
 
 if TYPE_CHECKING:
@@ -64,6 +68,7 @@ class Readiness:
         stopped_workers: Callable[[], list[str]] | None = None,
         serving: bool | None = None,
         interval: float = PROBE_INTERVAL,
+        last_good: Path | None = None,
     ) -> None:
         self.store = store
         self.loader = loader
@@ -73,6 +78,7 @@ class Readiness:
         self.revision: int | None = None  # the store's, as the probe last saw it
         self._probing: asyncio.Task[None] | None = None
         self.interval = interval
+        self.last_good = last_good  # the node's last-good snapshot file (a parent of workers)
 
     def start(self) -> None:
         """Without a data plane in this process: probe the store in the background."""
@@ -115,12 +121,20 @@ class Readiness:
             if snapshot is None:
                 return _not_ready("configuration not loaded yet", store)
             body["revision"] = snapshot.revision
+            body["source"] = self.loader.source
             age = self.loader.snapshot_age()
             if age is not None:
                 body["snapshot_age"] = round(age, 3)
             problems = sorted(snapshot.problems)
         elif not self.serving and not self.state.available:
             return _not_ready(f"store unavailable: {self.state.error}", store)
+        if self.last_good is not None:
+            header = read_header(self.last_good)
+            if header is not None:
+                body["last_good"] = {
+                    "revision": header.get("revision"),
+                    "written": header.get("written"),
+                }
         if self.stopped_workers is not None:
             stopped = self.stopped_workers()
             if stopped:

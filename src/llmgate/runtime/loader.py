@@ -13,9 +13,10 @@ import logging
 import time
 
 from llmgate.runtime.compiler import compile_snapshot
+from llmgate.runtime.last_good import SnapshotFile
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot
-from llmgate.store import Store
+from llmgate.store import Item, Store
 from llmgate.store.health import StoreState, is_store_error
 from llmgate.store.revision_probe import RevisionProbe, revision_probe
 
@@ -23,8 +24,18 @@ log = logging.getLogger("llmgate.runtime")
 
 
 class SnapshotLoader:
-    def __init__(self, store: Store, services: Services, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: Store,
+        services: Services,
+        interval: float = 0.1,
+        last_good: SnapshotFile | None = None,
+    ) -> None:
         self.store = store
+        self.last_good = last_good
+        # Where ``current`` came from: "store", or "disk" (the last-good snapshot, while the
+        # store has not answered since this process started).
+        self.source = "store"
         self.services = services
         self.interval = interval
         self.pools = services.pools
@@ -43,8 +54,29 @@ class SnapshotLoader:
         self.confirmed: float | None = None
 
     async def start(self) -> None:
+        """Load the store's newest revision, or, when the store does not answer, the node's
+        last-good snapshot (then the watcher catches up once the store answers); raises the
+        store's error when there is neither."""
         self._probe = revision_probe(self.store)
-        await self.reload()
+        try:
+            await self.reload()
+            self.store_state.succeeded()
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            kept = self.last_good.read() if self.last_good is not None else None
+            if kept is None:
+                raise
+            self.store_state.failed(exc)
+            revision, items = kept
+            self._install(revision, items)
+            self.source = "disk"
+            self.confirmed = None
+            log.warning(
+                "serving revision %s from the last-good snapshot %s until the store answers",
+                revision,
+                self.last_good.path if self.last_good is not None else None,
+            )
         self.store.on_commit(self.notify)
         self._task = asyncio.create_task(self._watch(), name="llmgate-snapshot-watch")
 
@@ -63,6 +95,7 @@ class SnapshotLoader:
                     await self.reload()
                 else:
                     self.confirmed = time.monotonic()
+                self.source = "store"
                 self.store_state.succeeded()
             except asyncio.CancelledError:
                 raise
@@ -87,20 +120,27 @@ class SnapshotLoader:
                     self.confirmed = time.monotonic()
                     return self.current
                 items = await reader.all()
-            self.pools.begin()
-            snapshot = compile_snapshot(
-                revision, items, self.services, self.pools, previous=self.current
-            )
-            self._report(snapshot)
-            old, self.current = self.current, snapshot
+            snapshot = self._install(revision, items)
             self.confirmed = time.monotonic()
-            self._live[id(snapshot)] = (snapshot, self.pools.touched)
-            if old is not None:
-                task = asyncio.create_task(self._retire(old))
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
-            log.info("configuration revision %s is live", revision)
+            if self.last_good is not None:
+                self.last_good.save(revision, items)
             return snapshot
+
+    def _install(self, revision: int, items: list[Item]) -> Snapshot:
+        """Compile ``items`` (the rows of ``revision``) and serve them from now on."""
+        self.pools.begin()
+        snapshot = compile_snapshot(
+            revision, items, self.services, self.pools, previous=self.current
+        )
+        self._report(snapshot)
+        old, self.current = self.current, snapshot
+        self._live[id(snapshot)] = (snapshot, self.pools.touched)
+        if old is not None:
+            task = asyncio.create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        log.info("configuration revision %s is live", revision)
+        return snapshot
 
     def _report(self, snapshot: Snapshot) -> None:
         """Log each resource that stops (or starts again) compiling once, not at every
@@ -161,4 +201,6 @@ class SnapshotLoader:
         close = getattr(self._probe, "close", None)
         if close is not None:
             close()
+        if self.last_good is not None:
+            await self.last_good.close()
         await self.pools.close()
