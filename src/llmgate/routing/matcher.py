@@ -27,6 +27,7 @@ its ``remote_addrs`` and ``vars`` tests already compiled.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
@@ -117,31 +118,121 @@ class Router(Generic[T]):
     Construction compiles everything; :meth:`match` is pure, allocation-light and never raises.
     """
 
-    __slots__ = ("_entries", "_exact", "_root", "needs_variables")
+    __slots__ = (
+        "_by_id",
+        "_entries",
+        "_exact",
+        "_exact_buckets",
+        "_exact_paths",
+        "_prefix_buckets",
+        "_prefixes",
+        "_root",
+        "_with_condition",
+        "needs_variables",
+    )
 
     def __init__(self, entries: Iterable[RouteEntry[T]]) -> None:
         self._entries: tuple[RouteEntry[T], ...] = tuple(entries)
         exact: dict[str, list[_Candidate[T]]] = {}
         prefixes: dict[str, list[_Candidate[T]]] = {}
-        # Whether any entry reads request variables: callers skip building a lookup otherwise.
-        self.needs_variables = False
+        self._by_id: dict[str, _Candidate[T]] = {}
+        self._with_condition = 0
         for entry in self._entries:
-            candidate = _Candidate(
-                frozenset(m.upper() for m in entry.methods) if entry.methods else None,
-                HostSet.compile(entry.hosts) if entry.hosts else None,
-                _condition(entry),
-                entry,
-            )
-            self.needs_variables = self.needs_variables or candidate.condition is not None
+            candidate = _candidate(entry)
+            self._by_id[entry.id] = candidate
+            self._with_condition += candidate.condition is not None
             for uri in dict.fromkeys(entry.uris):  # dedupe, keep order
                 if uri.endswith("*"):
                     prefixes.setdefault(uri[:-1], []).append(candidate)
                 else:
                     exact.setdefault(uri, []).append(candidate)
+        # Whether any entry reads request variables: callers skip building a lookup otherwise.
+        self.needs_variables = self._with_condition > 0
         self._root: _Node[T] = _build_tree(prefixes)
         self._exact: dict[str, _Chain[T]] = {
             path: _chain(bucket, _walk(self._root, path)) for path, bucket in exact.items()
         }
+        # What ``updated`` needs to change a few entries without building everything again.
+        self._prefix_buckets = {prefix: tuple(bucket) for prefix, bucket in prefixes.items()}
+        self._exact_buckets = {path: tuple(bucket) for path, bucket in exact.items()}
+        self._prefixes = sorted(prefixes)
+        self._exact_paths = sorted(exact)
+
+    def updated(self, entries: Sequence[RouteEntry[T]], changed: Iterable[str]) -> Router[T]:
+        """A new router for ``entries`` (every entry, in order), where only the entries whose
+        ids are in ``changed`` differ from this router's (added, replaced or gone).
+
+        Only what those entries touch is built again: their buckets, the radix subtrees below
+        their prefixes, and the exact paths those prefixes cover.  Entries not in ``changed``
+        must keep their order relative to each other.  Matches exactly as ``Router(entries)``.
+        """
+        changed = set(changed)
+        new: Router[T] = Router.__new__(Router)
+        new._entries = tuple(entries)
+        if len(changed) * 4 > len(new._entries) + 16:
+            return Router(new._entries)  # most of it changes: build it whole
+        order = {entry.id: index for index, entry in enumerate(new._entries)}
+        by_id = dict(self._by_id)
+        prefix_buckets = dict(self._prefix_buckets)
+        exact_buckets = dict(self._exact_buckets)
+        with_condition = self._with_condition
+        touched_prefixes: set[str] = set()
+        touched_paths: set[str] = set()
+        for id in changed:
+            old = by_id.pop(id, None)
+            if old is None:
+                continue
+            with_condition -= old.condition is not None
+            for uri in dict.fromkeys(old.entry.uris):
+                buckets, key = _bucket_of(uri, prefix_buckets, exact_buckets)
+                (touched_prefixes if uri.endswith("*") else touched_paths).add(key)
+                remaining = tuple(c for c in buckets.get(key, ()) if c is not old)
+                if remaining:
+                    buckets[key] = remaining
+                else:
+                    buckets.pop(key, None)
+        for entry in new._entries:
+            if entry.id not in changed:
+                continue
+            candidate = _candidate(entry)
+            by_id[entry.id] = candidate
+            with_condition += candidate.condition is not None
+            for uri in dict.fromkeys(entry.uris):
+                buckets, key = _bucket_of(uri, prefix_buckets, exact_buckets)
+                (touched_prefixes if uri.endswith("*") else touched_paths).add(key)
+                bucket = [*buckets.get(key, ()), candidate]
+                bucket.sort(key=lambda c: order[c.entry.id])
+                buckets[key] = tuple(bucket)
+        new._by_id = by_id
+        new._with_condition = with_condition
+        new.needs_variables = with_condition > 0
+        new._prefix_buckets = prefix_buckets
+        new._exact_buckets = exact_buckets
+        new._prefixes = _resorted(self._prefixes, touched_prefixes, prefix_buckets)
+        new._exact_paths = _resorted(self._exact_paths, touched_paths, exact_buckets)
+        root = self._root
+        if len(touched_prefixes) > 64 or "" in touched_prefixes:
+            root = _build_tree({p: list(prefix_buckets[p]) for p in new._prefixes})
+        else:
+            for prefix in touched_prefixes:
+                root = _rebuilt_below(root, prefix, new._prefixes, prefix_buckets)
+        new._root = root
+        # Exact paths whose own bucket changed, or that a changed prefix covers.
+        paths = {p for p in touched_paths if p in exact_buckets}
+        for prefix in touched_prefixes:
+            start = bisect.bisect_left(new._exact_paths, prefix)
+            for path in new._exact_paths[start:]:
+                if not path.startswith(prefix):
+                    break
+                paths.add(path)
+        # Other exact paths keep their chains: their walks meet the same candidates.
+        exact = dict(self._exact)
+        for path in touched_paths - paths:
+            exact.pop(path, None)
+        for path in paths:
+            exact[path] = _chain(exact_buckets[path], _walk(root, path))
+        new._exact = exact
+        return new
 
     @property
     def entries(self) -> tuple[RouteEntry[T], ...]:
@@ -182,6 +273,82 @@ class Router(Generic[T]):
         return None
 
 
+def _candidate(entry: RouteEntry[T]) -> _Candidate[T]:
+    return _Candidate(
+        frozenset(m.upper() for m in entry.methods) if entry.methods else None,
+        HostSet.compile(entry.hosts) if entry.hosts else None,
+        _condition(entry),
+        entry,
+    )
+
+
+_Buckets = dict[str, tuple[_Candidate[T], ...]]
+
+
+def _bucket_of(uri: str, prefixes: _Buckets[T], exact: _Buckets[T]) -> tuple[_Buckets[T], str]:
+    """The buckets a URI's candidates go in, and their key there."""
+    if uri.endswith("*"):
+        return prefixes, uri[:-1]
+    return exact, uri
+
+
+def _resorted(keys: list[str], touched: set[str], buckets: _Buckets[T]) -> list[str]:
+    """``keys`` (sorted) with the touched keys that have a bucket now, and without the others."""
+    if not touched:
+        return keys
+    result = list(keys)
+    for key in touched:
+        index = bisect.bisect_left(result, key)
+        present = index < len(result) and result[index] == key
+        if key in buckets and not present:
+            result.insert(index, key)
+        elif key not in buckets and present:
+            del result[index]
+    return result
+
+
+def _rebuilt_below(
+    root: _Node[T], prefix: str, prefixes: list[str], buckets: _Buckets[T]
+) -> _Node[T]:
+    """``root`` with the subtree below the deepest node whose path is a proper prefix of
+    ``prefix`` built again from ``buckets``; the nodes above it are copied, the rest shared.
+
+    Ancestors keep their chains (a prefix only adds candidates to paths that extend it), so
+    only that subtree can change.  The tree may be less compressed than a fresh build's (a
+    branch node left with one child stays a node); matching is the same.
+    """
+    path: list[tuple[_Node[T], str]] = []  # (node, first character of the edge taken)
+    node = root
+    pos = 0
+    while pos < len(prefix):
+        edge = node.edges.get(prefix[pos])
+        if edge is None:
+            break
+        label, size, child = edge
+        if not prefix.startswith(label, pos) or pos + size >= len(prefix):
+            break
+        path.append((node, prefix[pos]))
+        node = child
+        pos += size
+    base = prefix[:pos]
+    start = bisect.bisect_left(prefixes, base)
+    below: dict[str, list[_Candidate[T]]] = {}
+    for key in prefixes[start:]:
+        if not key.startswith(base):
+            break
+        if len(key) > pos:
+            below[key[pos:]] = list(buckets[key])
+    rebuilt: _Node[T] = _Node(node.chain)
+    rebuilt.edges = _build_edges(below, node.chain)
+    for parent, first in reversed(path):
+        copy: _Node[T] = _Node(parent.chain)
+        copy.edges = dict(parent.edges)
+        label, size, _ = parent.edges[first]
+        copy.edges[first] = (label, size, rebuilt)
+        rebuilt = copy
+    return rebuilt
+
+
 def _walk(root: _Node[T], path: str) -> _Chain[T]:
     """The candidates of every prefix pattern that ``path`` starts with, longest prefix first."""
     node = root
@@ -213,6 +380,16 @@ def _chain(bucket: Sequence[_Candidate[T]], inherited: _Chain[T]) -> _Chain[T]:
 
 def _build_tree(prefixes: dict[str, list[_Candidate[T]]]) -> _Node[T]:
     """Compile prefix -> candidates into a compressed radix tree (iteratively: no depth limit)."""
+    root: _Node[T] = _Node(_chain(prefixes.get("", ()), ()))
+    root.edges = _build_edges({k: v for k, v in prefixes.items() if k}, root.chain)
+    return root
+
+
+def _build_edges(
+    prefixes: dict[str, list[_Candidate[T]]], inherited: _Chain[T]
+) -> dict[str, tuple[str, int, _Node[T]]]:
+    """The edges below a node whose chain is ``inherited``, for the prefixes (relative to the
+    node, none empty) and their candidates."""
     raw_root: _RawNode[T] = _RawNode()
     for prefix, bucket in prefixes.items():
         raw = raw_root
@@ -220,8 +397,8 @@ def _build_tree(prefixes: dict[str, list[_Candidate[T]]]) -> _Node[T]:
             raw = raw.children.setdefault(char, _RawNode())
         raw.bucket.extend(bucket)
 
-    root: _Node[T] = _Node(_chain(raw_root.bucket, ()))
-    stack = [(raw_root, root)]
+    top: _Node[T] = _Node(inherited)
+    stack = [(raw_root, top)]
     while stack:
         raw, node = stack.pop()
         for first, child_raw in raw.children.items():
@@ -234,4 +411,4 @@ def _build_tree(prefixes: dict[str, list[_Candidate[T]]]) -> _Node[T]:
             text = "".join(label)
             node.edges[first] = (text, len(text), child)
             stack.append((child_raw, child))
-    return root
+    return top.edges
