@@ -126,3 +126,39 @@ def unseal(value: str) -> str:
         f"cannot decrypt a stored private key: {SSL_KEY_ENV} holds none of the passphrases "
         "it was encrypted with"
     )
+
+
+# The attribute of each auth plugin that must be unique across consumers and credentials, for
+# the store's credential index (the store sits below the plugins; ``AuthPlugin.unique_field``
+# says the same, and tests/store/test_changes.py checks that they agree).
+UNIQUE_ATTRS = {"basic-auth": "username", "key-auth": "key"}
+
+
+_UNIQUE_MAX = 200
+
+
+def index_form(stored: str) -> str:
+    """A unique attribute's stored form as the index holds it: itself, or a digest of it
+    when it is longer than 200 characters."""
+    if len(stored) > _UNIQUE_MAX:
+        return "long$" + hashlib.sha256(stored.encode()).hexdigest()
+    return stored
+
+
+def unique_form(plugin: str, value: str) -> str:
+    """How a unique attribute is compared (and indexed): a key-auth key as its digest, a
+    username as is (``index_form`` of either)."""
+    return index_form(store_key(value) if plugin == "key-auth" else value)
+
+
+def unique_credentials(plugins: object) -> list[tuple[str, str, str]]:
+    """(plugin, attribute, compared form) of each unique credential attribute in a consumer's
+    or credential's ``plugins``."""
+    found: list[tuple[str, str, str]] = []
+    if not isinstance(plugins, dict):
+        return found
+    for plugin, attr in UNIQUE_ATTRS.items():
+        conf = plugins.get(plugin)
+        if isinstance(conf, dict) and isinstance(conf.get(attr), str):
+            found.append((plugin, attr, unique_form(plugin, conf[attr])))
+    return found

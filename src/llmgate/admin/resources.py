@@ -21,6 +21,7 @@ from llmgate.admin.compiling import (
     compile_upstream,
 )
 from llmgate.admin.resource import Address, ResourceKind
+from llmgate.credentials import index_form
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
@@ -222,30 +223,23 @@ def hash_secrets(conf: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _check_unique(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
-    wanted = {(plugin, value): attr for plugin, attr, value in _unique_values(conf.get("plugins"))}
-    if not wanted:
-        return
-    # Whose are they?  (consumer, credential id or None) for every stored owner.
-    owners: list[tuple[str, str | None, dict[str, Any]]] = [
-        (c.id, None, c.value) for c in await reader.list("consumers")
-    ]
-    for c in await reader.list("credentials"):
-        consumer_id, _, credential_id = c.id.partition("/")
-        owners.append((consumer_id, credential_id, c.value))
+    """No other consumer (nor its credentials) has one of this one's unique credential
+    attributes: one indexed lookup per attribute (``credential_keys``), not a scan."""
     me = (address.parent, address.id) if address.parent is not None else (address.id, None)
-    for consumer, credential, value in owners:
-        if address.parent is None and consumer == me[0]:
-            continue  # a consumer never conflicts with itself or its own credentials
-        if (consumer, credential) == me:
-            continue
-        for plugin, _attr, stored in _unique_values(value.get("plugins")):
-            attr = wanted.get((plugin, stored))
-            if attr is None:
+    for plugin, attr, stored in _unique_values(conf.get("plugins")):
+        for kind, owner in await reader.credential_owners(plugin, index_form(stored)):
+            if kind == "consumers":
+                consumer, credential = owner, None
+            else:
+                consumer, _, credential = owner.partition("/")
+            if address.parent is None and consumer == me[0]:
+                continue  # a consumer never conflicts with itself or its own credentials
+            if (consumer, credential) == me:
                 continue
-            owner = f"consumer: {consumer}"
+            described = f"consumer: {consumer}"
             if credential is not None:
-                owner = f"credential: {credential} of consumer: {consumer}"
-            raise BadRequest(f"duplicate {attr} of plugin {plugin} found with {owner}")
+                described = f"credential: {credential} of consumer: {consumer}"
+            raise BadRequest(f"duplicate {attr} of plugin {plugin} found with {described}")
 
 
 async def _check_consumer(reader: Reader, address: Address, conf: dict[str, Any]) -> None:

@@ -17,11 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from llmgate.credentials import unique_credentials
 from llmgate.store.engine import IMMEDIATE
-from llmgate.store.tables import resources, revision, system_settings
+from llmgate.store.tables import changes, credential_keys, resources, revision, system_settings
+
+# The channel a PostgreSQL store notifies (with the new revision) when a write commits.
+NOTIFY_CHANNEL = "llmgate_revision"
+# Revisions whose change rows are kept; a process further behind reloads everything.
+CHANGES_KEPT = 10_000
+_PRUNE_EVERY = 100  # revisions between two prunings of the change rows
+_INDEXED = frozenset({"consumers", "credentials"})  # kinds whose credentials are indexed
+_BATCH = 500  # keys per IN (...) query
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,42 @@ class Reader:
         query = select(system_settings.c.value).where(system_settings.c.key == key)
         return (await self._conn.execute(query)).scalar_one_or_none()
 
+    async def changed_since(self, since: int, upto: int) -> builtins.list[tuple[str, str]] | None:
+        """The (kind, id) of every resource written or deleted by revisions ``since`` + 1 to
+        ``upto``; None when the store cannot say (pruned, or a revision written by an older
+        llmgate that recorded no changes): then read everything."""
+        if upto - since > CHANGES_KEPT // 2:
+            return None
+        query = select(changes.c.revision, changes.c.kind, changes.c.id).where(
+            and_(changes.c.revision > since, changes.c.revision <= upto)
+        )
+        revisions: set[int] = set()
+        found: dict[tuple[str, str], None] = {}
+        for row in await self._conn.execute(query):
+            revisions.add(int(row.revision))
+            if row.kind:
+                found[(row.kind, row.id)] = None
+        if len(revisions) != upto - since:
+            return None
+        return builtins.list(found)
+
+    async def get_many(self, keys: builtins.list[tuple[str, str]]) -> builtins.list[Item]:
+        """The stored items among ``keys`` ((kind, id) pairs); gone ones are left out."""
+        found: builtins.list[Item] = []
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            query = select(resources).where(tuple_(resources.c.kind, resources.c.id).in_(batch))
+            found.extend(_item(row) for row in await self._conn.execute(query))
+        return found
+
+    async def credential_owners(self, plugin: str, value: str) -> builtins.list[tuple[str, str]]:
+        """(kind, store id) of each consumer or credential whose ``plugin`` has the unique
+        attribute ``value`` (``credentials.unique_form``): one indexed lookup."""
+        query = select(credential_keys.c.kind, credential_keys.c.owner).where(
+            and_(credential_keys.c.plugin == plugin, credential_keys.c.value == value)
+        )
+        return [(row.kind, row.owner) for row in await self._conn.execute(query)]
+
 
 class Writer(Reader):
     """Write access inside one transaction whose revision is already bumped."""
@@ -78,10 +123,55 @@ class Writer(Reader):
     def __init__(self, conn: AsyncConnection, new_revision: int) -> None:
         super().__init__(conn)
         self.new_revision = new_revision
+        self._changed: dict[tuple[str, str], None] = {}
+        # (kind, id) -> its unique credential attributes now (reindexed when the write ends).
+        self._keys: dict[tuple[str, str], builtins.list[tuple[str, str]]] = {}
+
+    def _touched(self, kind: str, id: str, value: dict[str, Any] | None) -> None:
+        self._changed[(kind, id)] = None
+        if kind in _INDEXED:
+            plugins = value.get("plugins") if value is not None else None
+            self._keys[(kind, id)] = [(p, v) for p, _, v in unique_credentials(plugins)]
+
+    async def finish(self) -> None:
+        """Record what this revision changed, keep the credential index, prune old change
+        rows, and (PostgreSQL) notify the data plane: in the write's transaction."""
+        rows = [{"revision": self.new_revision, "kind": "", "id": ""}]
+        rows += [{"revision": self.new_revision, "kind": k, "id": i} for k, i in self._changed]
+        await self._conn.execute(insert(changes), rows)
+        if self._keys:
+            owners = builtins.list(self._keys)
+            for start in range(0, len(owners), _BATCH):
+                batch = owners[start : start + _BATCH]
+                await self._conn.execute(
+                    delete(credential_keys).where(
+                        tuple_(credential_keys.c.kind, credential_keys.c.owner).in_(batch)
+                    )
+                )
+            indexed = {
+                (plugin, value, kind, id)
+                for (kind, id), keys in self._keys.items()
+                for plugin, value in keys
+            }
+            if indexed:
+                await self._conn.execute(
+                    insert(credential_keys),
+                    [{"plugin": p, "value": v, "kind": k, "owner": o} for p, v, k, o in indexed],
+                )
+        if self.new_revision % _PRUNE_EVERY == 0:
+            await self._conn.execute(
+                delete(changes).where(changes.c.revision <= self.new_revision - CHANGES_KEPT)
+            )
+        if self._conn.dialect.name == "postgresql":
+            await self._conn.execute(
+                text("SELECT pg_notify(:channel, :revision)"),
+                {"channel": NOTIFY_CHANNEL, "revision": str(self.new_revision)},
+            )
 
     async def put(self, kind: str, id: str, value: dict[str, Any]) -> tuple[Item, bool]:
         """Create or replace; returns the stored item and whether it is new."""
         data = orjson.dumps(value).decode()
+        self._touched(kind, id, value)
         old = await self.get(kind, id)
         if old is None:
             await self._conn.execute(
@@ -103,13 +193,20 @@ class Writer(Reader):
 
     async def delete(self, kind: str, id: str) -> bool:
         query = delete(resources).where(and_(resources.c.kind == kind, resources.c.id == id))
-        return (await self._conn.execute(query)).rowcount > 0
+        deleted = (await self._conn.execute(query)).rowcount > 0
+        if deleted:
+            self._touched(kind, id, None)
+        return deleted
 
     async def delete_prefix(self, kind: str, id_prefix: str) -> int:
-        query = delete(resources).where(
-            and_(resources.c.kind == kind, resources.c.id.startswith(id_prefix, autoescape=True))
+        where = and_(
+            resources.c.kind == kind, resources.c.id.startswith(id_prefix, autoescape=True)
         )
-        return (await self._conn.execute(query)).rowcount
+        ids = [row.id for row in await self._conn.execute(select(resources.c.id).where(where))]
+        for id in ids:
+            self._touched(kind, id, None)
+        await self._conn.execute(delete(resources).where(where))
+        return len(ids)
 
 
 class Store:
@@ -141,6 +238,7 @@ class Store:
                 )
                 writer = Writer(conn, int(bumped.scalar_one()))
                 yield writer
+                await writer.finish()
         for listener in self._listeners:
             listener(writer.new_revision)
 

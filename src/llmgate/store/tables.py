@@ -26,6 +26,31 @@ revision = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# Which resources each revision wrote or deleted, and a marker row ("", "") per revision: a
+# data-plane process fetches only the rows changed since the revision it serves.  Rows older
+# than ``CHANGES_KEPT`` revisions are pruned (a process further behind reloads everything).
+changes = Table(
+    "changes",
+    metadata,
+    Column("revision", BigInteger, primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("id", String(200), primary_key=True),
+)
+
+# Each unique credential attribute (``credentials.unique_credentials``: a key-auth key's
+# digest, a basic-auth username) with the consumer or credential that has it (``kind``
+# "consumers" or "credentials", ``owner`` its store id): duplicate checks look it up by
+# (plugin, value), the primary key's prefix.  Kept by ``Writer`` in the write's transaction.
+credential_keys = Table(
+    "credential_keys",
+    metadata,
+    Column("plugin", String(32), primary_key=True),
+    Column("value", String(256), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("owner", String(200), primary_key=True),
+    Index("credential_keys_owner", "kind", "owner"),
+)
+
 # Small facts the gateway keeps for itself (the generated admin key).
 system_settings = Table(
     "system_settings",
