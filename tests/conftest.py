@@ -68,7 +68,7 @@ async def postgres_url(postgres_database: str) -> str:
     conn = await asyncpg.connect(_asyncpg_dsn(postgres_database))
     try:
         await conn.execute(
-            "TRUNCATE resources, system_settings, changes, credential_keys; "
+            "TRUNCATE resources, system_settings, changes, credential_keys, usage, llm_calls; "
             "UPDATE revision SET value = 0 WHERE id = 1"
         )
     finally:
