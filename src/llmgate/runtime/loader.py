@@ -12,15 +12,19 @@ import contextlib
 import logging
 import time
 
-from llmgate.runtime.compiler import compile_snapshot
+from llmgate.runtime.compiler import compile_snapshot, update_snapshot
 from llmgate.runtime.last_good import SnapshotFile
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot
 from llmgate.store import Item, Store
 from llmgate.store.health import StoreState, is_store_error
+from llmgate.store.notify import RevisionListener, listener_for
 from llmgate.store.revision_probe import RevisionProbe, revision_probe
 
 log = logging.getLogger("llmgate.runtime")
+
+# Changed rows past which a reload reads and compiles everything (a bulk ``config apply``).
+MAX_INCREMENTAL = 2000
 
 
 class SnapshotLoader:
@@ -50,6 +54,11 @@ class SnapshotLoader:
         self._lock = asyncio.Lock()
         self._probe: RevisionProbe = store.revision
         self.store_state = StoreState()
+        self._listener: RevisionListener | None = None
+        # Every row of the revision served, by kind and id in creation order: what a change
+        # is applied to.
+        self.rows: dict[str, dict[str, Item]] | None = None
+        self.reloads = {"full": 0, "incremental": 0}  # how each revision was compiled
         # Monotonic time the store last confirmed that ``current`` is its newest revision.
         self.confirmed: float | None = None
 
@@ -58,6 +67,9 @@ class SnapshotLoader:
         last-good snapshot (then the watcher catches up once the store answers); raises the
         store's error when there is neither."""
         self._probe = revision_probe(self.store)
+        self._listener = listener_for(self.store, self._wake.set)
+        if self._listener is not None:
+            self._listener.start()
         try:
             await self.reload()
             self.store_state.succeeded()
@@ -116,22 +128,83 @@ class SnapshotLoader:
         async with self._lock:
             async with self.store.read() as reader:
                 revision = await reader.revision()
-                if self.current is not None and revision == self.current.revision:
+                current = self.current
+                if current is not None and revision == current.revision:
                     self.confirmed = time.monotonic()
-                    return self.current
-                items = await reader.all()
-            snapshot = self._install(revision, items)
+                    return current
+                changed = None
+                if current is not None and self.rows is not None:
+                    changed = await reader.changed_since(current.revision, revision)
+                if changed is not None and len(changed) <= MAX_INCREMENTAL:
+                    fetched = await reader.get_many(changed)
+                    items = None
+                else:
+                    items = await reader.all()
+            if items is None:
+                assert changed is not None
+                snapshot = self._update(revision, changed, fetched)
+            else:
+                snapshot = self._install(revision, items)
             self.confirmed = time.monotonic()
-            if self.last_good is not None:
-                self.last_good.save(revision, items)
+            if self.last_good is not None and self.rows is not None:
+                self.last_good.save(revision, self._all_rows())
             return snapshot
 
+    def _all_rows(self) -> list[Item]:
+        assert self.rows is not None
+        return [item for rows in self.rows.values() for item in rows.values()]
+
+    def _update(
+        self, revision: int, changed: list[tuple[str, str]], fetched: list[Item]
+    ) -> Snapshot:
+        """Apply the changed rows, then compile only what they touch (everything when the
+        compiler cannot say)."""
+        assert self.rows is not None and self.current is not None
+        found = {(item.kind, item.id): item for item in fetched}
+        for kind, id in changed:
+            rows = self.rows.setdefault(kind, {})
+            item = found.get((kind, id))
+            if item is None:
+                rows.pop(id, None)
+                continue
+            last = next(reversed(rows.values()), None) if id not in rows else None
+            rows[id] = item
+            if last is not None and (last.created_index, last.id) > (item.created_index, id):
+                ordered = sorted(rows.values(), key=lambda i: (i.created_index, i.id))
+                self.rows[kind] = {i.id: i for i in ordered}
+        started = time.perf_counter()
+        self.pools.begin()
+        snapshot = update_snapshot(
+            revision, self.rows, changed, self.services, self.pools, self.current
+        )
+        if snapshot is None:
+            return self._install(revision, self._all_rows())
+        self.reloads["incremental"] += 1
+        self._swap(snapshot)
+        log.info(
+            "configuration revision %s is live (%d changed rows, %.1f ms)",
+            revision,
+            len(changed),
+            (time.perf_counter() - started) * 1000,
+        )
+        return snapshot
+
     def _install(self, revision: int, items: list[Item]) -> Snapshot:
-        """Compile ``items`` (the rows of ``revision``) and serve them from now on."""
+        """Compile ``items`` (every row of ``revision``) and serve them from now on."""
+        rows: dict[str, dict[str, Item]] = {}
+        for item in items:
+            rows.setdefault(item.kind, {})[item.id] = item
+        self.rows = rows
+        self.reloads["full"] += 1
         self.pools.begin()
         snapshot = compile_snapshot(
             revision, items, self.services, self.pools, previous=self.current
         )
+        self._swap(snapshot)
+        log.info("configuration revision %s is live", revision)
+        return snapshot
+
+    def _swap(self, snapshot: Snapshot) -> None:
         self._report(snapshot)
         old, self.current = self.current, snapshot
         self._live[id(snapshot)] = (snapshot, self.pools.touched)
@@ -139,8 +212,6 @@ class SnapshotLoader:
             task = asyncio.create_task(self._retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
-        log.info("configuration revision %s is live", revision)
-        return snapshot
 
     def _report(self, snapshot: Snapshot) -> None:
         """Log each resource that stops (or starts again) compiling once, not at every
@@ -192,6 +263,8 @@ class SnapshotLoader:
             await self.pools.retire(keep)
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

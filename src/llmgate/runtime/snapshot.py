@@ -154,6 +154,7 @@ class Snapshot:
         "consumers",
         "global_chain",
         "global_ids",
+        "parts",
         "problems",
         "revision",
         "router",
@@ -172,6 +173,7 @@ class Snapshot:
         units: Mapping[str, Any] | None = None,
         global_chain: PluginChain = EMPTY_CHAIN,
         certificates: SniIndex = EMPTY_INDEX,
+        parts: Any = None,
     ) -> None:
         self.revision = revision
         # The ssls' contexts by server name (the TLS listener's, read per handshake).
@@ -185,6 +187,7 @@ class Snapshot:
         self.services = services
         self.problems: Mapping[str, str] = problems or {}
         self.units: Mapping[str, Any] = units or {}
+        self.parts = parts  # what the compiler needs to build the next revision from this one
 
     def chain_of(self, route: CompiledRoute) -> PluginChain:
         """What runs on ``route``: the global rules' plugins, then the route's."""
