@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 
 from llmgate.credentials import key_digest
-from llmgate.store import Store
+from llmgate.store import Store, open_engine
 from llmgate.store.migrate import alembic_config
+from llmgate.store.notify import listener_for
 
 
 async def test_each_revision_records_what_it_changed(store: Store) -> None:
@@ -120,3 +123,30 @@ def test_the_index_knows_every_auth_plugins_unique_field() -> None:
         for value in ("plain", "x" * 300):
             stored = store(value) if store is not None else value
             assert unique_form(name, value) == unique_form(name, stored)
+
+
+async def test_postgresql_notifies_each_committed_write(postgres_url: str) -> None:
+    store = Store(open_engine(postgres_url))
+    woken = asyncio.Event()
+    listener = listener_for(store, woken.set)
+    assert listener is not None
+    listener.start()
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 10)
+        woken.clear()
+        async with store.write() as writer:
+            await writer.put("routes", "1", {"uri": "/a"})
+        await asyncio.wait_for(woken.wait(), 2)
+        woken.clear()
+        with contextlib.suppress(RuntimeError):
+            async with store.write() as writer:  # a rolled-back write notifies nobody
+                await writer.put("routes", "2", {"uri": "/b"})
+                raise RuntimeError
+        await asyncio.sleep(0.3)
+        assert not woken.is_set()
+    finally:
+        await listener.stop()
+        await store.close()
+    sqlite = Store(open_engine("sqlite+aiosqlite:///:memory:"))
+    assert listener_for(sqlite, woken.set) is None
+    await sqlite.close()

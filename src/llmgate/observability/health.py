@@ -94,7 +94,14 @@ class Readiness:
 
     async def _probe_loop(self) -> None:
         while True:
-            await self.probe()
+            try:
+                await self.probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # not a driver error: say so, count it as one, go on
+                if self.state.available:
+                    log.exception("probing the store failed")
+                self.state.failed(exc)
             await asyncio.sleep(self.interval)
 
     async def probe(self, within: float = STORE_TIMEOUT) -> bool:
