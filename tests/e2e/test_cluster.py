@@ -200,3 +200,10 @@ def test_a_cluster_rides_out_a_database_outage(tmp_path: Path, database: tuple[s
                 lambda p=proxy: readyz(p)[1].get("store", {}).get("state") == "ok",
                 "the store's state to be ok again",
             )
+
+
+def readyz_or_admin(node: Running) -> int:
+    """A proxy node's /readyz status on its metrics listener, an admin's on the admin one."""
+    if status_of(f"{node.admin_url}/healthz") == 200:
+        return 200
+    return readyz(node)[0]
