@@ -181,8 +181,9 @@ class SnapshotLoader:
             return self._install(revision, self._all_rows())
         self.reloads["incremental"] += 1
         self._swap(snapshot)
-        log.info(
-            "configuration revision %s is live (%d changed rows, %.1f ms)",
+        log.info("configuration revision %s is live", revision)
+        log.debug(
+            "revision %s: %d changed rows compiled in %.1f ms",
             revision,
             len(changed),
             (time.perf_counter() - started) * 1000,
