@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser run migrate test lint typecheck format bench bench-soak bench-workers
+.PHONY: install browser run migrate test lint typecheck format bench bench-soak bench-workers bench-cluster
 
 install: $(VENV)/.installed
 
@@ -59,3 +59,8 @@ bench-soak: install
 bench-workers: install
 	bench/setup.sh
 	$(BIN)/python bench/run.py --workers $(BENCH_ARGS)
+
+# 10,000 routes and 10,000 consumers on PostgreSQL (the test suite's server): consumer PUTs,
+# write-to-served delays, data-plane latency during reloads (bench/bench_cluster.py).
+bench-cluster: install
+	$(BIN)/python bench/bench_cluster.py $(BENCH_ARGS)

@@ -215,7 +215,7 @@ class Router(Generic[T]):
             root = _build_tree({p: list(prefix_buckets[p]) for p in new._prefixes})
         else:
             for prefix in touched_prefixes:
-                root = _rebuilt_below(root, prefix, new._prefixes, prefix_buckets)
+                root = _with_prefix(root, prefix, new._prefixes, prefix_buckets)
         new._root = root
         # Exact paths whose own bucket changed, or that a changed prefix covers.
         paths = {p for p in touched_paths if p in exact_buckets}
@@ -307,15 +307,14 @@ def _resorted(keys: list[str], touched: set[str], buckets: _Buckets[T]) -> list[
     return result
 
 
-def _rebuilt_below(
+def _with_prefix(
     root: _Node[T], prefix: str, prefixes: list[str], buckets: _Buckets[T]
 ) -> _Node[T]:
-    """``root`` with the subtree below the deepest node whose path is a proper prefix of
-    ``prefix`` built again from ``buckets``; the nodes above it are copied, the rest shared.
-
-    Ancestors keep their chains (a prefix only adds candidates to paths that extend it), so
-    only that subtree can change.  The tree may be less compressed than a fresh build's (a
-    branch node left with one child stays a node); matching is the same.
+    """``root`` with ``prefix``'s candidates as ``buckets`` now has them (none: gone); only the
+    nodes on the way to it are copied, and only the subtree below it is built again (its
+    chains inherit the prefix's candidates).  A new prefix that splits an edge shares the
+    subtree below the split.  The tree may end less compressed than a fresh build's (a node
+    left without candidates and with one child stays); matching is the same.
     """
     path: list[tuple[_Node[T], str]] = []  # (node, first character of the edge taken)
     node = root
@@ -325,28 +324,80 @@ def _rebuilt_below(
         if edge is None:
             break
         label, size, child = edge
-        if not prefix.startswith(label, pos) or pos + size >= len(prefix):
+        if not prefix.startswith(label, pos):
             break
         path.append((node, prefix[pos]))
         node = child
         pos += size
-    base = prefix[:pos]
-    start = bisect.bisect_left(prefixes, base)
-    below: dict[str, list[_Candidate[T]]] = {}
+    bucket = buckets.get(prefix, ())
+    if pos == len(prefix):  # the prefix has its node: its chain and everything below change
+        inherited = path[-1][0].chain
+        rebuilt: _Node[T] | None = _Node(_chain(bucket, inherited))
+        assert rebuilt is not None
+        rebuilt.edges = _build_edges(_below(prefix, prefixes, buckets), rebuilt.chain)
+        if not bucket and not rebuilt.edges:
+            rebuilt = None
+        return _replaced(path, rebuilt)
+    if not bucket:
+        return root  # not in the tree, and still nothing to match
+    first = prefix[pos]
+    copy: _Node[T] = _Node(node.chain)
+    copy.edges = dict(node.edges)
+    own = _chain(bucket, node.chain)
+    edge = node.edges.get(first)
+    if edge is None:  # a new leaf
+        copy.edges[first] = (prefix[pos:], len(prefix) - pos, _Node(own))
+        return _replaced(path, copy)
+    label, size, child = edge
+    common = 1
+    while common < size and pos + common < len(prefix) and label[common] == prefix[pos + common]:
+        common += 1
+    if pos + common == len(prefix):  # ends inside the edge: it covers what is below
+        middle: _Node[T] = _Node(own)
+        middle.edges = _build_edges(_below(prefix, prefixes, buckets), own)
+    else:  # a new branch: the subtree below the split is shared
+        middle = _Node(node.chain)
+        rest = prefix[pos + common :]
+        middle.edges = {
+            label[common]: (label[common:], size - common, child),
+            rest[0]: (rest, len(rest), _Node(own)),
+        }
+    copy.edges[first] = (label[:common], common, middle)
+    return _replaced(path, copy)
+
+
+def _below(
+    prefix: str, prefixes: list[str], buckets: _Buckets[T]
+) -> dict[str, list[_Candidate[T]]]:
+    """The prefixes strictly longer than ``prefix`` that start with it, relative to it."""
+    found: dict[str, list[_Candidate[T]]] = {}
+    start = bisect.bisect_right(prefixes, prefix)
+    size = len(prefix)
     for key in prefixes[start:]:
-        if not key.startswith(base):
+        if not key.startswith(prefix):
             break
-        if len(key) > pos:
-            below[key[pos:]] = list(buckets[key])
-    rebuilt: _Node[T] = _Node(node.chain)
-    rebuilt.edges = _build_edges(below, node.chain)
+        found[key[size:]] = list(buckets[key])
+    return found
+
+
+def _replaced(path: list[tuple[_Node[T], str]], node: _Node[T] | None) -> _Node[T]:
+    """The root after replacing the node at the end of ``path`` (the whole tree when the path
+    is empty) with ``node`` (None: the edge to it goes)."""
+    if not path:
+        assert node is not None
+        return node
+    new = node
     for parent, first in reversed(path):
         copy: _Node[T] = _Node(parent.chain)
         copy.edges = dict(parent.edges)
-        label, size, _ = parent.edges[first]
-        copy.edges[first] = (label, size, rebuilt)
-        rebuilt = copy
-    return rebuilt
+        if new is None:
+            del copy.edges[first]
+        else:
+            label, size, _ = parent.edges[first]
+            copy.edges[first] = (label, size, new)
+        new = copy
+    assert new is not None
+    return new
 
 
 def _walk(root: _Node[T], path: str) -> _Chain[T]:
