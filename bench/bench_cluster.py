@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.benchkit.report import write_docs  # noqa: E402
+
 from llmgate.credentials import hash_password, store_key  # noqa: E402
 from llmgate.store import Store, open_engine  # noqa: E402
 from llmgate.store.migrate import upgrade  # noqa: E402
@@ -173,9 +174,7 @@ async def traffic(
     while time.perf_counter() < deadline:
         n = (i * 7919) % routes
         started = time.perf_counter()
-        async with session.get(
-            f"{proxy}/bench/{n}/v1/models", headers={"apikey": f"k{n}"}
-        ) as resp:
+        async with session.get(f"{proxy}/bench/{n}/v1/models", headers={"apikey": f"k{n}"}) as resp:
             await resp.read()
             assert resp.status == 200, resp.status
         latencies.append(time.perf_counter() - started)
@@ -227,8 +226,11 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         await asyncio.get_running_loop().run_in_executor(None, upgrade, url)
         upstream = free_port()
         procs.append(
-            start([*LLMGATE, "fake-upstream", "--port", str(upstream)], dict(os.environ),
-                  work / "fake.log")  # fmt: skip
+            start(
+                [*LLMGATE, "fake-upstream", "--port", str(upstream)],
+                dict(os.environ),
+                work / "fake.log",
+            )  # fmt: skip
         )
         result["seed_s"] = await seed(url, options.routes, options.consumers, upstream)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
