@@ -230,7 +230,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 [*LLMGATE, "fake-upstream", "--port", str(upstream)],
                 dict(os.environ),
                 work / "fake.log",
-            )  # fmt: skip
+            )
         )
         result["seed_s"] = await seed(url, options.routes, options.consumers, upstream)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
@@ -331,7 +331,7 @@ def render(r: dict[str, Any], command: str) -> str:
             f"p99 {r['quiet_ms'][1]:.1f} ms, max {r['quiet_ms'][2]:.1f} ms | |",
             f"| requests during {r['writes']} writes ({r['requests'][1]}) | "
             f"p50 {r['busy_ms'][0]:.1f} ms, p99 {r['busy_ms'][1]:.1f} ms, "
-            f"max {r['busy_ms'][2]:.1f} ms | max − quiet max < 20 ms |",
+            f"max {r['busy_ms'][2]:.1f} ms | max - quiet max < 20 ms |",
             "",
         ]
     )
