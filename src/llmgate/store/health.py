@@ -28,7 +28,7 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
     sqlite3.Error,
 )
 try:  # asyncpg is installed with llmgate, but keep the store usable without it
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     STORE_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError)
 except ImportError:  # pragma: no cover

@@ -39,7 +39,7 @@ class RevisionListener:
         self._wake()
 
     async def _run(self) -> None:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         while True:
             lost = asyncio.Event()
