@@ -118,6 +118,8 @@ def llmgate_serve(
         LLMGATE_PROXY_LISTEN=f"127.0.0.1:{proxy_port}",
         LLMGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
         LLMGATE_PROXY_LISTEN_TLS=f"127.0.0.1:{tls_port}",
+        # A PostgreSQL store's last-good snapshot stays in the test's directory.
+        LLMGATE_SNAPSHOT_DIR=str(workdir / "snapshots"),
         PYTHONUNBUFFERED="1",
     )
     if admin_key:

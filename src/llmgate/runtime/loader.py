@@ -182,6 +182,10 @@ class SnapshotLoader:
             except StopIteration as done:
                 snapshot: Snapshot | None = done.value
                 break
+            except Exception:  # a bug, not the config: compile everything instead
+                log.exception("compiling revision %s incrementally failed", revision)
+                snapshot = None
+                break
             finally:
                 step = time.perf_counter() - started
                 held, longest = held + step, max(longest, step)
