@@ -286,7 +286,12 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 writer_loop(session, admin, upstream, stop_at),
             )
             await asyncio.sleep(0.5)
-        reloads = reload_times((work / "proxy.log").read_text())[before:]
+        proxy_log = (work / "proxy.log").read_text()
+        reloads = reload_times(proxy_log)[before:]
+        full = re.search(
+            r"every row compiled in ([0-9.]+) ms \(longest step ([0-9.]+) ms\)", proxy_log
+        )
+        result["full_ms"] = (float(full.group(1)), float(full.group(2))) if full else None
         result["quiet_ms"] = [x * 1000 for x in (pct(quiet, 0.5), pct(quiet, 0.99), max(quiet))]
         result["busy_ms"] = [x * 1000 for x in (pct(busy, 0.5), pct(busy, 0.99), max(busy))]
         result["requests"] = (len(quiet), len(busy))
@@ -316,6 +321,8 @@ def render(r: dict[str, Any], command: str) -> str:
         else "none logged"
     )
     step_text = f"{step[0]:.1f} ms p50, {step[1]:.1f} ms max" if step else "none logged"
+    full = r["full_ms"]
+    full_text = f"{full[0]:.0f} ms, longest step {full[1]:.1f} ms" if full else "not logged"
     return "\n".join(
         [
             f"### {r['routes']:,} routes and {r['consumers']:,} consumers on PostgreSQL",
@@ -327,7 +334,9 @@ def render(r: dict[str, Any], command: str) -> str:
             "| what | result | target |",
             "|---|---|---|",
             f"| seeding (one revision, through the store) | {r['seed_s']:.1f} s | |",
-            f"| proxy start (full compilation of every row) | {r['proxy_start_s']:.1f} s | |",
+            f"| proxy start (process start, full compilation, listening) | "
+            f"{r['proxy_start_s']:.1f} s | |",
+            f"| the full compilation (in steps; when serving, requests run between) | {full_text} | |",
             f"| consumer PUT (admin API) | p50 {r['consumer_put_ms'][0]:.1f} ms, "
             f"p99 {r['consumer_put_ms'][1]:.1f} ms | p50 < 50 ms |",
             f"| a route PUT served by the proxy | p50 {r['live_ms'][0]:.0f} ms, "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ssl
 from collections.abc import AsyncIterator
 
@@ -158,17 +157,13 @@ async def open_data_plane(
     )
     path = snapshot_path(settings.database_url, settings.snapshot_dir)
     last_good = SnapshotFile(path, settings.database_url) if path is not None else None
-    loader = SnapshotLoader(store, services, settings.reload_interval, last_good)
+    loader = SnapshotLoader(store, services, settings.reload_interval, last_good, freeze=True)
     runner: web.BaseRunner | None = None
     sampler: GaugeSampler | None = None
     started = False
     try:
-        await loader.start()
+        await loader.start()  # freezes what it compiled (the loader says why)
         started = True
-        # What is loaded now (the first snapshot, the modules) lives as long as the process:
-        # keep it out of the collector's full passes, which over a 10,000-route config would
-        # hold the event loop for 100 ms and more.
-        gc.freeze()
         await usage.start()
         runner = await start_site(
             build_proxy_server(loader, settings.client_limits()),

@@ -28,7 +28,7 @@ its ``remote_addrs`` and ``vars`` tests already compiled.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
@@ -37,6 +37,7 @@ from llmgate.routing.hosts import HostSet, normalize_host
 __all__ = ["Lookup", "RouteEntry", "Router"]
 
 T = TypeVar("T")
+_STEP = 500  # units of work (entries, prefixes, nodes) between two yields of a stepwise build
 
 # A request variable by name ("remote_addr", "arg_x", "http_x", ...): None when unset.
 Lookup = Callable[[str], "str | None"]
@@ -132,12 +133,23 @@ class Router(Generic[T]):
     )
 
     def __init__(self, entries: Iterable[RouteEntry[T]]) -> None:
+        _run(self._fill(entries))
+
+    @classmethod
+    def building(cls, entries: Iterable[RouteEntry[T]]) -> Generator[None, None, Router[T]]:
+        """``Router(entries)`` built in steps: a generator that yields every ``_STEP`` units of
+        work (a caller on an event loop lets requests run there) and returns the router."""
+        router: Router[T] = cls.__new__(cls)
+        yield from router._fill(entries)
+        return router
+
+    def _fill(self, entries: Iterable[RouteEntry[T]]) -> Generator[None, None, None]:
         self._entries: tuple[RouteEntry[T], ...] = tuple(entries)
         exact: dict[str, list[_Candidate[T]]] = {}
         prefixes: dict[str, list[_Candidate[T]]] = {}
         self._by_id: dict[str, _Candidate[T]] = {}
         self._with_condition = 0
-        for entry in self._entries:
+        for count, entry in enumerate(self._entries, 1):
             candidate = _candidate(entry)
             self._by_id[entry.id] = candidate
             self._with_condition += candidate.condition is not None
@@ -146,12 +158,18 @@ class Router(Generic[T]):
                     prefixes.setdefault(uri[:-1], []).append(candidate)
                 else:
                     exact.setdefault(uri, []).append(candidate)
+            if count % _STEP == 0:
+                yield
         # Whether any entry reads request variables: callers skip building a lookup otherwise.
         self.needs_variables = self._with_condition > 0
-        self._root: _Node[T] = _build_tree(prefixes)
-        self._exact: dict[str, _Chain[T]] = {
-            path: _chain(bucket, _walk(self._root, path)) for path, bucket in exact.items()
-        }
+        root: _Node[T] = _Node(_chain(prefixes.get("", ()), ()))
+        root.edges = yield from _edges_built({k: v for k, v in prefixes.items() if k}, root.chain)
+        self._root = root
+        self._exact: dict[str, _Chain[T]] = {}
+        for count, (path, bucket) in enumerate(exact.items(), 1):
+            self._exact[path] = _chain(bucket, _walk(root, path))
+            if count % _STEP == 0:
+                yield
         # What ``updated`` needs to change a few entries without building everything again.
         self._prefix_buckets = {prefix: tuple(bucket) for prefix, bucket in prefixes.items()}
         self._exact_buckets = {path: tuple(bucket) for path, bucket in exact.items()}
@@ -441,15 +459,25 @@ def _build_edges(
 ) -> dict[str, tuple[str, int, _Node[T]]]:
     """The edges below a node whose chain is ``inherited``, for the prefixes (relative to the
     node, none empty) and their candidates."""
+    return _run(_edges_built(prefixes, inherited))
+
+
+def _edges_built(
+    prefixes: dict[str, list[_Candidate[T]]], inherited: _Chain[T]
+) -> Generator[None, None, dict[str, tuple[str, int, _Node[T]]]]:
+    """``_build_edges`` in steps of ``_STEP`` prefixes or nodes."""
     raw_root: _RawNode[T] = _RawNode()
-    for prefix, bucket in prefixes.items():
+    for count, (prefix, bucket) in enumerate(prefixes.items(), 1):
         raw = raw_root
         for char in prefix:
             raw = raw.children.setdefault(char, _RawNode())
         raw.bucket.extend(bucket)
+        if count % _STEP == 0:
+            yield
 
     top: _Node[T] = _Node(inherited)
     stack = [(raw_root, top)]
+    count = 0
     while stack:
         raw, node = stack.pop()
         for first, child_raw in raw.children.items():
@@ -462,4 +490,20 @@ def _build_edges(
             text = "".join(label)
             node.edges[first] = (text, len(text), child)
             stack.append((child_raw, child))
+        count += 1
+        if count % _STEP == 0:
+            yield
     return top.edges
+
+
+_R = TypeVar("_R")
+
+
+def _run(steps: Generator[None, None, _R]) -> _R:
+    """A stepwise computation run to its end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: _R = done.value
+            return result

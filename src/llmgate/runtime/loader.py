@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
+from collections.abc import Generator
+from typing import TypeVar
 
-from llmgate.runtime.compiler import compile_snapshot, update_steps
+from llmgate.runtime.compiler import compile_steps, update_steps
 from llmgate.runtime.last_good import SnapshotFile
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot
@@ -22,6 +25,8 @@ from llmgate.store.notify import RevisionListener, listener_for
 from llmgate.store.revision_probe import RevisionProbe, revision_probe
 
 log = logging.getLogger("llmgate.runtime")
+
+_R = TypeVar("_R")
 
 # Changed rows past which a reload reads and compiles everything (a bulk ``config apply``).
 MAX_INCREMENTAL = 2000
@@ -34,8 +39,13 @@ class SnapshotLoader:
         services: Services,
         interval: float = 0.1,
         last_good: SnapshotFile | None = None,
+        *,
+        freeze: bool = False,
     ) -> None:
         self.store = store
+        # Whether full compilations run with the collector off and end with ``gc.freeze()``
+        # (a serving process: yes; a test sharing its interpreter with others: no).
+        self.freeze = freeze
         self.last_good = last_good
         # Where ``current`` came from: "store", or "disk" (the last-good snapshot, while the
         # store has not answered since this process started).
@@ -59,6 +69,7 @@ class SnapshotLoader:
         # is applied to.
         self.rows: dict[str, dict[str, Item]] | None = None
         self.reloads = {"full": 0, "incremental": 0}  # how each revision was compiled
+        self.last_held = (0.0, 0.0)  # the last compilation's seconds in all, longest step
         # Monotonic time the store last confirmed that ``current`` is its newest revision.
         self.confirmed: float | None = None
 
@@ -81,7 +92,7 @@ class SnapshotLoader:
                 raise
             self.store_state.failed(exc)
             revision, items = kept
-            self._install(revision, items)
+            await self._install(revision, items)
             self.source = "disk"
             self.confirmed = None
             log.warning(
@@ -144,7 +155,7 @@ class SnapshotLoader:
                 assert changed is not None
                 snapshot = await self._update(revision, changed, fetched)
             else:
-                snapshot = self._install(revision, items)
+                snapshot = await self._install(revision, items)
             self.confirmed = time.monotonic()
             if self.last_good is not None and self.rows is not None:
                 self.last_good.save(revision, self._all_rows())
@@ -174,24 +185,15 @@ class SnapshotLoader:
                 self.rows[kind] = {i.id: i for i in ordered}
         self.pools.begin()
         steps = update_steps(revision, self.rows, changed, self.services, self.pools, self.current)
-        held = longest = 0.0
-        while True:  # requests run between the steps (a few ms each)
-            started = time.perf_counter()
-            try:
-                next(steps)
-            except StopIteration as done:
-                snapshot: Snapshot | None = done.value
-                break
-            except Exception:  # a bug, not the config: compile everything instead
-                log.exception("compiling revision %s incrementally failed", revision)
-                snapshot = None
-                break
-            finally:
-                step = time.perf_counter() - started
-                held, longest = held + step, max(longest, step)
-            await asyncio.sleep(0)
+        snapshot: Snapshot | None
+        try:
+            snapshot = await self._stepped(steps)
+        except Exception:  # a bug, not the config: compile everything instead
+            log.exception("compiling revision %s incrementally failed", revision)
+            snapshot = None
+        held, longest = self.last_held
         if snapshot is None:
-            return self._install(revision, self._all_rows())
+            return await self._install(revision, self._all_rows())
         self.reloads["incremental"] += 1
         self._swap(snapshot)
         log.info("configuration revision %s is live", revision)
@@ -204,20 +206,57 @@ class SnapshotLoader:
         )
         return snapshot
 
-    def _install(self, revision: int, items: list[Item]) -> Snapshot:
-        """Compile ``items`` (every row of ``revision``) and serve them from now on."""
+    async def _install(self, revision: int, items: list[Item]) -> Snapshot:
+        """Compile ``items`` (every row of ``revision``) and serve them from now on.  While
+        a snapshot is served, in steps of a few ms with requests running between them."""
         rows: dict[str, dict[str, Item]] = {}
         for item in items:
             rows.setdefault(item.kind, {})[item.id] = item
-        self.rows = rows
         self.reloads["full"] += 1
         self.pools.begin()
-        snapshot = compile_snapshot(
-            revision, items, self.services, self.pools, previous=self.current
-        )
+        steps = compile_steps(revision, items, self.services, self.pools, previous=self.current)
+        # The collector's full passes over a big config would hold the loop for 100 ms and
+        # more in the middle of the steps: off while compiling, and what was built (it lives
+        # until the next full compilation) kept out of its passes.  A snapshot holds no
+        # reference cycles, so reference counting frees a frozen one once it retires.
+        collecting = gc.isenabled()
+        if self.freeze:
+            gc.disable()
+        try:
+            snapshot = await self._stepped(steps, pause=self.current is not None)
+        finally:
+            if collecting:
+                gc.enable()
+        if self.freeze:
+            gc.freeze()
+        self.rows = rows
         self._swap(snapshot)
         log.info("configuration revision %s is live", revision)
+        log.debug(
+            "revision %s: every row compiled in %.1f ms (longest step %.1f ms)",
+            revision,
+            self.last_held[0] * 1000,
+            self.last_held[1] * 1000,
+        )
         return snapshot
+
+    async def _stepped(self, steps: Generator[None, None, _R], pause: bool = True) -> _R:
+        """Run ``steps`` to the end, letting requests run between two steps (``pause``);
+        the time held is kept in ``last_held`` (in all, longest step)."""
+        held = longest = 0.0
+        while True:
+            started = time.perf_counter()
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: _R = done.value
+                return result
+            finally:
+                step = time.perf_counter() - started
+                held, longest = held + step, max(longest, step)
+                self.last_held = (held, longest)
+            if pause:
+                await asyncio.sleep(0)
 
     def _swap(self, snapshot: Snapshot) -> None:
         self._report(snapshot)
