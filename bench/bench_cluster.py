@@ -336,7 +336,7 @@ def render(r: dict[str, Any], command: str) -> str:
             f"| seeding (one revision, through the store) | {r['seed_s']:.1f} s | |",
             f"| proxy start (process start, full compilation, listening) | "
             f"{r['proxy_start_s']:.1f} s | |",
-            f"| the full compilation (in steps; when serving, requests run between) | {full_text} | |",
+            f"| full compilation at start (in steps) | {full_text} | |",
             f"| consumer PUT (admin API) | p50 {r['consumer_put_ms'][0]:.1f} ms, "
             f"p99 {r['consumer_put_ms'][1]:.1f} ms | p50 < 50 ms |",
             f"| a route PUT served by the proxy | p50 {r['live_ms'][0]:.0f} ms, "
