@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import time
+from collections import Counter, defaultdict
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmgate.http.tls import SniIndex
@@ -44,7 +45,13 @@ from llmgate.runtime.snapshot import (
 from llmgate.runtime.ssls import ContextCache, compile_ssl
 from llmgate.store import Item
 
-__all__ = ["compile_snapshot"]
+__all__ = [
+    "INCREMENTAL_KINDS",
+    "compile_snapshot",
+    "compile_steps",
+    "update_snapshot",
+    "update_steps",
+]
 
 log = logging.getLogger("llmgate.runtime")
 
@@ -107,41 +114,84 @@ class _Assembly:
         return compiled
 
 
-def _consumers(
-    assembly: _Assembly,
-    consumers: list[Item],
-    credentials: list[Item],
-    groups: dict[str, dict[str, Any]],
-    metadata: dict[str, ConfigSection],
-) -> tuple[dict[str, ConsumerEntry], list[CredentialEntry]]:
+@dataclass(slots=True)
+class Parts:
+    """What a snapshot was assembled from, kept so the next revision can change only what
+    its writes touched (``update_snapshot``).  Every mapping is in creation order."""
+
+    routes: dict[str, RouteEntry[CompiledRoute] | None]  # None: disabled or nothing to serve
+    own_auth: dict[str, list[CredentialEntry]]  # a consumer's own auth configs
+    credential_auth: dict[str, list[AuthConfig]]  # a credential's ("user/id"), unbound
+    found: dict[str, list[CredentialEntry]]  # owner -> every auth entry it authenticates
+    pool_refs: Counter[str] = field(default_factory=Counter)  # units holding each pool
+    index: dict[str, Any] = field(default_factory=dict)  # each auth plugin's index
+    context: Context | None = None  # what routes and consumers compile against
+
+
+@dataclass(slots=True)
+class Context:
+    """The values routes and consumers compile against (by id), and what every route shares.
+    ``update_steps`` rebuilds ``upstreams`` and ``plugin_configs`` from the rows; a change to
+    any other of these kinds compiles everything."""
+
+    upstreams: dict[str, Any]
+    plugin_configs: dict[str, Any]
+    service_values: dict[str, Any]
+    metadata: dict[str, ConfigSection]
+    groups: dict[str, Any]
+    global_chain: PluginChain
+    certificates: SniIndex
+
+
+def _compile_consumer(
+    assembly: _Assembly, item: Item, context: Context
+) -> tuple[ConsumerEntry, list[AuthConfig]]:
     services = assembly.services
-    entries: dict[str, ConsumerEntry] = {}
-    auth: list[tuple[str, str | None, AuthConfig]] = []
-    for item in consumers:
-        compiled = assembly.unit(
-            f"consumers/{item.id}",
-            lambda item=item: compile_consumer(
-                item.id, item.value, services, groups=groups, plugin_metadata=metadata
-            ),
-            lambda item=item: unavailable_consumer(item.id, item.value, services),
-        )
-        entry, own = compiled
-        entries[item.id] = entry
-        auth.extend((item.id, None, config) for config in own)
-    for item in credentials:
-        owner, _, credential_id = item.id.partition("/")
-        configs = assembly.unit(
-            f"credentials/{item.id}",
-            lambda item=item: auth_configs(item.value, policy=services.env_policy)[0],
-            lambda: None,  # an unusable credential lets nobody in
-        )
-        auth.extend((owner, credential_id, config) for config in configs or ())
-    found = [
-        CredentialEntry(entries[owner], credential_id, name, config)
-        for owner, credential_id, (name, config) in auth
-        if owner in entries
-    ]
-    return entries, found
+    compiled: tuple[ConsumerEntry, list[AuthConfig]] = assembly.unit(
+        f"consumers/{item.id}",
+        lambda: compile_consumer(
+            item.id,
+            item.value,
+            services,
+            groups=context.groups,
+            plugin_metadata=context.metadata,
+        ),
+        lambda: unavailable_consumer(item.id, item.value, services),
+    )
+    return compiled
+
+
+def _compile_credential(assembly: _Assembly, item: Item) -> list[AuthConfig]:
+    services = assembly.services
+    configs = assembly.unit(
+        f"credentials/{item.id}",
+        lambda: auth_configs(item.value, policy=services.env_policy)[0],
+        lambda: None,  # an unusable credential lets nobody in
+    )
+    return list(configs or ())
+
+
+def _compile_route(
+    assembly: _Assembly, item: Item, context: Context
+) -> RouteEntry[CompiledRoute] | None:
+    if item.value.get("status", 1) == 0:
+        return None
+    services, pools = assembly.services, assembly.pools
+    entry: RouteEntry[CompiledRoute] | None = assembly.unit(
+        f"routes/{item.id}",
+        lambda: compile_route(
+            item.id,
+            item.value,
+            context.upstreams,
+            context.plugin_configs,
+            services,
+            pools,
+            service_values=context.service_values,
+            plugin_metadata=context.metadata,
+        ),
+        lambda: unavailable_route(item.id, item.value, services),
+    )
+    return entry
 
 
 def _metadata(assembly: _Assembly, items: list[Item]) -> dict[str, ConfigSection]:
@@ -195,6 +245,91 @@ def _global_chain(
     return PluginChain.of(plugins)
 
 
+def _bound(
+    owner: str, consumers: dict[str, ConsumerEntry], parts: Parts, credentials: list[str]
+) -> list[CredentialEntry]:
+    """Every auth entry of ``owner`` (its own, then its credentials'), bound to its entry."""
+    entry = consumers.get(owner)
+    if entry is None:
+        return []
+    found = list(parts.own_auth.get(owner, ()))
+    for store_id in credentials:
+        credential_id = store_id.partition("/")[2]
+        found.extend(
+            CredentialEntry(entry, credential_id, name, config)
+            for name, config in parts.credential_auth.get(store_id, ())
+        )
+    return found
+
+
+# Auth indexes that are dicts built first-wins entry by entry: built in chunks of
+# ``_INDEX_CHUNK`` entries merged in order, so no single step holds the event loop long.
+_CHUNKABLE = frozenset({"key-auth", "basic-auth"})
+_INDEX_CHUNK = 2000
+
+
+def _auth_index(parts: Parts, consumer_order: Iterable[str]) -> Iterator[None]:
+    """Each auth plugin's index (into ``parts.index``) over every consumer's and credential's
+    auth entries, in the order a full compilation lists them: consumers' own first, then
+    credentials'.  Yields between steps of a few milliseconds."""
+    own: list[CredentialEntry] = []
+    theirs: list[CredentialEntry] = []
+    for owner in consumer_order:
+        for entry in parts.found.get(owner, ()):
+            (own if entry.credential_id is None else theirs).append(entry)
+    yield
+    ordered = own + sorted(theirs, key=_credential_position(parts)) if theirs else own
+    index: dict[str, Any] = {}
+    for name, cls in REGISTRY.items():
+        if not issubclass(cls, AuthPlugin):
+            continue
+        entries = [c for c in ordered if c.plugin == name]
+        yield
+        if name not in _CHUNKABLE or len(entries) <= _INDEX_CHUNK:
+            index[name] = cls.build_index(entries)
+            continue
+        merged: dict[str, Any] = {}
+        for start in range(0, len(entries), _INDEX_CHUNK):
+            part = cls.build_index(entries[start : start + _INDEX_CHUNK])
+            for key, value in part.items():
+                merged.setdefault(key, value)
+            yield
+        index[name] = merged
+    parts.index = index
+
+
+def _credential_position(parts: Parts) -> Any:
+    position = {store_id: i for i, store_id in enumerate(parts.credential_auth)}
+
+    def key(entry: CredentialEntry) -> int:
+        return position.get(f"{entry.consumer.username}/{entry.credential_id}", 0)
+
+    return key
+
+
+def _by_owner(credential_ids: Iterable[str]) -> dict[str, list[str]]:
+    owners: dict[str, list[str]] = defaultdict(list)
+    for store_id in credential_ids:
+        owners[store_id.partition("/")[0]].append(store_id)
+    return owners
+
+
+class _Ticker:
+    """Says when a stepwise compilation has worked ``STEP_SECONDS`` since it last yielded."""
+
+    def __init__(self) -> None:
+        self.since = time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.since > STEP_SECONDS
+
+    def reset(self) -> None:
+        self.since = time.perf_counter()
+
+
+STEP_SECONDS = 0.002
+
+
 def compile_snapshot(
     revision: int,
     items: Iterable[Item],
@@ -204,56 +339,260 @@ def compile_snapshot(
 ) -> Snapshot:
     """Build the snapshot of ``revision`` from every stored item (``previous``: the snapshot
     served so far, whose compiled resources stand in for ones that no longer compile)."""
+    steps = compile_steps(revision, items, services, pools, previous)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: Snapshot = done.value
+            return result
+
+
+def compile_steps(
+    revision: int,
+    items: Iterable[Item],
+    services: Services,
+    pools: PoolRegistry,
+    previous: Snapshot | None = None,
+) -> Generator[None, None, Snapshot]:
+    """``compile_snapshot`` in steps: yields about every ``STEP_SECONDS`` of work (a loader
+    serving requests lets them run there) and returns the snapshot."""
+    tick = _Ticker()
     by_kind: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_kind[item.kind].append(item)
     assembly = _Assembly(services, pools, previous)
-    upstreams = {item.id: item.value for item in by_kind["upstreams"]}
-    plugin_configs = {
-        item.id: item.value.get("plugins") or {} for item in by_kind["plugin_configs"]
-    }
-    service_values = {item.id: item.value for item in by_kind["services"]}
     metadata = _metadata(assembly, by_kind["plugin_metadata"])
-    groups = {item.id: item.value for item in by_kind["consumer_groups"]}
-    consumers, credentials = _consumers(
-        assembly, by_kind["consumers"], by_kind["credentials"], groups, metadata
+    context = Context(
+        upstreams={item.id: item.value for item in by_kind["upstreams"]},
+        plugin_configs={
+            item.id: item.value.get("plugins") or {} for item in by_kind["plugin_configs"]
+        },
+        service_values={item.id: item.value for item in by_kind["services"]},
+        metadata=metadata,
+        groups={item.id: item.value for item in by_kind["consumer_groups"]},
+        global_chain=_global_chain(assembly, by_kind["global_rules"], metadata),
+        certificates=_certificates(assembly, by_kind["ssls"]),
     )
-    global_chain = _global_chain(assembly, by_kind["global_rules"], metadata)
-    certificates = _certificates(assembly, by_kind["ssls"])
-
-    auth_index: dict[str, Any] = {}
-    for name, cls in REGISTRY.items():
-        if issubclass(cls, AuthPlugin):
-            auth_index[name] = cls.build_index([c for c in credentials if c.plugin == name])
-
-    entries: list[RouteEntry[CompiledRoute]] = []
+    parts = Parts({}, {}, {}, {}, context=context)
+    consumers: dict[str, ConsumerEntry] = {}
+    yield
+    for item in by_kind["consumers"]:
+        entry, own = _compile_consumer(assembly, item, context)
+        consumers[item.id] = entry
+        parts.own_auth[item.id] = [CredentialEntry(entry, None, n, c) for n, c in own]
+        if tick.due():
+            yield
+            tick.reset()
+    for item in by_kind["credentials"]:
+        parts.credential_auth[item.id] = _compile_credential(assembly, item)
+        if tick.due():
+            yield
+            tick.reset()
+    owned = _by_owner(parts.credential_auth)
+    for owner in consumers:
+        parts.found[owner] = _bound(owner, consumers, parts, owned.get(owner, []))
+    yield
+    yield from _auth_index(parts, consumers)
+    tick.reset()
     for item in by_kind["routes"]:
-        if item.value.get("status", 1) == 0:
-            continue
-        entry = assembly.unit(
-            f"routes/{item.id}",
-            lambda item=item: compile_route(
-                item.id,
-                item.value,
-                upstreams,
-                plugin_configs,
-                services,
-                pools,
-                service_values=service_values,
-                plugin_metadata=metadata,
-            ),
-            lambda item=item: unavailable_route(item.id, item.value, services),
-        )
-        if entry is not None:
-            entries.append(entry)
+        parts.routes[item.id] = _compile_route(assembly, item, context)
+        if tick.due():
+            yield
+            tick.reset()
+    entries = [entry for entry in parts.routes.values() if entry is not None]
+    for unit in assembly.units.values():
+        parts.pool_refs.update(unit.pool_keys)
+    yield
+    router = yield from Router.building(entries)
     return Snapshot(
         revision,
-        Router(entries),
+        router,
         consumers,
-        auth_index,
+        parts.index,
         services,
         problems=assembly.problems,
         units=assembly.units,
-        global_chain=global_chain,
-        certificates=certificates,
+        global_chain=context.global_chain,
+        certificates=context.certificates,
+        parts=parts,
+    )
+
+
+# Kinds whose changes ``update_snapshot`` applies; a change to any other kind compiles all.
+INCREMENTAL_KINDS = frozenset({"routes", "upstreams", "plugin_configs", "consumers", "credentials"})
+
+
+def update_snapshot(
+    revision: int,
+    rows: dict[str, dict[str, Item]],
+    changed: Iterable[tuple[str, str]],
+    services: Services,
+    pools: PoolRegistry,
+    previous: Snapshot,
+) -> Snapshot | None:
+    """``update_steps`` run to the end in one go."""
+    steps = update_steps(revision, rows, changed, services, pools, previous)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: Snapshot | None = done.value
+            return result
+
+
+def update_steps(
+    revision: int,
+    rows: dict[str, dict[str, Item]],
+    changed: Iterable[tuple[str, str]],
+    services: Services,
+    pools: PoolRegistry,
+    previous: Snapshot,
+) -> Generator[None, None, Snapshot | None]:
+    """The snapshot of ``revision`` built from ``previous`` by compiling again only what the
+    ``changed`` rows touch: a changed route; the routes of a changed upstream or
+    plugin_config; a changed consumer or credential (and its consumer's auth entries, then the
+    auth indexes).  ``rows``: every stored item of ``revision`` by kind and id, in creation
+    order.  None when it cannot (a kind it does not know changed, or ``previous`` has no
+    parts): then ``compile_snapshot`` builds it whole.
+
+    A generator: it yields between steps of a few milliseconds (the loader lets requests run
+    there) and returns the snapshot; nothing is shared with ``previous`` that either changes.
+    """
+    old = previous.parts
+    changed = list(changed)
+    if (
+        not isinstance(old, Parts)
+        or old.context is None
+        or any(k not in INCREMENTAL_KINDS for k, _ in changed)
+    ):
+        return None
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for kind, id in changed:
+        by_kind[kind].add(id)
+    route_rows = rows.get("routes", {})
+    routes = set(by_kind["routes"])
+    upstream_ids, config_ids = by_kind["upstreams"], by_kind["plugin_configs"]
+    if upstream_ids or config_ids:
+        # Routes that name them, or whose service names an upstream among them.
+        service_ids = {
+            id
+            for id, value in old.context.service_values.items()
+            if str(value.get("upstream_id")) in upstream_ids
+        }
+        for id, item in route_rows.items():
+            value = item.value
+            if (
+                str(value.get("upstream_id")) in upstream_ids
+                or str(value.get("plugin_config_id")) in config_ids
+                or str(value.get("service_id")) in service_ids
+            ):
+                routes.add(id)
+    consumer_ids = by_kind["consumers"]
+    credential_ids = by_kind["credentials"]
+
+    assembly = _Assembly(services, pools, previous)
+    assembly.units = dict(previous.units)
+    assembly.problems = dict(previous.problems)
+    keys = [f"routes/{i}" for i in routes] + [f"consumers/{i}" for i in consumer_ids]
+    keys += [f"credentials/{i}" for i in credential_ids]
+    parts = Parts(
+        dict(old.routes), old.own_auth, old.credential_auth, old.found, Counter(old.pool_refs)
+    )
+    parts.index = old.index
+    context = old.context
+    if upstream_ids or config_ids:
+        context = Context(
+            upstreams={id: row.value for id, row in rows.get("upstreams", {}).items()},
+            plugin_configs={
+                id: row.value.get("plugins") or {}
+                for id, row in rows.get("plugin_configs", {}).items()
+            },
+            service_values=context.service_values,
+            metadata=context.metadata,
+            groups=context.groups,
+            global_chain=context.global_chain,
+            certificates=context.certificates,
+        )
+    parts.context = context
+    for key in keys:
+        gone = assembly.units.pop(key, None)
+        if gone is not None:
+            parts.pool_refs.subtract(gone.pool_keys)
+        assembly.problems.pop(key, None)
+    yield
+
+    router = previous.router
+    if routes:
+        appended = False
+        for id in routes:
+            route = route_rows.get(id)
+            if route is None:
+                parts.routes.pop(id, None)
+                continue
+            appended = appended or id not in parts.routes
+            parts.routes[id] = _compile_route(assembly, route, context)
+        if appended:  # keep creation order (a new route is usually the newest)
+            parts.routes = {id: parts.routes[id] for id in route_rows if id in parts.routes}
+        yield
+        entries = [entry for entry in parts.routes.values() if entry is not None]
+        router = router.updated(entries, routes)
+        yield
+
+    consumers = previous.consumers
+    if consumer_ids or credential_ids:
+        consumer_rows = rows.get("consumers", {})
+        credential_rows = rows.get("credentials", {})
+        consumers = dict(previous.consumers)
+        parts.own_auth = dict(old.own_auth)
+        parts.credential_auth = dict(old.credential_auth)
+        parts.found = dict(old.found)
+        owners = set(consumer_ids)
+        for id in consumer_ids:
+            consumer = consumer_rows.get(id)
+            if consumer is None:
+                consumers.pop(id, None)
+                parts.own_auth.pop(id, None)
+                parts.found.pop(id, None)
+                continue
+            entry, own = _compile_consumer(assembly, consumer, context)
+            consumers[id] = entry
+            parts.own_auth[id] = [CredentialEntry(entry, None, n, c) for n, c in own]
+        for id in credential_ids:
+            owners.add(id.partition("/")[0])
+            credential = credential_rows.get(id)
+            if credential is None:
+                parts.credential_auth.pop(id, None)
+            else:
+                parts.credential_auth[id] = _compile_credential(assembly, credential)
+        if len(consumers) != len(consumer_rows) or any(
+            a != b for a, b in zip(consumers, consumer_rows, strict=False)
+        ):
+            consumers = {id: consumers[id] for id in consumer_rows if id in consumers}
+        if any(a != b for a, b in zip(parts.credential_auth, credential_rows, strict=False)):
+            kept = parts.credential_auth
+            parts.credential_auth = {id: kept[id] for id in credential_rows if id in kept}
+        owned = _by_owner(id for id in parts.credential_auth if id.partition("/")[0] in owners)
+        for owner in owners:
+            if owner in consumers:
+                parts.found[owner] = _bound(owner, consumers, parts, owned.get(owner, []))
+        yield
+        yield from _auth_index(parts, consumers)
+
+    for key in keys:
+        unit = assembly.units.get(key)
+        if unit is not None:
+            parts.pool_refs.update(unit.pool_keys)
+    pools.touched |= {key for key, count in parts.pool_refs.items() if count > 0}
+    return Snapshot(
+        revision,
+        router,
+        consumers,
+        parts.index,
+        services,
+        problems=assembly.problems,
+        units=assembly.units,
+        global_chain=context.global_chain,
+        certificates=context.certificates,
+        parts=parts,
     )
