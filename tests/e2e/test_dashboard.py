@@ -49,28 +49,6 @@ def _dashboard_build() -> Path:
 TIMEOUT_MS = 15_000
 ERROR_PAGE = "Something went wrong"  # the Dashboard's root error component
 
-# Screens that need an admin resource llmgate did not serve when this test was written
-# (issue 15, landing in slices): screen -> that resource.  While the gateway under test does
-# not serve the resource (its list answers 404), the screen must fail and is reported as an
-# xfail; once it does, the screen is tested like any other.  Entries are removed once their
-# resource has landed, so this list only shrinks.
-PENDING: dict[str, str] = {
-    "services": "services",
-    "services/detail/seed": "services",
-    "services/detail/seed/routes": "services",
-    "services/detail/seed/routes/add": "services",
-    "services/detail/seed/routes/detail/in-service": "services",
-    "global_rules": "global_rules",
-    "global_rules/detail/seed": "global_rules",
-    "consumer_groups": "consumer_groups",
-    "consumer_groups/detail/seed": "consumer_groups",
-    "ssls": "ssls",
-    "ssls/detail/seed": "ssls",
-    "stream_routes": "stream_routes",
-    "secrets": "secrets",
-    "protos": "protos",
-}
-
 
 @dataclass(frozen=True)
 class Screen:
@@ -342,23 +320,8 @@ def certificate(workdir: Path, name: str) -> dict[str, str]:
     return {"cert": cert.read_text(), "key": key.read_text()}
 
 
-def served(gw: LiveGateway, resource: str) -> bool:
-    """Whether the gateway under test serves ``resource`` (its list is not a 404)."""
-    return bool(gw.admin("GET", resource)[0] != 404)
-
-
 def visit(browser: Browser, gw: LiveGateway, screen: Screen, workdir: Path) -> None:
-    """Write the screen's resources, open it, check it; a PENDING screen whose resource the
-    gateway does not serve must fail, and is reported as an xfail."""
-    resource = PENDING.get(screen.path)
-    if resource is not None and not served(gw, resource):
-        with pytest.raises(AssertionError):
-            visit_served(browser, gw, screen, workdir)
-        pytest.xfail(f"{resource} is not served yet")
-    visit_served(browser, gw, screen, workdir)
-
-
-def visit_served(browser: Browser, gw: LiveGateway, screen: Screen, workdir: Path) -> None:
+    """Write the screen's resources through the admin API, then open and check it."""
     for path, body in screen.seeds:
         if path == SSL_SEED:
             body = {**body, **certificate(workdir, "dashboard.test")}
