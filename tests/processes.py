@@ -191,3 +191,32 @@ def connections_held(pid: int, port: int, *, remote: bool = False) -> int:
             ):
                 held += 1
     return held
+
+
+@contextmanager
+def redis_sentinel(workdir: Path, master: str, master_port: int = 6379) -> Iterator[int]:
+    """A real Redis sentinel (``redis-server --sentinel``) that knows the Redis on
+    ``master_port`` as the master named ``master``; yields its port."""
+    port = free_port()
+    conf = workdir / f"sentinel-{port}.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+        f"sentinel monitor {master} 127.0.0.1 {master_port} 1\n"
+    )
+    proc = subprocess.Popen(
+        ["redis-server", str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis sentinel did not start on {port}")
+            time.sleep(0.02)
+        yield port
+    finally:
+        stop(proc)

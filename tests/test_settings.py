@@ -44,6 +44,7 @@ def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
         ({"workers": "two"}, {}, "invalid workers"),
         ({"reload_interval": "fast"}, {}, "invalid reload-interval"),
         ({"redis_url": "localhost:6379"}, {}, "invalid redis-url"),
+        ({}, {"LLMGATE_REDIS_URL": "redis://127.0.0.1:port/0"}, "invalid redis-url"),
         ({}, {"LLMGATE_ADMIN_KEY": "short"}, "invalid admin_key"),
         ({"config": "/nonexistent/llmgate.toml"}, {}, "cannot read config file"),
         ({"admin_listen": "0.0.0.0:9180"}, {}, "refusing to expose the admin API"),
@@ -54,6 +55,12 @@ def test_invalid_settings_raise_one_line(flags: dict, env: dict, message: str) -
         load_settings(flags, environ=env)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_bad_redis_url_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({}, environ={"LLMGATE_REDIS_URL": "redis://u:s3cret@h:port/0"})
+    assert "s3cret" not in str(info.value) and "h:port" in str(info.value)
 
 
 def test_exposed_admin_is_fine_with_an_explicit_key() -> None:

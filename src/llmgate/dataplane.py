@@ -23,6 +23,7 @@ from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters
 from llmgate.runtime.last_good import SnapshotFile, snapshot_path
 from llmgate.runtime.loader import SnapshotLoader
+from llmgate.runtime.redis_counters import target_from_url
 from llmgate.runtime.services import CacheCaps, Services
 from llmgate.runtime.verified import VerifiedCredentials
 from llmgate.schemas.envrefs import EnvPolicy
@@ -154,6 +155,8 @@ async def open_data_plane(
         # Checked when the settings were read; read again here, in each data-plane process.
         prices=load_prices(settings.prices) if settings.prices is not None else NO_PRICES,
         env_policy=EnvPolicy(settings.env_allow),
+        # Checked when the settings were read.
+        redis_default=target_from_url(settings.redis_url) if settings.redis_url else None,
     )
     path = snapshot_path(settings.database_url, settings.snapshot_dir)
     last_good = SnapshotFile(path, settings.database_url) if path is not None else None

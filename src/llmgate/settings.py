@@ -275,8 +275,23 @@ def _convert(name: str, value: Any) -> Any:
         return number
     if name == "env_allow":
         return _env_allow(value)
-    if name == "redis_url" and not str(value).startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"invalid redis-url {value!r}: expected redis://host:port/db")
+    if name == "redis_url":
+        return _redis_url(str(value))
+    return value
+
+
+def _redis_url(value: str) -> str:
+    """A URL ``target_from_url`` reads; the error never shows a password it holds."""
+    from llmgate.runtime.redis_counters import target_from_url
+
+    try:
+        target_from_url(value)
+    except ValueError as exc:
+        scheme, at, place = value.rpartition("@")
+        shown = f"{scheme.partition('://')[0]}://***@{place}" if at else value
+        raise SettingsError(
+            f"invalid redis-url {shown!r}: {exc}; expected redis://host:port/db"
+        ) from None
     return value
 
 

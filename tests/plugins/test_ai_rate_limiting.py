@@ -32,6 +32,17 @@ VALID = [
         {"limit": 10, "time_window": 60, "policy": "redis", "redis_host": "127.0.0.1"}, id="redis"
     ),
     pytest.param({"limit": "$http_budget", "time_window": 60}, id="limit-from-variable"),
+    pytest.param({"limit": 10, "time_window": 60, "policy": "redis"}, id="redis-default"),
+    pytest.param(
+        {
+            "limit": 10,
+            "time_window": 60,
+            "policy": "redis-sentinel",
+            "redis_sentinels": [{"host": "s1", "port": 26379}],
+            "redis_master_name": "m",
+        },
+        id="redis-sentinel",
+    ),
 ]
 
 INVALID = [
@@ -54,7 +65,9 @@ INVALID = [
         id="budget-and-rules",
     ),
     pytest.param(
-        {"limit": 10, "time_window": 60, "policy": "redis"}, "redis_host", id="redis-no-host"
+        {"limit": 10, "time_window": 60, "policy": "redis-sentinel"},
+        'property "redis_sentinels" is required',
+        id="sentinel-without-sentinels",
     ),
 ]
 

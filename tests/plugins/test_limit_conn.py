@@ -38,6 +38,7 @@ INVALID = [
     pytest.param({**SINGLE, "default_conn_delay": 0}, "default_conn_delay", id="zero-delay"),
     pytest.param({**SINGLE, "key_type": "constant"}, "key_type", id="key-type"),
     pytest.param({**SINGLE, "policy": "redis-cluster"}, "redis_cluster_nodes", id="cluster"),
+    pytest.param({**SINGLE, "policy": "redis-sentinel"}, "policy", id="sentinel"),
     pytest.param(
         {"default_conn_delay": 0.1, "rules": [{"conn": 1, "key": "a"}]}, "burst", id="rule-burst"
     ),

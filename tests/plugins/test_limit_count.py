@@ -14,6 +14,14 @@ SEED = {
     "key": "remote_addr",
 }
 
+SENTINEL = {
+    "count": 2,
+    "time_window": 60,
+    "policy": "redis-sentinel",
+    "redis_sentinels": [{"host": "127.0.0.1", "port": 26379}],
+    "redis_master_name": "mymaster",
+}
+
 VALID = [
     pytest.param(SEED, id="seed-001"),
     pytest.param({"count": 1, "time_window": 1}, id="minimal"),
@@ -32,6 +40,9 @@ VALID = [
     pytest.param(
         {"count": 5, "time_window": 10, "policy": "redis", "redis_host": "127.0.0.1"}, id="redis"
     ),
+    # Without redis_host: the node's default Redis (LLMGATE_REDIS_URL).
+    pytest.param({"count": 2, "time_window": 60, "policy": "redis"}, id="redis-without-host"),
+    pytest.param(SENTINEL, id="redis-sentinel"),
     pytest.param(
         {
             "count": 5,
@@ -73,9 +84,22 @@ INVALID = [
     pytest.param({"count": 2, "time_window": 60, "key_type": "ip"}, "key_type", id="key-type"),
     pytest.param({"count": 2, "time_window": 60, "policy": "memcached"}, "policy", id="policy"),
     pytest.param(
-        {"count": 2, "time_window": 60, "policy": "redis"},
-        'property "redis_host" is required when policy is redis',
-        id="redis-without-host",
+        {"count": 2, "time_window": 60, "policy": "redis-sentinel", "redis_master_name": "m"},
+        'property "redis_sentinels" is required when policy is redis-sentinel',
+        id="sentinel-without-sentinels",
+    ),
+    pytest.param(
+        {**SENTINEL, "redis_sentinels": [{"host": "127.0.0.1", "port": 70000}]},
+        "port",
+        id="sentinel-port",
+    ),
+    pytest.param(
+        {**SENTINEL, "redis_sentinels": [{"host": "127.0.0.1", "port": 1, "x": 1}]},
+        "x",
+        id="sentinel-extra-field",
+    ),
+    pytest.param(
+        {**SENTINEL, "redis_role": "slave"}, "a replica is read-only", id="sentinel-replica"
     ),
     pytest.param(
         {"count": 2, "time_window": 60, "policy": "redis-cluster", "redis_cluster_name": "c"},

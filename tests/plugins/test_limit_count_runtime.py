@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from llmgate.runtime.redis_counters import target_from_url
 from tests.harness import Gateway
-from tests.processes import free_port
+from tests.processes import free_port, redis_sentinel
 
 SEED = {
     "count": 2,
@@ -205,6 +207,73 @@ async def test_redis_policy(gateway: Gateway, redis_key: str, policy: str) -> No
     resp = await gateway.proxy.get("/1/a")
     assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "1"
     assert await statuses(gateway, "/1/a", 2) == [200, 503]
+
+
+async def test_policy_redis_without_host_counts_in_the_default_redis(
+    gateway: Gateway, redis_key: str
+) -> None:
+    """``LLMGATE_REDIS_URL`` (``services.redis_default``) is where ``policy: redis`` counts
+    when the plugin names no ``redis_host``; the fields the plugin sets override the URL's."""
+    limit = {"count": 2, "time_window": 60, "key_type": "constant", "policy": "redis"}
+    # No default Redis on this node: the route does not compile, and stands in as a 503.
+    await route(gateway, "1", {**limit, "key": redis_key})
+    resp = await gateway.proxy.get("/1/a")
+    assert resp.status == 503
+    assert "LLMGATE_REDIS_URL" in gateway.loader.current.problems["routes/1"]
+
+    gateway.services.redis_default = target_from_url("redis://127.0.0.1:6379/0")
+    await route(gateway, "1", {**limit, "key": redis_key})
+    assert await statuses(gateway, "/1/a", 3) == [200, 200, 503]
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        assert [key async for key in client.scan_iter(match=f"llmgate:*{redis_key}*")]
+    finally:
+        await client.aclose()
+    # The plugin's own redis_database overrides the URL's: a fresh count in database 1.
+    await route(gateway, "2", {**limit, "key": redis_key, "redis_database": 1})
+    assert await statuses(gateway, "/2/a", 1) == [200]
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/1")
+    try:
+        stale = [key async for key in client.scan_iter(match=f"llmgate:*{redis_key}*")]
+        assert stale
+        await client.delete(*stale)
+    finally:
+        await client.aclose()
+
+
+async def test_redis_sentinel_policy_counts_in_the_master(
+    gateway: Gateway, redis_key: str, tmp_path: Path
+) -> None:
+    """``policy: redis-sentinel``: a real sentinel names the master (the Redis on 6379)."""
+    master = f"llmgate-{redis_key}"
+    with redis_sentinel(tmp_path, master) as port:
+        limit = {
+            "count": 2,
+            "time_window": 60,
+            "key_type": "constant",
+            "key": redis_key,
+            "policy": "redis-sentinel",
+            "redis_sentinels": [{"host": "127.0.0.1", "port": port}],
+            "redis_master_name": master,
+            "redis_connect_timeout": 500,
+            "redis_read_timeout": 500,
+        }
+        await route(gateway, "1", limit)
+        assert await statuses(gateway, "/1/a", 3) == [200, 200, 503]
+        # A master the sentinels do not know: the counters cannot be reached.
+        await route(gateway, "2", {**limit, "redis_master_name": "nobody"})
+        resp = await gateway.proxy.get("/2/a")
+        assert resp.status == 503
+        assert await resp.json() == {"error_msg": "failed to limit count"}
+        # Sentinel credentials are sent to the sentinel: a wrong one cannot count.
+        await route(gateway, "3", {**limit, "sentinel_username": "x", "sentinel_password": "y"})
+        assert (await gateway.proxy.get("/3/a")).status == 503
+    # Every sentinel gone: a 503 within the connect timeout, never a hang (a new client: the
+    # first one's connection to the master still works, as it should).
+    started = asyncio.get_running_loop().time()
+    await route(gateway, "4", {**limit, "redis_read_timeout": 400})
+    assert (await gateway.proxy.get("/4/a")).status == 503
+    assert asyncio.get_running_loop().time() - started < 3
 
 
 async def test_redis_down_is_a_503_unless_degradation_is_allowed(gateway: Gateway) -> None:

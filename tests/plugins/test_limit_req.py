@@ -29,8 +29,9 @@ INVALID = [
     pytest.param(
         {"rate": 1, "burst": 0, "key": "k", "rejected_code": 100}, "rejected_code", id="code"
     ),
+    # APISIX has redis-sentinel for limit-count and ai-rate-limiting only.
     pytest.param(
-        {"rate": 1, "burst": 0, "key": "k", "policy": "redis"}, "redis_host", id="redis-no-host"
+        {"rate": 1, "burst": 0, "key": "k", "policy": "redis-sentinel"}, "policy", id="sentinel"
     ),
 ]
 

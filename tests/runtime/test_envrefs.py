@@ -3,6 +3,8 @@ variables, and only from the allowed names when ``env_allow`` is set."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from llmgate.runtime.envrefs import missing, resolve
@@ -53,17 +55,58 @@ async def test_env_allow_limits_what_the_data_plane_resolves(gateway, monkeypatc
     monkeypatch.setenv("TEST_ENVREF_ALLOWED", "yes")
     monkeypatch.setenv("TEST_ENVREF_OTHER", "leaked")
     gateway.services.env_policy = EnvPolicy(("TEST_ENVREF_ALLOWED",))
-    headers = {"X-A": "$env://TEST_ENVREF_ALLOWED", "X-B": "$env://TEST_ENVREF_OTHER"}
-    await gateway.put(
-        "routes/1",
-        {
-            "uri": "/anything",
-            "plugins": {"proxy-rewrite": {"headers": {"set": headers}}},
-            "upstream": gateway.upstream(),
-        },
-    )
-    resp = await gateway.proxy.get("/anything")
+    for id, name in (("1", "ALLOWED"), ("2", "OTHER")):
+        await gateway.put(
+            f"routes/{id}",
+            {
+                "uri": f"/anything/{id}",
+                "plugins": {
+                    "proxy-rewrite": {"headers": {"set": {"X-A": f"$env://TEST_ENVREF_{name}"}}}
+                },
+                "upstream": gateway.upstream(),
+            },
+        )
+    resp = await gateway.proxy.get("/anything/1")
     assert resp.status == 200
-    seen = (await resp.json())["headers"]
-    assert seen["x-a"] == "yes"
-    assert seen.get("x-b", "") == ""
+    assert (await resp.json())["headers"]["x-a"] == "yes"
+    # A variable outside env_allow counts as unset: the route does not compile and answers 503,
+    # never sending the variable's value nor an empty header in its place.
+    resp = await gateway.proxy.get("/anything/2")
+    assert resp.status == 503
+    assert "leaked" not in await resp.text()
+    assert len(await gateway.fake_requests()) == 1
+    problem = gateway.loader.current.problems["routes/2"]
+    assert "TEST_ENVREF_OTHER" in problem and "leaked" not in problem
+
+
+async def test_unset_env_reference_keeps_the_last_good_route(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: ``redis_host: "$env://VAR"`` on a node without VAR never drops the route."""
+    monkeypatch.setenv("TEST_ENVREF_REDIS_HOST", "127.0.0.1")
+
+    def route(count: int) -> dict[str, object]:
+        limit = {
+            "count": count,
+            "time_window": 60,
+            "key_type": "constant",
+            "key": f"envref-{uuid.uuid4().hex}",
+            "policy": "redis",
+            "redis_host": "$env://TEST_ENVREF_REDIS_HOST",
+        }
+        return {
+            "uri": "/anything/*",
+            "plugins": {"limit-count": limit},
+            "upstream": gateway.upstream(),
+        }
+
+    await gateway.put("routes/1", route(5))
+    resp = await gateway.proxy.get("/anything/a")
+    assert resp.status == 200 and resp.headers["X-RateLimit-Limit"] == "5"
+    monkeypatch.delenv("TEST_ENVREF_REDIS_HOST")
+    await gateway.put("routes/1", route(7))  # accepted: other nodes may have the variable
+    resp = await gateway.proxy.get("/anything/a")
+    assert resp.status == 200 and resp.headers["X-RateLimit-Limit"] == "5"  # the last good one
+    assert "TEST_ENVREF_REDIS_HOST" in gateway.loader.current.problems["routes/1"]
+    # A route that never compiled in this process stands in as a 503, never a 404.
+    await gateway.put("routes/2", {**route(7), "uri": "/other"})
+    resp = await gateway.proxy.get("/other")
+    assert resp.status == 503

@@ -225,6 +225,24 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
         COUNT, "test_redis_down_is_a_503_unless_degradation_is_allowed"
     ),
     "plugins.limit-count.redis_cluster_nodes": _t(COUNT, "test_redis_policy"),
+    "plugins.limit-count.redis_database": _t(
+        COUNT, "test_policy_redis_without_host_counts_in_the_default_redis"
+    ),
+    **{
+        f"plugins.limit-count.{field}": _t(COUNT, "test_redis_sentinel_policy_counts_in_the_master")
+        for field in (
+            "redis_sentinels",
+            "redis_sentinels.host",
+            "redis_sentinels.port",
+            "redis_master_name",
+            "redis_connect_timeout",
+            "redis_read_timeout",
+            "sentinel_username",
+            "sentinel_password",
+        )
+    },
+    # Only "master" is accepted: a replica refuses the counters' writes.
+    "plugins.limit-count.redis_role": _t("tests/plugins/test_limit_count.py", "test_invalid"),
     "plugins.limit-count.count": _t(COUNT, "test_seed_blog_config_passes_two_then_rejects"),
     "plugins.limit-count.time_window": _t(COUNT, "test_window_expiry_lets_requests_through_again"),
     "plugins.limit-count.window_type": _t(COUNT, "test_sliding_window"),

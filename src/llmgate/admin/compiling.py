@@ -2,7 +2,8 @@
 
 Every write goes through the data plane's own compile functions (``runtime/``), with a throwaway
 ``Services`` (so nothing long-lived is created) and ``validating=True`` (a ``$env://`` variable
-unknown to this process is left as written).  A ``CompileError`` is a 400 with its message.
+unknown to this process is left as written, and a node's default Redis is assumed).  A
+``CompileError`` is a 400 with its message.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY
 from llmgate.runtime.consumers import AuthConfig, auth_configs, compile_consumer, group_plugins
 from llmgate.runtime.instances import CompileError, instantiate, metadata_of
+from llmgate.runtime.redis_counters import RedisTarget
 from llmgate.runtime.routes import compile_global_rule, compile_route, pool_for
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import ConsumerEntry, CredentialEntry
@@ -26,7 +28,10 @@ from llmgate.store import Reader
 
 @contextlib.asynccontextmanager
 async def _services() -> AsyncIterator[Services]:
-    services = Services()
+    # A ``policy: redis`` without ``redis_host`` counts in each data-plane node's own default
+    # Redis (LLMGATE_REDIS_URL), which this process cannot know: as a ``$env://`` reference,
+    # it is assumed set (a node without one reports the route as not compiling, 503).
+    services = Services(redis_default=RedisTarget())
     try:
         yield services
     finally:

@@ -14,12 +14,13 @@ limit ..."}`` (APISIX: 500), or lets the request through with ``allow_degradatio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from llmgate.http.context import Reply
 from llmgate.http.variables import Template
@@ -61,7 +62,12 @@ DynamicCount = Annotated[int, Field(gt=0)] | Annotated[str, var_or_numeral(1)]
 
 
 class RedisPolicyConfig(PluginConfig):
-    """Where counters live: this process (``local``), one Redis, or a Redis cluster."""
+    """Where counters live: this process (``local``), one Redis, or a Redis cluster.
+
+    ``policy: redis`` without ``redis_host`` uses the node's default Redis
+    (``LLMGATE_REDIS_URL``); the fields set here override the URL's (APISIX requires
+    ``redis_host``).
+    """
 
     policy: Literal["local", "redis", "redis-cluster"] = "local"
     redis_host: Annotated[str, Field(min_length=2)] | None = None
@@ -82,12 +88,40 @@ class RedisPolicyConfig(PluginConfig):
     @model_validator(mode="after")
     def _policy_needs_servers(self) -> RedisPolicyConfig:
         required = {
-            "redis": ("redis_host",),
             "redis-cluster": ("redis_cluster_nodes", "redis_cluster_name"),
+            "redis-sentinel": ("redis_sentinels", "redis_master_name"),
         }.get(self.policy, ())
         for field in required:
             if getattr(self, field) is None:
                 raise ValueError(f'property "{field}" is required when policy is {self.policy}')
+        return self
+
+
+class SentinelNode(ConfigSection):
+    model_config = ConfigDict(extra="forbid")  # APISIX: additionalProperties = false
+
+    host: Annotated[str, Field(min_length=2)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class SentinelPolicyConfig(RedisPolicyConfig):
+    """The policies of limit-count and ai-rate-limiting, which APISIX lets count in the master
+    a set of Redis sentinels names (``redis-sentinel``)."""
+
+    policy: Literal["local", "redis", "redis-cluster", "redis-sentinel"] = "local"  # type: ignore[assignment]
+    redis_sentinels: Annotated[list[SentinelNode], Field(min_length=1)] | None = None
+    redis_master_name: Annotated[str, Field(min_length=1)] | None = None
+    redis_role: Literal["master", "slave"] = "master"
+    redis_connect_timeout: Annotated[int, Field(ge=1)] = 1000
+    redis_read_timeout: Annotated[int, Field(ge=1)] = 1000
+    sentinel_username: Annotated[str, Field(min_length=1)] | None = None
+    sentinel_password: str | None = None
+
+    @model_validator(mode="after")
+    def _master_only(self) -> SentinelPolicyConfig:
+        # APISIX would send INCR to a replica, which refuses writes: every request would fail.
+        if self.policy == "redis-sentinel" and self.redis_role != "master":
+            raise ValueError('redis_role "slave" cannot count: a replica is read-only')
         return self
 
 
@@ -161,24 +195,66 @@ def resolve_int(ctx: RequestContext, value: int | Template, name: str, minimum: 
 
 
 def counters_for(config: RedisPolicyConfig, services: Services) -> Counters:
-    """The counters a limiter's ``policy`` selects: the node's own, or a Redis."""
+    """The counters a limiter's ``policy`` selects: the node's own, or a Redis.
+
+    ``policy: redis`` without ``redis_host`` counts in the node's default Redis
+    (``services.redis_default``, from ``LLMGATE_REDIS_URL``), with the plugin's own fields
+    (those it sets) over the URL's; without a default it does not compile (``ValueError``).
+    """
     if config.policy == "local":
         return services.counters
-    target = RedisTarget(
-        host=config.redis_host or "127.0.0.1",
-        port=config.redis_port,
-        database=config.redis_database,
-        username=config.redis_username,
-        password=config.redis_password,
-        timeout=config.redis_timeout / 1000,
-        ssl=config.redis_ssl or config.redis_cluster_ssl,
-        ssl_verify=config.redis_ssl_verify or config.redis_cluster_ssl_verify,
-        pool_size=config.redis_keepalive_pool,
-        cluster_nodes=tuple(config.redis_cluster_nodes or ())
-        if config.policy == "redis-cluster"
-        else (),
-    )
-    return services.redis.get(target)
+    return services.redis.get(redis_target(config, services.redis_default))
+
+
+def redis_target(config: RedisPolicyConfig, default: RedisTarget | None) -> RedisTarget:
+    """Where a ``policy`` other than ``local`` counts (see ``counters_for``)."""
+    timeout = config.redis_timeout / 1000
+    if isinstance(config, SentinelPolicyConfig) and config.policy == "redis-sentinel":
+        return RedisTarget(
+            database=config.redis_database,
+            username=config.redis_username,
+            password=config.redis_password,
+            timeout=config.redis_read_timeout / 1000,
+            connect_timeout=config.redis_connect_timeout / 1000,
+            pool_size=config.redis_keepalive_pool,
+            sentinels=tuple((node.host, node.port) for node in config.redis_sentinels or ()),
+            master_name=config.redis_master_name or "",
+            sentinel_username=config.sentinel_username,
+            sentinel_password=config.sentinel_password,
+        )
+    if config.policy == "redis-cluster":
+        return RedisTarget(
+            password=config.redis_password,
+            timeout=timeout,
+            ssl=config.redis_cluster_ssl,
+            ssl_verify=config.redis_cluster_ssl_verify,
+            pool_size=config.redis_keepalive_pool,
+            cluster_nodes=tuple(config.redis_cluster_nodes or ()),
+        )
+    own: dict[str, Any] = {"timeout": timeout, "pool_size": config.redis_keepalive_pool}
+    given = config.model_fields_set
+    for field, name in _OVERRIDES:
+        if field in given:
+            own[name] = getattr(config, field)
+    if config.redis_host is not None:
+        return RedisTarget(host=config.redis_host, **own)
+    if default is None:
+        raise ValueError(
+            'property "redis_host" is required when policy is redis and the node has no '
+            "default Redis (LLMGATE_REDIS_URL)"
+        )
+    return dataclasses.replace(default, **own)
+
+
+# A plugin's fields that override the default Redis's (when set), and the target's names.
+_OVERRIDES = (
+    ("redis_port", "port"),
+    ("redis_database", "database"),
+    ("redis_username", "username"),
+    ("redis_password", "password"),
+    ("redis_ssl", "ssl"),
+    ("redis_ssl_verify", "ssl_verify"),
+)
 
 
 def rejection(

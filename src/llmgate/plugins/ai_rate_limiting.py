@@ -62,9 +62,9 @@ from llmgate.plugin_api.limiting import (
     DynamicCount,
     LimitCountRule,
     LimitKey,
-    RedisPolicyConfig,
     RejectedCode,
     RejectedMsg,
+    SentinelPolicyConfig,
     bad_value,
     counters_for,
     dynamic_int,
@@ -95,7 +95,7 @@ class InstanceLimit(ConfigSection):
     time_window: DynamicCount
 
 
-class AIRateLimitingConfig(RedisPolicyConfig):
+class AIRateLimitingConfig(SentinelPolicyConfig):
     limit: DynamicCount | None = None
     time_window: DynamicCount | None = None
     show_limit_quota_header: bool = True

@@ -16,7 +16,8 @@ it), and no applicable rule lets the request through (APISIX: 500).  See
 
 ``RedisPolicyConfig`` (APISIX's ``utils/redis-schema``), shared with the other limiters whose
 counters may live in Redis (limit-req, limit-conn and ai-rate-limiting), is in
-``plugin_api/limiting.py``.
+``plugin_api/limiting.py``, with ``SentinelPolicyConfig``, which adds ``redis-sentinel`` (APISIX
+has it for limit-count and ai-rate-limiting only).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from llmgate.plugin_api.limiting import (
     DynamicCount,
     LimitCountRule,
     LimitKey,
-    RedisPolicyConfig,
     RejectedCode,
     RejectedMsg,
+    SentinelPolicyConfig,
     bad_value,
     counters_for,
     dynamic_int,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 NO_DELAYED_SYNC = -1.0
 
 
-class LimitCountConfig(RedisPolicyConfig):
+class LimitCountConfig(SentinelPolicyConfig):
     count: DynamicCount | None = None
     time_window: DynamicCount | None = None
     window_type: Literal["fixed", "sliding"] = "fixed"

@@ -5,15 +5,16 @@ The data plane's compiler and the admin API's validation both come here, so a wr
 (an ``$env://`` value that changed, a row written by an older version) is caught the same way.
 
 ``validating=True`` is the admin's mode: a ``$env://`` reference whose variable is not set in
-the admin's own environment is left as written (the data plane may have it), instead of being
-resolved to "".  Which variables a reference may read is the ``EnvPolicy`` of ``Services``
-(``schemas/envrefs.py``): never ``LLMGATE_*``, only the ``env_allow`` names when set.
+the admin's own environment is left as written (the data plane may have it).  On the data plane
+such a reference is a ``CompileError``: the resource keeps its last good version or answers 503
+(``runtime/compiler.py``), never runs with an empty value in its place.  Which variables a
+reference may read is the ``EnvPolicy`` of ``Services`` (``schemas/envrefs.py``): never
+``LLMGATE_*``, only the ``env_allow`` names when set (another name counts as unset).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -29,8 +30,6 @@ from llmgate.runtime import envrefs
 from llmgate.runtime.services import Services
 from llmgate.schemas.envrefs import EnvPolicy, names
 from llmgate.schemas.messages import describe
-
-log = logging.getLogger("llmgate.runtime")
 
 
 class CompileError(ValueError):
@@ -84,6 +83,13 @@ def validated(
     if not isinstance(conf, dict):
         shown = orjson.dumps(conf).decode()
         raise CompileError(f"invalid plugin conf {shown} for plugin [{name}]")
+    if not validating:
+        unset = envrefs.missing(conf, policy=policy)
+        if unset:
+            raise CompileError(
+                f"failed to check the configuration of plugin {name} err: environment "
+                f"variable {', '.join(dict.fromkeys(unset))} is not set (or not allowed)"
+            )
     try:
         return model.model_validate(resolved(conf, validating, policy))
     except ValidationError as exc:
@@ -128,16 +134,7 @@ def instantiate(
     cls = plugin_class(name)
     if disabled(conf):
         return None
-    policy = services.env_policy
-    if not validating:
-        for env_name in envrefs.missing(conf, policy=policy):
-            log.warning(
-                "plugin %s of %s refers to unset (or not allowed) environment variable %s",
-                name,
-                owner,
-                env_name,
-            )
-    config = validated(cls.Config, name, conf, validating, policy)
+    config = validated(cls.Config, name, conf, validating, services.env_policy)
     try:
         plugin = cls(config, services, f"{owner}#{fingerprint(conf)}")
         own = metadata.get(name) if metadata is not None else None

@@ -15,7 +15,11 @@ Each operation is one Lua script, so it is atomic in Redis whatever the number o
 
 Keys start with ``llmgate:``.  ``redis-cluster`` uses redis-py's cluster client; when the first
 node answers that cluster mode is disabled (a single Redis given as a one-node "cluster"), the
-plain client is used against that node instead.
+plain client is used against that node instead.  ``redis-sentinel`` asks the sentinels for the
+master of ``master_name`` on every new connection, so a failover is followed.
+
+``target_from_url`` reads ``LLMGATE_REDIS_URL`` (``redis://``, ``rediss://``, ``unix://``):
+the default Redis of every ``policy: redis`` without a ``redis_host``.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.connection import SSLConnection
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
@@ -138,7 +144,8 @@ return count
 
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
-    """Where and how to connect: one server, or the seed nodes of a cluster."""
+    """Where and how to connect: one server (TCP or a Unix socket), the seed nodes of a
+    cluster, or the sentinels that know a master."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -150,11 +157,49 @@ class RedisTarget:
     ssl_verify: bool = False
     pool_size: int = 100
     cluster_nodes: tuple[str, ...] = ()  # "host:port" seeds; empty: a single server
+    path: str | None = None  # a Unix socket instead of host and port
+    sentinels: tuple[tuple[str, int], ...] = ()  # (host, port) of each sentinel
+    master_name: str = ""  # the master the sentinels are asked for
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    connect_timeout: float | None = None  # seconds; None: ``timeout``
 
     def label(self) -> str:
         """For log lines: never the password."""
-        where = ",".join(self.cluster_nodes) or f"{self.host}:{self.port}/{self.database}"
+        if self.sentinels:
+            where = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"redis-sentinel {where} master {self.master_name}/{self.database}"
+        where = ",".join(self.cluster_nodes) or (
+            f"{self.path or f'{self.host}:{self.port}'}/{self.database}"
+        )
         return f"redis {where}"
+
+
+def target_from_url(url: str) -> RedisTarget:
+    """The target of a ``redis://[user:password@]host[:port][/db]`` URL (``rediss://``: TLS,
+    verified; ``unix:///path?db=N``: a socket).  ``ValueError`` when it is not one."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"{parts.scheme}:// URL without a socket path")
+        db = query.get("db", ["0"])[0]
+        return RedisTarget(path=parts.path, database=int(db), username=username, password=password)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"unknown scheme {parts.scheme!r}: expected redis, rediss or unix")
+    db = parts.path.lstrip("/") or query.get("db", ["0"])[0]
+    tls = parts.scheme == "rediss"
+    return RedisTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        database=int(db),
+        username=username,
+        password=password,
+        ssl=tls,
+        ssl_verify=tls,
+    )
 
 
 def _split_node(node: str) -> tuple[str, int]:
@@ -168,6 +213,7 @@ class RedisCounters:
     def __init__(self, target: RedisTarget) -> None:
         self.target = target
         self._client: Redis | RedisCluster | None = None
+        self._sentinel: Sentinel | None = None
         self._lock = asyncio.Lock()
         self._sha: dict[str, str] = {}
 
@@ -225,17 +271,20 @@ class RedisCounters:
 
     async def _open(self) -> Redis | RedisCluster:
         target = self.target
+        connect_timeout = target.connect_timeout or target.timeout
         options: dict[str, Any] = {
             "username": target.username,
             "password": target.password or None,
             "socket_timeout": target.timeout,
-            "socket_connect_timeout": target.timeout,
+            "socket_connect_timeout": connect_timeout,
             "retry": Retry(NoBackoff(), 0),  # a limiter answers now or fails; no retry storms
         }
         tls: dict[str, Any] = {
             "ssl_cert_reqs": "required" if target.ssl_verify else "none",
             "ssl_check_hostname": target.ssl_verify,
         }
+        if target.sentinels:
+            return self._from_sentinels(options)
         if not target.cluster_nodes:
             return self._single(target.host, target.port, target.database, options, tls)
         nodes = [ClusterNode(*_split_node(node)) for node in target.cluster_nodes]
@@ -262,22 +311,48 @@ class RedisCounters:
     ) -> Redis:
         """A client whose pool holds up to ``pool_size`` connections; past that, a call waits
         for one (up to the timeout) rather than failing."""
-        if self.target.ssl:
-            options = {**options, **tls, "connection_class": SSLConnection}
+        if self.target.path is not None:
+            options = {**options, "connection_class": UnixDomainSocketConnection}
+            where: dict[str, Any] = {"path": self.target.path}
+        else:
+            where = {"host": host, "port": port}
+            if self.target.ssl:
+                options = {**options, **tls, "connection_class": SSLConnection}
         pool = BlockingConnectionPool(
             max_connections=self.target.pool_size,
             timeout=self.target.timeout,
-            host=host,
-            port=port,
             db=database,
+            **where,
             **options,
         )
         return Redis.from_pool(pool)
+
+    def _from_sentinels(self, options: dict[str, Any]) -> Redis:
+        """The master's client: each new connection asks the sentinels where the master is."""
+        target = self.target
+        self._sentinel = Sentinel(
+            list(target.sentinels),
+            sentinel_kwargs={
+                "username": target.sentinel_username,
+                "password": target.sentinel_password or None,
+                "socket_timeout": options["socket_timeout"],
+                "socket_connect_timeout": options["socket_connect_timeout"],
+                "retry": Retry(NoBackoff(), 0),
+            },
+        )
+        client: Redis = self._sentinel.master_for(
+            target.master_name, db=target.database, max_connections=target.pool_size, **options
+        )
+        return client
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()
+            self._sentinel = None
 
 
 class RedisRegistry:

@@ -5,7 +5,8 @@ editing one route never resets another route's limits (STYLE.md habit 9).
 
 ``counters`` are the node's counters (``policy: local``): in this process with one worker, in
 the parent's counter service with ``--workers N``.  ``redis`` hands out the counters of the
-limiters whose ``policy`` names a Redis, one client per server, kept across reloads.
+limiters whose ``policy`` names a Redis, one client per server, kept across reloads;
+``redis_default`` is the node's Redis for a ``policy: redis`` that names none.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from llmgate.ai.pricing import NO_PRICES, Prices
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters, LocalCounters
-from llmgate.runtime.redis_counters import RedisRegistry
+from llmgate.runtime.redis_counters import RedisRegistry, RedisTarget
 from llmgate.runtime.verified import VerifiedCredentials
 from llmgate.schemas.envrefs import EnvPolicy
 
@@ -91,6 +92,8 @@ class Services:
     # Upstream pools (routes' and plugins' such as ai-proxy's), reused while their config holds.
     pools: PoolRegistry = field(default_factory=PoolRegistry)
     redis: RedisRegistry = field(default_factory=RedisRegistry)
+    # The Redis of ``policy: redis`` without ``redis_host`` (``LLMGATE_REDIS_URL``; None: none).
+    redis_default: RedisTarget | None = None
     # Per-plugin long-lived objects (cache stores, logger queues), keyed by the plugin's choice.
     shared: Shared = field(default_factory=Shared)
     # What proxy-cache zones may hold (set from the settings by the server).

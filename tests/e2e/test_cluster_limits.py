@@ -1,0 +1,104 @@
+"""Two nodes on one PostgreSQL and one Redis (issue 13): limits shared through the node's
+default Redis, ``LLMGATE_REDIS_URL``.
+
+Node A runs the admin API and a data plane; node B is a proxy with ``--workers 2``.  Both get
+``LLMGATE_REDIS_URL`` and no limiter names a ``redis_host``.  Real PostgreSQL and Redis; the
+tests fail, never skip, without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.net import http_json
+from tests.processes import Running, fake_upstream_process, llmgate_serve
+from tests.support import ADMIN_KEY
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class Cluster:
+    a: Running  # admin API + data plane
+    b: Running  # data plane only, two workers
+    fake_port: int
+
+    def upstream(self) -> dict[str, Any]:
+        return {"type": "roundrobin", "nodes": {f"127.0.0.1:{self.fake_port}": 1}}
+
+    def put(self, path: str, body: dict[str, Any]) -> None:
+        status, answer = http_json(
+            "PUT",
+            f"{self.a.admin_url}/apisix/admin/{path}",
+            body,
+            {"X-API-KEY": ADMIN_KEY, "Content-Type": "application/json"},
+        )
+        assert status in (200, 201), answer
+
+    def route(self, route_id: str, plugins: dict[str, Any]) -> str:
+        """Write a route; returns its path once every process of both nodes serves it."""
+        uri = f"/{route_id}/{uuid.uuid4().hex}"
+        self.put(
+            f"routes/{route_id}", {"uri": uri, "plugins": plugins, "upstream": self.upstream()}
+        )
+        # A route written after it: once a process serves this one, it serves the first too.
+        marker = f"/ready/{uuid.uuid4().hex}"
+        self.put("routes/ready", {"uri": marker, "upstream": self.upstream()})
+        deadline = time.monotonic() + 10
+        for node in (self.a, self.b):
+            live = 0
+            while live < 10:  # fresh connections land on either worker of node B
+                assert time.monotonic() < deadline, "the route did not reach every process"
+                status, _ = http_json("GET", f"{node.proxy_url}{marker}")
+                live = live + 1 if status == 200 else 0
+        return uri
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_database: str) -> Iterator[Cluster]:
+    env = {"LLMGATE_REDIS_URL": REDIS_URL}
+    workdir = tmp_path_factory.mktemp("cluster")
+    with (
+        fake_upstream_process() as fake_port,
+        llmgate_serve(workdir, env=env, database_url=postgres_database) as a,
+        llmgate_serve(
+            workdir,
+            "--role=proxy",
+            "--workers",
+            "2",
+            env=env,
+            database_url=postgres_database,
+        ) as b,
+    ):
+        yield Cluster(a, b, fake_port)
+
+
+async def spread(cluster: Cluster, path: str, n: int) -> Counter[int]:
+    """``n`` requests at once, half on each node, each on its own connection."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(node: Running) -> int:
+            async with session.get(f"{node.proxy_url}{path}") as resp:
+                await resp.read()
+                return resp.status
+
+        nodes = [cluster.a, cluster.b] * (n // 2)
+        return Counter(await asyncio.gather(*(one(node) for node in nodes)))
+
+
+async def test_policy_redis_without_host_is_exact_across_nodes(cluster: Cluster) -> None:
+    key = f"cluster-{uuid.uuid4().hex}"
+    limit = {"count": 25, "time_window": 60, "key_type": "constant", "key": key, "policy": "redis"}
+    uri = cluster.route("count", {"limit-count": limit})
+    statuses = await spread(cluster, uri, 80)
+    assert statuses == Counter({200: 25, 503: 55})
