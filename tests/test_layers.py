@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.plugin_api.access_logger",
             "llmgate.runtime.services",
             "llmgate.runtime.counters",
+            "llmgate.runtime.conn_leases",
             "llmgate.runtime.redis_counters",
             "llmgate.runtime.counter_server",
             "llmgate.runtime.verified",

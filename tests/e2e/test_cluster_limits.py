@@ -1,5 +1,5 @@
 """Two nodes on one PostgreSQL and one Redis (issue 13): limits shared through the node's
-default Redis, ``LLMGATE_REDIS_URL``.
+default Redis, ``LLMGATE_REDIS_URL``, and limit-conn slots that heal when their holder dies.
 
 Node A runs the admin API and a data plane; node B is a proxy with ``--workers 2``.  Both get
 ``LLMGATE_REDIS_URL`` and no limiter names a ``redis_host``.  Real PostgreSQL and Redis; the
@@ -9,6 +9,8 @@ tests fail, never skip, without them.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -20,7 +22,13 @@ import aiohttp
 import pytest
 
 from tests.net import http_json
-from tests.processes import Running, fake_upstream_process, llmgate_serve
+from tests.processes import (
+    Running,
+    connections_held,
+    fake_upstream_process,
+    llmgate_serve,
+    worker_pids,
+)
 from tests.support import ADMIN_KEY
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -43,6 +51,11 @@ class Cluster:
             {"X-API-KEY": ADMIN_KEY, "Content-Type": "application/json"},
         )
         assert status in (200, 201), answer
+
+    def fake_paths(self) -> list[str]:
+        """The paths the fake upstream was asked for (recorded when a request arrives)."""
+        _, answer = http_json("GET", f"http://127.0.0.1:{self.fake_port}/__fake/requests")
+        return [request["path"] for request in answer["requests"]]
 
     def route(self, route_id: str, plugins: dict[str, Any]) -> str:
         """Write a route; returns its path once every process of both nodes serves it."""
@@ -102,3 +115,65 @@ async def test_policy_redis_without_host_is_exact_across_nodes(cluster: Cluster)
     uri = cluster.route("count", {"limit-count": limit})
     statuses = await spread(cluster, uri, 80)
     assert statuses == Counter({200: 25, 503: 55})
+
+
+async def _held_then_freed(cluster: Cluster, plugins: dict[str, Any], probe: Running) -> float:
+    """Hold limit-conn's one slot with a long request on node B, SIGKILL the worker that
+    serves it, and return how long until ``probe`` (a node) lets a request through again."""
+    uri = cluster.route(f"conn-{uuid.uuid4().hex[:8]}", plugins)
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def status(node: Running, **headers: str) -> int:
+            # POST: aiohttp sends an idempotent request again when its connection breaks.
+            try:
+                async with session.post(f"{node.proxy_url}{uri}", headers=headers) as resp:
+                    await resp.read()
+                    return resp.status
+            except aiohttp.ClientError:
+                return 0  # no worker listening (yet), or the worker died mid-request
+
+        held = asyncio.create_task(status(cluster.b, **{"X-Fake-Latency-Ms": "60000"}))
+        deadline = time.monotonic() + 10
+        while uri not in cluster.fake_paths():  # it holds the slot, waiting for its answer
+            assert time.monotonic() < deadline and not held.done(), "the slot was never held"
+            await asyncio.sleep(0.05)
+        assert await status(probe) == 503
+        holders = [
+            pid
+            for pid in worker_pids(cluster.b.proc.pid)
+            if connections_held(pid, cluster.b.proxy_port)
+        ]
+        assert len(holders) == 1, holders
+        os.kill(holders[0], signal.SIGKILL)
+        killed = time.monotonic()
+        assert await held == 0
+        while (code := await status(probe)) != 200:
+            assert code in (0, 503), code
+            assert time.monotonic() - killed < 10, "the dead worker's slot is still held"
+            await asyncio.sleep(0.1)
+        return time.monotonic() - killed
+
+
+async def test_local_slots_of_a_killed_worker_are_freed_at_once(cluster: Cluster) -> None:
+    """``policy: local`` across ``--workers 2``: the counter service frees a worker's slots
+    when its connection ends (the kernel closes it when the worker dies)."""
+    limit = {"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key_type": "var_combination"}
+    limit["key"] = f"local-{uuid.uuid4().hex}"
+    elapsed = await _held_then_freed(cluster, {"limit-conn": limit}, cluster.b)
+    assert elapsed < 10
+
+
+async def test_redis_slots_of_a_killed_worker_end_with_its_lease(cluster: Cluster) -> None:
+    """``policy: redis`` (the default Redis): node A sees node B's slot until the worker that
+    held it is SIGKILLed and its lease (5 s) ends."""
+    limit = {
+        "conn": 1,
+        "burst": 0,
+        "default_conn_delay": 0.1,
+        "key_type": "var_combination",  # a key without $variables: one key for every request
+        "key": f"redis-{uuid.uuid4().hex}",
+        "policy": "redis",
+    }
+    elapsed = await _held_then_freed(cluster, {"limit-conn": limit}, cluster.a)
+    assert elapsed < 10

@@ -215,6 +215,57 @@ async def test_concurrent_connections_are_capped(counters: Counters, key: str) -
     assert await counters.acquire(key, 3, 60) == 1
 
 
+async def test_a_dead_holders_redis_slots_end_with_its_lease(
+    key: str, redis_cleanup: aioredis.Redis
+) -> None:
+    """Two processes on one Redis.  The slots of one that lives stay counted past its lease
+    (it renews them); once it dies without releasing them they stop counting when the lease
+    ends: ``min(ttl, LEASE)`` seconds, here limit-conn's ``key_ttl`` of 1."""
+    alive, other = RedisCounters(RedisTarget()), RedisCounters(RedisTarget())
+    assert alive.holder != other.holder
+    try:
+        assert [await alive.acquire(key, 2, 1) for _ in range(2)] == [1, 2]
+        await asyncio.sleep(1.6)  # past the lease: renewed
+        assert await other.acquire(key, 2, 1) == 3
+        await alive.close()  # SIGKILL: no release, no more renewals
+        started = time.monotonic()
+        while await other.acquire(key, 2, 1) > 2:
+            assert time.monotonic() - started < 2.5, "a dead holder's slots are still counted"
+            await asyncio.sleep(0.1)
+        assert time.monotonic() - started > 0.3  # its lease still ran at first
+        assert await other.acquire(key, 2, 1) == 2
+        assert await other.release(key) == 1
+    finally:
+        await alive.close()
+        await other.close()
+
+
+async def test_a_workers_slots_are_freed_when_its_connection_ends(socket_path: str) -> None:
+    """The counter service: a worker's slots are its connection's; when the worker dies the
+    kernel closes the connection and they are free at once."""
+    server = CounterServer(socket_path)
+    await server.start()
+    dying, other = SharedCounters(socket_path), SharedCounters(socket_path)
+    try:
+        assert [await dying.acquire("k", 2, 60) for _ in range(2)] == [1, 2]
+        assert await other.acquire("k", 2, 60) == 3
+        assert await other.acquire("k", 2, 60) == 3
+        await dying.close()  # its connection ends
+        for _ in range(50):
+            if await other.acquire("k", 2, 60) == 1:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the dead worker's slots were not freed")
+        # A release of a slot that was freed with its holder changes nothing.
+        assert await dying.release("k") == 1
+        assert await other.release("k") == 0
+    finally:
+        await dying.close()
+        await other.close()
+        await server.close()
+
+
 def test_leak_is_nginx_limit_req() -> None:
     state = leak(None, 100.0, rate=2, burst=1)
     assert state == (0.0, 100.0)
@@ -307,7 +358,8 @@ async def test_redis_keys_expire_with_the_window(key: str, redis_cleanup: aiored
         await counters.acquire(key, 5, 90)
         await counters.leaky(key, 1, 3)
         assert 29_000 < await redis_cleanup.pttl(f"llmgate:count:{key}") <= 30_000
-        assert 89 <= await redis_cleanup.ttl(f"llmgate:conn:{key}") <= 90
+        for part in ("n", "t"):  # the slots per holder, and the holders' leases
+            assert 89 <= await redis_cleanup.ttl(f"llmgate:conn:{{{key}}}:{part}") <= 90
         assert 0 < await redis_cleanup.pttl(f"llmgate:req:{key}") <= 2_000
     finally:
         await counters.close()

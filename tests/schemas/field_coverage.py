@@ -319,6 +319,9 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "plugins.limit-conn.allow_degradation": _t(
         CONN, "test_redis_down_is_a_503_unless_degradation_is_allowed"
     ),
+    "plugins.limit-conn.key_ttl": _t(
+        "tests/runtime/test_counters.py", "test_a_dead_holders_redis_slots_end_with_its_lease"
+    ),
     "plugins.limit-conn.rules": _t(CONN, "test_rules_apply_several_limits_and_skip_unset_keys"),
     "plugins.limit-conn.rules.conn": _t(
         CONN, "test_rules_apply_several_limits_and_skip_unset_keys"

@@ -7,6 +7,10 @@ first (nginx's limit_conn); beyond that ``rejected_code`` and ``{"error_msg": re
 halfway towards each finished request's latency.  ``rules`` apply several limits at once; a rule
 whose key's variables are all unset, or whose conn/burst do not resolve, does not apply (as in
 APISIX).  Keys and error replies: see ``plugin_api/limiting.py``.
+
+A slot belongs to the process that holds it and heals when that process dies without
+releasing it (SIGKILL, a lost node): at once with ``local`` counters, within
+``min(key_ttl, 5)`` seconds with Redis (a lease the process renews while it lives).
 """
 
 from __future__ import annotations
@@ -69,7 +73,9 @@ class LimitConnConfig(RedisPolicyConfig):
     rejected_msg: RejectedMsg | None = None
     allow_degradation: bool = False
     rules: list[LimitConnRule] | None = None
-    # Only read with a Redis policy: how long a key's connection count outlives its last update.
+    # Redis policies: seconds a process's slots outlive it (capped by the lease, 5 s: the slots
+    # of a process that died stop counting then) and the keys their last update.  ``local``:
+    # a dead worker's slots are freed at once (the counter service sees its connection end).
     key_ttl: int = 3600
 
     @model_validator(mode="after")
@@ -185,6 +191,6 @@ class LimitConn(Plugin[LimitConnConfig]):
     async def _release(self, ctx: RequestContext) -> _Held | None:
         held: _Held | None = ctx.state.pop(self.state_key, None)
         for key in held.keys if held is not None else ():
-            with contextlib.suppress(CountersUnavailable):  # a Redis key expires by key_ttl
+            with contextlib.suppress(CountersUnavailable):  # its lease ends by itself
                 await self.counters.release(key)
         return held

@@ -15,6 +15,9 @@ Framing, both ways: a 4-byte big-endian length, then a JSON array.
 
 Answers come back in the order of the requests on a connection, so the client matches them
 with a FIFO of futures and needs no request ids.
+
+A connection is one worker: the limit-conn slots acquired over it are its, and when it ends
+(the worker exited, or was SIGKILLed: the kernel closes its socket) they are freed at once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import struct
 from collections.abc import Callable
@@ -35,6 +39,7 @@ log = logging.getLogger("llmgate.counters")
 
 _HEAD = struct.Struct("!I")
 MAX_FRAME = 64 * 1024  # a key is a route label plus a rendered variable: far below this
+_HELD = frozenset({"a", "r"})  # operations on slots the connection's worker holds
 _FLUSH_AT = 256 * 1024  # answers buffered before the server waits for the socket to drain
 
 
@@ -57,6 +62,7 @@ class CounterServer:
         self.state = state or LocalCounters()
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self._holders = itertools.count(1)
         self._ops: dict[str, Callable[..., Any]] = {
             "i": self.state.incr_now,
             "p": self.state.peek_now,
@@ -78,25 +84,29 @@ class CounterServer:
             await self._server.wait_closed()
             self._server = None
 
-    def answer(self, request: bytes) -> bytes:
-        """The answer frame's payload for one request payload."""
+    def answer(self, request: bytes, holder: str = "") -> bytes:
+        """The answer frame's payload for one request payload (sent by ``holder``)."""
         try:
             op, *args = orjson.loads(request)
+            if op in _HELD:
+                args.append(holder)
             return orjson.dumps([1, self._ops[op](*args)])
         except Exception as exc:  # a malformed request fails alone, the connection goes on
             return orjson.dumps([0, f"{type(exc).__name__}: {exc}"])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
+        holder = str(next(self._holders))
         try:
             while True:
-                writer.write(_frame(self.answer(await _read_frame(reader))))
+                writer.write(_frame(self.answer(await _read_frame(reader), holder)))
                 if writer.transport.get_write_buffer_size() > _FLUSH_AT:
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the worker went away
         finally:
             self._connections.discard(writer)
+            self.state.drop_holder(holder)
             writer.close()
 
 

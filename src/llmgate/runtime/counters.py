@@ -60,8 +60,10 @@ class Counters(Protocol):
 
     async def acquire(self, key: str, limit: int, ttl: int) -> int:
         """One more concurrent request on ``key``: the count including it.  A count above
-        ``limit`` means rejected, and then nothing was recorded.  ``ttl`` (seconds) bounds how
-        long a shared store keeps a count its owner never released (a crashed node)."""
+        ``limit`` means rejected, and then nothing was recorded.  The slot belongs to this
+        process: when it dies without releasing it, the slot is freed (the counter service:
+        when the worker's connection ends; Redis: when its lease ends, within
+        ``min(ttl, LEASE)`` seconds, ``conn_leases.py``)."""
         ...
 
     async def release(self, key: str) -> int:
@@ -114,7 +116,8 @@ class LocalCounters:
         self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (excess, last request)
         self._bucket_rates: dict[str, float] = {}  # key -> rate, to know when a bucket is empty
-        self._conns: dict[str, int] = {}
+        self._conns: dict[str, int] = {}  # key -> slots held
+        self._holders: dict[str, dict[str, int]] = {}  # holder -> key -> its slots there
         self._sweep_at = 0.0
 
     def incr_now(self, key: str, window: float, amount: int = 1) -> tuple[int, float]:
@@ -174,14 +177,35 @@ class LocalCounters:
         self._bucket_rates[key] = rate
         return state[0] / rate
 
-    def acquire_now(self, key: str, limit: int) -> int:
+    def acquire_now(self, key: str, limit: int, holder: str = "") -> int:
+        """One slot on ``key`` for ``holder`` (the counter service: one worker's connection)."""
         count = self._conns.get(key, 0) + 1
         if count <= limit:
             self._conns[key] = count
+            held = self._holders.setdefault(holder, {})
+            held[key] = held.get(key, 0) + 1
         return count
 
-    def release_now(self, key: str) -> int:
-        count = self._conns.get(key, 0) - 1
+    def release_now(self, key: str, holder: str = "") -> int:
+        """One slot of ``holder`` on ``key`` is free again; a slot the holder no longer holds
+        (``drop_holder`` freed it) changes nothing."""
+        held = self._holders.get(holder)
+        if held is None or key not in held:
+            return self._conns.get(key, 0)
+        held[key] -= 1
+        if held[key] <= 0:
+            del held[key]
+            if not held:
+                del self._holders[holder]
+        return self._free(key, 1)
+
+    def drop_holder(self, holder: str) -> None:
+        """Free every slot ``holder`` holds (a worker whose connection ended: it died)."""
+        for key, slots in self._holders.pop(holder, {}).items():
+            self._free(key, slots)
+
+    def _free(self, key: str, slots: int) -> int:
+        count = self._conns.get(key, 0) - slots
         if count > 0:
             self._conns[key] = count
         else:
@@ -232,3 +256,4 @@ class LocalCounters:
         self._buckets.clear()
         self._bucket_rates.clear()
         self._conns.clear()
+        self._holders.clear()

@@ -10,8 +10,11 @@ Each operation is one Lua script, so it is atomic in Redis whatever the number o
   incremented only when the request is accepted, on Redis's clock (``TIME``);
 - leaky buckets: a hash {excess, last}, timed by Redis's own clock (``TIME``) so nodes whose
   clocks differ still agree;
-- concurrent requests: INCR undone when over the limit, EXPIRE ``ttl`` so a node that crashed
-  holding connections does not hold them forever; DECR on release.
+- concurrent requests: per key, a hash {holder: slots held} and a sorted set {holder: lease
+  end}; a holder is one process (node, pid and a random part) and renews the lease of every key
+  it holds while it is alive (``Leases``), so the slots of a process that died (SIGKILL, a lost
+  node) are no longer counted once its lease ends, at most ``lease`` seconds later.  Each
+  acquire first drops the holders whose lease ended, on Redis's clock.
 
 Keys start with ``llmgate:``.  ``redis-cluster`` uses redis-py's cluster client; when the first
 node answers that cluster mode is disabled (a single Redis given as a one-node "cluster"), the
@@ -38,6 +41,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from llmgate.runtime.conn_leases import LEASE, Leases, holder_id
 from llmgate.runtime.counters import CountersUnavailable
 
 log = logging.getLogger("llmgate.counters")
@@ -122,23 +126,48 @@ redis.call('pexpire', KEYS[1], math.ceil((excess + 1) / rate * 1000) + 1000)
 return string.format('%.6f', excess / rate)
 """
 
+# KEYS[1]: a hash-tagged prefix (both keys in one cluster slot).  ARGV: limit, holder, lease
+# (ms), how long the keys outlive their last update (ms).  Returns the count including this
+# request; above the limit nothing was recorded.
 _ACQUIRE = """
-local count = redis.call('incr', KEYS[1])
-if count > tonumber(ARGV[1]) then
-  redis.call('decr', KEYS[1])
-else
-  redis.call('expire', KEYS[1], ARGV[2])
+local clock = redis.call('time')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local counts, leases = KEYS[1] .. ':n', KEYS[1] .. ':t'
+for _, dead in ipairs(redis.call('zrangebyscore', leases, '-inf', now)) do
+  redis.call('hdel', counts, dead)
 end
-return count
+redis.call('zremrangebyscore', leases, '-inf', now)
+local total = 1
+for _, held in ipairs(redis.call('hvals', counts)) do total = total + tonumber(held) end
+if total > tonumber(ARGV[1]) then return total end
+redis.call('hincrby', counts, ARGV[2], 1)
+redis.call('zadd', leases, now + tonumber(ARGV[3]), ARGV[2])
+redis.call('pexpire', counts, ARGV[4])
+redis.call('pexpire', leases, ARGV[4])
+return total
 """
 
+# ARGV: holder.  Returns the slots the key's live holders still hold.
 _RELEASE = """
-local count = redis.call('decr', KEYS[1])
-if count <= 0 then
-  redis.call('del', KEYS[1])
-  return 0
+local counts, leases = KEYS[1] .. ':n', KEYS[1] .. ':t'
+if redis.call('hincrby', counts, ARGV[1], -1) <= 0 then
+  redis.call('hdel', counts, ARGV[1])
+  redis.call('zrem', leases, ARGV[1])
 end
-return count
+local total = 0
+for _, held in ipairs(redis.call('hvals', counts)) do total = total + tonumber(held) end
+return total
+"""
+
+# ARGV: holder, lease (ms), keys' life (ms).  Returns 1 when the holder still holds the key.
+_RENEW = """
+if redis.call('hexists', KEYS[1] .. ':n', ARGV[1]) == 0 then return 0 end
+local clock = redis.call('time')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('zadd', KEYS[1] .. ':t', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('pexpire', KEYS[1] .. ':n', ARGV[3])
+redis.call('pexpire', KEYS[1] .. ':t', ARGV[3])
+return 1
 """
 
 
@@ -210,8 +239,10 @@ def _split_node(node: str) -> tuple[str, int]:
 class RedisCounters:
     """The ``Counters`` contract over one Redis (or cluster); connects on first use."""
 
-    def __init__(self, target: RedisTarget) -> None:
+    def __init__(self, target: RedisTarget, holder: str | None = None) -> None:
         self.target = target
+        self.holder = holder or holder_id()
+        self._leases = Leases(self._renew)
         self._client: Redis | RedisCluster | None = None
         self._sentinel: Sentinel | None = None
         self._lock = asyncio.Lock()
@@ -244,10 +275,24 @@ class RedisCounters:
         return None if delay is None else float(delay)
 
     async def acquire(self, key: str, limit: int, ttl: int) -> int:
-        return int(await self._run(_ACQUIRE, "conn:" + key, limit, max(1, ttl)))
+        """One slot on ``key`` for this process, under a lease of ``min(ttl, LEASE)`` seconds
+        renewed while the slot is held; the keys outlive their last update by ``ttl``."""
+        lease = min(LEASE, max(ttl, 1))
+        name = "conn:{" + key + "}"
+        life = round(max(ttl, lease) * 1000)
+        lease_ms = round(lease * 1000)
+        count = int(await self._run(_ACQUIRE, name, limit, self.holder, lease_ms, life))
+        if count <= limit:
+            self._leases.hold(name, lease, life)
+        return count
 
     async def release(self, key: str) -> int:
-        return int(await self._run(_RELEASE, "conn:" + key))
+        name = "conn:{" + key + "}"
+        self._leases.drop(name)
+        return int(await self._run(_RELEASE, name, self.holder))
+
+    async def _renew(self, name: str, lease: float, life: int) -> bool:
+        return bool(await self._run(_RENEW, name, self.holder, round(lease * 1000), life))
 
     async def _run(self, script: str, key: str, *args: Any) -> Any:
         try:
@@ -346,6 +391,7 @@ class RedisCounters:
         return client
 
     async def close(self) -> None:
+        await self._leases.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -361,11 +407,12 @@ class RedisRegistry:
 
     def __init__(self) -> None:
         self._counters: dict[RedisTarget, RedisCounters] = {}
+        self.holder = holder_id()
 
     def get(self, target: RedisTarget) -> RedisCounters:
         counters = self._counters.get(target)
         if counters is None:
-            counters = self._counters[target] = RedisCounters(target)
+            counters = self._counters[target] = RedisCounters(target, self.holder)
         return counters
 
     async def close(self) -> None:
