@@ -44,6 +44,7 @@ def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
         ({"workers": "two"}, {}, "invalid workers"),
         ({"reload_interval": "fast"}, {}, "invalid reload-interval"),
         ({"redis_url": "localhost:6379"}, {}, "invalid redis-url"),
+        ({}, {"LLMGATE_SPOOL_DIR": " "}, "invalid spool-dir"),
         ({}, {"LLMGATE_REDIS_URL": "redis://127.0.0.1:port/0"}, "invalid redis-url"),
         ({}, {"LLMGATE_ADMIN_KEY": "short"}, "invalid admin_key"),
         ({"config": "/nonexistent/llmgate.toml"}, {}, "cannot read config file"),

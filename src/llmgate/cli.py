@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-listen", help="host:port of the metrics (127.0.0.1:9091)")
     serve.add_argument("--database-url", help="store URL (sqlite+aiosqlite:///./llmgate.db)")
     serve.add_argument("--redis-url", help="redis://host:port/db for shared counters and cache")
+    serve.add_argument("--spool-dir", help="usage spool directory, or off (beside the store)")
     serve.add_argument("--reload-interval", help="seconds between store revision polls (0.1)")
     serve.add_argument(
         "--snapshot-dir",
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--status", type=int, help="answer every request with this error (400-599)")
     fake.add_argument("--drop", choices=("before", "mid-stream"), help="drop every connection")
+    fake.add_argument("--record", type=int, default=1000, help="requests kept for inspection")
     return parser
 
 
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model=args.model,
                 status=args.status,
                 drop=args.drop,
+                record=args.record,
             ),
         )
         return 0

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -139,9 +140,14 @@ async def open_data_plane(
     from llmgate.observability.metrics import GaugeSampler, Metrics
     from llmgate.observability.upstream_status import StatusBoard
     from llmgate.observability.usage import UsageReporter
+    from llmgate.observability.usage_spool import Spool, default_directory
 
     metrics = Metrics(settings.metrics_prefix, max_models=settings.metrics_max_models)
-    usage = UsageReporter(store, calls_days=settings.usage_calls_days)
+    spool = None
+    if settings.spool_dir != "off":
+        directory = settings.spool_dir or default_directory(settings.database_url)
+        spool = Spool(Path(directory))
+    usage = UsageReporter(store, calls_days=settings.usage_calls_days, spool=spool)
     # Built whole, once per process: what every snapshot of this process shares.
     services = Services(
         counters=counters,

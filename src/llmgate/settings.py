@@ -107,6 +107,10 @@ class Settings:
     prices: str | None = None
     # Days the per-call usage records (``llm_calls``) are kept; 0 keeps none.
     usage_calls_days: int = 30
+    # Where each data-plane process spools its usage before it is shipped to the store
+    # (``observability/usage_spool.py``); None: beside a SQLite file (``<file>.spool``), else
+    # $XDG_STATE_HOME/llmgate/spool-<digest>; "off": no spool (a crash loses up to 1 s).
+    spool_dir: str | None = None
     # Distinct llm_model label values per data-plane process; later models are "other".
     metrics_max_models: int = 100
     # The variables $env:// references may read (names, or prefixes ending in "*"); None:
@@ -233,6 +237,11 @@ def _convert(name: str, value: Any) -> Any:
         except ValueError as exc:
             raise SettingsError(f"invalid prices: {exc}") from None
         return str(value)
+    if name == "spool_dir":
+        text = str(value).strip()
+        if not text:
+            raise SettingsError("invalid spool-dir: expected a directory, or off")
+        return text
     if name == "usage_calls_days":
         try:
             number = int(value)

@@ -17,13 +17,8 @@ from llmgate.app import build_admin_app
 from llmgate.errors import BadRequest
 from llmgate.observability.accounting import LlmAccounting
 from llmgate.observability.calls import CallsQuery, list_calls, parse_calls_query
-from llmgate.observability.usage import (
-    CallRecord,
-    UsageQuery,
-    UsageReporter,
-    parse_query,
-    summarize,
-)
+from llmgate.observability.usage import CallRecord, UsageReporter
+from llmgate.observability.usage_query import UsageQuery, parse_query, summarize
 from llmgate.store import Store
 from llmgate.store.tables import llm_calls
 from llmgate.store.tables import usage as usage_table
@@ -129,10 +124,10 @@ async def test_a_failed_flush_keeps_its_counts(sqlite_store: Store, monkeypatch)
     reporter = UsageReporter(sqlite_store, clock=Clock())
     reporter.add("jack", "1", "m", Usage(1, 1, 2))
 
-    async def unreachable(_batch: object, _calls: object) -> None:
+    async def unreachable(_batches: object) -> None:
         raise OSError("store unreachable")
 
-    monkeypatch.setattr(reporter, "_write", unreachable)
+    monkeypatch.setattr(reporter, "_ship", unreachable)
     assert await reporter.flush() == 0
     reporter.add("jack", "1", "m", Usage(1, 1, 2))  # meanwhile, more of the same key
     monkeypatch.undo()

@@ -23,7 +23,7 @@ from llmgate.errors import (
 )
 from llmgate.http.body import BodyTooLarge, RequestBody
 from llmgate.http.limits import ClientLimits
-from llmgate.observability import calls, usage
+from llmgate.observability import calls, usage_query
 from llmgate.plugins import REGISTRY
 from llmgate.store import Store
 
@@ -232,10 +232,10 @@ async def usage_summary(request: web.Request) -> web.Response:
     (llmgate's extension): requests, tokens and cost per consumer, route, model, day and cache,
     as the data plane flushed them."""
     try:
-        query = usage.parse_query(request.query)
+        query = usage_query.parse_query(request.query)
     except HttpError as error:
         return error_response(error)
-    return json_response(200, await usage.summarize(request.app[STORE_KEY], query))
+    return json_response(200, await usage_query.summarize(request.app[STORE_KEY], query))
 
 
 async def usage_calls(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from sqlalchemy.sql import ColumnElement
 
 from llmgate.ai.pricing import amount
 from llmgate.errors import BadRequest
-from llmgate.observability.usage import seconds_arg
+from llmgate.observability.usage_query import seconds_arg
 from llmgate.store import Store
 from llmgate.store.tables import llm_calls
 

@@ -1,5 +1,6 @@
 """Token usage and cost per consumer, route and model: counted in memory by each data-plane
-process, flushed to the store in the background, summarised by ``GET /apisix/admin/usage``.
+process, spooled to local disk, shipped to the store in the background, summarised by
+``GET /apisix/admin/usage``.
 
     data-plane process                                     admin API
       UsageReporter.add(consumer, route, model, usage,       parse_query(request.query)
@@ -7,11 +8,20 @@ process, flushed to the store in the background, summarised by ``GET /apisix/adm
         pending[(minute, consumer, route, model, cache)]       SUM(...) GROUP BY consumer,
           += 1, tokens, cost                                   route, model, day, cache
         calls += [CallRecord]       (``llm_calls``: one row per call, with its request id)
-      every ``interval`` s and at stop: one transaction of upserts-by-increment into
-      ``usage`` and inserts into ``llm_calls``
+        (each call first appended to the node's spool, ``usage_spool.py``: one write(2))
+      every ``spool_interval`` (50 ms): the spool fsync'd
+      every ``interval`` s and at stop: what was counted becomes a Batch (the spool segment's
+        id), and the batches not shipped yet go in one transaction: their ids into
+        ``usage_batches`` (a batch already there is skipped), upserts-by-increment into
+        ``usage``, inserts into ``llm_calls``; then their spool segments are deleted
+      at start and every ``ORPHAN_SCAN`` s: the spools of the node's dead processes, shipped
 
-Nothing here runs on the request path but ``add`` (a dict update and a list append).  A flush
-that fails keeps its counts for the next one.  Writing never bumps the configuration revision.
+A killed process loses nothing it counted (the kernel has its writes), an OS crash at most
+``spool_interval``; a restart ships what was spooled, and no batch counts twice.  Nothing here
+runs on the request path but ``add`` (a write(2), a dict update and a list append).  A
+shipment that fails keeps its batches for the next one.  Writing never bumps the configuration
+revision.
+
 Per-call records are bounded: at most ``MAX_PENDING_CALLS`` wait for a flush (beyond that they
 are dropped, and the drops logged; the counts stay exact), and rows older than
 ``calls_days`` days are deleted (``calls_days=0``: no per-call records at all).
@@ -26,30 +36,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select
-from sqlalchemy.sql import ColumnElement
+import orjson
+from sqlalchemy import delete, insert, select
 
-from llmgate.ai.pricing import amount
 from llmgate.ai.usage import Usage
-from llmgate.errors import BadRequest
+from llmgate.observability.usage_spool import Spool, holder_id
 from llmgate.store import Store
 from llmgate.store.engine import IMMEDIATE
-from llmgate.store.tables import llm_calls
+from llmgate.store.tables import llm_calls, usage_batches
 from llmgate.store.tables import usage as usage_table
 
 log = logging.getLogger("llmgate.usage")
 
-FLUSH_INTERVAL = 1.0  # seconds
+FLUSH_INTERVAL = 1.0  # seconds between two shipments to the store
+SPOOL_INTERVAL = 0.05  # seconds between two fsyncs of the spool: what an OS crash may lose
+ORPHAN_SCAN = 5.0  # seconds between two looks for the spools of dead processes
+BATCH_DAYS = 7  # how long the store remembers a batch id (a spool waits far less)
 COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cost")
 _KEY_COLUMNS = ("minute", "consumer", "route", "model", "cache")
 Key = tuple[int, str, str, str, str]  # (minute, consumer, route, model, cache)
-GROUPS = ("consumer", "route", "model", "day", "cache")
 DAY = 86_400
 MAX_PENDING_CALLS = 50_000
 CALLS_DAYS = 30  # how long per-call records are kept, by default
@@ -79,8 +90,31 @@ class CallRecord:
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 
 
+@dataclass(slots=True)
+class Batch:
+    """What one process counted between two shipments (one spool segment), under an id
+    unique across nodes and restarts."""
+
+    id: str
+    rows: dict[Key, list[int]]
+    calls: list[CallRecord]
+
+    @classmethod
+    def from_records(cls, id: str, payloads: list[bytes]) -> Batch:
+        """The batch of a spool segment's records (``UsageReporter.add`` wrote them)."""
+        batch = cls(id, {}, [])
+        for payload in payloads:
+            record = orjson.loads(payload)
+            key: Key = tuple(record[:5])
+            _merge(batch.rows, {key: record[5:11]})
+            if record[11] is not None:
+                batch.calls.append(CallRecord(*record[11]))
+        return batch
+
+
 class UsageReporter:
-    """One data-plane process's usage counts on their way to the store."""
+    """One data-plane process's usage counts on their way to the store, through the node's
+    spool (``usage_spool.py``) when it has one."""
 
     def __init__(
         self,
@@ -88,19 +122,31 @@ class UsageReporter:
         interval: float = FLUSH_INTERVAL,
         clock: Callable[[], float] = time.time,
         calls_days: int = CALLS_DAYS,
+        spool: Spool | None = None,
+        spool_interval: float = SPOOL_INTERVAL,
     ) -> None:
         self.store = store
         self.interval = interval
+        self.spool_interval = spool_interval
         self.calls_days = calls_days
+        self.spool = spool
+        self._holder = spool.holder if spool is not None else holder_id()
+        self._sequence = 0
         self._clock = clock
         self._pending: dict[Key, list[int]] = {}
         self._calls: list[CallRecord] = []
+        self._unshipped: list[Batch] = []
+        self._backlog_calls = 0  # per-call records in ``_unshipped``
         self._dropped = 0
         self._pruned = 0.0
+        self._scanned = 0.0
         self._upsert = _upsert_statement(store.engine.dialect.name)
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._io = asyncio.Lock()  # the spool's fsyncs and segment changes, one at a time
+        self._shipping = asyncio.Lock()
         self._failing = False
+        self._spool_failing = False
 
     def add(
         self,
@@ -114,107 +160,249 @@ class UsageReporter:
         call: CallRecord | None = None,
     ) -> None:
         """Count one LLM call (its tokens when its response carried ``usage``, and its
-        ``cost``); keep ``call`` as its own record."""
+        ``cost``); keep ``call`` as its own record.  With a spool, the call is appended to it
+        first (one write(2))."""
         key = (int(self._clock()) // 60 * 60, consumer, route, model, cache)
-        counts = self._pending.get(key)
-        if counts is None:
-            counts = self._pending[key] = [0, 0, 0, 0, 0, 0]
-        counts[0] += 1
+        delta = [1, 0, 0, 0, 0, cost]
         if usage is not None:
-            counts[1] += usage.prompt_tokens
-            counts[2] += usage.completion_tokens
-            counts[3] += usage.total_tokens
-            counts[4] += usage.cached_tokens
-        counts[5] += cost
+            delta[1:5] = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.total_tokens,
+                usage.cached_tokens,
+            )
+        keep = None
         if call is not None and self.calls_days > 0:
-            if len(self._calls) < MAX_PENDING_CALLS:
-                self._calls.append(call)
+            if len(self._calls) + self._backlog_calls < MAX_PENDING_CALLS:
+                keep = call
             else:
                 self._dropped += 1
+        if self.spool is not None and self.spool.ready:
+            record = [*key, *delta, astuple(keep) if keep is not None else None]
+            try:
+                self.spool.append(orjson.dumps(record))
+            except OSError as exc:
+                if not self._spool_failing:  # once per outage
+                    log.warning("writing the usage spool failed: %s", exc.strerror or exc)
+                self._spool_failing = True
+        counts = self._pending.get(key)
+        if counts is None:
+            self._pending[key] = delta
+        else:
+            for i, value in enumerate(delta):
+                counts[i] += value
+        if keep is not None:
+            self._calls.append(keep)
 
     async def start(self) -> None:
+        """Hold this process's spool, then sync and ship in the background (the spools of
+        the node's dead processes first)."""
+        if self.spool is not None:
+            try:
+                await asyncio.to_thread(self.spool.open)
+            except OSError as exc:
+                log.warning(
+                    "cannot use the usage spool %s (%s): usage a crash interrupts is lost",
+                    self.spool.directory,
+                    exc.strerror or exc,
+                )
+                self.spool = None
         self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="llmgate-usage-flush")
+        self._tasks = [asyncio.create_task(self._run(), name="llmgate-usage-flush")]
+        if self.spool is not None:
+            self._tasks.append(asyncio.create_task(self._syncing(), name="llmgate-usage-sync"))
 
     async def stop(self) -> None:
-        """Stop flushing in the background, after one last flush."""
+        """Stop in the background, after one last flush."""
         self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        else:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await task
+        if not tasks:
             await self.flush()
+        if self.spool is not None and self.spool.ready:
+            async with self._io:
+                await asyncio.to_thread(self.spool.close, shipped=not self._unshipped)
 
     async def _run(self) -> None:
         # Never cancelled mid-write (a cancelled commit could count twice): ``stop`` sets the
         # event, and the loop ends after its last flush.
+        await self.recover()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
             await self.flush()
+            if self._clock() - self._scanned >= ORPHAN_SCAN:
+                await self.recover()
         await self.flush()  # what was added while the last one was writing
 
+    async def _syncing(self) -> None:
+        """fsync the spool every ``spool_interval``: what an OS crash may lose."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.spool_interval)
+            await self.sync()
+
+    async def sync(self) -> None:
+        if self.spool is None or not self.spool.ready:
+            return
+        async with self._io:
+            try:
+                await asyncio.to_thread(self.spool.sync)
+            except OSError as exc:
+                if not self._spool_failing:
+                    log.warning("syncing the usage spool failed: %s", exc.strerror or exc)
+                self._spool_failing = True
+
+    def _take(self) -> int | None:
+        """End the batch being counted (and its spool segment); returns the segment's file
+        descriptor, for ``Spool.close_detached``."""
+        segment = None
+        if self.spool is not None and self.spool.ready:
+            id = f"{self._holder}:{self.spool.number}"
+            segment = self.spool.detach()
+        else:
+            self._sequence += 1
+            id = f"{self._holder}:{self._sequence}"
+        if self._pending or self._calls:
+            self._unshipped.append(Batch(id, self._pending, self._calls))
+            self._backlog_calls += len(self._calls)
+            self._pending, self._calls = {}, []
+        return segment
+
     async def flush(self) -> int:
-        """Write the pending counts and call records in one transaction; how many usage rows
-        were written."""
+        """Ship every batch not shipped yet (what is pending first) in one transaction; how
+        many usage rows were written."""
         if self._dropped:
             log.warning("%d per-call usage records dropped: too many waiting", self._dropped)
             self._dropped = 0
-        if not self._pending and not self._calls:
-            return 0
-        batch, self._pending = self._pending, {}
-        calls, self._calls = self._calls, []
-        try:
-            await self._write(batch, calls)
-        except Exception:
-            self._merge_back(batch)
-            self._calls[:0] = calls[: MAX_PENDING_CALLS - len(self._calls)]
-            if not self._failing:  # once per outage, not every second
-                log.exception("writing token usage failed; keeping it for the next flush")
-            self._failing = True
-            return 0
-        self._failing = False
+        async with self._shipping:
+            segments: list[Path] = []
+            async with self._io:
+                segment = self._take()
+                batches = list(self._unshipped)
+                if self.spool is not None and self.spool.ready:
+                    try:
+                        segments = await asyncio.to_thread(self.spool.close_detached, segment)
+                    except OSError as exc:
+                        log.warning("closing a usage spool segment failed: %s", exc)
+            if not batches:
+                return 0
+            try:
+                written = await self._ship(batches)
+            except Exception:
+                if not self._failing:  # once per outage, not every second
+                    log.exception("writing token usage failed; keeping it for the next flush")
+                self._failing = True
+                return 0
+            self._failing = False
+            del self._unshipped[: len(batches)]  # later batches were only appended
+            self._backlog_calls -= sum(len(batch.calls) for batch in batches)
+            if self.spool is not None and segments:
+                await asyncio.to_thread(self.spool.shipped, segments)
         await self._prune()
-        return len(batch)
+        return written
 
-    async def _write(self, batch: dict[Key, list[int]], calls: list[CallRecord]) -> None:
-        # Sorted: two processes upserting the same keys lock them in the same order.
-        rows = [
-            {**dict(zip(_KEY_COLUMNS, key, strict=True)), **dict(zip(COUNTS, counts, strict=True))}
-            for key, counts in sorted(batch.items())
-        ]
+    async def recover(self) -> None:
+        """Ship the spools of the node's processes that died, then delete them."""
+        self._scanned = self._clock()
+        if self.spool is None or not self.spool.ready:
+            return
+        try:
+            orphans = await asyncio.to_thread(self.spool.claim_orphans)
+        except OSError as exc:
+            log.warning("cannot read the usage spool: %s", exc.strerror or exc)
+            return
+        for orphan in orphans:
+            shipped = False
+            try:
+                batches = [
+                    Batch.from_records(f"{orphan.holder}:{number}", payloads)
+                    for number, payloads in await asyncio.to_thread(orphan.read)
+                    if payloads
+                ]
+                if batches:
+                    await self._ship(batches)
+                    log.info("shipped %d spooled usage batches of %s", len(batches), orphan.holder)
+                shipped = True
+            except (ValueError, TypeError, IndexError) as exc:  # not a record this writes
+                log.warning(
+                    "the usage spool of %s is damaged (%s): left as it is", orphan.holder, exc
+                )
+            except Exception as exc:  # the store is down: the next scan tries again
+                log.warning("shipping the usage spool of %s failed: %s", orphan.holder, exc)
+            finally:
+                await asyncio.to_thread(self.spool.release, orphan, shipped=shipped)
+
+    async def _ship(self, batches: list[Batch]) -> int:
+        """Write the batches the store has not received yet, and their ids, in one
+        transaction; how many usage rows were written."""
         async with self.store.engine.connect() as conn:
             conn = await conn.execution_options(**{IMMEDIATE: True})
             async with conn.begin():
+                ids = [batch.id for batch in batches]
+                seen: set[str] = set()
+                for i in range(0, len(ids), 500):
+                    found = await conn.execute(
+                        select(usage_batches.c.id).where(usage_batches.c.id.in_(ids[i : i + 500]))
+                    )
+                    seen.update(found.scalars())
+                fresh = [batch for batch in batches if batch.id not in seen]
+                if not fresh:
+                    return 0
+                shipped = int(self._clock())
+                await conn.execute(
+                    insert(usage_batches), [{"id": b.id, "shipped": shipped} for b in fresh]
+                )
+                merged: dict[Key, list[int]] = {}
+                for batch in fresh:
+                    _merge(merged, batch.rows)
+                # Sorted: two processes upserting the same keys lock them in the same order.
+                rows = [
+                    {
+                        **dict(zip(_KEY_COLUMNS, key, strict=True)),
+                        **dict(zip(COUNTS, counts, strict=True)),
+                    }
+                    for key, counts in sorted(merged.items())
+                ]
                 if rows:
                     await conn.execute(self._upsert, rows)
+                calls = [call for batch in fresh for call in batch.calls]
                 if calls:
                     await conn.execute(
                         insert(llm_calls),
                         [dict(zip(_CALL_COLUMNS, astuple(c), strict=True)) for c in calls],
                     )
+                return len(rows)
 
     async def _prune(self) -> None:
-        """Delete per-call records older than ``calls_days`` (every ``PRUNE_EVERY`` s)."""
+        """Delete per-call records older than ``calls_days`` and batch ids older than
+        ``BATCH_DAYS`` (every ``PRUNE_EVERY`` s)."""
         now = self._clock()
-        if self.calls_days <= 0 or now - self._pruned < PRUNE_EVERY:
+        if now - self._pruned < PRUNE_EVERY:
             return
         self._pruned = now
-        oldest = int((now - self.calls_days * DAY) * 1000)
         try:
             async with self.store.engine.begin() as conn:
-                await conn.execute(delete(llm_calls).where(llm_calls.c.time < oldest))
+                if self.calls_days > 0:
+                    oldest = int((now - self.calls_days * DAY) * 1000)
+                    await conn.execute(delete(llm_calls).where(llm_calls.c.time < oldest))
+                batches_before = int(now - BATCH_DAYS * DAY)
+                await conn.execute(
+                    delete(usage_batches).where(usage_batches.c.shipped < batches_before)
+                )
         except Exception as exc:
-            log.warning("deleting expired per-call usage records failed: %s", exc)
+            log.warning("deleting expired usage records failed: %s", exc)
 
-    def _merge_back(self, batch: dict[Key, list[int]]) -> None:
-        for key, counts in batch.items():
-            current = self._pending.get(key)
-            if current is None:
-                self._pending[key] = counts
-            else:
-                for i, value in enumerate(counts):
-                    current[i] += value
+
+def _merge(into: dict[Key, list[int]], rows: Mapping[Key, list[int]]) -> None:
+    for key, counts in rows.items():
+        current = into.get(key)
+        if current is None:
+            into[key] = list(counts)
+        else:
+            for i, value in enumerate(counts):
+                current[i] += value
 
 
 def _upsert_statement(dialect: str) -> Any:
@@ -228,116 +416,3 @@ def _upsert_statement(dialect: str) -> Any:
         index_elements=[usage_table.c[name] for name in _KEY_COLUMNS],
         set_={name: usage_table.c[name] + statement.excluded[name] for name in COUNTS},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class UsageQuery:
-    """``?consumer=&route=&model=&cache=&from=&to=&group_by=``: exact filters (``cache``:
-    ``hit`` or ``miss``); ``from``/``to`` in Unix seconds, both included, to the minute (the
-    minute holding ``from`` counts whole); ``group_by``: a comma list of consumer, route,
-    model, day and cache (all of them by default)."""
-
-    consumer: str | None = None
-    route: str | None = None
-    model: str | None = None
-    start: int | None = None
-    end: int | None = None
-    cache: str | None = None  # "" (a provider answered) or "hit"
-    group_by: tuple[str, ...] = GROUPS
-
-
-_SECONDS = re.compile(r"\d{1,11}")
-
-
-def seconds_arg(args: Mapping[str, str], name: str) -> int | None:
-    """A Unix-seconds query argument (None when absent); ``BadRequest`` when malformed."""
-    text = args.get(name)
-    if text is None or text == "":
-        return None
-    if _SECONDS.fullmatch(text) is None:
-        raise BadRequest(f"invalid {name} {text!r}: expected Unix seconds")
-    return int(text)
-
-
-def _group_by(text: str | None) -> tuple[str, ...]:
-    if text is None or text == "":
-        return GROUPS
-    names = tuple(name.strip() for name in text.split(","))
-    unknown = [name for name in names if name not in GROUPS]
-    if unknown:
-        raise BadRequest(f"invalid group_by {unknown[0]!r}: expected {', '.join(GROUPS)}")
-    return tuple(name for name in GROUPS if name in names)
-
-
-def parse_query(args: Mapping[str, str]) -> UsageQuery:
-    """The query of ``GET /apisix/admin/usage``; ``BadRequest`` (400) for bad arguments."""
-    start, end = seconds_arg(args, "from"), seconds_arg(args, "to")
-    if start is not None and end is not None and start > end:
-        raise BadRequest(f"invalid range: from {start} is after to {end}")
-    cache = args.get("cache")
-    if cache not in (None, "hit", "miss"):
-        raise BadRequest(f"invalid cache {cache!r}: expected hit or miss")
-    return UsageQuery(
-        args.get("consumer"),
-        args.get("route"),
-        args.get("model"),
-        start,
-        end,
-        None if cache is None else "hit" if cache == "hit" else "",
-        _group_by(args.get("group_by")),
-    )
-
-
-def _day(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
-
-
-async def summarize(store: Store, query: UsageQuery) -> dict[str, Any]:
-    """Requests, tokens and cost per (consumer, route, model, UTC day, cache) matching
-    ``query`` (or the ``group_by`` subset of those), and their total."""
-    table = usage_table
-    conditions: list[ColumnElement[bool]] = []
-    for name in ("consumer", "route", "model", "cache"):
-        value = getattr(query, name)
-        if value is not None:
-            conditions.append(table.c[name] == value)
-    if query.start is not None:
-        conditions.append(table.c.minute >= query.start - query.start % 60)
-    if query.end is not None:
-        conditions.append(table.c.minute <= query.end)
-    columns: dict[str, ColumnElement[Any]] = {
-        "consumer": table.c.consumer,
-        "route": table.c.route,
-        "model": table.c.model,
-        "day": table.c.minute - table.c.minute % literal(DAY),
-        "cache": table.c.cache,
-    }
-    groups = [columns[name].label(name) for name in query.group_by]
-    statement = select(*groups, *(func.sum(table.c[name]).label(name) for name in COUNTS)).where(
-        *conditions
-    )
-    if groups:
-        keys = [columns[name] for name in query.group_by]
-        statement = statement.group_by(*keys).order_by(*keys)
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(statement)).all()
-    entries = []
-    for row in rows:
-        if row.requests is None:  # no row at all matched (an aggregate without groups)
-            continue
-        entry: dict[str, Any] = {}
-        for name in query.group_by:
-            value = getattr(row, name)
-            entry[name] = (
-                _day(int(value))
-                if name == "day"
-                else ("hit" if value else "miss")
-                if name == "cache"
-                else value
-            )
-        entry.update({name: int(getattr(row, name)) for name in COUNTS})
-        entries.append(entry)
-    total: dict[str, Any] = {name: sum(entry[name] for entry in entries) for name in COUNTS}
-    for entry in (*entries, total):
-        entry["cost"] = amount(entry["cost"])
-    return {"from": query.start, "to": query.end, "total": total, "list": entries}

@@ -103,3 +103,13 @@ llm_calls = Table(
     Index("llm_calls_request_id", "request_id"),
     Index("llm_calls_time", "time"),
 )
+
+# The ids of the usage batches shipped into ``usage`` and ``llm_calls`` (``observability/
+# usage_spool.py``): a batch shipped again (after a crash, from a node's spool) is skipped.
+usage_batches = Table(
+    "usage_batches",
+    metadata,
+    Column("id", String(160), primary_key=True),
+    Column("shipped", BigInteger, nullable=False),  # Unix seconds
+    Index("usage_batches_shipped", "shipped"),
+)

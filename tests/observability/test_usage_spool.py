@@ -1,0 +1,143 @@
+"""The usage spool: what a process counted is on disk within one spool interval, the spool of
+a process that died is shipped by another process of its node, and no batch is counted twice
+(SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from llmgate.ai.usage import Usage
+from llmgate.observability.usage import UsageReporter
+from llmgate.observability.usage_query import UsageQuery, summarize
+from llmgate.observability.usage_spool import Spool, default_directory, frame, records
+from llmgate.store import Store
+from llmgate.store.tables import llm_calls, usage_batches
+from llmgate.store.tables import usage as usage_table
+from tests.observability.test_usage import call_record
+
+
+@pytest.fixture
+async def usage_store(store: Store) -> AsyncIterator[Store]:
+    async with store.engine.begin() as conn:
+        for table in (usage_table, llm_calls, usage_batches):
+            await conn.execute(delete(table))
+    yield store
+
+
+async def stored(store: Store) -> tuple[int, int]:
+    """The requests in ``usage`` and the rows of ``llm_calls``."""
+    summary = await summarize(store, UsageQuery())
+    async with store.engine.connect() as conn:
+        calls = (await conn.execute(select(func.count()).select_from(llm_calls))).scalar_one()
+    return int(summary["total"]["requests"]), int(calls)
+
+
+def spooled(store: Store, directory: Path) -> UsageReporter:
+    """A process's reporter holding its spool (not started: the test drives it)."""
+    spool = Spool(directory)
+    spool.open()
+    return UsageReporter(store, spool=spool)
+
+
+def names(directory: Path, pattern: str = "*") -> list[str]:
+    return sorted(path.name for path in directory.glob(pattern))
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+def die(reporter: UsageReporter) -> None:
+    """SIGKILL, as the spool sees it: the lock goes, nothing is shipped or deleted."""
+    assert reporter.spool is not None and reporter.spool._lock is not None
+    os.close(reporter.spool._lock)
+    reporter.spool._lock = None
+
+
+async def test_a_dead_processes_spool_is_shipped_once(usage_store: Store, spool_dir: Path) -> None:
+    dead = spooled(usage_store, spool_dir)
+    for i in range(3):  # each appended to the spool before it is counted in memory
+        dead.add("jack", "1", "m", Usage(1, 1, 2), call=call_record(f"r{i}", 1_700_000_000_000))
+    dead.add("jack", "1", "m", Usage(1, 1, 2))
+    await dead.sync()  # fsync'd (a SIGKILL does not need it: the kernel has the writes)
+    segments = names(spool_dir, "*.seg")
+    assert len(segments) == 1
+    record = (spool_dir / segments[0]).read_bytes()
+    die(dead)
+
+    heir = spooled(usage_store, spool_dir)
+    await heir.recover()
+    assert await stored(usage_store) == (4, 3)
+    assert heir.spool is not None and dead.spool is not None
+    assert names(spool_dir) == [f"{heir.spool.holder}.lock"]
+    # A crash between the store's commit and the deletion here: the same records again.
+    (spool_dir / segments[0]).write_bytes(record)
+    (spool_dir / f"{dead.spool.holder}.lock").touch()
+    await heir.recover()
+    assert await stored(usage_store) == (4, 3)
+    assert names(spool_dir) == [f"{heir.spool.holder}.lock"]
+
+
+async def test_a_living_processes_spool_is_left_alone(usage_store: Store, spool_dir: Path) -> None:
+    alive, other = spooled(usage_store, spool_dir), spooled(usage_store, spool_dir)
+    alive.add("jack", "1", "m", Usage(1, 1, 2))
+    await other.recover()
+    assert await stored(usage_store) == (0, 0)
+    assert await alive.flush() == 1  # its own shipment, which deletes its segments
+    assert await stored(usage_store) == (1, 0)
+    assert names(spool_dir, "*.seg") == []
+
+
+async def test_batches_wait_for_the_store_on_disk_and_ship_once(
+    usage_store: Store, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is down: shipments fail, batches stay spooled; the process dies; the next
+    one ships them all once the store is back."""
+    reporter = spooled(usage_store, spool_dir)
+
+    async def down(_batches: object) -> int:
+        raise OSError("store unreachable")
+
+    monkeypatch.setattr(reporter, "_ship", down)
+    for _ in range(3):
+        reporter.add("jack", "1", "m", Usage(1, 1, 2))
+        assert await reporter.flush() == 0
+    assert len(names(spool_dir, "*.seg")) == 3  # one segment per attempt, none deleted
+    die(reporter)
+    monkeypatch.undo()
+    heir = spooled(usage_store, spool_dir)
+    await heir.recover()
+    assert await stored(usage_store) == (3, 0)
+
+
+async def test_own_spool_is_gone_after_a_clean_stop(usage_store: Store, spool_dir: Path) -> None:
+    reporter = UsageReporter(usage_store, interval=60, spool=Spool(spool_dir))
+    await reporter.start()
+    reporter.add("jack", "1", "m", Usage(1, 1, 2))
+    assert names(spool_dir, "*.seg")  # appended at once, shipped at stop
+    await reporter.stop()
+    assert await stored(usage_store) == (1, 0)
+    assert names(spool_dir) == []
+
+
+def test_a_torn_or_damaged_record_ends_a_segment() -> None:
+    whole, torn = frame(b'{"a":1}'), frame(b'{"b":2}')
+    assert list(records(whole + torn[:-2])) == [b'{"a":1}']
+    damaged = whole + torn[:-1] + b"x"
+    assert list(records(damaged)) == [b'{"a":1}']
+    assert list(records(whole + whole)) == [b'{"a":1}', b'{"a":1}']
+
+
+def test_default_directory() -> None:
+    assert default_directory("sqlite+aiosqlite:////var/lib/llmgate.db") == Path(
+        "/var/lib/llmgate.db.spool"
+    )
+    pg = default_directory("postgresql+asyncpg://u:p@db/x", state_home="/state")
+    assert pg.parent == Path("/state/llmgate") and pg.name.startswith("spool-")
+    assert "p@db" not in str(pg)
