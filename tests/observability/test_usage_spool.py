@@ -23,10 +23,14 @@ from tests.observability.test_usage import call_record
 
 @pytest.fixture
 async def usage_store(store: Store) -> AsyncIterator[Store]:
-    async with store.engine.begin() as conn:
-        for table in (usage_table, llm_calls, usage_batches):
-            await conn.execute(delete(table))
+    async def clear() -> None:
+        async with store.engine.begin() as conn:
+            for table in (usage_table, llm_calls, usage_batches):
+                await conn.execute(delete(table))
+
+    await clear()
     yield store
+    await clear()  # the PostgreSQL database lives for the whole session
 
 
 async def stored(store: Store) -> tuple[int, int]:
