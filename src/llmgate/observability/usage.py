@@ -36,9 +36,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,7 @@ class CallRecord:
 
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
+_row = operator.attrgetter(*_CALL_COLUMNS)  # a CallRecord's values (astuple copies deeply)
 
 
 @dataclass(slots=True)
@@ -178,7 +180,7 @@ class UsageReporter:
             else:
                 self._dropped += 1
         if self.spool is not None and self.spool.ready:
-            record = [*key, *delta, astuple(keep) if keep is not None else None]
+            record = [*key, *delta, _row(keep) if keep is not None else None]
             try:
                 self.spool.append(orjson.dumps(record))
             except OSError as exc:
@@ -371,7 +373,7 @@ class UsageReporter:
                 if calls:
                     await conn.execute(
                         insert(llm_calls),
-                        [dict(zip(_CALL_COLUMNS, astuple(c), strict=True)) for c in calls],
+                        [dict(zip(_CALL_COLUMNS, _row(c), strict=True)) for c in calls],
                     )
                 return len(rows)
 
