@@ -61,15 +61,15 @@ def var_or_numeral(minimum: int) -> AfterValidator:
 DynamicCount = Annotated[int, Field(gt=0)] | Annotated[str, var_or_numeral(1)]
 
 
-class RedisPolicyConfig(PluginConfig):
-    """Where counters live: this process (``local``), one Redis, or a Redis cluster.
+class RedisServers(PluginConfig):
+    """The Redis fields of every limiter's config (APISIX's ``utils/redis-schema``); its
+    ``policy`` is the subclass's.
 
     ``policy: redis`` without ``redis_host`` uses the node's default Redis
     (``LLMGATE_REDIS_URL``); the fields set here override the URL's (APISIX requires
     ``redis_host``).
     """
 
-    policy: Literal["local", "redis", "redis-cluster"] = "local"
     redis_host: Annotated[str, Field(min_length=2)] | None = None
     redis_port: Annotated[int, Field(ge=1)] = 6379
     redis_username: Annotated[str, Field(min_length=1)] | None = None
@@ -86,15 +86,22 @@ class RedisPolicyConfig(PluginConfig):
     redis_cluster_ssl_verify: bool = False
 
     @model_validator(mode="after")
-    def _policy_needs_servers(self) -> RedisPolicyConfig:
+    def _policy_needs_servers(self) -> RedisServers:
+        policy = str(getattr(self, "policy", "local"))
         required = {
             "redis-cluster": ("redis_cluster_nodes", "redis_cluster_name"),
             "redis-sentinel": ("redis_sentinels", "redis_master_name"),
-        }.get(self.policy, ())
+        }.get(policy, ())
         for field in required:
             if getattr(self, field) is None:
-                raise ValueError(f'property "{field}" is required when policy is {self.policy}')
+                raise ValueError(f'property "{field}" is required when policy is {policy}')
         return self
+
+
+class RedisPolicyConfig(RedisServers):
+    """Where counters live: this process (``local``), one Redis, or a Redis cluster."""
+
+    policy: Literal["local", "redis", "redis-cluster"] = "local"
 
 
 class SentinelNode(ConfigSection):
@@ -104,11 +111,11 @@ class SentinelNode(ConfigSection):
     port: Annotated[int, Field(ge=1, le=65535)]
 
 
-class SentinelPolicyConfig(RedisPolicyConfig):
-    """The policies of limit-count and ai-rate-limiting, which APISIX lets count in the master
-    a set of Redis sentinels names (``redis-sentinel``)."""
+class SentinelPolicyConfig(RedisServers):
+    """The policies of limit-count and ai-rate-limiting, which APISIX also lets count in the
+    master a set of Redis sentinels names (``redis-sentinel``)."""
 
-    policy: Literal["local", "redis", "redis-cluster", "redis-sentinel"] = "local"  # type: ignore[assignment]
+    policy: Literal["local", "redis", "redis-cluster", "redis-sentinel"] = "local"
     redis_sentinels: Annotated[list[SentinelNode], Field(min_length=1)] | None = None
     redis_master_name: Annotated[str, Field(min_length=1)] | None = None
     redis_role: Literal["master", "slave"] = "master"
@@ -194,7 +201,7 @@ def resolve_int(ctx: RequestContext, value: int | Template, name: str, minimum: 
     return number
 
 
-def counters_for(config: RedisPolicyConfig, services: Services) -> Counters:
+def counters_for(config: RedisPolicyConfig | SentinelPolicyConfig, services: Services) -> Counters:
     """The counters a limiter's ``policy`` selects: the node's own, or a Redis.
 
     ``policy: redis`` without ``redis_host`` counts in the node's default Redis
@@ -206,7 +213,9 @@ def counters_for(config: RedisPolicyConfig, services: Services) -> Counters:
     return services.redis.get(redis_target(config, services.redis_default))
 
 
-def redis_target(config: RedisPolicyConfig, default: RedisTarget | None) -> RedisTarget:
+def redis_target(
+    config: RedisPolicyConfig | SentinelPolicyConfig, default: RedisTarget | None
+) -> RedisTarget:
     """Where a ``policy`` other than ``local`` counts (see ``counters_for``)."""
     timeout = config.redis_timeout / 1000
     if isinstance(config, SentinelPolicyConfig) and config.policy == "redis-sentinel":
