@@ -4,16 +4,16 @@ Each data-plane process spools its usage deltas in batches with unique ids befor
 them; a batch shipped twice (a crash between the commit and the spool's cleanup, a restart
 that ships what was spooled) is counted once because its id is already here.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
