@@ -46,7 +46,12 @@ def test_plugins_all_in_apisix_shape(gw: LiveGateway) -> None:
     assert set(plugins) == set(REGISTRY)
     limit = plugins["limit-count"]
     assert limit["priority"] == REGISTRY["limit-count"].priority
-    assert limit["schema"]["properties"]["policy"]["enum"] == ["local", "redis", "redis-cluster"]
+    assert limit["schema"]["properties"]["policy"]["enum"] == [
+        "local",
+        "redis",
+        "redis-cluster",
+        "redis-sentinel",
+    ]
     assert "consumer_schema" not in limit
     assert plugins["key-auth"]["type"] == "auth"
     assert plugins["key-auth"]["consumer_schema"]["required"] == ["key"]
