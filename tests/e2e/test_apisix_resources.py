@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.net import LiveGateway
+from tests.net import LiveGateway, http_json, metric_total, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,10 @@ def test_global_rule_plugins_run_on_every_route_before_the_routes(live: LiveGate
             status, body, head = get(live, path)
             assert status == 200, (path, body)
             assert head.get("X-Global") == "seen", (path, head)
+        # An unmatched request runs them too, then gets the 404 (as APISIX does).
+        status, body, head = get(live, "/no-such-route")
+        assert (status, body) == (404, {"error_msg": "404 Route Not Found"})
+        assert head.get("X-Global") == "seen"
         # Global rules run first: the route's proxy-rewrite has the last word.
         assert sent(get(live, "/g1")[1], "X-Order") == "global"
         assert sent(get(live, "/g2")[1], "X-Order") == "route"
@@ -169,12 +173,16 @@ def test_global_rule_plugins_run_on_every_route_before_the_routes(live: LiveGate
         for path in ("/g1", "/g3"):
             assert get(live, path)[0] == 401
             assert get(live, path, {"apikey": "g-key"})[0] == 200
+        assert get(live, "/no-such-route")[0] == 401  # authentication before the 404
+        assert get(live, "/no-such-route", {"apikey": "g-key"})[0] == 404
         live.delete("global_rules/2")
         assert get(live, "/g1")[0] == 200
 
         # Deleted: gone from every route at once.
         live.delete("global_rules/1")
         assert "X-Global" not in get(live, "/g1")[2]
+        status, _, head = get(live, "/no-such-route")
+        assert status == 404 and "X-Global" not in head
     finally:
         for path in ("global_rules/1", "global_rules/2", "consumers/gjack"):
             live.admin("DELETE", path)
@@ -305,3 +313,47 @@ def test_stream_routes_protos_and_secrets_list_empty_and_refuse_writes(live: Liv
     ):
         status, answer = live.admin(method, path, {"uri": "/x"})
         assert status == 400 and word in answer["error_msg"], (method, path, answer)
+
+
+def test_metrics_label_the_routes_service(live: LiveGateway) -> None:
+    """A service's prometheus and ai-proxy reach its route; the metrics carry the service
+    (``service`` on HTTP series, by name with ``prefer_name``; ``service_id`` on LLM series)."""
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "override": {"endpoint": f"http://{live.fake_address}/v1/chat/completions"},
+    }
+    live.put(
+        "services/llm",
+        {"name": "llm-svc", "plugins": {"prometheus": {}, "ai-proxy": ai_proxy}},
+    )
+    live.put("routes/llm", {"uri": "/svc-llm/chat", "service_id": "llm"})
+    try:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        status, answer = http_json("POST", f"{live.gw.proxy_url}/svc-llm/chat", body)
+        assert status == 200 and answer["usage"]["prompt_tokens"] > 0, answer
+        metrics = wait_for(
+            lambda: (
+                (m := live.metric_series())
+                and metric_total(m, "llmgate_llm_prompt_tokens", route_id="llm", service_id="llm")
+                and m
+            ),
+            "the LLM series",
+        )
+        assert metric_total(metrics, "llmgate_http_status", route="llm", service="llm") == 1
+        # prefer_name: the service by its name, as APISIX's exporter.
+        live.put(
+            "services/llm",
+            {
+                "name": "llm-svc",
+                "plugins": {"prometheus": {"prefer_name": True}, "ai-proxy": ai_proxy},
+            },
+        )
+        assert http_json("POST", f"{live.gw.proxy_url}/svc-llm/chat", body)[0] == 200
+        wait_for(
+            lambda: metric_total(live.metric_series(), "llmgate_http_status", service="llm-svc"),
+            "the series named after the service",
+        )
+    finally:
+        live.delete("routes/llm")
+        live.delete("services/llm")

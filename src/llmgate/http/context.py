@@ -130,6 +130,9 @@ class RouteInfo:
     uris: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
     timeout: Timeout | None = None  # the route's upstream timeouts (override the upstream's)
+    # The service the route takes its upstream, plugins and hosts from (metric labels).
+    service_id: str | None = None
+    service_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,14 +92,14 @@ class _HttpSeries:
     __slots__ = ("apisix", "egress", "ingress", "request", "status", "upstream")
 
     def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
-        code, route, uri, host, consumer, node = key
-        self.status = metrics.http_status.labels(code, route, uri, host, "", consumer, node)
+        code, route, uri, host, service, consumer, node = key
+        self.status = metrics.http_status.labels(code, route, uri, host, service, consumer, node)
         latency, bandwidth = metrics.http_latency, metrics.bandwidth
-        self.request = latency.labels("request", route, "", consumer, node)
-        self.upstream = latency.labels("upstream", route, "", consumer, node)
-        self.apisix = latency.labels("apisix", route, "", consumer, node)
-        self.ingress = bandwidth.labels("ingress", route, "", consumer, node)
-        self.egress = bandwidth.labels("egress", route, "", consumer, node)
+        self.request = latency.labels("request", route, service, consumer, node)
+        self.upstream = latency.labels("upstream", route, service, consumer, node)
+        self.apisix = latency.labels("apisix", route, service, consumer, node)
+        self.ingress = bandwidth.labels("ingress", route, service, consumer, node)
+        self.egress = bandwidth.labels("egress", route, service, consumer, node)
 
 
 class _LlmSeries:
@@ -253,6 +253,8 @@ class Metrics:
             (route.name or route.id) if prefer_name else route.id,
             matched_uri(route, ctx.target.uri),
             matched_host(route, ctx.target.host),
+            # The route's service (by name with prefer_name, as APISIX's exporter).
+            ((route.service_name or route.service_id) if prefer_name else route.service_id) or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
         )
@@ -282,8 +284,8 @@ class Metrics:
             route.id,
             matched_uri(route, ctx.target.uri),
             matched_host(route, ctx.target.host),
-            "",
-            "",
+            route.service_name or "",
+            route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             _single_node(ctx),
             request_type(call),
@@ -305,7 +307,7 @@ class Metrics:
         model = self.models.admit(call.model) if served else self.models.known(call.model)
         key = (
             ctx.route.id,
-            "",
+            ctx.route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
             request_type(call),

@@ -37,7 +37,14 @@ from llmgate.http.paths import check_target, parse_target
 from llmgate.http.variables import RouteVariables
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.upstream import BadGateway, Outgoing, UpstreamPool
-from llmgate.runtime.snapshot import CHAIN, SNAPSHOT, CompiledRoute, ConsumerEntry, PluginChain
+from llmgate.runtime.snapshot import (
+    CHAIN,
+    EMPTY_CHAIN,
+    SNAPSHOT,
+    CompiledRoute,
+    ConsumerEntry,
+    PluginChain,
+)
 
 if TYPE_CHECKING:
     from llmgate.runtime.loader import SnapshotLoader
@@ -52,6 +59,10 @@ REPLAYABLE_BODY = 1024 * 1024
 _DROP_INBOUND = frozenset({"host", "content-length", "expect"})
 
 NOT_FOUND = Reply.error(404, "404 Route Not Found")
+# What an unmatched request runs on while global rules exist: their plugins, then the 404.
+UNMATCHED = CompiledRoute(
+    id="", name=None, chain=EMPTY_CHAIN, plugin_confs={}, upstream=None, owners={}
+)
 INTERNAL_ERROR = Reply.error(500, "internal error")
 # nginx's status for a request whose client went away before it was answered.
 CLIENT_CLOSED = 499
@@ -88,9 +99,12 @@ async def _handle(
     # Route conditions (vars, remote_addrs) read the request's variables; most configs have none.
     variables = RouteVariables(request, target) if router.needs_variables else None
     entry = router.match(request.method, target.host, target.uri, variables)
-    if entry is None or entry.payload is None:
+    if entry is not None and entry.payload is not None:
+        route = entry.payload
+    elif snapshot.global_ids:
+        route = UNMATCHED  # the global rules run before the 404, as in APISIX
+    else:
         return _plain(NOT_FOUND)
-    route = entry.payload
     outbound = OutboundRequest(
         method=request.method,
         path=target.forward_path,
@@ -203,6 +217,8 @@ async def _request_phases(ctx: RequestContext) -> Reply | None:
             reply = await plugin.access(ctx)
             if reply is not None:
                 return reply
+    if ctx.route is UNMATCHED:
+        return NOT_FOUND  # only the global rules ran: no route, no consumer plugins
     chain = ctx.state[CHAIN]
     for plugin in chain.rewrite:
         if id(plugin) not in skip:

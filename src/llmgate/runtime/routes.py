@@ -140,6 +140,7 @@ def compile_route(
     confs: dict[str, Any] = {}
     owners: dict[str, str] = {}
     service_id = value.get("service_id")
+    service_name: str | None = None
     if service_id is not None:
         service = service_values.get(str(service_id))
         if service is None:
@@ -149,6 +150,8 @@ def compile_route(
         for name, conf in (service.get("plugins") or {}).items():
             confs[name], owners[name] = conf, f"service/{service_id}"
         value = _inherit(value, service, service_id)
+        name = service.get("name")
+        service_name = name if isinstance(name, str) else None
     tests = conditions(value)
     config_id = value.get("plugin_config_id")
     if config_id is not None:
@@ -182,6 +185,8 @@ def compile_route(
         uris=_uris(value),
         hosts=_hosts(value),
         timeout=_timeout(value),
+        service_id=str(service_id) if service_id is not None else None,
+        service_name=service_name,
     )
     return _entry(id, value, route, tests)
 
