@@ -335,8 +335,10 @@ def test_request_id_in_response_access_log_and_usage_record(live: LiveGateway) -
 
 
 def test_cost_per_consumer_and_model_streams_included(live: LiveGateway) -> None:
-    client = sdk(live)
-    expected = Decimal(0)
+    """A consumer of its own: its usage row, and its llm_cost series, hold exactly the price
+    table times the tokens the fake upstream reported, the stream's included."""
+    live.put("consumers/payer", {"username": "payer", "plugins": {"key-auth": {"key": "pay-3"}}})
+    client = sdk(live, key="pay-3")
     prompt = completion = 0
     for text in ("one", "two words", "three whole words"):
         answer = client.chat.completions.create(
@@ -352,31 +354,28 @@ def test_cost_per_consumer_and_model_streams_included(live: LiveGateway) -> None
     prompt += streamed[0].prompt_tokens
     completion += streamed[0].completion_tokens
     expected = price("gpt-4o-mini", prompt, completion)
+    assert expected > 0
 
     def summary() -> dict[str, Any] | None:
-        body = usage(live, consumer="app", route="llm", model="gpt-4o-mini", group_by="model")
-        total = body["total"]
-        return body if total["prompt_tokens"] >= prompt and total["requests"] >= 4 else None
+        body = usage(live, consumer="payer", route="llm", model="gpt-4o-mini", group_by="model")
+        return body if body["total"]["requests"] >= 4 else None
 
-    found = wait_for(summary, "the usage flush")
-    total = found["total"]
-    # Earlier tests also used this route: compare the cost with the tokens recorded.
-    assert Decimal(str(total["cost"])) == price(
-        "gpt-4o-mini", total["prompt_tokens"], total["completion_tokens"]
-    )
-    assert total["cost"] >= float(expected) > 0
+    total = wait_for(summary, "the usage flush")["total"]
+    assert total["requests"] == 4
+    assert (total["prompt_tokens"], total["completion_tokens"]) == (prompt, completion)
+    assert Decimal(str(total["cost"])) == expected
 
     def metric() -> float:
         value = metric_total(
             live.metric_series(),
             "llmgate_llm_cost",
-            consumer="app",
+            consumer="payer",
             llm_model="gpt-4o-mini",
             route_id="llm",
         )
-        return value if abs(value - total["cost"]) < 1e-12 else 0.0
+        return value if abs(value - float(expected)) < 1e-12 else 0.0
 
-    assert wait_for(metric, "llm_cost to match the usage") == pytest.approx(total["cost"])
+    assert wait_for(metric, "llm_cost to match the price table") == pytest.approx(float(expected))
 
 
 def test_cache_hit_is_accounted_with_zero_cost(live: LiveGateway) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -103,19 +103,30 @@ async def test_thirty_concurrent_streams_stay_within_one_estimate_of_the_budget(
         served = [total for total in totals if total is not None]
         assert 0 < len(served) < 30
         assert sum(served) <= 150 + estimate(live)
+        # Each call is settled in its log phase, just after the client read its last byte.
         if policy == "redis":  # the counter holds exactly what the served calls consumed
-            (key,) = redis_client.scan_iter(match=f"llmgate:count:*{route_id}*")
-            assert int(redis_client.get(key) or 0) == sum(served)
+
+            def counted() -> int:
+                (key,) = redis_client.scan_iter(match=f"llmgate:count:*{route_id}*")
+                return int(redis_client.get(key) or 0)
+
+            assert settled(counted, sum(served)) == sum(served)
         else:  # the next call sees what is left (its own reservation comes after)
-            async with (
-                aiohttp.ClientSession() as session,
-                session.post(f"http://127.0.0.1:{live.proxy_port}{uri}", json=chat()) as resp,
-            ):
-                left = int(resp.headers["X-AI-RateLimit-Remaining-ai-proxy-openai-compatible"])
+            left = settled(lambda: remaining(live, uri), max(150 - sum(served), 0))
             assert left == max(150 - sum(served), 0)
     finally:
         for key in redis_client.scan_iter(match=f"llmgate:*{route_id}*"):
             redis_client.delete(key)
+
+
+def settled(read: Callable[[], int], expected: int, wait: float = 3.0) -> int:
+    """``read()`` once it gives ``expected``, or its last answer after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    value = read()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value
 
 
 def remaining(live: LiveGateway, uri: str) -> int:
@@ -168,3 +179,43 @@ def test_a_budget_in_cost_refuses_once_spent(live: LiveGateway) -> None:
         statuses.append(status)
     assert statuses[0] == 200 and 503 in statuses
     assert statuses.index(503) <= 3
+
+
+def test_a_cache_hit_is_not_charged(live: LiveGateway) -> None:
+    """Issue 14: a proxy-cache HIT consumed no provider tokens, so the budget is charged only
+    for the MISS (before, the HIT's replayed usage was charged as well)."""
+    route_id = f"cached-{uuid.uuid4().hex[:8]}"
+    uri = budget_route(live, route_id, {"limit": 100_000})
+    route = live.admin("GET", f"routes/{route_id}")[1]["value"]
+    cache = {"cache_strategy": "memory", "cache_method": ["POST"], "cache_key": ["$uri"]}
+    route["plugins"]["proxy-cache"] = cache
+    live.put(f"routes/{route_id}", {k: v for k, v in route.items() if k not in TIMES})
+    body = json.dumps(chat("cache me")).encode()
+    answers = []
+    for _ in range(3):
+        with RawClient(live.proxy_port) as client:
+            client.send_request(
+                "POST", uri, headers={"Content-Type": "application/json"}, body=body
+            )
+            answers.append(client.read_response("POST"))
+    assert [a.header("Apisix-Cache-Status") for a in answers] == ["MISS", "HIT", "HIT"]
+    used = answers[0].json()["usage"]["total_tokens"]
+    assert remaining_after_miss(live, uri) == 100_000 - used  # the two HITs cost nothing
+
+
+TIMES = ("create_time", "update_time", "id")
+
+
+def remaining_after_miss(live: LiveGateway, uri: str) -> int:
+    """The budget left, as a call with another body (a MISS -- the cache keys POSTs on their
+    body too -- that the fake refuses) sees it."""
+    body = json.dumps(chat("another question")).encode()
+    with RawClient(live.proxy_port) as client:
+        client.send_request(
+            "POST",
+            uri,
+            headers={"Content-Type": "application/json", "X-Fake-Status": "500"},
+            body=body,
+        )
+        resp = client.read_response("POST")
+    return int(resp.header("X-AI-RateLimit-Remaining-ai-proxy-openai-compatible") or "-1")
