@@ -129,7 +129,9 @@ class RawClient:
     """One TCP connection to a server, driven byte by byte.
 
     ``timeout`` bounds every single socket read (a test must never hang on a server that does
-    not answer); pass a larger one where a slow answer is the point.
+    not answer); pass a larger one where a slow answer is the point.  ``rcvbuf`` shrinks the
+    receive buffer (set before connecting, so the window is small from the start): a client
+    that stops reading then stalls the server's writes after a few KB.
     """
 
     def __init__(
@@ -140,9 +142,16 @@ class RawClient:
         *,
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
         """``tls``: the connection is wrapped (handshake done here) with SNI ``server_name``."""
-        sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect((host, port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             try:
@@ -277,6 +286,29 @@ class RawClient:
         chunk = self._read_exactly(size)
         self._read_exactly(2)
         return chunk
+
+    def drain(self, limit: float, pace: tuple[int, float] | None = None) -> tuple[int, bool]:
+        """Read until the server ends the connection or ``limit`` seconds pass: the bytes read
+        (what was buffered included) and whether it ended with a reset (True) rather than a
+        clean close or the time limit (False).  ``pace`` (bytes, seconds): read at most that
+        many bytes, then sleep, like a slow client."""
+        received = len(self._buffer)
+        self._buffer = b""
+        deadline = time.monotonic() + limit
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(pace[0] if pace else 65536)
+            except TimeoutError:
+                return received, False
+            except ConnectionResetError:
+                return received, True
+            if not data:
+                return received, False
+            received += len(data)
+            if pace:
+                time.sleep(pace[1])
+        return received, False
 
     def is_closed_by_peer(self, wait: float = 1.0) -> bool:
         """Whether the server closed this connection within ``wait`` seconds (EOF or reset),

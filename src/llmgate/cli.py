@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-header-timeout", help="seconds for a whole request head (60)")
     serve.add_argument("--client-body-timeout", help="seconds between two body reads (60)")
     serve.add_argument("--keepalive-timeout", help="seconds an idle connection is kept (75)")
+    serve.add_argument(
+        "--send-timeout", help="seconds a response may wait for a client that does not read (60)"
+    )
     serve.add_argument("--keepalive-requests", help="requests per connection (1000)")
     serve.add_argument(
         "--max-connections", help="client connections per listener and process (0: from ulimit)"

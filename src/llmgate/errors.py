@@ -13,7 +13,7 @@ The data plane adds its own ``HttpError`` subclasses for 401/403/429/502/503/504
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -31,6 +31,7 @@ class HttpError(LlmgateError):
     """An error answered to an HTTP client as ``status`` with the JSON ``body``."""
 
     status: int = 500
+    headers: ClassVar[dict[str, str]] = {}  # sent with the answer (Retry-After...)
 
     def __init__(self, body: dict[str, Any], status: int | None = None) -> None:
         super().__init__(body)

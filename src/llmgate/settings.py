@@ -96,6 +96,8 @@ class Settings:
     keepalive_requests: int = 1000
     max_connections: int = 0  # per listener and process; 0: from the open-file limit
     merge_slashes: bool = True
+    send_timeout: float = 60.0  # between two writes to a client that does not read
+    buffered_bodies_max_bytes: int = 256 * 1024**2  # request bodies in memory, per process
     # APISIX's deployment.admin.enable_admin_cors: CORS headers on admin answers, preflights
     # answered without a key.
     admin_cors: bool = True
@@ -137,6 +139,8 @@ class Settings:
             keepalive_requests=self.keepalive_requests,
             max_connections=self.max_connections,
             merge_slashes=self.merge_slashes,
+            send_timeout=self.send_timeout,
+            buffered_bodies_max_bytes=self.buffered_bodies_max_bytes,
         )
 
 
@@ -148,6 +152,7 @@ _TIMEOUTS = {
     "client_header_timeout": (0.1, 3600.0),
     "client_body_timeout": (0.1, 3600.0),
     "keepalive_timeout": (0.1, 3600.0),
+    "send_timeout": (0.1, 3600.0),
 }
 _COUNTS = {
     "keepalive_requests": (1, 10**9),
@@ -158,7 +163,7 @@ _COUNTS = {
 _BOOLS = {"merge_slashes", "admin_cors"}
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no"}
-_SIZES = {"cache_max_bytes", "cache_memory_max_bytes"}
+_SIZES = {"cache_max_bytes", "cache_memory_max_bytes", "buffered_bodies_max_bytes"}
 _SIZE = re.compile(r"(\d+)\s*(?:([kmg])i?)?b?", re.IGNORECASE)
 _NAMES = {f.name for f in fields(Settings)}
 

@@ -4,13 +4,24 @@ normal clients) down.  Settings come from the environment (``LLMGATE_*``)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.net import ConnectionClosed, LiveGateway, RawClient, exchange, http_json, request_bytes
+from tests.net import (
+    ConnectionClosed,
+    LiveGateway,
+    RawClient,
+    exchange,
+    http_json,
+    request_bytes,
+    wait_for,
+)
+from tests.processes import connections_held
 from tests.support import ADMIN_KEY
 
 
@@ -20,9 +31,26 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
         "LLMGATE_KEEPALIVE_TIMEOUT": "1",
         "LLMGATE_CLIENT_HEADER_TIMEOUT": "2",
         "LLMGATE_KEEPALIVE_REQUESTS": "3",
+        "LLMGATE_SEND_TIMEOUT": "1",
+        "LLMGATE_BUFFERED_BODIES_MAX_BYTES": "1M",
     }
     with LiveGateway(tmp_path_factory.mktemp("limits"), env=env) as live:
         live.put("routes/plain", {"uri": "/*", "upstream": live.upstream()})
+        log = str(live.workdir / "access.log")
+        live.put(
+            "routes/logged",
+            {
+                "uri": "/logged/*",
+                "plugins": {"file-logger": {"path": log}},
+                "upstream": live.upstream(),
+            },
+        )
+        # proxy-cache reads a POST body whole (to key on it): a buffered body
+        cache = {"cache_strategy": "memory", "cache_method": ["POST"]}
+        live.put(
+            "routes/buffered",
+            {"uri": "/buffered/*", "plugins": {"proxy-cache": cache}, "upstream": live.upstream()},
+        )
         yield live
 
 
@@ -153,3 +181,86 @@ def test_two_thousand_idle_connections_leave_everyone_served(flooded: LiveGatewa
             pass  # the closes of the flood are still being noticed
         assert time.monotonic() < deadline, "the data plane did not recover from the flood"
         time.sleep(0.1)
+
+
+# --- send_timeout and the buffered-body budget ---------------------------------------------------
+
+
+def log_lines(gw: LiveGateway) -> list[dict[str, Any]]:
+    path = gw.workdir / "access.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_send_timeout(gw: LiveGateway) -> None:
+    """As the attacker: ask for a 16 MB answer and read nothing, with a tiny receive window.
+    After send_timeout (1 s) without progress the gateway resets the connection, lets the
+    upstream connection go, and logs 499, instead of holding both (and the buffers) forever."""
+    pid = gw.gw.proc.pid
+    size = 16_000_000  # past what the kernel's socket buffers hold
+    client = RawClient(gw.proxy_port, rcvbuf=4096)
+    client.send_request("GET", "/logged/echo", headers={"X-Fake-Body-Bytes": str(size)})
+    time.sleep(0.3)  # the answer is on its way (on a new or a pooled upstream connection)
+    held = connections_held(pid, gw.fake_port, remote=True)
+    assert held >= 1
+    started = time.monotonic()
+    while time.monotonic() - started < 5:
+        if connections_held(pid, gw.fake_port, remote=True) < held:
+            break
+        time.sleep(0.05)
+    released = time.monotonic() - started
+    assert released < 4, "the gateway held the upstream for a client that reads nothing"
+    received, reset = client.drain(10)
+    client.close()
+    assert reset and received < size, (reset, received)  # cut off, not the whole answer
+    line = wait_for(
+        lambda: next((x for x in log_lines(gw) if x["request"]["uri"] == "/logged/echo"), None),
+        "the access log line",
+    )
+    assert line["response"]["status"] == 499
+
+
+def test_a_slow_reader_that_keeps_reading_is_not_cut_off(gw: LiveGateway) -> None:
+    """send_timeout is between two writes, not for the whole answer: a client reading 64 KB
+    every 30 ms (longer than send_timeout in all) gets every byte."""
+    size = 4_000_000  # past the socket buffers: the gateway's writes wait for the reader
+    started = time.monotonic()
+    with RawClient(gw.proxy_port, rcvbuf=262144) as client:
+        headers = {"Connection": "close", "X-Fake-Body-Bytes": str(size)}
+        client.send_request("GET", "/slow-reader", headers=headers)
+        received, reset = client.drain(30, pace=(65536, 0.03))
+    assert not reset and received > size
+    assert time.monotonic() - started > 1.5  # longer than send_timeout in all
+
+
+def test_concurrent_large_bodies_past_the_budget_are_503(gw: LiveGateway) -> None:
+    """As the attacker: three uploads of 450 KB held open on a route that reads bodies whole,
+    against a 1 MiB budget for the whole process: the third is refused at once with 503 and
+    Retry-After (its length is declared), a small request still passes, and once the first
+    two are gone their bytes are free again."""
+    size = 450_000
+    held = []
+    for _ in range(2):
+        client = RawClient(gw.proxy_port)
+        raw = request_bytes("POST", "/buffered/upload", body=b"z" * size)
+        client.send(raw[: len(raw) // 2])  # half the body: the request holds its share
+        held.append(client)
+    time.sleep(0.3)
+    third = exchange(gw.proxy_port, request_bytes("POST", "/buffered/3", body=b"z" * size))
+    assert third.status == 503, third.body
+    assert third.json() == {"error_msg": "too many request bodies in flight"}
+    assert third.header("Retry-After") == "1"
+    small = exchange(gw.proxy_port, request_bytes("POST", "/buffered/4", body=b"small"))
+    assert small.status == 200
+    for client in held:
+        client.abort()
+    time.sleep(0.3)
+    again = exchange(gw.proxy_port, request_bytes("POST", "/buffered/5", body=b"z" * size))
+    assert again.status == 200, again.body  # the aborted uploads gave their bytes back
+
+
+def test_chunked_bodies_are_counted_as_they_arrive(gw: LiveGateway) -> None:
+    """Without a declared length the budget is charged as bytes arrive: a chunked 1.5 MB body
+    alone passes the 1 MiB budget and is refused part-way."""
+    raw = request_bytes("POST", "/buffered/chunked", body=b"c" * 1_500_000, chunked=True)
+    answer = exchange(gw.proxy_port, raw)
+    assert answer.status == 503

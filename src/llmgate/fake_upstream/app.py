@@ -48,6 +48,9 @@ _INSPECTION_PATHS = frozenset({"/__fake/requests", "/__fake/health", "/__fake/kn
 _MAX_BODY = 64 * 1024 * 1024
 _NOT_JSON = object()
 _DONE_EVENT = b"data: [DONE]\n\n"
+# On any other path: answer this many bytes instead of the echo (at most MAX_BODY_BYTES).
+HEADER_BODY_BYTES = "X-Fake-Body-Bytes"
+MAX_BODY_BYTES = 256 * 1024 * 1024
 _MID_STREAM_EVENTS = 2
 _BAD_JSON = "We could not parse the JSON body of your request. Expected a JSON object."
 
@@ -245,6 +248,10 @@ async def _model(request: web.Request) -> web.StreamResponse:
 
 async def _echo(request: web.Request) -> web.StreamResponse:
     inbound = request[INBOUND]
+    size = request.headers.get(HEADER_BODY_BYTES, "")
+    if size.isdigit() and int(size) <= MAX_BODY_BYTES:
+        # A big answer from a small request (tests of clients that read slowly or not at all).
+        return web.Response(body=b"x" * int(size), content_type="application/octet-stream")
     return await _send_json(request, inbound.knobs, inbound.record)
 
 

@@ -7,6 +7,7 @@ A knob is read from a request header, else from the query string, else from the 
     X-Fake-Drop: before         ?fake_drop=before         close the connection without answering
     X-Fake-Drop: mid-stream     ?fake_drop=mid-stream     send part of the response, then close
     X-Fake-Stream-Delay-Ms: N   ?fake_stream_delay_ms=N   sleep N ms between SSE events
+    X-Fake-Body-Bytes: N        (echo paths only)         answer N bytes instead of the echo
 
 Knobs apply in this order: latency, drop before, status, then the normal answer (stream delay and
 mid-stream drop shape how it is sent).

@@ -13,17 +13,21 @@ has happened to it::
 
 Limits are enforced while reading: a declared length over the limit is refused before a byte
 is read, a chunked body as soon as it passes the limit.  Between two reads the client has
-``timeout`` seconds (nginx's ``client_body_timeout``).
+``timeout`` seconds (nginx's ``client_body_timeout``).  Bodies read whole also count against
+the process's ``BodyBudget`` (every request's buffered bodies together, until ``release()`` at
+the end of the request): a body that would pass it is refused with 503, so many concurrent
+large bodies cannot exhaust memory (nginx spools them to disk instead).
 
-Errors: ``BodyTooLarge`` (413), ``BodyTimeout`` (408), ``BadBody`` (400, broken framing), and
-``ClientGone`` (the client left: no one to answer; the data plane logs it as 499).
+Errors: ``BodyTooLarge`` (413), ``BodyTimeout`` (408), ``BadBody`` (400, broken framing),
+``BodiesOverBudget`` (503, with ``Retry-After: 1``), and ``ClientGone`` (the client left: no
+one to answer; the data plane logs it as 499).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -33,6 +37,8 @@ from llmgate.errors import HttpError
 __all__ = [
     "MAX_BUFFERED_BODY",
     "BadBody",
+    "BodiesOverBudget",
+    "BodyBudget",
     "BodyState",
     "BodyTimeout",
     "BodyTooLarge",
@@ -54,6 +60,35 @@ class BodyTooLarge(HttpError):
         super().__init__({"error_msg": "request body too large"})
         self.size = size
         self.limit = limit
+
+
+class BodiesOverBudget(HttpError):
+    """503: the process holds as many request bodies in memory as it may; try again soon."""
+
+    status = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+    def __init__(self) -> None:
+        super().__init__({"error_msg": "too many request bodies in flight"})
+
+
+class BodyBudget:
+    """Bytes of request bodies one process holds in memory at once, all requests together."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held = max(self.held - size, 0)
 
 
 class BodyTimeout(HttpError):
@@ -107,6 +142,8 @@ class RequestBody:
     left from one that sent broken framing."""
 
     __slots__ = (
+        "_budget",
+        "_charged",
         "_data",
         "_source",
         "connection",
@@ -124,8 +161,11 @@ class RequestBody:
         exists: bool,
         timeout: float | None = 60.0,
         connection: Closable | None = None,
+        budget: BodyBudget | None = None,
     ) -> None:
         self._source = source
+        self._budget = budget
+        self._charged = 0  # bytes taken from the budget
         self.length = length
         self.exists = exists and source is not None
         self.timeout = timeout
@@ -153,18 +193,38 @@ class RequestBody:
             return self._data
         if self.length is not None and self.length > limit:
             raise BodyTooLarge(self.length, limit)
+        if self.length is not None:
+            self._charge(self.length)  # refused before a byte is read
         parts: list[bytes] = []
         try:
             while chunk := await self._next():
                 parts.append(chunk)
                 if self.received > limit:
                     raise BodyTooLarge(self.received, limit)
+                if self.received > self._charged:
+                    self._charge(self.received - self._charged)
         except BaseException:
             self.state = BodyState.BROKEN
+            self.release()
             raise
         self._data = parts[0] if len(parts) == 1 else b"".join(parts)
         self.state = BodyState.BUFFERED
         return self._data
+
+    def _charge(self, size: int) -> None:
+        budget = self._budget
+        if budget is None:
+            return
+        if not budget.take(size):
+            self.state = BodyState.BROKEN
+            raise BodiesOverBudget()
+        self._charged += size
+
+    def release(self) -> None:
+        """Give the body's bytes back to the budget (the request is over)."""
+        if self._budget is not None and self._charged:
+            self._budget.give(self._charged)
+        self._charged = 0
 
     def stream(self) -> BodyStream:
         """The body as a stream of chunks, for sending on without holding it (once)."""

@@ -24,6 +24,9 @@ class ClientLimits:
     keepalive_requests: int = 1000  # requests on one connection before it is closed
     max_connections: int = 0  # client connections per listener and process; 0: from the fd limit
     merge_slashes: bool = True  # "//" in a path is "/" (nginx's merge_slashes)
+    send_timeout: float = 60.0  # between two writes of a response the client does not read
+    # Request bodies held in memory at once, by every request of the process (503 past it).
+    buffered_bodies_max_bytes: int = 256 * 1024 * 1024
 
     def connection_cap(self) -> int:
         """``max_connections``, or when 0 what the open-file limit leaves room for."""

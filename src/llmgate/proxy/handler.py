@@ -10,7 +10,10 @@ response goes through the header and body filters, and the log phase always runs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -22,7 +25,7 @@ from llmgate.ai.pricing import NO_PRICES, PRICES
 from llmgate.ai.replies import gateway_reply
 from llmgate.ai.tracking import passive_tracker
 from llmgate.errors import HttpError
-from llmgate.http.body import BodyStream, RequestBody
+from llmgate.http.body import BodyBudget, BodyStream, RequestBody
 from llmgate.http.context import (
     OutboundRequest,
     Reply,
@@ -66,6 +69,7 @@ UNMATCHED = CompiledRoute(
 INTERNAL_ERROR = Reply.error(500, "internal error")
 # nginx's status for a request whose client went away before it was answered.
 CLIENT_CLOSED = 499
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 # The pool, node index and start time of the upstream request whose response is being relayed.
 _SENT_TO: StateKey[tuple[UpstreamPool, int, float]] = StateKey("handler.sent_to")
@@ -76,14 +80,17 @@ def make_handler(
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     """The data plane's request handler, reading the snapshot ``loader`` keeps current."""
 
+    # Request bodies held in memory by every request of this process together.
+    budget = BodyBudget(limits.buffered_bodies_max_bytes)
+
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        return await _handle(loader, limits, request)
+        return await _handle(loader, limits, budget, request)
 
     return handle
 
 
 async def _handle(
-    loader: SnapshotLoader, limits: ClientLimits, request: web.BaseRequest
+    loader: SnapshotLoader, limits: ClientLimits, budget: BodyBudget, request: web.BaseRequest
 ) -> web.StreamResponse:
     snapshot = loader.current
     if snapshot is None:
@@ -117,6 +124,7 @@ async def _handle(
         request.body_exists,
         limits.body_timeout,
         request.transport,
+        budget,
     )
     ctx = RequestContext(request, route, outbound, route.upstream, target, body)
     ctx.state[SNAPSHOT] = snapshot
@@ -126,9 +134,10 @@ async def _handle(
         ctx.state[PRICES] = prices
     loader.enter(snapshot)
     try:
-        return await _run(ctx)
+        return await _run(ctx, limits.send_timeout)
     finally:
         loader.leave(snapshot)
+        body.release()
         _observe(ctx)
 
 
@@ -163,11 +172,12 @@ def _plain(reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
 
-async def _run(ctx: RequestContext) -> web.StreamResponse:
+async def _run(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
     """The phases, then the log phase whatever ended the request: a reply, an error, an
-    upstream failure, a client that left (499, as nginx) or a bug (500)."""
+    upstream failure, a client that left or stopped reading for ``send_timeout`` seconds (499,
+    as nginx) or a bug (500)."""
     try:
-        return await _respond(ctx)
+        return await _respond(ctx, send_timeout)
     except (ConnectionError, asyncio.CancelledError):
         ctx.status = CLIENT_CLOSED
         ctx.client_aborted = True
@@ -187,7 +197,7 @@ async def _run(ctx: RequestContext) -> web.StreamResponse:
                 log.exception("log phase of %s failed", plugin.name)
 
 
-async def _respond(ctx: RequestContext) -> web.StreamResponse:
+async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
     upstream: UpstreamResponse | None = None
     try:
         reply = await _request_phases(ctx)
@@ -195,12 +205,12 @@ async def _respond(ctx: RequestContext) -> web.StreamResponse:
             _forwarding(ctx)
             upstream, reply = await _forward(ctx)
     except HttpError as error:
-        reply = Reply.json(error.status, error.body)
+        reply = Reply.json(error.status, error.body, error.headers or None)
     chain = ctx.state[CHAIN]
     if upstream is not None:
-        return await _relay(ctx, chain, upstream)
+        return await _relay(ctx, chain, upstream, send_timeout)
     assert reply is not None
-    return await _reply(ctx, chain, reply)
+    return await _reply(ctx, chain, reply, send_timeout)
 
 
 async def _request_phases(ctx: RequestContext) -> Reply | None:
@@ -357,8 +367,35 @@ def _filter(ctx: RequestContext, chain: PluginChain, chunk: bytes, eof: bool) ->
     return chunk
 
 
+class SendTimeout(ConnectionError):
+    """The client did not take a write of the response for ``send_timeout`` seconds: it is
+    treated as gone (nginx's ``send_timeout``), its connection reset."""
+
+
+async def _write(
+    ctx: RequestContext, response: web.StreamResponse, data: bytes, send_timeout: float
+) -> None:
+    """``response.write(data)``, waiting at most ``send_timeout`` seconds for a client that
+    does not read (aiohttp would wait forever, holding the upstream and the buffers)."""
+    try:
+        async with asyncio.timeout(send_timeout):
+            await response.write(data)
+    except TimeoutError:
+        transport = ctx.inbound.transport
+        if transport is not None:
+            # A reset, not a close: the kernel would otherwise keep the unsent bytes (up to
+            # its send buffer) for a client that reads nothing (nginx's
+            # reset_timedout_connection).
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            transport.abort()
+        raise SendTimeout(f"the client read nothing for {send_timeout:g} s") from None
+
+
 async def _relay(
-    ctx: RequestContext, chain: PluginChain, upstream: UpstreamResponse
+    ctx: RequestContext, chain: PluginChain, upstream: UpstreamResponse, send_timeout: float
 ) -> web.StreamResponse:
     """Stream the upstream response to the client, chunk by chunk, through the filters."""
     pool, index, started = ctx.state.pop(_SENT_TO)
@@ -387,12 +424,12 @@ async def _relay(
                     chunk = _filter(ctx, chain, chunk, False)
                     if not chunk:
                         continue
-                await response.write(chunk)
+                await _write(ctx, response, chunk, send_timeout)
             if tracker is not None:
                 tracker.feed(b"", True)
             tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
             if tail:
-                await response.write(tail)
+                await _write(ctx, response, tail, send_timeout)
             await response.write_eof()
             ctx.bytes_sent = response.body_length
         except (UpstreamError, TimeoutError) as exc:
@@ -408,7 +445,9 @@ async def _relay(
         ctx.upstream_latency = time.monotonic() - started
 
 
-async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.StreamResponse:
+async def _reply(
+    ctx: RequestContext, chain: PluginChain, reply: Reply, send_timeout: float
+) -> web.StreamResponse:
     reply = gateway_reply(ctx, chain, reply)  # OpenAI errors on LLM routes; cache-hit accounting
     head = _head(ctx, chain, ResponseHead(reply.status, CIMultiDict(reply.headers), False))
     if isinstance(reply.body, bytes):
@@ -422,10 +461,10 @@ async def _reply(ctx: RequestContext, chain: PluginChain, reply: Reply) -> web.S
     async for chunk in reply.body:
         chunk = _filter(ctx, chain, chunk, False) if chain.body_filter else chunk
         if chunk:
-            await response.write(chunk)
+            await _write(ctx, response, chunk, send_timeout)
     tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
     if tail:
-        await response.write(tail)
+        await _write(ctx, response, tail, send_timeout)
     await response.write_eof()
     ctx.bytes_sent = response.body_length
     return response
