@@ -53,6 +53,8 @@ __all__ = [
 
 # Bodies up to this size are written with the head in one call.
 _COALESCE = 64 * 1024
+# How often a paused upload looks at its write buffer itself (see ``_Connection._drained``).
+_DRAIN_TICK = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,14 @@ class _Connection(asyncio.Protocol):
 
     async def _drained(self, timeout: float | None) -> bool:  # noqa: ASYNC109
         """Wait until the node took what was written (at most ``timeout`` seconds without
-        progress: ``SendTimeout``); False when its answer came first (stop sending)."""
+        progress: ``SendTimeout``); False when its answer came first (stop sending).
+
+        The transport's ``resume_writing`` is not the only signal: every ``_DRAIN_TICK`` the
+        write buffer is looked at too.  Under uvloop a resume was seen to arrive only when
+        something else woke the loop, so an upload stalled until an unrelated timer fired
+        (seconds, or forever on an idle gateway)."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        buffered = self.transport.get_write_buffer_size() if self.transport else 0
         while self._writing_paused:
             if self.closed:
                 raise Disconnected("connection closed while sending")
@@ -228,14 +237,27 @@ class _Connection(asyncio.Protocol):
                 waiting: set[asyncio.Future[Any]] = {drain}
                 if head is not None:
                     waiting.add(head)
-                done, _ = await asyncio.wait(waiting, timeout=timeout)
+                tick = _DRAIN_TICK
+                if deadline is not None:
+                    tick = min(tick, max(deadline - self.loop.time(), 0.0))
+                done, _ = await asyncio.wait(waiting, timeout=tick)
             finally:
                 self._drain = None
-            if not done:
-                raise SendTimeout(f"the node took no request bytes for {timeout} s")
             failure = drain.exception() if drain.done() else None
             if failure is not None:
                 raise failure
+            if done or self.transport is None:
+                continue
+            now_buffered = self.transport.get_write_buffer_size()
+            if now_buffered < buffered:  # progress: the node is reading
+                buffered = now_buffered
+                if timeout is not None:
+                    deadline = self.loop.time() + timeout
+            low, _ = self.transport.get_write_buffer_limits()
+            if now_buffered <= low:
+                self._writing_paused = False  # the resume we were not told about
+            elif deadline is not None and self.loop.time() >= deadline:
+                raise SendTimeout(f"the node took no request bytes for {timeout} s")
         return True
 
     async def exchange(
