@@ -221,9 +221,11 @@ class _Connection(asyncio.Protocol):
         progress: ``SendTimeout``); False when its answer came first (stop sending).
 
         The transport's ``resume_writing`` is not the only signal: every ``_DRAIN_TICK`` the
-        write buffer is looked at too.  Under uvloop a resume was seen to arrive only when
-        something else woke the loop, so an upload stalled until an unrelated timer fired
-        (seconds, or forever on an idle gateway)."""
+        write buffer is looked at too.  Under uvloop (``llmgate serve``) a streamed upload of a
+        few MB was seen to stay paused with its buffer empty and the node waiting -- no
+        wake-up reached this wait -- until a timer of its own fired (with no send timeout:
+        never); in-process on asyncio it did not happen.  Found, not explained; the tick
+        bounds it to 50 ms."""
         deadline = None if timeout is None else self.loop.time() + timeout
         buffered = self.transport.get_write_buffer_size() if self.transport else 0
         while self._writing_paused:
