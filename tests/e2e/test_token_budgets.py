@@ -168,17 +168,28 @@ def test_a_stream_closed_before_its_usage_is_charged_more_than_zero(live: LiveGa
 
 
 def test_a_budget_in_cost_refuses_once_spent(live: LiveGateway) -> None:
-    """Issue 14: limit_strategy cost, in millionths of the currency: at 1 and 2 per 1M tokens a
-    call of ~30 tokens costs ~40 millionths, so a budget of 50 admits two calls, not three."""
+    """Issue 14: limit_strategy cost, in millionths of the currency.  At 1 and 2 per 1M tokens
+    a call costs prompt + 2 x completion millionths; a budget of 50 admits calls while less
+    than 50 is spent, then refuses -- the exact count follows from the fake's usage."""
     uri = budget_route(
         live, f"cost-{uuid.uuid4().hex[:8]}", {"limit": 50, "limit_strategy": "cost"}
     )
-    statuses = []
-    for _ in range(4):
-        status, _ = post_status(live, uri, {})
-        statuses.append(status)
-    assert statuses[0] == 200 and 503 in statuses
-    assert statuses.index(503) <= 3
+    answers = []
+    for _ in range(5):
+        with RawClient(live.proxy_port) as client:
+            client.send_request(
+                "POST",
+                uri,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(chat()).encode(),
+            )
+            answers.append(client.read_response("POST"))
+    usage = answers[0].json()["usage"]
+    cost = usage["prompt_tokens"] + 2 * usage["completion_tokens"]  # every call asks the same
+    admitted = -(-50 // cost)  # admitted while the spent total is below 50
+    assert admitted < 5
+    statuses = [answer.status for answer in answers]
+    assert statuses == [200] * admitted + [503] * (5 - admitted), (cost, statuses)
 
 
 def test_a_cache_hit_is_not_charged(live: LiveGateway) -> None:

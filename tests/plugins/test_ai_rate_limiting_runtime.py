@@ -334,6 +334,27 @@ async def test_a_refusal_gives_back_what_other_budgets_reserved() -> None:
     assert (await services.counters.peek(rule_a, 60))[0] == 20  # the second's 20 given back
 
 
+async def test_a_fallback_is_charged_to_the_instance_that_answered() -> None:
+    """ai-proxy-multi picked "a" (reserved there), then fell back to "b": "a" gets its
+    reservation back and "b" is charged what the call consumed."""
+    services = Services()
+    budgets = [
+        {"name": "a", "limit": 1000, "time_window": 60},
+        {"name": "b", "limit": 1000, "time_window": 60},
+    ]
+    plugin = _plugin(services, instances=budgets, completion_estimate=50)
+    ctx = _ctx(instance="a")
+    assert await plugin.access(ctx) is None  # type: ignore[arg-type]
+    prefix = "ai-rate-limiting|route/1#abc|1|"
+    assert (await services.counters.peek(prefix + "a", 60))[0] == 50
+    call = LlmCall.find(ctx)  # type: ignore[arg-type]
+    assert call is not None
+    call.instance, call.usage, call.answered = "b", Usage(7, 5, 12), True
+    await plugin.log(ctx)  # type: ignore[arg-type]
+    assert (await services.counters.peek(prefix + "a", 60))[0] == 0
+    assert (await services.counters.peek(prefix + "b", 60))[0] == 12
+
+
 async def test_cost_budgets_count_millionths_of_the_currency() -> None:
     from llmgate.ai.pricing import parse_table
 
