@@ -119,6 +119,31 @@ async def test_thirty_concurrent_streams_stay_within_one_estimate_of_the_budget(
             redis_client.delete(key)
 
 
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    with LiveGateway(tmp_path_factory.mktemp("budget-workers"), "--workers", "2") as gw:
+        yield gw
+
+
+async def test_the_budget_holds_across_worker_processes(two_workers: LiveGateway) -> None:
+    """Issue 11, across workers: the node's counter service reserves for both workers, so 30
+    concurrent streams spread over two processes stay within one estimate of 150 too."""
+    live = two_workers
+    uri = budget_route(live, "budget-workers", {"limit": 150})
+    in_a_row, deadline = 0, time.monotonic() + 10
+    while in_a_row < 20:  # fresh connections land on either worker: both have the route
+        assert time.monotonic() < deadline, "the route did not reach every worker"
+        status, _ = post_status(live, uri, {"X-Fake-Status": "500"})
+        in_a_row = in_a_row + 1 if status != 404 else 0
+    live.clear_fake()
+    totals = await concurrent_streams(live, uri, 30)
+    served = [total for total in totals if total is not None]
+    assert 0 < len(served) < 30
+    assert sum(served) <= 150 + estimate(live)
+    left = settled(lambda: remaining(live, uri), max(150 - sum(served), 0))
+    assert left == max(150 - sum(served), 0)
+
+
 def settled(read: Callable[[], int], expected: int, wait: float = 3.0) -> int:
     """``read()`` once it gives ``expected``, or its last answer after ``wait`` seconds."""
     deadline = time.monotonic() + wait
