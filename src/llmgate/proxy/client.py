@@ -224,8 +224,9 @@ class _Connection(asyncio.Protocol):
         write buffer is looked at too.  Under uvloop (``llmgate serve``) a streamed upload of a
         few MB was seen to stay paused with its buffer empty and the node waiting -- no
         wake-up reached this wait -- until a timer of its own fired (with no send timeout:
-        never); in-process on asyncio it did not happen.  Found, not explained; the tick
-        bounds it to 50 ms."""
+        never); in-process on asyncio it did not happen.  It looks like uvloop's issue #312
+        (a paused protocol whose write completion callback never runs); the tick bounds it to
+        50 ms whatever the cause."""
         deadline = None if timeout is None else self.loop.time() + timeout
         buffered = self.transport.get_write_buffer_size() if self.transport else 0
         while self._writing_paused:
