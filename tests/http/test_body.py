@@ -16,6 +16,8 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from llmgate.http.body import (
     BadBody,
+    BodiesOverBudget,
+    BodyBudget,
     BodyState,
     BodyTimeout,
     BodyTooLarge,
@@ -144,3 +146,29 @@ async def test_broken_framing_is_400_while_connected_client_gone_when_closed() -
 async def test_no_body() -> None:
     body = RequestBody(None, None, False)
     assert not body.exists and await body.read() == b"" and body.arrived
+
+
+async def test_buffered_bodies_share_one_budget_until_released() -> None:
+    """Declared lengths are taken before a byte is read, chunked bodies as they arrive; a
+    refused or broken body holds nothing, a finished request gives its bytes back."""
+    budget = BodyBudget(1000)
+    first_source = reader()
+    first = RequestBody(first_source, 600, True, timeout=5, budget=budget)
+    feeding = asyncio.create_task(feed(first_source, b"a" * 600, pieces=3))
+    assert len(await first.read()) == 600
+    await feeding
+    assert budget.held == 600
+    refused = RequestBody(reader(), 500, True, timeout=5, budget=budget)
+    with pytest.raises(BodiesOverBudget):
+        await refused.read()
+    assert refused.state is BodyState.BROKEN and budget.held == 600
+    chunked_source = reader()
+    chunked = RequestBody(chunked_source, None, True, timeout=5, budget=budget)
+    feeding = asyncio.create_task(feed(chunked_source, b"c" * 800, pieces=4))
+    with pytest.raises(BodiesOverBudget):
+        await chunked.read()
+    feeding.cancel()
+    assert budget.held == 600  # the chunked body's first pieces were given back
+    first.release()
+    first.release()  # twice is harmless
+    assert budget.held == 0
