@@ -102,6 +102,8 @@ def test_client_limits_default_to_nginx() -> None:
     assert (limits.header_timeout, limits.body_timeout) == (60.0, 60.0)
     assert (limits.keepalive_timeout, limits.keepalive_requests) == (75.0, 1000)
     assert limits.merge_slashes is True
+    assert limits.send_timeout == 60.0  # nginx's send_timeout
+    assert limits.buffered_bodies_max_bytes == 256 * 1024**2
     assert limits.max_connections == 0  # from the open-file limit:
     assert 64 <= limits.connection_cap() < open_file_limit()
 
@@ -116,8 +118,9 @@ def test_client_limits_from_flags_environment_and_file(tmp_path: Path) -> None:
         "LLMGATE_CONFIG": str(config),
         "LLMGATE_CLIENT_BODY_TIMEOUT": "7.5",
         "LLMGATE_KEEPALIVE_REQUESTS": "20",
+        "LLMGATE_BUFFERED_BODIES_MAX_BYTES": "64M",
     }
-    settings = load_settings({"keepalive_timeout": "3"}, environ=env)
+    settings = load_settings({"keepalive_timeout": "3", "send_timeout": "2.5"}, environ=env)
     limits = settings.client_limits()
     assert limits == ClientLimits(
         header_timeout=5.0,
@@ -126,6 +129,8 @@ def test_client_limits_from_flags_environment_and_file(tmp_path: Path) -> None:
         keepalive_requests=20,
         max_connections=500,
         merge_slashes=False,
+        send_timeout=2.5,
+        buffered_bodies_max_bytes=64 * 1024**2,
     )
     assert limits.connection_cap() == 500
     assert load_settings({"merge_slashes": "on"}, environ={}).merge_slashes is True
@@ -141,6 +146,8 @@ def test_client_limits_from_flags_environment_and_file(tmp_path: Path) -> None:
         ({"keepalive_requests": "1.5"}, "invalid keepalive-requests '1.5': not an integer"),
         ({"max_connections": "-1"}, "invalid max-connections"),
         ({"merge_slashes": "maybe"}, "invalid merge-slashes 'maybe': expected on or off"),
+        ({"send_timeout": "0"}, "invalid send-timeout '0': must be 0.1-3600"),
+        ({"buffered_bodies_max_bytes": "12"}, "invalid buffered-bodies-max-bytes '12'"),
     ],
 )
 def test_invalid_client_limits(flags: dict, message: str) -> None:
