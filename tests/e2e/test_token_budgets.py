@@ -256,3 +256,65 @@ def remaining_after_miss(live: LiveGateway, uri: str) -> int:
         )
         resp = client.read_response("POST")
     return int(resp.header("X-AI-RateLimit-Remaining-ai-proxy-openai-compatible") or "-1")
+
+
+def read_stream(client: RawClient, at_last_text: Callable[[], None] | None = None) -> int:
+    """Read a streamed answer whose head was read to its end: its total tokens.
+    ``at_last_text`` runs when the last text event (``finish_reason``) arrives."""
+    usage = None
+    while (chunk := client.read_chunk()) is not None:
+        if at_last_text is not None and b'"finish_reason":"stop"' in chunk:
+            at_last_text()
+            at_last_text = None
+        for line in chunk.split(b"\n"):
+            if line.startswith(b"data: {") and b'"usage":{' in line:
+                usage = json.loads(line[6:])["usage"]
+    assert usage is not None
+    return int(usage["total_tokens"])
+
+
+def test_a_client_that_closes_at_once_leaves_no_reservation(
+    live: LiveGateway, redis_client: redis.Redis
+) -> None:
+    """A client that reads a stream to its end and closes its connection at once (what SDKs
+    and attackers do) while the gateway settles the call: aiohttp cancels the handler, and the
+    log phase went with it, so the reservation stayed charged (seen under load: a counter 84
+    tokens above what the calls consumed).  Made certain here: the route's Redis pool has one
+    connection, and when A's last text event arrives Redis pauses writes for 0.5 s and B's
+    reservation takes that connection, so A's settlement is still waiting when A leaves."""
+    route_id = f"close-{uuid.uuid4().hex[:8]}"
+    budget = {
+        "limit": 100_000,
+        "policy": "redis",
+        "redis_host": "127.0.0.1",
+        "redis_timeout": 5000,
+        "redis_keepalive_pool": 1,
+    }
+    uri = budget_route(live, route_id, budget)
+    body = json.dumps(chat(stream=True, stream_options={"include_usage": True})).encode()
+    headers = {"Content-Type": "application/json", "X-Fake-Stream-Delay-Ms": "50"}
+    second = RawClient(live.proxy_port)
+
+    def pause_and_send_the_second() -> None:
+        redis_client.execute_command("CLIENT", "PAUSE", "500", "WRITE")
+        second.send_request("POST", uri, headers=headers, body=body)
+        time.sleep(0.05)  # its reservation now holds the pool's one connection
+
+    try:
+        with RawClient(live.proxy_port) as first:
+            first.send_request("POST", uri, headers=headers, body=body)
+            assert first.read_head()[0] == 200
+            used = read_stream(first, pause_and_send_the_second)
+            first.abort()  # leave at once, the settlement waiting for a Redis connection
+        with second:
+            assert second.read_head()[0] == 200
+            used += read_stream(second)
+
+        def counted() -> int:
+            (key,) = redis_client.scan_iter(match=f"llmgate:count:*{route_id}*")
+            return int(redis_client.get(key) or 0)
+
+        assert settled(counted, used) == used
+    finally:
+        for key in redis_client.scan_iter(match=f"llmgate:*{route_id}*"):
+            redis_client.delete(key)

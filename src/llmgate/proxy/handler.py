@@ -82,15 +82,21 @@ def make_handler(
 
     # Request bodies held in memory by every request of this process together.
     budget = BodyBudget(limits.buffered_bodies_max_bytes)
+    # Log phases still running for requests whose handler was cancelled (see _log_phase).
+    logging_on: set[asyncio.Task[None]] = set()
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        return await _handle(loader, limits, budget, request)
+        return await _handle(loader, limits, budget, logging_on, request)
 
     return handle
 
 
 async def _handle(
-    loader: SnapshotLoader, limits: ClientLimits, budget: BodyBudget, request: web.BaseRequest
+    loader: SnapshotLoader,
+    limits: ClientLimits,
+    budget: BodyBudget,
+    logging_on: set[asyncio.Task[None]],
+    request: web.BaseRequest,
 ) -> web.StreamResponse:
     snapshot = loader.current
     if snapshot is None:
@@ -134,7 +140,7 @@ async def _handle(
         ctx.state[PRICES] = prices
     loader.enter(snapshot)
     try:
-        return await _run(ctx, limits.send_timeout)
+        return await _run(ctx, limits.send_timeout, logging_on)
     finally:
         loader.leave(snapshot)
         body.release()
@@ -172,7 +178,9 @@ def _plain(reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
 
-async def _run(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
+async def _run(
+    ctx: RequestContext, send_timeout: float, logging_on: set[asyncio.Task[None]]
+) -> web.StreamResponse:
     """The phases, then the log phase whatever ended the request: a reply, an error, an
     upstream failure, a client that left or stopped reading for ``send_timeout`` seconds (499,
     as nginx) or a bug (500)."""
@@ -190,11 +198,27 @@ async def _run(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
         ctx.status = 500
         return _plain(INTERNAL_ERROR)
     finally:
-        for plugin in ctx.state[CHAIN].log:
-            try:
-                await plugin.log(ctx)
-            except Exception:
-                log.exception("log phase of %s failed", plugin.name)
+        if ctx.state[CHAIN].log:
+            await _log_phase(ctx, logging_on)
+
+
+async def _log_phase(ctx: RequestContext, logging_on: set[asyncio.Task[None]]) -> None:
+    """Every log plugin, in a task of its own: a client that closes its connection while the
+    log phase runs (aiohttp then cancels this handler; a keep-alive client that read the whole
+    response may close at once) must not cut it short -- a budget would keep its reservation,
+    a logger lose its line.  The task is kept in ``logging_on`` until it is done."""
+    task = asyncio.ensure_future(_log_plugins(ctx))
+    logging_on.add(task)
+    task.add_done_callback(logging_on.discard)
+    await asyncio.shield(task)
+
+
+async def _log_plugins(ctx: RequestContext) -> None:
+    for plugin in ctx.state[CHAIN].log:
+        try:
+            await plugin.log(ctx)
+        except Exception:
+            log.exception("log phase of %s failed", plugin.name)
 
 
 async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
