@@ -1,8 +1,15 @@
 """Watches the store's revision and swaps in a freshly compiled snapshot when it moves.
 
-Within one process the admin API's commits wake the loader at once; other processes poll the
-revision every ``interval`` seconds (one single-row SELECT).  A request keeps the snapshot it
-started with; an old snapshot's upstream pools are closed only once its last request is done.
+Within one process the admin API's commits wake the loader at once; on PostgreSQL every commit
+wakes it through LISTEN/NOTIFY; and it polls the revision every ``interval`` seconds (one
+single-row SELECT) whatever happens.  A new revision's changed rows are fetched and only what
+they touch is compiled (``compiler.update_steps``; everything when it cannot say), in steps
+with requests served between them.  A request keeps the snapshot it started with; an old
+snapshot's upstream pools are closed only once its last request is done.
+
+When the store does not answer at start, the node's last-good snapshot on disk is served
+(``last_good.py``) until it does; the store's state is reported (and logged once per change)
+through ``store_state``.
 """
 
 from __future__ import annotations
