@@ -1,5 +1,6 @@
 """Two nodes on one PostgreSQL and one Redis (issue 13): limits shared through the node's
-default Redis, ``LLMGATE_REDIS_URL``, and limit-conn slots that heal when their holder dies.
+default Redis, ``LLMGATE_REDIS_URL``, limit-conn slots that heal when their holder dies, and
+the usage of a worker SIGKILLed under load shipped from its spool by the node.
 
 Node A runs the admin API and a data plane; node B is a proxy with ``--workers 2``.  Both get
 ``LLMGATE_REDIS_URL`` and no limiter names a ``redis_host``.  Real PostgreSQL and Redis; the
@@ -78,17 +79,20 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_database: str) -> Iterator[Cluster]:
-    env = {"LLMGATE_REDIS_URL": REDIS_URL}
     workdir = tmp_path_factory.mktemp("cluster")
+
+    def env(node: str) -> dict[str, str]:
+        return {"LLMGATE_REDIS_URL": REDIS_URL, "LLMGATE_SPOOL_DIR": str(workdir / f"spool-{node}")}
+
     with (
-        fake_upstream_process() as fake_port,
-        llmgate_serve(workdir, env=env, database_url=postgres_database) as a,
+        fake_upstream_process(None, "--record", "100000") as fake_port,
+        llmgate_serve(workdir, env=env("a"), database_url=postgres_database) as a,
         llmgate_serve(
             workdir,
             "--role=proxy",
             "--workers",
             "2",
-            env=env,
+            env=env("b"),
             database_url=postgres_database,
         ) as b,
     ):
@@ -177,3 +181,52 @@ async def test_redis_slots_of_a_killed_worker_end_with_its_lease(cluster: Cluste
     }
     elapsed = await _held_then_freed(cluster, {"limit-conn": limit}, cluster.a)
     assert elapsed < 10
+
+
+async def test_a_killed_workers_usage_is_shipped_from_its_spool(cluster: Cluster) -> None:
+    """SIGKILL one of node B's workers under load: every call it counted was in the node's
+    spool, and the node's other process (or its replacement) ships it; only calls in flight
+    when it died (at most one per client) are missing, none counts twice."""
+    route_id = f"usage-{uuid.uuid4().hex[:8]}"
+    fake = f"http://127.0.0.1:{cluster.fake_port}"
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+        "options": {"model": "gpt-4o-mini"},
+        "override": {"endpoint": f"{fake}/v1/chat/completions"},
+    }
+    uri = cluster.route(route_id, {"ai-proxy": ai_proxy})
+    http_json("DELETE", f"{fake}/__fake/requests")
+    body = {"messages": [{"role": "user", "content": "Who is Pikachu?"}]}
+    clients = 6
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        until = time.monotonic() + 1.5
+
+        async def client() -> None:
+            while time.monotonic() < until:
+                try:
+                    async with session.post(f"{cluster.b.proxy_url}{uri}", json=body) as resp:
+                        await resp.read()
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.01)  # its worker died: connect again
+
+        load = asyncio.gather(*(client() for _ in range(clients)))
+        await asyncio.sleep(0.7)
+        os.kill(worker_pids(cluster.b.proc.pid)[0], signal.SIGKILL)
+        await load
+    received = len(cluster.fake_paths())
+    assert received > 50, "too little load to measure anything"
+    deadline = time.monotonic() + 15
+    while True:  # the dead worker's spool is shipped within ORPHAN_SCAN (5 s) of its death
+        _, answer = http_json(
+            "GET",
+            f"{cluster.a.admin_url}/apisix/admin/usage?route={route_id}",
+            headers={"X-API-KEY": ADMIN_KEY},
+        )
+        stored = int(answer["total"]["requests"])
+        if received - stored <= clients or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    assert stored <= received, "usage counted twice"
+    assert received - stored <= clients, f"received {received}, stored {stored}"
