@@ -140,7 +140,9 @@ async def test_slow_collector_never_slows_requests(gateway, aiohttp_server) -> N
         assert resp.status == 200
         await resp.read()
         slowest = max(slowest, time.perf_counter() - started)
-    assert slowest < 0.3
+    # a request that waited for the busy collector would take its 2 s; the bound is far above a
+    # normal request (a few ms) so that a loaded machine does not fail it
+    assert slowest < 1.5
     assert processor.sent == 0  # nothing delivered yet: the collector is still sleeping
 
     processor.close_timeout = 0.05
