@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 browser:
 	tests/e2e/setup_chromium.sh
 
+# Flags for llmgate serve: make run ARGS="--proxy-listen 127.0.0.1:8080 --log-format json"
 run: install
-	$(BIN)/llmgate serve
+	$(BIN)/llmgate serve $(ARGS)
 
 migrate: install
 	$(BIN)/llmgate migrate

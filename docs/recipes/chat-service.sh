@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Seed report 000's FastAPI `/chat` service (a Pokémon expert), as llmgate configuration only.
 #
-#   llmgate fake-upstream --port 8000 &           # stands in for api.openai.com
-#   OPENAI_API_KEY=sk-... LLMGATE_ADMIN_KEY=edd1c9f034335f136f87ad84b625c8f1 llmgate serve &
-#   bash docs/recipes/chat-service.sh
+#   .venv/bin/llmgate fake-upstream --port 8000 &        # stands in for api.openai.com
+#   OPENAI_API_KEY=sk-... .venv/bin/llmgate serve &      # prints the generated admin key once
+#   KEY=<that key> bash docs/recipes/chat-service.sh
 #
 # The OpenAI key is read by the gateway from its own environment ($env://OPENAI_API_KEY): it is
 # never stored, returned by the admin API, or logged.  For the real OpenAI, drop "override".
+# KEY is the admin key (or LLMGATE_ADMIN_KEY); the script stops at the first call that fails.
 set -euo pipefail
 ADMIN=${ADMIN:-http://127.0.0.1:9180}
 PROXY=${PROXY:-http://127.0.0.1:9080}
 ENDPOINT=${ENDPOINT:-http://127.0.0.1:8000/v1/chat/completions}
-KEY=${KEY:-edd1c9f034335f136f87ad84b625c8f1}
+KEY=${KEY:-${LLMGATE_ADMIN_KEY:-}}
+: "${KEY:?set KEY to the admin key (printed by the first llmgate serve; llmgate admin-key rotate makes a new one)}"
 ORIGIN=${ORIGIN:-http://localhost:3000}
 
-curl -s "$ADMIN/apisix/admin/routes/chat" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/routes/chat" -H "X-API-KEY: $KEY" -X PUT -d '
 {
   "uri": "/chat",
   "methods": ["POST", "OPTIONS"],
@@ -51,6 +53,6 @@ curl -s "$ADMIN/apisix/admin/routes/chat" -H "X-API-KEY: $KEY" -X PUT -d '
   }
 }'
 echo
-curl -s -i "$PROXY/chat" -H "Origin: $ORIGIN" -H "Content-Type: application/json" \
+curl -fsS -i "$PROXY/chat" -H "Origin: $ORIGIN" -H "Content-Type: application/json" \
   -X POST -d '{"prompt": "¿Quién es Pikachu?"}'
 echo

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # The seed blog "Potenciando capacidades de AI con Apache APISIX y OpenAI API", against llmgate.
 #
-#   llmgate fake-upstream --port 8000 &           # stands in for api.openai.com (HTTP and TLS)
-#   LLMGATE_ADMIN_KEY=edd1c9f034335f136f87ad84b625c8f1 llmgate serve &
-#   bash docs/recipes/seed-blog.sh
+#   .venv/bin/llmgate fake-upstream --port 8000 &    # stands in for api.openai.com (HTTP and TLS)
+#   .venv/bin/llmgate serve &                         # prints the generated admin key once
+#   KEY=<that key> bash docs/recipes/seed-blog.sh
 #
-# ADMIN, PROXY and UPSTREAM may be overridden; the curl commands are the blog's own.
+# KEY is the admin key (or LLMGATE_ADMIN_KEY, when you chose one); ADMIN, PROXY and UPSTREAM may
+# be overridden.  The curl commands are the blog's own, with -fsS: the script stops at the first
+# call that fails, and each data-plane call checks the status the blog expects.
 set -euo pipefail
 ADMIN=${ADMIN:-http://127.0.0.1:9180}
 PROXY=${PROXY:-http://127.0.0.1:9080}
 UPSTREAM=${UPSTREAM:-127.0.0.1:8000}   # the blog has api.openai.com:443
-KEY=${KEY:-edd1c9f034335f136f87ad84b625c8f1}
+KEY=${KEY:-${LLMGATE_ADMIN_KEY:-}}
+: "${KEY:?set KEY to the admin key (printed by the first llmgate serve; llmgate admin-key rotate makes a new one)}"
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "upstream"
-curl -s "$ADMIN/apisix/admin/upstreams/1" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/upstreams/1" -H "X-API-KEY: $KEY" -X PUT -d '
 {
   "name": "OpenAI API upstream",
   "desc": "Agregar el dominio de la API de OpenAI como upstream",
@@ -27,7 +30,7 @@ curl -s "$ADMIN/apisix/admin/upstreams/1" -H "X-API-KEY: $KEY" -X PUT -d '
 }'
 
 step "plugin config: proxy-rewrite"
-curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
 {
    "plugins":{
       "proxy-rewrite":{
@@ -42,7 +45,7 @@ curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
 }'
 
 step "route"
-curl -s "$ADMIN/apisix/admin/routes/1" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/routes/1" -H "X-API-KEY: $KEY" -X PUT -d '
 {
    "name":"Ruta de completado de la API de OpenAI",
    "desc":"Crear una nueva ruta en APISIX para el endpoint de completado de la API de OpenAI",
@@ -54,21 +57,28 @@ curl -s "$ADMIN/apisix/admin/routes/1" -H "X-API-KEY: $KEY" -X PUT -d '
    "plugin_config_id":1
 }'
 
+# request STATUS [curl options]: the blog's call; prints the response, stops unless STATUS.
 request() {
-  curl -s -i "$@" "$PROXY/openai/product/desc" -X POST -d '{
+  local expected=$1 response
+  shift
+  response=$(curl -sS -i "$@" "$PROXY/openai/product/desc" -X POST -d '{
    "model":"text-davinci-003",
    "prompt":"Escribe una breve descripción del producto para el Apple 13 pro",
    "temperature":0,
    "max_tokens":256
-}'
-  echo
+}')
+  printf '%s\n' "$response"
+  if [[ $response != "HTTP/1.1 $expected "* ]]; then
+    echo "expected HTTP $expected, got: ${response%%$'\r'*}" >&2
+    exit 1
+  fi
 }
 
 step "product description"
-request
+request 200
 
 step "consumer + basic-auth"
-curl -s "$ADMIN/apisix/admin/consumers" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/consumers" -H "X-API-KEY: $KEY" -X PUT -d '
 {
     "username": "consumer1",
     "plugins": {
@@ -78,7 +88,7 @@ curl -s "$ADMIN/apisix/admin/consumers" -H "X-API-KEY: $KEY" -X PUT -d '
         }
     }
 }'
-curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
 {
    "plugins":{
       "proxy-rewrite":{
@@ -93,12 +103,12 @@ curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
    }
 }'
 step "without credentials (401)"
-request
+request 401
 step "with credentials (200)"
-request -u username1:password1
+request 200 -u username1:password1
 
 step "limit-count: 2 per 60 s, then 403"
-curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
 {
    "plugins":{
       "proxy-rewrite":{
@@ -120,10 +130,12 @@ curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
       }
    }
 }'
-for _ in 1 2 3; do request -u username1:password1 | grep -E "^HTTP|X-RateLimit|error_msg"; done
+for status in 200 200 403; do
+  request "$status" -u username1:password1 | grep -E "^HTTP|X-RateLimit|error_msg"
+done
 
 step "proxy-cache: MISS then HIT"
-curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
+curl -fsS "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
 {
    "plugins":{
       "proxy-rewrite":{
@@ -150,4 +162,4 @@ curl -s "$ADMIN/apisix/admin/plugin_configs/1" -H "X-API-KEY: $KEY" -X PUT -d '
       }
    }
 }'
-for _ in 1 2; do request -u username1:password1 | grep -iE "^HTTP|Apisix-Cache-Status"; done
+for _ in 1 2; do request 200 -u username1:password1 | grep -iE "^HTTP|Apisix-Cache-Status"; done

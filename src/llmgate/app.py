@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from aiohttp import web
 
 from llmgate.admin.auth import AdminKeys, auth_middleware
@@ -13,6 +16,7 @@ from llmgate.admin.ui import add_ui_routes
 from llmgate.http.limits import ClientLimits
 from llmgate.http.protocol import EdgeServer
 from llmgate.observability.health import Readiness, add_health_routes
+from llmgate.observability.request_log import access_logger_class
 from llmgate.proxy.handler import make_handler
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.store import Store
@@ -51,9 +55,22 @@ def build_admin_app(
     return app
 
 
-def build_proxy_server(loader: SnapshotLoader, limits: ClientLimits | None = None) -> EdgeServer:
+def build_proxy_server(
+    loader: SnapshotLoader,
+    limits: ClientLimits | None = None,
+    access_log: str | None = None,
+) -> EdgeServer:
     """The data plane: aiohttp's low-level server with the one proxy handler (no router, no
     middlewares: every request goes to ``handle``), held to the client ``limits``.  A client
-    that leaves cancels its request (and so the upstream call)."""
+    that leaves cancels its request (and so the upstream call).  ``access_log``: the format
+    (``text`` or ``json``) of the access log on standard output, None for none."""
     limits = limits or ClientLimits()
-    return EdgeServer(make_handler(loader, limits), limits, handler_cancellation=True)
+    logging_options: dict[str, Any] = {}
+    if access_log is not None:
+        logging_options = {
+            "access_log": logging.getLogger("llmgate.access"),
+            "access_log_class": access_logger_class(access_log),
+        }
+    return EdgeServer(
+        make_handler(loader, limits), limits, handler_cancellation=True, **logging_options
+    )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from llmgate import __version__
 from llmgate.errors import SettingsError
 from llmgate.observability import logs
-from llmgate.settings import load_settings
+from llmgate.settings import ListenerBusy, check_listeners, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-cors", help="on|off: CORS headers on admin answers, as APISIX (on)")
     serve.add_argument("--log-level", help="debug, info, warning or error (warning)")
     serve.add_argument("--log-format", help="text or json: one JSON object per line (text)")
+    serve.add_argument(
+        "--access-log", help="on|off: the data plane's access log on standard output (on)"
+    )
     serve.add_argument("--client-header-timeout", help="seconds for a whole request head (60)")
     serve.add_argument("--client-body-timeout", help="seconds between two body reads (60)")
     serve.add_argument("--keepalive-timeout", help="seconds an idle connection is kept (75)")
@@ -85,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     for action in (dump, diff, apply):
         action.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")
         action.add_argument("--database-url", help="store URL (LLMGATE_DATABASE_URL)")
+
+    admin_key = commands.add_parser(
+        "admin-key", help="replace the generated admin key (a lost one, or on a schedule)"
+    )
+    key_actions = admin_key.add_subparsers(dest="action", required=True)
+    rotate = key_actions.add_parser(
+        "rotate", help="generate a new admin key, print it once, keep only its digest"
+    )
+    rotate.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")
+    rotate.add_argument("--database-url", help="store URL (LLMGATE_DATABASE_URL)")
 
     fake = commands.add_parser("fake-upstream", help="run the OpenAI-compatible fake upstream")
     fake.add_argument("--host", default="127.0.0.1")
@@ -136,8 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "diff":
             return config.diff_command(settings.database_url, args.file, args.prune)
         return config.apply_command(settings.database_url, args.file, args.prune)
+    if args.command == "serve":
+        try:  # before the heavy imports: a busy port is said at once
+            check_listeners(settings)
+        except ListenerBusy as exc:
+            logs.say(f"error: {exc}")
+            return 1
     from llmgate import server
 
+    if args.command == "admin-key":
+        return server.rotate_admin_key_command(settings)
     if args.command == "migrate":
         return server.migrate(settings.database_url)
     return server.serve(settings)

@@ -36,8 +36,6 @@ from llmgate.store import Store
 ADMIN_MAX_CONNECTIONS = 256
 
 
-def say(line: str) -> None:
-    print(f"llmgate: {line}", flush=True)
 
 
 def use_uvloop() -> None:
@@ -175,7 +173,11 @@ async def open_data_plane(
         started = True
         await usage.start()
         runner = await start_site(
-            build_proxy_server(loader, settings.client_limits()),
+            build_proxy_server(
+                loader,
+                settings.client_limits(),
+                settings.log_format if settings.access_log else None,
+            ),
             settings.proxy_listen,
             reuse_port=True,
         )

@@ -16,18 +16,21 @@ import shutil
 import signal
 import sys
 
-from llmgate.admin.keys import resolve_admin_keys
+from sqlalchemy.engine import make_url
+
+from llmgate.admin.keys import resolve_admin_keys, rotate_admin_key
 from llmgate.app import build_admin_app
 from llmgate.config.document import DocumentError
 from llmgate.config.standalone import StandaloneFile, private_store
-from llmgate.dataplane import open_data_plane, say, start_site, use_uvloop
+from llmgate.dataplane import open_data_plane, start_site, use_uvloop
 from llmgate.http.limits import raise_open_file_limit
 from llmgate.observability.exporter import build_metrics_app, mark_dead, prepare_multiprocess_dir
 from llmgate.observability.health import Readiness
+from llmgate.observability.logs import say
 from llmgate.runtime.counters import LocalCounters
 from llmgate.runtime.last_good import snapshot_path
 from llmgate.runtime.loader import SnapshotLoader
-from llmgate.settings import Settings
+from llmgate.settings import ListenerBusy, Settings, check_listeners
 from llmgate.store import Store, open_engine
 from llmgate.store.health import describe, is_store_error
 from llmgate.store.migrate import upgrade
@@ -43,6 +46,7 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loader: SnapshotLoader | None = None  # the data plane's, when it runs in this process
+    announce: list[str] = []
     readiness = Readiness(store, interval=settings.reload_interval)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
@@ -53,9 +57,9 @@ async def _serve(
                     open_data_plane(settings, store, LocalCounters())
                 )
                 readiness = Readiness(store, loader)
-                say(f"data plane listening on {settings.proxy_listen}")
+                announce.append(f"data plane listening on {settings.proxy_listen}")
                 if settings.proxy_listen_tls is not None:
-                    say(f"data plane listening for TLS on {settings.proxy_listen_tls}")
+                    announce.append(f"data plane listening for TLS on {settings.proxy_listen_tls}")
             else:
                 supervisor = Supervisor(
                     settings, functools.partial(mark_dead, directory=metrics_dir)
@@ -73,12 +77,14 @@ async def _serve(
                     interval=settings.reload_interval,
                     last_good=snapshot_path(settings.database_url, settings.snapshot_dir),
                 )
-                say(f"data plane listening on {settings.proxy_listen} ({settings.workers} workers)")
+                announce.append(
+                    f"data plane listening on {settings.proxy_listen} ({settings.workers} workers)"
+                )
             exporter = await start_site(
                 build_metrics_app(metrics_dir, readiness), settings.metrics_listen
             )
             stack.push_async_callback(exporter.cleanup)
-            say(f"metrics listening on {settings.metrics_listen}")
+            announce.append(f"metrics listening on {settings.metrics_listen}")
         readiness.start()  # without a data plane here: probe the store in the background
         stack.push_async_callback(readiness.stop)
         if settings.role in ("admin", "all"):
@@ -92,8 +98,6 @@ async def _serve(
                     f"{describe(exc)} (set LLMGATE_ADMIN_KEY to start without it)"
                 )
                 return 1
-            if generated:
-                say(f"generated admin key {generated} (kept in the store; shown only now)")
             # In-process, a write is answered once the data plane serves it; workers poll.
             read_only = source.read_only_reason if source is not None else None
             limits = settings.client_limits()
@@ -109,19 +113,41 @@ async def _serve(
             )
             runner = await start_site(admin, settings.admin_listen, limits)
             stack.push_async_callback(runner.cleanup)
-            say(f"admin API listening on {settings.admin_listen}")
+            announce.append(f"admin API listening on {settings.admin_listen}")
             if settings.ui_dir is not None:
-                say(f"admin UI from {settings.ui_dir} at http://{settings.admin_listen}/ui/")
+                announce.append(f"admin UI from {settings.ui_dir} at http://{settings.admin_listen}/ui/")
+            if generated:
+                announce.append(generated_key_line(generated, settings))
         if source is not None:
             await stack.enter_async_context(
                 source.watching(loader.notify if loader is not None else None)
             )
+        for line in announce:  # every listener is up: only now is any announced
+            say(line)
         await stop.wait()
     return 0
 
 
+def store_label(database_url: str) -> str:
+    """The store's URL without its password, for messages."""
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+def generated_key_line(key: str, settings: Settings) -> str:
+    return (
+        f"generated admin key {key} (send it as X-API-KEY; shown only now: the store "
+        f"{store_label(settings.database_url)} keeps its digest only; a lost key is replaced "
+        "with `llmgate admin-key rotate`)"
+    )
+
+
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
+    try:
+        check_listeners(settings)
+    except ListenerBusy as exc:
+        say(f"error: {exc}")
+        return 1
     if settings.standalone is None:
         return _serve_store(settings)
     try:  # the configuration comes from a file, through a private store
@@ -139,7 +165,7 @@ def _serve_store(settings: Settings, source: StandaloneFile | None = None) -> in
     except Exception as exc:  # any driver error: one clear line, not a traceback
         path = snapshot_path(settings.database_url, settings.snapshot_dir)
         if settings.role == "admin" or path is None or not path.exists():
-            say(f"error: cannot open the store {settings.database_url}: {exc}")
+            say(f"error: cannot open the store {store_label(settings.database_url)}: {exc}")
             return 1
         # The data plane serves the node's last-good snapshot until the store answers.
         say(f"warning: cannot open the store ({describe(exc)}); starting from {path}")
@@ -163,5 +189,35 @@ def migrate(database_url: str) -> int:
     except Exception as exc:
         print(f"llmgate: error: migration failed: {exc}", file=sys.stderr)
         return 1
-    say(f"store {database_url} is at the newest schema")
+    say(f"store {store_label(database_url)} is at the newest schema")
     return 0
+
+
+def rotate_admin_key_command(settings: Settings) -> int:
+    """``llmgate admin-key rotate``: a new generated admin key, printed once."""
+    try:
+        upgrade(settings.database_url)
+        key = asyncio.run(_rotate(settings.database_url))
+    except Exception as exc:
+        print(f"llmgate: error: cannot rotate the admin key: {exc}", file=sys.stderr)
+        return 1
+    say(
+        f"new admin key {key} (send it as X-API-KEY; shown only now: the store "
+        f"{store_label(settings.database_url)} keeps its digest only; the old key works until "
+        "`llmgate serve` restarts)"
+    )
+    if settings.admin_key:
+        print(
+            "llmgate: note: LLMGATE_ADMIN_KEY (or admin_key in the config file) is set: "
+            "`llmgate serve` uses that key, not the generated one",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _rotate(database_url: str) -> str:
+    store = Store(open_engine(database_url))
+    try:
+        return await rotate_admin_key(store)
+    finally:
+        await store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -88,6 +89,7 @@ class Settings:
     metrics_prefix: str = "llmgate_"
     log_level: LogLevel = "warning"
     log_format: LogFormat = "text"
+    access_log: bool = True  # the data plane's access log on standard output
     standalone: str | None = None  # a configuration file served instead of the database
     # Client limits, with nginx's names and defaults (see llmgate.http.limits).
     client_header_timeout: float = 60.0
@@ -160,7 +162,7 @@ _COUNTS = {
     "auth_failures_per_minute": (0, 10**9),
     "cache_max_entries": (1, 10**9),
 }
-_BOOLS = {"merge_slashes", "admin_cors"}
+_BOOLS = {"merge_slashes", "admin_cors", "access_log"}
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no"}
 _SIZES = {"cache_max_bytes", "cache_memory_max_bytes", "buffered_bodies_max_bytes"}
@@ -384,3 +386,46 @@ def load_settings(
             "admin key: set LLMGATE_ADMIN_KEY"
         )
     return settings
+
+
+class ListenerBusy(Exception):
+    """A listener's address cannot be bound (its message names the listener)."""
+
+
+def check_listeners(settings: Settings) -> None:
+    """Bind every listener this role opens, all at once, then let them go: a port another
+    process holds (even one sharing it through SO_REUSEPORT, as a second ``llmgate serve``
+    would) or two listeners on one address stop start-up before anything is announced.
+
+    ``ListenerBusy`` names the first listener that cannot be bound.
+    """
+    wanted: list[tuple[str, Listen]] = []
+    if settings.role in ("proxy", "all"):
+        wanted += [("data plane", settings.proxy_listen), ("metrics", settings.metrics_listen)]
+    if settings.role in ("admin", "all"):
+        wanted.append(("admin API", settings.admin_listen))
+    held: list[socket.socket] = []
+    try:
+        for name, listen in wanted:
+            try:
+                addresses = socket.getaddrinfo(
+                    listen.host or None,
+                    listen.port,
+                    type=socket.SOCK_STREAM,
+                    flags=socket.AI_PASSIVE,
+                )
+            except socket.gaierror as exc:
+                raise ListenerBusy(f"{name} {listen}: {exc.strerror}") from None
+            for family, kind, proto, _, address in addresses:
+                sock = socket.socket(family, kind, proto)
+                held.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(address)
+                except OSError as exc:
+                    raise ListenerBusy(f"{name} {listen}: {exc.strerror or exc}") from None
+    finally:
+        for sock in held:
+            sock.close()

@@ -103,7 +103,7 @@ class Supervisor:
 
     async def _watch(self) -> None:
         """Start again any worker that died (at most once a ``RESTART_PAUSE``)."""
-        from llmgate.dataplane import say
+        from llmgate.observability.logs import say
 
         while True:
             await asyncio.sleep(PARENT_CHECK)

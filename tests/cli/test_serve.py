@@ -22,11 +22,14 @@ def get(url: str, key: str) -> int:
 
 
 def test_generated_admin_key_is_printed_once_and_kept(tmp_path: Path) -> None:
+    """Printed once with where it is kept and how to replace it; ``admin-key rotate`` makes a
+    new one (the old one then fails), kept as a digest too."""
     with llmgate_serve(tmp_path, admin_key=None) as gateway:
         lines = [x for x in gateway.output().splitlines() if "generated admin key" in x]
         assert len(lines) == 1
         key = lines[0].split("generated admin key ")[1].split()[0]
         assert len(key) == 32
+        assert f"{tmp_path}/llmgate.db" in lines[0] and "llmgate admin-key rotate" in lines[0]
         assert get(f"{gateway.admin_url}/apisix/admin/routes", key) == 200
         assert get(f"{gateway.admin_url}/apisix/admin/routes", "wrong-key") == 401
     # Kept as a digest: the store's files never hold the key itself.
@@ -35,6 +38,20 @@ def test_generated_admin_key_is_printed_once_and_kept(tmp_path: Path) -> None:
     with llmgate_serve(tmp_path, admin_key=None) as again:
         assert "generated admin key" not in again.output()
         assert get(f"{again.admin_url}/apisix/admin/routes", key) == 200
+    rotated = run_cli(
+        "admin-key",
+        "rotate",
+        env={"LLMGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/llmgate.db"},
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = rotated.stdout.split("new admin key ")[1].split()[0]
+    assert len(new_key) == 32 and new_key != key
+    files = b"".join(p.read_bytes() for p in tmp_path.glob("llmgate.db*"))
+    assert new_key.encode() not in files
+    with llmgate_serve(tmp_path, admin_key=None) as rotated_gateway:
+        assert "generated admin key" not in rotated_gateway.output()
+        assert get(f"{rotated_gateway.admin_url}/apisix/admin/routes", new_key) == 200
+        assert get(f"{rotated_gateway.admin_url}/apisix/admin/routes", key) == 401
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -191,5 +191,6 @@ def test_a_worker_that_cannot_listen_stops_start_up(tmp_path: Path) -> None:
             tmp_path, "--workers", "2", env={"LLMGATE_PROXY_LISTEN": listen}, wait=False
         ) as running:
             assert running.proc.wait(30) == 1
-            assert "error: llmgate-worker-" in running.output()
-            assert "in use" in running.output()
+            # Found by the start-up check, before any worker is spawned or anything announced.
+            assert f"error: data plane {listen}: Address already in use" in running.output()
+            assert "listening" not in running.output()

@@ -38,3 +38,14 @@ async def resolve_admin_keys(settings: Settings, store: Store) -> tuple[AdminKey
     if await store.replace_setting(GENERATED_KEY_SETTING, value, migrated):
         log.info("the stored admin key is now kept as a digest")
     return AdminKeys(value, settings.viewer_key), None
+
+
+async def rotate_admin_key(store: Store) -> str:
+    """A new generated admin key, its digest stored in place of the old one (which stops
+    working when ``llmgate serve`` next starts); returns the key, to print once."""
+    key = secrets.token_hex(16)
+    stored = DIGEST_PREFIX + key_digest(key).hex()
+    while True:
+        value, created = await store.setting_or_default(GENERATED_KEY_SETTING, stored)
+        if created or await store.replace_setting(GENERATED_KEY_SETTING, value, stored):
+            return key

@@ -304,3 +304,8 @@ _KNOWN: dict[str, Callable[[RequestContext], str | None]] = {
     "route_id": lambda ctx: ctx.route.id,
     "route_name": lambda ctx: ctx.route.name,
 }
+
+
+# Where the data plane keeps a routed request's context on its aiohttp request, for the access
+# log written once the response is finished (``observability/request_log.py``).
+CONTEXT = web.RequestKey("llmgate.ctx", RequestContext)

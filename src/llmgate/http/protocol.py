@@ -187,7 +187,20 @@ class EdgeProtocol(RequestHandler):
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         if request.version not in _VERSIONS:
             request_handler = _version_not_supported
-        return super()._handle_request(request, start_time, request_handler)
+        if self.access_logger is None:
+            return super()._handle_request(request, start_time, request_handler)
+        return self._logged(request, start_time, request_handler)
+
+    async def _logged(
+        self, request: web.BaseRequest, start_time: float | None, request_handler: Handler
+    ) -> tuple[web.StreamResponse, bool]:
+        """aiohttp logs a request once its response is finished; one whose client left
+        first (its handler cancelled) is logged here, with no response (nginx's 499)."""
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        except asyncio.CancelledError:
+            self.log_access(request, None, start_time)  # type: ignore[arg-type]
+            raise
 
     def handle_error(
         self,

@@ -7,10 +7,12 @@ llmgate's debugging, not every library's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -38,9 +40,34 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
+_say_format = "text"
+
+
+def say(line: str) -> None:
+    """A start-up (or shutdown) line on standard output: ``llmgate: <line>``, or with the
+    ``json`` format one JSON object as the log records' (``level`` ``error`` for a line that
+    starts with ``error: ``, else ``info``; ``logger`` ``llmgate``)."""
+    if _say_format != "json":
+        print(f"llmgate: {line}", flush=True)
+        return
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    error = line.startswith("error: ")
+    record = {
+        "time": f"{stamp}.{int(now * 1000) % 1000:03d}Z",
+        "level": "error" if error else "info",
+        "logger": "llmgate",
+        "message": line.removeprefix("error: "),
+        "pid": os.getpid(),
+    }
+    print(orjson.dumps(record).decode(), flush=True)
+
+
 def configure(level: str = "warning", fmt: str = "text") -> None:
     """Send log records to standard error at ``level`` in ``fmt`` (``text`` or ``json``),
-    replacing whatever handlers the root logger had."""
+    replacing whatever handlers the root logger had; ``say`` writes in ``fmt`` too."""
+    global _say_format
+    _say_format = fmt
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     chosen = logging.getLevelName(level.upper())
@@ -48,3 +75,46 @@ def configure(level: str = "warning", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(max(chosen, logging.WARNING))
     logging.getLogger("llmgate").setLevel(chosen)
+
+
+class Notices:
+    """Configuration warnings said once while they hold, not at every reload.
+
+    The loader compiles the whole configuration at every revision; a warning about it (a
+    plugin reading an unset environment variable, a stored regex that never matches...) would
+    come back each time.  While ``compiling()``, a warning (or error) of an ``llmgate.*`` logger
+    that the previous compilation already logged is dropped; one the newest compilation no
+    longer raises is forgotten, so it is logged again if it comes back.  Records compare by
+    logger and text.  Outside a compilation every record passes.
+    """
+
+    def __init__(self) -> None:
+        self._shown: set[tuple[str, str]] = set()
+        self._round: set[tuple[str, str]] = set()
+
+    @contextlib.contextmanager
+    def compiling(self) -> Iterator[None]:
+        """Around one synchronous compilation (nothing else logs meanwhile)."""
+        self._round = set()
+        loggers = [logging.getLogger("llmgate")] + [
+            logger
+            for name, logger in logging.Logger.manager.loggerDict.items()
+            if name.startswith("llmgate.") and isinstance(logger, logging.Logger)
+        ]
+        for logger in loggers:
+            logger.addFilter(self._once)
+        try:
+            yield
+            self._shown = self._round
+        finally:
+            for logger in loggers:
+                logger.removeFilter(self._once)
+
+    def _once(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._round:
+            return False
+        self._round.add(key)
+        return key not in self._shown

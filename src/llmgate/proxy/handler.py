@@ -27,6 +27,7 @@ from llmgate.ai.tracking import passive_tracker
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyBudget, BodyStream, RequestBody
 from llmgate.http.context import (
+    CONTEXT,
     OutboundRequest,
     Reply,
     RequestContext,
@@ -138,6 +139,7 @@ async def _handle(
     prices = snapshot.services.prices
     if prices is not NO_PRICES:
         ctx.state[PRICES] = prices
+    request[CONTEXT] = ctx  # for the access log
     loader.enter(snapshot)
     try:
         return await _run(ctx, limits.send_timeout, logging_on)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Generator
 from typing import TypeVar
 
+from llmgate.observability.logs import Notices
 from llmgate.runtime.compiler import compile_steps, update_steps
 from llmgate.runtime.last_good import SnapshotFile
 from llmgate.runtime.services import Services
@@ -79,6 +80,7 @@ class SnapshotLoader:
         self.last_held = (0.0, 0.0)  # the last compilation's seconds in all, longest step
         # Monotonic time the store last confirmed that ``current`` is its newest revision.
         self.confirmed: float | None = None
+        self.notices = Notices()  # configuration warnings said once while they hold
 
     async def start(self) -> None:
         """Load the store's newest revision, or, when the store does not answer, the node's
@@ -194,7 +196,8 @@ class SnapshotLoader:
         steps = update_steps(revision, self.rows, changed, self.services, self.pools, self.current)
         snapshot: Snapshot | None
         try:
-            snapshot = await self._stepped(steps)
+            with self.notices.round(full=False):  # only the changed rows: nothing forgotten
+                snapshot = await self._stepped(steps)
         except Exception:  # a bug, not the config: compile everything instead
             log.exception("compiling revision %s incrementally failed", revision)
             snapshot = None
@@ -230,7 +233,8 @@ class SnapshotLoader:
         if self.freeze:
             gc.disable()
         try:
-            snapshot = await self._stepped(steps, pause=self.current is not None)
+            with self.notices.round():  # a warning is said once while it holds
+                snapshot = await self._stepped(steps, pause=self.current is not None)
         finally:
             if collecting:
                 gc.enable()
@@ -254,7 +258,8 @@ class SnapshotLoader:
         while True:
             started = time.perf_counter()
             try:
-                next(steps)
+                with self.notices.step():
+                    next(steps)
             except StopIteration as done:
                 result: _R = done.value
                 return result

@@ -1,4 +1,9 @@
-"""Applying the Alembic migrations in ``migrations/`` to a database."""
+"""Applying the Alembic migrations to a database.
+
+They live in ``migrations/`` at the repository root (``alembic.ini`` points there, for the
+``alembic`` command) and ship inside the package as ``llmgate/migrations`` (a link to it in the
+source tree, package data in a wheel), which is where ``llmgate migrate`` reads them.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-# src/llmgate/store/migrate.py -> the repository root, where alembic.ini and migrations/ live.
-_ROOT = Path(__file__).resolve().parents[3]
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(_ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
     return config
 

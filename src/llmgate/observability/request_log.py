@@ -1,0 +1,205 @@
+"""The data plane's access log: one line per request on standard output, as APISIX's.
+
+APISIX (nginx) writes ``logs/access.log`` in its default ``access_log_format``::
+
+    $remote_addr - $remote_user [$time_local] $http_host "$request" $status $body_bytes_sent
+    $request_time "$http_referer" "$http_user_agent" $upstream_addr $upstream_status
+    $upstream_response_time "$upstream_scheme://$upstream_host$upstream_uri"
+
+llmgate writes the same line on standard output (``--log-format json``: one JSON object with
+those fields by name, and ``time`` in UTC).  ``access_log = false`` (``--access-log off``,
+``LLMGATE_ACCESS_LOG=off``) turns it off.
+
+What differs from nginx, on purpose:
+
+- secrets are never written: credential query arguments (``api_key``, ``key``, ``token``...,
+  and the one a route's key-auth reads) are masked in ``$request`` and ``$http_referer``, and
+  every query value the gateway sends upstream is masked (a provider key may travel there);
+- ``$remote_user`` is the consumer the request authenticated as, never the user name a client
+  sent (``Authorization: Basic`` may carry an API key as its user name);
+- every byte that is not printable ASCII, and ``"`` and ``\\``, is written ``\\xHH`` (nginx's
+  ``escape=default``), so a client cannot forge a line or a field with CR, LF or quotes, nor
+  send terminal escapes to whoever reads the log.
+
+The line is written when the response is finished (aiohttp's access-log hook, so requests the
+gateway refused before routing are logged too: 400, 404, 414, 431, 505); a request whose client
+left before its response was done is logged with nginx's 499.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from llmgate.observability.access_log import MASK, SECRET_ARGS, auth_names, masked_query
+from llmgate.proxy.context import CONTEXT, RequestContext
+
+# nginx's status for a request whose client went away before it was answered.
+CLIENT_CLOSED = 499
+
+_SAFE = frozenset(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+_ESCAPES = {byte: chr(byte) if byte in _SAFE else f"\\x{byte:02X}" for byte in range(256)}
+_BARE_ESCAPES = {**_ESCAPES, ord(" "): "\\x20"}
+
+
+def escaped(text: str | None, quoted: bool = True) -> str:
+    """``text`` as nginx writes a variable (``escape=default``): printable ASCII as it is,
+    ``"``, ``\\`` and every other byte as ``\\xHH``; None or empty as ``-``.  A field written
+    without quotes (``quoted=False``) has its spaces escaped too, so it stays one field."""
+    if not text:
+        return "-"
+    if (
+        text.isascii()
+        and text.isprintable()
+        and '"' not in text
+        and "\\" not in text
+        and (quoted or " " not in text)
+    ):
+        return text
+    table = _ESCAPES if quoted else _BARE_ESCAPES
+    return "".join(table[byte] for byte in text.encode("utf-8", "surrogateescape"))
+
+
+def _masked_url(url: str | None, secret: frozenset[str]) -> str | None:
+    """A URL (a Referer) with its credential query arguments masked."""
+    if not url or "?" not in url:
+        return url
+    head, _, query = url.partition("?")
+    query, hash_mark, fragment = query.partition("#")
+    return f"{head}?{masked_query(query, secret)}{hash_mark}{fragment}"
+
+
+def _all_masked(query: str) -> str:
+    return "&".join(f"{part.partition('=')[0]}={MASK}" for part in query.split("&") if part)
+
+
+def body_bytes_sent(response: web.StreamResponse | None) -> int:
+    """nginx's ``$body_bytes_sent``: what was written after the response head (aiohttp counts
+    the head and the body together)."""
+    if response is None or not response.prepared:
+        return 0
+    head = 12 + len(str(response.status)) + len(response.reason or "")  # "HTTP/1.1 200 OK\r\n"
+    head += sum(len(name) + len(value) + 4 for name, value in response.headers.items()) + 2
+    return max(response.body_length - head, 0)
+
+
+def _seconds(value: float | None) -> str | None:
+    return None if value is None else f"{max(value, 0.0):.3f}"
+
+
+class _Clock:
+    """``$time_local`` text, made once a second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def local(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+        return self._text
+
+
+_clock = _Clock()
+
+
+def entry(
+    request: web.BaseRequest, response: web.StreamResponse | None, elapsed: float
+) -> dict[str, Any]:
+    """The fields of one request's line (text values not yet escaped)."""
+    ctx: RequestContext | None = request.get(CONTEXT)
+    secret_args = auth_names(ctx)[1] if ctx is not None else SECRET_ARGS
+    path, mark, query = request.raw_path.partition("?")
+    version = request.version
+    status = response.status if response is not None else CLIENT_CLOSED
+    if ctx is not None and ctx.status == CLIENT_CLOSED:
+        status = CLIENT_CLOSED
+    headers = request.headers
+    fields: dict[str, Any] = {
+        "remote_addr": request.remote,
+        "remote_user": ctx.consumer.username if ctx is not None and ctx.consumer else None,
+        "http_host": headers.get("Host"),
+        "request": f"{request.method} {path}{mark}{masked_query(query, secret_args)} "
+        f"HTTP/{version.major}.{version.minor}",
+        "status": status,
+        "body_bytes_sent": body_bytes_sent(response),
+        "request_time": _seconds(elapsed),
+        "http_referer": _masked_url(headers.get("Referer"), secret_args),
+        "http_user_agent": headers.get("User-Agent"),
+        "upstream_addr": None,
+        "upstream_status": None,
+        "upstream_response_time": None,
+        "upstream_uri": None,
+    }
+    if ctx is not None and ctx.upstream_addr is not None:
+        outbound = ctx.outbound
+        pool = ctx.upstream
+        scheme = pool.scheme if pool is not None else "http"
+        pass_host = pool.spec.pass_host if pool is not None else "node"
+        host = outbound.host or (
+            ctx.target.authority
+            if pass_host == "pass"
+            else pool.spec.upstream_host
+            if pool is not None and pass_host == "rewrite"
+            else ctx.upstream_addr
+        )
+        query_sent = f"?{_all_masked(outbound.query)}" if outbound.query else ""
+        fields["upstream_addr"] = ctx.upstream_addr
+        fields["upstream_status"] = ctx.upstream_status
+        fields["upstream_response_time"] = _seconds(ctx.upstream_latency)
+        fields["upstream_uri"] = f"{scheme}://{host}{outbound.path}{query_sent}"
+    return fields
+
+
+def text_line(fields: dict[str, Any], now: float) -> str:
+    """APISIX's default access-log line."""
+    e = escaped
+
+    def bare(value: Any) -> str:
+        return escaped(None if value is None else str(value), quoted=False)
+
+    return (
+        f"{bare(fields['remote_addr'])} - {bare(fields['remote_user'])} [{_clock.local(now)}] "
+        f'{bare(fields["http_host"])} "{e(fields["request"])}" {fields["status"]} '
+        f"{fields['body_bytes_sent']} {bare(fields['request_time'])} "
+        f'"{e(fields["http_referer"])}" "{e(fields["http_user_agent"])}" '
+        f"{bare(fields['upstream_addr'])} {bare(fields['upstream_status'])} "
+        f'{bare(fields["upstream_response_time"])} "{e(fields["upstream_uri"])}"\n'
+    )
+
+
+def json_line(fields: dict[str, Any], now: float) -> str:
+    """The same fields as one JSON object (strings escaped as in the text line)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    line: dict[str, Any] = {"time": f"{stamp}.{int(now * 1000) % 1000:03d}Z"}
+    for name, value in fields.items():
+        line[name] = escaped(value) if isinstance(value, str) else value
+    return orjson.dumps(line).decode() + "\n"
+
+
+def access_logger_class(fmt: str = "text", stream: IO[str] | None = None) -> type[Any]:
+    """The aiohttp access-logger class (``EdgeServer(access_log_class=...)``) writing lines in
+    ``fmt`` (``text`` or ``json``) to ``stream`` (standard output)."""
+    render = json_line if fmt == "json" else text_line
+
+    class AccessLines(AbstractAccessLogger):
+        def log(
+            self, request: web.BaseRequest, response: web.StreamResponse | None, time_: float
+        ) -> None:
+            out = stream or sys.stdout
+            try:
+                out.write(render(entry(request, response, time_), time.time()))
+                out.flush()
+            except Exception:  # a closed or broken standard output never fails a request
+                self.logger.debug("could not write the access log", exc_info=True)
+
+    return AccessLines
