@@ -36,8 +36,6 @@ from llmgate.store import Store
 ADMIN_MAX_CONNECTIONS = 256
 
 
-
-
 def use_uvloop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop

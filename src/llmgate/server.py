@@ -115,7 +115,9 @@ async def _serve(
             stack.push_async_callback(runner.cleanup)
             announce.append(f"admin API listening on {settings.admin_listen}")
             if settings.ui_dir is not None:
-                announce.append(f"admin UI from {settings.ui_dir} at http://{settings.admin_listen}/ui/")
+                announce.append(
+                    f"admin UI from {settings.ui_dir} at http://{settings.admin_listen}/ui/"
+                )
             if generated:
                 announce.append(generated_key_line(generated, settings))
         if source is not None:
