@@ -134,7 +134,11 @@ def llmgate_serve(
     try:
         if wait:
             url = running.admin_url if "--role=proxy" not in args else running.proxy_url
-            wait_for_http(url + "/healthz" if "--role=proxy" not in args else url, proc=proc)
+            try:
+                wait_for_http(url + "/healthz" if "--role=proxy" not in args else url, proc=proc)
+            except (RuntimeError, TimeoutError) as exc:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise RuntimeError(f"{exc}; the last lines of its log:\n{tail}") from None
         yield running
     finally:
         stop(proc)

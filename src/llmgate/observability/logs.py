@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -91,14 +92,19 @@ class Notices:
     def __init__(self) -> None:
         self._shown: set[tuple[str, str]] = set()
         self._round: set[tuple[str, str]] = set()
+        self._thread = 0
 
     @contextlib.contextmanager
     def compiling(self) -> Iterator[None]:
         """Around one synchronous compilation (nothing else logs meanwhile)."""
         self._round = set()
+        self._thread = threading.get_ident()
+        # A copy made in one step: another thread may be creating a logger meanwhile (iterating
+        # the registry itself then fails with "dictionary changed size during iteration").
+        registry = logging.Logger.manager.loggerDict.copy()
         loggers = [logging.getLogger("llmgate")] + [
             logger
-            for name, logger in logging.Logger.manager.loggerDict.items()
+            for name, logger in registry.items()
             if name.startswith("llmgate.") and isinstance(logger, logging.Logger)
         ]
         for logger in loggers:
@@ -111,8 +117,8 @@ class Notices:
                 logger.removeFilter(self._once)
 
     def _once(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
+        if record.levelno < logging.WARNING or record.thread != self._thread:
+            return True  # another thread's records are not about this compilation
         key = (record.name, record.getMessage())
         if key in self._round:
             return False
