@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from aiohttp import web
@@ -44,6 +44,14 @@ MAX_HEADERS = 128
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+@runtime_checkable
+class LeavingLogger(Protocol):
+    """An access logger that also logs requests whose client left before the response was
+    done (no response to show)."""
+
+    def log_left(self, request: web.BaseRequest, elapsed: float) -> None: ...
 
 
 def _json(status: int, error_msg: str) -> web.Response:
@@ -199,7 +207,9 @@ class EdgeProtocol(RequestHandler):
         try:
             return await super()._handle_request(request, start_time, request_handler)
         except asyncio.CancelledError:
-            self.log_access(request, None, start_time)  # type: ignore[arg-type]
+            logger = self.access_logger
+            if isinstance(logger, LeavingLogger) and start_time is not None:
+                logger.log_left(request, self._loop.time() - start_time)
             raise
 
     def handle_error(

@@ -36,8 +36,8 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from llmgate.http.context import CONTEXT, RequestContext
 from llmgate.observability.access_log import MASK, SECRET_ARGS, auth_names, masked_query
-from llmgate.proxy.context import CONTEXT, RequestContext
 
 # nginx's status for a request whose client went away before it was answered.
 CLIENT_CLOSED = 499
@@ -192,12 +192,19 @@ def access_logger_class(fmt: str = "text", stream: IO[str] | None = None) -> typ
     render = json_line if fmt == "json" else text_line
 
     class AccessLines(AbstractAccessLogger):
-        def log(
-            self, request: web.BaseRequest, response: web.StreamResponse | None, time_: float
+        def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+            self._write(request, response, time_)
+
+        def log_left(self, request: web.BaseRequest, elapsed: float) -> None:
+            """A request whose client left first (``http.protocol.LeavingLogger``): 499."""
+            self._write(request, None, elapsed)
+
+        def _write(
+            self, request: web.BaseRequest, response: web.StreamResponse | None, elapsed: float
         ) -> None:
             out = stream or sys.stdout
             try:
-                out.write(render(entry(request, response, time_), time.time()))
+                out.write(render(entry(request, response, elapsed), time.time()))
                 out.flush()
             except Exception:  # a closed or broken standard output never fails a request
                 self.logger.debug("could not write the access log", exc_info=True)
