@@ -402,9 +402,8 @@ def check_listeners(settings: Settings) -> None:
     wanted: list[tuple[str, Listen]] = []
     if settings.role in ("proxy", "all"):
         wanted += [("data plane", settings.proxy_listen), ("metrics", settings.metrics_listen)]
-        tls = getattr(settings, "proxy_listen_tls", None)  # the HTTPS listener, if any
-        if isinstance(tls, Listen):
-            wanted.append(("data plane (TLS)", tls))
+        if settings.proxy_listen_tls is not None:
+            wanted.append(("data plane (TLS)", settings.proxy_listen_tls))
     if settings.role in ("admin", "all"):
         wanted.append(("admin API", settings.admin_listen))
     held: list[socket.socket] = []

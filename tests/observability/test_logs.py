@@ -83,6 +83,7 @@ def test_serve_logs_json_lines_at_the_chosen_level(tmp_path: Path) -> None:
     said = [r["message"] for r in records if r["logger"] == "llmgate"]  # start-up lines
     assert said == [
         f"data plane listening on 127.0.0.1:{gw.proxy_port}",
+        f"data plane listening for TLS on 127.0.0.1:{gw.gw.tls_port}",
         f"metrics listening on 127.0.0.1:{gw.gw.metrics_port}",
         f"admin API listening on 127.0.0.1:{gw.admin_port}",
     ]
