@@ -163,3 +163,32 @@ def test_notices_say_a_configuration_warning_once_while_it_holds(
         "outside a compilation: 1",
     ]
     assert sum(r.getMessage() == "compiling" for r in caplog.records) == 4
+
+
+def test_notices_in_steps_and_incremental_rounds(caplog: pytest.LogCaptureFixture) -> None:
+    """A compilation in steps (requests log between them, unfiltered); an incremental round
+    (only changed resources) forgets nothing."""
+    notices = Notices()
+    logger = logging.getLogger("llmgate.test_notices_steps")
+    with caplog.at_level(logging.WARNING, logger="llmgate.test_notices_steps"):
+        for _ in range(2):
+            with notices.round():
+                with notices.step():
+                    logger.warning("unset A")
+                logger.warning("a request's warning")  # between steps: always logged
+                with notices.step():
+                    logger.warning("unset B")
+        with notices.round(full=False), notices.step():
+            logger.warning("unset C")
+        with notices.round(full=False), notices.step():
+            pass  # A, B and C still hold: nothing forgotten, nothing said again
+        with notices.round(), notices.step():
+            logger.warning("unset A")
+            logger.warning("unset C")
+    assert [r.getMessage() for r in caplog.records] == [
+        "unset A",
+        "a request's warning",
+        "unset B",
+        "a request's warning",
+        "unset C",
+    ]

@@ -81,23 +81,38 @@ def configure(level: str = "warning", fmt: str = "text") -> None:
 class Notices:
     """Configuration warnings said once while they hold, not at every reload.
 
-    The loader compiles the whole configuration at every revision; a warning about it (a
-    plugin reading an unset environment variable, a stored regex that never matches...) would
-    come back each time.  While ``compiling()``, a warning (or error) of an ``llmgate.*`` logger
-    that the previous compilation already logged is dropped; one the newest compilation no
-    longer raises is forgotten, so it is logged again if it comes back.  Records compare by
-    logger and text.  Outside a compilation every record passes.
+    The loader compiles the configuration at every revision; a warning about it (a plugin
+    reading an unset environment variable, a stored regex that never matches...) would come
+    back each time.  In a ``round()`` (one compilation), a warning (or error) that an
+    ``llmgate.*`` logger emits inside a ``step()`` (its synchronous parts) is dropped when an
+    earlier round already logged it.  A full round forgets what it did not raise again (logged
+    anew if it comes back); an incremental one (``full=False``: only changed resources) only
+    adds.  Records compare by logger and text; other threads' records, and everything outside
+    a step, pass.  ``compiling()`` is a round of one step.
     """
 
     def __init__(self) -> None:
         self._shown: set[tuple[str, str]] = set()
-        self._round: set[tuple[str, str]] = set()
+        self._round: set[tuple[str, str]] | None = None
         self._thread = 0
 
     @contextlib.contextmanager
-    def compiling(self) -> Iterator[None]:
-        """Around one synchronous compilation (nothing else logs meanwhile)."""
-        self._round = set()
+    def round(self, full: bool = True) -> Iterator[None]:
+        found: set[tuple[str, str]] = set()
+        self._round = found
+        try:
+            yield
+            self._shown = found if full else self._shown | found
+        finally:
+            self._round = None
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """A synchronous part of the round's compilation: nothing else logs meanwhile on this
+        thread."""
+        if self._round is None:
+            yield
+            return
         self._thread = threading.get_ident()
         # A copy made in one step: another thread may be creating a logger meanwhile (iterating
         # the registry itself then fails with "dictionary changed size during iteration").
@@ -111,16 +126,24 @@ class Notices:
             logger.addFilter(self._once)
         try:
             yield
-            self._shown = self._round
         finally:
             for logger in loggers:
                 logger.removeFilter(self._once)
 
+    @contextlib.contextmanager
+    def compiling(self) -> Iterator[None]:
+        """One synchronous full compilation."""
+        with self.round(), self.step():
+            yield
+
     def _once(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or record.thread != self._thread:
             return True  # another thread's records are not about this compilation
+        found = self._round
+        if found is None:
+            return True
         key = (record.name, record.getMessage())
-        if key in self._round:
+        if key in found:
             return False
-        self._round.add(key)
+        found.add(key)
         return key not in self._shown
