@@ -125,6 +125,26 @@ def test_route_with_only_service_id_is_served_by_the_service(live: LiveGateway) 
         live.delete("upstreams/svc-up")
 
 
+def test_upstream_id_wins_over_an_inline_upstream_as_in_apisix(live: LiveGateway) -> None:
+    """APISIX's handle_upstream looks at ``upstream_id`` first: an object holding both is
+    served by the upstream it names, on a route and on a service alike."""
+    dead = {"type": "roundrobin", "nodes": {"127.0.0.1:1": 1}}
+    live.put("upstreams/both-up", live.upstream())
+    live.put("routes/both", {"uri": "/both/*", "upstream_id": "both-up", "upstream": dead})
+    live.put("services/both-svc", {"upstream_id": "both-up", "upstream": dead})
+    live.put("routes/both-svc", {"uri": "/both-svc/*", "service_id": "both-svc"})
+    try:
+        status, body, _ = get(live, "/both/a")
+        assert status == 200, body
+        status, body, _ = get(live, "/both-svc/a")
+        assert status == 200, body
+    finally:
+        live.delete("routes/both")
+        live.delete("routes/both-svc")
+        live.delete("services/both-svc")
+        live.delete("upstreams/both-up")
+
+
 # --- global rules ---------------------------------------------------------------------------
 
 

@@ -172,7 +172,7 @@ def compile_route(
     upstream_conf = value.get("upstream")
     # The upstream's name as APISIX's health checks and upstream_status metric call it.
     upstream_name = value.get(_UPSTREAM_OWNER) or f"/apisix/routes/{id}"
-    if upstream_conf is None and value.get("upstream_id") is not None:
+    if value.get("upstream_id") is not None:  # APISIX looks at upstream_id first
         upstream_conf = upstreams.get(str(value["upstream_id"]))  # gone: 502 per request
         upstream_name = f"/apisix/upstreams/{value['upstream_id']}"
     route = CompiledRoute(
@@ -202,11 +202,11 @@ def _inherit(
     the hosts when it has none."""
     value = dict(route)
     if value.get("upstream") is None and value.get("upstream_id") is None:
-        if service.get("upstream") is not None:
+        if service.get("upstream_id") is not None:
+            value["upstream_id"] = service["upstream_id"]
+        elif service.get("upstream") is not None:
             value["upstream"] = service["upstream"]
             value[_UPSTREAM_OWNER] = f"/apisix/services/{service_id}"
-        elif service.get("upstream_id") is not None:
-            value["upstream_id"] = service["upstream_id"]
     if value.get("host") is None and value.get("hosts") is None and service.get("hosts"):
         value["hosts"] = service["hosts"]
     return value
