@@ -119,6 +119,23 @@ async def test_duplicate_credentials_are_refused(admin) -> None:  # type: ignore
     )[0] == 200
 
 
+async def test_control_characters_in_a_basic_auth_username_are_refused(admin) -> None:  # type: ignore[no-untyped-def]
+    # RFC 7617: a user-id holds no control characters.  A NUL reached the credential index,
+    # which PostgreSQL cannot store: 503 "store unavailable" for a client's mistake.
+    for username in ("a\x00b", "a\nb", "a\x7fb"):
+        for path in ("consumers", "consumers/ctl/credentials/c1"):
+            if path != "consumers":
+                assert (await put(admin, "consumers", {"username": "ctl"}))[0] in (200, 201)
+            body: dict[str, Any] = {
+                "plugins": {"basic-auth": {"username": username, "password": "p"}}
+            }
+            if path == "consumers":
+                body["username"] = "ctl"
+            status, answer = await put(admin, path, body)
+            assert status == 400, (username, path, answer)
+            assert "username" in answer["error_msg"], answer
+
+
 async def test_consumer_plugin_configs_are_checked(admin) -> None:  # type: ignore[no-untyped-def]
     status, body = await put(
         admin, "consumers", {"username": "x", "plugins": {"basic-auth": {"username": "u"}}}

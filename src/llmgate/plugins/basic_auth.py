@@ -39,7 +39,8 @@ class BasicAuthConfig(PluginConfig):
 class BasicAuthConsumer(PluginConfig):
     """What a consumer or credential carries."""
 
-    username: str
+    # RFC 7617: no control characters (a NUL cannot even be stored by PostgreSQL).
+    username: Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
     password: str
 
 
