@@ -98,6 +98,8 @@ def test_writes_are_checked(live: LiveGateway, ca: TestCA) -> None:
         ({"cert": cert, "key": key, "sni": "x.test", "client": {"ca": cert}}, "client"),
         ({"cert": cert, "key": key, "sni": "x.test", "type": "client"}, "type"),
         ({"cert": cert, "key": key, "sni": "x.test", "name": "x"}, "name"),  # APISIX: none
+        # The key pasted into cert too: it would be stored, returned and dumped in plaintext.
+        ({"cert": cert + key, "key": key, "sni": "x.test"}, "cert holds a private key"),
     ]
     for body, message in cases:
         status, answer = live.admin("PUT", "ssls/x", body)

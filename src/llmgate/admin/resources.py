@@ -316,7 +316,11 @@ PLUGIN_METADATA = ResourceKind(
 
 def seal_key(conf: dict[str, Any]) -> dict[str, Any]:
     """``conf`` with its private key sealed (credentials.seal, LLMGATE_SSL_KEY): the store and
-    every GET hold only the sealed form."""
+    every GET hold only the sealed form.  A cert holding a private key too is refused: the
+    cert is stored and returned as sent."""
+    cert = conf.get("cert")
+    if isinstance(cert, str) and "PRIVATE KEY-----" in cert:
+        raise BadRequest("invalid configuration: cert holds a private key: send it in key only")
     key = conf.get("key")
     if not isinstance(key, str):
         return conf
