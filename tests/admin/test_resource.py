@@ -276,6 +276,21 @@ async def test_delete(admin) -> None:  # type: ignore[no-untyped-def]
     assert resp.status == 400 and await resp.json() == {"error_msg": "missing upstream id"}
 
 
+async def test_a_nul_in_an_id_is_not_found_not_a_store_outage(admin) -> None:  # type: ignore[no-untyped-def]
+    # No id holds a NUL (PUT refuses it) and PostgreSQL cannot even compare one: it answered
+    # 503 "store unavailable" and logged an outage.
+    for method, path in (
+        ("GET", "routes/a%00b"),
+        ("DELETE", "upstreams/%00"),
+        ("PATCH", "services/%00"),
+        ("GET", "consumers/%00/credentials"),
+        ("PUT", "consumers/%00/credentials/c1"),
+    ):
+        resp = await admin.request(method, f"/apisix/admin/{path}", json={"desc": "x"})
+        assert resp.status < 500, (method, path, await resp.text())
+        assert await resp.json()
+
+
 async def test_delete_referenced_upstream_and_plugin_config(admin) -> None:  # type: ignore[no-untyped-def]
     await put(admin, "upstreams/1", UPSTREAM)
     await put(admin, "plugin_configs/1", {"plugins": {}})

@@ -89,6 +89,8 @@ def _route_segments(tail: str) -> tuple[str, Address, str]:
     segments = [s for s in tail.split("/") if s]
     if not segments:
         raise NotFound({"error_msg": "not found"})
+    if "\x00" in tail:  # no id holds one, and PostgreSQL cannot even look one up
+        raise NotFound({"message": "Key not found"})
     resource = segments[0]
     if resource == "consumers" and len(segments) >= 3 and segments[2] == "credentials":
         cred_id = segments[3] if len(segments) > 3 else None
