@@ -158,6 +158,19 @@ def test_uris_methods_hosts_and_status(live: LiveGateway) -> None:
     assert route_of(live, "/anything/u/a", {"Host": "api.example"}) == "uris"
 
 
+def test_host_routes_win_over_host_less_ones_on_the_same_uri(live: LiveGateway) -> None:
+    # APISIX's default router (radixtree_host_uri) tries routes whose hosts match first, then the
+    # host-less ones, whatever the creation order or priority.
+    live.put("routes/hp-plain", tagged(live, "plain", uri="/anything/hp", priority=50))
+    live.put("routes/hp-host", tagged(live, "host", uri="/anything/hp", hosts=["h.test"]))
+    live.put("services/hp-svc", {"hosts": ["*.svc.test"]})
+    live.put("routes/hp-svc", tagged(live, "svc", uri="/anything/*", service_id="hp-svc"))
+    assert route_of(live, "/anything/hp", {"Host": "h.test"}) == "host"
+    assert route_of(live, "/anything/hp", {"Host": "a.svc.test"}) == "svc"  # hosts inherited
+    assert route_of(live, "/anything/hp", {"Host": "other.test"}) == "plain"
+    assert route_of(live, "/anything/other", {"Host": "h.test"}) is None
+
+
 def test_upstream_scheme_tls_verify_and_node_priority(live: LiveGateway) -> None:
     # The fake answers TLS on the same port, with a certificate no public CA signed.
     https = live.upstream(scheme="https")

@@ -9,6 +9,7 @@ import pytest
 
 from llmgate.http.expr import Expr, ip_matcher
 from llmgate.routing import HostSet, RouteEntry, Router, normalize_host
+from llmgate.routing.hosts import EXACT
 
 
 def entry(
@@ -349,6 +350,70 @@ def test_method_and_host_together(
     assert matched_id(router, method, host, path) == expected
 
 
+# --- host routes before host-less ones (APISIX's default router, radixtree_host_uri) -----------
+
+HOST_FIRST = Router(
+    [
+        entry("plain", "/hp"),  # created first, same URI, no hosts
+        entry("plain-high", "/hp", priority=99),
+        entry("host-prefix", "/*", hosts=("h.test",)),
+        entry("wild", "/hp", hosts=("*.test",)),
+        entry("wild-longer", "/h*", hosts=("*.b.test",)),
+        entry("any-host", "/hp", hosts=("*",)),
+        entry("exact-post", "/hp", methods=("POST",), hosts=("a.b.test",)),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "path", "expected"),
+    [
+        # An exact host beats every host-less route, whatever their URI or priority.
+        ("GET", "h.test", "/hp", "host-prefix"),
+        ("GET", "H.TEST:9080", "/other", "host-prefix"),
+        # Among wildcards, the longest suffix first, even with a less specific URI.
+        ("GET", "x.b.test", "/hp", "wild-longer"),
+        ("GET", "x.test", "/hp", "wild"),
+        ("GET", "other.org", "/hp", "any-host"),  # "*" is the last host to try
+        # An exact host before the wildcards; failing its method, the wildcards go on.
+        ("POST", "a.b.test", "/hp", "exact-post"),
+        ("GET", "a.b.test", "/hp", "wild-longer"),
+        # No host route matches (or no Host): host-less routes in their usual order.
+        ("GET", None, "/hp", "plain-high"),
+        ("GET", "other.org", "/x", None),
+    ],
+)
+def test_host_routes_are_tried_before_host_less_ones(
+    method: str, host: str | None, path: str, expected: str | None
+) -> None:
+    assert matched_id(HOST_FIRST, method, host, path) == expected
+
+
+def test_host_route_created_after_a_host_less_one_on_the_same_uri_wins() -> None:
+    router = Router([entry("h1", "/hp"), entry("h2", "/hp", hosts=("h.test",))])
+    assert matched_id(router, "GET", "h.test", "/hp") == "h2"
+    assert matched_id(router, "GET", "other.test", "/hp") == "h1"
+    assert matched_id(router, "GET", None, "/hp") == "h1"
+    # The same after an incremental update.
+    updated = Router([entry("h1", "/hp")]).updated(router.entries, {"h2"})
+    assert matched_id(updated, "GET", "h.test", "/hp") == "h2"
+
+
+@pytest.mark.parametrize(
+    ("patterns", "host", "rank"),
+    [
+        (("a.b.test", "*.test"), "a.b.test", EXACT),
+        (("*.test", "*.b.test"), "a.b.test", len(".b.test")),
+        (("*.test",), "a.b.test", len(".test")),
+        (("*",), "x", 0),
+        (("*.test",), "test", -1),
+        (("a.test",), "b.test", -1),
+    ],
+)
+def test_host_rank(patterns: tuple[str, ...], host: str, rank: int) -> None:
+    assert HostSet.compile(patterns).rank(host) == rank
+
+
 def test_empty_router_matches_nothing() -> None:
     router: Router[str] = Router([])
     assert len(router) == 0
@@ -450,6 +515,25 @@ def reference_match(
     """The rules spelled out naively: rank every (entry, uri) that covers the path."""
     ranked = []
     for order, e in enumerate(entries):
+        # Host routes first: an exact host, then the longest wildcard suffix; host-less last.
+        if not e.hosts:
+            host_key = (2, 0)
+        elif host is None:
+            continue
+        else:
+            name = normalize_host(host)
+            patterns = [normalize_host(p) for p in e.hosts]
+            lengths = [
+                len(p) - 1
+                for p in patterns
+                if p.startswith("*") and len(name) >= len(p) and name.endswith(p[1:])
+            ]
+            if name in patterns:
+                host_key = (0, 0)
+            elif lengths:
+                host_key = (1, -max(lengths))
+            else:
+                continue
         keys = []
         for uri in e.uris:
             if uri.endswith("*"):
@@ -458,11 +542,9 @@ def reference_match(
             elif uri == path:
                 keys.append((0, 0))
         if keys:
-            ranked.append((*min(keys), -e.priority, order, e))
-    for *_, e in sorted(ranked, key=lambda r: r[:4]):
+            ranked.append((*host_key, *min(keys), -e.priority, order, e))
+    for *_, e in sorted(ranked, key=lambda r: r[:6]):
         if e.methods and method not in e.methods:
-            continue
-        if e.hosts and (host is None or not HostSet.compile(e.hosts).matches(normalize_host(host))):
             continue
         values = variables or {}
         if e.remote_addrs is not None and not e.remote_addrs(values.get("remote_addr")):
@@ -491,7 +573,9 @@ def test_agrees_with_reference(seed: int) -> None:
                 f"r{n}",
                 *uris,
                 methods=rng.choice([None, ("GET",), ("POST",), ("GET", "POST")]),
-                hosts=rng.choice([None, ("a.com",), ("*.a.com",), ("b.com", "*.a.com")]),
+                hosts=rng.choice(
+                    [None, ("a.com",), ("*.a.com",), ("b.com", "*.a.com"), ("*.x.a.com", "*")]
+                ),
                 priority=rng.choice([0, 0, 1, -1, 5]),
                 remote_addrs=rng.choice([None, None, ["10.0.0.0/8"], ["10.1.2.3", "::1"]]),
                 vars=rng.choice([None, None, [["arg_a", "==", "1"]], [["arg_a", "~=", "1"]]]),
@@ -500,7 +584,7 @@ def test_agrees_with_reference(seed: int) -> None:
     router = Router(entries)
     for _ in range(300):
         method = rng.choice(["GET", "POST", "PUT"])
-        host = rng.choice([None, "a.com", "x.a.com:80", "B.com", "c.com"])
+        host = rng.choice([None, "a.com", "x.a.com:80", "B.com", "c.com", "y.x.a.com"])
         path = random_path()
         variables = {"remote_addr": rng.choice(["10.1.2.3", "10.9.9.9", "::1", "127.0.0.1"])}
         if rng.random() < 0.5:

@@ -8,10 +8,14 @@ ignores the port of the Host header.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["HostSet", "normalize_host"]
+__all__ = ["EXACT", "HostSet", "normalize_host"]
+
+# What :meth:`HostSet.rank` gives an exact name: more than any wildcard suffix's length.
+EXACT = sys.maxsize
 
 
 def normalize_host(raw: str) -> str:
@@ -35,7 +39,7 @@ class HostSet:
     """A route's host patterns compiled for matching: exact names in a set, wildcard suffixes."""
 
     exact: frozenset[str]
-    suffixes: tuple[str, ...]  # "*.example.com" is kept as ".example.com"
+    suffixes: tuple[str, ...]  # "*.example.com" is kept as ".example.com"; longest first
 
     @classmethod
     def compile(cls, patterns: Iterable[str]) -> HostSet:
@@ -48,6 +52,7 @@ class HostSet:
                     suffixes.append(host[1:])
             else:
                 exact.add(host)
+        suffixes.sort(key=len, reverse=True)  # stable: equal lengths keep their order
         return cls(frozenset(exact), tuple(suffixes))
 
     def matches(self, host: str) -> bool:
@@ -55,3 +60,14 @@ class HostSet:
         # Checking the suffix from index 1 makes the "*" stand for at least one character, so
         # "*.example.com" does not match "example.com" (nor ".example.com").
         return host in self.exact or host.endswith(self.suffixes, 1)
+
+    def rank(self, host: str) -> int:
+        """How specifically ``host`` (normalised) matches, as APISIX's host router orders hosts:
+        :data:`EXACT` for an exact name, else the length of the longest matching wildcard
+        suffix (``*`` alone: 0), or -1 when nothing matches."""
+        if host in self.exact:
+            return EXACT
+        for suffix in self.suffixes:
+            if host.endswith(suffix, 1):
+                return len(suffix)
+        return -1
