@@ -6,9 +6,12 @@ Semantics follow APISIX's radixtree router:
 * a URI is an exact path (``/a/b``) or a prefix pattern ending in ``*``: ``/a/*`` matches ``/a/``
   and ``/a/b/c`` but not ``/a``; ``/a*`` matches ``/a``, ``/ab`` and ``/a/b``; ``/*`` matches
   every path starting with ``/``.  A ``*`` anywhere else is a literal character.
-* Candidates are tried in order: the exact path's routes, then the prefix patterns' routes from
-  the longest prefix to the shortest.  Within one path or prefix, higher ``priority`` first, then
-  the order the entries were given.
+* Routes with ``hosts`` that match the request's host are tried first, as APISIX's default
+  ``radixtree_host_uri`` router does: those whose exact host name matches, then those matching
+  by wildcard from the longest suffix to the shortest (``*`` alone last); host-less routes only
+  when none of them matches.  Within each group, candidates are tried in order: the exact path's
+  routes, then the prefix patterns' routes from the longest prefix to the shortest.  Within one
+  path or prefix, higher ``priority`` first, then the order the entries were given.
 * A candidate whose ``methods`` lacks the method, whose ``hosts`` do not match, whose
   ``remote_addrs`` do not hold the client's address, or whose ``vars`` condition does not hold
   (checked in that order, as lua-resty-radixtree does) is skipped and the next one is tried, so a
@@ -18,8 +21,8 @@ How it is fast: exact paths are a dict whose values already hold the whole order
 (exact routes followed by every prefix route that covers the path); prefix patterns live in a
 compressed radix tree whose every node holds the ordered candidates of all prefixes ending at or
 above it.  A match is one dict lookup, or a walk of a few tree edges with ``str.startswith(label,
-pos)``, then a loop over a precomputed tuple until the first candidate that passes its method and
-host checks.  The path is never copied or decoded; the Host header is normalised at most once,
+pos)``, then a loop over a precomputed tuple (host routes first) until the first candidate that
+passes its method and host checks (a wildcard host keeps looking for a more specific host).  The path is never copied or decoded; the Host header is normalised at most once,
 and only when a candidate filters on hosts; request variables are read only when a candidate
 has a condition on them.  The matcher compiles no condition itself: the caller hands each entry
 its ``remote_addrs`` and ``vars`` tests already compiled.
@@ -32,7 +35,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
-from llmgate.routing.hosts import HostSet, normalize_host
+from llmgate.routing.hosts import EXACT, HostSet, normalize_host
 
 __all__ = ["Lookup", "RouteEntry", "Router"]
 
@@ -275,20 +278,32 @@ class Router(Generic[T]):
         if candidates is None:
             candidates = _walk(self._root, path)
         request_host: str | None = None
+        best: RouteEntry[T] | None = None  # the host route with the most specific host so far
+        best_rank = -1
+        # Every chain holds its host routes first (see _chain): a host-less candidate is reached
+        # only after all of them, and then only if none matched.
         for methods, hosts, condition, entry in candidates:
-            if methods is not None and method not in methods:
+            if hosts is None:
+                if best is not None:
+                    return best
+                if methods is not None and method not in methods:
+                    continue
+                if condition is not None and not condition(variables or _unset):
+                    continue
+                return entry
+            if host is None or (methods is not None and method not in methods):
                 continue
-            if hosts is not None:
-                if host is None:
-                    continue
-                if request_host is None:
-                    request_host = normalize_host(host)
-                if not hosts.matches(request_host):
-                    continue
+            if request_host is None:
+                request_host = normalize_host(host)
+            rank = hosts.rank(request_host)
+            if rank <= best_rank:  # no match, or a host no more specific than the best's
+                continue
             if condition is not None and not condition(variables or _unset):
                 continue
-            return entry
-        return None
+            if rank == EXACT:
+                return entry
+            best, best_rank = entry, rank
+        return best
 
 
 def _candidate(entry: RouteEntry[T]) -> _Candidate[T]:
@@ -437,14 +452,16 @@ def _walk(root: _Node[T], path: str) -> _Chain[T]:
 
 
 def _chain(bucket: Sequence[_Candidate[T]], inherited: _Chain[T]) -> _Chain[T]:
-    """``bucket`` ordered by priority (stable, so earlier entries win ties), then ``inherited``.
+    """``bucket`` ordered by priority (stable, so earlier entries win ties), then ``inherited``;
+    then split (stably) into the candidates with hosts and, after them, those without.
 
     An entry already in ``bucket`` is dropped from ``inherited``: by then it has failed its method
     or host check, and those checks do not depend on which of its URIs matched.
     """
     own = sorted(bucket, key=lambda c: -c.entry.priority)
     seen = {id(c) for c in own}
-    return (*own, *(c for c in inherited if id(c) not in seen))
+    merged = (*own, *(c for c in inherited if id(c) not in seen))
+    return (*(c for c in merged if c.hosts is not None), *(c for c in merged if c.hosts is None))
 
 
 def _build_tree(prefixes: dict[str, list[_Candidate[T]]]) -> _Node[T]:
