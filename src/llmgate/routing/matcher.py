@@ -22,10 +22,11 @@ How it is fast: exact paths are a dict whose values already hold the whole order
 compressed radix tree whose every node holds the ordered candidates of all prefixes ending at or
 above it.  A match is one dict lookup, or a walk of a few tree edges with ``str.startswith(label,
 pos)``, then a loop over a precomputed tuple (host routes first) until the first candidate that
-passes its method and host checks (a wildcard host keeps looking for a more specific host).  The path is never copied or decoded; the Host header is normalised at most once,
-and only when a candidate filters on hosts; request variables are read only when a candidate
-has a condition on them.  The matcher compiles no condition itself: the caller hands each entry
-its ``remote_addrs`` and ``vars`` tests already compiled.
+passes its method and host checks (a wildcard host keeps looking for a more specific host).  The
+path is never copied or decoded; the Host header is normalised at most once, and only when a
+candidate filters on hosts; request variables are read only when a candidate has a condition on
+them.  The matcher compiles no condition itself: the caller hands each entry its
+``remote_addrs`` and ``vars`` tests already compiled.
 """
 
 from __future__ import annotations
