@@ -35,11 +35,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 def _dashboard_build() -> Path:
     """``shared/apisix-dashboard/dist.tar.gz`` beside the repository (or beside a folder
-    holding it, as for a worktree), or ``$LLMGATE_DASHBOARD_BUILD``."""
+    holding it, as for a worktree), else the machine's ``/work/shared``, or
+    ``$LLMGATE_DASHBOARD_BUILD``."""
     if os.environ.get("LLMGATE_DASHBOARD_BUILD"):
         return Path(os.environ["LLMGATE_DASHBOARD_BUILD"])
     repository = Path(__file__).resolve().parents[2]
-    for folder in repository.parents:
+    # A clone elsewhere (CI clones main into a directory of its own) finds the machine's copy.
+    for folder in (*repository.parents, Path("/work")):
         candidate = folder / "shared" / "apisix-dashboard" / "dist.tar.gz"
         if candidate.is_file():
             return candidate
