@@ -537,6 +537,22 @@ class LiveGateway:
         status, answer = self.admin("DELETE", path)
         assert status == 200, (status, answer)
 
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """A data-plane GET: status, decoded body (the fake echoes what it received; text when
+        it is not JSON), headers."""
+        request = urllib.request.Request(f"{self.gw.proxy_url}{path}", headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                status, raw, head = resp.status, resp.read(), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            status, raw, head = err.code, err.read(), dict(err.headers)
+        try:
+            return status, json.loads(raw), head
+        except ValueError:
+            return status, raw.decode(errors="replace"), head
+
     def fake_requests(self) -> list[dict[str, Any]]:
         """What the fake upstream received, oldest first (with ``raw_path``, ``body_length``
         and ``body_sha256`` of each request)."""

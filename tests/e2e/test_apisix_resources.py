@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,17 +26,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
 def get(
     live: LiveGateway, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, dict[str, str]]:
-    """A data-plane GET: status, decoded body (the fake echoes what it received), headers."""
-    request = urllib.request.Request(f"{live.gw.proxy_url}{path}", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            status, raw, head = resp.status, resp.read(), dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        status, raw, head = err.code, err.read(), dict(err.headers)
-    try:
-        return status, json.loads(raw), head
-    except ValueError:
-        return status, raw.decode(errors="replace"), head
+    return live.get(path, headers)
 
 
 def set_header(name: str, value: str) -> dict[str, Any]:

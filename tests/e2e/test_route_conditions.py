@@ -32,16 +32,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
 def get(
     live: LiveGateway, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, dict[str, str]]:
-    request = urllib.request.Request(f"{live.gw.proxy_url}{path}", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            status, raw, head = resp.status, resp.read(), dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        status, raw, head = err.code, err.read(), dict(err.headers)
-    try:
-        return status, json.loads(raw), head
-    except ValueError:
-        return status, raw.decode(errors="replace"), head
+    return live.get(path, headers)
 
 
 def tagged(live: LiveGateway, tag: str, **route: Any) -> dict[str, Any]:
