@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,6 +327,30 @@ class _Ticker:
         self.since = time.perf_counter()
 
 
+def _snapshot(
+    revision: int,
+    router: Router[CompiledRoute],
+    consumers: Mapping[str, ConsumerEntry],
+    parts: Parts,
+    services: Services,
+    assembly: _Assembly,
+    context: Context,
+) -> Snapshot:
+    """The snapshot a whole or an incremental compilation ends with."""
+    return Snapshot(
+        revision,
+        router,
+        consumers,
+        parts.index,
+        services,
+        problems=assembly.problems,
+        units=assembly.units,
+        global_chain=context.global_chain,
+        certificates=context.certificates,
+        parts=parts,
+    )
+
+
 STEP_SECONDS = 0.002
 
 
@@ -405,18 +429,7 @@ def compile_steps(
         parts.pool_refs.update(unit.pool_keys)
     yield
     router = yield from Router.building(entries)
-    return Snapshot(
-        revision,
-        router,
-        consumers,
-        parts.index,
-        services,
-        problems=assembly.problems,
-        units=assembly.units,
-        global_chain=context.global_chain,
-        certificates=context.certificates,
-        parts=parts,
-    )
+    return _snapshot(revision, router, consumers, parts, services, assembly, context)
 
 
 # Kinds whose changes ``update_snapshot`` applies; a change to any other kind compiles all.
@@ -584,15 +597,4 @@ def update_steps(
         if unit is not None:
             parts.pool_refs.update(unit.pool_keys)
     pools.touched |= {key for key, count in parts.pool_refs.items() if count > 0}
-    return Snapshot(
-        revision,
-        router,
-        consumers,
-        parts.index,
-        services,
-        problems=assembly.problems,
-        units=assembly.units,
-        global_chain=context.global_chain,
-        certificates=context.certificates,
-        parts=parts,
-    )
+    return _snapshot(revision, router, consumers, parts, services, assembly, context)
