@@ -35,7 +35,9 @@ Counters are exposed as APISIX names them, without ``_total`` (``exporter.render
 value lands in this process's mmap file and the exporter adds up the processes.
 
 Recording never parses config: the label children of each label combination are looked up
-once and kept (``.labels()`` validates its arguments on every call).
+once and kept (``.labels()`` validates its arguments on every call), and their values are
+written in place (``cells.py``: a scrape sees every update at once, as with prometheus_client's
+own ``inc``, for a tenth of its cost).
 
 ``llm_model`` is the one label a client chooses (the request's ``model``, echoed by the
 provider), so its values are bounded per process (``ModelLabels``): the first ``max_models``
@@ -56,6 +58,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmgate.ai.pricing import amount
 from llmgate.http.context import RouteInfo
+from llmgate.observability.cells import Cell, counter, histogram
+from llmgate.observability.cells import gauge as gauge_cell
 from llmgate.routing.hosts import normalize_host
 
 if TYPE_CHECKING:
@@ -87,19 +91,22 @@ LLM_ACTIVE_LABELS = (
 
 
 class _HttpSeries:
-    """The label children one (route, consumer, node, code, ...) combination records into."""
+    """The label children one (route, consumer, node, code, ...) combination records into
+    (their values written in place: ``cells.py``)."""
 
     __slots__ = ("apisix", "egress", "ingress", "request", "status", "upstream")
 
     def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
         code, route, uri, host, service, consumer, node = key
-        self.status = metrics.http_status.labels(code, route, uri, host, service, consumer, node)
+        self.status = counter(
+            metrics.http_status.labels(code, route, uri, host, service, consumer, node)
+        )
         latency, bandwidth = metrics.http_latency, metrics.bandwidth
-        self.request = latency.labels("request", route, service, consumer, node)
-        self.upstream = latency.labels("upstream", route, service, consumer, node)
-        self.apisix = latency.labels("apisix", route, service, consumer, node)
-        self.ingress = bandwidth.labels("ingress", route, service, consumer, node)
-        self.egress = bandwidth.labels("egress", route, service, consumer, node)
+        self.request = histogram(latency.labels("request", route, service, consumer, node))
+        self.upstream = histogram(latency.labels("upstream", route, service, consumer, node))
+        self.apisix = histogram(latency.labels("apisix", route, service, consumer, node))
+        self.ingress = counter(bandwidth.labels("ingress", route, service, consumer, node))
+        self.egress = counter(bandwidth.labels("egress", route, service, consumer, node))
 
 
 class _LlmSeries:
@@ -109,15 +116,15 @@ class _LlmSeries:
     )  # fmt: skip
 
     def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
-        self.cost = metrics.llm_cost.labels(*key)
-        self.cached_prompt = metrics.llm_cache_hit_tokens.labels("prompt", *key)
-        self.cached_completion = metrics.llm_cache_hit_tokens.labels("completion", *key)
-        self.prompt = metrics.llm_prompt_tokens.labels(*key)
-        self.completion = metrics.llm_completion_tokens.labels(*key)
-        self.prompt_dist = metrics.llm_prompt_tokens_dist.labels(*key)
-        self.completion_dist = metrics.llm_completion_tokens_dist.labels(*key)
-        self.total = metrics.llm_latency.labels("total", *key)
-        self.ttft = metrics.llm_latency.labels("ttft", *key)
+        self.cost = counter(metrics.llm_cost.labels(*key))
+        self.cached_prompt = counter(metrics.llm_cache_hit_tokens.labels("prompt", *key))
+        self.cached_completion = counter(metrics.llm_cache_hit_tokens.labels("completion", *key))
+        self.prompt = counter(metrics.llm_prompt_tokens.labels(*key))
+        self.completion = counter(metrics.llm_completion_tokens.labels(*key))
+        self.prompt_dist = histogram(metrics.llm_prompt_tokens_dist.labels(*key))
+        self.completion_dist = histogram(metrics.llm_completion_tokens_dist.labels(*key))
+        self.total = histogram(metrics.llm_latency.labels("total", *key))
+        self.ttft = histogram(metrics.llm_latency.labels("ttft", *key))
 
 
 class ModelLabels:
@@ -152,13 +159,13 @@ class LlmActive:
 
     __slots__ = ("_gauge",)
 
-    def __init__(self, gauge: Gauge) -> None:
-        self._gauge: Gauge | None = gauge
-        gauge.inc()
+    def __init__(self, gauge: Cell) -> None:
+        self._gauge: Cell | None = gauge
+        gauge.inc(1)
 
     def done(self) -> None:
         if self._gauge is not None:
-            self._gauge.dec()
+            self._gauge.inc(-1)
             self._gauge = None
 
 
@@ -242,7 +249,7 @@ class Metrics:
         self._active_connections = self.connections.labels("active")
         self._http: dict[tuple[str, ...], _HttpSeries] = {}
         self._llm: dict[tuple[str, ...], _LlmSeries] = {}
-        self._llm_active: dict[tuple[str, ...], Gauge] = {}
+        self._llm_active: dict[tuple[str, ...], Cell] = {}
 
     def record_http(self, ctx: RequestContext, prefer_name: bool = False) -> None:
         """Status, latencies and bandwidth of a finished request (APISIX's prometheus log)."""
@@ -261,7 +268,7 @@ class Metrics:
         series = self._http.get(key)
         if series is None:
             series = self._http[key] = _HttpSeries(self, key)
-        series.status.inc()
+        series.status.inc(1)
         latency = (time.perf_counter() - ctx.started) * 1000
         series.request.observe(latency)
         if ctx.upstream_latency is not None:
@@ -293,7 +300,7 @@ class Metrics:
         )
         gauge = self._llm_active.get(key)
         if gauge is None:
-            gauge = self._llm_active[key] = self.llm_active_connections.labels(*key)
+            gauge = self._llm_active[key] = gauge_cell(self.llm_active_connections.labels(*key))
         return LlmActive(gauge)
 
     def record_llm(
