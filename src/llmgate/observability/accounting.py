@@ -23,7 +23,7 @@ from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import call_cost
 from llmgate.http.context import StateKey
 from llmgate.observability.metrics import model_label
-from llmgate.observability.usage import CallRecord
+from llmgate.observability.usage_ship import CallRecord
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext
@@ -63,22 +63,21 @@ class LlmAccounting:
             model = model_label(call.model)
             cache = call.cache or ""
             usage = call.usage
+            route = ctx.route.id
             record = CallRecord(
-                time=int(time.time() * 1000),
-                request_id=ctx.request_id or "",
-                consumer=consumer,
-                route=ctx.route.id,
-                model=model,
-                provider=(call.provider or "")[:64],
-                instance=(call.instance or "")[:100],
-                request_type=call.request_type,
-                cache=cache,
-                status=ctx.status or 499,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                cached_tokens=usage.cached_tokens if usage else 0,
-                cost=cost,
+                int(time.time() * 1000),
+                ctx.request_id or "",
+                consumer,
+                route,
+                model,
+                (call.provider or "")[:64],
+                (call.instance or "")[:100],
+                call.request_type,
+                cache,
+                ctx.status or 499,
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+                usage.cached_tokens if usage else 0,
+                cost,
             )
-            self.usage.add(
-                consumer, ctx.route.id, model, usage, cost=cost or 0, cache=cache, call=record
-            )
+            self.usage.add(consumer, route, model, usage, cost=cost or 0, cache=cache, call=record)

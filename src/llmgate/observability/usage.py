@@ -36,82 +36,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select
 
 from llmgate.ai.usage import Usage
+from llmgate.observability.usage_ship import Batch, CallRecord, Key, Shipper
 from llmgate.observability.usage_spool import Spool, holder_id
 from llmgate.store import Store
-from llmgate.store.engine import IMMEDIATE
-from llmgate.store.tables import llm_calls, usage_batches
-from llmgate.store.tables import usage as usage_table
+
+__all__ = ["CallRecord", "UsageReporter"]
 
 log = logging.getLogger("llmgate.usage")
 
 FLUSH_INTERVAL = 1.0  # seconds between two shipments to the store
 SPOOL_INTERVAL = 0.05  # seconds between two fsyncs of the spool: what an OS crash may lose
 ORPHAN_SCAN = 5.0  # seconds between two looks for the spools of dead processes
-BATCH_DAYS = 7  # how long the store remembers a batch id (a spool waits far less)
-COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cost")
-_KEY_COLUMNS = ("minute", "consumer", "route", "model", "cache")
-Key = tuple[int, str, str, str, str]  # (minute, consumer, route, model, cache)
-DAY = 86_400
 MAX_PENDING_CALLS = 50_000
 CALLS_DAYS = 30  # how long per-call records are kept, by default
 PRUNE_EVERY = 600.0  # seconds between two deletions of expired per-call records
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One LLM call, as a row of ``llm_calls``."""
-
-    time: int  # Unix milliseconds
-    request_id: str
-    consumer: str
-    route: str
-    model: str
-    provider: str
-    instance: str
-    request_type: str
-    cache: str
-    status: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cost: int | None
-
-
-_CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
-_row = operator.attrgetter(*_CALL_COLUMNS)  # a CallRecord's values (astuple copies deeply)
-
-
-@dataclass(slots=True)
-class Batch:
-    """What one process counted between two shipments (one spool segment), under an id
-    unique across nodes and restarts."""
-
-    id: str
-    rows: dict[Key, list[int]]
-    calls: list[CallRecord]
-
-    @classmethod
-    def from_records(cls, id: str, payloads: list[bytes]) -> Batch:
-        """The batch of a spool segment's records (``UsageReporter.add`` wrote them)."""
-        batch = cls(id, {}, [])
-        for payload in payloads:
-            record = orjson.loads(payload)
-            key: Key = tuple(record[:5])
-            _merge(batch.rows, {key: record[5:11]})
-            if record[11] is not None:
-                batch.calls.append(CallRecord(*record[11]))
-        return batch
 
 
 class UsageReporter:
@@ -142,7 +87,7 @@ class UsageReporter:
         self._dropped = 0
         self._pruned = 0.0
         self._scanned = 0.0
-        self._upsert = _upsert_statement(store.engine.dialect.name)
+        self._shipper = Shipper(store.engine)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._io = asyncio.Lock()  # the spool's fsyncs and segment changes, one at a time
@@ -165,14 +110,11 @@ class UsageReporter:
         ``cost``); keep ``call`` as its own record.  With a spool, the call is appended to it
         first (one write(2))."""
         key = (int(self._clock()) // 60 * 60, consumer, route, model, cache)
-        delta = [1, 0, 0, 0, 0, cost]
-        if usage is not None:
-            delta[1:5] = (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.total_tokens,
-                usage.cached_tokens,
-            )
+        if usage is None:
+            prompt = completion = total = cached = 0
+        else:
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+            total, cached = usage.total_tokens, usage.cached_tokens
         keep = None
         if call is not None and self.calls_days > 0:
             if len(self._calls) + self._backlog_calls < MAX_PENDING_CALLS:
@@ -180,7 +122,9 @@ class UsageReporter:
             else:
                 self._dropped += 1
         if self.spool is not None and self.spool.ready:
-            record = [*key, *delta, _row(keep) if keep is not None else None]
+            # (*key, *counts, call): ``Batch.from_records`` reads it back.
+            row = tuple(keep) if keep is not None else None  # orjson takes no NamedTuple
+            record = (*key, 1, prompt, completion, total, cached, cost, row)
             try:
                 self.spool.append(orjson.dumps(record))
             except OSError as exc:
@@ -189,10 +133,14 @@ class UsageReporter:
                 self._spool_failing = True
         counts = self._pending.get(key)
         if counts is None:
-            self._pending[key] = delta
+            self._pending[key] = [1, prompt, completion, total, cached, cost]
         else:
-            for i, value in enumerate(delta):
-                counts[i] += value
+            counts[0] += 1
+            counts[1] += prompt
+            counts[2] += completion
+            counts[3] += total
+            counts[4] += cached
+            counts[5] += cost
         if keep is not None:
             self._calls.append(keep)
 
@@ -337,45 +285,8 @@ class UsageReporter:
                 await asyncio.to_thread(self.spool.release, orphan, shipped=shipped)
 
     async def _ship(self, batches: list[Batch]) -> int:
-        """Write the batches the store has not received yet, and their ids, in one
-        transaction; how many usage rows were written."""
-        async with self.store.engine.connect() as conn:
-            conn = await conn.execution_options(**{IMMEDIATE: True})
-            async with conn.begin():
-                ids = [batch.id for batch in batches]
-                seen: set[str] = set()
-                for i in range(0, len(ids), 500):
-                    found = await conn.execute(
-                        select(usage_batches.c.id).where(usage_batches.c.id.in_(ids[i : i + 500]))
-                    )
-                    seen.update(found.scalars())
-                fresh = [batch for batch in batches if batch.id not in seen]
-                if not fresh:
-                    return 0
-                shipped = int(self._clock())
-                await conn.execute(
-                    insert(usage_batches), [{"id": b.id, "shipped": shipped} for b in fresh]
-                )
-                merged: dict[Key, list[int]] = {}
-                for batch in fresh:
-                    _merge(merged, batch.rows)
-                # Sorted: two processes upserting the same keys lock them in the same order.
-                rows = [
-                    {
-                        **dict(zip(_KEY_COLUMNS, key, strict=True)),
-                        **dict(zip(COUNTS, counts, strict=True)),
-                    }
-                    for key, counts in sorted(merged.items())
-                ]
-                if rows:
-                    await conn.execute(self._upsert, rows)
-                calls = [call for batch in fresh for call in batch.calls]
-                if calls:
-                    await conn.execute(
-                        insert(llm_calls),
-                        [dict(zip(_CALL_COLUMNS, _row(c), strict=True)) for c in calls],
-                    )
-                return len(rows)
+        """Write the batches the store has not received yet (``Shipper.ship``)."""
+        return await self._shipper.ship(batches, int(self._clock()))
 
     async def _prune(self) -> None:
         """Delete per-call records older than ``calls_days`` and batch ids older than
@@ -385,36 +296,6 @@ class UsageReporter:
             return
         self._pruned = now
         try:
-            async with self.store.engine.begin() as conn:
-                if self.calls_days > 0:
-                    oldest = int((now - self.calls_days * DAY) * 1000)
-                    await conn.execute(delete(llm_calls).where(llm_calls.c.time < oldest))
-                batches_before = int(now - BATCH_DAYS * DAY)
-                await conn.execute(
-                    delete(usage_batches).where(usage_batches.c.shipped < batches_before)
-                )
+            await self._shipper.prune(self.calls_days, now)
         except Exception as exc:
             log.warning("deleting expired usage records failed: %s", exc)
-
-
-def _merge(into: dict[Key, list[int]], rows: Mapping[Key, list[int]]) -> None:
-    for key, counts in rows.items():
-        current = into.get(key)
-        if current is None:
-            into[key] = list(counts)
-        else:
-            for i, value in enumerate(counts):
-                current[i] += value
-
-
-def _upsert_statement(dialect: str) -> Any:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE SET n = usage.n + excluded.n`` (SQLite and
-    PostgreSQL spell it the same way)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_(usage_table)
-    return statement.on_conflict_do_update(
-        index_elements=[usage_table.c[name] for name in _KEY_COLUMNS],
-        set_={name: usage_table.c[name] + statement.excluded[name] for name in COUNTS},
-    )

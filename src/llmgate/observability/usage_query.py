@@ -20,7 +20,7 @@ from sqlalchemy.sql import ColumnElement
 
 from llmgate.ai.pricing import amount
 from llmgate.errors import BadRequest
-from llmgate.observability.usage import COUNTS, DAY
+from llmgate.observability.usage_ship import COUNTS, DAY
 from llmgate.store import Store
 from llmgate.store.tables import usage as usage_table
 

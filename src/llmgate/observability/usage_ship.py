@@ -1,0 +1,166 @@
+"""Token usage on its way to the store: what a data-plane process counted, as batches, and the
+one transaction that ships them (``usage.py`` counts and schedules; this writes).
+
+    Batch(id, rows, calls)           what one process counted between two shipments (one spool
+                                     segment), under an id unique across nodes and restarts
+    Shipper(engine).ship(batches, now)    in one transaction: the batches whose ids are in
+                                     ``usage_batches`` already skipped; the others' ids inserted,
+                                     their counts upserted-by-increment into ``usage`` (sorted by
+                                     key: two processes lock the same keys in the same order),
+                                     their calls inserted into ``llm_calls``
+    Shipper.prune(calls_days, now)   per-call records and batch ids past their time, deleted
+
+Each write is one executemany of the database driver, its statement compiled once per engine
+and its rows tuples in the statement's parameter order (a ``CallRecord`` is one): a shipment of
+thousands of calls costs the event loop little more than listing them, where SQLAlchemy's
+``execute`` with a list of dicts processes every row's parameters in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from llmgate.store.engine import IMMEDIATE
+from llmgate.store.tables import llm_calls, usage_batches
+from llmgate.store.tables import usage as usage_table
+
+COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cost")
+KEY_COLUMNS = ("minute", "consumer", "route", "model", "cache")
+Key = tuple[int, str, str, str, str]  # (minute, consumer, route, model, cache)
+DAY = 86_400
+BATCH_DAYS = 7  # how long the store remembers a batch id (a spool waits far less)
+
+
+class CallRecord(NamedTuple):
+    """One LLM call, as a row of ``llm_calls`` (a tuple: what the driver inserts)."""
+
+    time: int  # Unix milliseconds
+    request_id: str
+    consumer: str
+    route: str
+    model: str
+    provider: str
+    instance: str
+    request_type: str
+    cache: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost: int | None
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one process counted between two shipments (one spool segment), under an id
+    unique across nodes and restarts."""
+
+    id: str
+    rows: dict[Key, list[int]]
+    calls: list[CallRecord]
+
+    @classmethod
+    def from_records(cls, id: str, payloads: list[bytes]) -> Batch:
+        """The batch of a spool segment's records (``UsageReporter.add`` wrote them)."""
+        batch = cls(id, {}, [])
+        for payload in payloads:
+            record = orjson.loads(payload)
+            key: Key = tuple(record[:5])
+            merge(batch.rows, {key: record[5:11]})
+            if record[11] is not None:
+                batch.calls.append(CallRecord(*record[11]))
+        return batch
+
+
+class Shipper:
+    """Writes batches into the store behind ``engine`` (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        self._batches = _driver_sql(insert(usage_batches), ("id", "shipped"), dialect)
+        self._upsert = _driver_sql(_upsert_statement(dialect.name), KEY_COLUMNS + COUNTS, dialect)
+        # inline(): no RETURNING of the ids (PostgreSQL's default for one row).
+        self._calls = _driver_sql(insert(llm_calls).inline(), CallRecord._fields, dialect)
+
+    async def ship(self, batches: list[Batch], now: int) -> int:
+        """Write the batches the store has not received yet, and their ids (``shipped`` at
+        ``now``, Unix seconds), in one transaction; how many usage rows were written."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                ids = [batch.id for batch in batches]
+                seen: set[str] = set()
+                for i in range(0, len(ids), 500):
+                    found = await conn.execute(
+                        select(usage_batches.c.id).where(usage_batches.c.id.in_(ids[i : i + 500]))
+                    )
+                    seen.update(found.scalars())
+                fresh = [batch for batch in batches if batch.id not in seen]
+                if not fresh:
+                    return 0
+                await conn.exec_driver_sql(self._batches, [(batch.id, now) for batch in fresh])
+                merged: dict[Key, list[int]] = {}
+                for batch in fresh:
+                    merge(merged, batch.rows)
+                rows = [(*key, *counts) for key, counts in sorted(merged.items())]
+                if rows:
+                    await conn.exec_driver_sql(self._upsert, rows)
+                calls = [call for batch in fresh for call in batch.calls]
+                if calls:
+                    await conn.exec_driver_sql(self._calls, calls)
+                return len(rows)
+
+    async def prune(self, calls_days: int, now: float) -> None:
+        """Delete per-call records older than ``calls_days`` (0: none are kept) and batch ids
+        older than ``BATCH_DAYS``."""
+        async with self.engine.begin() as conn:
+            if calls_days > 0:
+                oldest = int((now - calls_days * DAY) * 1000)
+                await conn.execute(delete(llm_calls).where(llm_calls.c.time < oldest))
+            batches_before = int(now - BATCH_DAYS * DAY)
+            await conn.execute(
+                delete(usage_batches).where(usage_batches.c.shipped < batches_before)
+            )
+
+
+def merge(into: dict[Key, list[int]], rows: Mapping[Key, list[int]]) -> None:
+    for key, counts in rows.items():
+        current = into.get(key)
+        if current is None:
+            into[key] = list(counts)
+        else:
+            for i, value in enumerate(counts):
+                current[i] += value
+
+
+def _driver_sql(statement: ClauseElement, columns: Sequence[str], dialect: Dialect) -> str:
+    """``statement``'s SQL for the driver, its parameters positional and in ``columns``'
+    order (aiosqlite's ``?``, asyncpg's ``$n``)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    order = compiled.positiontup if isinstance(compiled, SQLCompiler) else None
+    if order != list(columns):
+        raise RuntimeError(f"unexpected parameters {order} ({dialect.paramstyle}) in {compiled}")
+    return compiled.string
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET n = usage.n + excluded.n`` (SQLite and
+    PostgreSQL spell it the same way)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_(usage_table)
+    return statement.on_conflict_do_update(
+        index_elements=[usage_table.c[name] for name in KEY_COLUMNS],
+        set_={name: usage_table.c[name] + statement.excluded[name] for name in COUNTS},
+    )
