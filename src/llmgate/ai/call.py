@@ -36,7 +36,9 @@ class LlmCall:
     # Why the gateway cut the response short ("max_stream_duration_ms", "max_response_bytes").
     aborted: str | None = None
     answered: bool = False  # the provider began a successful (2xx) answer
-    relayed_chars: int = 0  # characters of generated text seen so far (choices' content)
+    # Characters of generated text (choices' content) seen until ``usage`` came, if it did:
+    # what a budget charges for a stream cut short before its usage.
+    relayed_chars: int = 0
     started: float | None = None  # perf_counter when the upstream was asked
     first_token: float | None = None  # perf_counter of the first response byte
     finished: float | None = None

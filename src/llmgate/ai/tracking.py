@@ -81,13 +81,15 @@ class ResponseTracker:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
+        call = self.call
         usage = usage_of(payload)
         if usage is not None:
-            self.call.usage = usage
-        self.call.relayed_chars += text_size(payload)
+            call.usage = usage
+        elif call.usage is None:  # what a budget charges without usage: not needed once it came
+            call.relayed_chars += text_size(payload)
         model = model_of(payload)
         if model is not None:
-            self.call.model = model
+            call.model = model
 
 
 def text_size(payload: object) -> int:
@@ -152,7 +154,7 @@ def passive_tracker(
     outbound = ctx.outbound
     if outbound.method != "POST" or CLAIM_KEY in ctx.state or LlmCall.find(ctx) is not None:
         return None
-    protocol = next((name for suffix, name in _PASSIVE if outbound.path.endswith(suffix)), None)
+    protocol = _passive_protocol(outbound.path)
     if protocol is None:
         return None
     call = LlmCall.of(ctx)
@@ -160,3 +162,10 @@ def passive_tracker(
     call.stream = "text/event-stream" in headers.get("Content-Type", "")
     call.started = ctx.started
     return ResponseTracker(call, status, headers)
+
+
+def _passive_protocol(path: str) -> str | None:
+    for suffix, protocol in _PASSIVE:
+        if path.endswith(suffix):
+            return protocol
+    return None

@@ -24,7 +24,7 @@ class Usage:
 
 def _count(block: Any, name: str) -> int:
     value = block.get(name) if isinstance(block, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if type(value) is int and value > 0 else 0  # not a bool, not a float
 
 
 def usage_of(payload: Any) -> Usage | None:
