@@ -9,6 +9,8 @@ import pytest
 from llmgate.admin.auth import AdminKeys
 from llmgate.admin.masking import MASK, masked
 from llmgate.app import build_admin_app
+from llmgate.credentials import SEALED_PREFIX, SSL_KEY_ENV
+from tests.net import TestCA
 from tests.support import ADMIN_KEY, VIEWER_KEY
 
 PROVIDER_KEY = "sk-live-0123456789"
@@ -80,6 +82,24 @@ async def test_viewer_never_sees_provider_keys(client) -> None:  # type: ignore[
     assert admin_view["value"]["plugins"]["ai-proxy"] == AI_PROXY
 
 
+async def test_viewer_never_sees_an_ssl_private_key(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(SSL_KEY_ENV, "a test passphrase")
+    cert, key = TestCA().issue("api.test")
+    body = {"cert": cert, "key": key, "snis": ["api.test"]}
+    assert (await _call(client, "PUT", "ssls/1", ADMIN_KEY, body))[0] == 201
+
+    _, listed = await _call(client, "GET", "ssls", VIEWER_KEY)
+    _, one = await _call(client, "GET", "ssls/1", VIEWER_KEY)
+    for shown in (listed["list"][0]["value"], one["value"]):
+        assert shown["key"] == MASK  # not even the sealed form
+        assert shown["cert"] == cert and shown["snis"] == ["api.test"]
+    assert SEALED_PREFIX not in str(listed) + str(one)
+    assert "PRIVATE KEY" not in str(listed) + str(one)
+
+    _, admin_view = await _call(client, "GET", "ssls/1", ADMIN_KEY)
+    assert admin_view["value"]["key"].startswith(SEALED_PREFIX)  # the admin sees what is stored
+
+
 def test_masked_leaves_values_without_secrets_alone() -> None:
     value = {"uri": "/a", "plugins": {"cors": {"allow_origins": "*"}, "unknown": {"key": "x"}}}
     assert masked(value) == value
@@ -87,3 +107,6 @@ def test_masked_leaves_values_without_secrets_alone() -> None:
     limit = {"plugins": {"limit-count": {"count": 1, "time_window": 1, "redis_password": "pw"}}}
     assert masked(limit)["plugins"]["limit-count"]["redis_password"] == MASK
     assert limit["plugins"]["limit-count"]["redis_password"] == "pw"  # not modified in place
+    ssl = {"cert": "c", "key": "$llmgate-sealed$v1$abc", "snis": ["a.test"]}
+    assert masked(ssl, ("key",)) == {**ssl, "key": MASK}
+    assert masked({"cert": "c"}, ("key",)) == {"cert": "c"}  # an absent field stays absent

@@ -59,6 +59,8 @@ class ResourceKind:
     cascade: Callable[[Writer, str], Awaitable[None]] | None = None
     # A kind llmgate lists (always empty) but cannot serve: every write is a 400 saying so.
     refuse_writes: str | None = None
+    # Top-level fields the viewer role never sees (masked as plugins' secrets are).
+    secret_fields: tuple[str, ...] = ()
 
     def key(self, address: Address, id: str | None = None) -> str:
         id = id or address.id
@@ -254,7 +256,7 @@ class ResourceApi:
         return 200, {"deleted": "1", "key": self.kind.key(address)}
 
     def _envelope(self, item: Item, indexes: bool = False, masked: bool = False) -> dict[str, Any]:
-        value = masking.masked(item.value) if masked else item.value
+        value = masking.masked(item.value, self.kind.secret_fields) if masked else item.value
         body: dict[str, Any] = {"key": self.kind.item_key(item), "value": value}
         if indexes:
             body["createdIndex"] = item.created_index

@@ -337,6 +337,7 @@ SSLS = ResourceKind(
     plugin_scope=None,
     prepare=seal_key,
     compile=compile_ssl_value,
+    secret_fields=("key",),  # sealed, but key material all the same: not for the viewer
 )
 
 # --- kinds llmgate lists (empty) so APISIX tools work, and refuses to write ---------------
