@@ -125,6 +125,26 @@ def test_an_invalid_file_applies_nothing_and_says_why_in_one_line(tmp_path: Path
     assert nowhere.returncode == 1 and "cannot read" in nowhere.stderr
 
 
+def test_a_value_the_database_refuses_applies_nothing(tmp_path: Path, postgres_url: str) -> None:
+    config = tmp_path / "apisix.yaml"
+    config.write_text(FILE)
+    assert (
+        run_llmgate("config", "apply", "-f", str(config), "--database-url", postgres_url).returncode
+        == 0
+    )
+    # A valid username (256 characters at most) longer than PostgreSQL's 200-wide id column.
+    config.write_text(
+        FILE.replace("username: jack", "username: " + "j" * 230).replace("count: 2", "count: 3")
+    )
+    result = run_llmgate("config", "apply", "-f", str(config), "--database-url", postgres_url)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "llmgate: error: invalid value: value too long for type character varying(200); "
+        "nothing was applied\n",
+    )
+    assert "count: 2" in run_llmgate("config", "dump", "--database-url", postgres_url).stdout
+
+
 def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
     config = tmp_path / "apisix.yaml"

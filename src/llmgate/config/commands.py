@@ -2,7 +2,8 @@
 
 Exit codes: ``dump`` 0, or 2 when the store cannot be read; ``diff`` 0 (no difference), 1
 (differences), 2 (invalid file or store); ``apply`` 0 (applied, or nothing to change), 1 (the
-file is invalid or refused: nothing was written), 2 (the store cannot be used).
+file is invalid or refused, by llmgate's checks or as a value the database cannot hold: nothing
+was written), 2 (the store cannot be used).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from llmgate.config import document
 from llmgate.config.plan import Plan, apply, diff, without_times
 from llmgate.store import Item, Store, open_engine
+from llmgate.store.data_errors import invalid_value
 from llmgate.store.migrate import upgrade
 
 T = TypeVar("T")
@@ -133,6 +135,10 @@ def apply_command(database_url: str, path: str, prune: bool) -> int:
         _error(f"{exc}; nothing was applied")
         return 1
     except (SQLAlchemyError, OSError) as exc:
+        reason = invalid_value(exc)  # the file's fault (a value the database refuses)
+        if reason is not None:
+            _error(f"invalid value: {reason}; nothing was applied")
+            return 1
         return _store_failure(database_url, exc)
     verbs = {"create": "created", "update": "updated", "delete": "deleted"}
     for change in plan.changes:
