@@ -100,6 +100,7 @@ class Llmgate:
             LLMGATE_PROXY_LISTEN=f"127.0.0.1:{self.proxy_port}",
             LLMGATE_METRICS_LISTEN=f"127.0.0.1:{self.metrics_port}",
             LLMGATE_ACCESS_LOG="off",  # as the nginx baselines (access_log off)
+            LLMGATE_PROXY_LISTEN_TLS="off",  # no fixed port: never collides with a running one
         )
         argv = [sys.executable, "-m", "llmgate.cli", "serve", "--workers", str(workers)]
         self.proc = Proc(name, argv, cpus or options.sut_cpu, run_dir, env)

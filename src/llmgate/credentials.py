@@ -10,6 +10,7 @@ constant time.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -29,7 +30,10 @@ def has_env_ref(value: str) -> bool:
     return ENV_REF in value
 
 
+@functools.lru_cache(maxsize=4096)
 def is_password_hash(value: str) -> bool:
+    """Whether ``value`` is a passlib hash (cached: the data plane asks on every request, for
+    the stored passwords of its config)."""
     return _passwords.identify(value) is not None
 
 

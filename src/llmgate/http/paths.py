@@ -21,6 +21,7 @@ Everything here is a pure function of its arguments.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from llmgate.errors import BadRequest
@@ -118,6 +119,7 @@ def normalize_path(path: str, merge_slashes: bool = True) -> str:
     return "/" + "/".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_host(raw: str) -> str:
     """The host of a Host header or absolute-form target as nginx's ``$host``: lower-cased,
     without port or trailing dot (``[::1]`` keeps its brackets).  ``BadTarget`` when invalid."""

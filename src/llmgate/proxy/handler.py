@@ -15,8 +15,8 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -40,6 +40,7 @@ from llmgate.http.limits import ClientLimits
 from llmgate.http.paths import check_target, parse_target
 from llmgate.http.variables import RouteVariables
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
+from llmgate.proxy.eager import drive
 from llmgate.proxy.upstream import BadGateway, Outgoing, UpstreamPool
 from llmgate.runtime.snapshot import (
     CHAIN,
@@ -51,6 +52,7 @@ from llmgate.runtime.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from llmgate.plugin_api.plugin import Plugin
     from llmgate.runtime.loader import SnapshotLoader
 
 log = logging.getLogger("llmgate.proxy")
@@ -205,22 +207,47 @@ async def _run(
 
 
 async def _log_phase(ctx: RequestContext, logging_on: set[asyncio.Task[None]]) -> None:
-    """Every log plugin, in a task of its own: a client that closes its connection while the
-    log phase runs (aiohttp then cancels this handler; a keep-alive client that read the whole
+    """Every log plugin, in order.  Those that finish without waiting (metrics, counters in
+    memory, a logger's queue) run right here; from the first that waits on I/O on, the rest of
+    the phase runs in a task of its own: a client that closes its connection while the log
+    phase runs (aiohttp then cancels this handler; a keep-alive client that read the whole
     response may close at once) must not cut it short -- a budget would keep its reservation,
     a logger lose its line.  The task is kept in ``logging_on`` until it is done."""
-    task = asyncio.ensure_future(_log_plugins(ctx))
-    logging_on.add(task)
-    task.add_done_callback(logging_on.discard)
-    await asyncio.shield(task)
-
-
-async def _log_plugins(ctx: RequestContext) -> None:
-    for plugin in ctx.state[CHAIN].log:
+    plugins = ctx.state[CHAIN].log
+    for index, plugin in enumerate(plugins):
+        step = plugin.log(ctx)
         try:
-            await plugin.log(ctx)
+            waiting = step.send(None)
+        except StopIteration:
+            continue
         except Exception:
             log.exception("log phase of %s failed", plugin.name)
+            continue
+        task = asyncio.ensure_future(_finish_log(ctx, plugin, step, waiting, plugins[index + 1 :]))
+        logging_on.add(task)
+        task.add_done_callback(logging_on.discard)
+        await asyncio.shield(task)
+        return
+
+
+async def _finish_log(
+    ctx: RequestContext,
+    plugin: Plugin,
+    step: Coroutine[Any, Any, None],
+    waiting: Any,
+    rest: tuple[Plugin, ...],
+) -> None:
+    """The log phase from ``plugin`` on, whose ``log`` coroutine ``step`` is suspended on
+    ``waiting`` (what it yielded: a future, or None for a bare yield)."""
+    try:
+        await drive(step, waiting)
+    except Exception:
+        log.exception("log phase of %s failed", plugin.name)
+    for later in rest:
+        try:
+            await later.log(ctx)
+        except Exception:
+            log.exception("log phase of %s failed", later.name)
 
 
 async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
