@@ -203,6 +203,8 @@ class RequestBody:
                     raise BodyTooLarge(self.received, limit)
                 if self.received > self._charged:
                     self._charge(self.received - self._charged)
+                if self.received == self.length:
+                    break  # all the declared bytes (the parser has ended the stream too)
         except BaseException:
             self.state = BodyState.BROKEN
             self.release()

@@ -8,6 +8,7 @@ reports a finished request.
 from __future__ import annotations
 
 import bisect
+import functools
 import random
 import zlib
 from collections.abc import Sequence
@@ -23,16 +24,28 @@ class Node:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
+        return _address(self.host, self.port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets (cached: asked on every request)."""
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"{host}:{port}"
 
 
 class Balancer:
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.nodes = tuple(nodes)
         self.active = [0] * len(nodes)
+        self._preferred = self._choose(frozenset())  # the candidates when none is excluded
 
     def _candidates(self, exclude: frozenset[int]) -> list[int]:
+        return self._choose(exclude) if exclude else self._preferred
+
+    def _choose(self, exclude: frozenset[int]) -> list[int]:
+        if not self.nodes:
+            return []
         usable = [i for i, n in enumerate(self.nodes) if n.weight > 0 and i not in exclude]
         if not usable:
             usable = [i for i in range(len(self.nodes)) if i not in exclude] or list(

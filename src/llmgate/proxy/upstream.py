@@ -39,6 +39,7 @@ from llmgate.schemas.upstream import UpstreamSpec, split_host_port
 log = logging.getLogger("llmgate.upstream")
 
 DEFAULT_TIMEOUT = 60.0
+_NONE: frozenset[int] = frozenset()  # no node excluded
 
 
 class BadGateway(HttpError):
@@ -182,7 +183,9 @@ class UpstreamPool:
         Unhealthy nodes are out while one node is healthy (all unhealthy: all are used); nodes
         already tried are out, except an upstream's only node, which is tried again.
         """
-        down = self.checker.down if self.checker is not None else frozenset()
+        down = self.checker.down if self.checker is not None else _NONE
+        if not tried and not down:
+            return _NONE  # the common case: a first attempt, every node healthy
         if len(down) >= len(self.nodes):
             down = frozenset()
         excluded = down.union(tried)
@@ -205,11 +208,11 @@ class UpstreamPool:
         body = outgoing.body
         replayable = body is None or isinstance(body, bytes)
         idempotent = outgoing.method in IDEMPOTENT
-        error: HttpError = BadGateway()
+        error: HttpError | None = None
         while True:
             excluded = self._excluded(tried)
             if excluded is None:
-                raise error
+                raise error or BadGateway()
             index = self.balancer.pick(outgoing.hash_key, excluded)
             node = self.nodes[index]
             headers = outgoing.headers
