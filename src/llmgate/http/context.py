@@ -58,9 +58,6 @@ Sent = tuple["UpstreamResponse", "UpstreamPool", int, float]
 Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
 
 
-_MISSING = object()
-
-
 class StateKey(Generic[T]):
     """A key of ``ctx.state`` with the type of its value.  Keys compare by identity: a module
     (or a plugin instance, for per-instance state) creates its key once and keeps it; two keys
@@ -75,47 +72,45 @@ class StateKey(Generic[T]):
         return f"StateKey({self.name!r})"
 
 
-class State:
-    """Per-request state by typed key: ``state[KEY]``, ``state.get(KEY)``, ``KEY in state``,
-    ``state[KEY] = value``, ``state.pop(KEY, None)``, ``del state[KEY]``."""
+if TYPE_CHECKING:
 
-    __slots__ = ("_values",)
+    class State:
+        """Per-request state by typed key: ``state[KEY]``, ``state.get(KEY)``, ``KEY in state``,
+        ``state[KEY] = value``, ``state.pop(KEY, None)``, ``del state[KEY]``.
 
-    def __init__(self) -> None:
-        self._values: dict[StateKey[Any], Any] = {}
+        What the type checker sees; at run time ``State`` is a plain ``dict`` subclass (below),
+        so each access is one C call on the request path."""
 
-    def __getitem__(self, key: StateKey[T]) -> T:
-        value: T = self._values[key]
-        return value
+        def __getitem__(self, key: StateKey[T]) -> T: ...
 
-    def __setitem__(self, key: StateKey[T], value: T) -> None:
-        self._values[key] = value
+        def __setitem__(self, key: StateKey[T], value: T) -> None: ...
 
-    def __delitem__(self, key: StateKey[Any]) -> None:
-        del self._values[key]
+        def __delitem__(self, key: StateKey[Any]) -> None: ...
 
-    def __contains__(self, key: StateKey[Any]) -> bool:
-        return key in self._values
+        def __contains__(self, key: StateKey[Any]) -> bool: ...
 
-    @overload
-    def get(self, key: StateKey[T]) -> T | None: ...
+        @overload
+        def get(self, key: StateKey[T]) -> T | None: ...
 
-    @overload
-    def get(self, key: StateKey[T], default: D) -> T | D: ...
+        @overload
+        def get(self, key: StateKey[T], default: D) -> T | D: ...
 
-    def get(self, key: StateKey[T], default: object = None) -> object:
-        return self._values.get(key, default)
+        def get(self, key: StateKey[T], default: object = None) -> object: ...
 
-    @overload
-    def pop(self, key: StateKey[T]) -> T: ...
+        @overload
+        def pop(self, key: StateKey[T]) -> T: ...
 
-    @overload
-    def pop(self, key: StateKey[T], default: D) -> T | D: ...
+        @overload
+        def pop(self, key: StateKey[T], default: D) -> T | D: ...
 
-    def pop(self, key: StateKey[T], default: object = _MISSING) -> object:
-        if default is _MISSING:
-            return self._values.pop(key)
-        return self._values.pop(key, default)
+        def pop(self, key: StateKey[T], default: object = None) -> object: ...
+
+else:
+
+    class State(dict):
+        """Per-request state by typed key (see the typed declaration above)."""
+
+        __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
