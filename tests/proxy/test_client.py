@@ -17,6 +17,7 @@ from llmgate.proxy.client import (
     ReadTimeout,
     SendTimeout,
     Timeouts,
+    _encode_head,
 )
 from tests.processes import free_port
 
@@ -340,3 +341,21 @@ async def test_a_post_is_not_repeated_on_a_stale_connection() -> None:
     assert requests == 2
     pool.close()
     server.close()
+
+
+def test_the_request_head_leaves_out_headers_that_would_split_it() -> None:
+    headers = CIMultiDict(
+        [("Host", "up"), ("X-Bad", "a\r\nInjected: 1"), ("X-Also\n", "b"), ("X-Ok", "ü")]
+    )
+    head = _encode_head("GET", "/v1/x", headers, b"")
+    assert head == "GET /v1/x HTTP/1.1\r\nHost: up\r\nX-Ok: ü\r\n\r\n".encode()
+
+
+def test_the_request_head_frames_the_body_itself() -> None:
+    headers = CIMultiDict(
+        [("Host", "up"), ("content-length", "99"), ("Transfer-Encoding", "chunked"), ("A", "1")]
+    )
+    framed = _encode_head("POST", "/", headers, b"Content-Length: 2\r\n")
+    assert framed == b"POST / HTTP/1.1\r\nHost: up\r\nA: 1\r\nContent-Length: 2\r\n\r\n"
+    kept = _encode_head("POST", "/", CIMultiDict([("Content-Length", "2")]), b"")
+    assert kept == b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n"

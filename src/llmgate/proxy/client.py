@@ -141,7 +141,7 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         headers: CIMultiDict[str] = CIMultiDict(
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
         )
         self._headers = []
         if 100 <= status < 200 and status != 101:
@@ -321,18 +321,31 @@ class _Connection(asyncio.Protocol):
 
 
 def _encode_head(method: str, target: str, headers: CIMultiDict[str], framing: bytes) -> bytes:
-    """The request head; ``framing`` is the Content-Length/Transfer-Encoding line (or b"")."""
-    lines = [f"{method} {target} HTTP/1.1\r\n".encode("utf-8", "surrogateescape")]
-    own_framing = bool(framing)
-    for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            continue  # never let a value split the request
-        if own_framing and name.lower() in ("content-length", "transfer-encoding"):
-            continue
-        lines.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
-    lines.append(framing)
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    """The request head; ``framing`` is the Content-Length/Transfer-Encoding line (or b"").
+
+    A header whose name or value holds CR or LF is left out (it would split the request), and
+    so are the client's framing headers when ``framing`` replaces them."""
+    count = len(headers)
+    text = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    if (
+        text.count("\r") != count
+        or text.count("\n") != count
+        or (framing and ("Content-Length" in headers or "Transfer-Encoding" in headers))
+    ):
+        text = "".join(
+            [
+                f"{name}: {value}\r\n"
+                for name, value in headers.items()
+                if not _splits(name, value)
+                and not (framing and name.lower() in ("content-length", "transfer-encoding"))
+            ]
+        )
+    head = f"{method} {target} HTTP/1.1\r\n{text}".encode("utf-8", "surrogateescape")
+    return head + framing + b"\r\n"
+
+
+def _splits(name: str, value: str) -> bool:
+    return "\r" in value or "\n" in value or "\r" in name or "\n" in name
 
 
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})

@@ -407,9 +407,9 @@ def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> Respon
 
 def _head_size(response: web.Response) -> int:
     """About the size of the status line and headers aiohttp will write for ``response``."""
+    headers = response.headers
     size = 17 + len(response.reason or "") + 2  # "HTTP/1.1 200 OK\r\n" ... "\r\n"
-    for name, value in response.headers.items():
-        size += len(name) + len(value) + 4
+    size += sum(map(len, headers.keys())) + sum(map(len, headers.values())) + 4 * len(headers)
     # Date, Server and Content-Length are added when the response is sent.
     return size + 80
 
