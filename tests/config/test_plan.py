@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from llmgate.config.document import Document, DocumentError, parse
-from llmgate.config.plan import PasswordMemo, apply, diff
+from llmgate.config.plan import PasswordMemo, apply, diff, without_times
 from llmgate.credentials import key_digest, verify_password
 from llmgate.store import Item, Store
 
@@ -104,18 +104,80 @@ async def test_an_invalid_resource_anywhere_writes_nothing(store: Store) -> None
     assert "desc" not in (await stored(store))["upstreams/u1"].value
 
 
-async def test_references_are_checked_against_the_whole_result(store: Store) -> None:
-    with pytest.raises(
-        DocumentError, match=r"routes/r1: failed to fetch upstream info by upstream id \[u1\]"
-    ):
-        await apply(store, doc(routes=[{"id": "r1", "uri": "/x", "upstream_id": "u1"}]))
+async def test_references_resolve_against_the_whole_result_and_may_dangle(store: Store) -> None:
+    route = {"id": "r1", "uri": "/x", "upstream_id": "u1"}
+    dangling = (
+        "routes/r1: upstream_id [u1] names no upstream; kept as written, it fails at request "
+        "time until one exists",
+    )
+    # A route before the upstream it uses, in one file: nothing dangles.
+    plan, _ = await apply(store, doc(routes=[route], upstreams=[UPSTREAM]))
+    assert plan.dangling == ()
     # What the store already has counts (no --prune) ...
-    await apply(store, doc(upstreams=[UPSTREAM]))
-    plan, _ = await apply(store, doc(routes=[{"id": "r1", "uri": "/x", "upstream_id": "u1"}]))
-    assert plan.kept == ("upstreams/u1",)
-    # ... unless the same apply prunes it.
-    with pytest.raises(DocumentError, match=r"routes/r1: failed to fetch upstream info"):
-        await apply(store, doc(routes=[{"id": "r1", "uri": "/x", "upstream_id": "u1"}]), prune=True)
+    plan, _ = await apply(store, doc(routes=[{**route, "desc": "d"}]))
+    assert plan.kept == ("upstreams/u1",) and plan.dangling == ()
+    # ... unless the same apply prunes it: then the route keeps naming it, as APISIX's
+    # standalone files and DELETE ?force=true allow, and the plan says so.
+    plan, _ = await apply(store, doc(routes=[route]), prune=True)
+    assert [(c.action, c.label) for c in plan.changes] == [
+        ("update", "routes/r1"),
+        ("delete", "upstreams/u1"),
+    ]
+    assert plan.dangling == dangling
+    assert (await stored(store))["routes/r1"].value["upstream_id"] == "u1"
+    # Anything else about the resource is still checked.
+    with pytest.raises(DocumentError, match=r"^routes/r1: unknown plugin \[nope\]$"):
+        await apply(store, doc(routes=[{**route, "plugins": {"nope": {}}}]))
+
+
+async def test_a_dump_after_forced_deletes_applies_back(store: Store) -> None:
+    """``DELETE ...?force=true`` leaves references naming nothing (as in APISIX, whose routes
+    then fail at request time): the dump of that store applies back, to it and to an empty one."""
+    from llmgate.admin.resource import Address, ResourceApi
+    from llmgate.admin.resources import RESOURCES
+    from llmgate.config.document import render
+
+    group = {"id": "g1", "plugins": {"limit-count": {"count": 1, "time_window": 60}}}
+    await apply(
+        store,
+        doc(
+            upstreams=[UPSTREAM],
+            plugin_configs=[PLUGIN_CONFIG],
+            services=[{"id": "s1", "upstream_id": "u1"}],
+            consumer_groups=[group],
+            routes=[ROUTE, {"id": "r2", "uri": "/two", "service_id": "s1"}],
+            consumers=[{**JACK, "group_id": "g1"}],
+        ),
+    )
+    for kind, id in (
+        ("upstreams", "u1"),
+        ("plugin_configs", "pc1"),
+        ("services", "s1"),
+        ("consumer_groups", "g1"),
+    ):
+        assert (await ResourceApi(RESOURCES[kind], store).delete(Address(id), force=True))[0] == 200
+    before = {label: item.value for label, item in (await stored(store)).items()}
+    dump = parse(render(list((await stored(store)).values()), "yaml"), "yaml", "dump.yaml", {})
+
+    plan, revision = await apply(store, dump, prune=True)
+    assert plan.changes == () and revision is None
+    assert [line.split(";")[0] for line in plan.dangling] == [
+        "consumers/jack: group_id [g1] names no consumer group",
+        "routes/r1: upstream_id [u1] names no upstream",
+        "routes/r1: plugin_config_id [pc1] names no plugin config",
+        "routes/r2: service_id [s1] names no service",
+    ]
+
+    async with store.write() as writer:  # an empty store
+        for label in before:
+            kind, _, id = label.partition("/")
+            await writer.delete(kind, id)
+    plan, _ = await apply(store, dump)
+    assert len(plan.changes) == 3 and len(plan.dangling) == 4
+    after = {label: item.value for label, item in (await stored(store)).items()}
+    assert {k: without_times(v) for k, v in after.items()} == {
+        k: without_times(v) for k, v in before.items()
+    }
 
 
 async def test_prune_deletes_what_the_file_does_not_have(store: Store) -> None:

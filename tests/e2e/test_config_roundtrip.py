@@ -135,3 +135,47 @@ def test_seed_blog_dump_applied_to_an_empty_database(
         assert status == 200 and headers["apisix-cache-status"] == "MISS"
         status, _, _ = curl(request_auth.replace("password1", "wrong"))
         assert status == 401
+
+
+def test_a_dump_after_a_forced_delete_applies_and_serves_the_same(
+    tmp_path: Path, empty_postgres: str
+) -> None:
+    """``DELETE /upstreams/u1?force=true`` leaves route r1 naming it, as APISIX does (the route
+    fails at request time): the dump applies to an empty database and serves as a standalone
+    file, both answering r1 as the source does."""
+    source_db = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
+    with LiveGateway(tmp_path, database_url=source_db) as source:
+        source.put("upstreams/u1", source.upstream())
+        source.put("routes/r1", {"uri": "/gone", "upstream_id": "u1"})
+        source.put("routes/r2", {"uri": "/kept", "upstream": source.upstream()})
+        assert source.get("/gone")[0] == 200
+        assert source.admin("DELETE", "upstreams/u1")[0] == 400  # in use
+        assert source.admin("DELETE", "upstreams/u1?force=true")[0] == 200
+        served = {path: source.get(path)[0] for path in ("/gone", "/kept")}
+        assert served == {"/gone": 502, "/kept": 200}
+        before = every_get(source)
+        fake_port = source.fake_port
+        dump = tmp_path / "apisix.yaml"
+        result = run_llmgate("config", "dump", "-o", str(dump), "--database-url", source_db)
+        assert result.returncode == 0, result.stderr
+
+    warning = (
+        "llmgate: warning: routes/r1: upstream_id [u1] names no upstream; kept as written, "
+        "it fails at request time until one exists\n"
+    )
+    applied = run_llmgate("config", "apply", "-f", str(dump), "--database-url", empty_postgres)
+    assert (applied.returncode, applied.stderr) == (0, warning)
+    assert applied.stdout.splitlines()[-1] == "applied 2 changes as revision 1"
+    again = run_llmgate("config", "apply", "-f", str(dump), "--database-url", empty_postgres)
+    assert (again.returncode, again.stdout) == (0, "no changes\n")
+    with LiveGateway(tmp_path, database_url=empty_postgres, fake_port=fake_port) as copy:
+        assert stable(every_get(copy)) == stable(before)
+        assert {path: copy.get(path)[0] for path in served} == served
+
+    (tmp_path / "standalone").mkdir()
+    with LiveGateway(
+        tmp_path / "standalone", "--standalone", str(dump), fake_port=fake_port
+    ) as standalone:
+        assert stable(every_get(standalone)) == stable(before)
+        assert {path: standalone.get(path)[0] for path in served} == served
+        assert "routes/r1: upstream_id [u1] names no upstream" in standalone.log()

@@ -179,7 +179,7 @@ def test_edits_are_live_within_a_second_and_broken_edits_keep_the_last_good(
 
 def test_a_bad_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "apisix.yaml"
-    config.write_text("routes:\n  - uri: /x\n    upstream_id: missing\n#END\n")
+    config.write_text("routes:\n  - uri: /x\n    plugins: {no-such-plugin: {}}\n#END\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
     result = subprocess.run(
         [
@@ -196,10 +196,7 @@ def test_a_bad_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
         env=env,
     )
     assert result.returncode == 1
-    assert result.stdout.strip() == (
-        "llmgate: error: routes/arr_1: failed to fetch upstream info by upstream id [missing], "
-        "response code: 404"
-    )
+    assert result.stdout.strip() == "llmgate: error: routes/arr_1: unknown plugin [no-such-plugin]"
     missing = subprocess.run(
         [*LLMGATE, "serve", "--standalone", str(tmp_path / "nope.yaml")],
         capture_output=True,

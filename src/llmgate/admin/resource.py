@@ -42,6 +42,25 @@ Check = Callable[[Reader, Address, dict[str, Any]], Awaitable[None]]
 DeleteCheck = Callable[[Reader, str], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A field that names another resource by id (a route's ``upstream_id``).
+
+    A write through the admin API must name one that exists (APISIX's 400); a whole file
+    applied (``config apply``, ``serve --standalone``) may name one that does not, as APISIX's
+    standalone files may and as ``DELETE ...?force=true`` leaves them: the resource is kept as
+    written and fails at request time until the one it names exists."""
+
+    field: str  # "upstream_id"
+    kind: str  # the store kind it names: "upstreams"
+    noun: str  # how messages name one: "upstream", "plugin config"
+
+    def refused(self, id: object) -> BadRequest:
+        return BadRequest(
+            f"failed to fetch {self.noun} info by {self.noun} id [{id}], response code: 404"
+        )
+
+
 @dataclass(frozen=True)
 class ResourceKind:
     name: str  # the URL segment and the store's kind: "routes"
@@ -61,6 +80,19 @@ class ResourceKind:
     refuse_writes: str | None = None
     # Top-level fields the viewer role never sees (masked as plugins' secrets are).
     secret_fields: tuple[str, ...] = ()
+    # Fields naming other resources, checked before ``check``, in this order.
+    references: tuple[Reference, ...] = ()
+
+    async def dangling(
+        self, reader: Reader, conf: Mapping[str, Any]
+    ) -> list[tuple[Reference, Any]]:
+        """Each reference of ``conf`` that names nothing ``reader`` sees, with the id named."""
+        found = []
+        for reference in self.references:
+            id = conf.get(reference.field)
+            if id is not None and await reader.get(reference.kind, str(id)) is None:
+                found.append((reference, id))
+        return found
 
     def key(self, address: Address, id: str | None = None) -> str:
         id = id or address.id
@@ -105,9 +137,15 @@ class ResourceApi:
     # --- validation -------------------------------------------------------------------------
 
     async def _validated(
-        self, reader: Reader, address: Address, conf: object, allow_time: bool
+        self,
+        reader: Reader,
+        address: Address,
+        conf: object,
+        allow_time: bool,
+        dangling_ok: bool = False,
     ) -> dict[str, Any]:
-        """The value to store for ``conf`` at ``address``, or a BadRequest."""
+        """The value to store for ``conf`` at ``address``, or a BadRequest (``dangling_ok``:
+        also when a reference names nothing, see ``Reference``)."""
         kind = self.kind
         if not isinstance(conf, dict):
             raise BadRequest("invalid configuration: expected a JSON object")
@@ -126,21 +164,30 @@ class ResourceApi:
             except ValueError as exc:
                 prefix = "invalid plugins configuration: " if kind.plugin_scope != "route" else ""
                 raise BadRequest(f"{prefix}{exc}") from None
+        dangling = await kind.dangling(reader, conf)
+        if dangling and not dangling_ok:
+            reference, id = dangling[0]
+            raise reference.refused(id)
         if kind.check is not None:
             await kind.check(reader, address, conf)
         if kind.prepare is not None:
             conf = kind.prepare(conf)
         if kind.compile is not None:
-            await kind.compile(reader, address, conf)
+            # What a dangling reference would bring fails at request time; the rest compiles.
+            gone = {reference.field for reference, _ in dangling}
+            await kind.compile(reader, address, {k: v for k, v in conf.items() if k not in gone})
         return conf
 
-    async def validate(self, reader: Reader, address: Address, conf: Any) -> dict[str, Any]:
+    async def validate(
+        self, reader: Reader, address: Address, conf: Any, *, dangling_ok: bool = False
+    ) -> dict[str, Any]:
         """The value a PUT of ``conf`` at ``address`` would store (secrets hashed), checked
         as a PUT is (schema, plugins, references, duplicates) against what ``reader`` sees;
-        or a BadRequest.  ``llmgate config apply`` validates whole files with it."""
+        or a BadRequest.  ``llmgate config apply`` validates whole files with it, with
+        ``dangling_ok``: a reference may name nothing (``Reference``)."""
         if self.kind.refuse_writes is not None:
             raise BadRequest(self.kind.refuse_writes)
-        return await self._validated(reader, address, conf, allow_time=False)
+        return await self._validated(reader, address, conf, False, dangling_ok)
 
     def _refuse(self, method: str) -> None:
         if method in self.kind.unsupported:

@@ -20,7 +20,7 @@ from llmgate.admin.compiling import (
     compile_ssl_value,
     compile_upstream,
 )
-from llmgate.admin.resource import Address, ResourceKind
+from llmgate.admin.resource import Address, Reference, ResourceKind
 from llmgate.credentials import index_form
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin
@@ -42,35 +42,18 @@ from llmgate.store import Reader, Writer
 # --- routes -------------------------------------------------------------------------------
 
 
-async def _check_upstream_id(reader: Reader, conf: dict[str, Any]) -> None:
-    upstream_id = conf.get("upstream_id")
-    if upstream_id is not None and await reader.get("upstreams", str(upstream_id)) is None:
-        raise BadRequest(
-            f"failed to fetch upstream info by upstream id [{upstream_id}], response code: 404"
-        )
-
-
-async def _check_route(reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
-    await _check_upstream_id(reader, conf)
-    service_id = conf.get("service_id")
-    if service_id is not None and await reader.get("services", str(service_id)) is None:
-        raise BadRequest(
-            f"failed to fetch service info by service id [{service_id}], response code: 404"
-        )
-    config_id = conf.get("plugin_config_id")
-    if config_id is not None and await reader.get("plugin_configs", str(config_id)) is None:
-        raise BadRequest(
-            f"failed to fetch plugin config info by plugin config id [{config_id}], "
-            "response code: 404"
-        )
-
+UPSTREAM_ID = Reference("upstream_id", "upstreams", "upstream")
 
 ROUTES = ResourceKind(
     name="routes",
     kind="route",
     model=Route,
     filter_fields=frozenset({"upstream_id", "service_id", "plugin_config_id"}),
-    check=_check_route,
+    references=(
+        UPSTREAM_ID,
+        Reference("service_id", "services", "service"),
+        Reference("plugin_config_id", "plugin_configs", "plugin config"),
+    ),
     compile=compile_route_value,
 )
 
@@ -112,10 +95,6 @@ UPSTREAMS = ResourceKind(
 # --- services -----------------------------------------------------------------------------
 
 
-async def _check_service(reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
-    await _check_upstream_id(reader, conf)
-
-
 async def _check_service_delete(reader: Reader, id: str) -> None:
     route_id = await _first_route_using(reader, "service_id", id)
     if route_id is not None:
@@ -129,7 +108,7 @@ SERVICES = ResourceKind(
     kind="service",
     model=Service,
     filter_fields=frozenset({"upstream_id"}),
-    check=_check_service,
+    references=(UPSTREAM_ID,),
     delete_check=_check_service_delete,
     compile=compile_service,
 )
@@ -242,16 +221,6 @@ async def _check_unique(reader: Reader, address: Address, conf: dict[str, Any]) 
             raise BadRequest(f"duplicate {attr} of plugin {plugin} found with {described}")
 
 
-async def _check_consumer(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
-    group_id = conf.get("group_id")
-    if group_id is not None and await reader.get("consumer_groups", str(group_id)) is None:
-        raise BadRequest(
-            f"failed to fetch consumer group info by consumer group id [{group_id}], "
-            "response code: 404"
-        )
-    await _check_unique(reader, address, conf)
-
-
 async def _delete_credentials(writer: Writer, username: str) -> None:
     await writer.delete_prefix("credentials", f"{username}/")
 
@@ -263,7 +232,8 @@ CONSUMERS = ResourceKind(
     unsupported=frozenset({"post", "patch"}),
     id_field="username",
     plugin_scope="consumer",
-    check=_check_consumer,
+    references=(Reference("group_id", "consumer_groups", "consumer group"),),
+    check=_check_unique,
     prepare=hash_secrets,
     cascade=_delete_credentials,
     compile=compile_consumer_value,

@@ -81,6 +81,11 @@ def dump(database_url: str, output: str | None, fmt: str | None) -> int:
     return 0
 
 
+def _warn_dangling(plan: Plan) -> None:
+    for line in plan.dangling:
+        print(f"llmgate: warning: {line}", file=sys.stderr)
+
+
 def _read(path: str) -> document.Document | None:
     try:
         return document.read(path)
@@ -117,6 +122,7 @@ def diff_command(database_url: str, path: str, prune: bool) -> int:
         return 2
     except (SQLAlchemyError, OSError) as exc:
         return _store_failure(database_url, exc)
+    _warn_dangling(plan)
     sys.stdout.write(show_diff(plan, path))
     return 1 if plan.changes else 0
 
@@ -140,6 +146,7 @@ def apply_command(database_url: str, path: str, prune: bool) -> int:
             _error(f"invalid value: {reason}; nothing was applied")
             return 1
         return _store_failure(database_url, exc)
+    _warn_dangling(plan)
     verbs = {"create": "created", "update": "updated", "delete": "deleted"}
     for change in plan.changes:
         print(f"{verbs[change.action]} {change.label}")

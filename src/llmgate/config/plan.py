@@ -2,10 +2,16 @@
 
 ``make_plan`` builds the store as it would be after the document is applied (a
 ``PlannedReader``), then validates every resource of the document with the admin API's own
-checks (``ResourceApi.validate``: schema, plugins, references, duplicate credentials) against
-that planned state, so references between resources of one file resolve whichever comes first,
-and a reference to something the file removes fails.  Nothing is written until every resource
-passed.  ``apply`` then writes the changes in one transaction: one revision, all or nothing.
+checks (``ResourceApi.validate``: schema, plugins, duplicate credentials) against that planned
+state, so references between resources of one file resolve whichever comes first.  Nothing is
+written until every resource passed.  ``apply`` then writes the changes in one transaction: one
+revision, all or nothing.
+
+A reference that names nothing (a route's ``upstream_id`` of an upstream neither the file nor
+the kept store has, or one ``--prune`` deletes) is accepted, as APISIX's standalone files
+accept it and as ``DELETE ...?force=true`` leaves it: what ``config dump`` writes always
+applies back.  The resource fails at request time until the one it names exists, and the plan
+lists each such reference (``Plan.dangling``) for the commands to warn about.
 
 Applying is idempotent: a resource whose stored value equals what the document asks for is not
 written, and a document that changes nothing makes no revision.  Basic-auth passwords are
@@ -59,6 +65,8 @@ class Change:
 class Plan:
     changes: tuple[Change, ...]
     kept: tuple[str, ...]  # resources only in the store, kept because not pruning
+    # One line per reference that will name nothing once applied (see ``make_plan``).
+    dangling: tuple[str, ...] = ()
 
 
 @dataclass
@@ -177,8 +185,8 @@ async def make_plan(
                 Change("create", entry.resource, entry.store_id, entry.label, None, value)
             )
     if prune:
-        changes.extend(await _deletions(planned, stored.values(), wanted))
-    return Plan(tuple(changes), tuple(kept))
+        changes.extend(_deletions(stored.values(), wanted))
+    return Plan(tuple(changes), tuple(kept), await _dangling(planned))
 
 
 async def _validated(
@@ -188,27 +196,33 @@ async def _validated(
     if parent is not None and await planned.get("consumers", parent) is None:
         raise DocumentError(f"{entry.label}: consumer {parent} not found")
     try:
-        return await api.validate(planned, entry.address, conf)
+        return await api.validate(planned, entry.address, conf, dangling_ok=True)
     except HttpError as exc:
         message = exc.body.get("error_msg") or exc.body.get("message") or str(exc.body)
         raise DocumentError(f"{entry.label}: {message}") from None
 
 
-async def _deletions(
-    planned: PlannedReader, stored: Iterable[Item], wanted: dict[tuple[str, str], Entry]
-) -> list[Change]:
-    changes = []
-    for item in stored:
-        if (item.kind, item.id) in wanted:
+def _deletions(stored: Iterable[Item], wanted: dict[tuple[str, str], Entry]) -> list[Change]:
+    return [
+        Change("delete", item.kind, item.id, label_of(item), item.value, None)
+        for item in stored
+        if (item.kind, item.id) not in wanted
+    ]
+
+
+async def _dangling(planned: PlannedReader) -> tuple[str, ...]:
+    """A line for each reference of the planned store that names nothing."""
+    found = []
+    for item in await planned.all():
+        kind = RESOURCES.get(item.kind)
+        if kind is None:
             continue
-        kind = RESOURCES[item.kind]
-        if kind.delete_check is not None:
-            try:
-                await kind.delete_check(planned, item.id)
-            except HttpError as exc:
-                raise DocumentError(f"{label_of(item)}: {exc.body.get('error_msg')}") from None
-        changes.append(Change("delete", item.kind, item.id, label_of(item), item.value, None))
-    return changes
+        for reference, id in await kind.dangling(planned, item.value):
+            found.append(
+                f"{label_of(item)}: {reference.field} [{id}] names no {reference.noun}; kept "
+                "as written, it fails at request time until one exists"
+            )
+    return tuple(found)
 
 
 class _Unchanged(Exception):

@@ -7,8 +7,9 @@ and the compiler do not know the difference: they see a new revision and swap in
 snapshot, atomically.  Data-plane workers (``--workers N``) read the same store.
 
 A file that cannot be applied (unreadable, no ``#END``, invalid YAML, a resource the admin API
-would refuse) changes nothing: the last good configuration keeps serving, and the reason is
-logged once for that version of the file.  Applying runs in a thread (parsing and password
+would refuse; a reference that names nothing is no reason, see ``config/plan.py``) changes
+nothing: the last good configuration keeps serving, and the reason is logged once for that
+version of the file.  Applying runs in a thread (parsing and password
 hashing are CPU work) so the data plane's event loop never waits for it.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from llmgate.config import document
-from llmgate.config.plan import PasswordMemo, apply
+from llmgate.config.plan import PasswordMemo, Plan, apply
 from llmgate.settings import Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
@@ -67,12 +68,14 @@ class StandaloneFile:
         parsed = document.read(self.path)
         if self._signature() != signature:
             raise Unchanged()  # the new version is tried at the next look
-        _, revision = asyncio.run(self._apply(parsed))
+        plan, revision = asyncio.run(self._apply(parsed))
+        for line in plan.dangling:  # served as APISIX serves them: failing at request time
+            log.warning("%s: %s", self.path, line)
         if revision is not None:
             self.revision = revision
         return revision
 
-    async def _apply(self, parsed: document.Document) -> tuple[object, int | None]:
+    async def _apply(self, parsed: document.Document) -> tuple[Plan, int | None]:
         store = Store(open_engine(self.database_url))
         try:
             return await apply(store, parsed, prune=True, memo=self._memo)
