@@ -47,7 +47,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     loader: SnapshotLoader | None = None  # the data plane's, when it runs in this process
     announce: list[str] = []
-    readiness = Readiness(store, interval=settings.reload_interval)
+    readiness = Readiness(store, interval=settings.reload_interval, file=source)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         if settings.role in ("proxy", "all"):
@@ -56,7 +56,7 @@ async def _serve(
                 loader = await stack.enter_async_context(
                     open_data_plane(settings, store, LocalCounters())
                 )
-                readiness = Readiness(store, loader)
+                readiness = Readiness(store, loader, file=source)
                 announce.append(f"data plane listening on {settings.proxy_listen}")
                 if settings.proxy_listen_tls is not None:
                     announce.append(f"data plane listening for TLS on {settings.proxy_listen_tls}")
@@ -76,6 +76,7 @@ async def _serve(
                     serving=True,
                     interval=settings.reload_interval,
                     last_good=snapshot_path(settings.database_url, settings.snapshot_dir),
+                    file=source,
                 )
                 announce.append(
                     f"data plane listening on {settings.proxy_listen} ({settings.workers} workers)"

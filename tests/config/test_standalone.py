@@ -46,12 +46,20 @@ def test_each_version_is_applied_or_logged_once(
             path.write_text(GOOD.replace("#END", ""))
             settle(path)
             await asyncio.sleep(0.3)  # about thirty looks
+            report = source.report()  # what /readyz shows
+            assert (report["state"], report["revision"]) == ("invalid", 1)
+            assert report["error"].startswith(f"{path}: missing #END")
+            path.unlink()
+            await asyncio.sleep(0.1)
+            assert source.report()["state"] == "unreadable"
             path.write_text(GOOD.replace("u1", "u2"))
             settle(path)
             for _ in range(300):
                 if applied:
                     break
                 await asyncio.sleep(0.01)
+            report = source.report()
+            assert (report["state"], report["revision"], report.get("error")) == ("ok", 2, None)
 
     # As ``serve`` does: the private store is made before the event loop runs.
     with private_store(settings) as (private, source):
@@ -64,7 +72,8 @@ def test_each_version_is_applied_or_logged_once(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
         f"{path}: missing #END at the end (it marks the file as complete); keeping the last "
-        "good configuration"
+        "good configuration",
+        f"cannot read {path}: No such file or directory; keeping the last good configuration",
     ]
     assert not Path(private.database_url.removeprefix("sqlite+aiosqlite:///")).exists()
 

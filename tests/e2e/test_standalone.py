@@ -163,18 +163,47 @@ def test_edits_are_live_within_a_second_and_broken_edits_keep_the_last_good(
         "unknown plugin": "routes/1: unknown plugin [no-such-plugin]",
         "alias bomb": "the document is too large",
     }
+    assert readiness(gw, config) == (200, "ok", None)
     for name, text in broken.items():
         write_atomically(config, text)
         time.sleep(0.6)  # several looks at the file
         assert proxy(gw, "/v1/in-place")[0] == 401, name  # the last good configuration
         assert gw.log().count(reasons[name]) == 1, (name, gw.log())
+        # Ready (the last good configuration serves), and /readyz says why the file is not.
+        status, state, error = readiness(gw, config)
+        assert (status, state) == (200, "invalid") and reasons[name] in error, (name, error)
     assert gw.log().count("keeping the last good configuration") == len(broken)
     config.unlink()
     time.sleep(0.5)
     assert gw.log().count("No such file or directory; keeping the last good configuration") == 1
     assert proxy(gw, "/v1/in-place")[0] == 401
+    assert readiness(gw, config) == (
+        200,
+        "unreadable",
+        f"cannot read {config}: No such file or directory",
+    )
     write_atomically(config, APISIX_FILE)
     wait_for(lambda: proxy(gw, "/v1/chat/completions")[0] == 401, within=1.0)
+    wait_for(lambda: file_state(gw) == "ok", within=1.0)
+    assert readiness(gw, config) == (200, "ok", None)
+
+
+def readiness(gw: LiveGateway, config: Path) -> tuple[int, str, str | None]:
+    """/readyz's status and what it says of the file; ``?strict=1`` must agree (call it when
+    the file is not being changed)."""
+    status, body = http_json("GET", f"{gw.gw.admin_url}/readyz")
+    assert body["source"] == "file" and body["file"]["path"] == str(config), body
+    state, error = body["file"]["state"], body["file"].get("error")
+    strict, strict_body = http_json("GET", f"{gw.gw.admin_url}/readyz?strict=1")
+    if state == "ok":
+        assert strict == 200, strict_body
+    else:
+        assert (strict, strict_body["reason"]) == (503, f"configuration file {state}: {error}")
+    return status, state, error
+
+
+def file_state(gw: LiveGateway) -> str:
+    return str(http_json("GET", f"{gw.gw.admin_url}/readyz")[1]["file"]["state"])
 
 
 def test_a_bad_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
@@ -222,3 +251,10 @@ def test_workers_serve_the_file_and_its_edits(tmp_path: Path) -> None:
         # workers) all see the edit.
         wait_for(lambda: {proxy(gw, "/v2/chat")[0] for _ in range(10)} == {401}, within=1.0)
         assert {proxy(gw, "/v1/chat/completions")[0] for _ in range(20)} == {404}
+        # The parent of the workers reports the file as well.
+        assert readiness(gw, config) == (200, "ok", None)
+        write_atomically(config, "routes: [\n#END\n")
+        wait_for(lambda: file_state(gw) == "invalid", within=1.0)
+        status, _, error = readiness(gw, config)
+        assert status == 200 and error is not None and "invalid YAML" in error
+        assert {proxy(gw, "/v2/chat")[0] for _ in range(10)} == {401}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
 from llmgate.admin.auth import AdminKeys
 from llmgate.app import build_admin_app
+from llmgate.config.document import DocumentError
+from llmgate.config.standalone import StandaloneFile
 from llmgate.observability.health import Readiness
 from llmgate.runtime.loader import SnapshotLoader
 from llmgate.runtime.services import Services
@@ -62,6 +65,55 @@ async def test_not_ready_while_a_worker_is_down(sqlite_store: Store) -> None:
     stopped.append("llmgate-worker-1")
     status, body = await readiness.check()
     assert (status, body["reason"]) == (503, "worker not running: llmgate-worker-1")
+
+
+async def test_a_standalone_file_is_the_source_and_a_broken_one_is_reported(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """``serve --standalone``: the file is the source; a version that cannot be applied leaves
+    the last good one serving (ready, as while the store is gone) and is reported; strict
+    readiness answers 503 until the file is good again."""
+    path = tmp_path / "apisix.yaml"
+    path.write_text("routes: []\n#END\n")
+    file = StandaloneFile(str(path), sqlite_url_of(sqlite_store))
+    assert await asyncio.to_thread(file.load) is None  # an empty file: nothing to write
+    loader = SnapshotLoader(sqlite_store, Services())
+    await loader.reload()
+    readiness = Readiness(sqlite_store, loader, file=file)
+    status, body = await readiness.check()
+    assert (status, body["source"]) == (200, "file")
+    assert body["file"]["path"] == str(path) and body["file"]["state"] == "ok"
+    assert "error" not in body["file"]
+
+    for text, state, error in (
+        ("routes: []\n", "invalid", f"{path}: missing #END at the end"),
+        (None, "unreadable", f"cannot read {path}: No such file or directory"),
+        (b"\xff#END\n", "unreadable", f"{path}: not UTF-8 text"),
+    ):
+        if text is None:
+            path.unlink()
+        elif isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        with pytest.raises(DocumentError):
+            await asyncio.to_thread(file.load)
+        status, body = await readiness.check()
+        assert (status, body["source"], body["file"]["state"]) == (200, "file", state)
+        assert body["file"]["error"].startswith(error), body
+        status, body = await readiness.check(strict=True)
+        assert status == 503 and body["reason"].startswith(f"configuration file {state}: {error}")
+        assert body["file"]["state"] == state and body["store"]["state"] == "ok"
+
+    path.write_text("routes: []\n#END\n")
+    await asyncio.to_thread(file.load)
+    status, body = await readiness.check(strict=True)
+    assert (status, body["source"], body["file"]["state"]) == (200, "file", "ok")
+    await loader.stop()
+
+
+def sqlite_url_of(store: Store) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
 
 
 def _dead_store() -> Store:

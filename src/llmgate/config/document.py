@@ -78,6 +78,10 @@ class DocumentError(LlmgateError):
     """The file cannot be read as a configuration; the message says where and why."""
 
 
+class UnreadableFile(DocumentError):
+    """The file cannot be read at all (missing, not allowed, not UTF-8 text)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One resource of a document, addressed as the admin API addresses it."""
@@ -257,9 +261,9 @@ def read(path: str, environ: Mapping[str, str] | None = None) -> Document:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
         text = raw.decode()
     except OSError as exc:
-        raise DocumentError(f"cannot read {path}: {exc.strerror}") from None
+        raise UnreadableFile(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise DocumentError(f"{path}: not UTF-8 text") from None
+        raise UnreadableFile(f"{path}: not UTF-8 text") from None
     return parse(text, format_of(path, text), path, environ)
 
 

@@ -11,6 +11,13 @@ would refuse; a reference that names nothing is no reason, see ``config/plan.py`
 nothing: the last good configuration keeps serving, and the reason is logged once for that
 version of the file.  Applying runs in a thread (parsing and password
 hashing are CPU work) so the data plane's event loop never waits for it.
+
+``/readyz`` names the file as the source (``"source": "file"``) and reports it beside the store
+(``StandaloneFile.report``): ``"ok"`` when its last version applied, ``"invalid"`` when that
+version was refused, ``"unreadable"`` while it cannot be read (gone, not allowed, not UTF-8),
+``"failed"`` when applying it failed otherwise; with the error and since when.  As for a store
+that does not answer, the process stays ready (it serves the last good configuration), and
+``/readyz?strict=1`` answers 503 while the file fails.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from llmgate.config import document
 from llmgate.config.plan import PasswordMemo, Plan, apply
@@ -45,6 +53,10 @@ class Unchanged(Exception):
     """The file changed while it was being read: try again at the next look."""
 
 
+# A state of the file as ``/readyz`` reports it: (state, error, since: Unix seconds).
+Status = tuple[str, str | None, float]
+
+
 class StandaloneFile:
     """Keeps the store at ``database_url`` equal to the configuration file at ``path``."""
 
@@ -56,6 +68,10 @@ class StandaloneFile:
         self._seen: Signature | None = None  # the last version tried, good or bad
         self._missing = False
         self._memo = PasswordMemo()
+        # Each replaced whole (the watcher's thread writes, /readyz reads): how the last
+        # version tried went, and why the file cannot be read now (None: it can).
+        self._tried: Status = ("ok", None, time.time())
+        self._unreadable: Status | None = None
 
     def _signature(self) -> Signature:
         stat = os.stat(self.path)
@@ -64,7 +80,27 @@ class StandaloneFile:
     def load(self) -> int | None:
         """Apply the file as it is now (blocking).  The revision it made (None: no change);
         a DocumentError when it cannot be applied, ``Unchanged`` while it is being written."""
-        signature = self._seen = self._signature()  # each version is tried (and logged) once
+        try:
+            revision = self._load()
+        except Unchanged:
+            raise
+        except document.UnreadableFile as exc:
+            self._tried = _status(self._tried, "unreadable", str(exc))
+            raise
+        except document.DocumentError as exc:
+            self._tried = _status(self._tried, "invalid", str(exc))
+            raise
+        except Exception as exc:
+            self._tried = _status(self._tried, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self._tried = _status(self._tried, "ok", None)
+        return revision
+
+    def _load(self) -> int | None:
+        try:
+            signature = self._seen = self._signature()  # each version is tried (logged) once
+        except OSError as exc:
+            raise document.UnreadableFile(f"cannot read {self.path}: {exc.strerror}") from None
         parsed = document.read(self.path)
         if self._signature() != signature:
             raise Unchanged()  # the new version is tried at the next look
@@ -74,6 +110,21 @@ class StandaloneFile:
         if revision is not None:
             self.revision = revision
         return revision
+
+    def report(self) -> dict[str, Any]:
+        """For ``/readyz``: the path, the state of the file (``ok``, ``invalid``,
+        ``unreadable``, ``failed``), since when (Unix seconds), the revision holding its last
+        good version and, unless ok, the error."""
+        state, error, since = self._unreadable or self._tried
+        body: dict[str, Any] = {
+            "path": self.path,
+            "state": state,
+            "since": round(since, 3),
+            "revision": self.revision,
+        }
+        if error is not None:
+            body["error"] = error
+        return body
 
     async def _apply(self, parsed: document.Document) -> tuple[Plan, int | None]:
         store = Store(open_engine(self.database_url))
@@ -87,15 +138,14 @@ class StandaloneFile:
         try:
             signature = self._signature()
         except OSError as exc:
+            reason = f"cannot read {self.path}: {exc.strerror}"
             if not self._missing:
-                log.error(
-                    "cannot read %s: %s; keeping the last good configuration",
-                    self.path,
-                    exc.strerror,
-                )
+                log.error("%s; keeping the last good configuration", reason)
+                self._unreadable = ("unreadable", reason, time.time())
             self._missing = True
             return False
         self._missing = False
+        self._unreadable = None
         if signature == self._seen:
             return False
         return time.time_ns() - signature[2] >= _SETTLE_NS
@@ -138,6 +188,11 @@ class StandaloneFile:
                 log.info("%s applied as revision %s", self.path, revision)
                 if on_applied is not None:
                     on_applied(revision)
+
+
+def _status(old: Status, state: str, error: str | None) -> Status:
+    """``state`` with ``error``, since ``old``'s time when the state is the same."""
+    return state, error, old[2] if old[0] == state else time.time()
 
 
 @contextlib.contextmanager

@@ -7,14 +7,19 @@
                         serves the node's last-good snapshot; "last_good": the revision in
                         that file (a parent of workers); "config_errors": ["routes/1", ...]
                         naming the stored resources that do not compile: served at their last
-                        good version or as a 503; details in the log)
+                        good version or as a 503; details in the log; with
+                        ``serve --standalone``: "source": "file" and "file": {"path": ...,
+                        "state": "ok" | "invalid" | "unreadable" | "failed", "since": unix
+                        seconds, "revision": N, "error": "..."}, the file's last version: a
+                        file that fails keeps the last good configuration serving, ready)
                         503 {"status": "not ready", "reason": "...", "store": {...}} when
                           - this process runs a data plane that has not loaded a snapshot yet;
                           - a data-plane worker of ``--workers N`` is not running;
                           - an admin-only process cannot reach the store.
     GET /readyz?strict=1
     GET /healthz/store  as /readyz, but also 503 while the store does not answer (asked now,
-                        within ``STORE_TIMEOUT``).
+                        within ``STORE_TIMEOUT``), or while the standalone file fails
+                        (``"reason": "configuration file invalid: ..."``, with "file").
 
 A process that serves a loaded snapshot is ready whether or not the store answers: its data
 plane goes on serving the last configuration it saw (a load balancer that drained every node
@@ -34,7 +39,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -53,12 +58,21 @@ QUICK_TIMEOUT = 0.5  # seconds a plain /readyz waits for the store's revision
 PROBE_INTERVAL = 0.1  # seconds between two probes of a process without a data plane
 
 
+class ConfigFile(Protocol):
+    """The file a standalone process serves instead of the store (``config.standalone``)."""
+
+    def report(self) -> dict[str, Any]:
+        """Its ``path``, ``state`` ("ok" when its last version is what is served), ``since``,
+        ``revision`` and ``error``, for ``/readyz``."""
+
+
 class Readiness:
     """What ``/readyz`` checks: the ``store``, and the data plane's ``loader`` when this process
     runs one; ``stopped_workers()`` names the data-plane workers not running (``--workers N``).
 
     ``serving``: whether this process is ready while the store is unreachable (the parent of
     data-plane workers is; an admin-only process is not: it has nothing to serve).
+    ``file``: the standalone file the store is kept equal to (``serve --standalone``).
     """
 
     def __init__(
@@ -69,8 +83,10 @@ class Readiness:
         serving: bool | None = None,
         interval: float = PROBE_INTERVAL,
         last_good: Path | None = None,
+        file: ConfigFile | None = None,
     ) -> None:
         self.store = store
+        self.file = file
         self.loader = loader
         self.stopped_workers = stopped_workers
         self.serving = serving if serving is not None else stopped_workers is not None
@@ -121,12 +137,14 @@ class Readiness:
             # background probe's view, without waiting on the database).
             await self.probe(QUICK_TIMEOUT)
         store = self.state.report()
+        # Where the configuration comes from, beside the store: the standalone file.
+        source = {"file": self.file.report()} if self.file is not None else {}
         problems: list[str] = []
         body: dict[str, Any] = {"status": "ready", "revision": self.revision, "store": store}
         if self.loader is not None:
             snapshot = self.loader.current
             if snapshot is None:
-                return _not_ready("configuration not loaded yet", store)
+                return _not_ready("configuration not loaded yet", store, source)
             body["revision"] = snapshot.revision
             body["source"] = self.loader.source
             age = self.loader.snapshot_age()
@@ -134,7 +152,10 @@ class Readiness:
                 body["snapshot_age"] = round(age, 3)
             problems = sorted(snapshot.problems)
         elif not self.serving and not self.state.available:
-            return _not_ready(f"store unavailable: {self.state.error}", store)
+            return _not_ready(f"store unavailable: {self.state.error}", store, source)
+        if self.file is not None:
+            body["source"] = "file"
+            body.update(source)
         if self.last_good is not None:
             header = read_header(self.last_good)
             if header is not None:
@@ -145,16 +166,22 @@ class Readiness:
         if self.stopped_workers is not None:
             stopped = self.stopped_workers()
             if stopped:
-                return _not_ready(f"worker not running: {', '.join(stopped)}", store)
+                return _not_ready(f"worker not running: {', '.join(stopped)}", store, source)
         if strict and not self.state.available:
-            return _not_ready(f"store unavailable: {self.state.error}", store)
+            return _not_ready(f"store unavailable: {self.state.error}", store, source)
+        file = source.get("file")
+        if strict and file is not None and file["state"] != "ok":
+            reason = f"configuration file {file['state']}: {file.get('error')}"
+            return _not_ready(reason, store, source)
         if problems:
             body["config_errors"] = problems
         return 200, body
 
 
-def _not_ready(reason: str, store: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    return 503, {"status": "not ready", "reason": reason, "store": store}
+def _not_ready(
+    reason: str, store: dict[str, Any], source: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    return 503, {"status": "not ready", "reason": reason, "store": store, **(source or {})}
 
 
 READINESS_KEY = web.AppKey("readiness", Readiness)
