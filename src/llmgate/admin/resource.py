@@ -175,7 +175,8 @@ class ResourceApi:
         if kind.compile is not None:
             # What a dangling reference would bring fails at request time; the rest compiles.
             gone = {reference.field for reference, _ in dangling}
-            await kind.compile(reader, address, {k: v for k, v in conf.items() if k not in gone})
+            compiled = {k: v for k, v in conf.items() if k not in gone} if gone else conf
+            await kind.compile(reader, address, compiled)
         return conf
 
     async def validate(
