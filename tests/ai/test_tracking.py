@@ -84,3 +84,19 @@ def test_stream_without_usage_and_garbage_events() -> None:
     data = b'data: {not json\n\ndata: [DONE]\n\n: comment\n\ndata: {"usage": 5}'
     run(ResponseTracker(call, 200, SSE), data, 7)
     assert call.usage is None
+
+
+def test_text_is_counted_until_usage_comes() -> None:
+    """``relayed_chars``: what a budget charges a stream cut short before its usage."""
+    call = LlmCall()
+    tracker = ResponseTracker(call, 200, SSE)
+    tracker.feed(b'data: {"choices":[{"delta":{"content":"Hello"}}]}\n\n', False)
+    assert call.relayed_chars == 5 and call.usage is None
+    tracker.feed(STREAM, True)
+    assert call.relayed_chars == 7 and call.usage == Usage(3, 5, 8)
+    tracker = ResponseTracker(call := LlmCall(), 200, JSON)
+    tracker.feed(
+        orjson.dumps({"choices": [{"message": {"content": "Hi"}}], "usage": {"total_tokens": 1}}),
+        True,
+    )
+    assert call.relayed_chars == 0 and call.usage == Usage(0, 0, 1)

@@ -138,7 +138,7 @@ class Prices:
         if call.cache_hit:
             return 0
         usage = call.usage
-        if usage is None:
+        if usage is None or not (self.exact or self.prefixes):  # no usage, or no prices at all
             return None
         rate = self.rate(call.provider, call.model)
         if rate is None and call.request_model != call.model:

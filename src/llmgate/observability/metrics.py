@@ -295,7 +295,7 @@ class Metrics:
             route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             _single_node(ctx),
-            request_type(call),
+            call.request_type,
             self.models.known(call.model),
         )
         gauge = self._llm_active.get(key)
@@ -317,7 +317,7 @@ class Metrics:
             ctx.route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
-            request_type(call),
+            call.request_type,
             model,
         )
         series = self._llm.get(key)

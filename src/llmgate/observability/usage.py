@@ -11,9 +11,9 @@ process, spooled to local disk, shipped to the store in the background, summaris
         (each call first appended to the node's spool, ``usage_spool.py``: one write(2))
       every ``spool_interval`` (50 ms): the spool fsync'd
       every ``interval`` s and at stop: what was counted becomes a Batch (the spool segment's
-        id), and the batches not shipped yet go in one transaction: their ids into
-        ``usage_batches`` (a batch already there is skipped), upserts-by-increment into
-        ``usage``, inserts into ``llm_calls``; then their spool segments are deleted
+        id), and the batches not shipped yet go in one transaction (``usage_ship.py``): their
+        ids into ``usage_batches`` (a batch already there is skipped), upserts-by-increment
+        into ``usage``, inserts into ``llm_calls``; then their spool segments are deleted
       at start and every ``ORPHAN_SCAN`` s: the spools of the node's dead processes, shipped
 
 A killed process loses nothing it counted (the kernel has its writes), an OS crash at most

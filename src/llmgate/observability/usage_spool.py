@@ -122,7 +122,7 @@ class Spool:
             path = self._path(self.number)
             self._segment = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
             self._created += 1
-        data = frame(payload)
+        data = _HEAD.pack(len(payload), zlib.crc32(payload)) + payload  # frame(), inlined
         written = os.write(self._segment, data)
         self._written += 1
         if written != len(data):
