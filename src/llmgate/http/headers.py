@@ -21,6 +21,9 @@ HOP_BY_HOP = frozenset(
 )
 
 
+_HOP_BY_HOP_NAMES = tuple(sorted(HOP_BY_HOP))
+
+
 def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
     tokens: set[str] = set()
     for value in headers.getall("Connection", ()):
@@ -32,13 +35,20 @@ def end_to_end(
     headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
     """A copy of ``headers`` without hop-by-hop headers, those named by Connection, and ``drop``
-    (lower-case names)."""
-    extra = _connection_tokens(headers) if "Connection" in headers else ()
-    return CIMultiDict(
-        (name, value)
-        for name, value in headers.items()
-        if (low := name.lower()) not in HOP_BY_HOP and low not in drop and low not in extra
-    )
+    (lower-case names).  Copied whole, then the few names looked up (in C): cheaper than
+    filtering header by header."""
+    out = CIMultiDict(headers)
+    for name in _HOP_BY_HOP_NAMES:
+        if name in out:
+            del out[name]
+    for name in drop:
+        if name in out:
+            del out[name]
+    if "Connection" in headers:
+        for name in _connection_tokens(headers):
+            if name in out:
+                del out[name]
+    return out
 
 
 def add_forwarded(
