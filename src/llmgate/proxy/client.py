@@ -325,23 +325,26 @@ def _encode_head(method: str, target: str, headers: CIMultiDict[str], framing: b
 
     A header whose name or value holds CR or LF is left out (it would split the request), and
     so are the client's framing headers when ``framing`` replaces them."""
-    count = len(headers)
-    text = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    lines = [name + ": " + value for name, value in headers.items()]
+    breaks = len(lines) - 1  # the CR LF pairs joining them
+    text = "\r\n".join(lines)
     if (
-        text.count("\r") != count
-        or text.count("\n") != count
+        text.count("\r") != breaks
+        or text.count("\n") != breaks
         or (framing and ("Content-Length" in headers or "Transfer-Encoding" in headers))
     ):
-        text = "".join(
+        text = "\r\n".join(
             [
-                f"{name}: {value}\r\n"
+                name + ": " + value
                 for name, value in headers.items()
                 if not _splits(name, value)
                 and not (framing and name.lower() in ("content-length", "transfer-encoding"))
             ]
         )
-    head = f"{method} {target} HTTP/1.1\r\n{text}".encode("utf-8", "surrogateescape")
-    return head + framing + b"\r\n"
+    head = (
+        f"{method} {target} HTTP/1.1\r\n{text}\r\n" if text else f"{method} {target} HTTP/1.1\r\n"
+    )
+    return head.encode("utf-8", "surrogateescape") + framing + b"\r\n"
 
 
 def _splits(name: str, value: str) -> bool:
