@@ -19,7 +19,7 @@ from llmgate.observability.accounting import LlmAccounting
 from llmgate.observability.calls import CallsQuery, list_calls, parse_calls_query
 from llmgate.observability.usage import CallRecord, UsageReporter
 from llmgate.observability.usage_query import UsageQuery, parse_query, summarize
-from llmgate.store import Store
+from llmgate.store import Store, open_engine
 from llmgate.store.tables import llm_calls
 from llmgate.store.tables import usage as usage_table
 from tests.support import ADMIN_KEY, VIEWER_KEY
@@ -324,6 +324,20 @@ async def test_call_records_by_request_id(usage_store: Store) -> None:
     for bad in ({"limit": "0"}, {"limit": "1001"}, {"from": "2", "to": "1"}):
         with pytest.raises(BadRequest):
             parse_calls_query(bad)
+
+
+async def test_a_refused_call_record_ships_nothing_of_its_batch(postgres_url: str) -> None:
+    """On PostgreSQL the call records go by COPY inside the shipment's transaction: one the
+    database refuses (too long a request id) leaves nothing of the shipment, which is kept."""
+    store = Store(open_engine(postgres_url))
+    try:
+        reporter = UsageReporter(store, clock=Clock())
+        reporter.add("jack", "1", "m", Usage(1, 1, 2), call=call_record("x" * 200, T0 * 1000))
+        assert await reporter.flush() == 0
+        assert totals(await summarize(store, UsageQuery())) == (0, 0, 0, 0)
+        assert len(reporter._unshipped) == 1
+    finally:
+        await store.close()
 
 
 async def test_call_records_are_bounded_and_expire(usage_store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -10,10 +10,11 @@ one transaction that ships them (``usage.py`` counts and schedules; this writes)
                                      their calls inserted into ``llm_calls``
     Shipper.prune(calls_days, now)   per-call records and batch ids past their time, deleted
 
-Each write is one executemany of the database driver, its statement compiled once per engine
-and its rows tuples in the statement's parameter order (a ``CallRecord`` is one): a shipment of
-thousands of calls costs the event loop little more than listing them, where SQLAlchemy's
-``execute`` with a list of dicts processes every row's parameters in Python.
+Each write is one executemany of the database driver (on PostgreSQL the per-call records are
+one COPY), its statement compiled once per engine and its rows tuples in the statement's
+parameter order (a ``CallRecord`` is one): a shipment of thousands of calls costs the event loop
+little more than listing them, where SQLAlchemy's ``execute`` with a list of dicts processes
+every row's parameters in Python.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class Shipper:
         self._upsert = _driver_sql(_upsert_statement(dialect.name), KEY_COLUMNS + COUNTS, dialect)
         # inline(): no RETURNING of the ids (PostgreSQL's default for one row).
         self._calls = _driver_sql(insert(llm_calls).inline(), CallRecord._fields, dialect)
+        # PostgreSQL: per-call records by COPY (asyncpg's, on the transaction's connection), a
+        # third cheaper on the event loop than its executemany.
+        self._copy_calls = dialect.name == "postgresql"
 
     async def ship(self, batches: list[Batch], now: int) -> int:
         """Write the batches the store has not received yet, and their ids (``shipped`` at
@@ -116,7 +120,14 @@ class Shipper:
                 if rows:
                     await conn.exec_driver_sql(self._upsert, rows)
                 calls = [call for batch in fresh for call in batch.calls]
-                if calls:
+                if calls and self._copy_calls:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    if driver is None:  # never for an open connection
+                        raise RuntimeError("the store connection is closed")
+                    await driver.copy_records_to_table(
+                        llm_calls.name, records=calls, columns=CallRecord._fields
+                    )
+                elif calls:
                     await conn.exec_driver_sql(self._calls, calls)
                 return len(rows)
 
