@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser run migrate test lint typecheck format bench bench-soak bench-workers bench-cluster
+.PHONY: install browser run migrate test lint typecheck format bench bench-soak bench-workers bench-cluster bench-instructions
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ format: install
 bench: install
 	bench/setup.sh
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Instructions per request under valgrind's callgrind: comparable across commits on a busy box.
+bench-instructions: install
+	bench/setup.sh
+	$(BIN)/python bench/bench_instructions.py $(BENCH_ARGS)
 
 bench-soak: install
 	bench/setup.sh

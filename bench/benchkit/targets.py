@@ -89,7 +89,16 @@ PLUGIN_SETS = (
 class Llmgate:
     """One ``llmgate serve`` (admin API + data plane) with its own SQLite store."""
 
-    def __init__(self, options: Options, run_dir: Path, name: str, workers: int = 1, cpus=None):
+    def __init__(
+        self,
+        options: Options,
+        run_dir: Path,
+        name: str,
+        workers: int = 1,
+        cpus=None,
+        wrap: list[str] | None = None,  # a command the server runs under (valgrind ...)
+        env_extra: dict[str, str] | None = None,
+    ):
         self.admin_port, self.proxy_port, self.metrics_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
         db = run_dir / f"{name}.db"
@@ -102,8 +111,9 @@ class Llmgate:
             LLMGATE_ACCESS_LOG="off",  # as the nginx baselines (access_log off)
             LLMGATE_PROXY_LISTEN_TLS="off",  # no fixed port: never collides with a running one
         )
+        env.update(env_extra or {})
         argv = [sys.executable, "-m", "llmgate.cli", "serve", "--workers", str(workers)]
-        self.proc = Proc(name, argv, cpus or options.sut_cpu, run_dir, env)
+        self.proc = Proc(name, [*(wrap or []), *argv], cpus or options.sut_cpu, run_dir, env)
         try:
             wait_for(self._admin_ready, "llmgate admin API", 90, self.proc)
         except BaseException:

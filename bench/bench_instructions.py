@@ -1,0 +1,99 @@
+"""Instructions per request of ``llmgate serve``, counted by valgrind's callgrind: the same
+number on a quiet box and on a busy one, so two commits can be compared while other work runs.
+
+    .venv/bin/python bench/bench_instructions.py                      this checkout, basic set
+    .venv/bin/python bench/bench_instructions.py --src /path/to/other/src --src src
+    .venv/bin/python bench/bench_instructions.py --set none --env LLMGATE_SPOOL_DIR=off
+
+For each ``--src`` (a ``src`` directory put first on ``PYTHONPATH``; default: this checkout's)
+the server runs under callgrind with instrumentation off, is configured as ``bench/run.py``
+configures it for the plugin set (``--set``: a word of its label), gets ``--warmup`` requests,
+then ``--requests`` requests one after the other on one keep-alive connection with
+instrumentation on; the total of instructions executed meanwhile (every thread of the process,
+user space only) over the requests is printed.
+
+Caveats: callgrind runs the server ~50 times slower, so work done on a timer (the usage spool's
+fsync every 50 ms, the usage shipment every second, the metrics sampler) weighs ~50 times more
+per request than it does at full speed; kernel time (system calls) is not counted; the requests
+are sequential (concurrency 1), where ``bench/run.py`` measures concurrency 32.  Compare
+commits with it, and confirm with ``bench/run.py`` on a quiet box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchkit.constants import CHAT_PATH, REQUEST_BODY, ROOT
+from benchkit.options import parse_args
+from benchkit.targets import PLUGIN_SETS, Llmgate, Stack, preflight
+
+
+def count(src: str, label: str, requests: int, warmup: int, env: dict[str, str]) -> float:
+    """Instructions per request of the server run from ``src`` (thousands)."""
+    _, options = parse_args(["--quick"])
+    run_dir = Path(tempfile.mkdtemp(prefix="llmgate-instructions-"))
+    plugin_set = next(p for p in PLUGIN_SETS if label in p.label)
+    out = run_dir / "callgrind.out"
+    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    extra = {"PYTHONPATH": src, **env}
+    with Stack(options, run_dir) as stack:
+        _, upstream_port = stack.start_upstream()
+        _, fake_port = stack.start_fake()
+        server = Llmgate(options, run_dir, "sut", wrap=wrap, env_extra=extra)
+        try:
+            server.configure(plugin_set, upstream_port, fake_port)
+            preflight(server.proxy_port, CHAT_PATH, plugin_set.headers, False, server.proc)
+            conn = http.client.HTTPConnection("127.0.0.1", server.proxy_port, timeout=120)
+            headers = {"Content-Type": "application/json", **plugin_set.headers}
+
+            def fire(n: int) -> None:
+                for _ in range(n):
+                    conn.request("POST", CHAT_PATH, REQUEST_BODY, headers)
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status != 200:
+                        sys.exit(f"bench_instructions: answered {response.status}")
+
+            fire(warmup)
+            pid = str(server.proc.pid)
+            subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+            fire(requests)
+            subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+            time.sleep(0.5)
+        finally:
+            server.stop()
+        log = server.proc.log_path.read_text(errors="replace")
+    collected = re.findall(r"Collected : (\d+)", log)
+    if not collected:
+        sys.exit(f"bench_instructions: no callgrind total in {server.proc.log_path}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return int(collected[-1]) / requests / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", action="append", help="a src directory (repeatable)")
+    parser.add_argument("--set", default="basic", help="a word of the plugin set's label")
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
+    args = parser.parse_args()
+    if not shutil.which("valgrind"):
+        sys.exit("bench_instructions: valgrind is missing (apt-get install valgrind)")
+    env = dict(item.split("=", 1) for item in args.env)
+    for src in args.src or [str(ROOT / "src")]:
+        per_request = count(os.path.abspath(src), args.set, args.requests, args.warmup, env)
+        print(f"{per_request:8.1f}k instructions/request  {src}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
