@@ -192,3 +192,39 @@ async def test_credential_post_is_not_allowed(admin) -> None:  # type: ignore[no
     await put(admin, "consumers", {"username": "jack"})
     resp = await admin.post("/apisix/admin/consumers/jack/credentials", json={"plugins": {}})
     assert resp.status == 405
+
+
+async def test_the_longest_username_and_credential_id_round_trip(admin) -> None:  # type: ignore[no-untyped-def]
+    # APISIX: a username is 256 characters at most, a credential id 64; the store keeps the
+    # credential as "{username}/{id}" (321).  PostgreSQL refused 201-256 (200-wide ids).
+    username, credential = "u" * 256, "c" * 64
+    status, body = await put(admin, "consumers", {"username": username})
+    assert status == 201, body
+    path = f"consumers/{username}/credentials/{credential}"
+    status, body = await put(admin, path, {"plugins": {"key-auth": {"key": "longest"}}})
+    assert status == 201, body
+    status, body = await get(admin, f"consumers/{username}")
+    assert (status, body["value"]["username"]) == (200, username)
+    status, body = await get(admin, path)
+    assert (status, body["key"]) == (200, f"/apisix/{path}")
+    status, body = await get(admin, f"consumers/{username}/credentials")
+    assert [item["key"] for item in body["list"]] == [f"/apisix/{path}"]
+    # The credential index names the 321-character owner: a duplicate key is refused.
+    assert (await put(admin, "consumers", {"username": "other"}))[0] == 201
+    same_key = {"plugins": {"key-auth": {"key": "longest"}}}
+    status, body = await put(admin, "consumers/other/credentials/c1", same_key)
+    assert status == 400
+    assert f"credential: {credential} of consumer: {username}" in body["error_msg"]
+    resp = await admin.delete(f"/apisix/admin/consumers/{username}")
+    assert resp.status == 200
+
+
+async def test_one_character_longer_is_a_400(admin) -> None:  # type: ignore[no-untyped-def]
+    status, body = await put(admin, "consumers", {"username": "u" * 257})
+    assert status == 400
+    assert body["error_msg"].startswith('invalid configuration: property "username" validation')
+    assert (await put(admin, "consumers", {"username": "u" * 256}))[0] == 201
+    path = f"consumers/{'u' * 256}/credentials/{'c' * 65}"
+    status, body = await put(admin, path, {"plugins": {"key-auth": {"key": "k"}}})
+    assert status == 400
+    assert body["error_msg"].startswith('invalid configuration: property "id" validation')

@@ -109,6 +109,17 @@ async def test_put_ids(admin) -> None:  # type: ignore[no-untyped-def]
     assert body["error_msg"].startswith('invalid configuration: property "id" validation failed')
     status, body = await put(admin, "routes/" + "a" * 65, {"uri": "/a", "upstream": UPSTREAM})
     assert status == 400 and '"id"' in body["error_msg"]
+    # APISIX's id rule: 64 characters at most, which the store holds (SQLite and PostgreSQL).
+    longest = "a" * 64
+    for kind, conf in (
+        ("upstreams", UPSTREAM),
+        ("services", {"upstream_id": longest}),
+        ("routes", {"uri": "/a", "upstream_id": longest, "service_id": longest}),
+    ):
+        status, body = await put(admin, f"{kind}/{longest}", conf)
+        assert status == 201, (kind, body)
+        status, body = await get(admin, f"{kind}/{longest}")
+        assert (status, body["key"]) == (200, f"/apisix/{kind}/{longest}")
 
 
 async def test_invalid_json_and_oversize_bodies(admin) -> None:  # type: ignore[no-untyped-def]

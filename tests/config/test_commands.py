@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.processes import LLMGATE, free_port
 
@@ -125,24 +128,37 @@ def test_an_invalid_file_applies_nothing_and_says_why_in_one_line(tmp_path: Path
     assert nowhere.returncode == 1 and "cannot read" in nowhere.stderr
 
 
-def test_a_value_the_database_refuses_applies_nothing(tmp_path: Path, postgres_url: str) -> None:
+def _narrow_the_ids(url: str, width: int) -> None:
+    async def run() -> None:
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f"ALTER TABLE resources ALTER COLUMN id TYPE varchar({width})")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_a_value_the_database_refuses_applies_nothing(
+    tmp_path: Path, empty_postgres_url: str
+) -> None:
+    # The schema keeps every value within the columns' widths; a store narrowed by hand does not.
+    url = empty_postgres_url
     config = tmp_path / "apisix.yaml"
     config.write_text(FILE)
-    assert (
-        run_llmgate("config", "apply", "-f", str(config), "--database-url", postgres_url).returncode
-        == 0
-    )
-    # A valid username (256 characters at most) longer than PostgreSQL's 200-wide id column.
+    assert run_llmgate("config", "apply", "-f", str(config), "--database-url", url).returncode == 0
+    _narrow_the_ids(url, 100)
     config.write_text(
-        FILE.replace("username: jack", "username: " + "j" * 230).replace("count: 2", "count: 3")
+        FILE.replace("username: jack", "username: " + "j" * 101).replace("count: 2", "count: 3")
     )
-    result = run_llmgate("config", "apply", "-f", str(config), "--database-url", postgres_url)
+    result = run_llmgate("config", "apply", "-f", str(config), "--database-url", url)
     assert (result.returncode, result.stderr) == (
         1,
-        "llmgate: error: invalid value: value too long for type character varying(200); "
+        "llmgate: error: invalid value: value too long for type character varying(100); "
         "nothing was applied\n",
     )
-    assert "count: 2" in run_llmgate("config", "dump", "--database-url", postgres_url).stdout
+    assert "count: 2" in run_llmgate("config", "dump", "--database-url", url).stdout
 
 
 def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ async def test_refused_values_are_named_without_the_value(store: Store) -> None:
                 kind="routes", id=LONG, value="{}", created_index=1, modified_index=1
             ),
             None,
-            "value too long for type character varying(200)",
+            "value too long for type character varying(321)",
         ),
         # A NUL byte in text (SQLite stores it).
         (select(usage).where(usage.c.consumer == f"{LONG}\x00"), None, "NUL byte"),

@@ -6,13 +6,18 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 metadata = MetaData()
 
+# The longest store id: a credential's ``"{username}/{credential id}"``, 256 + 1 + 64 (APISIX's
+# consumer username and id rules, ``schemas/``); other resources' ids are 64 at most, consumers'
+# their username.  ``resources.id``, ``changes.id`` and ``credential_keys.owner`` hold them.
+ID_LENGTH = 321
+
 # Every admin resource, etcd-style: its JSON value and the revisions that created and last
 # modified it.  Credentials use ``"{username}/{credential id}"`` as their id.
 resources = Table(
     "resources",
     metadata,
     Column("kind", String(32), primary_key=True),
-    Column("id", String(200), primary_key=True),
+    Column("id", String(ID_LENGTH), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_index", BigInteger, nullable=False),
     Column("modified_index", BigInteger, nullable=False),
@@ -34,7 +39,7 @@ changes = Table(
     metadata,
     Column("revision", BigInteger, primary_key=True),
     Column("kind", String(32), primary_key=True),
-    Column("id", String(200), primary_key=True),
+    Column("id", String(ID_LENGTH), primary_key=True),
 )
 
 # Each unique credential attribute (``credentials.unique_credentials``: a key-auth key's
@@ -47,7 +52,7 @@ credential_keys = Table(
     Column("plugin", String(32), primary_key=True),
     Column("value", String(256), primary_key=True),
     Column("kind", String(32), primary_key=True),
-    Column("owner", String(200), primary_key=True),
+    Column("owner", String(ID_LENGTH), primary_key=True),
     Index("credential_keys_owner", "kind", "owner"),
 )
 
