@@ -161,6 +161,7 @@ async def test_flushes_in_the_background_and_at_stop(sqlite_store: Store) -> Non
         ({"from": "20", "to": "10"}, "invalid range: from 20 is after to 10"),
         ({"cache": "HIT"}, "invalid cache 'HIT': expected hit or miss"),
         ({"group_by": "user"}, "invalid group_by 'user'"),
+        ({"model": "a\x00b"}, "invalid model: contains a NUL byte"),
     ],
 )
 def test_bad_query_arguments(args: dict[str, str], error: str) -> None:
@@ -321,7 +322,7 @@ async def test_call_records_by_request_id(usage_store: Store) -> None:
     assert newest["list"][0]["cost"] is None  # no price for the model
     window = parse_calls_query({"from": str(T0), "to": str(T0)})
     assert (await list_calls(usage_store, window))["total"] == 3
-    for bad in ({"limit": "0"}, {"limit": "1001"}, {"from": "2", "to": "1"}):
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"from": "2", "to": "1"}, {"route": "\x00"}):
         with pytest.raises(BadRequest):
             parse_calls_query(bad)
 
@@ -374,3 +375,24 @@ async def test_admin_usage_calls_endpoint(admin_client, usage_store: Store) -> N
     resp = await viewer.get("/apisix/admin/usage/calls?limit=x")
     assert resp.status == 400
     assert (await (await admin_client(None)).get("/apisix/admin/usage/calls")).status == 401
+
+
+async def test_a_nul_in_a_filter_is_a_400_on_both_stores(admin_client) -> None:  # type: ignore[no-untyped-def]
+    # No stored value holds a NUL; PostgreSQL refused to compare one (400 "invalid value")
+    # while SQLite answered an empty 200: the parser refuses it before the store is asked.
+    viewer = await admin_client(VIEWER_KEY)
+    for path, name in (
+        ("/apisix/admin/usage?consumer=jack%00" + "x" * 5000, "consumer"),
+        ("/apisix/admin/usage?route=%00", "route"),
+        ("/apisix/admin/usage?model=gpt%00", "model"),
+        ("/apisix/admin/usage/calls?request_id=%00", "request_id"),
+        ("/apisix/admin/usage/calls?consumer=%00", "consumer"),
+        ("/apisix/admin/usage/calls?route=a%00b", "route"),
+        ("/apisix/admin/usage/calls?model=gpt%00", "model"),
+    ):
+        resp = await viewer.get(path)
+        assert resp.status == 400, (path, await resp.text())
+        assert resp.content_type == "application/json"
+        assert await resp.json() == {"error_msg": f"invalid {name}: contains a NUL byte"}
+    for path in ("/apisix/admin/usage?consumer=jack", "/apisix/admin/usage/calls?model=gpt"):
+        assert (await viewer.get(path)).status == 200

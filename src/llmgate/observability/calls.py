@@ -19,7 +19,7 @@ from sqlalchemy.sql import ColumnElement
 
 from llmgate.ai.pricing import amount
 from llmgate.errors import BadRequest
-from llmgate.observability.usage_query import seconds_arg
+from llmgate.observability.usage_query import seconds_arg, text_arg
 from llmgate.store import Store
 from llmgate.store.tables import llm_calls
 
@@ -44,7 +44,8 @@ def parse_calls_query(args: Mapping[str, str]) -> CallsQuery:
     text = args.get("limit") or str(DEFAULT_LIMIT)
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise BadRequest(f"invalid limit {text!r}: expected 1-{MAX_LIMIT}")
-    filters = tuple((name, args[name]) for name in _FILTERS if args.get(name) is not None)
+    given = ((name, text_arg(args, name)) for name in _FILTERS)
+    filters = tuple((name, value) for name, value in given if value is not None)
     return CallsQuery(filters, start, end, int(text))
 
 

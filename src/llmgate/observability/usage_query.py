@@ -56,6 +56,16 @@ def seconds_arg(args: Mapping[str, str], name: str) -> int | None:
     return int(text)
 
 
+def text_arg(args: Mapping[str, str], name: str) -> str | None:
+    """An exact-filter query argument (None when absent); ``BadRequest`` when it holds a NUL
+    byte, which no stored value holds and PostgreSQL cannot even compare (SQLite would answer
+    an empty list): both stores answer the same 400 before either is asked."""
+    text = args.get(name)
+    if text is not None and "\x00" in text:
+        raise BadRequest(f"invalid {name}: contains a NUL byte")
+    return text
+
+
 def _group_by(text: str | None) -> tuple[str, ...]:
     if text is None or text == "":
         return GROUPS
@@ -75,9 +85,9 @@ def parse_query(args: Mapping[str, str]) -> UsageQuery:
     if cache not in (None, "hit", "miss"):
         raise BadRequest(f"invalid cache {cache!r}: expected hit or miss")
     return UsageQuery(
-        args.get("consumer"),
-        args.get("route"),
-        args.get("model"),
+        text_arg(args, "consumer"),
+        text_arg(args, "route"),
+        text_arg(args, "model"),
         start,
         end,
         None if cache is None else "hit" if cache == "hit" else "",
