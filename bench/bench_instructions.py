@@ -9,14 +9,15 @@ For each ``--src`` (a ``src`` directory put first on ``PYTHONPATH``; default: th
 the server runs under callgrind with instrumentation off, is configured as ``bench/run.py``
 configures it for the plugin set (``--set``: a word of its label), gets ``--warmup`` requests,
 then ``--requests`` requests one after the other on one keep-alive connection with
-instrumentation on; the total of instructions executed meanwhile (every thread of the process,
-user space only) over the requests is printed.
+instrumentation on (every thread of the process, user space only), then as long again without
+requests.  Callgrind runs the server ~50 times slower, so work done on a timer (the usage
+spool's fsync every 50 ms, the usage shipment every second, the metrics sampler) would weigh
+~50 times more per request than at full speed: the idle period measures it, and the printed
+number is the requests' instructions less the idle period's.
 
-Caveats: callgrind runs the server ~50 times slower, so work done on a timer (the usage spool's
-fsync every 50 ms, the usage shipment every second, the metrics sampler) weighs ~50 times more
-per request than it does at full speed; kernel time (system calls) is not counted; the requests
-are sequential (concurrency 1), where ``bench/run.py`` measures concurrency 32.  Compare
-commits with it, and confirm with ``bench/run.py`` on a quiet box.
+Caveats: kernel time (system calls) is not counted; the requests are sequential (concurrency
+1), where ``bench/run.py`` measures concurrency 32.  Compare commits with it, and confirm with
+``bench/run.py`` on a quiet box.
 """
 
 from __future__ import annotations
@@ -24,20 +25,20 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from benchkit.constants import CHAT_PATH, REQUEST_BODY, ROOT
 from benchkit.options import parse_args
 from benchkit.targets import PLUGIN_SETS, Llmgate, Stack, preflight
 
 
-def count(src: str, label: str, requests: int, warmup: int, env: dict[str, str]) -> float:
+def count(src: str, label: str, requests: int, warmup: int, env: dict[str, str]) -> Count:
     """Instructions per request of the server run from ``src`` (thousands)."""
     _, options = parse_args(["--quick"])
     run_dir = Path(tempfile.mkdtemp(prefix="llmgate-instructions-"))
@@ -65,18 +66,41 @@ def count(src: str, label: str, requests: int, warmup: int, env: dict[str, str])
 
             fire(warmup)
             pid = str(server.proc.pid)
-            subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+
+            def control(*flags: str) -> None:
+                subprocess.run(["callgrind_control", *flags, pid], check=True, capture_output=True)
+
+            control("-i", "on")
+            started = time.monotonic()
             fire(requests)
-            subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+            busy = time.monotonic() - started
+            control("-i", "off")
+            control("-d")  # part 1: the requests
+            control("-i", "on")
+            time.sleep(busy)  # as long again without requests: what the timers cost
+            control("-i", "off")
+            control("-d")  # part 2: idle
             time.sleep(0.5)
         finally:
             server.stop()
-        log = server.proc.log_path.read_text(errors="replace")
-    collected = re.findall(r"Collected : (\d+)", log)
-    if not collected:
-        sys.exit(f"bench_instructions: no callgrind total in {server.proc.log_path}")
+    totals = [_total(Path(f"{out}.{part}")) for part in (1, 2)]
     shutil.rmtree(run_dir, ignore_errors=True)
-    return int(collected[-1]) / requests / 1000
+    return Count(totals[0] / requests / 1000, totals[1] / requests / 1000)
+
+
+class Count(NamedTuple):
+    """Thousands of instructions per request: all of them while the requests ran, and what
+    the process's timers cost in as much time without requests (included in the first)."""
+
+    busy: float
+    idle: float
+
+
+def _total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    sys.exit(f"bench_instructions: no callgrind total in {path}")
 
 
 def main() -> None:
@@ -91,8 +115,12 @@ def main() -> None:
         sys.exit("bench_instructions: valgrind is missing (apt-get install valgrind)")
     env = dict(item.split("=", 1) for item in args.env)
     for src in args.src or [str(ROOT / "src")]:
-        per_request = count(os.path.abspath(src), args.set, args.requests, args.warmup, env)
-        print(f"{per_request:8.1f}k instructions/request  {src}", flush=True)
+        got = count(os.path.abspath(src), args.set, args.requests, args.warmup, env)
+        print(
+            f"{got.busy - got.idle:8.1f}k instructions/request"
+            f" ({got.busy:.1f}k, of which timers {got.idle:.1f}k)  {src}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
