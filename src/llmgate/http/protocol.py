@@ -183,7 +183,14 @@ class EdgeProtocol(RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
-        answer = await super().finish_response(request, resp, start_time)
+        try:
+            answer = await super().finish_response(request, resp, start_time)
+        finally:
+            # What the handler kept on the request (its context, for the access log, written
+            # by now) refers back to the request: dropping it breaks the cycle, so refcounting
+            # frees both at once instead of the cyclic collector later (~14 us a request).
+            if request:
+                request.clear()
         if not self._messages:
             self._phase = _IDLE  # aiohttp's own timer now closes it after keepalive_timeout
         return answer
