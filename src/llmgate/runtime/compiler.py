@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llmgate.http.tls import SniIndex
 from llmgate.plugin_api.auth_consumer import AuthPlugin
@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("llmgate.runtime")
+R = TypeVar("R")  # what a step generator returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,13 +364,7 @@ def compile_snapshot(
 ) -> Snapshot:
     """Build the snapshot of ``revision`` from every stored item (``previous``: the snapshot
     served so far, whose compiled resources stand in for ones that no longer compile)."""
-    steps = compile_steps(revision, items, services, pools, previous)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            result: Snapshot = done.value
-            return result
+    return _to_the_end(compile_steps(revision, items, services, pools, previous))
 
 
 def compile_steps(
@@ -445,12 +440,16 @@ def update_snapshot(
     previous: Snapshot,
 ) -> Snapshot | None:
     """``update_steps`` run to the end in one go."""
-    steps = update_steps(revision, rows, changed, services, pools, previous)
+    return _to_the_end(update_steps(revision, rows, changed, services, pools, previous))
+
+
+def _to_the_end(steps: Generator[None, None, R]) -> R:
+    """What a step generator returns, its steps run in one go."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
-            result: Snapshot | None = done.value
+            result: R = done.value
             return result
 
 
