@@ -19,6 +19,7 @@ from llmgate.observability.accounting import LlmAccounting
 from llmgate.observability.calls import CallsQuery, list_calls, parse_calls_query
 from llmgate.observability.usage import CallRecord, UsageReporter
 from llmgate.observability.usage_query import UsageQuery, parse_query, summarize
+from llmgate.observability.usage_ship import CALLS_PER_INSERT
 from llmgate.store import Store, open_engine
 from llmgate.store.tables import llm_calls
 from llmgate.store.tables import usage as usage_table
@@ -325,6 +326,25 @@ async def test_call_records_by_request_id(usage_store: Store) -> None:
     for bad in ({"limit": "0"}, {"limit": "1001"}, {"from": "2", "to": "1"}, {"route": "\x00"}):
         with pytest.raises(BadRequest):
             parse_calls_query(bad)
+
+
+async def test_a_shipment_of_many_calls_writes_every_record_whole(usage_store: Store) -> None:
+    """SQLite takes the records ``CALLS_PER_INSERT`` to an INSERT (PostgreSQL by COPY): two
+    full statements and a short one land every record, each with its own fields."""
+    count = 2 * CALLS_PER_INSERT + 3
+    reporter = UsageReporter(usage_store, clock=Clock())
+    for i in range(count):
+        reporter.add(
+            "jack", "1", "gpt-4o", Usage(i, 1, i + 1),
+            call=call_record(f"many-{i}", T0 * 1000 + i, prompt_tokens=i, cost=i or None),
+        )  # fmt: skip
+    await reporter.flush()
+    found = await list_calls(usage_store, parse_calls_query({"limit": "1000"}))
+    assert found["total"] == count
+    got = {c["request_id"]: (c["time"], c["prompt_tokens"], c["cost"]) for c in found["list"]}
+    assert got == {
+        f"many-{i}": (T0 * 1000 + i, i, None if i == 0 else i / PICO) for i in range(count)
+    }
 
 
 async def test_a_refused_call_record_ships_nothing_of_its_batch(postgres_url: str) -> None:

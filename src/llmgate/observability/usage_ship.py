@@ -15,10 +15,18 @@ one COPY), its statement compiled once per engine and its rows tuples in the sta
 parameter order (a ``CallRecord`` is one): a shipment of thousands of calls costs the event loop
 little more than listing them, where SQLAlchemy's ``execute`` with a list of dicts processes
 every row's parameters in Python.
+
+On SQLite the per-call records go ``CALLS_PER_INSERT`` to a multi-row INSERT instead: Python's
+sqlite3 lets go of the GIL around every statement step, so an executemany of N rows takes the
+GIL back N times from the event loop's thread, and each retake can wait for the loop's current
+callback; with 4,000 calls a second that showed as a p99 at concurrency 1 of 1.7-2.2 ms, and
+0.9-1.1 ms with multi-row INSERTs (the same CPU per request).  Each chunk's parameters are
+flattened just before its statement runs, so the loop does that work a little at a time.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -38,6 +46,9 @@ COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cac
 KEY_COLUMNS = ("minute", "consumer", "route", "model", "cache")
 Key = tuple[int, str, str, str, str]  # (minute, consumer, route, model, cache)
 DAY = 86_400
+# Per-call records in one SQLite INSERT: 14 parameters each stay under 999, the lowest limit
+# (SQLITE_MAX_VARIABLE_NUMBER) any SQLite build has had.
+CALLS_PER_INSERT = 999 // 14
 BATCH_DAYS = 7  # how long the store remembers a batch id (a spool waits far less)
 
 
@@ -95,6 +106,9 @@ class Shipper:
         # PostgreSQL: per-call records by COPY (asyncpg's, on the transaction's connection), a
         # third cheaper on the event loop than its executemany.
         self._copy_calls = dialect.name == "postgresql"
+        self._calls_chunk = (
+            "" if self._copy_calls else _rows_statement(self._calls, CALLS_PER_INSERT)
+        )
 
     async def ship(self, batches: list[Batch], now: int) -> int:
         """Write the batches the store has not received yet, and their ids (``shipped`` at
@@ -127,8 +141,16 @@ class Shipper:
                     await driver.copy_records_to_table(
                         llm_calls.name, records=calls, columns=CallRecord._fields
                     )
-                elif calls:
-                    await conn.exec_driver_sql(self._calls, calls)
+                else:
+                    for start in range(0, len(calls), CALLS_PER_INSERT):
+                        chunk = calls[start : start + CALLS_PER_INSERT]
+                        statement = (
+                            self._calls_chunk
+                            if len(chunk) == CALLS_PER_INSERT
+                            else _rows_statement(self._calls, len(chunk))
+                        )
+                        flat = tuple(itertools.chain.from_iterable(chunk))
+                        await conn.exec_driver_sql(statement, flat)
                 return len(rows)
 
     async def prune(self, calls_days: int, now: float) -> None:
@@ -162,6 +184,14 @@ def _driver_sql(statement: ClauseElement, columns: Sequence[str], dialect: Diale
     if order != list(columns):
         raise RuntimeError(f"unexpected parameters {order} ({dialect.paramstyle}) in {compiled}")
     return compiled.string
+
+
+def _rows_statement(single: str, rows: int) -> str:
+    """``single`` (an ``INSERT ... VALUES (?, ...)`` of one row) for ``rows`` rows."""
+    head, separator, values = single.partition(" VALUES ")
+    if not separator or not values.startswith("(") or not values.endswith(")"):
+        raise RuntimeError(f"unexpected INSERT statement {single}")
+    return head + separator + ", ".join([values] * rows)
 
 
 def _upsert_statement(dialect: str) -> Any:
