@@ -49,3 +49,64 @@ async def test_a_finished_request_leaves_no_reference_cycle() -> None:
         await server.wait_closed()
     assert len(held) == 3
     assert alive == []
+
+
+async def _serve(limits: ClientLimits) -> tuple[asyncio.Server, int]:
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EdgeServer(handler, limits), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> None:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert await reader.readexactly(2) == b"ok"
+
+
+async def test_requests_on_a_kept_alive_connection_set_no_timer(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The head and idle timeouts move a deadline; the connection's one timer is not created
+    and cancelled for every request (~3 us each on uvloop)."""
+    loop = asyncio.get_running_loop()
+    created: list[object] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when, callback, *args, context=None):  # type: ignore[no-untyped-def]
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, web.RequestHandler):
+            created.append(callback)
+        return call_at(when, callback, *args, context=context)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    server, port = await _serve(ClientLimits(header_timeout=30, keepalive_timeout=40))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(50):
+            await _get(reader, writer, f"/{i}")
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(created) <= 3, f"{len(created)} timers for 50 requests"
+
+
+async def test_a_later_head_still_gets_only_the_header_timeout() -> None:
+    """With the connection's timer set for the (longer) idle timeout, the next request's head
+    brings it forward: a head begun and never finished is cut after ``header_timeout``."""
+    server, port = await _serve(ClientLimits(header_timeout=0.3, keepalive_timeout=30))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await _get(reader, writer, "/first")
+        await asyncio.sleep(0.5)  # the first head's timer has fired: set for the idle timeout
+        writer.write(b"GET /second HTTP/1.1\r\nHost: a\r\n")  # never finished
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        assert 0.2 < asyncio.get_running_loop().time() - started < 5
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

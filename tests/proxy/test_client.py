@@ -359,3 +359,86 @@ def test_the_request_head_frames_the_body_itself() -> None:
     assert framed == b"POST / HTTP/1.1\r\nHost: up\r\nA: 1\r\nContent-Length: 2\r\n\r\n"
     kept = _encode_head("POST", "/", CIMultiDict([("Content-Length", "2")]), b"")
     assert kept == b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n"
+
+
+async def _answers_once_per_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answered: int | None = None
+) -> None:
+    """A kept-alive node: answers each request, or only the first ``answered`` ones."""
+    count = 0
+    while True:
+        try:
+            await read_request(reader)
+        except asyncio.IncompleteReadError:
+            break
+        count += 1
+        if answered is None or count <= answered:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+
+async def test_requests_on_a_kept_alive_connection_set_no_timer(pool_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The read timeout moves a deadline: the connection's timer is not created and cancelled
+    for every read (~3 us each on uvloop, twice a request)."""
+    from llmgate.proxy.client import _Connection
+
+    loop = asyncio.get_running_loop()
+    created: list[object] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when, callback, *args, context=None):  # type: ignore[no-untyped-def]
+        if isinstance(getattr(callback, "__self__", None), _Connection):
+            created.append(callback)
+        return call_at(when, callback, *args, context=context)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    server, port = await serve(_answers_once_per_request)
+    pool = pool_for(port)
+    for _ in range(50):
+        response = await pool.request("GET", "/", headers(), None, Timeouts(1, 1, 30))
+        assert await response.content.read() == b"ok"
+        response.release()
+    server.close()
+    assert len(created) <= 2, f"{len(created)} timers for 50 requests"
+
+
+async def test_a_shorter_read_timeout_on_a_reused_connection_still_holds(pool_for) -> None:  # type: ignore[no-untyped-def]
+    """The connection's timer, set for the first request's 30 s, is brought forward for a
+    later request's 0.2 s."""
+
+    async def answers_the_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _answers_once_per_request(reader, writer, answered=1)
+
+    server, port = await serve(answers_the_first)
+    pool = pool_for(port)
+    response = await pool.request("GET", "/", headers(), None, Timeouts(1, 1, 30))
+    assert await response.content.read() == b"ok"
+    response.release()
+    started = time.monotonic()
+    with pytest.raises(ReadTimeout):
+        await pool.request("GET", "/", headers(), None, Timeouts(1, 1, 0.2))
+    assert time.monotonic() - started < 5
+    server.close()
+
+
+async def test_the_read_timeout_counts_from_the_last_read(pool_for) -> None:  # type: ignore[no-untyped-def]
+    """A body that keeps coming within the read timeout is not cut; one that stops is."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+        for byte in b"abcde":  # 0.5 s in all, 0.1 s apart: within the 0.3 s read timeout
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(bytes([byte]))
+        await reader.read()  # ... then the last byte never comes (until the client leaves)
+
+    server, port = await serve(trickle)
+    response = await pool_for(port).request("GET", "/", headers(), None, Timeouts(1, 1, 0.3))
+    got = b""
+    with pytest.raises(BodyBroken, match="timed out"):
+        while chunk := await response.content.readany():
+            got += chunk
+    assert got == b"abcde"
+    response.release()
+    server.close()
