@@ -62,3 +62,13 @@ def test_role_of_compares_every_key() -> None:
     assert keys.role_of("viewer-key-1") == "viewer"
     assert keys.role_of("admin-key-") is None
     assert AdminKeys("admin-key-1").role_of("viewer-key-1") is None
+
+
+async def test_head_on_the_admin_root_needs_no_key(anonymous) -> None:  # type: ignore[no-untyped-def]
+    # APISIX answers ``HEAD /apisix/admin`` with an empty 200 before any key check: a
+    # liveness probe of the admin listener.
+    resp = await anonymous.head("/apisix/admin")
+    assert resp.status == 200
+    assert await resp.read() == b""
+    resp = await anonymous.get("/apisix/admin")
+    assert resp.status == 401

@@ -102,12 +102,28 @@ def _route_segments(tail: str) -> tuple[str, Address, str]:
     return resource, Address(resource_id), "/".join(segments[2:])
 
 
+def _check_ttl(request: web.Request) -> None:
+    """APISIX's ``?ttl=`` (on PUT, POST and PATCH) lets the resource expire after that many
+    seconds.  llmgate expires nothing, so a write asking for it is refused rather than kept for
+    good; on every method a ttl that is no number is refused first, with APISIX's message."""
+    ttl = request.query.get("ttl")
+    if ttl is None:
+        return
+    try:
+        float(ttl)
+    except ValueError:
+        raise BadRequest("invalid argument ttl: should be a number") from None
+    if request.method in ("PUT", "POST", "PATCH"):
+        raise BadRequest("ttl is not supported: llmgate does not expire resources")
+
+
 async def resource_handler(request: web.Request) -> web.StreamResponse:
     try:
         name, address, sub_path = _route_segments(request.match_info["tail"])
         api: ResourceApi | None = request.app[APIS_KEY].get(name)
         if api is None:
             raise NotFound({"error_msg": f"Unsupported resource type: {name}"})
+        _check_ttl(request)
         method = request.method
         if sub_path and method != "PATCH":
             # Only PATCH addresses a path inside a resource (/routes/1/plugins/x).
