@@ -44,8 +44,8 @@ class AdminKeys:
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/healthz/store"})
 # Routes answered without a key, by name (the router's match, not a path prefix): the static
-# admin UI's files (``admin/ui.py``).
-OPEN_ROUTES = frozenset({"ui", "ui-redirect"})
+# admin UI's files (``admin/ui.py``) and APISIX's ``HEAD /apisix/admin`` probe.
+OPEN_ROUTES = frozenset({"ui", "ui-redirect", "admin-head"})
 # request[ROLE]: "admin" or "viewer", the role of the key that was presented.
 ROLE = web.RequestKey("admin_role", str)
 

@@ -266,6 +266,12 @@ async def usage_calls(request: web.Request) -> web.Response:
     return json_response(200, await calls.list_calls(request.app[STORE_KEY], query))
 
 
+async def admin_head(request: web.Request) -> web.Response:
+    """``HEAD /apisix/admin``: an empty 200 without a key, as APISIX answers (a liveness probe
+    of the admin listener)."""
+    return web.Response(status=200)
+
+
 def add_admin_routes(
     app: web.Application,
     store: Store,
@@ -278,6 +284,7 @@ def add_admin_routes(
     if after_write is not None:
         app[AFTER_WRITE_KEY] = after_write
     app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
+    app.router.add_route("HEAD", "/apisix/admin", admin_head, name="admin-head")
     app.router.add_get("/apisix/admin/plugins/list", plugins_list)
     app.router.add_put("/apisix/admin/plugins/reload", plugins_reload)
     for method in ("GET", "POST", "DELETE", "PATCH"):
