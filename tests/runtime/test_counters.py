@@ -373,3 +373,21 @@ async def test_redis_registry_shares_one_client_per_target() -> None:
     assert registry.get(RedisTarget(port=6379)) is one
     assert registry.get(RedisTarget(port=6379, database=1)) is not one
     await registry.close()
+
+
+# (now + 60) - now is 60.00000000000023 here: a float sum rounds up.
+ROUNDS_UP_AT = 2040.1090003485567
+
+
+def test_a_new_window_never_has_more_than_its_length_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The plugins round the seconds left up (X-RateLimit-Reset), so one ulp over the window
+    # told clients 61 for a 60 s window.
+    import llmgate.runtime.counters as module
+
+    clock = type("Clock", (), {"monotonic": staticmethod(lambda: ROUNDS_UP_AT)})
+    monkeypatch.setattr(module, "time", clock)
+    counters, window = LocalCounters(), 60.0
+    assert counters.incr_now("a", window)[1] <= window
+    assert counters.incr_now("a", window)[1] <= window
+    assert counters.reserve_now("b", window, 1, 5)[2] <= window
+    assert counters.peek_now("b", window)[1] <= window

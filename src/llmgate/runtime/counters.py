@@ -103,6 +103,15 @@ def leak(
     return excess, now
 
 
+def _left(end: float, now: float, window: float) -> float:
+    """The seconds until ``end``.  A window opened at ``now`` ends at ``now + window``, and that
+    float sum can round up: ``end - now`` is then one ulp over ``window``, which rounded up is a
+    whole second more (``X-RateLimit-Reset: 61`` for a 60 s window).  Never more than the window
+    itself, unless ``end`` was set with a longer one."""
+    left = end - now
+    return window if window < left < window + 1e-6 else left
+
+
 class LocalCounters:
     """All counters in this process's memory; the state behind the node's counter service too.
 
@@ -131,7 +140,7 @@ class LocalCounters:
             end, count = now + window, 0
         count = max(count + amount, 0)
         self._windows[key] = (end, count)
-        return count, end - now
+        return count, _left(end, now, window)
 
     def reserve_now(
         self, key: str, window: float, amount: int, limit: int
@@ -141,16 +150,16 @@ class LocalCounters:
         if now >= end:
             end, count = now + window, 0
         if count >= limit:
-            return False, count, end - now
+            return False, count, _left(end, now, window)
         self.incr_now(key, window, amount)
-        return True, count + amount, end - now
+        return True, count + amount, _left(end, now, window)
 
     def peek_now(self, key: str, window: float) -> tuple[int, float]:
         now = time.monotonic()
         end, count = self._windows.get(key, (0.0, 0))
         if now >= end:
             return 0, window
-        return count, end - now
+        return count, _left(end, now, window)
 
     def sliding_now(self, key: str, limit: int, window: float) -> tuple[bool, int, float]:
         now = time.time()  # windows aligned on the clock, as in APISIX and in Redis
