@@ -122,6 +122,20 @@ async def test_put_ids(admin) -> None:  # type: ignore[no-untyped-def]
         assert (status, body["key"]) == (200, f"/apisix/{kind}/{longest}")
 
 
+@pytest.mark.parametrize("body_id", [0, -1, 1.5, True, ""])
+async def test_an_id_taken_from_the_body_must_be_a_valid_id(admin, body_id) -> None:  # type: ignore[no-untyped-def]
+    # APISIX checks the body's id against its id schema (a string of [a-zA-Z0-9-_.], or an
+    # integer from 1) when the path has none: ``{"id": 1.5}`` must not become route "1.5".
+    status, body = await put(admin, "upstreams", {**UPSTREAM, "id": body_id})
+    assert status == 400, body
+    assert body["error_msg"].startswith('invalid configuration: property "id"'), body
+    status, body = await get(admin, "upstreams")
+    assert body == {"list": [], "total": 0}
+    # With an id in the path, the path's id is the one checked (and an equal body id is fine).
+    status, body = await put(admin, "upstreams/7", {**UPSTREAM, "id": 7})
+    assert status == 201
+
+
 async def test_invalid_json_and_oversize_bodies(admin) -> None:  # type: ignore[no-untyped-def]
     resp = await admin.put("/apisix/admin/upstreams/1", data=b'{"nodes": ')
     assert resp.status == 400

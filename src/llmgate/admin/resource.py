@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmgate.admin import masking
 from llmgate.admin.listing import parse_query, select_items
 from llmgate.admin.patching import merge_patch, patch_path
 from llmgate.admin.validation import Scope, check_plugins
 from llmgate.errors import BadRequest, MethodNotAllowed, NotFound
+from llmgate.schemas.common import Id
 from llmgate.schemas.messages import describe
 from llmgate.store import Item, Reader, Store, Writer
 from llmgate.store.repository import now
@@ -121,6 +122,16 @@ def _forbid_times(conf: dict[str, Any]) -> None:
                 if name in node:
                     # APISIX's message, double space included.
                     raise BadRequest(f"the property is forbidden:  {where}{name}")
+
+
+class _BodyId(BaseModel):
+    """The ``id`` of a body whose path names none: it becomes the resource's id, so it must
+    pass APISIX's id rule as written (``0``, ``1.5`` or ``true`` would otherwise be stored as
+    the ids "0", "1.5" and "True")."""
+
+    model_config = ConfigDict(strict=True)
+
+    id: Id
 
 
 def _id_text(value: Any) -> str:
@@ -233,7 +244,11 @@ class ResourceApi:
             if address.id is not None and body_id is not None and _id_text(body_id) != address.id:
                 raise BadRequest(f"wrong {kind.kind} id")
             if address.id is None:
-                address = Address(_id_text(body_id) or str(body_id), address.parent)
+                try:
+                    _BodyId.model_validate({"id": body_id})
+                except ValidationError as exc:
+                    raise BadRequest(f"invalid configuration: {describe(exc)}") from None
+                address = Address(_id_text(body_id), address.parent)
         async with self.store.write() as writer:
             if address.parent is not None and await writer.get("consumers", address.parent) is None:
                 raise NotFound({"error_msg": "consumer not found"})
