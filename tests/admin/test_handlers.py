@@ -1,4 +1,4 @@
-"""The admin dispatcher's query arguments: ``ttl`` (which llmgate does not enforce)."""
+"""The admin dispatcher: ``ttl`` (which llmgate does not enforce), X-API-VERSION on refusals."""
 
 from __future__ import annotations
 
@@ -34,3 +34,24 @@ async def test_reads_and_deletes_ignore_ttl(admin) -> None:  # type: ignore[no-u
     assert resp.status == 200
     resp = await admin.get("/apisix/admin/routes?ttl=x")
     assert resp.status == 400
+
+
+async def test_a_resources_refusals_carry_the_api_version(admin) -> None:  # type: ignore[no-untyped-def]
+    # APISIX sets X-API-VERSION on whatever a resource answers: 404 Key not found, 400 schema
+    # errors and 405 unsupported methods too; not on what it refuses before (resource type).
+    for method, path, body, status in [
+        ("get", "routes/nope", None, 404),
+        ("delete", "routes/nope", None, 404),
+        ("put", "routes/1", {"uri": 1}, 400),
+        ("post", "consumers", {"username": "a"}, 405),
+        ("get", "routes", None, 200),
+    ]:
+        resp = await getattr(admin, method)(f"/apisix/admin/{path}", json=body)
+        assert resp.status == status, (method, path)
+        assert resp.headers.get("X-API-VERSION") == "v3", (method, path)
+    resp = await admin.get("/apisix/admin/nope")
+    assert resp.status == 404
+    assert "X-API-VERSION" not in resp.headers
+    resp = await admin.put("/apisix/admin/routes/1", data=b"{")
+    assert resp.status == 400
+    assert "X-API-VERSION" not in resp.headers

@@ -117,36 +117,47 @@ def _check_ttl(request: web.Request) -> None:
         raise BadRequest("ttl is not supported: llmgate does not expire resources")
 
 
+_METHODS = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE"})
+
+
 async def resource_handler(request: web.Request) -> web.StreamResponse:
+    method = request.method
     try:
         name, address, sub_path = _route_segments(request.match_info["tail"])
         api: ResourceApi | None = request.app[APIS_KEY].get(name)
         if api is None:
             raise NotFound({"error_msg": f"Unsupported resource type: {name}"})
-        _check_ttl(request)
-        method = request.method
+        if method not in _METHODS:
+            raise NotFound({"error_msg": "not found"})
         if sub_path and method != "PATCH":
             # Only PATCH addresses a path inside a resource (/routes/1/plugins/x).
             raise BadRequest(f"{method} does not take a path below the resource id")
+        conf = await _read_json(request) if method in ("PUT", "POST", "PATCH") else None
+        _check_ttl(request)
+    except HttpError as error:
+        return error_response(error)
+    try:
         if method == "GET":
             # Secrets are shown to the admin role only.
             status, body = await api.get(
                 address, request.query, masked=request.get(ROLE) != "admin"
             )
         elif method == "PUT":
-            status, body = await api.put(address, await _read_json(request))
+            status, body = await api.put(address, conf)
         elif method == "POST":
-            status, body = await api.post(address, await _read_json(request))
+            status, body = await api.post(address, conf)
         elif method == "PATCH":
-            status, body = await api.patch(address, sub_path, await _read_json(request))
-        elif method == "DELETE":
-            status, body = await api.delete(address, request.query.get("force") == "true")
+            status, body = await api.patch(address, sub_path, conf)
         else:
-            raise NotFound({"error_msg": "not found"})
+            status, body = await api.delete(address, request.query.get("force") == "true")
     except HttpError as error:
-        return error_response(error)
+        # As APISIX: whatever the resource answers, a refusal too, carries the API version;
+        # what is refused before a resource is asked (key, resource type, body) does not.
+        response = error_response(error)
+        response.headers["X-API-VERSION"] = "v3"
+        return response
     after_write = request.app.get(AFTER_WRITE_KEY)
-    if after_write is not None and request.method != "GET":
+    if after_write is not None and method != "GET":
         await after_write()
     return json_response(status, body, headers={"X-API-VERSION": "v3"})
 
