@@ -156,7 +156,12 @@ GUARDED = [
     pytest.param(HISTORY, False, True, "first last", id="history-users"),
     pytest.param(HISTORY, True, False, "last", id="all-roles-last"),
     pytest.param(HISTORY, True, True, "sys first reply last", id="everything"),
-    pytest.param(ASSISTANT_LAST, False, False, None, id="last-not-user"),
+    # The last of the checked roles' messages: a trailing assistant (or system) message
+    # must not hide the user's prompt from the guard.
+    pytest.param(ASSISTANT_LAST, False, False, "first", id="last-user-before-assistant"),
+    pytest.param(
+        PromptTexts((("system", "s"), ("assistant", "a")), True), False, False, None, id="no-user"
+    ),
     pytest.param(ASSISTANT_LAST, True, False, "reply", id="last-any-role"),
     pytest.param(PromptTexts((), True), True, True, None, id="nothing"),
     pytest.param(PromptTexts((("user", "a"), ("user", "b")), False), False, False, "a b", id="in"),

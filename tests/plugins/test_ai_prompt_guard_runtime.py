@@ -75,8 +75,20 @@ CASES = [
     pytest.param(
         {"allow_patterns": ["never"]},
         _chat(("user", "x"), ("assistant", "y")),
+        NOT_ALLOWED,
+        id="last-user-message-checked-behind-an-assistant-one",
+    ),
+    pytest.param(
+        {"deny_patterns": ["secret"]},
+        _chat(("user", "the secret"), ("system", "be brief")),
+        DENIED,
+        id="last-user-message-checked-behind-a-system-one",
+    ),
+    pytest.param(
+        {"allow_patterns": ["never"]},
+        _chat(("system", "x"), ("assistant", "y")),
         None,
-        id="last-is-not-user-nothing-to-check",
+        id="no-user-message-nothing-to-check",
     ),
     pytest.param(
         {"deny_patterns": ["a b"], "match_all_conversation_history": True},

@@ -182,14 +182,17 @@ def _messages(items: Any) -> tuple[Message, ...]:
 def guarded_text(texts: PromptTexts, *, all_roles: bool, all_history: bool) -> str | None:
     """The text ai-prompt-guard checks, or None when there is nothing to check.
 
-    Only the last message of a conversation unless ``all_history``; of those, only the user's
-    unless ``all_roles``; joined by spaces.
+    Only the user's messages unless ``all_roles``; of those, only the last one of a
+    conversation unless ``all_history``; joined by spaces.  The roles are filtered first
+    (APISIX takes the last message, then drops it unless it is the user's): a client must not
+    hide its prompt from the guard by ending the conversation with an assistant or system
+    message (APISIX then answers an empty 200; llmgate would pass the request on unchecked).
     """
     messages = texts.messages
-    if texts.conversation and not all_history:
-        messages = messages[-1:]
     if not all_roles:
         messages = tuple(message for message in messages if message[0] == "user")
+    if texts.conversation and not all_history:
+        messages = messages[-1:]
     if not messages:
         return None
     return " ".join(text for _, text in messages)

@@ -1,9 +1,9 @@
 """ai-prompt-guard: rejects prompts that match a deny regex or miss every allow regex.
 
 Access phase (as APISIX), so it sees the body ai-prompt-template and ai-prompt-decorator wrote
-in rewrite, and runs before ai-proxy (1040).  The checked text is the last message of the
-conversation (every message with ``match_all_conversation_history``), of the user's role only
-(every role with ``match_all_roles``), joined by spaces.  With ``allow_patterns``, one must
+in rewrite, and runs before ai-proxy (1040).  The checked text is the user's last message
+(every message with ``match_all_conversation_history``; of every role with
+``match_all_roles``), joined by spaces.  With ``allow_patterns``, one must
 match, else 400 ``{"message": "Request doesn't match allow patterns"}``; any ``deny_patterns``
 match gives 400 ``{"message": "Request contains prohibited content"}``.  Nothing to check (no
 user message) lets the request through.
@@ -52,7 +52,7 @@ class AIPromptGuardConfig(PluginConfig):
     max_req_body_size: Annotated[int, Field(ge=1)] = 67108864
     # False: only user messages are checked.
     match_all_roles: bool = False
-    # False: only the last message is checked.
+    # False: only the last message (of the checked roles) is checked.
     match_all_conversation_history: bool = False
     allow_patterns: list[str] = []
     deny_patterns: list[str] = []
