@@ -93,6 +93,12 @@ def test_parse_body_refuses_with_apisix_messages(
         ({"model": "m"}, "/openai/deployments/x/embeddings", "embeddings"),
         ({"messages": "not a list"}, "/chat", None),
         ({"model": "m"}, "/chat", None),
+        # Other OpenAI endpoints are never read as one of the three by their bodies.
+        ({"model": "m", "input": "hi"}, "/v1/responses", None),
+        ({"model": "m", "input": "hi"}, "/v1/moderations", None),
+        ({"model": "m", "input": "hi", "voice": "alloy"}, "/v1/audio/speech", None),
+        ({"model": "m", "prompt": "a cat"}, "/v1/images/generations", None),
+        ({"messages": []}, "/api/responses", "chat"),
     ],
 )
 def test_detect(body: dict[str, Any], path: str, protocol: str | None) -> None:

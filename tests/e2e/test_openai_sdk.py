@@ -101,3 +101,32 @@ async def test_upstream_429_is_a_rate_limit_error(gateway, sdk) -> None:  # type
     with pytest.raises(openai.RateLimitError):
         await limited.chat.completions.create(model="m", messages=MESSAGES)
     await limited.close()
+
+
+async def test_other_endpoints_are_refused_not_reinterpreted(gateway, sdk) -> None:  # type: ignore[no-untyped-def]
+    """A Responses API call has ``input`` and an image generation ``prompt``: on a route
+    serving every ``/v1/`` path they must not come back as an embedding or a text
+    completion."""
+    fake = f"http://{gateway.fake_address}"
+    await gateway.put(
+        "routes/all",
+        {
+            "uri": "/v1/*",
+            "plugins": {
+                "key-auth": {"header": "Authorization"},
+                "ai-proxy": {
+                    "provider": "openai-compatible",
+                    "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+                    "override": {"endpoint": f"{fake}/v1/chat/completions"},
+                },
+            },
+        },
+    )
+    with pytest.raises(openai.BadRequestError) as raised:
+        await sdk.responses.create(model="gpt-4o-mini", input="Tell me about Pikachu")
+    assert "/responses" in raised.value.message
+    with pytest.raises(openai.BadRequestError):
+        await sdk.images.generate(model="dall-e-3", prompt="Pikachu")
+    with pytest.raises(openai.BadRequestError):
+        await sdk.moderations.create(input="Pikachu")
+    assert await gateway.fake_requests() == []

@@ -34,6 +34,20 @@ PATH_SUFFIXES: tuple[tuple[Protocol, str], ...] = (
     ("embeddings", "/embeddings"),
 )
 
+# OpenAI endpoints llmgate does not proxy whose bodies look like one of the three (a Responses
+# API call and a moderation have ``input``, an image generation has ``prompt``): a request to
+# one of them is no protocol, never an embedding or a text completion.
+OTHER_ENDPOINTS: tuple[str, ...] = (
+    "/responses",
+    "/moderations",
+    "/images/generations",
+    "/images/edits",
+    "/images/variations",
+    "/audio/speech",
+    "/audio/transcriptions",
+    "/audio/translations",
+)
+
 # Protocols whose streams report usage only when asked to (``stream_options.include_usage``).
 _USAGE_ON_REQUEST = frozenset({"chat", "completions"})
 
@@ -85,10 +99,18 @@ def protocol_of_path(path: str) -> Protocol | None:
     return None
 
 
+def other_endpoint(path: str) -> str | None:
+    """The OpenAI endpoint llmgate does not proxy that ``path`` names (``/responses``...)."""
+    return next((suffix for suffix in OTHER_ENDPOINTS if path.endswith(suffix)), None)
+
+
 def detect(body: Mapping[str, Any], path: str) -> Protocol | None:
-    """The protocol of a request: by its body's fields, else by its path."""
+    """The protocol of a request: by its body's fields, else by its path.  A body without
+    ``messages`` sent to another OpenAI endpoint (``OTHER_ENDPOINTS``) has none."""
     if isinstance(body.get("messages"), list):
         return "chat"
+    if other_endpoint(path) is not None:
+        return None
     if "prompt" in body:
         return "completions"
     if "input" in body:
