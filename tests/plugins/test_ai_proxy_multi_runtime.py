@@ -240,8 +240,8 @@ class BudgetStub(Plugin):
     priority = 1030
     Config = PluginConfig
 
-    def instance_available(self, ctx, name: str) -> bool:  # type: ignore[no-untyped-def]
-        return name != "spent"
+    def instance_wait(self, ctx, name: str) -> float:  # type: ignore[no-untyped-def]
+        return 5.0 if name == "spent" else 0.0
 
 
 async def test_rate_limited_instances_are_skipped(gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -256,6 +256,36 @@ async def test_rate_limited_instances_are_skipped(gateway, monkeypatch) -> None:
     )
     assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
     assert await asked(gateway) == ["fresh"]
+
+
+async def test_every_instance_out_of_budget_says_when_to_retry(gateway) -> None:  # type: ignore[no-untyped-def]
+    """A refusal because every instance's token budget is spent is a limiter's rejection:
+    OpenAI's rate-limit error with ``Retry-After``, the time until the first budget
+    resets, so the SDKs' retries wait for it instead of hammering the gateway."""
+    budgets = [
+        {"name": "a", "limit": 1, "time_window": 30},
+        {"name": "b", "limit": 1, "time_window": 60},
+    ]
+    plugin = {
+        "instances": [instance(gateway, "a", priority=1), instance(gateway, "b")],
+        "fallback_strategy": "instance_health_and_rate_limiting",
+    }
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/chat",
+            "plugins": {"ai-proxy-multi": plugin, "ai-rate-limiting": {"instances": budgets}},
+        },
+    )
+    for _ in range(2):
+        assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
+    assert await asked(gateway) == ["a", "b"]
+    resp = await gateway.proxy.post("/chat", json=CHAT)
+    assert resp.status == 503
+    assert 25 <= int(resp.headers["Retry-After"]) <= 30
+    error = (await resp.json())["error"]
+    assert (error["message"], error["type"]) == ("all servers tried", "rate_limit_error")
+    assert await asked(gateway) == []
 
 
 async def test_slow_failures_are_not_retried(gateway) -> None:  # type: ignore[no-untyped-def]

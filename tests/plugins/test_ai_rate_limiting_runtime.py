@@ -167,8 +167,8 @@ async def test_instances_have_their_own_budgets() -> None:
     assert refusal is None and ctx.headers["X-AI-RateLimit-Remaining-other"] == "40"
 
     ctx = _ctx()
-    assert await plugin.instance_available(ctx, "small") is False  # type: ignore[arg-type]
-    assert await plugin.instance_available(ctx, "big") is True  # type: ignore[arg-type]
+    assert 0 < await plugin.instance_wait(ctx, "small") <= 10  # type: ignore[arg-type]
+    assert await plugin.instance_wait(ctx, "big") == 0  # type: ignore[arg-type]
 
 
 async def test_instances_only_leave_other_instances_unlimited() -> None:
@@ -176,7 +176,7 @@ async def test_instances_only_leave_other_instances_unlimited() -> None:
     for _ in range(3):
         ctx, refusal = await _request(plugin, Usage(0, 0, 10), instance="b")
         assert refusal is None and ctx.headers == {}
-    assert await plugin.instance_available(_ctx(), "b") is True  # type: ignore[arg-type]
+    assert await plugin.instance_wait(_ctx(), "b") == 0  # type: ignore[arg-type]
 
 
 async def test_rules_are_keyed_by_variables() -> None:
@@ -252,7 +252,7 @@ async def test_counters_unavailable() -> None:
     degraded = _plugin(services, limit=5, time_window=60, allow_degradation=True)
     _, refusal = await _request(degraded, Usage(1, 1, 2))  # log phase does not raise either
     assert refusal is None
-    assert await degraded.instance_available(_ctx(), "x") is True  # type: ignore[arg-type]
+    assert await degraded.instance_wait(_ctx(), "x") == 0  # type: ignore[arg-type]
 
 
 # --- reservations ---------------------------------------------------------------------------

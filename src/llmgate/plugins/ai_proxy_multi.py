@@ -32,6 +32,7 @@ from llmgate.errors import HttpError
 from llmgate.http.context import Reply
 from llmgate.http.variables import Template
 from llmgate.plugin_api.config import ConfigSection, UniqueItems
+from llmgate.plugin_api.limiting import rejection
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.client import UpstreamError
@@ -191,8 +192,10 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
         if len(unable | self.refused) == len(self.targets):
             raise self.targets[min(unable)].unsupported(request.protocol)
         skipped = set(self.refused | unable)
-        index = await self._pick(ctx, set(skipped))
+        index, wait = await self._pick(ctx, set(skipped))
         if index is None:
+            if wait is not None:  # the budgets excluded them: a limiter's rejection
+                return rejection(503, None, "all servers tried", retry_after=wait)
             return Reply.error(503, "all servers tried")
         self.targets[index].apply(ctx, request)
 
@@ -209,15 +212,22 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
         return tracking.track_chunk(ctx, self, chunk, eof)
 
-    async def _pick(self, ctx: RequestContext, exclude: set[int]) -> int | None:
+    async def _pick(
+        self, ctx: RequestContext, exclude: set[int]
+    ) -> tuple[int | None, float | None]:
+        """The instance to try next; when there is none and token budgets excluded some,
+        also the seconds until the first of those budgets resets."""
         key = self.hash_key(ctx) if self.hash_key is not None else None
+        soonest: float | None = None
         while (index := self.picker.pick(key, exclude)) is not None:
             name = self.targets[index].name
-            if not self.check_rate_limits or await _within_budget(ctx, name):
-                return index
+            wait = await _budget_wait(ctx, name) if self.check_rate_limits else 0.0
+            if wait <= 0:
+                return index, None
             log.warning("ai instance %s is rate limited, trying another one", name)
+            soonest = wait if soonest is None else min(soonest, wait)
             exclude.add(index)
-        return None
+        return None, soonest
 
     async def _forward(
         self, ctx: RequestContext, request: AiRequest, index: int, tried: set[int]
@@ -239,7 +249,7 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
             tried.add(index)
             try:
                 following = (
-                    await self._pick(ctx, tried) if self._may_retry(retries, began) else None
+                    (await self._pick(ctx, tried))[0] if self._may_retry(retries, began) else None
                 )
             except BaseException:  # cancelled (client gone) while asking ai-rate-limiting
                 if sent is not None:
@@ -299,26 +309,25 @@ def _release(sent: Sent) -> None:
     pool.finished(index, started)
 
 
-async def _within_budget(ctx: RequestContext, instance: str) -> bool:
-    """Whether the route's ai-rate-limiting still lets ``instance`` be used.
+async def _budget_wait(ctx: RequestContext, instance: str) -> float:
+    """0 when the route's ai-rate-limiting still lets ``instance`` be used, else the seconds
+    until it does.
 
     ai-rate-limiting runs after this plugin, so it is asked directly: its
-    ``instance_available(ctx, name)`` (a bool, or an awaitable of one) when it has one.
+    ``instance_wait(ctx, name)`` (a float, or an awaitable of one) when it has one.
     """
     chain = ctx.state[CHAIN]  # the route's, with the consumer's merged in
+    longest = 0.0
     for plugin in chain.plugins:
         check = (
-            getattr(plugin, "instance_available", None)
-            if plugin.name == "ai-rate-limiting"
-            else None
+            getattr(plugin, "instance_wait", None) if plugin.name == "ai-rate-limiting" else None
         )
         if check is not None:
             answer = check(ctx, instance)
-            if not isinstance(answer, bool):
+            if not isinstance(answer, (int, float)):
                 answer = await answer
-            if not answer:
-                return False
-    return True
+            longest = max(longest, float(answer))
+    return longest
 
 
 def _hash_key_reader(balancer: Balancer) -> Callable[[RequestContext], str | None]:

@@ -34,8 +34,8 @@ rules (prefix: ``header_prefix`` or the rule's 1-based position).
 
 Counters are per route when the plugin is set on a route or a plugin_config, per consumer when
 set on a consumer; they live in ``policy``'s counters (the node's, or Redis).  ai-proxy-multi
-(whose access phase runs first) asks ``instance_available`` to skip an instance whose budget
-is spent.
+(whose access phase runs first) asks ``instance_wait`` to skip an instance whose budget
+is spent, and how long until it is not.
 
 Where llmgate differs from APISIX: APISIX checks the budget and charges after the call (so
 concurrent calls overspend it); without ``rejected_msg`` the body is still JSON
@@ -299,19 +299,20 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
             with contextlib.suppress(CountersUnavailable):
                 await self.counters.incr(window.key, window.window, -amount)
 
-    async def instance_available(self, ctx: RequestContext, instance: str) -> bool:
-        """Whether ``instance`` has tokens left in its own or the shared budget (rules do not
-        depend on the instance, so they never make one unavailable).  When the counters cannot
-        answer, the instance counts as available."""
+    async def instance_wait(self, ctx: RequestContext, instance: str) -> float:
+        """0 when ``instance`` has tokens left in its own or the shared budget (rules do not
+        depend on the instance, so they never make one unavailable), else the seconds until
+        that budget's window resets.  When the counters cannot answer, the instance counts as
+        available."""
         budget = self.instances.get(instance, self.shared)
         if budget is None:
-            return True
+            return 0.0
         try:
             window = self._window(ctx, budget, instance)
-            used, _ = await self.counters.peek(window.key, window.window)
+            used, left = await self.counters.peek(window.key, window.window)
         except (BadLimitValue, CountersUnavailable):
-            return True
-        return used < window.limit
+            return 0.0
+        return 0.0 if used < window.limit else max(left, 1e-3)
 
     def _windows(self, ctx: RequestContext, instance: str) -> list[_Window]:
         if self.rules:
