@@ -110,3 +110,29 @@ async def test_unset_env_reference_keeps_the_last_good_route(gateway, monkeypatc
     await gateway.put("routes/2", {**route(7), "uri": "/other"})
     resp = await gateway.proxy.get("/other")
     assert resp.status == 503
+
+
+async def test_an_llm_route_that_never_compiled_answers_an_openai_error(gateway) -> None:  # type: ignore[no-untyped-def]
+    """Seed 000's route on a node without its key: the stand-in's 503 is still an LLM
+    route's answer (OpenAI's error shape, X-Request-Id), so the SDKs report it as such."""
+    fake = f"http://{gateway.fake_address}"
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/chat",
+            "plugins": {
+                "ai-proxy": {
+                    "provider": "openai",
+                    "auth": {"header": {"Authorization": "Bearer $env://TEST_ENVREF_UNSET_KEY"}},
+                    "override": {"endpoint": f"{fake}/v1/chat/completions"},
+                }
+            },
+        },
+    )
+    resp = await gateway.proxy.post("/chat", json={"messages": []})
+    assert resp.status == 503
+    assert resp.headers["X-Request-Id"]
+    error = (await resp.json())["error"]
+    assert error["message"] == "route 1 is unavailable: its configuration does not compile"
+    assert (error["type"], error["code"]) == ("api_error", "service_unavailable")
+    assert await gateway.fake_requests() == []

@@ -22,10 +22,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from llmgate.http.context import Reply
+from llmgate.http.context import Reply, ResponseHead
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.plugin_api.plugin import Plugin, with_meta
 from llmgate.plugins import REGISTRY
+from llmgate.plugins.request_id import llm_request_id
 from llmgate.runtime import envrefs
 from llmgate.runtime.services import Services
 from llmgate.schemas.envrefs import EnvPolicy, names
@@ -156,9 +157,19 @@ class Unavailable(Plugin):
     priority = 1_000_000
     Config = PluginConfig
 
-    def __init__(self, services: Services, what: str) -> None:
+    def __init__(self, services: Services, what: str, plugins: object = None) -> None:
+        """``plugins``: the resource's stored ``plugins`` object; when it names a plugin that
+        makes an LLM route (ai-proxy, ...), the 503 is that route's kind of error: OpenAI's
+        shape, with ``X-Request-Id``."""
         super().__init__(PluginConfig(), services, what)
         self._reply = Reply.error(503, f"{what} is unavailable: its configuration does not compile")
+        self.llm_route = isinstance(plugins, dict) and any(
+            getattr(REGISTRY.get(name), "llm_route", False) for name in plugins
+        )
 
     async def rewrite(self, ctx: Any) -> Reply | None:
         return self._reply
+
+    def header_filter(self, ctx: Any, head: ResponseHead) -> None:
+        if self.llm_route:
+            llm_request_id(ctx, head)

@@ -263,7 +263,7 @@ def unavailable_route(
     route = CompiledRoute(
         id=id,
         name=value.get("name") if isinstance(value.get("name"), str) else None,
-        chain=PluginChain.of([Unavailable(services, f"route {id}")]),
+        chain=PluginChain.of([Unavailable(services, f"route {id}", value.get("plugins"))]),
         plugin_confs={},
         upstream=None,
         owners={},
