@@ -15,6 +15,7 @@ from llmgate.ai.forward import forwardable
         "X-Real-IP", "Forwarded", "True-Client-IP", "CF-Connecting-IP", "Via",  # address
         "X-Consumer-Username", "X-Consumer-Custom-ID", "X-Credential-Identifier",  # identity
         "Content-Length", "Host", "Accept-Encoding",  # set by the gateway
+        "OpenAI-Organization", "OpenAI-Project",  # which account the gateway's key bills
     ],
 )  # fmt: skip
 def test_dropped(name: str) -> None:

@@ -130,3 +130,37 @@ async def test_other_endpoints_are_refused_not_reinterpreted(gateway, sdk) -> No
     with pytest.raises(openai.BadRequestError):
         await sdk.moderations.create(input="Pikachu")
     assert await gateway.fake_requests() == []
+
+
+async def test_the_clients_organization_and_project_stay_at_the_gateway(gateway) -> None:  # type: ignore[no-untyped-def]
+    """The SDK sends OpenAI-Organization / OpenAI-Project when they are set (also from
+    OPENAI_ORG_ID / OPENAI_PROJECT_ID in the environment): next to the gateway's key they would
+    pick another account to bill, or make the provider refuse the key (mismatched_organization).
+    The route's ``auth.header`` says which ones to send."""
+    fake = f"http://{gateway.fake_address}"
+    auth = {"Authorization": "Bearer upstream-secret", "OpenAI-Project": "proj_gateway"}
+    await gateway.put(
+        "routes/org",
+        {
+            "uri": "/org/v1/chat/completions",
+            "plugins": {
+                "ai-proxy": {
+                    "provider": "openai-compatible",
+                    "auth": {"header": auth},
+                    "override": {"endpoint": f"{fake}/v1/chat/completions"},
+                }
+            },
+        },
+    )
+    client = openai.AsyncOpenAI(
+        api_key="anything",
+        base_url=str(gateway.proxy.make_url("/org/v1")),
+        organization="org-client",
+        project="proj_client",
+        max_retries=0,
+    )
+    await client.chat.completions.create(model="m", messages=MESSAGES)
+    await client.close()
+    (seen,) = await gateway.fake_requests()
+    assert "openai-organization" not in seen["headers"]
+    assert seen["headers"]["openai-project"] == "proj_gateway"

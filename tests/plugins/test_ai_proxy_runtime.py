@@ -284,12 +284,15 @@ async def test_provider_without_the_protocol_is_400(gateway) -> None:  # type: i
 
 
 async def test_client_knob_headers_still_reach_the_provider(gateway) -> None:  # type: ignore[no-untyped-def]
-    """Only credentials are dropped: other client headers (OpenAI-Organization, ...) pass."""
+    """Only credentials (and the choice of the account they bill) are dropped: other client
+    headers (OpenAI-Beta, ...) pass."""
     await ai_route(gateway)
-    resp = await gateway.proxy.post("/chat", json=CHAT, headers={"OpenAI-Organization": "org"})
+    headers = {"OpenAI-Beta": "assistants=v2", "OpenAI-Organization": "org"}
+    resp = await gateway.proxy.post("/chat", json=CHAT, headers=headers)
     assert resp.status == 200
     (seen,) = await gateway.fake_requests()
-    assert seen["headers"]["openai-organization"] == "org"
+    assert seen["headers"]["openai-beta"] == "assistants=v2"
+    assert "openai-organization" not in seen["headers"]
 
 
 async def test_keepalive_false_closes_each_connection(gateway) -> None:  # type: ignore[no-untyped-def]

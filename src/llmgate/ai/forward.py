@@ -9,7 +9,8 @@ What is sent is what ``apply`` left in ``ctx.outbound``: unlike the default forw
 X-Forwarded-* / X-Real-IP headers are added, and none the client (or an auth plugin) set is
 passed on: the provider learns neither the client's address (X-Forwarded-*, X-Real-IP,
 Forwarded, ...) nor who the client is at the gateway (X-Consumer-*, X-Credential-Identifier),
-and the client's own credentials never leave the gateway.
+and the client's own credentials never leave the gateway, nor its choice of the account the
+gateway's key bills (OpenAI-Organization, OpenAI-Project).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ DROPPED_HEADERS = frozenset(
         "cf-connecting-ip",
         "via",
         "x-credential-identifier",
+        # Which account the target's key bills (the OpenAI SDKs send them when set, also from
+        # OPENAI_ORG_ID / OPENAI_PROJECT_ID): the target's ``auth.header`` decides.
+        "openai-organization",
+        "openai-project",
     }
 )
 # Header name prefixes dropped likewise: X-Forwarded-For/-Proto/-Host/-Port/..., and the
