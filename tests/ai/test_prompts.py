@@ -162,7 +162,15 @@ GUARDED = [
     pytest.param(
         PromptTexts((("system", "s"), ("assistant", "a")), True), False, False, None, id="no-user"
     ),
-    pytest.param(ASSISTANT_LAST, True, False, "reply", id="last-any-role"),
+    # Every role: the last turn, from the user's last message on.
+    pytest.param(ASSISTANT_LAST, True, False, "first reply", id="last-turn-any-role"),
+    pytest.param(
+        PromptTexts((("system", "s"), ("assistant", "a")), True),
+        True,
+        False,
+        "a",
+        id="no-user-any-role",
+    ),
     pytest.param(PromptTexts((), True), True, True, None, id="nothing"),
     pytest.param(PromptTexts((("user", "a"), ("user", "b")), False), False, False, "a b", id="in"),
 ]

@@ -85,6 +85,12 @@ CASES = [
         id="last-user-message-checked-behind-a-system-one",
     ),
     pytest.param(
+        {"deny_patterns": ["secret"], "match_all_roles": True},
+        _chat(("user", "the secret"), ("assistant", "ok")),
+        DENIED,
+        id="all-roles-last-turn-checked",
+    ),
+    pytest.param(
         {"allow_patterns": ["never"]},
         _chat(("system", "x"), ("assistant", "y")),
         None,

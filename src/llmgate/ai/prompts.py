@@ -182,17 +182,21 @@ def _messages(items: Any) -> tuple[Message, ...]:
 def guarded_text(texts: PromptTexts, *, all_roles: bool, all_history: bool) -> str | None:
     """The text ai-prompt-guard checks, or None when there is nothing to check.
 
-    Only the user's messages unless ``all_roles``; of those, only the last one of a
-    conversation unless ``all_history``; joined by spaces.  The roles are filtered first
-    (APISIX takes the last message, then drops it unless it is the user's): a client must not
-    hide its prompt from the guard by ending the conversation with an assistant or system
-    message (APISIX then answers an empty 200; llmgate would pass the request on unchecked).
+    Only the user's messages unless ``all_roles``; of a conversation, only its last turn
+    unless ``all_history``: the user's last message, and with ``all_roles`` whatever follows
+    it (the last message when no user spoke); joined by spaces.
+
+    APISIX takes the conversation's last message, then drops it unless it is the user's (or
+    ``all_roles``), so a conversation ending with an assistant or system message leaves
+    nothing to check, and APISIX answers an empty 200.  llmgate passes such a request on, so
+    it must not let a trailing message hide the user's prompt from the guard.
     """
     messages = texts.messages
     if not all_roles:
         messages = tuple(message for message in messages if message[0] == "user")
     if texts.conversation and not all_history:
-        messages = messages[-1:]
+        users = [i for i, (role, _) in enumerate(messages) if role == "user"]
+        messages = messages[users[-1] :] if users else messages[-1:]
     if not messages:
         return None
     return " ".join(text for _, text in messages)

@@ -1,8 +1,9 @@
 """ai-prompt-guard: rejects prompts that match a deny regex or miss every allow regex.
 
 Access phase (as APISIX), so it sees the body ai-prompt-template and ai-prompt-decorator wrote
-in rewrite, and runs before ai-proxy (1040).  The checked text is the user's last message
-(every message with ``match_all_conversation_history``; of every role with
+in rewrite, and runs before ai-proxy (1040).  The checked text is the conversation's last turn,
+the user's last message (and, with ``match_all_roles``, every message after it), or every
+message with ``match_all_conversation_history`` (of the user's role only unless
 ``match_all_roles``), joined by spaces.  With ``allow_patterns``, one must
 match, else 400 ``{"message": "Request doesn't match allow patterns"}``; any ``deny_patterns``
 match gives 400 ``{"message": "Request contains prohibited content"}``.  Nothing to check (no
