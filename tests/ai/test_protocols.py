@@ -11,6 +11,7 @@ from llmgate.ai.protocols import (
     Shaping,
     deep_merge,
     detect,
+    other_endpoint,
     parse_body,
     path_for,
     shape,
@@ -93,16 +94,25 @@ def test_parse_body_refuses_with_apisix_messages(
         ({"model": "m"}, "/openai/deployments/x/embeddings", "embeddings"),
         ({"messages": "not a list"}, "/chat", None),
         ({"model": "m"}, "/chat", None),
-        # Other OpenAI endpoints are never read as one of the three by their bodies.
-        ({"model": "m", "input": "hi"}, "/v1/responses", None),
-        ({"model": "m", "input": "hi"}, "/v1/moderations", None),
-        ({"model": "m", "input": "hi", "voice": "alloy"}, "/v1/audio/speech", None),
-        ({"model": "m", "prompt": "a cat"}, "/v1/images/generations", None),
-        ({"messages": []}, "/api/responses", "chat"),
     ],
 )
 def test_detect(body: dict[str, Any], path: str, protocol: str | None) -> None:
     assert detect(body, path) == protocol
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "endpoint"),
+    [
+        ({"model": "m", "input": "hi"}, "/v1/responses", "/responses"),
+        ({"model": "m", "input": "hi"}, "/v1/moderations", "/moderations"),
+        ({"model": "m", "input": "hi", "voice": "alloy"}, "/v1/audio/speech", "/audio/speech"),
+        ({"model": "m", "prompt": "a cat"}, "/v1/images/generations", "/images/generations"),
+        ({"messages": []}, "/api/responses", None),
+        ({"input": "hi"}, "/v1/embeddings", None),
+    ],
+)
+def test_other_endpoint(body: dict[str, Any], path: str, endpoint: str | None) -> None:
+    assert other_endpoint(body, path) == endpoint
 
 
 @pytest.mark.parametrize(

@@ -164,3 +164,27 @@ async def test_the_clients_organization_and_project_stay_at_the_gateway(gateway)
     (seen,) = await gateway.fake_requests()
     assert "openai-organization" not in seen["headers"]
     assert seen["headers"]["openai-project"] == "proj_gateway"
+
+
+async def test_an_endpoint_configured_for_another_api_is_used_as_it_is(gateway, sdk) -> None:  # type: ignore[no-untyped-def]
+    """An operator who points ai-proxy at the moderation (or Responses) API itself gets those
+    calls through to it, as before."""
+    fake = f"http://{gateway.fake_address}"
+    await gateway.put(
+        "routes/moderations",
+        {
+            "uri": "/v1/moderations",
+            "plugins": {
+                "key-auth": {"header": "Authorization"},
+                "ai-proxy": {
+                    "provider": "openai-compatible",
+                    "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+                    "override": {"endpoint": f"{fake}/v1/moderations"},
+                },
+            },
+        },
+    )
+    raw = await sdk.moderations.with_raw_response.create(input="Pikachu")
+    assert raw.status_code == 200
+    (seen,) = await gateway.fake_requests()
+    assert (seen["path"], seen["body"]) == ("/v1/moderations", {"input": "Pikachu"})

@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 from llmgate.ai.call import LlmCall
 from llmgate.ai.caps import STATE_KEY as CAPS_KEY
 from llmgate.ai.caps import ResponseCaps
-from llmgate.ai.protocols import APISIX_NAMES, RequestError, detect, other_endpoint, parse_body
+from llmgate.ai.protocols import RequestError, detect, other_endpoint, parse_body
 from llmgate.ai.target import AiRequest
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyTooLarge
@@ -88,18 +88,17 @@ async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
     body, raw = parse_body(raw, outbound.headers.get("Content-Type"))
     protocol = detect(body, ctx.target.uri)
     if protocol is None:
-        endpoint = other_endpoint(ctx.target.uri)
-        if endpoint is not None:
-            raise RequestError(
-                400,
-                f"no matching AI protocol for the request: {endpoint} is not supported"
-                f" (supported: {', '.join(APISIX_NAMES.values())})",
-            )
         raise RequestError(400, "no matching AI protocol for the request")
     headers = CIMultiDict(
         (name, value) for name, value in outbound.headers.items() if forwardable(name)
     )
-    return AiRequest(body=body, raw=raw, protocol=protocol, headers=headers)
+    return AiRequest(
+        body=body,
+        raw=raw,
+        protocol=protocol,
+        headers=headers,
+        other_endpoint=other_endpoint(body, ctx.target.uri),
+    )
 
 
 def _too_large(size: int, max_size: int) -> RequestError:

@@ -34,9 +34,10 @@ PATH_SUFFIXES: tuple[tuple[Protocol, str], ...] = (
     ("embeddings", "/embeddings"),
 )
 
-# OpenAI endpoints llmgate does not proxy whose bodies look like one of the three (a Responses
-# API call and a moderation have ``input``, an image generation has ``prompt``): a request to
-# one of them is no protocol, never an embedding or a text completion.
+# OpenAI endpoints llmgate has no protocol for whose bodies look like one of the three (a
+# Responses API call and a moderation have ``input``, an image generation has ``prompt``): a
+# request to one of them may go only to a target whose endpoint is that same API, never to an
+# embeddings or completions endpoint (``LlmTarget.apply``).
 OTHER_ENDPOINTS: tuple[str, ...] = (
     "/responses",
     "/moderations",
@@ -99,18 +100,18 @@ def protocol_of_path(path: str) -> Protocol | None:
     return None
 
 
-def other_endpoint(path: str) -> str | None:
-    """The OpenAI endpoint llmgate does not proxy that ``path`` names (``/responses``...)."""
+def other_endpoint(body: Mapping[str, Any], path: str) -> str | None:
+    """The suffix of the OpenAI endpoint without a protocol (``OTHER_ENDPOINTS``) a request
+    without ``messages`` is sent to (``/responses``...), else None."""
+    if isinstance(body.get("messages"), list):
+        return None
     return next((suffix for suffix in OTHER_ENDPOINTS if path.endswith(suffix)), None)
 
 
 def detect(body: Mapping[str, Any], path: str) -> Protocol | None:
-    """The protocol of a request: by its body's fields, else by its path.  A body without
-    ``messages`` sent to another OpenAI endpoint (``OTHER_ENDPOINTS``) has none."""
+    """The protocol of a request: by its body's fields, else by its path."""
     if isinstance(body.get("messages"), list):
         return "chat"
-    if other_endpoint(path) is not None:
-        return None
     if "prompt" in body:
         return "completions"
     if "input" in body:

@@ -40,6 +40,9 @@ class AiRequest:
     raw: bytes  # the bytes it was parsed from, sent as they are when nothing changes them
     protocol: Protocol
     headers: CIMultiDict[str]  # the client's headers fit to forward (no credentials)
+    # Sent to an OpenAI API without a protocol here (``/responses``...): only a target whose
+    # endpoint is that API may take it (``protocols.OTHER_ENDPOINTS``).
+    other_endpoint: str | None = None
 
 
 NO_CAPS = ResponseCaps()
@@ -83,8 +86,19 @@ class LlmTarget:
         return path
 
     def apply(self, ctx: RequestContext, request: AiRequest) -> None:
-        """Point ``ctx.outbound`` (and ``ctx.upstream``) at this target; record it on the call."""
+        """Point ``ctx.outbound`` (and ``ctx.upstream``) at this target; record it on the call.
+
+        A request to another OpenAI API (``request.other_endpoint``) goes only to an endpoint
+        of that API, as it is: read by its body it would become an embedding or a text
+        completion (400 ``RequestError``)."""
         protocol = request.protocol
+        other = request.other_endpoint
+        if other is not None and not (self.endpoint_path or "").endswith(other):
+            raise RequestError(
+                400,
+                f"no matching AI protocol for the request: {other} is not supported"
+                f" (supported: {', '.join(APISIX_NAMES.values())})",
+            )
         path = self.path(protocol)
         body, changed = shape(request.body, protocol, self.shaping)
         headers = CIMultiDict(request.headers)
