@@ -54,3 +54,48 @@ async def test_expect_100_continue_is_answered_by_the_gateway(gateway) -> None: 
     writer.close()
     echo = [r for r in await gateway.fake_requests() if r["path"] == "/anything/e"][-1]
     assert echo["body"] == "hello" and "expect" not in echo["headers"]
+
+
+async def test_an_upstreams_5xx_is_marked_as_the_upstreams(gateway) -> None:  # type: ignore[no-untyped-def]
+    # APISIX sets X-APISIX-Upstream-Status ($upstream_status) when the upstream answered 5xx,
+    # so that a client can tell the upstream's error from the gateway's own; a 4xx or a 2xx
+    # answer carries none.
+    await gateway.put("routes/1", {"uri": "/v1/*", "upstream": gateway.upstream()})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    resp = await gateway.proxy.post(
+        "/v1/chat/completions", json=body, headers={"X-Fake-Status": "503"}
+    )
+    assert resp.status == 503
+    assert resp.headers.getall("X-APISIX-Upstream-Status") == ["503"]
+    for status in ("404", "429"):
+        resp = await gateway.proxy.post(
+            "/v1/chat/completions", json=body, headers={"X-Fake-Status": status}
+        )
+        assert resp.status == int(status)
+        assert "X-APISIX-Upstream-Status" not in resp.headers
+    resp = await gateway.proxy.post("/v1/chat/completions", json=body)
+    assert resp.status == 200
+    assert "X-APISIX-Upstream-Status" not in resp.headers
+
+
+async def test_a_failed_upstream_try_is_marked_too(gateway) -> None:  # type: ignore[no-untyped-def]
+    # nginx's $upstream_status holds the failed try's 502 (refused) or 504 (timed out), so
+    # APISIX marks those answers too; a route with no upstream to try gets no mark.
+    from tests.processes import free_port
+
+    dead = {"type": "roundrobin", "nodes": {f"127.0.0.1:{free_port()}": 1}, "retries": 0}
+    await gateway.put("routes/1", {"uri": "/dead", "upstream": dead})
+    resp = await gateway.proxy.get("/dead")
+    assert resp.status == 502
+    assert resp.headers.getall("X-APISIX-Upstream-Status") == ["502"]
+    slow = gateway.upstream(timeout={"connect": 1, "send": 1, "read": 0.2}, retries=0)
+    await gateway.put("routes/2", {"uri": "/slow", "upstream": slow})
+    resp = await gateway.proxy.get("/slow", headers={"X-Fake-Latency-Ms": "1000"})
+    assert resp.status == 504
+    assert resp.headers.getall("X-APISIX-Upstream-Status") == ["504"]
+    assert await resp.json() == {"error_msg": "504 Gateway Timeout"}
+    await gateway.put("plugin_configs/1", {"plugins": {"cors": {}}})
+    await gateway.put("routes/3", {"uri": "/none", "plugin_config_id": "1"})
+    resp = await gateway.proxy.get("/none")
+    assert resp.status == 502
+    assert "X-APISIX-Upstream-Status" not in resp.headers

@@ -41,7 +41,7 @@ from llmgate.http.paths import check_target, parse_target
 from llmgate.http.variables import RouteVariables
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.eager import drive
-from llmgate.proxy.upstream import BadGateway, Outgoing, UpstreamPool
+from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing, UpstreamPool
 from llmgate.runtime.snapshot import (
     CHAIN,
     EMPTY_CHAIN,
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmgate.proxy")
 
 
+# Set on an upstream's 5xx, as APISIX does.
+UPSTREAM_STATUS_HEADER = "X-APISIX-Upstream-Status"
 # Bodies up to this size are read before proxying so a retry can send them again.
 REPLAYABLE_BODY = 1024 * 1024
 # Expect is answered here (a client waiting for "100 Continue" gets it from the gateway, as
@@ -256,7 +258,15 @@ async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamRespon
         reply = await _request_phases(ctx)
         if reply is None:
             _forwarding(ctx)
-            upstream, reply = await _forward(ctx)
+            try:
+                upstream, reply = await _forward(ctx)
+            except (BadGateway, GatewayTimeout) as error:
+                headers = dict(error.headers)
+                if ctx.forwarder is None and ctx.upstream is not None:
+                    # nginx's $upstream_status is the 502/504 of the failed try: APISIX
+                    # marks the answer as the upstream's failure too.
+                    headers[UPSTREAM_STATUS_HEADER] = str(error.status)
+                reply = Reply.json(error.status, error.body, headers or None)
     except HttpError as error:
         reply = Reply.json(error.status, error.body, error.headers or None)
     chain = ctx.state[CHAIN]
@@ -454,7 +464,11 @@ async def _relay(
     pool, index, started = ctx.state.pop(_SENT_TO)
     try:
         tracker = passive_tracker(ctx, upstream.status, upstream.headers)
-        head = _head(ctx, chain, ResponseHead(upstream.status, end_to_end(upstream.headers)))
+        headers = end_to_end(upstream.headers)
+        if upstream.status >= 500:
+            # As APISIX ($upstream_status): tells the upstream's 5xx from the gateway's own.
+            headers[UPSTREAM_STATUS_HEADER] = str(upstream.status)
+        head = _head(ctx, chain, ResponseHead(upstream.status, headers))
         if upstream.content.complete:
             # The whole body came with the head (a small response): one write, no streaming.
             body = upstream.content.take_all()
