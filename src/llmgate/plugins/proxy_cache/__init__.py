@@ -153,6 +153,7 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
         self._bypass = compile_parts(config.cache_bypass)
         self._no_cache = compile_parts(config.no_cache)
         self._methods = frozenset(config.cache_method)
+        self._other_method = "BYPASS" if disk else "MISS"
         self._isolate = config.consumer_isolation and IDENTITY_VARS.isdisjoint(config.cache_key)
         self._max_entry = (
             config.max_resp_body_size if "max_resp_body_size" in explicit else DEFAULT_MAX_ENTRY
@@ -178,11 +179,11 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
             if self.config.cache_control
             else {}
         )
-        if (
-            method not in self._methods
-            or any_set(self._bypass, ctx.var)
-            or (request and refuses_request(request))
-        ):
+        if method not in self._methods:
+            # APISIX: nginx's BYPASS on disk, the memory handler's MISS.
+            ctx.add_response_header(STATUS_HEADER, self._other_method)
+            return None
+        if any_set(self._bypass, ctx.var) or (request and refuses_request(request)):
             ctx.add_response_header(STATUS_HEADER, "BYPASS")
             return None
         key = await self._key_of(ctx, method)
