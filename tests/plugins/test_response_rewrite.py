@@ -56,6 +56,11 @@ INVALID = [
     ),
     pytest.param({"headers": {}}, "headers", id="empty-headers"),
     pytest.param({"headers": {"add": ["no-colon"]}}, "add", id="add-without-colon"),
+    # Lines the schema's pattern lets through but that name no header (APISIX then drops every
+    # header operation at run time; llmgate used to skip the line): refused when written.
+    pytest.param({"headers": {"add": ["X A: b"]}}, "add", id="add-space-in-name"),
+    pytest.param({"headers": {"add": [" X: b"]}}, "add", id="add-leading-space"),
+    pytest.param({"headers": {"add": ["X\tY: b"]}}, "add", id="add-tab-in-name"),
     pytest.param({"headers": {"remove": []}}, "remove", id="empty-remove"),
     pytest.param({"headers": {"X-A": [1]}}, "headers", id="list-in-flat-map"),
     pytest.param({"vars": "status == 200"}, "vars", id="vars-string"),

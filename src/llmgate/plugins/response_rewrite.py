@@ -50,6 +50,10 @@ HeaderScalar = str | int | float
 HeaderMap = Annotated[dict[HeaderName, HeaderScalar], Field(min_length=1)]
 
 
+# Each "Name: value" line of headers.add, as APISIX splits it.
+_HEADER_LINE = re.compile(r"^([^:\s]+)\s*:\s*([^:]+)$")
+
+
 class HeaderOperations(ConfigSection):
     """The ``{"add": […], "set": {…}, "remove": […]}`` form of ``headers``."""
 
@@ -105,6 +109,11 @@ class ResponseRewriteConfig(PluginConfig):
             raise ValueError("body and filters cannot be specified at the same time")
         if self.body_base64 and not is_env_ref(self.body) and not _is_base64(self.body):
             raise ValueError("invalid base64 content")
+        if isinstance(self.headers, HeaderOperations):
+            for line in self.headers.add or ():
+                # The schema's pattern lets "X A: b" through; APISIX's split then fails.
+                if not is_env_ref(line) and _HEADER_LINE.match(line) is None:
+                    raise ValueError(f'headers.add: "{line}" is not a "Name: value" line')
         for item in self.filters or []:
             err = regex_error(item.regex, item.options, binary=True)
             if err is not None:
@@ -119,8 +128,6 @@ class ResponseRewriteConfig(PluginConfig):
 
 # Headers that describe the upstream's body, wrong once the body is rewritten.
 BODY_HEADERS = ("Content-Length", "Content-Encoding", "ETag", "Last-Modified")
-# Each "Name: value" line of headers.add, as APISIX splits it.
-_HEADER_LINE = re.compile(r"^([^:\s]+)\s*:\s*([^:]+)$")
 
 
 def _decoder(encoding: str | None) -> Any:
