@@ -22,6 +22,12 @@ INVALID = [
     pytest.param({"range_id": {"char_set": "abc"}}, "char_set", id="short-char-set"),
     pytest.param({"include_in_response": "no"}, "include_in_response", id="bool-as-string"),
     pytest.param({"header_name": 1}, "header_name", id="int-header"),
+    # Names no header line can carry: the upstream answered 400 (empty, "X Y"), "X:Y" reached
+    # it as "X" and the client as a broken line, CR/LF made every response fail.
+    pytest.param({"header_name": ""}, "header_name", id="empty-header"),
+    pytest.param({"header_name": "X Y"}, "header_name", id="space-in-header"),
+    pytest.param({"header_name": "X:Y"}, "header_name", id="colon-in-header"),
+    pytest.param({"header_name": "X\r\nEvil: 1"}, "header_name", id="crlf-in-header"),
 ]
 
 

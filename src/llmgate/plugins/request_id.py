@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from llmgate.plugin_api.config import ConfigSection, PluginConfig
+from llmgate.plugin_api.config import ConfigSection, HeaderName, PluginConfig
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.runtime.snapshot import CHAIN
 
@@ -51,7 +51,7 @@ class RangeId(ConfigSection):
 
 
 class RequestIdConfig(PluginConfig):
-    header_name: str = "X-Request-Id"
+    header_name: HeaderName = "X-Request-Id"
     include_in_response: bool = True
     algorithm: Literal["uuid", "nanoid", "range_id", "ksuid", "uuidv7"] = "uuid"
     range_id: RangeId = RangeId()
