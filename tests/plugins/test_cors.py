@@ -30,6 +30,12 @@ INVALID = [
     pytest.param({"allow_origins": "https://a.com,b.com"}, "allow_origins", id="list-no-scheme"),
     pytest.param({"allow_origins": ""}, "allow_origins", id="empty-origins"),
     pytest.param({"timing_allow_origins": "x"}, "timing_allow_origins", id="timing"),
+    # A CR/LF in a value sent as a header made every allowed response fail to write.
+    pytest.param({"allow_methods": "GET\r\nX: 1"}, "allow_methods", id="crlf-methods"),
+    pytest.param({"allow_headers": "a\nb"}, "allow_headers", id="lf-headers"),
+    pytest.param({"expose_headers": "a\x00b"}, "expose_headers", id="nul-expose"),
+    pytest.param({"allow_origins": "http://a\r\nb"}, "allow_origins", id="crlf-origin"),
+    pytest.param({"timing_allow_origins": "http://a\nb"}, "timing_allow_origins", id="lf-timing"),
     pytest.param(
         {"allow_credential": True},
         "you can not set '*' for other option when 'allow_credential' is true",

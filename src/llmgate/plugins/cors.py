@@ -23,6 +23,7 @@ Each ``*_by_regex`` pattern is compiled on its own (APISIX joins them with ``|``
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import ConfigDict, Field, model_validator
@@ -50,6 +51,14 @@ ALL_METHODS = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE"
 ORIGINS_PATTERN = r"^(\*|\*\*|null|\w+://[^,]+(,\w+://[^,]+)*)$"
 
 Origins = Annotated[str, EnvOrPattern(ORIGINS_PATTERN)]
+HEADER_OPTIONS = (
+    "allow_origins",
+    "allow_methods",
+    "allow_headers",
+    "expose_headers",
+    "timing_allow_origins",
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is legal in a header value
 UniqueStrings = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1), UniqueItems()
 ]
@@ -81,6 +90,11 @@ class CorsConfig(PluginConfig):
         )
         if self.allow_credential and "*" in options:
             raise ValueError("you can not set '*' for other option when 'allow_credential' is true")
+        # Each is sent as (or compared with) a header value: a CR/LF made every response fail.
+        for name in HEADER_OPTIONS:
+            value = getattr(self, name)
+            if isinstance(value, str) and _CONTROL.search(value):
+                raise ValueError(f"{name}: control characters are not allowed in a header value")
         for pattern in (self.allow_origins_by_regex or []) + (
             self.timing_allow_origins_by_regex or []
         ):
