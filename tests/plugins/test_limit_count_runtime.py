@@ -177,6 +177,23 @@ async def test_rules_count_several_windows_with_prefixed_headers(gateway: Gatewa
     assert await statuses(gateway, "/1/a", 1) == [200]  # no rule applies
 
 
+async def test_rules_whose_keys_resolve_alike_keep_their_own_counters(gateway: Gateway) -> None:
+    # Both keys resolve to "1": one shared counter counted each request twice, and the short
+    # window reported the long one's reset (APISIX shares it too; llmgate keeps them apart).
+    rules = [
+        {"count": 1, "time_window": 60, "key": "$http_x_user"},
+        {"count": 5, "time_window": 10, "key": "$http_x_team"},
+    ]
+    await route(gateway, "1", {"rules": rules})
+    resp = await gateway.proxy.get("/1/a", headers={"X-User": "1", "X-Team": "1"})
+    assert resp.status == 200
+    assert resp.headers["X-1-RateLimit-Remaining"] == "0"
+    assert resp.headers["X-2-RateLimit-Remaining"] == "4"
+    assert resp.headers["X-2-RateLimit-Reset"] == "10"
+    resp = await gateway.proxy.get("/1/a", headers={"X-User": "2", "X-Team": "1"})
+    assert resp.status == 200 and resp.headers["X-2-RateLimit-Remaining"] == "3"
+
+
 @pytest.fixture
 async def redis_key() -> Any:
     client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")

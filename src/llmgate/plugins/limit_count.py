@@ -102,6 +102,7 @@ class _Rule:
     key: LimitKey
     headers: tuple[str, str, str]  # limit, remaining, reset
     optional: bool  # a rules entry: skipped when its key's variables are all unset
+    counter: str  # the rule's own counters: "" for the plain config, "<n>|" for rules[n-1]
 
 
 def _prefixed(prefix: str) -> tuple[str, str, str]:
@@ -126,6 +127,7 @@ class LimitCount(Plugin[LimitCountConfig]):
                 LimitKey.compile(config.key, config.key_type),
                 HEADERS,
                 optional=False,
+                counter="",
             )
             self.rules: tuple[_Rule, ...] = (rule,)
         else:
@@ -136,6 +138,9 @@ class LimitCount(Plugin[LimitCountConfig]):
                     LimitKey.compile(r.key, "var_combination"),
                     _prefixed(r.header_prefix or str(i)),
                     optional=True,
+                    # Two rules' keys may resolve alike ($http_a and $http_b both "1"): each
+                    # still counts in its own window (APISIX shares one counter).
+                    counter=f"{i}|",
                 )
                 for i, r in enumerate(config.rules, start=1)
             )
@@ -157,10 +162,10 @@ class LimitCount(Plugin[LimitCountConfig]):
                 window = resolve_int(ctx, rule.window, "time_window")
                 if self.sliding:
                     passed, remaining, left = await self.counters.sliding(
-                        self.prefix + key, count, window
+                        self.prefix + rule.counter + key, count, window
                     )
                 else:
-                    used, left = await self.counters.incr(self.prefix + key, window)
+                    used, left = await self.counters.incr(self.prefix + rule.counter + key, window)
                     passed, remaining = used <= count, count - used
             except BadLimitValue as exc:
                 if config.allow_degradation:
