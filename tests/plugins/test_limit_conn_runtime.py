@@ -158,3 +158,16 @@ async def test_rules_apply_several_limits_and_skip_unset_keys(gateway: Gateway) 
     # No variable set: no rule applies, nothing is limited.
     free = await together(gateway, "/1/a", 3, **SLOW)
     assert [status for status, _ in free] == [200, 200, 200]
+
+
+async def test_rules_whose_keys_resolve_alike_keep_their_own_counters(gateway: Gateway) -> None:
+    # Both keys resolve to "1": one shared counter held two slots for one request, so a lone
+    # request was over "conn: 1" (APISIX shares it too; llmgate keeps them apart).
+    rules = [
+        {"conn": 1, "burst": 0, "key": "$http_x_user"},
+        {"conn": 1, "burst": 0, "key": "$http_x_team"},
+    ]
+    limit = {"default_conn_delay": 0.2, "only_use_default_delay": True, "rules": rules}
+    await route(gateway, "1", limit)
+    status, _ = await timed(gateway, "/1/a", **{"X-User": "1", "X-Team": "1"})
+    assert status == 200

@@ -97,6 +97,7 @@ class _Rule:
     burst: int | Template
     key: LimitKey
     optional: bool  # a rules entry: skipped when it does not resolve
+    counter: str  # the rule's own counters: "" for the plain config, "<n>|" for rules[n-1]
 
 
 @dataclass(slots=True)
@@ -123,6 +124,7 @@ class LimitConn(Plugin[LimitConnConfig]):
                 dynamic_int(config.burst),
                 LimitKey.compile(config.key, config.key_type),
                 optional=False,
+                counter="",
             )
             self.rules: tuple[_Rule, ...] = (rule,)
         else:
@@ -132,8 +134,11 @@ class LimitConn(Plugin[LimitConnConfig]):
                     dynamic_int(r.burst),
                     LimitKey.compile(r.key, "var_combination"),
                     optional=True,
+                    # Two rules' keys may resolve alike: each still holds its own slot
+                    # (APISIX shares one counter, so one request took two slots of it).
+                    counter=f"{i}|",
                 )
-                for r in config.rules
+                for i, r in enumerate(config.rules, start=1)
             )
         assert config.default_conn_delay is not None
         self.unit_delay = config.default_conn_delay
@@ -150,6 +155,7 @@ class LimitConn(Plugin[LimitConnConfig]):
                 if rule.optional:
                     continue
                 key = ctx.var("remote_addr") or ""
+            key = rule.counter + key
             try:
                 conn = resolve_int(ctx, rule.conn, "conn")
                 burst = resolve_int(ctx, rule.burst, "burst", minimum=0)
