@@ -20,6 +20,10 @@ INVALID = [
     pytest.param({"algorithm": "snowflake"}, "algorithm", id="algorithm"),
     pytest.param({"range_id": {"length": 5}}, "length", id="short-length"),
     pytest.param({"range_id": {"char_set": "abc"}}, "char_set", id="short-char-set"),
+    # Generated ids are header values: a CR/LF in one made the response fail to write.
+    pytest.param({"range_id": {"char_set": "abc\r\ndef"}}, "char_set", id="crlf-char-set"),
+    pytest.param({"range_id": {"char_set": "abc def"}}, "char_set", id="space-char-set"),
+    pytest.param({"range_id": {"char_set": "éàüößñ"}}, "char_set", id="non-ascii-char-set"),
     pytest.param({"include_in_response": "no"}, "include_in_response", id="bool-as-string"),
     pytest.param({"header_name": 1}, "header_name", id="int-header"),
     # Names no header line can carry: the upstream answered 400 (empty, "X Y"), "X:Y" reached

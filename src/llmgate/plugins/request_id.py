@@ -46,8 +46,9 @@ class RangeId(ConfigSection):
     """Options of the ``range_id`` algorithm: ``length`` characters drawn from ``char_set``."""
 
     length: Annotated[int, Field(ge=6)] = 16
-    # At least 6 characters, so ids do not repeat too soon.
-    char_set: Annotated[str, Field(min_length=6)] = DEFAULT_CHAR_SET
+    # At least 6 characters, so ids do not repeat too soon; visible ASCII, as an id is a header
+    # value (a CR/LF broke responses, a space is trimmed by parsers).
+    char_set: Annotated[str, Field(min_length=6, pattern=r"^[!-~]+$")] = DEFAULT_CHAR_SET
 
 
 class RequestIdConfig(PluginConfig):
