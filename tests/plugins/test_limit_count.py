@@ -72,6 +72,15 @@ VALID = [
 
 INVALID = [
     pytest.param({}, "count and time_window are required", id="empty"),
+    # header_prefix goes into header names: a space or ":" broke them, a CR/LF every response.
+    *(
+        pytest.param(
+            {"rules": [{"count": 1, "time_window": 60, "key": "k", "header_prefix": prefix}]},
+            "header_prefix",
+            id=f"header-prefix-{name}",
+        )
+        for name, prefix in (("space", "a b"), ("colon", "a:b"), ("crlf", "a\r\nb"))
+    ),
     pytest.param({"count": 2}, "count and time_window are required", id="no-window"),
     pytest.param({"count": 0, "time_window": 60}, "count", id="zero-count"),
     pytest.param({"count": "x", "time_window": 60}, "reference a $variable", id="string-count"),

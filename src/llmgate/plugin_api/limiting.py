@@ -138,7 +138,9 @@ class LimitCountRule(ConfigSection):
     count: DynamicCount
     time_window: DynamicCount
     key: str
-    header_prefix: str | None = None
+    # Part of the rule's header names (X-<prefix>-RateLimit-Limit): header-name characters only
+    # ("" means the rule's position, as when it is left out).
+    header_prefix: Annotated[str, Field(pattern=r"^[!-9;-~]*$")] | None = None
 
 
 @dataclass(frozen=True, slots=True)
