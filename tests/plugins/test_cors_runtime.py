@@ -218,6 +218,19 @@ def test_origin_rule_table() -> None:
         assert rule.answer(origin) == expected, (origin, expected)
 
 
+async def test_allow_origins_by_regex_is_tried_after_metadata(gateway) -> None:  # type: ignore[no-untyped-def]
+    """With the default ``allow_origins`` ("*"), APISIX skips ``allow_origins_by_regex`` once
+    ``allow_origins_by_metadata`` is set: the regexes were accepted and never used."""
+    await gateway.put("plugin_metadata/cors", {"allow_origins": {"team": "http://a.example"}})
+    conf = {"allow_origins_by_metadata": ["team"], "allow_origins_by_regex": [r"\.b\.example$"]}
+    await _route(gateway, conf)
+    for origin in ("http://a.example", "http://x.b.example"):
+        resp = await gateway.proxy.get("/echo", headers={"Origin": origin})
+        assert resp.headers.get("Access-Control-Allow-Origin") == origin, origin
+    resp = await gateway.proxy.get("/echo", headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
 async def test_allow_origins_by_metadata(gateway) -> None:  # type: ignore[no-untyped-def]
     """Origin lists named in ``allow_origins_by_metadata`` come from cors's plugin metadata,
     are tried first and echo the origin; ``allow_origins`` decides otherwise unless it is

@@ -12,8 +12,8 @@ CORS headers when the request's ``Origin`` is allowed:
 
 ``allow_origins_by_metadata`` names origin lists of the plugin metadata's ``allow_origins``
 map (``/apisix/admin/plugin_metadata/cors``); a listed origin is echoed.  They are tried first;
-``allow_origins`` (or its regexes) decides when none allows the origin and it is not the default
-``*``, as in APISIX.
+``allow_origins`` decides when none allows the origin and it is not the default ``*``, as in
+APISIX; ``allow_origins_by_regex`` always does (APISIX skips it beside the default ``*``).
 
 Each ``*_by_regex`` pattern is compiled on its own (APISIX joins them with ``|``, so an inline
 ``(?i)`` in one leaks into the others) and runs on the bounded engine of
@@ -172,8 +172,13 @@ class Cors(Plugin[CorsConfig]):
     def __init__(self, config: CorsConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         # Without plugin metadata, allow_origins_by_metadata allows nothing; APISIX then falls
-        # back to allow_origins only when it is not the default "*".
-        local = config.allow_origins_by_metadata is None or config.allow_origins != "*"
+        # back to allow_origins only when it is not the default "*" (and so never to
+        # allow_origins_by_regex beside that default: llmgate does, or the regexes do nothing).
+        local = (
+            config.allow_origins_by_metadata is None
+            or config.allow_origins != "*"
+            or config.allow_origins_by_regex is not None
+        )
         self._origins = (
             OriginRule(config.allow_origins, config.allow_origins_by_regex) if local else None
         )
