@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import time
@@ -269,3 +270,22 @@ def test_a_filter_that_reaches_its_bound_leaves_the_body_alone() -> None:
     started = time.perf_counter()
     assert _run(plugin, ResponseHead(200, CIMultiDict()), [hostile]) == hostile
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("size", [0, 300_000])  # the whole body at once, and a stream
+async def test_a_set_transfer_encoding_cannot_break_the_framing(gateway, size: int) -> None:  # type: ignore[no-untyped-def]
+    """The gateway frames the response: a ``Transfer-Encoding: chunked`` set by the config was
+    sent beside ``Content-Length`` over a body that was not chunked."""
+    await _route(gateway, {"headers": {"set": {"Transfer-Encoding": "chunked"}}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.proxy.port)
+    writer.write(
+        b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Fake-Body-Bytes: %d\r\n\r\n" % size
+    )
+    raw = await reader.read(-1)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = [line.lower() for line in head.split(b"\r\n")[1:]]
+    framing = [line for line in lines if line.startswith((b"content-length", b"transfer-enc"))]
+    assert len(framing) == 1, (framing, len(body))
+    if framing[0].startswith(b"content-length"):
+        assert int(framing[0].split(b":")[1]) == len(body)

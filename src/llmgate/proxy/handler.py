@@ -409,6 +409,9 @@ def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> Respon
         head.headers.update(ctx.response_headers)
     for plugin in chain.header_filter:
         plugin.header_filter(ctx, head)
+    # The gateway frames the body it sends: a Transfer-Encoding a plugin set (response-rewrite
+    # "set") went out beside Content-Length over a body that was not chunked.
+    head.headers.popall("Transfer-Encoding", None)
     if chain.body_filter:
         head.headers.popall("Content-Length", None)
     ctx.status = head.status
