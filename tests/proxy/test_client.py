@@ -442,3 +442,29 @@ async def test_the_read_timeout_counts_from_the_last_read(pool_for) -> None:  # 
     assert got == b"abcde"
     response.release()
     server.close()
+
+
+async def test_a_body_taken_whole_after_a_pause_leaves_the_connection_reading(pool_for) -> None:  # type: ignore[no-untyped-def]
+    """A body that crossed the high-water mark in its last piece arrives complete with reading
+    paused; the gateway takes such a body whole (``take_all``).  The connection went back to the
+    pool still paused, and the next request on it waited for an answer it never read."""
+    big = 270_000  # past the high-water mark (256 KiB) only with its last piece
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % big + b"x" * big)
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, port = await serve(handler)
+    pool = pool_for(port)
+    response = await pool.request("GET", "/", headers(), None, SECOND)
+    await asyncio.sleep(0.3)  # the rest of the body arrives, nobody reading it
+    assert response.content.complete
+    assert len(response.content.take_all()) == big
+    response.release()
+    response = await pool.request("GET", "/", headers(), None, SECOND)
+    assert await response.content.read() == b"ok"
+    response.release()
+    server.close()

@@ -116,6 +116,9 @@ class _Content:
         body = b"".join(self._chunks)
         self._chunks.clear()
         self._size = 0
+        # A body whose last piece crossed the high-water mark came whole with reading paused:
+        # the connection must read again before it serves another request.
+        self._conn.resume()
         return body
 
     async def readany(self) -> bytes:
