@@ -283,6 +283,29 @@ async def test_disk_honours_upstream_max_age(gateway, header_upstream) -> None: 
     assert (await gateway.proxy.get("/m?Cache-Control=max-age%3D100")).headers[STATUS] == "HIT"
 
 
+@pytest.mark.parametrize(
+    ("conf", "query"),
+    [
+        pytest.param({}, "Cache-Control=max-age%3D" + "9" * 20, id="max-age-past-time_t"),
+        pytest.param({}, "Cache-Control=max-age%3D" + "9" * 400, id="max-age-past-float"),
+        pytest.param({}, "Cache-Control=s-maxage%3D" + "9" * 5000, id="max-age-past-int-digits"),
+        pytest.param({"cache_ttl": 2**63 - 1}, "", id="cache_ttl-past-time_t"),
+    ],
+)
+async def test_a_huge_lifetime_is_stored_for_2_to_the_31_seconds(
+    gateway, header_upstream, conf: dict[str, Any], query: str
+) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9111 1.2.2: a delta-seconds past what the cache can hold counts as 2**31."""
+    server, seen = header_upstream
+    upstream = {"type": "roundrobin", "nodes": {f"127.0.0.1:{server.port}": 1}}
+    await cached_route(gateway, conf, upstream=upstream)
+    first = await gateway.proxy.get(f"/huge?{query}")
+    assert first.status == 200 and first.headers[STATUS] == "MISS"
+    await store_of(gateway, "disk").flush()  # the write done, or failed
+    second = await gateway.proxy.get(f"/huge?{query}")
+    assert second.headers[STATUS] == "HIT" and len(seen) == 1
+
+
 async def test_vary_selects_the_variant(gateway, header_upstream) -> None:  # type: ignore[no-untyped-def]
     server, seen = header_upstream
     upstream = {"type": "roundrobin", "nodes": {f"127.0.0.1:{server.port}": 1}}
@@ -507,6 +530,10 @@ NOW = 1_700_000_000.0
         ({"max-age": "soon"}, formatdate(NOW + 30, usegmt=True), 30.0),
         ({}, formatdate(NOW - 30, usegmt=True), 0.0),
         ({}, "not a date", 0.0),
+        ({"max-age": "99999999999999999999"}, None, 2.0**31),
+        ({"max-age": "9" * 400}, None, 2.0**31),  # past a float
+        ({"s-maxage": "9" * 5000}, None, 2.0**31),  # past Python's int() digits
+        ({"max-age": "\u00b2"}, None, None),  # a digit to str.isdigit, not to int()
     ],
 )
 def test_freshness(directives: dict[str, Any], expires: str | None, lifetime: float | None) -> None:
@@ -517,6 +544,7 @@ DISK = StorePolicy(frozenset({200}), False, False, honour_upstream=True, default
 MEMORY = StorePolicy(frozenset({200}), False, False, honour_upstream=False, default_ttl=300)
 STRICT = StorePolicy(frozenset({200}), True, False, honour_upstream=True, default_ttl=300)
 COOKIES = StorePolicy(frozenset({200}), False, True, honour_upstream=False, default_ttl=300)
+HUGE = StorePolicy(frozenset({200}), False, False, honour_upstream=False, default_ttl=2**63)
 JSON, SSE = "application/json", "text/event-stream"
 
 
@@ -539,6 +567,7 @@ JSON, SSE = "application/json", "text/event-stream"
         (COOKIES, 200, [], JSON, True, None, 300),
         (MEMORY, 200, [], JSON, False, "Accept, *", None),
         (MEMORY, 200, [], JSON, False, "Accept", 300),
+        (HUGE, 200, [], JSON, False, None, 2**31),  # cache_ttl past a timestamp
     ],
 )
 def test_store_policy(

@@ -29,6 +29,10 @@ Parts = tuple[tuple[bool, str], ...]
 Lookup = Callable[[str], "str | None"]
 Directives = Mapping[str, "str | bool"]
 
+# RFC 9111 1.2.2: a delta-seconds past what a cache can hold counts as 2**31.  Every TTL is held
+# to it too: a larger one overflows a float (max-age of 400 digits) or a file's mtime.
+MAX_DELTA_SECONDS = 2**31
+
 # Methods whose request has no body worth hashing; every other method's key hashes the body.
 BODYLESS = frozenset({"GET", "HEAD"})
 
@@ -102,13 +106,16 @@ def parse_directives(values: Iterable[str]) -> dict[str, str | bool]:
 
 
 def seconds(value: str | bool | None) -> int | None:
-    """A delta-seconds directive argument, None when absent or not a number."""
+    """A delta-seconds directive argument, at most ``MAX_DELTA_SECONDS``; None when absent or
+    not a number."""
     if not isinstance(value, str):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        return None
+        # int() refuses more than 4300 digits: a number still, a huge one.
+        return MAX_DELTA_SECONDS if value.isascii() and value.isdigit() else None
+    return min(number, MAX_DELTA_SECONDS)
 
 
 def freshness(directives: Directives, expires: str | None, now: float) -> float | None:
@@ -192,7 +199,7 @@ class StorePolicy:
             return None
         lifetime = freshness(directives, expires, now) if self.honour_upstream else None
         ttl = self.default_ttl if lifetime is None else lifetime
-        return ttl if ttl > 0 else None
+        return min(ttl, MAX_DELTA_SECONDS) if ttl > 0 else None
 
 
 def vary_names(vary: str | None) -> tuple[str, ...]:
