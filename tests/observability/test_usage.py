@@ -171,6 +171,24 @@ def test_bad_query_arguments(args: dict[str, str], error: str) -> None:
     assert raised.value.body["error_msg"].startswith(error)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"limit": "\u00b2"},  # a digit to str.isdigit(), not to int(): was a 500
+        {"limit": "9" * 5000},  # past int()'s digits: was a 500
+        {"limit": "\u0663"},  # ARABIC-INDIC DIGIT THREE: int() reads 3
+        {"from": "\u0663"},
+        {"to": "1\u0660"},
+    ],
+)
+def test_numbers_in_the_query_are_ascii_digits(args: dict[str, str]) -> None:
+    with pytest.raises(BadRequest):
+        parse_calls_query(args)
+    if "limit" not in args:
+        with pytest.raises(BadRequest):
+            parse_query(args)
+
+
 def test_query_arguments() -> None:
     assert parse_query({"consumer": "", "from": "10", "to": "10", "api_key": "x"}) == UsageQuery(
         consumer="", start=10, end=10

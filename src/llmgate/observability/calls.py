@@ -10,6 +10,7 @@ The data plane writes the records (``observability/usage.py``); this only reads 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from llmgate.store.tables import llm_calls
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+_LIMIT = re.compile(r"[0-9]{1,4}")  # not str.isdigit(): '\u00b2' is a digit to it, not to int()
 _FILTERS = ("request_id", "consumer", "route", "model")
 
 
@@ -42,7 +44,7 @@ def parse_calls_query(args: Mapping[str, str]) -> CallsQuery:
     if start is not None and end is not None and start > end:
         raise BadRequest(f"invalid range: from {start} is after to {end}")
     text = args.get("limit") or str(DEFAULT_LIMIT)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if _LIMIT.fullmatch(text) is None or not 1 <= int(text) <= MAX_LIMIT:
         raise BadRequest(f"invalid limit {text!r}: expected 1-{MAX_LIMIT}")
     given = ((name, text_arg(args, name)) for name in _FILTERS)
     filters = tuple((name, value) for name, value in given if value is not None)

@@ -43,7 +43,7 @@ class UsageQuery:
     group_by: tuple[str, ...] = GROUPS
 
 
-_SECONDS = re.compile(r"\d{1,11}")
+_SECONDS = re.compile(r"[0-9]{1,11}")  # \d would take any script's digits
 
 
 def seconds_arg(args: Mapping[str, str], name: str) -> int | None:
