@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -39,6 +40,9 @@ KeyType = Literal["var", "var_combination", "constant"]
 
 # -- the shared schema (limit-count, limit-req, limit-conn, ai-rate-limiting) --------------
 
+# A count given as text: ASCII digits (str.isdigit() takes '\u00b2', which int() refuses,
+# and int() reads other scripts' digits), few enough to stay a 64-bit integer, as Redis counts.
+_RESOLVED_INT = re.compile(r"[0-9]{1,18}")
 RejectedCode = Annotated[int, Field(ge=200, le=599)]
 RejectedMsg = Annotated[str, Field(min_length=1)]
 ClusterNode = Annotated[str, Field(min_length=2, max_length=100)]
@@ -50,7 +54,9 @@ def var_or_numeral(minimum: int) -> AfterValidator:
     would accept ``"x"`` here and fail every request)."""
 
     def check(value: str) -> str:
-        if "$" not in value and not (value.isdigit() and int(value) >= minimum):
+        if "$" not in value and not (
+            _RESOLVED_INT.fullmatch(value) is not None and int(value) >= minimum
+        ):
             raise ValueError(f"must be an integer >= {minimum} or reference a $variable")
         return value
 
@@ -195,8 +201,9 @@ def resolve_int(ctx: RequestContext, value: int | Template, name: str, minimum: 
     if isinstance(value, int):
         return value
     text = value.render(ctx).strip()
-    if not text.isdigit():
-        raise BadLimitValue(f"{name} resolved to {text!r}, not an integer")
+    if _RESOLVED_INT.fullmatch(text) is None:
+        shown = text if len(text) <= 64 else f"{text[:64]}..."
+        raise BadLimitValue(f"{name} resolved to {shown!r}, not an integer below 10**18")
     number = int(text)
     if number < minimum:
         raise BadLimitValue(f"{name} resolved to {number}, below {minimum}")

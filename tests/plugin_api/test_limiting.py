@@ -1,0 +1,35 @@
+"""The limiters' shared helpers (plugin_api/limiting.py) as tables of cases (no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmgate.http.variables import Template
+from llmgate.plugin_api.limiting import BadLimitValue, resolve_int
+from tests.http.test_variables import make_ctx
+
+COUNT = Template.compile("$http_x_count")
+
+
+@pytest.mark.parametrize(("header", "number"), [("7", 7), (" 12 ", 12), ("007", 7)])
+def test_a_variable_resolves_to_its_number(header: str, number: int) -> None:
+    assert resolve_int(make_ctx(headers={"X-Count": header}), COUNT, "count") == number
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("lots", id="a-word"),
+        pytest.param("0", id="below-the-minimum"),
+        pytest.param("-3", id="negative"),
+        pytest.param("\u00b2", id="superscript-two"),  # a digit to str.isdigit(), not to int()
+        pytest.param("\u0663", id="arabic-indic-three"),  # int() reads 3
+        pytest.param("9" * 5000, id="past-int-digits"),  # int() refuses over 4300 digits
+    ],
+)
+def test_anything_but_ascii_digits_is_a_bad_limit_value(header: str) -> None:
+    """A client's header is never read as a number it is not, nor raises anything else (each
+    was a 500), and the message shows only the start of it."""
+    with pytest.raises(BadLimitValue) as raised:
+        resolve_int(make_ctx(headers={"X-Count": header}), COUNT, "count")
+    assert len(str(raised.value)) < 200
