@@ -290,6 +290,37 @@ async def test_rejected_write_changes_nothing(admin, store) -> None:  # type: ig
     assert got["value"]["nodes"] == UPSTREAM["nodes"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("consumers", {"username": "jack", "labels": None}, "labels"),
+        ("routes/1", {**ROUTE, "desc": None}, "desc"),
+        ("upstreams/1", {**UPSTREAM, "name": None}, "name"),
+        ("services/1", {"upstream_id": "1", "plugins": None}, "plugins"),
+        ("routes/2", {"uri": "/a", "upstream": {**UPSTREAM, "timeout": None}}, "upstream.timeout"),
+        ("consumer_groups/1", {"plugins": {}, "labels": None}, "labels"),
+    ],
+)
+async def test_a_null_field_is_refused_not_stored(admin, path: str, body: Any, field: str) -> None:  # type: ignore[no-untyped-def]
+    """As APISIX ("wrong type ... got userdata"): a stored null was echoed in every GET,
+    against the OpenAPI document's own schema (``labels`` is an object).  PATCH's null still
+    deletes a field."""
+    await put(admin, "upstreams/1", UPSTREAM)
+    status, got = await put(admin, path, body)
+    assert status == 400
+    assert got == {
+        "error_msg": f'invalid configuration: property "{field}" validation failed: '
+        "wrong type: got null"
+    }
+    key = "consumers/jack" if path == "consumers" else path
+    if path != "upstreams/1":
+        assert (await get(admin, key))[0] == 404
+    resp = await admin.patch("/apisix/admin/upstreams/1", json={"desc": "d"})
+    assert resp.status == 200
+    resp = await admin.patch("/apisix/admin/upstreams/1", json={"desc": None})
+    assert resp.status == 200 and "desc" not in (await resp.json())["value"]
+
+
 async def test_delete(admin) -> None:  # type: ignore[no-untyped-def]
     await put(admin, "upstreams/abc", UPSTREAM)
     resp = await admin.delete("/apisix/admin/upstreams/abc")

@@ -134,6 +134,21 @@ class _BodyId(BaseModel):
     id: Id
 
 
+def _null_field(conf: Mapping[str, Any]) -> str | None:
+    """The first field set to null, as ``upstream.timeout``, looking through objects (not
+    arrays: a ``vars`` expression may compare with null) but not into ``plugins``, whose
+    configs are each plugin's model's business.  None when there is none."""
+    stack: list[tuple[str, Mapping[str, Any]]] = [("", conf)]
+    while stack:
+        where, node = stack.pop()
+        for name, value in node.items():
+            if value is None:
+                return where + name
+            if isinstance(value, dict) and name != "plugins":
+                stack.append((f"{where}{name}.", value))
+    return None
+
+
 def _id_text(value: Any) -> str:
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
@@ -162,6 +177,13 @@ class ResourceApi:
             raise BadRequest("invalid configuration: expected a JSON object")
         if not allow_time:
             _forbid_times(conf)
+        # APISIX refuses a null ("wrong type ... got userdata"); stored, every GET would show
+        # it against the OpenAPI document.  (PATCH's null deletes: merge_patch drops it.)
+        null = _null_field(conf) if kind.name != "plugin_metadata" else None
+        if null is not None:
+            raise BadRequest(
+                f'invalid configuration: property "{null}" validation failed: wrong type: got null'
+            )
         if kind.id_field == "id":
             conf = {**conf, "id": address.id} if address.id is not None else conf
         try:
