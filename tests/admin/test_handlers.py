@@ -1,8 +1,19 @@
-"""The admin dispatcher: ``ttl`` (which llmgate does not enforce), X-API-VERSION on refusals."""
+"""The admin dispatcher (admin/handlers.py): ``ttl`` (which llmgate does not enforce), X-API-VERSION
+on refusals, and what reaches it from the socket."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import aiohttp
 import pytest
+from aiohttp import web
+
+from llmgate.admin.auth import AdminKeys
+from llmgate.app import build_admin_app
+from llmgate.store import Store
+from tests.support import ADMIN_KEY, VIEWER_KEY
 
 ROUTE = {"uri": "/t", "upstream": {"nodes": {"127.0.0.1:1980": 1}}}
 
@@ -55,3 +66,39 @@ async def test_a_resources_refusals_carry_the_api_version(admin) -> None:  # typ
     resp = await admin.put("/apisix/admin/routes/1", data=b"{")
     assert resp.status == 400
     assert "X-API-VERSION" not in resp.headers
+
+
+async def test_a_client_gone_mid_body_is_not_a_store_outage(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that hangs up before its body is whole was reported as the store going away
+    ("the store is unavailable: Connection lost"): /readyz said not ready until a probe."""
+    # As ``llmgate serve`` runs it: a handler runs to its end when its client leaves (the
+    # test client's server cancels it, which hides this).
+    runner = web.AppRunner(build_admin_app(store, AdminKeys(ADMIN_KEY, VIEWER_KEY)))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        with caplog.at_level(logging.WARNING, logger="llmgate.store"):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(
+                b"PUT /apisix/admin/routes/1 HTTP/1.1\r\nHost: x\r\nX-API-KEY: "
+                + ADMIN_KEY.encode()
+                + b'\r\nContent-Length: 100\r\n\r\n{"uri": '
+            )
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()
+            await reader.read()
+            await asyncio.sleep(0.1)
+            async with (
+                aiohttp.ClientSession(f"http://{host}:{port}") as client,
+                client.get("/readyz") as resp,
+            ):
+                assert resp.status == 200, await resp.text()
+                assert (await resp.json())["store"]["state"] == "ok"
+        assert "unavailable" not in caplog.text
+    finally:
+        await runner.cleanup()

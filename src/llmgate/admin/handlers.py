@@ -21,7 +21,7 @@ from llmgate.errors import (
     error_response,
     json_response,
 )
-from llmgate.http.body import BodyTooLarge, RequestBody
+from llmgate.http.body import BodyTooLarge, ClientGone, RequestBody
 from llmgate.http.limits import ClientLimits
 from llmgate.observability import calls, usage_query
 from llmgate.plugins import REGISTRY
@@ -39,7 +39,8 @@ LIMITS_KEY = web.AppKey("client_limits", ClientLimits)
 
 
 async def _read_json(request: web.Request) -> Any:
-    """The decoded body, None when empty; 400 when oversize, not JSON or nested too deep."""
+    """The decoded body, None when empty; 400 when oversize, cut short, not JSON or nested too
+    deep."""
     limits = request.app.get(LIMITS_KEY) or ClientLimits()
     body = RequestBody(
         request.content,
@@ -55,6 +56,9 @@ async def _read_json(request: web.Request) -> Any:
             f"invalid request body: request size {exc.size} is greater than the maximum size "
             f"{MAX_BODY} allowed"
         ) from None
+    except ClientGone:
+        # An OSError: left to the store-errors middleware it read as the store going away.
+        raise BadRequest("invalid request body: the client closed its connection") from None
     if not raw.strip():
         return None
     try:
