@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
 from llmgate.admin.auth import AdminKeys
@@ -72,3 +75,23 @@ async def test_head_on_the_admin_root_needs_no_key(anonymous) -> None:  # type: 
     assert await resp.read() == b""
     resp = await anonymous.get("/apisix/admin")
     assert resp.status == 401
+
+
+async def test_a_key_that_is_not_utf8_is_a_401(anonymous) -> None:  # type: ignore[no-untyped-def]
+    """aiohttp reads header bytes that are not UTF-8 as surrogates, which hashing the key
+    could not encode: a 500."""
+    reader, writer = await asyncio.open_connection(anonymous.server.host, anonymous.server.port)
+    writer.write(
+        b"GET /apisix/admin/routes HTTP/1.1\r\nHost: x\r\nX-API-KEY: \xff\xfe"
+        + ADMIN_KEY.encode()
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 401 "), head
+    assert json.loads(body)["description"] == "wrong apikey"
+
+
+def test_role_of_a_key_with_surrogates() -> None:
+    keys = AdminKeys(ADMIN_KEY, VIEWER_KEY)
+    assert keys.role_of("\udcff\ud800" + ADMIN_KEY) is None

@@ -13,8 +13,10 @@ from llmgate.errors import Unauthorized, error_response
 
 
 def key_digest(key: str) -> bytes:
-    """The SHA-256 of a key: what is kept in memory (and, for a generated key, stored)."""
-    return hashlib.sha256(key.encode()).digest()
+    """The SHA-256 of a key: what is kept in memory (and, for a generated key, stored).
+    A presented key with surrogates (aiohttp reads bytes that are not UTF-8 as such) hashes
+    too, never as a configured key."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True, slots=True, init=False)
