@@ -422,6 +422,27 @@ async def test_patch_sub_path(admin) -> None:  # type: ignore[no-untyped-def]
     assert (await resp.json())["value"]["methods"] == ["GET"]
 
 
+@pytest.mark.parametrize(("levels", "body"), [(70, "v"), (250, "v"), (30, None)])
+async def test_a_sub_path_patch_nests_no_deeper_than_a_body_may(
+    admin, levels: int, body: Any
+) -> None:  # type: ignore[no-untyped-def]
+    """A body is refused past 64 levels, but a sub-path adds its own: 250 levels under an
+    open plugin config were stored, and every later list of routes was a 500 (the JSON
+    encoder's recursion limit, reached with the envelope's levels)."""
+    if body is None:
+        body = {}
+        for _ in range(40):
+            body = {"x": body}  # 30 path levels + 41 of body
+    await put(admin, "routes/1", {"uri": "/a", "upstream": UPSTREAM, "plugins": {"key-auth": {}}})
+    path = "/apisix/admin/routes/1/plugins/key-auth/" + "x/" * levels + "y"
+    resp = await admin.patch(path, json=body)
+    assert resp.status == 400, await resp.text()
+    assert await resp.json() == {"error_msg": "invalid configuration: nested deeper than 64 levels"}
+    resp = await admin.get("/apisix/admin/routes")
+    assert resp.status == 200
+    assert (await resp.json())["list"][0]["value"]["plugins"] == {"key-auth": {}}
+
+
 async def test_patch_invalid_result_is_rejected(admin) -> None:  # type: ignore[no-untyped-def]
     await put(admin, "routes/1", {"uri": "/a", "upstream": UPSTREAM})
     resp = await admin.patch("/apisix/admin/routes/1", json={"uri": 5})

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from llmgate.admin import json_schema, openapi
 from llmgate.admin.auth import ROLE
-from llmgate.admin.resource import Address, ResourceApi
+from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import (
     BadRequest,
@@ -28,8 +28,6 @@ from llmgate.plugins import REGISTRY
 from llmgate.store import Store
 
 MAX_BODY = 1024 * 1024 * 3 // 2  # 1.5 MiB, as APISIX
-# Deeper JSON than any resource needs; validation and storage recurse over it.
-MAX_DEPTH = 64
 STORE_KEY = web.AppKey("store", Store)
 APIS_KEY = web.AppKey("resource_apis", dict)
 # Awaited after each successful write: an in-process data plane loads the new revision before
@@ -65,27 +63,9 @@ async def _read_json(request: web.Request) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"invalid request body: {exc}") from None
-    if _nested_deeper(value, MAX_DEPTH):
+    if nested_deeper(value, MAX_DEPTH):
         raise BadRequest(f"invalid request body: nested deeper than {MAX_DEPTH} levels")
     return value
-
-
-def _nested_deeper(value: Any, limit: int) -> bool:
-    """Whether ``value`` has objects or arrays nested more than ``limit`` levels (iterative:
-    the check itself never recurses)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _route_segments(tail: str) -> tuple[str, Address, str]:

@@ -39,6 +39,30 @@ class Address:
         return f"{self.parent}/{id}" if self.parent is not None else id
 
 
+# Deeper JSON than any resource needs; validation, storage and the JSON encoder (255 levels,
+# envelope included) recurse over it.  A body is held to it when read, a sub-path PATCH's
+# result when built: its path adds levels.
+MAX_DEPTH = 64
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` has objects or arrays nested more than ``limit`` levels (iterative:
+    the check itself never recurses)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 Check = Callable[[Reader, Address, dict[str, Any]], Awaitable[None]]
 DeleteCheck = Callable[[Reader, str], Awaitable[None]]
 
@@ -316,6 +340,10 @@ class ResourceApi:
                     value = patch_path(old.value, sub_path, conf)
                 except ValueError as exc:
                     raise BadRequest(str(exc)) from None
+                if nested_deeper(value, MAX_DEPTH):
+                    raise BadRequest(
+                        f"invalid configuration: nested deeper than {MAX_DEPTH} levels"
+                    )
                 value["update_time"] = now()
             else:
                 value = merge_patch(old.value, conf)
