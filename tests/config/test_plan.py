@@ -104,6 +104,19 @@ async def test_an_invalid_resource_anywhere_writes_nothing(store: Store) -> None
     assert "desc" not in (await stored(store))["upstreams/u1"].value
 
 
+async def test_a_resource_nested_deeper_than_an_admin_body_may_is_refused(store: Store) -> None:
+    """As the admin API refuses such a body: stored, it made every list of routes a 500 (the
+    JSON encoder's recursion limit)."""
+    deep: dict[str, Any] = {}
+    for _ in range(200):
+        deep = {"x": deep}
+    upstream = {"nodes": {"127.0.0.1:1980": 1}}
+    route = {"id": "r1", "uri": "/x", "upstream": upstream, "plugins": {"key-auth": deep}}
+    with pytest.raises(DocumentError, match="nested deeper than 64 levels"):
+        await apply(store, doc(routes=[route]))
+    assert await stored(store) == {}
+
+
 async def test_references_resolve_against_the_whole_result_and_may_dangle(store: Store) -> None:
     route = {"id": "r1", "uri": "/x", "upstream_id": "u1"}
     dangling = (

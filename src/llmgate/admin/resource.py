@@ -40,8 +40,8 @@ class Address:
 
 
 # Deeper JSON than any resource needs; validation, storage and the JSON encoder (255 levels,
-# envelope included) recurse over it.  A body is held to it when read, a sub-path PATCH's
-# result when built: its path adds levels.
+# envelope included) recurse over it.  A body is held to it when read, and every value to
+# store when validated: a sub-path PATCH's path adds levels, a file applied has no body.
 MAX_DEPTH = 64
 
 
@@ -199,6 +199,8 @@ class ResourceApi:
         kind = self.kind
         if not isinstance(conf, dict):
             raise BadRequest("invalid configuration: expected a JSON object")
+        if nested_deeper(conf, MAX_DEPTH):
+            raise BadRequest(f"invalid configuration: nested deeper than {MAX_DEPTH} levels")
         if not allow_time:
             _forbid_times(conf)
         # APISIX refuses a null ("wrong type ... got userdata"); stored, every GET would show
@@ -340,10 +342,6 @@ class ResourceApi:
                     value = patch_path(old.value, sub_path, conf)
                 except ValueError as exc:
                     raise BadRequest(str(exc)) from None
-                if nested_deeper(value, MAX_DEPTH):
-                    raise BadRequest(
-                        f"invalid configuration: nested deeper than {MAX_DEPTH} levels"
-                    )
                 value["update_time"] = now()
             else:
                 value = merge_patch(old.value, conf)
