@@ -494,3 +494,25 @@ def test_regex_uri_vars_and_cache_keys_see_the_normalised_path(gw: LiveGateway) 
     again = exchange(gw.proxy_port, request_bytes("GET", "/cget/%79"))
     assert first.header("Apisix-Cache-Status") == "MISS"
     assert again.header("Apisix-Cache-Status") == "HIT"
+
+
+def test_every_answer_names_llmgate_as_its_server_and_no_stack(gw: LiveGateway) -> None:
+    """aiohttp's default ``Server: Python/3.x aiohttp/3.x`` told every client the stack and its
+    versions; the upstream's own Server header is not passed on either (nginx hides it)."""
+    from llmgate import __version__
+
+    upstream_server = exchange(gw.fake_port, request_bytes("GET", "/x")).header("Server")
+    assert upstream_server is not None and "aiohttp" in upstream_server  # what it would leak
+    answers = [
+        exchange(gw.proxy_port, request_bytes("GET", "/plain/x")),  # proxied
+        exchange(gw.proxy_port, request_bytes("GET", "/no-such-route")),  # the gateway's 404
+        exchange(gw.proxy_port, b"GET /x HTTP/1.1\r\nHost: a\r\nBad header\r\n\r\n"),  # parser
+        exchange(gw.admin_port, request_bytes("GET", "/apisix/admin/routes")),  # admin 401
+        exchange(
+            gw.admin_port,
+            request_bytes("GET", "/apisix/admin/routes", headers={"X-API-KEY": ADMIN_KEY}),
+        ),
+    ]
+    assert [a.status for a in answers] == [200, 404, 400, 401, 200]
+    for answer in answers:
+        assert answer.header("Server") == f"llmgate/{__version__}", answer.headers

@@ -11,7 +11,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   own budget, so a flooded data plane leaves the admin API reachable);
 - requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
   400, 414 (request line too long) or 431 (header too large, too many headers), never an echo
-  of the client's bytes.
+  of the client's bytes;
+- answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
+  not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions.
 
 The head and idle timeouts share one timer per connection, re-armed lazily: each phase change
 only moves a deadline, and the timer, when it fires before that deadline, sets itself again
@@ -33,10 +35,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
+from llmgate import __version__
 from llmgate.http.limits import ClientLimits
 
 log = logging.getLogger("llmgate.http")
@@ -49,6 +52,7 @@ MAX_HEADERS = 128
 
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 _AIOHTTP_IDLE = 10.0**9  # seconds
+SERVER = f"llmgate/{__version__}"
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -96,6 +100,9 @@ class EdgeServer(web.Server):
         }
         options.update(kwargs)
         super().__init__(handler, **options)
+        # What aiohttp puts in the Server header of every answer that has none (its default
+        # names Python, aiohttp and their versions).
+        web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
         self._options = {k: v for k, v in options.items() if k not in _SERVER_ONLY}
         self.limits = limits
         self.cap = max_connections or limits.connection_cap()

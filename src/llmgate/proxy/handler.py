@@ -433,6 +433,11 @@ def _filter(ctx: RequestContext, chain: PluginChain, chunk: bytes, eof: bool) ->
     return chunk
 
 
+# Upstream answer headers not passed on (nginx's proxy_hide_header default): the gateway's
+# own Server replaces the upstream's.
+_HIDDEN = frozenset({"server"})
+
+
 class SendTimeout(ConnectionError):
     """The client did not take a write of the response for ``send_timeout`` seconds: it is
     treated as gone (nginx's ``send_timeout``), its connection reset."""
@@ -467,7 +472,7 @@ async def _relay(
     pool, index, started = ctx.state.pop(_SENT_TO)
     try:
         tracker = passive_tracker(ctx, upstream.status, upstream.headers)
-        headers = end_to_end(upstream.headers)
+        headers = end_to_end(upstream.headers, _HIDDEN)
         if upstream.status >= 500:
             # As APISIX ($upstream_status): tells the upstream's 5xx from the gateway's own.
             headers[UPSTREAM_STATUS_HEADER] = str(upstream.status)
