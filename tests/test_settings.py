@@ -37,6 +37,8 @@ def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
     [
         ({"admin_listen": "nope"}, {}, "invalid admin-listen"),
         ({"proxy_listen": "1.2.3.4:99999"}, {}, "invalid proxy-listen"),
+        ({"proxy_listen": "1.2.3.4:\u0663"}, {}, "invalid proxy-listen"),
+        ({}, {"LLMGATE_METRICS_LISTEN": "[::1]:\u00b2"}, "invalid metrics-listen"),
         ({}, {"LLMGATE_METRICS_LISTEN": "x:"}, "invalid metrics-listen"),
         ({"database_url": "mysql://x"}, {}, "invalid database-url"),
         ({}, {"LLMGATE_DATABASE_URL": "::::"}, "invalid database-url"),

@@ -63,7 +63,7 @@ def parse_listen(name: str, text: str) -> Listen:
         host, sep, port = text[1:].partition("]:")
     else:
         host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise SettingsError(f"invalid {name} {text!r}: expected host:port with a port 1-65535")
     return Listen(host or "0.0.0.0", int(port))
 

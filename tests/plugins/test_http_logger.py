@@ -9,6 +9,9 @@ VALID = [
     pytest.param({"uri": "http://127.0.0.1:1980/log"}, id="uri"),
     pytest.param({"uri": "https://logs.example.com"}, id="https"),
     pytest.param({"uri": "http://[::1]:8080/x"}, id="ipv6"),
+    pytest.param({"uri": "http://u:p@h:81/x?a=1"}, id="userinfo"),
+    pytest.param({"uri": "http://log_collector:8080/"}, id="underscore-host"),
+    pytest.param({"uri": "http://h:8080?a=1"}, id="port-then-query"),
     pytest.param({"uri": "$env://LOG_URI"}, id="env-ref"),
     pytest.param(
         {
@@ -26,6 +29,12 @@ VALID = [
 INVALID = [
     pytest.param({}, "uri", id="no-uri"),
     pytest.param({"uri": "logs.example.com/x"}, "uri", id="no-scheme"),
+    pytest.param({"uri": "http://h:\u0663/"}, "invalid port", id="arabic-indic-port"),
+    pytest.param({"uri": "http://h:\u00b2/x"}, "invalid port", id="superscript-port"),
+    pytest.param({"uri": "http://[::1]:\u0663/"}, "invalid port", id="ipv6-arabic-port"),
+    pytest.param({"uri": "http://h:99999/"}, "invalid port", id="port-out-of-range"),
+    pytest.param({"uri": "http://h:80x/"}, "invalid port", id="port-not-a-number"),
+    pytest.param({"uri": "http://h\u0663:80/"}, "uri", id="non-ascii-host"),
     pytest.param({"uri": "http://a", "timeout": 0}, "timeout", id="timeout"),
     pytest.param({"uri": "http://a", "concat_method": "xml"}, "concat_method", id="concat"),
     pytest.param({"uri": "http://a", "batch_max_size": 0}, "batch_max_size", id="batch-size"),

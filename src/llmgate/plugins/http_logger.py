@@ -7,28 +7,43 @@ its own task, so a slow or dead collector costs dropped entries, never request l
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import aiohttp
 import orjson
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from yarl import URL
 
 from llmgate.observability.access_log import AccessLog
 from llmgate.observability.batch import BatchProcessor
 from llmgate.plugin_api.access_logger import AccessLogger
-from llmgate.plugin_api.config import Conditions, EnvOrPattern, PluginConfig
+from llmgate.plugin_api.config import Conditions, EnvOrPattern, PluginConfig, is_env_ref
+from llmgate.schemas.upstream import split_host_port
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext
     from llmgate.runtime.services import Services
 
-# APISIX's uri_def: scheme://host or scheme://[ipv6], optional port, anything after.
-URI_PATTERN = r"^[^\/]+:\/\/([\da-zA-Z.-]+|\[[\da-fA-F:]+\])(:\d+)?"
+# APISIX's uri_def: scheme://host or scheme://[ipv6], optional port, anything after; with ASCII
+# digits only (Python's \d also matches "٣").
+URI_PATTERN = r"^[^\/]+:\/\/([0-9a-zA-Z.-]+|\[[0-9a-fA-F:]+\])(:[0-9]+)?"
+
+
+def _check_authority(uri: str) -> str:
+    """The pattern lets anything follow the host, so ``http://h:٣/``, ``http://h:80x/`` or
+    ``http://h٣/`` match it: the whole host and the port, if any, must be real ones, not what
+    ``int()`` or yarl make of them."""
+    if not is_env_ref(uri):
+        authority = re.split(r"[/?#]", uri.partition("://")[2], maxsplit=1)[0]
+        host, _ = split_host_port(authority.rpartition("@")[2])
+        if not re.fullmatch(r"[0-9a-zA-Z._~%!$&'()*+,;=-]+|\[[0-9a-fA-F:]+\]", host):
+            raise ValueError(f"invalid host {host!r} in uri")
+    return uri
 
 
 class HttpLoggerConfig(PluginConfig):
-    uri: Annotated[str, EnvOrPattern(URI_PATTERN)]
+    uri: Annotated[str, EnvOrPattern(URI_PATTERN), AfterValidator(_check_authority)]
     # Sent as the Authorization header of each batch.
     auth_header: str | None = None
     timeout: Annotated[int, Field(ge=1)] = 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,16 +38,33 @@ class Tls(BaseModel):
     verify: bool = False
 
 
+_NODE_HOST = re.compile(r"[0-9a-zA-Z\-._\[\]:]+")  # a list node's ``host``, less the wildcard
+
+
+def parse_port(text: str) -> int:
+    """A port as written after a colon: 1 to 5 ASCII digits naming 1..65535.  ``int()`` alone
+    would also read ``"٣"`` (Arabic-Indic three) as 3, and ``" 1"`` or ``"+1"`` as 1."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
+        raise ValueError(f"invalid port {text!r}: expected 1 to 65535 in ASCII digits")
+    return int(text)
+
+
 def split_host_port(address: str) -> tuple[str, int | None]:
-    """``"api.openai.com:443"`` -> ``("api.openai.com", 443)``; IPv6 in brackets kept whole."""
+    """``"api.openai.com:443"`` -> ``("api.openai.com", 443)``; IPv6 in brackets kept whole; a
+    bare IPv6 address (two colons or more) is all host, as in APISIX's ``parse_addr``.
+    ``ValueError`` when what follows the last colon is not a port: never read as part of a host."""
     if address.startswith("["):
         end = address.find("]")
         host, rest = address[: end + 1], address[end + 1 :]
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError(f"invalid port {rest!r}: expected ':' after ']'")
+        return host, parse_port(rest[1:])
     host, sep, port = address.rpartition(":")
-    if sep and port.isdigit() and ":" not in host:
-        return host, int(port)
-    return address, None
+    if not sep or ":" in host:
+        return address, None
+    return host, parse_port(port)
 
 
 class DiscoveryArgs(BaseModel):
@@ -86,10 +104,8 @@ class UpstreamSpec(BaseModel):
     def _cross_checks(self) -> UpstreamSpec:
         if isinstance(self.nodes, dict):
             for address in self.nodes:
-                host, port = split_host_port(address)
-                if port is not None and not 1 <= port <= 65535:
-                    raise ValueError(f"invalid port {port}")
-                if not host:
+                host, _ = split_host_port(address)
+                if not _NODE_HOST.fullmatch(host):
                     raise ValueError(f"invalid node address {address}")
         if self.pass_host == "rewrite" and not self.upstream_host:
             raise ValueError("`upstream_host` can't be empty when `pass_host` is `rewrite`")
