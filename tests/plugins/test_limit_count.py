@@ -116,6 +116,17 @@ INVALID = [
         id="cluster-without-nodes",
     ),
     pytest.param(
+        {
+            "count": 2,
+            "time_window": 60,
+            "policy": "redis-cluster",
+            "redis_cluster_name": "c",
+            "redis_cluster_nodes": ["127.0.0.1:\u0663"],
+        },
+        "invalid port",
+        id="cluster-node-arabic-indic-port",
+    ),
+    pytest.param(
         {"count": 2, "time_window": 60, "policy": "redis", "redis_host": "r1", "redis_port": 0},
         "redis_port",
         id="redis-port",

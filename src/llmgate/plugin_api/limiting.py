@@ -28,6 +28,7 @@ from llmgate.http.variables import Template
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.runtime.counters import Counters
 from llmgate.runtime.redis_counters import RedisTarget
+from llmgate.schemas.upstream import split_host_port
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext
@@ -45,7 +46,15 @@ KeyType = Literal["var", "var_combination", "constant"]
 _RESOLVED_INT = re.compile(r"[0-9]{1,18}")
 RejectedCode = Annotated[int, Field(ge=200, le=599)]
 RejectedMsg = Annotated[str, Field(min_length=1)]
-ClusterNode = Annotated[str, Field(min_length=2, max_length=100)]
+
+
+def _cluster_node(node: str) -> str:
+    """``host[:port]`` (or ``[ipv6]:port``): a port in ASCII digits, not ``int()``'s reading."""
+    split_host_port(node)
+    return node
+
+
+ClusterNode = Annotated[str, Field(min_length=2, max_length=100), AfterValidator(_cluster_node)]
 
 
 def var_or_numeral(minimum: int) -> AfterValidator:

@@ -233,7 +233,7 @@ def target_from_url(url: str) -> RedisTarget:
 
 def _split_node(node: str) -> tuple[str, int]:
     host, _, port = node.rpartition(":")
-    return (host.strip("[]"), int(port)) if port.isdigit() else (node, 6379)
+    return (host.strip("[]"), int(port)) if port.isascii() and port.isdigit() else (node, 6379)
 
 
 class RedisCounters:
