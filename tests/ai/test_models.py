@@ -15,7 +15,12 @@ from llmgate.ai.models import models_answer, models_target, unique
         ("HEAD", "/openai/v1/models", (True, None)),
         ("GET", "/v1/models/gpt-4o", (True, "gpt-4o")),
         ("GET", "/v1/models/openai/gpt-4o", (True, "openai/gpt-4o")),
-        ("GET", "/v1/models/", (False, None)),
+        # The list with a trailing slash: the list, not the LLM request it is not (a 400 about
+        # an empty body).
+        ("GET", "/v1/models/", (True, None)),
+        ("HEAD", "/models/", (True, None)),
+        ("GET", "/v1/models//", (False, None)),
+        ("GET", "/v1/models/gpt-4o/", (False, None)),
         ("GET", "/v1/models/a//b", (False, None)),
         ("POST", "/v1/models", (False, None)),
         ("GET", "/v1/chat/completions", (False, None)),

@@ -31,7 +31,7 @@ def models_target(method: str, path: str) -> tuple[bool, str | None]:
     (False, None) for any other request."""
     if method not in ("GET", "HEAD"):
         return False, None
-    if path.endswith(_SEGMENT):
+    if path.endswith((_SEGMENT, _SEGMENT + "/")):  # the list, also with a trailing slash
         return True, None
     index = path.rfind(_SEGMENT + "/")
     if index < 0:
