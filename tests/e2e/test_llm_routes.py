@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.net import LiveGateway, http_json, metric_total, wait_for
+from tests.net import LiveGateway, RawClient, http_json, metric_total, request_bytes, wait_for
 
 KEY = "app-key-0001"
 OTHER_KEY = "other-key-0002"
@@ -298,6 +298,15 @@ def test_models_list_and_retrieve(live: LiveGateway) -> None:
         sdk(live, key="nope").models.list()  # the list is the consumer's: auth first
 
 
+def test_models_list_with_a_trailing_slash(live: LiveGateway) -> None:
+    """``GET …/models/`` is the list too, not an LLM request missing its body (400)."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for prefix, models in (("", ["gpt-4o-mini"]), ("/multi", ["gpt-4o-mini", "gpt-3.5-turbo"])):
+        status, body, _ = live.get(f"{prefix}/v1/models/", auth)
+        assert status == 200, body
+        assert body["object"] == "list" and [m["id"] for m in body["data"]][:2] == models
+
+
 async def test_async_models_list(live: LiveGateway) -> None:
     client = async_sdk(live, "/multi")
     assert [m.id async for m in client.models.list()][:1] == ["gpt-4o-mini"]
@@ -443,3 +452,23 @@ def test_plain_route_stream_shows_its_real_tokens(live: LiveGateway) -> None:
         stream_options={"include_usage": True},
     )
     assert [c.usage.total_tokens for c in asked if c.usage is not None] == [llm["total_tokens"]]
+
+
+def test_a_client_that_leaves_mid_stream_is_logged_with_the_bytes_sent(live: LiveGateway) -> None:
+    """A 499's ``response.size`` (nginx's $bytes_sent) is what went out before the client left."""
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True})
+    headers = {
+        "Authorization": f"Bearer {KEY}",
+        "Content-Type": "application/json",
+        "X-Fake-Stream-Delay-Ms": "400",
+    }
+    with RawClient(live.gw.proxy_port) as client:
+        client.send(request_bytes("POST", "/v1/chat/completions", headers, body.encode()))
+        status, _, _, head = client.read_head()
+        first = client.read_chunk()
+        client.abort()
+    assert status == 200 and first
+    request_id = dict(head)["X-Request-Id"]
+    entry = log_entry(live, request_id)
+    assert entry["response"]["status"] == 499, entry
+    assert entry["response"]["size"] > len(first), entry

@@ -219,3 +219,27 @@ def test_a_second_serve_on_busy_ports_fails_before_announcing_anything(
         assert "in use" in line["message"]
     else:
         assert f"llmgate: error: {named} 127.0.0.1:" in out and "in use" in out, out
+
+
+def test_a_client_that_leaves_mid_stream_is_logged_with_the_bytes_sent(gw: LiveGateway) -> None:
+    """nginx's $body_bytes_sent for a 499: what was sent before the client left, not 0."""
+    body = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    before = len(access_lines(gw))
+    with RawClient(gw.proxy_port) as client:
+        client.send(
+            request_bytes(
+                "POST",
+                f"/v1/chat/completions?token={SECRETS[1]}",
+                {"Content-Type": "application/json", "X-Fake-Stream-Delay-Ms": "400"},
+                body,
+            )
+        )
+        status, *_ = client.read_head()
+        first = client.read_chunk()
+        client.abort()
+    assert status == 200 and first
+    lines = wait_lines(gw, before + 1)[before:]
+    assert len(lines) == 1
+    fields = LINE.fullmatch(lines[0])
+    assert fields is not None and fields["status"] == "499", lines
+    assert int(fields["body_bytes"]) >= len(first), lines

@@ -304,3 +304,6 @@ _KNOWN: dict[str, Callable[[RequestContext], str | None]] = {
 # Where the data plane keeps a routed request's context on its aiohttp request, for the access
 # log written once the response is finished (``observability/request_log.py``).
 CONTEXT = web.RequestKey("llmgate.ctx", RequestContext)
+# The size of a streamed response's head, once sent: what nginx's $body_bytes_sent leaves out
+# of $bytes_sent for a client that left mid-response (written by the proxy handler).
+HEAD_BYTES: StateKey[int] = StateKey("handler.head_bytes")

@@ -36,7 +36,7 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from llmgate.http.context import CONTEXT, RequestContext
+from llmgate.http.context import CONTEXT, HEAD_BYTES, RequestContext
 from llmgate.observability.access_log import MASK, SECRET_ARGS, auth_names, masked_query
 
 # nginx's status for a request whose client went away before it was answered.
@@ -88,6 +88,13 @@ def body_bytes_sent(response: web.StreamResponse | None) -> int:
     return max(response.body_length - head, 0)
 
 
+def _left(ctx: RequestContext | None) -> int:
+    """``$body_bytes_sent`` of a request whose client left: what was sent after the head."""
+    if ctx is None or not ctx.bytes_sent:
+        return 0
+    return max(ctx.bytes_sent - ctx.state.get(HEAD_BYTES, ctx.bytes_sent), 0)
+
+
 def _seconds(value: float | None) -> str | None:
     return None if value is None else f"{max(value, 0.0):.3f}"
 
@@ -131,7 +138,7 @@ def entry(
         "request": f"{request.method} {path}{mark}{masked_query(query, secret_args)} "
         f"HTTP/{version.major}.{version.minor}",
         "status": status,
-        "body_bytes_sent": body_bytes_sent(response),
+        "body_bytes_sent": body_bytes_sent(response) if response is not None else _left(ctx),
         "request_time": _seconds(elapsed),
         "http_referer": _masked_url(headers.get("Referer"), secret_args),
         "http_user_agent": headers.get("User-Agent"),

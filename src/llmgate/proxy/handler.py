@@ -28,6 +28,7 @@ from llmgate.errors import HttpError
 from llmgate.http.body import BodyBudget, BodyStream, RequestBody
 from llmgate.http.context import (
     CONTEXT,
+    HEAD_BYTES,
     OutboundRequest,
     Reply,
     RequestContext,
@@ -195,6 +196,8 @@ async def _run(
     except (ConnectionError, asyncio.CancelledError):
         ctx.status = CLIENT_CLOSED
         ctx.client_aborted = True
+        if sent := ctx.inbound.writer.output_size:
+            ctx.bytes_sent = sent  # what went out before the client left (nginx's $bytes_sent)
         raise
     except Exception:
         log.exception("request on route %s failed", ctx.route.id)
@@ -465,6 +468,12 @@ async def _write(
         raise SendTimeout(f"the client read nothing for {send_timeout:g} s") from None
 
 
+async def _prepare(ctx: RequestContext, response: web.StreamResponse) -> None:
+    """Send the head of a streamed response (aiohttp sends it at once) and note its size."""
+    await response.prepare(ctx.inbound)
+    ctx.state[HEAD_BYTES] = ctx.inbound.writer.output_size
+
+
 async def _relay(
     ctx: RequestContext, chain: PluginChain, upstream: UpstreamResponse, send_timeout: float
 ) -> web.StreamResponse:
@@ -490,7 +499,7 @@ async def _relay(
             ctx.bytes_sent = len(body) + _head_size(whole)
             return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
-        await response.prepare(ctx.inbound)
+        await _prepare(ctx, response)
         try:
             async for chunk in upstream.content.iter_any():
                 if tracker is not None:
@@ -532,7 +541,7 @@ async def _reply(
         ctx.bytes_sent = len(body)  # aiohttp writes it after the log phase
         return web.Response(status=head.status, body=body, headers=head.headers)
     response = web.StreamResponse(status=head.status, headers=head.headers)
-    await response.prepare(ctx.inbound)
+    await _prepare(ctx, response)
     async for chunk in reply.body:
         chunk = _filter(ctx, chain, chunk, False) if chain.body_filter else chunk
         if chunk:
