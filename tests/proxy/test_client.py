@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from multidict import CIMultiDict
 
+from llmgate.http.deadline import Deadline
 from llmgate.proxy.client import (
     BodyBroken,
     ConnectFailed,
@@ -387,7 +388,7 @@ async def test_requests_on_a_kept_alive_connection_set_no_timer(pool_for, monkey
     call_at = loop.call_at
 
     def counting_call_at(when, callback, *args, context=None):  # type: ignore[no-untyped-def]
-        if isinstance(getattr(callback, "__self__", None), _Connection):
+        if isinstance(getattr(callback, "__self__", None), _Connection | Deadline):
             created.append(callback)
         return call_at(when, callback, *args, context=context)
 

@@ -40,6 +40,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from llmgate import __version__
+from llmgate.http.deadline import Deadline
 from llmgate.http.limits import ClientLimits
 
 log = logging.getLogger("llmgate.http")
@@ -131,14 +132,14 @@ _FRESH, _HEAD, _BUSY, _IDLE = range(4)
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_phase", "_timer", "started")
+    __slots__ = ("_deadline", "_edge", "_phase", "started")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._edge = manager
         self._phase = _FRESH
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None  # when the current phase times out; None: busy
+        # When the current phase times out (cleared while a request is under way).
+        self._deadline = Deadline(self._loop, self._expired)
         self.started = 0  # requests begun on this connection
 
     # --- the connection cap ------------------------------------------------------------------
@@ -154,39 +155,17 @@ class EdgeProtocol(RequestHandler):
             return
         edge.open += 1
         super().connection_made(transport)
-        self._expire_in(edge.limits.header_timeout)
+        self._deadline.expire_in(edge.limits.header_timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._manager is not None:
             self._edge.open -= 1
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.stop()
         super().connection_lost(exc)
 
     # --- head and idle timers ---------------------------------------------------------------
 
-    def _expire_in(self, delay: float) -> None:
-        """The current phase times out ``delay`` seconds from now.  The timer is set again
-        only when it would fire after that."""
-        loop = self._loop
-        deadline = loop.time() + delay
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._expired)
-
     def _expired(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None:
-            return  # busy: the next phase sets it again
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._expired)
-            return
         if self._waiter is not None and not self._waiter.done():
             self.force_close()  # no request under way: a head not whole in time, or idle
 
@@ -195,7 +174,7 @@ class EdgeProtocol(RequestHandler):
         if phase == _IDLE and data:
             # The first byte of the next request: the idle timeout gives way to the head's.
             self._phase = phase = _HEAD
-            self._expire_in(self._edge.limits.header_timeout)
+            self._deadline.expire_in(self._edge.limits.header_timeout)
         if phase == _BUSY:
             super().data_received(data)
             return
@@ -203,7 +182,7 @@ class EdgeProtocol(RequestHandler):
         super().data_received(data)
         if self._request_count != count:  # a whole head arrived
             self._phase = _BUSY
-            self._deadline = None
+            self._deadline.clear()
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -218,7 +197,7 @@ class EdgeProtocol(RequestHandler):
                 request.clear()
         if not self._messages:
             self._phase = _IDLE
-            self._expire_in(self._edge.limits.keepalive_timeout)
+            self._deadline.expire_in(self._edge.limits.keepalive_timeout)
         return answer
 
     # --- versions and parser errors ---------------------------------------------------------

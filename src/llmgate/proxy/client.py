@@ -24,6 +24,7 @@ from typing import Any, cast
 import httptools
 from multidict import CIMultiDict
 
+from llmgate.http.deadline import Deadline
 from llmgate.proxy.client_response import (
     BodyBroken,
     BodyStream,
@@ -82,8 +83,7 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False  # any byte of the current response
         self.no_body = False  # the current request was HEAD
         self.read_timeout: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None  # when the read under way times out
+        self._read_deadline = Deadline(loop, self._timed_out)  # of the read under way
         self._head: asyncio.Future[UpstreamResponse] | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._response: UpstreamResponse | None = None
@@ -116,7 +116,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        self._stop_timer()
+        self._read_deadline.stop()
         response = self._response
         if response is not None and not response.content._done:
             # A body with neither a length nor chunks ends when the connection does.
@@ -159,14 +159,14 @@ class _Connection(asyncio.Protocol):
             # llhttp cannot know a HEAD response has no body: end it here, never reuse.
             self.reusable = False
             response.content.finish()
-            self._cancel_timer()
+            self._read_deadline.clear()
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None and not self.no_body:
             self._response.content.feed(body)
 
     def on_message_complete(self) -> None:
-        self._cancel_timer()
+        self._read_deadline.clear()
         response = self._response
         if response is None:
             return  # the end of an interim response
@@ -180,40 +180,11 @@ class _Connection(asyncio.Protocol):
             self._head.set_exception(error)
 
     def _arm_timer(self) -> None:
-        """The read timeout counts from now.  Only the deadline moves: the timer is set again
-        only when it would fire after it (a timer created and cancelled per read costs ~3 us
-        on uvloop, twice a request)."""
-        if self.read_timeout is None:
-            return
-        loop = self.loop
-        deadline = loop.time() + self.read_timeout
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._timed_out)
-
-    def _cancel_timer(self) -> None:
-        """No read under way: the timer, if it fires, finds nothing to do."""
-        self._deadline = None
-
-    def _stop_timer(self) -> None:
-        """The connection is closed: the timer goes (it holds the connection)."""
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """The read timeout counts from now (only a deadline moves: ``Deadline``)."""
+        if self.read_timeout is not None:
+            self._read_deadline.expire_in(self.read_timeout)
 
     def _timed_out(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None:
-            return
-        if self.loop.time() < deadline:  # a read since it was set: wait for the new deadline
-            self._timer = self.loop.call_at(deadline, self._timed_out)
-            return
-        self._deadline = None
         if self._head is not None and not self._head.done():
             self._head.set_exception(ReadTimeout("no response within the read timeout"))
         elif self._response is not None:
@@ -234,7 +205,7 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if not self.closed:
             self.closed = True
-            self._stop_timer()
+            self._read_deadline.stop()
             if self.transport is not None:
                 self.transport.close()
 
