@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmgate.admin import masking
+from llmgate.admin.groups import check_group
 from llmgate.admin.listing import parse_query, select_items
 from llmgate.admin.patching import merge_patch, patch_path
 from llmgate.admin.validation import Scope, check_plugins
@@ -220,6 +221,7 @@ class ResourceApi:
         if kind.plugin_scope is not None and isinstance(plugins, dict):
             try:
                 check_plugins(plugins, kind.plugin_scope)
+                await check_group(reader, kind.name, address.store_id(), plugins)
             except ValueError as exc:
                 prefix = "invalid plugins configuration: " if kind.plugin_scope != "route" else ""
                 raise BadRequest(f"{prefix}{exc}") from None
