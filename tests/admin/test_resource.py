@@ -523,3 +523,19 @@ async def test_an_inline_upstream_may_have_a_name_desc_and_labels(admin) -> None
     upstream["labels"] = {"a": "has space"}
     resp = await admin.put("/apisix/admin/routes/named", json={"uri": "/n", "upstream": upstream})
     assert resp.status == 400
+
+
+async def test_patch_with_an_empty_object_replaces_it(admin) -> None:  # type: ignore[no-untyped-def]
+    """APISIX's merge treats ``{}`` as an array (OpenResty's ``table.isarray``): it replaces
+    the stored object, so ``{"plugins": {}}`` removes every plugin."""
+    await put(admin, "upstreams/1", UPSTREAM)
+    await put(admin, "routes/1", {**ROUTE, "plugins": {"cors": {}, "request-id": {}}})
+    resp = await admin.patch("/apisix/admin/routes/1", json={"plugins": {}})
+    assert resp.status == 200
+    assert (await resp.json())["value"]["plugins"] == {}
+    _, got = await get(admin, "routes/1")
+    assert got["value"]["plugins"] == {}
+    resp = await admin.patch("/apisix/admin/routes/1", json={})
+    assert resp.status == 200
+    _, again = await get(admin, "routes/1")
+    assert again["value"]["plugins"] == {} and again["value"]["uri"] == "/hello"

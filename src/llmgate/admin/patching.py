@@ -1,6 +1,8 @@
 """PATCH semantics, as pure functions.
 
-- ``merge_patch``: objects merge recursively, arrays and scalars replace, ``null`` deletes.
+- ``merge_patch``: objects merge recursively, arrays and scalars replace, ``null`` deletes; an
+  empty object replaces (APISIX's merge asks OpenResty's ``table.isarray``, true for ``{}``),
+  so ``{"plugins": {}}`` removes every plugin.
 - ``patch_path``: a sub-path PATCH (``/routes/1/plugins/limit-count``) replaces one value.
 """
 
@@ -11,12 +13,13 @@ from typing import Any
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """A new dict: ``target`` with ``patch`` merged in (RFC 7386, APISIX's table.merge)."""
+    """A new dict: ``target`` with ``patch`` merged in (APISIX's ``core.table.merge``: RFC 7386
+    but for an empty object, which replaces)."""
     result = copy.deepcopy(target)
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+        elif value and isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = merge_patch(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
