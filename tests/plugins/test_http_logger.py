@@ -8,6 +8,7 @@ from llmgate.plugins.http_logger import HttpLogger
 VALID = [
     pytest.param({"uri": "http://127.0.0.1:1980/log"}, id="uri"),
     pytest.param({"uri": "https://logs.example.com"}, id="https"),
+    pytest.param({"uri": "HTTPS://logs.example.com"}, id="scheme-in-capitals"),
     pytest.param({"uri": "http://[::1]:8080/x"}, id="ipv6"),
     pytest.param({"uri": "http://u:p@h:81/x?a=1"}, id="userinfo"),
     pytest.param({"uri": "http://log_collector:8080/"}, id="underscore-host"),
@@ -35,6 +36,9 @@ INVALID = [
     pytest.param({"uri": "http://h:99999/"}, "invalid port", id="port-out-of-range"),
     pytest.param({"uri": "http://h:80x/"}, "invalid port", id="port-not-a-number"),
     pytest.param({"uri": "http://h\u0663:80/"}, "uri", id="non-ascii-host"),
+    # APISIX posts plain HTTP to any other scheme; llmgate could not send there at all.
+    pytest.param({"uri": "ftp://h/logs"}, "unsupported scheme", id="ftp"),
+    pytest.param({"uri": "xx://h"}, "unsupported scheme", id="unknown-scheme"),
     pytest.param({"uri": "http://a", "timeout": 0}, "timeout", id="timeout"),
     pytest.param({"uri": "http://a", "concat_method": "xml"}, "concat_method", id="concat"),
     pytest.param({"uri": "http://a", "batch_max_size": 0}, "batch_max_size", id="batch-size"),
@@ -62,3 +66,25 @@ def test_defaults() -> None:
         1000,
         "http logger",
     )
+
+
+def test_an_env_uri_is_checked_once_its_value_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the variable is set (the admin's process: ``validating``; a data-plane node), its
+    value is checked as a literal uri is, and never shown; where it is not, the admin accepts
+    the reference and a data-plane node does not compile it (last good version or 503): the
+    uri is never first found wrong when a batch is sent."""
+    from llmgate.runtime.instances import CompileError, validated
+
+    conf = {"uri": "$env://LOG_URI"}
+    monkeypatch.setenv("LOG_URI", "ftp://collector.internal:21/x")
+    for validating in (True, False):
+        with pytest.raises(CompileError, match="unsupported scheme") as info:
+            validated(HttpLogger.Config, "http-logger", conf, validating)
+        assert "collector.internal" not in str(info.value)
+    monkeypatch.setenv("LOG_URI", "http://collector.internal:99999/x")
+    with pytest.raises(CompileError, match="invalid port"):
+        validated(HttpLogger.Config, "http-logger", conf, True)
+    monkeypatch.delenv("LOG_URI")
+    validated(HttpLogger.Config, "http-logger", conf, True)
+    with pytest.raises(CompileError, match="not set"):
+        validated(HttpLogger.Config, "http-logger", conf, False)

@@ -33,9 +33,14 @@ URI_PATTERN = r"^[^\/]+:\/\/([0-9a-zA-Z.-]+|\[[0-9a-fA-F:]+\])(:[0-9]+)?"
 def _check_authority(uri: str) -> str:
     """The pattern lets anything follow the host, so ``http://h:٣/``, ``http://h:80x/`` or
     ``http://h٣/`` match it: the whole host and the port, if any, must be real ones, not what
-    ``int()`` or yarl make of them."""
+    ``int()`` or yarl make of them.  And any scheme: APISIX posts plain HTTP to ``ftp://h``,
+    llmgate sends over http and https only, so another is refused rather than never sent.
+    (A ``$env://`` uri is checked so when its value is known: ``runtime/instances.py``.)"""
     if not is_env_ref(uri):
-        authority = re.split(r"[/?#]", uri.partition("://")[2], maxsplit=1)[0]
+        scheme, _, rest = uri.partition("://")
+        if scheme.lower() not in ("http", "https"):
+            raise ValueError(f"unsupported scheme {scheme!r} in uri: expected http or https")
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
         host, _ = split_host_port(authority.rpartition("@")[2])
         if not re.fullmatch(r"[0-9a-zA-Z._~%!$&'()*+,;=-]+|\[[0-9a-fA-F:]+\]", host):
             raise ValueError(f"invalid host {host!r} in uri")
