@@ -8,6 +8,7 @@ filter can freeze the process; a pattern that would need backtracking, or is lon
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,24 +44,49 @@ def _regex(param: str, text: str | None) -> regex.Regex | None:
         raise BadRequest(f"invalid {param} filter: {exc}") from None
 
 
-def _int(param: str, text: str | None) -> int | None:
+# What Lua's ``tonumber`` reads (APISIX reads ``page`` and ``page_size`` with it), in ASCII:
+# decimal (with a fraction, an exponent), hexadecimal integers, inf and nan; spaces around.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+_SPECIAL = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_LUA_SPACE = " \t\n\v\f\r"
+
+
+def _lua_number(text: str | None) -> int | float | None:
+    """The number Lua's ``tonumber`` reads from ``text`` (None: not a number)."""
     if text is None:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise BadRequest(f"invalid {param}: should be an integer") from None
+    text = text.strip(_LUA_SPACE)
+    if _HEX.fullmatch(text):
+        return int(text, 16)
+    if _INTEGER.fullmatch(text):
+        return int(text)  # exactly, however long
+    if _DECIMAL.fullmatch(text) or _SPECIAL.fullmatch(text):
+        return float(text)
+    return None
+
+
+def _whole(param: str, number: int | float) -> int:
+    """A paging number that is not whole is a 400 (APISIX slices the list with it:
+    ``page_size=10.5`` gives 10 items on page 1 and none after)."""
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise BadRequest(f"invalid {param}: should be an integer")
+        return int(number)
+    return number
 
 
 def parse_query(args: Mapping[str, str], filter_fields: frozenset[str]) -> ListQuery:
     """Read a list query from the URL arguments, refusing invalid ones with a 400."""
-    page, page_size = _int("page", args.get("page")), _int("page_size", args.get("page_size"))
-    if page is not None and page_size is not None:
-        if not PAGE_SIZE_MIN <= page_size <= PAGE_SIZE_MAX:
+    # As APISIX: paging needs both, and one that is not a number turns it off.
+    page_arg, size_arg = _lua_number(args.get("page")), _lua_number(args.get("page_size"))
+    page = page_size = None
+    if page_arg is not None and size_arg is not None:
+        if not PAGE_SIZE_MIN <= size_arg <= PAGE_SIZE_MAX:
             raise BadRequest(f"page_size must be between {PAGE_SIZE_MIN} and {PAGE_SIZE_MAX}")
-        page = max(page, 1)
-    else:
-        page = page_size = None  # as APISIX: paging needs both
+        page_size = _whole("page_size", size_arg)
+        page = max(_whole("page", page_arg), 1)
     fields = tuple(
         (key, value)
         for key, value in parse_qsl(args.get("filter", ""), keep_blank_values=True)
