@@ -38,6 +38,27 @@ async def test_put_collection_with_username(admin) -> None:  # type: ignore[no-u
     assert (status, body) == (400, {"error_msg": "wrong username"})
 
 
+async def test_an_id_in_the_body_is_kept_as_written(admin) -> None:  # type: ignore[no-untyped-def]
+    """APISIX's consumer schema has an ``id`` (its id rule, no more): the consumer is still
+    keyed, found and named by its username, and the ``id`` is stored as sent."""
+    for path, body_id, status in (
+        ("consumers", "other", 201),
+        ("consumers/jack", 7, 200),
+        ("consumers", "jack", 200),
+    ):
+        answer_status, body = await put(admin, path, {"username": "jack", "id": body_id})
+        assert (answer_status, body["key"]) == (status, "/apisix/consumers/jack")
+        assert body["value"]["id"] == body_id
+        _, got = await get(admin, "consumers/jack")
+        assert got["value"]["id"] == body_id and got["value"]["username"] == "jack"
+    for bad in ("bad id", "", 0, True, 1.5, "x" * 65):
+        status, body = await put(admin, "consumers", {"username": "jack", "id": bad})
+        assert status == 400, bad
+        assert body["error_msg"].startswith('invalid configuration: property "id"'), body
+    _, listed = await get(admin, "consumers")
+    assert listed["total"] == 1
+
+
 async def test_password_is_stored_hashed_and_never_returned(admin) -> None:  # type: ignore[no-untyped-def]
     _, body = await put(admin, "consumers", BLOG_CONSUMER)
     stored = body["value"]["plugins"]["basic-auth"]["password"]
