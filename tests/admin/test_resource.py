@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -539,3 +540,47 @@ async def test_patch_with_an_empty_object_replaces_it(admin) -> None:  # type: i
     assert resp.status == 200
     _, again = await get(admin, "routes/1")
     assert again["value"]["plugins"] == {} and again["value"]["uri"] == "/hello"
+
+
+CREATED_ONCE = [
+    ("upstreams/u", UPSTREAM),
+    ("routes/r", {"uri": "/a", "upstream": UPSTREAM}),
+    ("services/s", {"upstream": UPSTREAM}),
+    ("plugin_configs/p", {"plugins": {}}),
+    ("global_rules/g", {"plugins": {}}),
+    ("consumer_groups/cg", {"plugins": {}}),
+    ("consumers/jack", {"username": "jack"}),
+    ("consumers/jack/credentials/c", {"plugins": {"key-auth": {"key": "k"}}}),
+]
+
+
+async def test_concurrent_puts_of_one_new_id_answer_one_201(aiohttp_client, store_url) -> None:  # type: ignore[no-untyped-def]
+    """Several admin processes (each its own engine) PUT the same new id at once: exactly one
+    answers 201, the others 200, on SQLite and PostgreSQL."""
+    from llmgate.admin.auth import AdminKeys
+    from llmgate.app import build_admin_app
+    from llmgate.store import Store, open_engine
+    from tests.support import ADMIN_KEY, VIEWER_KEY
+
+    stores = [Store(open_engine(store_url)) for _ in range(3)]
+    try:
+        clients = [
+            await aiohttp_client(
+                build_admin_app(store, AdminKeys(ADMIN_KEY, VIEWER_KEY)),
+                headers={"X-API-KEY": ADMIN_KEY},
+            )
+            for store in stores
+        ]
+        for path, body in CREATED_ONCE:
+            for round in range(3):
+                where = f"{path}{round}" if not path.startswith("consumers/jack") else path
+                if where == path and round:
+                    await clients[0].delete(f"/apisix/admin/{path}")
+                answers = await asyncio.gather(
+                    *(c.put(f"/apisix/admin/{where}", json=body) for c in clients for _ in range(3))
+                )
+                statuses = sorted(answer.status for answer in answers)
+                assert statuses == [200] * 8 + [201], (where, statuses)
+    finally:
+        for store in stores:
+            await store.close()

@@ -83,6 +83,32 @@ async def test_concurrent_writers_never_lose_or_reuse_a_revision(store_url: str)
     assert sorted(i.modified_index for i in items) == list(range(1, 41))
 
 
+async def test_concurrent_puts_of_one_new_id_create_it_once(store_url: str) -> None:
+    """However writers interleave, one of them creates the item; the others replace it
+    (the admin API's 201 and 200)."""
+    from llmgate.store import open_engine
+
+    stores = [Store(open_engine(store_url)) for _ in range(4)]
+
+    async def put(store: Store, id: str) -> bool:
+        async with store.write() as tx:
+            existed = await tx.get("routes", id) is not None
+            await asyncio.sleep(0)  # let the other writers in, if anything would
+            _, created = await tx.put("routes", id, {"uri": "/a"})
+            assert created is not existed
+            return created
+
+    try:
+        for round in range(5):
+            created = await asyncio.gather(
+                *(put(store, f"new-{round}") for store in stores for _ in range(2))
+            )
+            assert sorted(created) == [False] * 7 + [True], round
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_commit_listeners_get_the_new_revision(store: Store) -> None:
     got: list[int] = []
     store.on_commit(got.append)
