@@ -77,7 +77,8 @@ async def test_every_field_counts(admin, changed) -> None:  # type: ignore[no-un
 
 async def test_other_groups_and_ungrouped_are_free(admin) -> None:  # type: ignore[no-untyped-def]
     await put(admin, "routes/1", route(GROUP))
-    assert (await put(admin, "routes/2", route({**GROUP, "group": "h", "count": 9}, "/b")))[0] == 201
+    other_group = {**GROUP, "group": "h", "count": 9}
+    assert (await put(admin, "routes/2", route(other_group, "/b")))[0] == 201
     ungrouped = {"count": 9, "time_window": 1}
     assert (await put(admin, "routes/3", route(ungrouped, "/c")))[0] == 201
 

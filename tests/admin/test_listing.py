@@ -79,7 +79,15 @@ async def test_page_arguments_as_apisix_reads_them(routes, query: str, ids: list
     assert body["total"] == 25
 
 
-@pytest.mark.parametrize("query", ["page=1.5&page_size=10", "page=1&page_size=10.5", "page=inf&page_size=10", "page=nan&page_size=10"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=1.5&page_size=10",
+        "page=1&page_size=10.5",
+        "page=inf&page_size=10",
+        "page=nan&page_size=10",
+    ],
+)
 async def test_a_page_that_is_not_whole_is_refused(routes, query: str) -> None:  # type: ignore[no-untyped-def]
     status, body = await listing(routes, query)
     assert status == 400

@@ -57,7 +57,9 @@ def test_patch_with_an_empty_plugins_object_clears_them(live: LiveGateway) -> No
 def test_a_consumer_is_its_username_whatever_id_its_body_carries(live: LiveGateway) -> None:
     live.put("routes/c1", route(live, "/c1", {"key-auth": {}}))
     status, answer = live.admin(
-        "PUT", "consumers", {"username": "jack", "id": "other", "plugins": {"key-auth": {"key": "k1"}}}
+        "PUT",
+        "consumers",
+        {"username": "jack", "id": "other", "plugins": {"key-auth": {"key": "k1"}}},
     )
     assert status == 201 and answer["key"] == "/apisix/consumers/jack"
     assert answer["value"]["id"] == "other"  # stored as written, as APISIX does
