@@ -317,3 +317,17 @@ async def test_dumped_values_apply_as_they_are(store: Store) -> None:
     again = parse(render(items, "yaml"), "yaml", "dump.yaml", {})
     plan, revision = await apply(store, again, prune=True)
     assert plan.changes == () and revision is None
+
+
+async def test_a_limit_count_group_has_one_conf_in_the_result(store: Store) -> None:
+    def grouped(id: str, count: int) -> dict[str, Any]:
+        limit = {"count": count, "time_window": 60, "group": "g"}
+        return {"id": id, "uri": f"/{id}", "upstream_id": "u1", "plugins": {"limit-count": limit}}
+
+    await apply(store, doc(upstreams=[UPSTREAM], routes=[grouped("r1", 1), grouped("r2", 1)]))
+    with pytest.raises(DocumentError, match="group conf mismatched"):
+        await apply(store, doc(upstreams=[UPSTREAM], routes=[grouped("r1", 2), grouped("r2", 1)]))
+    # Every user of the group changed at once: the admin API cannot, one write at a time.
+    await apply(store, doc(upstreams=[UPSTREAM], routes=[grouped("r1", 2), grouped("r2", 2)]))
+    items = await stored(store)
+    assert items["routes/r2"].value["plugins"]["limit-count"]["count"] == 2
