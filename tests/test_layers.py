@@ -90,6 +90,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.observability.health",
             "llmgate.server",
             "llmgate.settings",
+            "llmgate.setting_values",
             "llmgate.testing",
             "llmgate.workers",
         ),
