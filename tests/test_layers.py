@@ -65,6 +65,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llmgate.runtime.counters",
             "llmgate.runtime.conn_leases",
             "llmgate.runtime.redis_counters",
+            "llmgate.runtime.redis_scripts",
             "llmgate.runtime.counter_server",
             "llmgate.runtime.verified",
             # The snapshot's data types (what plugins read of it): pure data, importing nothing

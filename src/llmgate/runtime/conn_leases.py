@@ -1,7 +1,7 @@
 """Leases on limit-conn slots in a shared Redis: a process holds its slots only while it lives.
 
 A holder is one process (node, pid and a random part).  Each key it holds a slot on carries
-the holder's lease end (``redis_counters.py``: a sorted set beside the key's {holder: slots}
+the holder's lease end (``redis_scripts.py``: a sorted set beside the key's {holder: slots}
 hash); ``Leases`` renews it a third of a lease after the last renewal while a slot is held, so
 the slots of a process that died without releasing them (SIGKILL, a lost node) stop counting
 when its lease ends: within ``LEASE`` seconds.
