@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "upstream",
         (
             "llmgate.proxy.client",
+            "llmgate.proxy.client_connection",
             "llmgate.proxy.client_response",
             "llmgate.proxy.upstream",
             "llmgate.proxy.balancer",

@@ -50,6 +50,7 @@ HEALTH_E2E = "tests/e2e/test_upstream_health.py"
 HEALTH = "tests/proxy/test_health.py"
 PROBE = "tests/proxy/test_probe.py"
 CLIENT = "tests/proxy/test_client.py"
+CLIENT_CONNECTION = "tests/proxy/test_client_connection.py"
 AI_CAPS = "tests/e2e/test_ai_caps.py"
 OPENAI_COMPATIBLE = "tests/plugins/test_openai_compatible_runtime.py"
 BUDGETS_E2E = "tests/e2e/test_token_budgets.py"
@@ -109,7 +110,9 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "upstreams.tls.verify": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
     "upstreams.timeout": _t(UPSTREAM, "test_the_route_timeout_overrides_the_upstream_one"),
     "upstreams.timeout.connect": _t(UPSTREAM, "test_timeout_is_504_json"),
-    "upstreams.timeout.send": _t(CLIENT, "test_send_timeout_when_the_node_stops_reading"),
+    "upstreams.timeout.send": _t(
+        CLIENT_CONNECTION, "test_send_timeout_when_the_node_stops_reading"
+    ),
     "upstreams.timeout.read": _t(UPSTREAM, "test_timeout_is_504_json"),
     "upstreams.retries": _t(
         UPSTREAM, "test_retries_reach_the_next_node", "test_a_post_is_never_sent_twice"

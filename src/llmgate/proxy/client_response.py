@@ -30,9 +30,9 @@ class BodyStream(Protocol):
 
 
 class Connection(Protocol):
-    """What a response needs of the connection it is read from (``client._Connection``):
-    back-pressure and its fate once the body is read.  A protocol, so that this module does not
-    import ``client``, which imports it."""
+    """What a response needs of the connection it is read from
+    (``client_connection.NodeConnection``): back-pressure and its fate once the body is read.
+    A protocol, so that this module does not import ``client_connection``, which imports it."""
 
     @property
     def reusable(self) -> bool: ...

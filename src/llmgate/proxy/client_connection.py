@@ -1,0 +1,288 @@
+"""One keep-alive HTTP/1.1 connection to an upstream node, parsed with llhttp (``httptools``).
+
+``NodeConnection`` is the asyncio protocol under ``NodePool`` (``client.py``): it writes one
+request at a time (head and a small body in one ``transport.write``, a streamed body chunk by
+chunk under the send timeout), parses the response as it arrives, feeds its body to the
+``UpstreamResponse``, and keeps the read timeout as a deadline (``Deadline``).  ``Timeouts``
+are the three nginx timeouts an exchange runs under.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httptools
+from multidict import CIMultiDict
+
+from llmgate.http.deadline import Deadline
+from llmgate.proxy.client_response import (
+    BodyBroken,
+    BodyStream,
+    Disconnected,
+    ReadTimeout,
+    SendTimeout,
+    UpstreamError,
+    UpstreamResponse,
+)
+
+# Bodies up to this size are written with the head in one call.
+_COALESCE = 64 * 1024
+# How often a paused upload looks at its write buffer itself (see ``NodeConnection._drained``).
+_DRAIN_TICK = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """nginx's proxy_connect_timeout, proxy_send_timeout and proxy_read_timeout (seconds; None:
+    none): send and read bound the wait between two successive writes or reads, not the
+    whole exchange."""
+
+    connect: float | None
+    send: float | None
+    read: float | None
+
+
+class NodeConnection(asyncio.Protocol):
+    """One keep-alive connection; parses one response at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reusable = False
+        self.idle_since = 0.0
+        self.requests = 0  # requests sent on this connection (keepalive_pool.requests)
+        self.got_bytes = False  # any byte of the current response
+        self.no_body = False  # the current request was HEAD
+        self.read_timeout: float | None = None
+        self._read_deadline = Deadline(loop, self._timed_out)  # of the read under way
+        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._response: UpstreamResponse | None = None
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._until_close = False
+        self._early = False  # the response came before the request was sent whole
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream connection's transport: asyncio's is a Transport; uvloop's implements the
+        # same methods without subclassing it, and asyncio types this callback's argument as
+        # the base class.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        self._arm_timer()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BodyBroken(f"malformed response: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        self._read_deadline.stop()
+        response = self._response
+        if response is not None and not response.content._done:
+            # A body with neither a length nor chunks ends when the connection does.
+            error = None if self._until_close else exc or ConnectionResetError("connection closed")
+            response.content.finish(error)
+        self._fail(Disconnected(str(exc) if exc else "connection closed before a response"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(Disconnected("connection closed while sending"))
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # --- llhttp callbacks -------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
+        )
+        self._headers = []
+        if 100 <= status < 200 and status != 101:
+            return  # an interim response: the real one follows
+        response = UpstreamResponse(status, headers, self)
+        self._response = response
+        self._until_close = (
+            "Content-Length" not in headers
+            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+        )
+        if self._head is not None and not self._head.done():
+            self._head.set_result(response)
+        if self.no_body or status in (204, 304):
+            # llhttp cannot know a HEAD response has no body: end it here, never reuse.
+            self.reusable = False
+            response.content.finish()
+            self._read_deadline.clear()
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None and not self.no_body:
+            self._response.content.feed(body)
+
+    def on_message_complete(self) -> None:
+        self._read_deadline.clear()
+        response = self._response
+        if response is None:
+            return  # the end of an interim response
+        self.reusable = not self.no_body and not self._early and self.parser.should_keep_alive()
+        response.content.finish()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _fail(self, error: UpstreamError) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+
+    def _arm_timer(self) -> None:
+        """The read timeout counts from now (only a deadline moves: ``Deadline``)."""
+        if self.read_timeout is not None:
+            self._read_deadline.expire_in(self.read_timeout)
+
+    def _timed_out(self) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(ReadTimeout("no response within the read timeout"))
+        elif self._response is not None:
+            self._response.content.finish(TimeoutError("upstream read timed out mid-body"))
+        self.close()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.reusable = False
+        if not self.closed:
+            self.closed = True
+            self._read_deadline.stop()
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _drained(self, timeout: float | None) -> bool:  # noqa: ASYNC109
+        """Wait until the node took what was written (at most ``timeout`` seconds without
+        progress: ``SendTimeout``); False when its answer came first (stop sending).
+
+        The transport's ``resume_writing`` is not the only signal: every ``_DRAIN_TICK`` the
+        write buffer is looked at too.  Under uvloop (``llmgate serve``) a streamed upload of a
+        few MB was seen to stay paused with its buffer empty and the node waiting -- no
+        wake-up reached this wait -- until a timer of its own fired (with no send timeout:
+        never); in-process on asyncio it did not happen.  It looks like uvloop's issue #312
+        (a paused protocol whose write completion callback never runs); the tick bounds it to
+        50 ms whatever the cause."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        buffered = self.transport.get_write_buffer_size() if self.transport else 0
+        while self._writing_paused:
+            if self.closed:
+                raise Disconnected("connection closed while sending")
+            head = self._head
+            if head is not None and head.done():
+                return False
+            self._drain = drain = self.loop.create_future()
+            try:
+                waiting: set[asyncio.Future[Any]] = {drain}
+                if head is not None:
+                    waiting.add(head)
+                tick = _DRAIN_TICK
+                if deadline is not None:
+                    tick = min(tick, max(deadline - self.loop.time(), 0.0))
+                done, _ = await asyncio.wait(waiting, timeout=tick)
+            finally:
+                self._drain = None
+            failure = drain.exception() if drain.done() else None
+            if failure is not None:
+                raise failure
+            if done or self.transport is None:
+                continue
+            now_buffered = self.transport.get_write_buffer_size()
+            if now_buffered < buffered:  # progress: the node is reading
+                buffered = now_buffered
+                if timeout is not None:
+                    deadline = self.loop.time() + timeout
+            low, _ = self.transport.get_write_buffer_limits()
+            if now_buffered <= low:
+                self._writing_paused = False  # the resume we were not told about
+            elif deadline is not None and self.loop.time() >= deadline:
+                raise SendTimeout(f"the node took no request bytes for {timeout} s")
+        return True
+
+    async def exchange(
+        self,
+        head: bytes,
+        body: bytes | BodyStream | None,
+        chunked: bool,
+        timeouts: Timeouts,
+        no_body: bool,
+    ) -> UpstreamResponse:
+        """Send one request and wait for the response head."""
+        assert self.transport is not None
+        self.parser = httptools.HttpResponseParser(self)
+        self._response = None
+        self._headers = []
+        self.got_bytes = False
+        self.no_body = no_body
+        self.reusable = False
+        self.requests += 1
+        self._early = False
+        self.read_timeout = timeouts.read
+        self._head = self.loop.create_future()
+        try:
+            complete = await self._send(head, body, chunked, timeouts.send)
+            if not complete:
+                self._early = True  # answered before the whole body was sent: never reuse
+                self.reusable = False
+            self._arm_timer()
+            return await self._head
+        finally:
+            self._head = None
+
+    async def _send(
+        self,
+        head: bytes,
+        body: bytes | BodyStream | None,
+        chunked: bool,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> bool:
+        """Write the request; False when the node answered before it was all sent."""
+        assert self.transport is not None
+        if body is None or isinstance(body, bytes):
+            if body and len(body) <= _COALESCE:
+                self.transport.write(head + body)
+            else:
+                self.transport.write(head)
+                if body:
+                    self.transport.write(body)
+            return await self._drained(timeout)
+        self.transport.write(head)
+        while chunk := await body.readany():
+            self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if not await self._drained(timeout):
+                return False
+        if chunked:
+            self.transport.write(b"0\r\n\r\n")
+        return await self._drained(timeout)
