@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import call_cost
 from llmgate.http.context import StateKey
-from llmgate.observability.metrics import model_label
+from llmgate.observability.metric_labels import model_label
 from llmgate.observability.usage_ship import CallRecord
 
 if TYPE_CHECKING:

@@ -37,7 +37,8 @@ value lands in this process's mmap file and the exporter adds up the processes.
 Recording never parses config: the label children of each label combination are looked up
 once and kept (``.labels()`` validates its arguments on every call), and their values are
 written in place (``cells.py``: a scrape sees every update at once, as with prometheus_client's
-own ``inc``, for a tenth of its cost).
+own ``inc``, for a tenth of its cost).  The label values a request gives (matched URI and
+host, node, request length, model) are derived in ``metric_labels.py``.
 
 ``llm_model`` is the one label a client chooses (the request's ``model``, echoed by the
 provider), so its values are bounded per process (``ModelLabels``): the first ``max_models``
@@ -57,14 +58,18 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmgate.ai.pricing import amount
-from llmgate.http.context import RouteInfo
 from llmgate.observability.cells import Cell, counter, histogram
 from llmgate.observability.cells import gauge as gauge_cell
-from llmgate.routing.hosts import normalize_host
+from llmgate.observability.metric_labels import (
+    ModelLabels,
+    matched_host,
+    matched_uri,
+    node_of,
+    request_length,
+    single_node,
+)
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from llmgate.ai.call import LlmCall
     from llmgate.http.context import RequestContext
 
@@ -74,11 +79,8 @@ TOKEN_BUCKETS = (
     1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000,
     1000000,
 )  # fmt: skip
-# Model names come from requests and responses: capped, as APISIX does.
-MAX_MODEL_LABEL = 128
 # Distinct llm_model values per process, by default (settings.metrics_max_models).
 DEFAULT_MAX_MODELS = 100
-OTHER_MODEL = "other"
 SAMPLE_INTERVAL = 1.0  # seconds between two samples of the process-wide gauges
 
 HTTP_STATUS_LABELS = ("code", "route", "matched_uri", "matched_host", "service", "consumer", "node")
@@ -125,33 +127,6 @@ class _LlmSeries:
         self.completion_dist = histogram(metrics.llm_completion_tokens_dist.labels(*key))
         self.total = histogram(metrics.llm_latency.labels("total", *key))
         self.ttft = histogram(metrics.llm_latency.labels("ttft", *key))
-
-
-class ModelLabels:
-    """The ``llm_model`` values of one process: at most ``limit`` distinct models, admitted
-    first come, first served, when a call of theirs was served; every later one is
-    ``other``."""
-
-    __slots__ = ("_admitted", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._admitted: set[str] = set()
-
-    def known(self, model: str | None) -> str:
-        """The label of an admitted model, else ``other`` (nothing is admitted)."""
-        label = model_label(model)
-        return label if label == "" or label in self._admitted else OTHER_MODEL
-
-    def admit(self, model: str | None) -> str:
-        """The label of ``model``, admitting it while there is room."""
-        label = model_label(model)
-        if label == "" or label in self._admitted:
-            return label
-        if len(self._admitted) < self.limit:
-            self._admitted.add(label)
-            return label
-        return OTHER_MODEL
 
 
 class LlmActive:
@@ -294,7 +269,7 @@ class Metrics:
             route.service_name or "",
             route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
-            _single_node(ctx),
+            single_node(ctx),
             call.request_type,
             self.models.known(call.model),
         )
@@ -348,63 +323,6 @@ class Metrics:
         self._active_connections.set(connections)
         if revision is not None:
             self.config_revision.set(revision)
-
-
-def request_type(call: LlmCall) -> str:
-    """APISIX's ``$request_type`` of an LLM call (``LlmCall.request_type``)."""
-    return call.request_type
-
-
-def model_label(model: str | None) -> str:
-    return model[:MAX_MODEL_LABEL] if model else ""
-
-
-def node_of(address: str | None) -> str:
-    """The ``node`` label: the upstream node's host, without the port (APISIX: balancer_ip)."""
-    if not address:
-        return ""
-    host, _, _ = address.rpartition(":")
-    return host.strip("[]") if host else address
-
-
-def _single_node(ctx: RequestContext) -> str:
-    pool = ctx.upstream
-    return pool.nodes[0].host if pool is not None and len(pool.nodes) == 1 else ""
-
-
-def matched_uri(route: RouteInfo, path: str) -> str:
-    """Which of the route's URI patterns ``path`` matched (exact, else the longest prefix)."""
-    uris = route.uris
-    if len(uris) == 1:
-        return uris[0]
-    best = ""
-    for uri in uris:
-        if uri == path:
-            return uri
-        if uri.endswith("*") and path.startswith(uri[:-1]) and len(uri) > len(best):
-            best = uri
-    return best
-
-
-def matched_host(route: RouteInfo, host: str | None) -> str:
-    """Which of the route's host patterns the request's Host matched ("" without hosts)."""
-    hosts = route.hosts
-    if len(hosts) <= 1:
-        return hosts[0] if hosts else ""
-    name = normalize_host(host or "")
-    for pattern in hosts:
-        wanted = normalize_host(pattern)
-        if wanted == name or (wanted.startswith("*") and name.endswith(wanted[1:], 1)):
-            return pattern
-    return ""
-
-
-def request_length(inbound: web.BaseRequest) -> int:
-    """nginx's ``$request_length``, estimated: request line, headers and declared body."""
-    size = len(inbound.method) + len(inbound.raw_path) + 14  # " ", " HTTP/1.1\r\n", "\r\n"
-    for name, value in inbound.raw_headers:
-        size += len(name) + len(value) + 4  # ": " and "\r\n"
-    return size + (inbound.content_length or 0)
 
 
 class GaugeSampler:
