@@ -37,7 +37,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from llmgate.http.context import CONTEXT, HEAD_BYTES, RequestContext
-from llmgate.observability.access_log import MASK, SECRET_ARGS, auth_names, masked_query
+from llmgate.observability.log_secrets import MASK, SECRET_ARGS, auth_names, masked_query
 
 # nginx's status for a request whose client went away before it was answered.
 CLIENT_CLOSED = 499
