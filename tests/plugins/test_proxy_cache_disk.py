@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from llmgate.plugins.proxy_cache.disk import DiskStore
+from llmgate.plugins.proxy_cache.disk import DiskStore, _temporary_file
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.ledger import Ledger
 from llmgate.plugins.proxy_cache.memory import MemoryStore
@@ -165,20 +168,121 @@ async def test_purge_and_unreadable_entries_give_back_their_room(tmp_path: Path)
     await store.close()
 
 
-async def test_two_stores_sharing_a_directory_share_the_caps(tmp_path: Path) -> None:
-    caps = CacheCaps(max_bytes=30_000, max_entries=1000)
-    one, other = DiskStore(tmp_path / "zone", caps), DiskStore(tmp_path / "zone", caps)
+# One process of the stress below: writes (many to keys the others write too, of varied
+# sizes, so entries are replaced), purges and sweeps into a zone shared with the others.
+_STRESS = """
+import asyncio, random, sys, time
+from pathlib import Path
+from llmgate.plugins.proxy_cache.disk import DiskStore, _temporary_file
+from llmgate.plugins.proxy_cache.entry import Entry
+from llmgate.plugins.proxy_cache.policy import CacheKey
+from llmgate.runtime.services import CacheCaps
 
-    async def fill(store: DiskStore, name: str) -> None:
-        for i in range(100):
-            await store.put(entry(f"{name}-{i}"))
+async def main(directory, seed, max_bytes):
+    rng = random.Random(seed)
+    store = DiskStore(Path(directory), CacheCaps(max_bytes=max_bytes, max_entries=1000))
+    for i in range(300):
+        primary = f"shared-{rng.randrange(40)}" if rng.random() < 0.5 else f"own-{seed}-{i}"
+        roll = rng.random()
+        if roll < 0.05:
+            await store.purge(primary)
+        elif roll < 0.08:
+            await store.sweep()
+        else:
+            body = b"x" * rng.randrange(200, 2000)
+            await store.put(Entry(key=CacheKey(primary, "GET"), status=200, headers=(),
+                                  chunks=(body,), stream=False, created=time.time(), ttl=300.0))
+        if i % 4 == 0:
             await asyncio.sleep(0)
+    await store.flush()
+    await store.close()
 
-    await asyncio.gather(fill(one, "one"), fill(other, "other"))
-    await asyncio.gather(one.flush(), other.flush())
-    assert zone_bytes(one.directory) <= caps.max_bytes
-    await one.close()
-    await other.close()
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def test_processes_sharing_a_directory_share_the_caps(tmp_path: Path) -> None:
+    """Six processes filling one small zone at once: the zone stays under its cap, and the
+    shared count never ends up below what the files hold (a count that drifts low lets
+    later writes past the cap)."""
+    max_bytes = 30_000
+    for trial in range(3):
+        directory = tmp_path / f"zone-{trial}"
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _STRESS,
+                    str(directory),
+                    str(trial * 10 + n),
+                    str(max_bytes),
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+            for n in range(6)
+        ]
+        for child in children:
+            assert child.wait(120) == 0
+        held, files = zone_bytes(directory), len(zone_files(directory))
+        assert held <= max_bytes
+        used, entries = Ledger(directory).usage()
+        assert used >= held and entries >= files, (trial, used, held, entries, files)
+
+
+@pytest.mark.parametrize("removal", ["evict", "purge", "unreadable"])
+async def test_a_sweep_landing_between_a_removal_and_its_count_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, removal: str
+) -> None:
+    """Another process's sweep runs just after this one removed an entry: the count must not
+    lose that entry twice (once in the sweep's recount, once when the removal is counted)."""
+    size = len(entry("k-0").encode())
+    caps = CacheCaps(max_bytes=size * 5 + 50, max_entries=100)
+    store = DiskStore(tmp_path / "zone", caps)
+    for i in range(5):
+        await store.put(entry(f"k-{i}"))
+        await store.flush()
+    await store.sweep()  # hands the store its eviction candidates
+    victim = str(store.path(CacheKey("k-0", "GET")))
+    elsewhere = Ledger(store.directory)  # the other process's view of the count
+    sweeps: list[threading.Thread] = []
+    real_unlink, real_rmtree = os.unlink, shutil.rmtree
+
+    def sweep_now() -> None:
+        thread = threading.Thread(
+            target=sweep, args=(store.directory, elsewhere, caps, time.time())
+        )
+        thread.start()
+        sweeps.append(thread)
+        thread.join(1.0)  # it may wait for the ledger: then it comes after the removal
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_unlink(path, *args, **kwargs)
+        if str(path) == victim and not sweeps:
+            sweep_now()
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_rmtree(path, *args, **kwargs)
+        if victim.startswith(str(path)) and not sweeps:
+            sweep_now()
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    if removal == "evict":
+        await store.put(entry("k-5"))  # no room: evicts k-0, the least recently used
+        await store.flush()
+    elif removal == "purge":
+        assert await store.purge("k-0")
+    else:
+        store.path(CacheKey("k-0", "GET")).write_bytes(b"?" * size)
+        assert await store.get(CacheKey("k-0", "GET")) is None
+    monkeypatch.undo()
+    for thread in sweeps:
+        thread.join()
+    assert sweeps, "the removal was not seen"
+    assert store.ledger.usage() == (zone_bytes(store.directory), len(zone_files(store.directory)))
+    elsewhere.close()
+    await store.close()
 
 
 def test_memory_store_has_an_entry_cap() -> None:
@@ -269,3 +373,22 @@ async def test_zones_take_their_caps_from_the_services(
     assert (memory.capacity, memory.max_entries) == (1024**2, 77)
     assert disk.caps == caps
     await services.close()
+
+
+def test_a_folder_a_sweep_removes_while_it_is_made_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mkdir(exist_ok=True) finds the folder there, then a sweep removes it (empty) before
+    # mkdir checks that it is a folder: FileExistsError.
+    real_mkdir = Path.mkdir
+    failures = [FileExistsError(17, "File exists")]
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    descriptor, name = _temporary_file(tmp_path / "a" / "bc")
+    os.close(descriptor)
+    assert Path(name).parent == tmp_path / "a" / "bc"

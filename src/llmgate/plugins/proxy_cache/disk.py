@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -168,13 +169,9 @@ class DiskStore:
                 return False
             if path == str(keep):
                 continue
-            try:
-                size = os.stat(path).st_size
-                os.unlink(path)
-            except OSError:
-                continue  # purged, or evicted by another process, meanwhile
-            self.ledger.add(-size, -1)
-            return True
+            if self.ledger.remove(functools.partial(_unlink, path)) != (0, 0):
+                return True
+            # else purged, or evicted by another process, meanwhile
 
     async def close(self) -> None:
         if self._periodic is not None:
@@ -256,8 +253,7 @@ def _read(path: Path, key: CacheKey, ledger: Ledger) -> Entry | None:
     except ValueError as exc:
         log.warning("unreadable cache entry %s (%s): removed", path, exc)
         with contextlib.suppress(OSError):
-            path.unlink()
-            ledger.add(-len(data), -1)
+            ledger.remove(lambda: _unlink(str(path)))
         return None
     if entry.key != key:
         return None  # a SHA-256 collision: never serve it
@@ -279,24 +275,20 @@ def _write(
     entry is then not written).
 
     An empty ``.new-*`` file becomes ``.tmp-<size>-*`` in the same step as the ledger counts
-    it: a sweep running meanwhile sees every write the ledger admitted (and counts it by
-    name), and nothing a refused write left."""
+    it, as a whole new entry: a sweep running meanwhile sees every write the ledger admitted
+    (and counts it by name), and nothing a refused write left.  The rename into place and the
+    entry it replaces (measured then, not before) are counted in one step too (``_land``)."""
     data = entry.encode()
     if len(data) > caps.max_bytes:
         return 0  # never fits: not worth a sweep
-    try:
-        replaced = path.stat().st_size
-    except OSError:
-        replaced = -1
-    grows, more = len(data) - max(replaced, 0), 0 if replaced >= 0 else 1
     descriptor, new = _temporary_file(path.parent)
     counted = os.path.join(path.parent, temporary_prefix(len(data)) + os.path.basename(new))
-    admitted = written = False
+    admitted = False
     try:
         with os.fdopen(descriptor, "wb") as file:
             for _ in range(EVICTIONS_PER_WRITE + 1):
                 admitted = ledger.admit(
-                    grows, more, caps.max_bytes, caps.max_entries, lambda: os.rename(new, counted)
+                    len(data), 1, caps.max_bytes, caps.max_entries, lambda: os.rename(new, counted)
                 )
                 if admitted or not evict(path):
                     break
@@ -305,26 +297,53 @@ def _write(
             file.write(data)
         # atime: last used; mtime: when it expires (what the sweep reads).
         os.utime(counted, (time.time(), entry.created + entry.ttl))
-        if wanted():
-            os.replace(counted, path)
-            written = True
     finally:
-        for name in (new, counted):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-        if admitted and not written:
-            ledger.add(-grows, -more)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(new)
+        if admitted:
+            ledger.remove(lambda: _land(counted, path, len(data), wanted))
     return 0
+
+
+def _land(counted: str, path: Path, size: int, wanted: Callable[[], bool]) -> tuple[int, int]:
+    """Rename the admitted file ``counted`` (of ``size`` bytes) into place if it is still
+    ``wanted``, else delete it; what that removed: the entry it replaced, or itself."""
+    if wanted():
+        try:
+            replaced = os.stat(path).st_size
+        except FileNotFoundError:
+            replaced = -1
+        try:
+            os.replace(counted, path)
+        except FileNotFoundError:
+            pass  # its folder was purged meanwhile
+        else:
+            return (replaced, 1) if replaced >= 0 else (0, 0)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(counted)
+    return size, 1
+
+
+def _unlink(path: str) -> tuple[int, int]:
+    """Delete the entry file at ``path``: (its size, 1), or (0, 0) when it was gone."""
+    try:
+        size = os.stat(path).st_size
+        os.unlink(path)
+    except FileNotFoundError:
+        return 0, 0
+    return size, 1
 
 
 def _temporary_file(folder: Path) -> tuple[int, str]:
     """A new empty ``.new-*`` file in ``folder``, created as needed (again if a sweep removed
     it as empty in between)."""
     for attempt in range(3):
-        folder.mkdir(parents=True, exist_ok=True)
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             return tempfile.mkstemp(dir=folder, prefix=NEW_PREFIX)
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):
+            # FileExistsError: mkdir found a folder there, which a sweep then removed (empty)
+            # before mkdir could check that it is a folder.
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
@@ -335,20 +354,23 @@ def _remove(target: Path, folder: bool, ledger: Ledger) -> bool:
     flight may be creating the folder meanwhile, so never probe what ``target`` is.)"""
     try:
         if folder:
-            files = [
-                (item.name, item.stat().st_size)
-                for item in os.scandir(target)
-                if not item.name.startswith(".")  # writes in flight count once they land
-            ]
-            shutil.rmtree(target, ignore_errors=True)
-            ledger.add(-sum(size for _, size in files), -len(files))
-            return bool(files)
-        size = target.stat().st_size
-        target.unlink()
-        ledger.add(-size, -1)
-        return True
-    except (FileNotFoundError, NotADirectoryError):
+            return ledger.remove(lambda: _remove_folder(target))[1] > 0
+        return ledger.remove(lambda: _unlink(str(target)))[1] > 0
+    except NotADirectoryError:
         return False
     except OSError as exc:
         log.warning("could not purge cache entry %s: %s", target, exc)
         return False
+
+
+def _remove_folder(target: Path) -> tuple[int, int]:
+    """Delete a key's folder: the (bytes, entries) of the entries it held.  Writes in flight
+    there (dot files) are their writers' to count: ``_land`` finds them gone."""
+    try:
+        sizes = [
+            item.stat().st_size for item in os.scandir(target) if not item.name.startswith(".")
+        ]
+    except FileNotFoundError:
+        return 0, 0
+    shutil.rmtree(target, ignore_errors=True)
+    return sum(sizes), len(sizes)

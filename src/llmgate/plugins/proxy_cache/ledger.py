@@ -7,6 +7,11 @@ directory (``--workers N``, or gateways given the same ``LLMGATE_CACHE_DIR``) ke
 between them.  A write is admitted only while it fits under the caps, which is what keeps the
 zone under them between two sweeps.
 
+Every file removed outside a sweep is removed and taken off the count in one step under the
+lock (``remove``): a sweep recounts the files and sets the ledger to that count, so a removal
+counted after a sweep that already missed its file would be taken off twice, and the zone
+would grow past its caps by that much.
+
 The ledger can drift from the files (a process killed between its count and its rename, files
 removed by hand): each sweep counts the files and sets it right.  Every method blocks (a file
 lock): call them from a thread.
@@ -103,9 +108,18 @@ class Ledger:
             return True
 
     def add(self, size: int, count: int) -> None:
-        """Count a change that happened (an entry removed: negative numbers)."""
+        """Count a change that happened (in tests, and for files no sweep can see)."""
         with self._locked() as fd:
             self._change(fd, size, count)
+
+    def remove(self, action: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """Run ``action``, which deletes files and returns the (bytes, entries) it deleted,
+        under the lock and take that off the count in the same step; what it deleted.  (If it
+        raises, nothing is counted.)"""
+        with self._locked() as fd:
+            size, count = action()
+            self._change(fd, -size, -count)
+            return size, count
 
     def settle(self, counted: tuple[int, int], mark: tuple[int, int]) -> None:
         """After a sweep: the zone holds what the sweep ``counted``, plus what was added since
