@@ -8,7 +8,15 @@ import time
 import pytest
 
 from llmgate.http import regex
-from llmgate.http.regex import BACKTRACK_LIMIT, RegexError, RegexLimit, Replacement, regex_error
+from llmgate.http.regex import (
+    BACKTRACK_LIMIT,
+    RegexError,
+    RegexLimit,
+    Replacement,
+    regex_error,
+    template_error,
+)
+from llmgate.http.regex_template import TemplateError
 
 
 @pytest.mark.parametrize(
@@ -19,7 +27,7 @@ from llmgate.http.regex import BACKTRACK_LIMIT, RegexError, RegexLimit, Replacem
         ("$$1", "abc", "(b)", "a$1c"),
         ("x$9y", "abc", "(b)", "axyc"),  # a group that does not exist is empty
         ("<$2>", "ac", "(b)?(c)", "a<c>"),
-        ("$name", "abc", "b", "a$namec"),  # not a group reference: literal
+        ("\\$1", "abc", "(b)", "a\\bc"),  # a backslash is text, not an escape
         ("<$1>", "añb", "(ñ)", "a<ñ>b"),  # offsets are characters, not UTF-8 bytes
         ("<$1>", "xaa", r"(a)\1", "x<a>"),  # the backtracking engine
     ],
@@ -30,6 +38,42 @@ def test_replacement(template: str, subject: str, pattern: str, expected: str) -
     match = compiled.search(subject)
     assert match is not None
     assert match.replaced(Replacement.compile(template).expand(match)) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        # lua-nginx-module's script compiler: what ngx.re.sub refuses, and its messages.
+        ("$name", 'attempt to use named capturing variable "name" (named captures not supported'),
+        ("${name}", 'attempt to use named capturing variable "name"'),
+        ("/$", 'invalid capturing variable name found in "/$"'),
+        ("${", 'invalid capturing variable name found in "${"'),
+        ("${}", 'invalid capturing variable name found in "${}"'),
+        ("$-", 'invalid capturing variable name found in "$-"'),
+        ("${1", 'the closing bracket in "1" variable is missing'),
+        ("${1a}", 'the closing bracket in "1" variable is missing'),
+    ],
+)
+def test_replacement_templates_ngx_refuses(template: str, error: str) -> None:
+    assert (template_error(template) or "").startswith(error)
+    with pytest.raises(TemplateError):
+        Replacement.compile(template)
+
+
+@pytest.mark.parametrize(
+    ("template", "parts"),
+    [
+        ("", ()),
+        ("$$", ("$",)),
+        ("$$1", ("$1",)),
+        ("$12a", (12, "a")),
+        ("${01}x", (1, "x")),
+        ("a$1$2b", ("a", 1, 2, "b")),
+    ],
+)
+def test_replacement_template_parts(template: str, parts: tuple[str | int, ...]) -> None:
+    assert template_error(template) is None
+    assert Replacement.compile(template).parts == parts
 
 
 def test_binary_replacement_and_count() -> None:

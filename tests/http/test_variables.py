@@ -11,7 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
 from llmgate.http.context import Consumer, OutboundRequest, RequestContext, RouteInfo
-from llmgate.http.variables import Template
+from llmgate.http.variables import Reference, Template
 
 PEER = ("10.1.2.3", 50123)
 SOCK = ("127.0.0.1", 9080)
@@ -117,25 +117,79 @@ def test_var(name: str, ctx_args: dict[str, Any], expected: str | None) -> None:
     ("text", "parts"),
     [
         pytest.param("", (), id="empty"),
-        pytest.param("plain text", ((False, "plain text"),), id="literal"),
-        pytest.param("$uri", ((True, "uri"),), id="bare"),
-        pytest.param("${uri}", ((True, "uri"),), id="braced"),
-        pytest.param("${uri}x", ((True, "uri"), (False, "x")), id="braced-then-text"),
-        pytest.param("$urix", ((True, "urix"),), id="bare-takes-the-longest-name"),
-        pytest.param("/a/$arg_b/c", ((False, "/a/"), (True, "arg_b"), (False, "/c")), id="middle"),
-        pytest.param("$uri$args", ((True, "uri"), (True, "args")), id="adjacent"),
-        pytest.param("$$uri", ((False, "$"), (True, "uri")), id="dollar-dollar"),
-        pytest.param("cost $5", ((False, "cost $5"),), id="digit-is-no-name"),
-        pytest.param("${1abc}", ((True, "1abc"),), id="braced-may-start-with-digit"),
-        pytest.param("${a-b}", ((False, "${a-b}"),), id="braced-dash-is-literal"),
-        pytest.param("${open", ((False, "${open"),), id="unclosed-brace"),
-        pytest.param("end $", ((False, "end $"),), id="trailing-dollar"),
+        pytest.param("plain text", ("plain text",), id="literal"),
+        pytest.param("$uri", (Reference("uri"),), id="bare"),
+        pytest.param("${uri}", (Reference("uri"),), id="braced"),
+        pytest.param("${uri}x", (Reference("uri"), "x"), id="braced-then-text"),
+        pytest.param("$urix", (Reference("urix"),), id="bare-takes-the-longest-name"),
+        pytest.param("/a/$arg_b/c", ("/a/", Reference("arg_b"), "/c"), id="middle"),
+        pytest.param("$uri$args", (Reference("uri"), Reference("args")), id="adjacent"),
+        pytest.param("$$uri", ("$", Reference("uri")), id="dollar-dollar"),
+        # APISIX's resolve_var takes [\w.]+ as a name: digits and dots too.
+        pytest.param("cost $5", ("cost ", Reference("5")), id="digits-are-a-name"),
+        pytest.param("$a.b-c", (Reference("a.b"), "-c"), id="dots-are-part-of-a-name"),
+        pytest.param("${1abc}", (Reference("1abc"),), id="braced-may-start-with-digit"),
+        pytest.param("${a-b}", (Reference("a-b"),), id="braced-takes-anything-but-a-brace"),
+        pytest.param("${ a }", (Reference("a"),), id="braced-spaces-dropped"),
+        pytest.param("${a??b}", (Reference("a", "b"),), id="default"),
+        pytest.param("${ a  ??  b c }", (Reference("a", "b c"),), id="default-spaces"),
+        pytest.param("${a??}", (Reference("a"),), id="empty-default"),
+        pytest.param("${open", ("${open",), id="unclosed-brace"),
+        pytest.param("end $", ("end $",), id="trailing-dollar"),
+        pytest.param("\\$uri", ("\\$uri",), id="escaped-dollar-kept-with-its-backslash"),
+        pytest.param("\\${uri}", ("\\${uri}",), id="escaped-braced"),
+        pytest.param("a\\$b $c", ("a\\$b ", Reference("c")), id="escape-is-one-reference"),
     ],
 )
-def test_template_compile(text: str, parts: tuple[tuple[bool, str], ...]) -> None:
+def test_template_compile(text: str, parts: tuple[str | Reference, ...]) -> None:
     template = Template.compile(text)
     assert template.parts == parts
-    assert template.is_literal == all(not is_var for is_var, _ in parts)
+    assert template.is_literal == all(isinstance(part, str) for part in parts)
+
+
+class _Names:
+    def __init__(self, **values: str) -> None:
+        self.values = values
+
+    def var(self, name: str) -> str | None:
+        return self.values.get(name)
+
+
+# APISIX's own table for resolve_var (t/core/utils.t, "resolve_var"), you=John, me=David.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ""),
+        ("xx", "xx"),
+        ("$me", "David"),
+        ("$me run", "David run"),
+        ("talk with $me", "talk with David"),
+        ("tell $me to", "tell David to"),
+        ("$you and $me", "John and David"),
+        ("$eva and $me", " and David"),
+        ("$you and \\$me", "John and \\$me"),
+        ("${you}_${me}", "John_David"),
+        ("${you}${me}", "JohnDavid"),
+        ("${you}$me", "JohnDavid"),
+        ("${you??}$me", "JohnDavid"),
+        ("${you??Rose}$me", "JohnDavid"),
+        ("${she??Rose}$me", "RoseDavid"),
+        ("${she ??Rose}$me", "RoseDavid"),
+        ("${she?? Rose}$me", "RoseDavid"),
+        ("${she ?? Rose}$me", "RoseDavid"),
+        ("${she   ??     Rose}$me", "RoseDavid"),
+        ("${ she ?? Rose }$me", "RoseDavid"),
+        ("${you ?? Rose}$he??", "John??"),
+        ("${you ?? Rose}$he??Jack", "John??Jack"),
+    ],
+)
+def test_template_resolves_as_apisix_resolve_var(text: str, expected: str) -> None:
+    assert Template.compile(text).render(_Names(you="John", me="David")) == expected
+
+
+def test_template_escapes_values_and_defaults_not_text() -> None:
+    template = Template.compile("/?$a/${b??x?y}")
+    assert template.expand(_Names(a="1?2").var, lambda v: v.replace("?", "%3F")) == "/?1%3F2/x%3Fy"
 
 
 @pytest.mark.parametrize(

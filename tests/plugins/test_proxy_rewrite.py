@@ -20,6 +20,8 @@ VALID = [
     pytest.param({"regex_uri": ["^/openai/(.*)", "/v1/$1"]}, id="regex-uri"),
     pytest.param({"regex_uri": ["^/a", "/b", "^/c/(.*)", "/d/$1"]}, id="regex-uri-two-pairs"),
     pytest.param({"regex_uri": ["$env://RE", "/x"]}, id="regex-env-ref"),
+    pytest.param({"regex_uri": ["^/(a)", "/$$/${1}/$0/\\$1"]}, id="ngx-template-forms"),
+    pytest.param({"regex_uri": ["^/(a)", "$env://TO"]}, id="replacement-env-ref"),
     pytest.param({"headers": {"Authorization": "Bearer $env://OPENAI_API_KEY"}}, id="env-header"),
     pytest.param({"headers": {"X-Count": 5}}, id="number-header"),
     pytest.param(
@@ -45,6 +47,18 @@ INVALID = [
         id="odd-length",
     ),
     pytest.param({"regex_uri": ["^/(a", "/b"]}, "invalid regex_uri(^/(a, /b)", id="bad-regex"),
+    # ngx.re.sub refuses these replacement templates (APISIX's check_schema runs it).
+    pytest.param(
+        {"regex_uri": ["^/(a)", "/$name"]},
+        "invalid regex_uri(^/(a), /$name): failed to compile the replacement template: attempt "
+        'to use named capturing variable "name"',
+        id="named-variable-in-replacement",
+    ),
+    pytest.param({"regex_uri": ["^/(a)", "/${x}"]}, "named capturing", id="braced-name"),
+    pytest.param({"regex_uri": ["^/(a)", "/${1"]}, "closing bracket", id="unclosed-brace"),
+    pytest.param({"regex_uri": ["^/(a)", "/${1a}"]}, "closing bracket", id="brace-not-digits"),
+    pytest.param({"regex_uri": ["^/(a)", "/a$"]}, "invalid capturing", id="trailing-dollar"),
+    pytest.param({"regex_uri": ["^/(a)", "/${}"]}, "invalid capturing", id="empty-braces"),
     pytest.param({"headers": {}}, "headers", id="empty-headers"),
     pytest.param({"headers": {"X-A": True}}, "headers", id="bool-value"),
     pytest.param({"headers": {"X-A": {"b": 1}}}, "headers", id="object-value"),

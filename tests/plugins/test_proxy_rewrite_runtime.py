@@ -235,3 +235,40 @@ async def test_a_variable_cannot_split_a_header(gateway) -> None:  # type: ignor
     echo = await _echo(gateway, "/h?u=ana%0D%0AX-Admin:%201")
     assert echo["headers"]["x-user"] == "ana%0D%0AX-Admin: 1"
     assert "x-admin" not in echo["headers"]
+
+
+async def test_uri_variables_resolve_as_apisix_resolve_var(gateway) -> None:  # type: ignore[no-untyped-def]
+    # An escaped "\\$" is text, its backslash kept (which nginx's uri escaping leaves alone);
+    # "$1" outside regex_uri is a variable with no value; "${x ?? d}" has a default.
+    await _route(gateway, {"uri": "/u/\\$arg_a/$1/$arg_a/${arg_b ?? none}/${arg_a??none}"})
+    echo = await _echo(gateway, "/x?a=A")
+    assert echo["raw_path"] == "/u/\\$arg_a//A/none/A?a=A"
+
+
+async def test_escaped_dollars_in_header_values_are_text(gateway) -> None:  # type: ignore[no-untyped-def]
+    await _route(
+        gateway,
+        {
+            "regex_uri": [r"^/team/(\w+)", "/members"],
+            "headers": {
+                "set": {
+                    "X-Cap": "\\$1:$1:${1}",
+                    "X-Var": "\\$arg_v:$arg_v:${arg_w ?? w}",
+                },
+            },
+        },
+    )
+    echo = await _echo(gateway, "/team/red?v=val")
+    assert echo["headers"]["x-cap"] == "\\$1:red:red"
+    assert echo["headers"]["x-var"] == "\\$arg_v:val:w"
+
+
+async def test_a_capture_is_not_read_as_a_variable(gateway) -> None:  # type: ignore[no-untyped-def]
+    # Deliberate (docs/compatibility.md): APISIX resolves $vars inside a capture's text too,
+    # so a client could copy any variable (another header, a cookie) into this header.
+    await _route(
+        gateway,
+        {"regex_uri": [r"^/c/(.*)", "/members"], "headers": {"set": {"X-Cap": "$1"}}},
+    )
+    echo = await _echo(gateway, "/c/%24http_x_secret", headers={"X-Secret": "s3"})
+    assert echo["headers"]["x-cap"] == "$http_x_secret"

@@ -26,6 +26,17 @@ VALID = [
 
 INVALID = [
     pytest.param({"status_code": 199}, "status_code", id="low-status"),
+    # ngx.re.sub refuses these templates; APISIX finds out per response and sends no body.
+    pytest.param(
+        {"filters": [{"regex": "a", "replace": "$name"}]},
+        'replace "$name" validation failed: attempt to use named capturing variable',
+        id="filter-replace-named-variable",
+    ),
+    pytest.param(
+        {"filters": [{"regex": "a", "replace": "cost: 5$"}]},
+        "invalid capturing variable name",
+        id="filter-replace-trailing-dollar",
+    ),
     pytest.param({"status_code": 599}, "status_code", id="high-status"),
     pytest.param({"body": 1}, "body", id="int-body"),
     pytest.param({"body_base64": True}, "invalid base64 content", id="base64-no-body"),

@@ -36,7 +36,7 @@ import regex as backtracking
 from re2 import Options, _re2
 
 from llmgate.http.regex_syntax import Reading, RegexError, read
-from llmgate.http.regex_template import Replacement
+from llmgate.http.regex_template import Replacement, template_error
 
 __all__ = [
     "BACKTRACK_LIMIT",
@@ -47,6 +47,7 @@ __all__ = [
     "Replacement",
     "compile",
     "regex_error",
+    "template_error",
 ]
 
 # Seconds of processor time one call of the backtracking engine may take (a test, a search or

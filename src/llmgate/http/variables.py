@@ -105,35 +105,75 @@ class RouteVariables:
         return request_variable(self.request, self.target, name)
 
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_]+)\}|\$([A-Za-z][A-Za-z0-9_]*)")
+# APISIX's resolve_var: ``$name`` (ASCII letters, digits, ``_`` and ``.``), ``${name}`` or
+# ``${name ?? default}`` (spaces around the name and the ``??`` are dropped); a ``$`` right
+# after a backslash is literal text, the backslash kept.
+_REFERENCE = re.compile(r"(?<!\\)\$(?:\{[ \t\n\r\f\v]*([^}]+?)[ \t\n\r\f\v]*\}|([A-Za-z0-9_.]+))")
+_DEFAULT = re.compile(r"[ \t\n\r\f\v]*\?\?[ \t\n\r\f\v]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A variable in a template: ``$name``, ``${name}``, or ``${name ?? default}`` (the
+    default when the variable is unset)."""
+
+    name: str
+    default: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        """``name`` or ``name ?? default`` (split as ngx.re.split does: trailing empty fields
+        dropped, so ``${a??}`` has no default)."""
+        fields = _DEFAULT.split(text)
+        while fields and not fields[-1]:
+            fields.pop()
+        return cls(fields[0] if fields else "", fields[1] if len(fields) > 1 else None)
+
+    def value(self, lookup: Callable[[str], str | None]) -> str | None:
+        value = lookup(self.name)
+        return self.default if value is None else value
 
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A string with ``$var`` references, split once into literal and variable parts."""
+    """A string with ``$var`` references (APISIX's ``core.utils.resolve_var``), split once into
+    literal text and ``Reference`` parts."""
 
-    parts: tuple[tuple[bool, str], ...]  # (is_variable, text or variable name)
+    parts: tuple[str | Reference, ...]
 
     @classmethod
     def compile(cls, text: str) -> Template:
-        parts: list[tuple[bool, str]] = []
+        parts: list[str | Reference] = []
         position = 0
         for match in _REFERENCE.finditer(text):
             if match.start() > position:
-                parts.append((False, text[position : match.start()]))
-            parts.append((True, match.group(1) or match.group(2)))
+                parts.append(text[position : match.start()])
+            braced = match.group(1)
+            parts.append(Reference.parse(braced) if braced is not None else Reference(match[2]))
             position = match.end()
         if position < len(text):
-            parts.append((False, text[position:]))
+            parts.append(text[position:])
         return cls(tuple(parts))
 
     @property
     def is_literal(self) -> bool:
-        return all(not is_var for is_var, _ in self.parts)
+        return all(isinstance(part, str) for part in self.parts)
 
     def render(self, ctx: Variables) -> str:
-        """The text with each variable's value (an unset variable renders as "")."""
-        if len(self.parts) == 1:
-            is_var, text = self.parts[0]
-            return (ctx.var(text) or "") if is_var else text
-        return "".join((ctx.var(text) or "") if is_var else text for is_var, text in self.parts)
+        """The text with each variable's value (an unset variable without a default renders
+        as "")."""
+        return self.expand(ctx.var)
+
+    def expand(
+        self, lookup: Callable[[str], str | None], escape: Callable[[str], str] | None = None
+    ) -> str:
+        """The text with each variable's value from ``lookup``, passed through ``escape``."""
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = part.value(lookup)
+            if value:
+                out.append(escape(value) if escape is not None else value)
+        return "".join(out)

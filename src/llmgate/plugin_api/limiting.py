@@ -179,14 +179,14 @@ class LimitKey:
             return ctx.var(self.text) or None
         resolved = 0
         out: list[str] = []
-        for is_var, text in self.template.parts:
-            if is_var:
-                value = ctx.var(text)
-                if value:
-                    resolved += 1
-                    out.append(value)
-            else:
-                out.append(text)
+        for part in self.template.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = part.value(ctx.var)
+            if value:
+                resolved += 1
+                out.append(value)
         return "".join(out) if resolved or self.template.is_literal else None
 
     def render(self, ctx: RequestContext) -> str:

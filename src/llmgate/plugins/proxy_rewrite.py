@@ -3,9 +3,11 @@
 In the rewrite phase, in this order: ``host`` (the upstream Host, which wins under the upstream's
 ``pass_host: pass``), the uri (``uri`` with ``$var``s, else the first matching ``regex_uri``
 pair), ``headers`` (add, then set, then remove; values may hold ``$var``s and ``regex_uri``
-captures ``$1``), then ``method``.  The client's query string is kept: appended after the new
-uri's own query (``&``) when it has one.  ``regex_uri`` patterns run on the bounded engine of
-``llmgate.http.regex``; one that reaches its bound does not match.
+captures ``$1``), then ``method``.  Variables are APISIX's ``resolve_var``: ``${name ?? default}``
+too, and ``\\$name`` stays as written, backslash and all; a capture's text is never read for
+variables.  The client's query string is kept: appended after the new uri's own query (``&``)
+when it has one.  ``regex_uri`` patterns run on the bounded engine of ``llmgate.http.regex``;
+one that reaches its bound does not match; replacements are ngx.re templates.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 from llmgate.http import regex
 from llmgate.http.headers import escape_header_value
 from llmgate.http.paths import escape_path as encode_path
-from llmgate.http.regex import Replacement
+from llmgate.http.regex import Replacement, template_error
 from llmgate.http.variables import Template
 from llmgate.plugin_api.config import (
     ConfigSection,
@@ -94,13 +96,18 @@ class ProxyRewriteConfig(PluginConfig):
             if is_env_ref(pattern):
                 continue
             err = regex_error(pattern)
+            if err is None and not is_env_ref(replacement):
+                err = template_error(replacement)
+                if err is not None:
+                    err = f"failed to compile the replacement template: {err}"
             if err is not None:
                 raise ValueError(f"invalid regex_uri({pattern}, {replacement}): {err}")
         return self
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CAPTURE = re.compile(r"\$\{?(\d+)\}?")
+# APISIX's resolve_var_with_captures: "$1", "${1}" (and "${1", "$1}"), not after a backslash.
+_CAPTURE = re.compile(r"(?<!\\)\$\{?(\d+)\}?")
 
 
 def _rooted(path: str) -> str:
@@ -225,10 +232,7 @@ class ProxyRewrite(Plugin[ProxyRewriteConfig]):
 
     def _from_template(self, ctx: RequestContext, template: Template) -> tuple[str, str]:
         """(path, query) of the ``uri`` template; variables' values cannot add a query."""
-        uri = "".join(
-            _escape_separator(ctx.var(text) or "") if is_var else text
-            for is_var, text in template.parts
-        )
+        uri = template.expand(ctx.var, _escape_separator)
         args = ctx.outbound.query
         path, mark, query = uri.partition("?")
         path = _rooted(path)

@@ -25,7 +25,7 @@ from llmgate.http import regex
 from llmgate.http.context import StateKey
 from llmgate.http.expr import Expr, ExprError
 from llmgate.http.headers import escape_header_value
-from llmgate.http.regex import Replacement
+from llmgate.http.regex import Replacement, template_error
 from llmgate.http.variables import Template
 from llmgate.plugin_api.config import (
     ConfigSection,
@@ -118,6 +118,10 @@ class ResponseRewriteConfig(PluginConfig):
             err = regex_error(item.regex, item.options, binary=True)
             if err is not None:
                 raise ValueError(f'regex "{item.regex}" validation failed: {err}')
+            # APISIX finds a bad template only when a body passes, and then sends no body.
+            err = None if is_env_ref(item.replace) else template_error(item.replace)
+            if err is not None:
+                raise ValueError(f'replace "{item.replace}" validation failed: {err}')
         if self.vars is not None:
             try:
                 Expr.compile(self.vars)
@@ -161,10 +165,7 @@ def _text(value: HeaderScalar) -> str:
 
 def _render(template: Template, ctx: RequestContext, head: ResponseHead) -> str:
     # $status is the response's own, which ctx.var does not know before the headers are sent.
-    value = "".join(
-        (_lookup(ctx, head, text) or "") if is_var else text for is_var, text in template.parts
-    )
-    return escape_header_value(value)
+    return escape_header_value(template.expand(lambda name: _lookup(ctx, head, name)))
 
 
 def _lookup(ctx: RequestContext, head: ResponseHead, name: str) -> str | None:
