@@ -65,8 +65,10 @@ Status = Annotated[int, Field(ge=200, le=599)]
 DISK_DEFAULT_TTL = 10.0  # APISIX's proxy_cache.cache_ttl: the disk TTL when nothing else says
 DEFAULT_MAX_ENTRY = 8 * 1024 * 1024  # one entry's body, unless max_resp_body_size is set
 STATE: StateKey[Collecting] = StateKey("proxy-cache")
-# Never stored: hop-by-hop, framing, and what is computed afresh for each reply.
-NOT_STORED = HOP_BY_HOP | {"content-length", "apisix-cache-status", "age"}
+# Never stored: hop-by-hop, framing, and what is computed afresh for each reply (``Age``: by
+# the memory handler; nginx stores the upstream's and adds none).
+NOT_STORED = HOP_BY_HOP | {"content-length", "apisix-cache-status"}
+NOT_STORED_IN_MEMORY = NOT_STORED | {"age"}
 
 
 class ProxyCacheConfig(PluginConfig):
@@ -154,6 +156,7 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
         self._no_cache = compile_parts(config.no_cache)
         self._methods = frozenset(config.cache_method)
         self._other_method = "BYPASS" if disk else "MISS"
+        self._not_stored = NOT_STORED if disk else NOT_STORED_IN_MEMORY
         self._isolate = config.consumer_isolation and IDENTITY_VARS.isdisjoint(config.cache_key)
         self._max_entry = (
             config.max_resp_body_size if "max_resp_body_size" in explicit else DEFAULT_MAX_ENTRY
@@ -282,7 +285,8 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
 
     def _replay(self, ctx: RequestContext, entry: Entry) -> Reply:
         headers: CIMultiDict[str] = CIMultiDict(entry.headers)
-        headers["Age"] = str(max(int(self.store.clock() - entry.created), 0))
+        if self._not_stored is NOT_STORED_IN_MEMORY:
+            headers["Age"] = str(max(int(self.store.clock() - entry.created), 0))
         ctx.add_response_header(STATUS_HEADER, "HIT")
         if entry.stream:
             return Reply(entry.status, _replay_chunks(entry.chunks), headers)
@@ -309,7 +313,7 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
         if ttl is None:
             return False
         # Headers plugins set for this request (rate-limit counts, ...) are not the response's.
-        fresh = NOT_STORED.union(name.lower() for name in ctx.response_headers or ())
+        fresh = self._not_stored.union(name.lower() for name in ctx.response_headers or ())
         collecting.headers = tuple(
             (name, value)
             for name, value in headers.items()
