@@ -93,3 +93,12 @@ def test_proxy_cache_age_on_a_hit(gateway: LiveGateway, strategy: str) -> None:
         assert len(ages) == 1 and 0 <= int(ages[0]) <= 2
     else:
         assert ages == []
+
+
+def test_request_id_sent_twice_reaches_the_upstream_once(gateway: LiveGateway) -> None:
+    route(gateway, "rid", "/rid", {"request-id": {}})
+    raw = request_bytes("GET", "/rid", [("X-Request-Id", "good-1"), ("X-Request-Id", "x y")])
+    answer = send(gateway, raw)
+    assert answer.status == 200
+    assert [v for n, v in answer.headers if n.lower() == "x-request-id"] == ["good-1"]
+    assert last_upstream_request(gateway)["headers"]["x-request-id"] == "good-1"

@@ -129,3 +129,22 @@ def test_generators_are_unique_and_well_formed() -> None:
     k = ksuid()
     assert len(k) == 27 and all(c in BASE62 for c in k)
     assert len({ksuid() for _ in range(100)}) == 100
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        pytest.param(["good-1", "other value"], "good-1", id="valid-first"),
+        pytest.param(["good-1", "good-2"], "good-1", id="two-valid"),
+    ],
+)
+async def test_the_upstream_sees_only_the_id_the_gateway_keeps(
+    gateway, sent: list[str], kept: str
+) -> None:  # type: ignore[no-untyped-def]
+    # Deliberate (docs/compatibility.md): APISIX passes every value through (and returns them
+    # all); the upstream's logs must name the request as the gateway's do.
+    await _route(gateway, {})
+    headers = CIMultiDict(("X-Request-Id", value) for value in sent)
+    resp = await gateway.proxy.get("/echo", headers=headers)
+    assert resp.headers.getall("X-Request-Id") == [kept]
+    assert (await resp.json())["headers"]["x-request-id"] == kept

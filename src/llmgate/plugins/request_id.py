@@ -3,7 +3,8 @@
 An id the client sent in ``header_name`` is kept when it is a valid id (1-128 characters of
 letters, digits and ``._~:/+=@-``); otherwise one is generated with ``algorithm`` and set on the
 outbound request (APISIX keeps any non-empty value: llmgate does not let a client write
-arbitrary bytes into logs and usage records).  It is kept in ``ctx.request_id`` for
+arbitrary bytes into logs and usage records).  The upstream gets that one id, whatever other
+values of the header the client sent.  It is kept in ``ctx.request_id`` for
 the loggers and the usage records, and returned in the response header unless the response
 already carries one or ``include_in_response`` is false.
 
@@ -114,7 +115,8 @@ class RequestId(Plugin[RequestIdConfig]):
         request_id = ctx.inbound.headers.get(name)
         if request_id is None or VALID_ID.fullmatch(request_id) is None:
             request_id = self._generate()
-            ctx.outbound.headers[name] = request_id
+        # One value upstream, the one kept (a client may send the header twice).
+        ctx.outbound.headers[name] = request_id
         ctx.request_id = request_id
         return None
 
