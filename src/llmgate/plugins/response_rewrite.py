@@ -118,7 +118,7 @@ class ResponseRewriteConfig(PluginConfig):
             err = regex_error(item.regex, item.options, binary=True)
             if err is not None:
                 raise ValueError(f'regex "{item.regex}" validation failed: {err}')
-            # APISIX finds a bad template only when a body passes, and then sends no body.
+            # APISIX finds a bad template only when a body passes, and then loses the body.
             err = None if is_env_ref(item.replace) else template_error(item.replace)
             if err is not None:
                 raise ValueError(f'replace "{item.replace}" validation failed: {err}')
