@@ -181,7 +181,7 @@ from llmgate.runtime.services import CacheCaps
 async def main(directory, seed, max_bytes):
     rng = random.Random(seed)
     store = DiskStore(Path(directory), CacheCaps(max_bytes=max_bytes, max_entries=1000))
-    for i in range(300):
+    for i in range(150):
         primary = f"shared-{rng.randrange(40)}" if rng.random() < 0.5 else f"own-{seed}-{i}"
         roll = rng.random()
         if roll < 0.05:
@@ -206,7 +206,7 @@ def test_processes_sharing_a_directory_share_the_caps(tmp_path: Path) -> None:
     shared count never ends up below what the files hold (a count that drifts low lets
     later writes past the cap)."""
     max_bytes = 30_000
-    for trial in range(3):
+    for trial in range(2):
         directory = tmp_path / f"zone-{trial}"
         children = [
             subprocess.Popen(
