@@ -59,9 +59,9 @@ def test_ledger_admits_only_what_fits_and_is_shared(tmp_path: Path) -> None:
     assert other.admit(400, 1, max_bytes=1000, max_entries=10)
     assert one.usage() == (1000, 2)
     assert one.admit(-100, 0, max_bytes=10, max_entries=1)  # shrinking always fits
-    other.add(-900, -2)
+    assert other.remove(lambda: (900, 2)) == (900, 2)
     assert one.usage() == (0, 0)
-    other.add(-5, -1)  # never below zero
+    other.remove(lambda: (5, 1))  # never below zero
     assert one.usage() == (0, 0)
     one.close()
     other.close()

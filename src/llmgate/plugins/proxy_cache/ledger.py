@@ -107,11 +107,6 @@ class Ledger:
             self._change(fd, size, count)
             return True
 
-    def add(self, size: int, count: int) -> None:
-        """Count a change that happened (in tests, and for files no sweep can see)."""
-        with self._locked() as fd:
-            self._change(fd, size, count)
-
     def remove(self, action: Callable[[], tuple[int, int]]) -> tuple[int, int]:
         """Run ``action``, which deletes files and returns the (bytes, entries) it deleted,
         under the lock and take that off the count in the same step; what it deleted.  (If it
