@@ -9,6 +9,7 @@ import pytest
 from llmgate.ai.protocols import (
     RequestError,
     Shaping,
+    ask_for_usage,
     deep_merge,
     detect,
     other_endpoint,
@@ -156,18 +157,19 @@ def test_streams_ask_for_usage(stream_options: Any, expected: dict[str, Any]) ->
     body: dict[str, Any] = {"messages": [], "stream": True}
     if stream_options is not None:
         body["stream_options"] = stream_options
-    out, changed = shape(body, "chat", Shaping(options={}))
-    assert changed and out["stream_options"] == expected
+    # Shaping leaves it to the target, which must know whether the client asked.
+    assert shape(body, "chat", Shaping(options={})) == (body, False)
+    out = ask_for_usage(body, "chat")
+    assert out is not None and out["stream_options"] == expected
 
 
 def test_stream_asking_for_usage_already_is_sent_as_is() -> None:
     body = {"prompt": "x", "stream": True, "stream_options": {"include_usage": True}}
-    assert shape(body, "completions", Shaping(options={})) == (body, False)
+    assert ask_for_usage(body, "completions") is None
 
 
 def test_embeddings_never_get_stream_options() -> None:
-    out, _ = shape({"input": "x", "stream": True}, "embeddings", Shaping(options={}))
-    assert "stream_options" not in out
+    assert ask_for_usage({"input": "x", "stream": True}, "embeddings") is None
 
 
 @pytest.mark.parametrize(

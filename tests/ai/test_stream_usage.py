@@ -8,6 +8,8 @@ import pytest
 from llmgate.ai.stream_usage import MAX_EVENT, UsageChunkFilter, is_usage_chunk, with_usage
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+# CHUNK as OpenAI sends it to a client that did not ask for usage: no ``usage`` key at all.
+BARE = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
 DONE = b"data: [DONE]\n\n"
 STREAM = CHUNK * 3 + USAGE + DONE
@@ -30,15 +32,15 @@ def test_the_usage_chunk_is_dropped_whatever_the_chunking(size: int) -> None:
     pieces = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
     out = b"".join(usage_filter.feed(piece, False) for piece in pieces)
     out += usage_filter.feed(b"", True)
-    assert out == CHUNK * 3 + DONE
+    assert out == BARE * 3 + DONE
 
 
 def test_whole_events_are_not_held_back() -> None:
     usage_filter = UsageChunkFilter()
-    assert usage_filter.feed(CHUNK + CHUNK[:10], False) == CHUNK
-    assert usage_filter.feed(CHUNK[10:], False) == CHUNK
+    assert usage_filter.feed(CHUNK + CHUNK[:10], False) == BARE
+    assert usage_filter.feed(CHUNK[10:], False) == BARE
     crlf = CHUNK.replace(b"\n\n", b"\r\n\r\n")
-    assert usage_filter.feed(crlf, False) == crlf
+    assert usage_filter.feed(crlf, False) == BARE.replace(b"\n\n", b"\r\n\r\n")
 
 
 def test_an_endless_event_is_never_buffered_past_the_bound() -> None:
@@ -56,3 +58,43 @@ def test_is_usage_chunk() -> None:
     assert not is_usage_chunk(b'{"choices":[{"delta":{}}],"usage":{"total_tokens":3}}')
     assert not is_usage_chunk(b'{"choices":[],"usage":null}')
     assert not is_usage_chunk(b'{"usage":{')
+
+
+@pytest.mark.parametrize(
+    ("event", "relayed"),
+    [
+        # Spaced JSON (Python's json.dumps) and a trailing CR: the key goes all the same.
+        (b'data: {"choices": [], "usage": null}\r\n\r\n', b'data: {"choices": []}\r\n\r\n'),
+        (b'data:{"id":"x","usage":null}\n\n', b'data:{"id":"x"}\n\n'),
+        # Not the last key, several data lines, a usage that is not null: left as they are.
+        (b'data: {"usage":null,"id":"x"}\n\n', b'data: {"usage":null,"id":"x"}\n\n'),
+        (
+            b'data: {"id":"x",\ndata: "usage":null}\n\n',
+            b'data: {"id":"x",\ndata: "usage":null}\n\n',
+        ),
+        (b'data: {"choices":[{}],"usage":{"total_tokens":1}}\n\n', None),
+        # Inside a string a quote is escaped: generated text is never touched.
+        (b'data: {"t":"a,\\"usage\\":null}"}\n\n', None),
+        (b": keep-alive\n\n", None),
+        (b"event: error\ndata: {}\n\n", None),
+    ],
+)
+def test_the_null_usage_key_is_dropped_from_other_chunks(
+    event: bytes, relayed: bytes | None
+) -> None:
+    """OpenAI adds ``"usage":null`` to every chunk only for a client that asked for usage."""
+    assert UsageChunkFilter().feed(event, False) == (event if relayed is None else relayed)
+
+
+def test_a_usage_chunk_split_anywhere_is_still_dropped_and_the_rest_kept() -> None:
+    for cut in range(1, len(USAGE)):
+        usage_filter = UsageChunkFilter()
+        out = usage_filter.feed(CHUNK + USAGE[:cut], False)
+        out += usage_filter.feed(USAGE[cut:] + DONE, False) + usage_filter.feed(b"", True)
+        assert out == BARE + DONE, cut
+
+
+def test_a_usage_chunk_ending_the_stream_without_its_blank_line_is_dropped() -> None:
+    usage_filter = UsageChunkFilter()
+    out = usage_filter.feed(CHUNK + USAGE.rstrip(), False) + usage_filter.feed(b"", True)
+    assert out == BARE

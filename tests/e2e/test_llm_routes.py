@@ -93,6 +93,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
                 "plugins": {**auth, "proxy-cache": cache, "ai-proxy": ai_proxy()},
             },
         )
+        gw.put(
+            "routes/cached-streams",
+            {
+                "uri": "/cached-streams/v1/*",
+                "plugins": {**auth, "proxy-cache": cache, "ai-proxy": ai_proxy()},
+            },
+        )
         instances = [
             {**ai_proxy(), "name": "fast", "weight": 1},
             {**ai_proxy(options={"model": "gpt-3.5-turbo"}), "name": "cheap", "weight": 1},
@@ -338,6 +345,60 @@ def test_request_id_in_response_access_log_and_usage_record(live: LiveGateway) -
         model="m", messages=MESSAGES, extra_headers={"X-Request-Id": "bad id\twith spaces"}
     )
     assert raw.headers["x-request-id"] != "bad id\twith spaces"
+
+
+# --- streams as OpenAI sends them ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/multi", "/cached-streams"])
+@pytest.mark.parametrize("options", [None, {"include_usage": False}])
+def test_a_stream_that_did_not_ask_for_usage_gets_none_and_is_accounted(
+    live: LiveGateway, prefix: str, options: dict[str, Any] | None
+) -> None:
+    """OpenAI sends the usage chunk (``choices: []``) only to a client that set
+    ``stream_options.include_usage``: SDK code doing ``chunk.choices[0]`` relies on it.  The
+    gateway asks for the usage all the same, and records it."""
+    client = sdk(live, prefix)
+    extra = {} if options is None else {"stream_options": options}
+    content = f"stream {prefix} {options}"
+    statuses = ["MISS", "HIT"] if prefix == "/cached-streams" else [None]
+    for status in statuses:  # the MISS, then its replay
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": content}], stream=True, **extra
+        )
+        assert raw.headers.get("apisix-cache-status") == status
+        chunks = list(raw.parse())
+        assert chunks and all(chunk.choices for chunk in chunks)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+        assert text.startswith("This is a fake reply")
+        assert all("usage" not in chunk.to_dict() for chunk in chunks)  # not even null
+        llm = log_entry(live, raw.headers["x-request-id"])["llm"]
+        assert llm["stream"] is True
+        assert llm["prompt_tokens"] > 0 and llm["completion_tokens"] > 0
+    seen = live.fake_requests()[-1]
+    assert seen["body"]["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("prefix", ["", "/multi"])
+def test_a_stream_that_asked_for_usage_ends_with_it(live: LiveGateway, prefix: str) -> None:
+    client = sdk(live, prefix)
+    raw = client.chat.completions.with_raw_response.create(
+        model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(raw.parse())
+    *text, last = chunks
+    assert text and all(chunk.choices and chunk.usage is None for chunk in text)
+    assert last.choices == [] and last.usage is not None
+    llm = log_entry(live, raw.headers["x-request-id"])["llm"]
+    assert last.usage.total_tokens == llm["total_tokens"] > 0
+    # Legacy completions alike.
+    stream = client.completions.create(model="m", prompt="Say hi", stream=True)
+    assert all(chunk.choices for chunk in stream)
+    stream = client.completions.create(
+        model="m", prompt="Say hi", stream=True, stream_options={"include_usage": True}
+    )
+    *text, last = list(stream)
+    assert text and last.choices == [] and last.usage is not None
 
 
 # --- cost and accounting ------------------------------------------------------------------------

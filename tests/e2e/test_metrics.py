@@ -122,6 +122,8 @@ def test_one_scrape_sums_every_worker_and_usage_agrees(node: Running) -> None:
     for i in range(NON_STREAM + STREAM):
         stream = i >= NON_STREAM
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": f"question {i}"}]}
+        if stream:  # its usage chunk comes only when asked for, as from OpenAI
+            body["stream_options"] = {"include_usage": True}
         status, answer = http(url, {**body, "stream": stream}, "POST", jack)
         assert status == 200, answer
         usage = stream_usage(answer) if stream else json.loads(answer)["usage"]

@@ -62,17 +62,24 @@ async def test_chat_and_stream_give_the_same_content(sdk, gateway) -> None:  # t
     assert content
     assert completion.usage.total_tokens > 0
 
-    stream = await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
-    parts = []
-    usage = None
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            parts.append(chunk.choices[0].delta.content)
-        if chunk.usage is not None:
-            usage = chunk.usage
-    assert len(parts) > 3
-    assert "".join(parts) == content
-    assert usage is not None and usage.total_tokens == completion.usage.total_tokens
+    for stream_options in (None, {"include_usage": True}):
+        extra = {} if stream_options is None else {"stream_options": stream_options}
+        stream = await sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra
+        )
+        parts = []
+        usage = None
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+            if chunk.usage is not None:
+                usage = chunk.usage
+        assert len(parts) > 3
+        assert "".join(parts) == content
+        if stream_options is None:  # as from OpenAI: no usage unless asked for
+            assert usage is None
+        else:
+            assert usage is not None and usage.total_tokens == completion.usage.total_tokens
 
     # The consumer's key never reaches the provider; the configured one does.
     seen = await gateway.fake_requests()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import orjson
 import pytest
 
 from llmgate.ai.call import LlmCall
@@ -112,9 +113,23 @@ async def test_stream_after_fallback(gateway, calls) -> None:  # type: ignore[no
     requests = await gateway.fake_requests()
     assert [r["headers"]["x-instance"] for r in requests] == ["limited", "good"]
     assert requests[1]["body"]["stream_options"] == {"include_usage": True}
+    # The gateway asked for the usage, not the client: it is kept, not relayed.
+    chunks = [orjson.loads(e[6:]) for e in text.split("\n\n") if e and e != "data: [DONE]"]
+    assert chunks and all(c["choices"] and "usage" not in c for c in chunks)
     (call,) = calls
     assert call is not None and call.stream and call.usage is not None
     assert call.usage.total_tokens > 0
+
+    await gateway.clear_fake()
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    resp = await gateway.proxy.post("/chat", json=body)
+    text = await resp.text()
+    chunks = [orjson.loads(e[6:]) for e in text.split("\n\n") if e and e != "data: [DONE]"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == {
+        "prompt_tokens": calls[-1].usage.prompt_tokens,
+        "completion_tokens": calls[-1].usage.completion_tokens,
+        "total_tokens": calls[-1].usage.total_tokens,
+    }
 
 
 @pytest.mark.parametrize(

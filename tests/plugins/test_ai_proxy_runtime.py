@@ -154,13 +154,53 @@ async def test_stream_is_relayed_event_by_event_with_usage(gateway, calls) -> No
 
     (seen,) = await gateway.fake_requests()
     assert seen["body"]["stream_options"] == {"keep": 1, "include_usage": True}
-    final = orjson.loads(events[-2].removeprefix(b"data: "))
     assert events[-1] == b"data: [DONE]"
+    # The client did not ask for usage: it gets none, as from OpenAI; the gateway keeps it.
+    chunks = [orjson.loads(e.removeprefix(b"data: ")) for e in events[:-1]]
+    assert all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     (call,) = calls
     assert call is not None and call.stream and call.usage is not None
-    assert call.usage.total_tokens == final["usage"]["total_tokens"] > 0
+    assert call.usage.total_tokens > 0
     assert call.first_token is not None and call.finished is not None
     assert call.first_token < call.finished
+
+
+@pytest.mark.parametrize(
+    ("stream_options", "asked"),
+    [
+        (None, False),
+        ({"include_usage": False}, False),
+        ({"include_usage": True}, True),
+    ],
+)
+async def test_the_usage_chunk_reaches_only_a_client_that_asked(  # type: ignore[no-untyped-def]
+    gateway, calls, stream_options, asked
+) -> None:
+    await ai_route(gateway)
+    extra: dict[str, Any] = {"stream": True}
+    if stream_options is not None:
+        extra["stream_options"] = stream_options
+    for body in (CHAT, {"prompt": "Say hi"}):  # chat, legacy completions
+        await gateway.clear_fake()
+        resp = await gateway.proxy.post("/chat", json={**body, **extra})
+        assert resp.status == 200
+        events = [e for e in (await resp.read()).split(b"\n\n") if e]
+        assert events[-1] == b"data: [DONE]"
+        chunks = [orjson.loads(e.removeprefix(b"data: ")) for e in events[:-1]]
+        (seen,) = await gateway.fake_requests()
+        assert seen["body"]["stream_options"]["include_usage"] is True
+        usage_chunks = [c for c in chunks if not c["choices"]]
+        if asked:
+            # As OpenAI: every chunk has "usage": null, the last one the usage and no choices.
+            assert usage_chunks == chunks[-1:]
+            assert all("usage" in c and c["usage"] is None for c in chunks[:-1])
+        else:
+            assert usage_chunks == []
+            assert all("usage" not in c for c in chunks)
+    assert len(calls) == 2
+    for call in calls:
+        assert call is not None and call.usage is not None and call.usage.total_tokens > 0
 
 
 @pytest.mark.parametrize(
@@ -300,3 +340,35 @@ async def test_keepalive_false_closes_each_connection(gateway) -> None:  # type:
     for _ in range(2):
         assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
     assert [r["headers"]["connection"] for r in await gateway.fake_requests()] == ["close"] * 2
+
+
+async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway, calls) -> None:  # type: ignore[no-untyped-def]
+    """proxy-cache stores the stream as the provider sent it (usage included, for the hit's
+    accounting); a replay to a client that did not ask hides the usage as the live call did."""
+    plugin = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+    }
+    cache = {"cache_strategy": "memory", "cache_method": ["POST"], "cache_key": ["$uri"]}
+    await gateway.put(
+        "routes/1",
+        {"uri": "/chat", "plugins": {"proxy-cache": cache, "ai-proxy": plugin, "llm-probe": {}}},
+    )
+    for stream_options in (None, {"include_usage": True}):
+        body: dict[str, Any] = {**CHAT, "stream": True}
+        if stream_options is not None:
+            body["stream_options"] = stream_options
+        replies = []
+        for expected in ("MISS", "HIT"):
+            resp = await gateway.proxy.post("/chat", json=body)
+            assert resp.headers["Apisix-Cache-Status"] == expected
+            replies.append(await resp.read())
+        assert replies[0] == replies[1]
+        events = [e for e in replies[0].split(b"\n\n") if e and e != b"data: [DONE]"]
+        chunks = [orjson.loads(e.removeprefix(b"data: ")) for e in events]
+        assert [c for c in chunks if not c["choices"]] == (
+            [] if stream_options is None else chunks[-1:]
+        )
+    assert [call.cache for call in calls if call is not None] == [None, "hit"] * 2
+    assert all(call is not None and call.usage is not None for call in calls)

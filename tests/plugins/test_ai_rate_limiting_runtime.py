@@ -389,15 +389,9 @@ def _ai_proxy(gateway) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there, fake!"}]}
 
 
-async def _stream_usage(resp) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Read an SSE answer to its end; the usage of its final usage chunk."""
-    usage = None
-    async for line in resp.content:
-        if line.startswith(b"data: {"):
-            chunk = orjson.loads(line[6:])
-            usage = chunk.get("usage") or usage
-    assert usage is not None
-    return usage
+async def _stream_chunks(resp) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Read an SSE answer to its end; its chunks."""
+    return [orjson.loads(line[6:]) async for line in resp.content if line.startswith(b"data: {")]
 
 
 async def test_budget_exhausted_by_a_stream(gateway) -> None:  # type: ignore[no-untyped-def]
@@ -418,8 +412,11 @@ async def test_budget_exhausted_by_a_stream(gateway) -> None:  # type: ignore[no
     assert resp.headers["X-AI-RateLimit-Limit-ai-proxy-openai"] == "10"
     assert resp.headers["X-AI-RateLimit-Remaining-ai-proxy-openai"] == "10"
     assert resp.headers["Content-Type"].startswith("text/event-stream")
-    usage = await _stream_usage(resp)
-    assert usage["total_tokens"] >= 10  # the fake's answer spends the whole budget
+    # The client did not ask for the usage: it is charged all the same, never shown.
+    chunks = await _stream_chunks(resp)
+    assert chunks and all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
+    (seen,) = await gateway.fake_requests()
+    assert seen["body"]["stream_options"] == {"include_usage": True}
 
     await gateway.clear_fake()
     resp = await gateway.proxy.post("/v1/chat/completions", json=CHAT)

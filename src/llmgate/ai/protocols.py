@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from llmgate.ai.stream_usage import with_usage
 from llmgate.errors import HttpError
 from llmgate.http import json_body
 
@@ -143,7 +144,8 @@ class Shaping:
 
 
 def shape(body: dict[str, Any], protocol: Protocol, rules: Shaping) -> tuple[dict[str, Any], bool]:
-    """The body to send (a new dict; ``body`` is not modified) and whether it differs."""
+    """The body to send (a new dict; ``body`` is not modified) and whether it differs; a
+    stream's usage is then asked for apart (``ask_for_usage``)."""
     out = dict(body)
     changed = False
     for name, value in rules.options.items():
@@ -160,16 +162,16 @@ def shape(body: dict[str, Any], protocol: Protocol, rules: Shaping) -> tuple[dic
     if patch:
         out = deep_merge(out, patch, rules.force_override)
         changed = True
-    if out.get("stream") is True and protocol in _USAGE_ON_REQUEST:
-        stream_options = out.get("stream_options")
-        if not isinstance(stream_options, dict) or stream_options.get("include_usage") is not True:
-            kept = stream_options if isinstance(stream_options, dict) else {}
-            out["stream_options"] = {**kept, "include_usage": True}
-            changed = True
     if rules.remove_model and "model" in out:
         del out["model"]
         changed = True
     return out, changed
+
+
+def ask_for_usage(body: dict[str, Any], protocol: Protocol) -> dict[str, Any] | None:
+    """``body`` asking its stream for usage (``stream_options.include_usage``), for a protocol
+    whose streams report it only when asked; None when it is no such stream or already asks."""
+    return with_usage(body) if protocol in _USAGE_ON_REQUEST else None
 
 
 def deep_merge(target: Any, patch: Any, force: bool) -> Any:

@@ -4,8 +4,9 @@ OpenAI-style streams report token usage only when the request says
 ``"stream_options": {"include_usage": true}``: then a last chunk with ``"choices": []`` and the
 ``usage`` block comes before ``[DONE]`` (and every other chunk carries ``"usage": null``).  A
 gateway that must account a stream (budgets, logs) asks for it (``with_usage``) and, when the
-client did not, drops that one chunk from what the client receives (``UsageChunkFilter``), so
-the client sees the stream it asked for.
+client did not, takes both back out of what the client receives (``UsageChunkFilter``): the
+usage chunk is dropped and a ``"usage":null`` ending another chunk is removed, so the client
+sees the stream OpenAI would have sent it.
 
 Pure: bytes and dicts in, bytes and dicts out.
 """
@@ -19,6 +20,9 @@ import orjson
 # Events larger than this are passed on as they come, never held back whole.
 MAX_EVENT = 1024 * 1024
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
+# A chunk's last key as compact (OpenAI) or spaced (Python's json.dumps) JSON.  Matched at the
+# very end of an object it can only be a top-level key: inside a string quotes are escaped.
+_NULL_USAGE = (b',"usage":null}', b', "usage": null}')
 
 
 def wants_usage(body: dict[str, Any]) -> bool:
@@ -59,8 +63,19 @@ def _data(event: bytes) -> bytes:
     )
 
 
+def without_null_usage(event: bytes) -> bytes:
+    """An event (without its blank line) whose one ``data`` line ends with a ``"usage":null``
+    key, without that key; any other event as it is."""
+    if event.endswith(b"null}") and event.startswith(b"data:") and b"\n" not in event:
+        for mark in _NULL_USAGE:
+            if event.endswith(mark):
+                return event[: -len(mark)] + b"}"
+    return event
+
+
 class UsageChunkFilter:
-    """Drops the usage-only event from an SSE stream; every other byte goes on unchanged.
+    """Drops the usage-only event from an SSE stream and the ``"usage":null`` key from the
+    others (``without_null_usage``); every other byte goes on unchanged.
 
     Whole events are passed on as soon as their blank line arrives; only the unfinished tail
     of a chunk waits for the next one (never more than ``MAX_EVENT`` bytes).
@@ -79,11 +94,14 @@ class UsageChunkFilter:
             end, size = _boundary(buffer, start)
             if end < 0:
                 break
-            event = buffer[start : end + size]
-            if not is_usage_chunk(_data(buffer[start:end])):
-                out.append(event)
+            event = buffer[start:end]
+            if not is_usage_chunk(_data(event)):
+                out.append(without_null_usage(event))
+                out.append(buffer[end : end + size])
             start = end + size
         rest = buffer[start:]
+        if eof and rest.strip() and is_usage_chunk(_data(rest.strip())):
+            rest = b""  # the stream's last event, without its blank line
         if eof or len(rest) > MAX_EVENT:
             out.append(rest)
             rest = b""

@@ -17,11 +17,19 @@ import orjson
 from multidict import CIMultiDict
 from yarl import URL
 
-from llmgate.ai import providers
+from llmgate.ai import providers, tracking
 from llmgate.ai.call import LlmCall
 from llmgate.ai.caps import STATE_KEY as CAPS_KEY
 from llmgate.ai.caps import ResponseCaps
-from llmgate.ai.protocols import APISIX_NAMES, Protocol, RequestError, Shaping, path_for, shape
+from llmgate.ai.protocols import (
+    APISIX_NAMES,
+    Protocol,
+    RequestError,
+    Shaping,
+    ask_for_usage,
+    path_for,
+    shape,
+)
 from llmgate.schemas.checks import Checks
 from llmgate.schemas.common import Timeout
 from llmgate.schemas.upstream import KeepalivePool, Tls, UpstreamSpec
@@ -85,6 +93,10 @@ class LlmTarget:
             raise RequestError(400, "could not resolve upstream path: configure override.endpoint")
         return path
 
+    def hides_usage(self, body: dict[str, Any], protocol: Protocol) -> bool:
+        """Whether ``apply`` would ask the stream of ``body`` for a usage nobody asked for."""
+        return ask_for_usage(shape(body, protocol, self.shaping)[0], protocol) is not None
+
     def apply(self, ctx: RequestContext, request: AiRequest) -> None:
         """Point ``ctx.outbound`` (and ``ctx.upstream``) at this target; record it on the call.
 
@@ -101,6 +113,12 @@ class LlmTarget:
             )
         path = self.path(protocol)
         body, changed = shape(request.body, protocol, self.shaping)
+        # A stream's usage is asked for the accounting; a client that did not ask (nor the
+        # target's options for it) is not shown it (``tracking.hide_usage``).
+        asked = ask_for_usage(body, protocol)
+        if asked is not None:
+            body, changed = asked, True
+        tracking.hide_usage(ctx, asked is not None)
         headers = CIMultiDict(request.headers)
         headers["Content-Type"] = "application/json"
         for name, value in self.auth_headers:

@@ -9,18 +9,26 @@ and sees every chunk (body filter):
 
 Both fill the request's ``LlmCall``: ``first_token`` at the first byte, ``usage`` / ``model``
 as found, ``finished`` at the end.
+
+A stream whose usage the gateway asked for, not the client (``hide_usage``), is then passed
+through a ``UsageChunkFilter``: the tracker sees the usage, the client a stream as OpenAI would
+have sent it.  So is a stream proxy-cache replays to such a client.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from llmgate.ai.call import LlmCall
+from llmgate.ai.protocols import Protocol
 from llmgate.ai.sse import SseScanner
+from llmgate.ai.stream_usage import UsageChunkFilter
 from llmgate.ai.usage import model_of, usage_of
+from llmgate.http import json_body
 from llmgate.http.context import StateKey
 
 if TYPE_CHECKING:
@@ -30,6 +38,10 @@ if TYPE_CHECKING:
 
 MAX_JSON_COPY = 8 * 1024 * 1024
 STATE_KEY: StateKey[ResponseTracker] = StateKey("llm_tracker")
+USAGE_FILTER_KEY: StateKey[UsageChunkFilter] = StateKey("llm_usage_filter")
+# Whether the gateway asks the stream of a request (body, protocol) for a usage it then hides.
+UsageRule = Callable[[dict[str, Any], Protocol], bool]
+_STREAMED: dict[str, Protocol] = {"chat": "chat", "completions": "completions"}
 # The AI proxy plugin that sends this request to an LLM (``claim``).
 CLAIM_KEY: StateKey[object] = StateKey("llm_plugin")
 
@@ -122,20 +134,62 @@ def claim(ctx: RequestContext, plugin: object) -> bool:
     return True
 
 
-def track_head(ctx: RequestContext, plugin: object, head: ResponseHead) -> None:
-    """Start watching the upstream's answer to the LLM call ``plugin`` made."""
-    if head.from_upstream and ctx.state.get(CLAIM_KEY) is plugin:
+def hide_usage(ctx: RequestContext, hidden: bool) -> None:
+    """Whether the usage of the stream about to be asked for is hidden from the client (the
+    gateway asked for it, the client did not)."""
+    if hidden:
+        ctx.state[USAGE_FILTER_KEY] = UsageChunkFilter()
+    else:
+        ctx.state.pop(USAGE_FILTER_KEY, None)
+
+
+def track_head(
+    ctx: RequestContext, plugin: object, head: ResponseHead, hides_usage: UsageRule
+) -> None:
+    """Start watching the upstream's answer to the LLM call ``plugin`` made; for a stream
+    proxy-cache replays in its place, hide the usage as ``plugin`` would have
+    (``hides_usage(body, protocol)``)."""
+    claimed = ctx.state.get(CLAIM_KEY)
+    if claimed is None:
+        _replayed(ctx, plugin, head, hides_usage)
+    elif claimed is plugin:
         call = LlmCall.find(ctx)
-        if call is not None:
+        if head.from_upstream and call is not None:
             ctx.state[STATE_KEY] = ResponseTracker(call, head.status, head.headers)
+        if not (head.from_upstream and _is_stream(head)):
+            ctx.state.pop(USAGE_FILTER_KEY, None)
 
 
 def track_chunk(ctx: RequestContext, plugin: object, chunk: bytes, eof: bool) -> bytes:
-    """The body filter: ``chunk`` observed and returned as it is."""
+    """The body filter: ``chunk`` observed, and returned as it is unless its usage is hidden."""
+    if ctx.state.get(CLAIM_KEY) is not plugin:
+        return chunk
     tracker: ResponseTracker | None = ctx.state.get(STATE_KEY)
-    if tracker is not None and ctx.state.get(CLAIM_KEY) is plugin:
+    if tracker is not None:
         tracker.feed(chunk, eof)
-    return chunk
+    usage_filter: UsageChunkFilter | None = ctx.state.get(USAGE_FILTER_KEY)
+    return chunk if usage_filter is None else usage_filter.feed(chunk, eof)
+
+
+def _is_stream(head: ResponseHead) -> bool:
+    return head.status < 300 and "text/event-stream" in head.headers.get("Content-Type", "")
+
+
+def _replayed(ctx: RequestContext, plugin: object, head: ResponseHead, hides: UsageRule) -> None:
+    """A stream replayed by proxy-cache (as stored: with the usage the gateway asked for)."""
+    call = LlmCall.find(ctx)
+    if call is None or not call.cache_hit or not _is_stream(head):
+        return
+    protocol = _STREAMED.get(call.protocol or "")
+    raw = ctx.outbound.body if ctx.outbound.body is not None else ctx.body.buffered
+    if protocol is None or not raw:
+        return
+    try:
+        body = json_body.parse(raw).value
+    except json_body.NotJson:
+        return
+    if isinstance(body, dict) and hides(body, protocol) and claim(ctx, plugin):
+        hide_usage(ctx, True)
 
 
 # Paths of OpenAI-style endpoints whose answers carry token usage.

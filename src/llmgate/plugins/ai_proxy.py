@@ -72,7 +72,7 @@ class AIProxy(Plugin[AIProxyConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
-        tracking.track_head(ctx, self, head)
+        tracking.track_head(ctx, self, head, self.target.hides_usage)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
         return tracking.track_chunk(ctx, self, chunk, eof)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -40,6 +40,7 @@ from llmgate.runtime.snapshot import CHAIN
 from llmgate.schemas.checks import ActiveCheck, Checks
 
 if TYPE_CHECKING:
+    from llmgate.ai.protocols import Protocol
     from llmgate.http.context import RequestContext, ResponseHead, Sent
     from llmgate.runtime.services import Services
 
@@ -207,10 +208,13 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
-        tracking.track_head(ctx, self, head)
+        tracking.track_head(ctx, self, head, self._hides_usage)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
         return tracking.track_chunk(ctx, self, chunk, eof)
+
+    def _hides_usage(self, body: dict[str, Any], protocol: Protocol) -> bool:
+        return any(target.hides_usage(body, protocol) for target in self.targets)
 
     async def _pick(
         self, ctx: RequestContext, exclude: set[int]
