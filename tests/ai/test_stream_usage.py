@@ -98,3 +98,11 @@ def test_a_usage_chunk_ending_the_stream_without_its_blank_line_is_dropped() -> 
     usage_filter = UsageChunkFilter()
     out = usage_filter.feed(CHUNK + USAGE.rstrip(), False) + usage_filter.feed(b"", True)
     assert out == BARE
+
+
+def test_events_with_either_separator_keep_their_order() -> None:
+    crlf = CHUNK.replace(b"\n\n", b"\r\n\r\n")
+    usage_crlf = USAGE.replace(b"\n\n", b"\r\n\r\n")
+    stream = (CHUNK + crlf) * 50 + usage_crlf + CHUNK + DONE
+    expected = (BARE + BARE.replace(b"\n\n", b"\r\n\r\n")) * 50 + BARE + DONE
+    assert UsageChunkFilter().feed(stream, False) == expected

@@ -23,6 +23,7 @@ _USAGE_MARKS = (b'"usage":{', b'"usage": {')
 # A chunk's last key as compact (OpenAI) or spaced (Python's json.dumps) JSON.  Matched at the
 # very end of an object it can only be a top-level key: inside a string quotes are escaped.
 _NULL_USAGE = (b',"usage":null}', b', "usage": null}')
+_SEPARATORS = (b"\n\n", b"\r\n\r\n")
 
 
 def wants_usage(body: dict[str, Any]) -> bool:
@@ -90,17 +91,18 @@ class UsageChunkFilter:
         buffer = self._pending + chunk if self._pending else chunk
         out: list[bytes] = []
         start = 0
+        ends = _Boundaries(buffer)
         while True:
-            end, size = _boundary(buffer, start)
+            end, size = ends.next(start)
             if end < 0:
                 break
             event = buffer[start:end]
-            if not is_usage_chunk(_data(event)):
+            if not _is_usage_event(event):
                 out.append(without_null_usage(event))
                 out.append(buffer[end : end + size])
             start = end + size
         rest = buffer[start:]
-        if eof and rest.strip() and is_usage_chunk(_data(rest.strip())):
+        if eof and rest.strip() and _is_usage_event(rest.strip()):
             rest = b""  # the stream's last event, without its blank line
         if eof or len(rest) > MAX_EVENT:
             out.append(rest)
@@ -109,11 +111,26 @@ class UsageChunkFilter:
         return b"".join(out)
 
 
-def _boundary(buffer: bytes, start: int) -> tuple[int, int]:
-    """Where the next event after ``start`` ends, and the size of its blank-line separator."""
-    found = [
-        (index, len(separator))
-        for separator in (b"\n\n", b"\r\n\r\n")
-        if (index := buffer.find(separator, start)) >= 0
-    ]
-    return min(found) if found else (-1, 0)
+def _is_usage_event(event: bytes) -> bool:
+    return any(mark in event for mark in _USAGE_MARKS) and is_usage_chunk(_data(event))
+
+
+class _Boundaries:
+    """Where the events of one buffer end, each separator searched for once per position (a
+    chunk of many small events is scanned in linear time)."""
+
+    __slots__ = ("_buffer", "_found")
+
+    def __init__(self, buffer: bytes) -> None:
+        self._buffer = buffer
+        self._found = {separator: buffer.find(separator) for separator in _SEPARATORS}
+
+    def next(self, start: int) -> tuple[int, int]:
+        """Where the next event after ``start`` ends, and the size of its separator."""
+        best, size = -1, 0
+        for separator, index in self._found.items():
+            if 0 <= index < start:
+                index = self._found[separator] = self._buffer.find(separator, start)
+            if index >= 0 and (best < 0 or index < best):
+                best, size = index, len(separator)
+        return best, size

@@ -7,7 +7,8 @@
 At run time (access phase) the client's JSON body is read and classified (chat, completions,
 embeddings), shaped for the provider (``options``, ``override``, ``stream_options.include_usage``
 for streams) and sent, with the provider's credentials only, to its endpoint; the answer is
-relayed as it comes (SSE event by event) while its ``usage`` is recorded in ``LlmCall``.
+relayed as it comes (SSE event by event) while its ``usage`` is recorded in ``LlmCall``; a
+stream's usage the client did not ask for is kept from it (``tracking.hide_usage``).
 ``max_stream_duration_ms`` / ``max_response_bytes`` cap a runaway answer (``ai/caps.py``).
 
 The route is an LLM route (``llm_route``): the gateway's own errors are OpenAI errors
