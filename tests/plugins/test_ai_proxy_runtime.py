@@ -6,11 +6,14 @@ token accounting is checked end to end.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import zlib
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
 from llmgate.ai.call import LlmCall
 from llmgate.plugin_api.config import PluginConfig
@@ -372,3 +375,34 @@ async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway, calls) -
         )
     assert [call.cache for call in calls if call is not None] == [None, "hit"] * 2
     assert all(call is not None and call.usage is not None for call in calls)
+
+
+async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    """A provider that compresses its stream anyway: its bytes cannot be read as events, so
+    they go on as they come, never held back waiting for an event's end."""
+    release = asyncio.Event()
+    first_event = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+
+    async def compressed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+        )
+        await response.prepare(request)
+        gzip = zlib.compressobj(wbits=31)
+        await response.write(gzip.compress(first_event) + gzip.flush(zlib.Z_SYNC_FLUSH))
+        await release.wait()
+        await response.write(gzip.compress(b"data: [DONE]\n\n") + gzip.flush())
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", compressed)
+    server = await aiohttp_server(app)
+    await ai_route(
+        gateway, override={"endpoint": f"http://127.0.0.1:{server.port}/v1/chat/completions"}
+    )
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True})
+    assert resp.status == 200
+    first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
+    assert first == first_event
+    release.set()
+    assert await resp.content.read() == b"data: [DONE]\n\n"

@@ -156,7 +156,7 @@ def track_head(
         call = LlmCall.find(ctx)
         if head.from_upstream and call is not None:
             ctx.state[STATE_KEY] = ResponseTracker(call, head.status, head.headers)
-        if not (head.from_upstream and _is_stream(head)):
+        if not (head.from_upstream and readable_stream(head)):
             ctx.state.pop(USAGE_FILTER_KEY, None)
 
 
@@ -171,14 +171,21 @@ def track_chunk(ctx: RequestContext, plugin: object, chunk: bytes, eof: bool) ->
     return chunk if usage_filter is None else usage_filter.feed(chunk, eof)
 
 
-def _is_stream(head: ResponseHead) -> bool:
-    return head.status < 300 and "text/event-stream" in head.headers.get("Content-Type", "")
+def readable_stream(head: ResponseHead) -> bool:
+    """Whether a response is a successful SSE stream whose events can be read as they pass (a
+    compressed one cannot: its bytes go on as they come)."""
+    headers = head.headers
+    return (
+        head.status < 300
+        and "text/event-stream" in headers.get("Content-Type", "").lower()
+        and "Content-Encoding" not in headers
+    )
 
 
 def _replayed(ctx: RequestContext, plugin: object, head: ResponseHead, hides: UsageRule) -> None:
     """A stream replayed by proxy-cache (as stored: with the usage the gateway asked for)."""
     call = LlmCall.find(ctx)
-    if call is None or not call.cache_hit or not _is_stream(head):
+    if call is None or not call.cache_hit or not readable_stream(head):
         return
     protocol = _STREAMED.get(call.protocol or "")
     raw = ctx.outbound.body if ctx.outbound.body is not None else ctx.body.buffered

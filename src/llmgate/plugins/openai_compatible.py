@@ -83,9 +83,7 @@ class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
-        if _FILTER_KEY in ctx.state and not (
-            head.from_upstream and "text/event-stream" in head.headers.get("Content-Type", "")
-        ):
+        if _FILTER_KEY in ctx.state and not (head.from_upstream and tracking.readable_stream(head)):
             del ctx.state[_FILTER_KEY]
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
