@@ -72,11 +72,15 @@ async def test_include_usage(gateway, tmp_path, conf, plugins, asked) -> None:  
         "ai-rate-limiting": {"limit": 1000, "time_window": 60},
     }
     await plain_route(gateway, conf, **{name: readers[name] for name in plugins})
-    resp = await gateway.proxy.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    resp = await gateway.proxy.post(
+        "/v1/chat/completions", json={**CHAT, "stream": True}, headers={"Accept-Encoding": "gzip"}
+    )
     assert resp.status == 200
     received = events(await resp.text())
     (seen,) = await gateway.fake_requests()
     assert ("stream_options" in seen["body"]) is asked
+    # Asked for usage, the stream must come readable.
+    assert ("accept-encoding" in seen["headers"]) is not asked
     # The client did not ask: it never sees a usage chunk, either way.
     assert received and all(e.get("usage") is None for e in received)
 

@@ -8,7 +8,8 @@ With it, the route behaves as an ai-proxy route does where the gateway has a say
 - ``GET …/models`` answers with ``models`` when they are listed (else the upstream answers);
 - a streamed chat or completions request is sent with ``stream_options.include_usage`` so its
   tokens are known (the answers themselves are accounted on every route, ``ai/tracking.py``);
-  the usage chunk is then dropped from what a client that did not ask for it receives.
+  the usage chunk is then dropped from what a client that did not ask for it receives, and
+  the client's ``Accept-Encoding`` is not passed on (an encoded stream cannot be read).
   ``include_usage`` unset means: on when the route has ai-rate-limiting or a logger
   (file-logger, http-logger), whose records would otherwise show 0 tokens for streams.
 
@@ -121,4 +122,6 @@ class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
         if asked is None:
             return
         ctx.outbound.body = orjson.dumps(asked)
+        # An encoded stream could be neither accounted nor filtered (ai-proxy drops it too).
+        ctx.outbound.headers.popall("Accept-Encoding", None)
         ctx.state[_FILTER_KEY] = UsageChunkFilter()
