@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from multidict import CIMultiDict
 
 from llmgate.ai import tracking
 from llmgate.ai.call import LlmCall
-from llmgate.ai.tracking import ResponseTracker
+from llmgate.ai.tracking import ResponseTracker, text_size
 from llmgate.ai.usage import Usage
 
 SSE = CIMultiDict({"Content-Type": "text/event-stream; charset=utf-8"})
@@ -100,3 +102,29 @@ def test_text_is_counted_until_usage_comes() -> None:
         True,
     )
     assert call.relayed_chars == 0 and call.usage == Usage(0, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("delta", "size"),
+    [
+        # Tool calls: their arguments are generated text the provider bills.
+        ({"tool_calls": [{"index": 0, "function": {"name": "get", "arguments": '{"ci'}}]}, 7),
+        (
+            {
+                "tool_calls": [
+                    {"index": 0, "function": {"arguments": "ab"}},
+                    {"index": 1, "function": {"arguments": "cde"}},
+                ]
+            },
+            5,
+        ),
+        ({"function_call": {"name": "f", "arguments": "xy"}}, 3),  # the legacy form
+        ({"refusal": "No."}, 3),
+        ({"reasoning_content": "Hmm", "content": None}, 3),  # deepseek-reasoner
+        ({"content": "ab", "tool_calls": "junk"}, 2),
+    ],
+)
+def test_every_generated_text_of_a_delta_is_counted(delta: dict[str, Any], size: int) -> None:
+    """A stream cut before its usage is charged what was relayed: tool-call arguments,
+    refusals and reasoning too, not only ``content``."""
+    assert text_size({"choices": [{"index": 0, "delta": delta}]}) == size

@@ -105,8 +105,9 @@ class ResponseTracker:
 
 
 def text_size(payload: object) -> int:
-    """Characters of generated text in a response or stream chunk: each choice's ``delta`` /
-    ``message`` content, or ``text`` (what a budget charges when no usage arrives)."""
+    """Characters of generated text in a response or stream chunk: each choice's ``text``, or
+    its ``delta`` / ``message`` (content, refusal, reasoning, tool calls' names and arguments);
+    what a budget charges when no usage arrives."""
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list):
         return 0
@@ -114,14 +115,29 @@ def text_size(payload: object) -> int:
     for choice in choices:
         if not isinstance(choice, dict):
             continue
-        text = choice.get("text")
-        for part in ("delta", "message"):
-            block = choice.get(part)
-            if isinstance(block, dict):
-                text = block.get("content")
-                break
-        if isinstance(text, str):
+        block = choice.get("delta", choice.get("message"))
+        if isinstance(block, dict):
+            size += _message_size(block)
+        elif isinstance(text := choice.get("text"), str):
             size += len(text)
+    return size
+
+
+_TEXT_FIELDS = ("content", "refusal", "reasoning_content")
+
+
+def _message_size(message: dict[str, Any]) -> int:
+    size = sum(len(v) for name in _TEXT_FIELDS if isinstance(v := message.get(name), str))
+    calls = message.get("tool_calls")
+    functions = (
+        [c.get("function") for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    )
+    functions.append(message.get("function_call"))
+    for function in functions:
+        if isinstance(function, dict):
+            size += sum(
+                len(v) for name in ("name", "arguments") if isinstance(v := function.get(name), str)
+            )
     return size
 
 
