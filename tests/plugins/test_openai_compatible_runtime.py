@@ -154,3 +154,23 @@ async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server)
     assert await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5) == first_event
     release.set()
     assert await resp.content.read() == b"data: [DONE]\n\n"
+
+
+async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway) -> None:  # type: ignore[no-untyped-def]
+    cache = {"cache_strategy": "memory", "cache_method": ["POST"], "cache_key": ["$uri"]}
+    await plain_route(gateway, {"include_usage": True}, **{"proxy-cache": cache})
+    for options in (None, {"include_usage": True}):
+        body: dict[str, Any] = {**CHAT, "stream": True}
+        if options is not None:
+            body["stream_options"] = options
+        replies = []
+        for status in ("MISS", "HIT"):
+            resp = await gateway.proxy.post("/v1/chat/completions", json=body)
+            assert resp.headers["Apisix-Cache-Status"] == status
+            replies.append(await resp.text())
+        assert replies[0] == replies[1]
+        usage = [e for e in events(replies[1]) if "usage" in e]
+        if options is None:
+            assert usage == []
+        else:
+            assert usage and usage[-1]["choices"] == [] and usage[-1]["usage"]["total_tokens"]

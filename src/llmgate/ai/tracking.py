@@ -199,20 +199,28 @@ def readable_stream(head: ResponseHead) -> bool:
 
 
 def _replayed(ctx: RequestContext, plugin: object, head: ResponseHead, hides: UsageRule) -> None:
-    """A stream replayed by proxy-cache (as stored: with the usage the gateway asked for)."""
+    replayed = replayed_stream(ctx, head)
+    if replayed is not None and hides(*replayed) and claim(ctx, plugin):
+        hide_usage(ctx, True)
+
+
+def replayed_stream(
+    ctx: RequestContext, head: ResponseHead
+) -> tuple[dict[str, Any], Protocol] | None:
+    """The request body and protocol of a chat / completions stream proxy-cache replays (as it
+    was stored: with the usage the gateway asked for); None for any other response."""
     call = LlmCall.find(ctx)
     if call is None or not call.cache_hit or not readable_stream(head):
-        return
+        return None
     protocol = _STREAMED.get(call.protocol or "")
     raw = ctx.outbound.body if ctx.outbound.body is not None else ctx.body.buffered
     if protocol is None or not raw:
-        return
+        return None
     try:
         body = json_body.parse(raw).value
     except json_body.NotJson:
-        return
-    if isinstance(body, dict) and hides(body, protocol) and claim(ctx, plugin):
-        hide_usage(ctx, True)
+        return None
+    return (body, protocol) if isinstance(body, dict) else None
 
 
 # Paths of OpenAI-style endpoints whose answers carry token usage.

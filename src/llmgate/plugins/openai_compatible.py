@@ -84,8 +84,14 @@ class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
-        if _FILTER_KEY in ctx.state and not (head.from_upstream and tracking.readable_stream(head)):
-            del ctx.state[_FILTER_KEY]
+        if _FILTER_KEY in ctx.state:
+            if not (head.from_upstream and tracking.readable_stream(head)):
+                del ctx.state[_FILTER_KEY]
+        elif tracking.CLAIM_KEY not in ctx.state and self._include_usage(ctx):
+            # A stream proxy-cache replays as stored: with the usage this plugin asked for.
+            replayed = tracking.replayed_stream(ctx, head)
+            if replayed is not None and with_usage(replayed[0]) is not None:
+                ctx.state[_FILTER_KEY] = UsageChunkFilter()
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
         usage_filter: UsageChunkFilter | None = ctx.state.get(_FILTER_KEY)
