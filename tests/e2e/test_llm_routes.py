@@ -401,6 +401,20 @@ def test_a_stream_that_asked_for_usage_ends_with_it(live: LiveGateway, prefix: s
     assert text and last.choices == [] and last.usage is not None
 
 
+@pytest.mark.parametrize("prefix", ["", "/multi"])
+def test_stream_options_without_a_stream_is_the_providers_400(
+    live: LiveGateway, prefix: str
+) -> None:
+    """OpenAI refuses ``stream_options`` on a call that does not stream: the gateway sends the
+    body as it is (nothing added, nothing taken) and relays the refusal."""
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk(live, prefix).chat.completions.create(
+            model="m", messages=MESSAGES, stream_options={"include_usage": True}
+        )
+    assert raised.value.param == "stream_options"
+    assert live.fake_requests()[-1]["body"]["stream_options"] == {"include_usage": True}
+
+
 # --- cost and accounting ------------------------------------------------------------------------
 
 

@@ -483,3 +483,27 @@ async def test_serve_until_cancelled() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert task.cancelled()
+
+
+@pytest.mark.parametrize("path", [CHAT, COMPLETIONS])
+@pytest.mark.parametrize("stream", [None, False])
+async def test_stream_options_without_stream_is_400_as_openai(
+    client: Client, path: str, stream: bool | None
+) -> None:
+    body = chat_body() if path == CHAT else {"model": "m", "prompt": "hi"}
+    body["stream_options"] = {"include_usage": True}
+    if stream is not None:
+        body["stream"] = stream
+    response = await client.post(path, json=body)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": {
+            "message": "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "type": "invalid_request_error",
+            "param": "stream_options",
+            "code": None,
+        }
+    }
+    # null is as good as absent
+    response = await client.post(path, json={**body, "stream_options": None})
+    assert response.status == 200

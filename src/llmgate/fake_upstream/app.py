@@ -209,10 +209,11 @@ async def _answer(
     if not isinstance(body, dict):
         return _bad_request(_BAD_JSON)
     try:
+        replies.check_stream_options(body)
         reply = answer(body)
         model = replies.request_model(body, request.app[STATE].settings.model)
     except replies.InvalidRequest as exc:
-        return _bad_request(str(exc))
+        return _bad_request(str(exc), exc.param)
     meta = {
         "model": model,
         "response_id": f"{id_prefix}-{secrets.token_hex(12)}",
@@ -315,8 +316,8 @@ def _json(payload: Any, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 
-def _bad_request(message: str) -> web.Response:
-    return _json(replies.error_body(message, "invalid_request_error"), status=400)
+def _bad_request(message: str, param: str | None = None) -> web.Response:
+    return _json(replies.error_body(message, "invalid_request_error", param=param), status=400)
 
 
 def _drop_connection(

@@ -23,7 +23,12 @@ MAX_EMBEDDING_DIMS = 4096
 
 
 class InvalidRequest(ValueError):
-    """The inbound body cannot be answered; the message is meant for the client."""
+    """The inbound body cannot be answered; the message is meant for the client, ``param``
+    names the field at fault when OpenAI names it."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,20 @@ def reply_text(prompt: str) -> str:
     return f"This is a fake reply from llmgate. Prompt fingerprint {fingerprint}."
 
 
-def error_body(message: str, error_type: str, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, error_type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """OpenAI's error envelope."""
-    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def check_stream_options(body: dict[str, Any]) -> None:
+    """OpenAI refuses ``stream_options`` on a request that does not stream."""
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
 
 
 def request_model(body: dict[str, Any], default: str) -> str:
