@@ -94,6 +94,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
             },
         )
         gw.put(
+            "routes/slashed",
+            {
+                "uri": "/slashed/v1/*",
+                "plugins": {**auth, "ai-proxy": ai_proxy(options={"model": "openai/gpt-4o"})},
+            },
+        )
+        gw.put(
             "routes/cached-streams",
             {
                 "uri": "/cached-streams/v1/*",
@@ -303,6 +310,15 @@ def test_models_list_and_retrieve(live: LiveGateway) -> None:
     assert [m.id for m in plain.models.list()] == ["gpt-3.5-turbo"]
     with pytest.raises(openai.AuthenticationError):
         sdk(live, key="nope").models.list()  # the list is the consumer's: auth first
+
+
+def test_a_model_id_with_a_slash_is_retrieved(live: LiveGateway) -> None:
+    """The SDK sends ``models.retrieve("openai/gpt-4o")`` as ``/models/openai%2Fgpt-4o``."""
+    client = sdk(live, "/slashed")
+    assert [m.id for m in client.models.list()] == ["openai/gpt-4o"]
+    assert client.models.retrieve("openai/gpt-4o").id == "openai/gpt-4o"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("openai/gpt-5")
 
 
 def test_models_list_with_a_trailing_slash(live: LiveGateway) -> None:
