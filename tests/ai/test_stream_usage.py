@@ -66,7 +66,12 @@ def test_is_usage_chunk() -> None:
         # Spaced JSON (Python's json.dumps) and a trailing CR: the key goes all the same.
         (b'data: {"choices": [], "usage": null}\r\n\r\n', b'data: {"choices": []}\r\n\r\n'),
         (b'data:{"id":"x","usage":null}\n\n', b'data:{"id":"x"}\n\n'),
-        # Not the last key, several data lines, a usage that is not null: left as they are.
+        # OpenAI's chunks end with "obfuscation" (on by default since 2025-08).
+        (
+            b'data: {"choices":[{"delta":{}}],"usage":null,"obfuscation":"kJ"}\n\n',
+            b'data: {"choices":[{"delta":{}}],"obfuscation":"kJ"}\n\n',
+        ),
+        # The first key, several data lines, a usage that is not null: left as they are.
         (b'data: {"usage":null,"id":"x"}\n\n', b'data: {"usage":null,"id":"x"}\n\n'),
         (
             b'data: {"id":"x",\ndata: "usage":null}\n\n',
@@ -75,6 +80,8 @@ def test_is_usage_chunk() -> None:
         (b'data: {"choices":[{}],"usage":{"total_tokens":1}}\n\n', None),
         # Inside a string a quote is escaped: generated text is never touched.
         (b'data: {"t":"a,\\"usage\\":null}"}\n\n', None),
+        (b'data: {"t":"a,\\"usage\\":null,"}\n\n', None),
+        (b'data: {"a":1,"usage":nullx}\n\n', None),
         (b": keep-alive\n\n", None),
         (b"event: error\ndata: {}\n\n", None),
     ],

@@ -20,9 +20,8 @@ import orjson
 # Events larger than this are passed on as they come, never held back whole.
 MAX_EVENT = 1024 * 1024
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
-# A chunk's last key as compact (OpenAI) or spaced (Python's json.dumps) JSON.  Matched at the
-# very end of an object it can only be a top-level key: inside a string quotes are escaped.
-_NULL_USAGE = (b',"usage":null}', b', "usage": null}')
+# A chunk's null usage key after another, as compact (OpenAI) or spaced (json.dumps) JSON.
+_NULL_USAGE = (b',"usage":null', b', "usage": null')
 _SEPARATORS = (b"\n\n", b"\r\n\r\n")
 
 
@@ -65,12 +64,18 @@ def _data(event: bytes) -> bytes:
 
 
 def without_null_usage(event: bytes) -> bytes:
-    """An event (without its blank line) whose one ``data`` line ends with a ``"usage":null``
-    key, without that key; any other event as it is."""
-    if event.endswith(b"null}") and event.startswith(b"data:") and b"\n" not in event:
-        for mark in _NULL_USAGE:
-            if event.endswith(mark):
-                return event[: -len(mark)] + b"}"
+    """An event (without its blank line) whose one ``data`` line holds a ``"usage":null`` key
+    after another, without that key; any other event as it is.
+
+    Unescaped, ``,"usage":null`` can only be JSON syntax (a quote inside a string is escaped),
+    and the last one is the top-level key OpenAI puts after ``choices`` (before
+    ``obfuscation``, when there is one)."""
+    if b"null" not in event or not event.startswith(b"data:") or b"\n" in event:
+        return event
+    for mark in _NULL_USAGE:
+        index = event.rfind(mark)
+        if index > 0 and event[index + len(mark) : index + len(mark) + 1] in (b",", b"}"):
+            return event[:index] + event[index + len(mark) :]
     return event
 
 
