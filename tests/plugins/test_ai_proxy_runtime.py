@@ -345,6 +345,16 @@ async def test_keepalive_false_closes_each_connection(gateway) -> None:  # type:
     assert [r["headers"]["connection"] for r in await gateway.fake_requests()] == ["close"] * 2
 
 
+async def test_a_target_whose_options_ask_for_usage_relays_it(gateway) -> None:  # type: ignore[no-untyped-def]
+    """The operator's ``options`` speak for the client: the body sent asks, so the stream
+    is relayed as the provider answers that body."""
+    await ai_route(gateway, options={"stream_options": {"include_usage": True}})
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True})
+    events = [e for e in (await resp.read()).split(b"\n\n") if e and e != b"data: [DONE]"]
+    last = orjson.loads(events[-1].removeprefix(b"data: "))
+    assert last["choices"] == [] and last["usage"]["total_tokens"] > 0
+
+
 async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway, calls) -> None:  # type: ignore[no-untyped-def]
     """proxy-cache stores the stream as the provider sent it (usage included, for the hit's
     accounting); a replay to a client that did not ask hides the usage as the live call did."""
