@@ -416,3 +416,36 @@ async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server)
     assert first == first_event
     release.set()
     assert await resp.content.read() == b"data: [DONE]\n\n"
+
+
+async def test_events_split_across_reads_are_filtered_whole(gateway, calls, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    """A provider whose events arrive in pieces (the usage chunk cut inside its JSON and
+    between its two newlines): the client gets every text event whole, and neither the usage
+    chunk nor a byte of it; the call still has its usage."""
+    text = (
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null,'
+        b'"obfuscation":"ab"}\n\n'
+    )
+    usage = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+    stream = text * 2 + usage + b"data: [DONE]\n\n"
+    cuts = [10, len(text) + 3, 2 * len(text) + 30, 2 * len(text) + len(usage) - 1]
+
+    async def pieces(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            await response.write(stream[start:end])
+            await asyncio.sleep(0.02)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", pieces)
+    server = await aiohttp_server(app)
+    await ai_route(
+        gateway, override={"endpoint": f"http://127.0.0.1:{server.port}/v1/chat/completions"}
+    )
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True})
+    bare = text.replace(b',"usage":null', b"")
+    assert await resp.read() == bare * 2 + b"data: [DONE]\n\n"
+    (call,) = calls
+    assert call is not None and call.usage is not None and call.usage.total_tokens == 5
