@@ -44,6 +44,14 @@ def hash_password(password: str) -> str:
     return _passwords.hash(password)
 
 
+@functools.cache
+def decoy_hash() -> str:
+    """A hash no password matches, checked for a user name nobody has: a request naming an
+    unknown user then costs the same hash as a wrong password, and its answer's timing does
+    not tell which user names exist."""
+    return _passwords.hash(os.urandom(32).hex())
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored`` (a hash, or a resolved plaintext)."""
     if is_password_hash(stored):

@@ -299,3 +299,27 @@ async def test_seed_blog_plugin_config(gateway) -> None:  # type: ignore[no-unty
     )
     assert resp.status == 200
     assert "choices" in await resp.json()
+
+
+async def test_an_unknown_user_costs_the_same_check_as_a_wrong_password(
+    gateway, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # Answering an unknown user name at once, and a known one after a hash, would tell an
+    # attacker which user names exist (APISIX compares plaintexts: no such gap).
+    calls: list[str] = []
+    real = credentials.verify_password
+
+    def counting(password: str, stored: str) -> bool:
+        calls.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(credentials, "verify_password", counting)
+    await setup(gateway)
+    resp = await gateway.proxy.get("/anything/x", headers=basic("nobody:guess1"))
+    assert resp.status == 401
+    assert await resp.json() == {"message": "Invalid user authorization"}
+    assert calls == ["guess1"]
+    # and it is a failed check like any other: cached, counted towards the client's limit
+    resp = await gateway.proxy.get("/anything/x", headers=basic("nobody:guess1"))
+    assert resp.status == 401
+    assert calls == ["guess1"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from llmgate.credentials import hash_password
+from llmgate.credentials import decoy_hash, hash_password
 from llmgate.http.context import Reply
 from llmgate.plugin_api.auth_consumer import AuthPlugin, attach, attach_anonymous
 from llmgate.plugin_api.config import PluginConfig, Realm
@@ -128,13 +128,13 @@ class BasicAuth(AuthPlugin[BasicAuthConfig]):
         username, password = presented
         index: BasicAuthIndex = self.auth_index(ctx) or {}
         found = index.get(username)
-        if found is None:
-            return self._rejected
-        entry, stored = found
+        # An unknown user costs a hash too: answering it sooner would tell which names exist.
+        stored = decoy_hash() if found is None else found[1]
         verdict = await self.services.verified.check_password(password, stored, ctx.inbound.remote)
         if verdict is Verdict.BUSY:
             return self._busy
-        if verdict is not Verdict.VERIFIED:
+        if found is None or verdict is not Verdict.VERIFIED:
             return self._rejected
+        entry = found[0]
         attach(ctx, entry.consumer, entry.credential_id)
         return None
