@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmgate.http.variables import Template
-from llmgate.plugin_api.limiting import BadLimitValue, resolve_int
+from llmgate.plugin_api.limiting import MAX_KEY_LENGTH, BadLimitValue, LimitKey, resolve_int
 from tests.http.test_variables import make_ctx
 
 COUNT = Template.compile("$http_x_count")
@@ -33,3 +33,20 @@ def test_anything_but_ascii_digits_is_a_bad_limit_value(header: str) -> None:
     with pytest.raises(BadLimitValue) as raised:
         resolve_int(make_ctx(headers={"X-Count": header}), COUNT, "count")
     assert len(str(raised.value)) < 200
+
+
+@pytest.mark.parametrize("key_type", ["var", "var_combination"])
+def test_a_long_key_is_kept_as_a_digest(key_type: str) -> None:
+    """A key a client controls (a header) costs the counters a bounded size, however long it is;
+    distinct values still count apart."""
+    text = "http_x_user" if key_type == "var" else "$http_x_user"
+    key = LimitKey.compile(text, key_type)  # type: ignore[arg-type]
+    long_a, long_b = "a" * 8000, "a" * 7999 + "b"
+    resolved_a = key.resolve(make_ctx(headers={"X-User": long_a}))
+    resolved_b = key.resolve(make_ctx(headers={"X-User": long_b}))
+    assert resolved_a is not None and resolved_b is not None
+    assert len(resolved_a) <= MAX_KEY_LENGTH and len(resolved_b) <= MAX_KEY_LENGTH
+    assert resolved_a != resolved_b
+    assert resolved_a == key.resolve(make_ctx(headers={"X-User": long_a}))
+    short = "a" * MAX_KEY_LENGTH
+    assert key.resolve(make_ctx(headers={"X-User": short})) == short

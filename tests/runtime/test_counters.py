@@ -391,3 +391,24 @@ def test_a_new_window_never_has_more_than_its_length_left(monkeypatch: pytest.Mo
     assert counters.incr_now("a", window)[1] <= window
     assert counters.reserve_now("b", window, 1, 5)[2] <= window
     assert counters.peek_now("b", window)[1] <= window
+
+
+def test_local_counters_keep_at_most_max_keys_forgetting_the_least_recently_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys clients choose (a header as the key) cannot grow memory without bound: past
+    ``MAX_KEYS`` windows (or buckets) the least recently used one is forgotten, as APISIX's
+    shared dicts evict."""
+    monkeypatch.setattr(LocalCounters, "MAX_KEYS", 3)
+    counters = LocalCounters()
+    counters.incr_now("alice", 60)
+    counters.leaky_now("alice", 1, 5)
+    for i in range(100):
+        counters.incr_now(f"flood{i}", 60)
+        counters.leaky_now(f"flood{i}", 1, 5)
+        counters.incr_now("alice", 60)  # in use: never the one forgotten
+        counters.leaky_now("alice", 0.001, 500)
+    assert len(counters._windows) == 3 and len(counters._buckets) == 3
+    assert len(counters._bucket_rates) == 3
+    assert counters.incr_now("alice", 60)[0] == 102
+    assert "flood0" not in counters._windows and "flood99" in counters._windows

@@ -15,6 +15,7 @@ limit ..."}`` (APISIX: 500), or lets the request through with ``allow_degradatio
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import re
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmgate.plugins")
 
 KeyType = Literal["var", "var_combination", "constant"]
+
+# A key longer than this is counted under a digest of it: a client-chosen key (a header) then
+# costs the counters a bounded size, however long the header.
+MAX_KEY_LENGTH = 128
 
 
 # -- the shared schema (limit-count, limit-req, limit-conn, ai-rate-limiting) --------------
@@ -172,7 +177,15 @@ class LimitKey:
         return cls(key_type, name, Template.compile(text))
 
     def resolve(self, ctx: RequestContext) -> str | None:
-        """The key's value for this request; None when none of its variables has a value."""
+        """The key's value for this request (a digest of it when it is longer than
+        ``MAX_KEY_LENGTH``); None when none of its variables has a value."""
+        value = self._value(ctx)
+        if value is None or len(value) <= MAX_KEY_LENGTH:
+            return value
+        digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+        return f"sha256:{digest}"
+
+    def _value(self, ctx: RequestContext) -> str | None:
         if self.key_type == "constant":
             return self.text
         if self.key_type == "var":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 
@@ -120,10 +121,14 @@ class LocalCounters:
     """
 
     SWEEP_EVERY = 10.0
+    # Windows (and buckets) kept at most; past it the least recently used is forgotten, as
+    # APISIX's shared dicts evict: clients choosing keys (a header) cannot grow memory for good.
+    MAX_KEYS = 200_000
 
     def __init__(self) -> None:
-        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (excess, last request)
+        # key -> (window end, count); key -> (excess, last request): least recently used first
+        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._bucket_rates: dict[str, float] = {}  # key -> rate, to know when a bucket is empty
         self._conns: dict[str, int] = {}  # key -> slots held
         self._holders: dict[str, dict[str, int]] = {}  # holder -> key -> its slots there
@@ -139,7 +144,7 @@ class LocalCounters:
                 return 0, window
             end, count = now + window, 0
         count = max(count + amount, 0)
-        self._windows[key] = (end, count)
+        self._set_window(key, (end, count))
         return count, _left(end, now, window)
 
     def reserve_now(
@@ -172,7 +177,7 @@ class LocalCounters:
         previous = self._windows.get(previous_key, (0.0, 0))[1]
         accepted, remaining, reset = slide(current, previous, limit, window, now)
         if accepted:  # kept until the next window no longer looks back at it
-            self._windows[current_key] = (monotonic + reset + window, current + 1)
+            self._set_window(current_key, (monotonic + reset + window, current + 1))
         return accepted, remaining, reset
 
     def leaky_now(self, key: str, rate: float, burst: float) -> float | None:
@@ -183,8 +188,18 @@ class LocalCounters:
         if state is None:
             return None
         self._buckets[key] = state
+        self._buckets.move_to_end(key)
         self._bucket_rates[key] = rate
+        while len(self._buckets) > self.MAX_KEYS:
+            forgotten, _ = self._buckets.popitem(last=False)
+            del self._bucket_rates[forgotten]
         return state[0] / rate
+
+    def _set_window(self, key: str, value: tuple[float, int]) -> None:
+        self._windows[key] = value
+        self._windows.move_to_end(key)
+        while len(self._windows) > self.MAX_KEYS:
+            self._windows.popitem(last=False)
 
     def acquire_now(self, key: str, limit: int, holder: str = "") -> int:
         """One slot on ``key`` for ``holder`` (the counter service: one worker's connection)."""
