@@ -128,9 +128,14 @@ class BasicAuth(AuthPlugin[BasicAuthConfig]):
         username, password = presented
         index: BasicAuthIndex = self.auth_index(ctx) or {}
         found = index.get(username)
-        # An unknown user costs a hash too: answering it sooner would tell which names exist.
-        stored = decoy_hash() if found is None else found[1]
-        verdict = await self.services.verified.check_password(password, stored, ctx.inbound.remote)
+        if found is None:
+            # An unknown user costs a hash too: answering it sooner would tell which names
+            # exist.  The name is part of what is checked, so a guess already cached for
+            # another unknown name is not answered sooner either.
+            checked, stored = f"{username}\x00{password}", decoy_hash()
+        else:
+            checked, stored = password, found[1]
+        verdict = await self.services.verified.check_password(checked, stored, ctx.inbound.remote)
         if verdict is Verdict.BUSY:
             return self._busy
         if found is None or verdict is not Verdict.VERIFIED:
