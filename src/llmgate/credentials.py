@@ -55,6 +55,9 @@ def decoy_hash() -> str:
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored`` (a hash, or a resolved plaintext)."""
     if is_password_hash(stored):
+        # pbkdf2's HMAC pads its key with NULs: "pw\x00" would match the hash of "pw".
+        if "\x00" in password:
+            return False
         try:
             return _passwords.verify(password, stored)
         except ValueError:

@@ -31,6 +31,8 @@ CONSUMER_INVALID = [
     pytest.param({"username": "u"}, "password", id="no-password"),
     pytest.param({"password": "p"}, "username", id="no-username"),
     pytest.param({"username": 1, "password": "p"}, "username", id="int-username"),
+    # A hash cannot tell "p\x00" from "p" (HMAC pads its key with NULs).
+    pytest.param({"username": "u", "password": "p\x00"}, "password", id="nul-in-password"),
 ]
 
 

@@ -329,3 +329,15 @@ async def test_an_unknown_user_costs_the_same_check_as_a_wrong_password(
     await gateway.proxy.get("/anything/x", headers=basic("nobody:guess2"))
     await gateway.proxy.get("/anything/x", headers=basic("username1:guess2"))
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("suffix", ["\x00", "\x00\x00", "\x00x"])
+async def test_a_password_with_nuls_added_is_wrong(gateway, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    # pbkdf2's HMAC pads a short key with NULs: "password1\x00" hashes as "password1" does.
+    # APISIX compares the plaintexts, which differ.
+    await setup(gateway)
+    resp = await gateway.proxy.get("/anything/x", headers=basic("username1:password1" + suffix))
+    assert resp.status == 401
+    assert await resp.json() == {"message": "Invalid user authorization"}
+    resp = await gateway.proxy.get("/anything/x", headers=basic("username1:password1"))
+    assert resp.status == 200

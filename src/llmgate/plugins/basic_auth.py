@@ -41,7 +41,8 @@ class BasicAuthConsumer(PluginConfig):
 
     # RFC 7617: no control characters (a NUL cannot even be stored by PostgreSQL).
     username: Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
-    password: str
+    # No NUL: its hash could not tell "pw\x00" from "pw" (HMAC pads its key with NULs).
+    password: Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 # The scheme (any case), then a standard base64 token; padding may be left out, as nginx allows.
