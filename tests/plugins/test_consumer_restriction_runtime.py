@@ -134,11 +134,45 @@ async def test_route_id(gateway) -> None:  # type: ignore[no-untyped-def]
     assert await call(gateway, "jack") == (403, {"message": "The route_id is forbidden."})
 
 
-async def test_service_id_is_never_set(gateway) -> None:  # type: ignore[no-untyped-def]
+async def test_service_id_of_a_route_without_a_service(gateway) -> None:  # type: ignore[no-untyped-def]
     await setup(gateway, {"type": "service_id", "whitelist": ["1"]})
     status, body = await call(gateway, "jack")
     assert status == 401
     assert body["message"].endswith("check the service_id for this request")
+
+
+async def test_service_id(gateway) -> None:  # type: ignore[no-untyped-def]
+    await gateway.put("services/s1", {"upstream": gateway.upstream()})
+    await setup(gateway, {"type": "service_id", "whitelist": ["s1"]}, service_id="s1")
+    assert (await call(gateway, "jack"))[0] == 200
+    await setup(gateway, {"type": "service_id", "blacklist": ["s1"]}, service_id="s1")
+    assert await call(gateway, "jack") == (403, {"message": "The service_id is forbidden."})
+
+
+async def test_services_a_consumer_may_use(gateway) -> None:  # type: ignore[no-untyped-def]
+    """APISIX's example: a consumer's own restriction names the services it may reach."""
+    await gateway.put("services/s1", {"upstream": gateway.upstream()})
+    await gateway.put("services/s2", {"upstream": gateway.upstream()})
+    await gateway.put(
+        "consumers",
+        {
+            "username": "jack",
+            "plugins": {
+                "key-auth": {"key": "key-jack"},
+                "consumer-restriction": {"type": "service_id", "whitelist": ["s1"]},
+            },
+        },
+    )
+    for route_id, service_id in (("1", "s1"), ("2", "s2")):
+        await gateway.put(
+            f"routes/{route_id}",
+            {"uri": f"/{route_id}/*", "service_id": service_id, "plugins": {"key-auth": {}}},
+        )
+    headers = {"apikey": "key-jack"}
+    assert (await gateway.proxy.get("/1/x", headers=headers)).status == 200
+    resp = await gateway.proxy.get("/2/x", headers=headers)
+    assert resp.status == 403
+    assert await resp.json() == {"message": "The service_id is forbidden."}
 
 
 async def test_restriction_on_a_consumer(gateway) -> None:  # type: ignore[no-untyped-def]

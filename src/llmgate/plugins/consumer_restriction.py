@@ -39,13 +39,13 @@ class ConsumerRestrictionConfig(PluginConfig):
         return self
 
 
-# What each ``type`` restricts on.  llmgate has no services, so ``service_id`` is never set and
-# such a restriction rejects every request (as APISIX does on a route without a service).
+# What each ``type`` restricts on.  ``service_id`` is unset on a route without a service, so
+# such a restriction rejects every request there (401, as in APISIX).
 _SUBJECTS: dict[str, Callable[[RequestContext], str | None]] = {
     "consumer_name": lambda ctx: ctx.consumer.username if ctx.consumer else None,
     "consumer_group_id": lambda ctx: ctx.consumer.group_id if ctx.consumer else None,
     "route_id": lambda ctx: ctx.route.id,
-    "service_id": lambda ctx: None,
+    "service_id": lambda ctx: ctx.route.service_id,
 }
 
 
