@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from llmgate.http.context import RequestContext
 from llmgate.http.variables import Template
 from llmgate.plugin_api.limiting import MAX_KEY_LENGTH, BadLimitValue, LimitKey, resolve_int
 from tests.http.test_variables import make_ctx
@@ -50,3 +53,22 @@ def test_a_long_key_is_kept_as_a_digest(key_type: str) -> None:
     assert resolved_a == key.resolve(make_ctx(headers={"X-User": long_a}))
     short = "a" * MAX_KEY_LENGTH
     assert key.resolve(make_ctx(headers={"X-User": short})) == short
+
+
+def test_a_key_of_undecodable_bytes_is_kept_as_a_digest() -> None:
+    """A header of bytes that are not UTF-8 (kept as surrogates) cannot be sent to Redis or the
+    counter service as text (a 500 each): it counts under a digest, distinct per value."""
+
+    def ctx(value: str) -> RequestContext:
+        # aiohttp's test request cannot carry such a header: only ``var`` is read.
+        return SimpleNamespace(var=lambda name: value)  # type: ignore[return-value]
+
+    for key in (
+        LimitKey.compile("$http_x_user", "var_combination"),
+        LimitKey.compile("http_x_user", "var"),
+    ):
+        first, second = key.resolve(ctx("\udcff\udcfe")), key.resolve(ctx("\udcff\udcfd"))
+        assert first is not None and second is not None and first != second
+        first.encode("utf-8")
+        second.encode("utf-8")
+        assert key.resolve(ctx("zoë")) == "zoë"

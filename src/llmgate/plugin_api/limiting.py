@@ -40,7 +40,8 @@ log = logging.getLogger("llmgate.plugins")
 KeyType = Literal["var", "var_combination", "constant"]
 
 # A key longer than this is counted under a digest of it: a client-chosen key (a header) then
-# costs the counters a bounded size, however long the header.
+# costs the counters a bounded size, however long the header.  So is a key holding bytes that
+# are not UTF-8 (aiohttp keeps them as surrogates): Redis and the counter service take text.
 MAX_KEY_LENGTH = 128
 
 
@@ -163,6 +164,17 @@ class LimitCountRule(ConfigSection):
     header_prefix: Annotated[str, Field(pattern=r"^[!-9;-~]*$")] | None = None
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (it holds no surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class LimitKey:
     """A limiter's key, compiled once per snapshot."""
@@ -178,11 +190,11 @@ class LimitKey:
 
     def resolve(self, ctx: RequestContext) -> str | None:
         """The key's value for this request (a digest of it when it is longer than
-        ``MAX_KEY_LENGTH``); None when none of its variables has a value."""
+        ``MAX_KEY_LENGTH`` or not valid UTF-8); None when none of its variables has a value."""
         value = self._value(ctx)
-        if value is None or len(value) <= MAX_KEY_LENGTH:
+        if value is None or (len(value) <= MAX_KEY_LENGTH and _is_utf8(value)):
             return value
-        digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
         return f"sha256:{digest}"
 
     def _value(self, ctx: RequestContext) -> str | None:
