@@ -4,7 +4,11 @@ a process that died is shipped by another process of its node, and no batch is c
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from sqlalchemy import delete, func, select
 from llmgate.ai.usage import Usage
 from llmgate.observability.usage import UsageReporter
 from llmgate.observability.usage_query import UsageQuery, summarize
-from llmgate.observability.usage_spool import Spool, default_directory, frame, records
+from llmgate.observability.usage_spool import WINDOW, Spool, default_directory, frame, records
 from llmgate.store import Store
 from llmgate.store.tables import llm_calls, usage_batches
 from llmgate.store.tables import usage as usage_table
@@ -145,3 +149,96 @@ def test_default_directory() -> None:
     pg = default_directory("postgresql+asyncpg://u:p@db/x", state_home="/state")
     assert pg.parent == Path("/state/llmgate") and pg.name.startswith("spool-")
     assert "p@db" not in str(pg)
+
+
+def appended(spool: Spool, payloads: list[bytes]) -> Path:
+    """``payloads`` appended to ``spool`` (opened), and its current segment's path."""
+    for payload in payloads:
+        spool.append(payload)
+    return spool._path(spool.number)
+
+
+def test_records_go_on_past_the_unused_end_of_a_window(tmp_path: Path) -> None:
+    # ~2.5 windows of records: none straddles two windows, each is read back in order.
+    spool = Spool(tmp_path)
+    spool.open()
+    payloads = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 300)) for i in range(14_000)]
+    segment = appended(spool, payloads)
+    assert segment.stat().st_size > 2 * WINDOW  # mapped windows, blocks reserved
+    assert list(records(segment.read_bytes())) == payloads  # as an heir reads a dead one's
+    spool.close_detached(spool.detach())
+    assert segment.stat().st_size == sum(len(frame(p)) for p in payloads) + padding(segment)
+    assert list(records(segment.read_bytes())) == payloads
+
+
+def padding(segment: Path) -> int:
+    """The zeros a closed segment keeps at the ends of its windows (not its last one)."""
+    data, offset, zeros = segment.read_bytes(), 0, 0
+    for payload in records(data):
+        at = data.index(frame(payload), offset)
+        zeros, offset = zeros + at - offset, at + len(frame(payload))
+    return zeros
+
+
+def test_a_record_bigger_than_a_window_gets_a_window_of_its_own(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.open()
+    big = b'"' + b"y" * (WINDOW * 2 + 10) + b'"'
+    segment = appended(spool, [b"1", big, b"2"])
+    assert list(records(segment.read_bytes())) == [b"1", big, b"2"]
+
+
+def test_a_killed_process_loses_no_record(tmp_path: Path) -> None:
+    """SIGKILL right after the last append, nothing synced: the page cache has every record."""
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from llmgate.observability.usage_spool import Spool\n"
+        "spool = Spool(Path(sys.argv[1]), holder='dead')\n"
+        "spool.open()\n"
+        "for i in range(5000):\n"
+        "    spool.append(b'{\"call\":%d}' % i)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    data = (tmp_path / "dead.1.seg").read_bytes()
+    assert list(records(data)) == [b'{"call":%d}' % i for i in range(5000)]
+
+
+def test_a_full_disk_fails_the_record_not_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No window without reserved blocks (a copy into an unreserved page of a full disk is a
+    SIGBUS); the record that met the full disk fails, later ones are written."""
+    spool = Spool(tmp_path)
+    spool.open()
+    real = os.posix_fallocate
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError):
+        spool.append(b"1")
+    monkeypatch.setattr(os, "posix_fallocate", real)
+    segment = appended(spool, [b"2", b"3"])
+    assert list(records(segment.read_bytes())) == [b"2", b"3"]
+
+
+def test_without_block_reservation_records_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    spool = Spool(tmp_path)
+    spool.open()
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    payloads = [b'{"n":%d}' % i for i in range(3000)]
+    segment = appended(spool, payloads)
+    spool.sync()
+    assert list(records(segment.read_bytes())) == payloads
+    spool.close_detached(spool.detach())
+    assert segment.stat().st_size == sum(len(frame(p)) for p in payloads)

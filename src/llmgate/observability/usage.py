@@ -8,7 +8,7 @@ process, spooled to local disk, shipped to the store in the background, summaris
         pending[(minute, consumer, route, model, cache)]       SUM(...) GROUP BY consumer,
           += 1, tokens, cost                                   route, model, day, cache
         calls += [CallRecord]       (``llm_calls``: one row per call, with its request id)
-        (each call first appended to the node's spool, ``usage_spool.py``: one write(2))
+        (each call first appended to the node's spool, ``usage_spool.py``: a memory copy)
       every ``spool_interval`` (50 ms): the spool fsync'd
       every ``interval`` s and at stop: what was counted becomes a Batch (the spool segment's
         id), and the batches not shipped yet go in one transaction (``usage_ship.py``): their
@@ -18,9 +18,9 @@ process, spooled to local disk, shipped to the store in the background, summaris
 
 A killed process loses nothing it counted (the kernel has its writes), an OS crash at most
 ``spool_interval``; a restart ships what was spooled, and no batch counts twice.  Nothing here
-runs on the request path but ``add`` (a write(2), a dict update and a list append).  A
-shipment that fails keeps its batches for the next one.  Writing never bumps the configuration
-revision.
+runs on the request path but ``add`` (a memory copy into the spool, a dict update and a list
+append).  A shipment that fails keeps its batches for the next one.  Writing never bumps the
+configuration revision.
 
 Per-call records are bounded: at most ``MAX_PENDING_CALLS`` wait for a flush (beyond that they
 are dropped, and the drops logged; the counts stay exact), and rows older than
@@ -108,7 +108,7 @@ class UsageReporter:
     ) -> None:
         """Count one LLM call (its tokens when its response carried ``usage``, and its
         ``cost``); keep ``call`` as its own record.  With a spool, the call is appended to it
-        first (one write(2))."""
+        first (a memory copy into its mapped segment)."""
         key = (int(self._clock()) // 60 * 60, consumer, route, model, cache)
         if usage is None:
             prompt = completion = total = cached = 0

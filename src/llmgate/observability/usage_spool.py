@@ -2,28 +2,38 @@
 before it is counted in memory, and shipped to the store from memory afterwards.
 
     <dir>/<holder>.lock        held (flock) by the process for its whole life
-    <dir>/<holder>.<n>.seg     segments: one record per LLM call, appended when it is counted
-                               (a write(2): in the kernel's hands, so a killed process loses
-                               nothing) and fsync'd every spool interval (an OS crash loses at
-                               most that); the process closes its segment at each shipment and
-                               deletes the segments the store received
+    <dir>/<holder>.<n>.seg     segments: one record per LLM call, copied into a shared memory
+                               mapping of the segment when it is counted (the kernel's page
+                               cache: a killed process loses nothing) and fsync'd every spool
+                               interval (an OS crash loses at most that); the process closes its
+                               segment at each shipment and deletes the segments the store
+                               received
 
 A record is a 4-byte big-endian length, the CRC-32 of the payload, the payload (JSON).  A
 record cut short by a crash fails its length or CRC: it and anything after it are ignored.  A
-lock nobody holds is a process that died (the kernel drops a dead process's locks, SIGKILL
-included): any process of the node claims it, ships its segments and deletes them.  A segment
-is one batch of the store, ``<holder>:<n>``, and the store records each batch it received, so
-shipping one twice (a crash between the store's commit and the deletion here) counts it once.
+segment is mapped ``WINDOW`` bytes at a time, each window's blocks reserved first
+(``posix_fallocate``: a full disk is an ``OSError`` there, never a SIGBUS when a record is
+copied); a record never straddles two windows, and the unused end of a window (zeros, read as a
+record of length 0) is skipped.  A closed segment is cut to its last record.  Where the file
+system reserves no blocks, records are written with pwrite(2) instead.  A lock nobody holds is
+a process that died (the kernel drops a dead process's locks, SIGKILL included): any process of
+the node claims it, ships its segments and deletes them.  A segment is one batch of the store,
+``<holder>:<n>``, and the store records each batch it received, so shipping one twice (a crash
+between the store's commit and the deletion here) counts it once.
 
-``append`` is the only call on the request path (one write(2)); the other methods do blocking
-file I/O and are run in a thread, one at a time, never during ``detach``.
+``append`` is the only call on the request path: a memory copy, no system call and no release
+of the GIL (a write(2) per call let the spool's and the store's threads take the GIL from the
+event loop once a request); the other methods do blocking file I/O and are run in a thread, one
+at a time, never during ``detach``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
+import mmap
 import os
 import secrets
 import socket
@@ -35,6 +45,7 @@ from pathlib import Path
 
 _HEAD = struct.Struct("!II")  # length, crc32
 MAX_RECORD = 64 * 1024 * 1024
+WINDOW = 1 << 20  # bytes of a segment mapped at a time (a multiple of every page size)
 
 
 def holder_id() -> str:
@@ -63,6 +74,9 @@ def records(data: bytes) -> Iterator[bytes]:
     offset = 0
     while offset + _HEAD.size <= len(data):
         size, crc = _HEAD.unpack_from(data, offset)
+        if size == 0:  # the unused end of a window (no payload is empty): go on at the next
+            offset = (offset // WINDOW + 1) * WINDOW
+            continue
         start, end = offset + _HEAD.size, offset + _HEAD.size + size
         if size > MAX_RECORD or end > len(data) or zlib.crc32(data[start:end]) != crc:
             return
@@ -96,6 +110,12 @@ class Spool:
         self.number = 1  # the segment appended to (its batch id: ``<holder>:<number>``)
         self._lock: int | None = None
         self._segment: int | None = None  # its file descriptor, once a record is written
+        # The segment's mapped window (None: none yet, or pwrite(2) where blocks cannot be
+        # reserved), the window's start and end in the file, and the end of the last record.
+        self._window: mmap.mmap | None = None
+        self._start = self._end = self._used = 0
+        self._mapping = True
+        self._lengths: dict[int, int] = {}  # detached segments' descriptors -> their length
         # Records written and files created, and how many of them the last sync covered
         # (counters: ``append`` runs while ``sync`` does, in another thread).
         self._written = self._synced = 0
@@ -118,18 +138,55 @@ class Spool:
 
     def append(self, payload: bytes) -> None:
         """One record at the end of the current segment (``OSError`` when it cannot be)."""
+        data = _HEAD.pack(len(payload), zlib.crc32(payload)) + payload  # frame(), inlined
+        window, used = self._window, self._used
+        end = used + len(data)
+        if window is None or end > self._end:
+            self._next_window(len(data))
+            window, used = self._window, self._used
+            end = used + len(data)
+            segment = self._segment
+            if window is None and segment is not None:  # no blocks reserved: one pwrite(2)
+                written = os.pwrite(segment, data, used)
+                if written != len(data):
+                    raise OSError(f"short write to the usage spool ({written} of {len(data)})")
+                self._used = self._end = end
+                self._written += 1
+                return
+        if window is None:  # never: a window or pwrite(2)
+            raise OSError("the usage spool has no open segment")
+        start = self._start
+        window[used - start : end - start] = data
+        self._used = end
+        self._written += 1
+
+    def _next_window(self, size: int) -> None:
+        """Map the segment's next window, big enough for a record of ``size`` bytes (the
+        segment is created first); its blocks are reserved before a byte is copied."""
         if self._segment is None:
             path = self._path(self.number)
-            self._segment = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+            self._segment = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             self._created += 1
-        data = _HEAD.pack(len(payload), zlib.crc32(payload)) + payload  # frame(), inlined
-        written = os.write(self._segment, data)
-        self._written += 1
-        if written != len(data):
-            raise OSError(f"short write to the usage spool ({written} of {len(data)} bytes)")
+            self._start = self._end = self._used = 0
+        if self._window is not None:
+            self._window.close()  # its pages stay in the page cache, dirty until synced
+            self._window = None
+        if not self._mapping:
+            return
+        start, length = self._end, -(-size // WINDOW) * WINDOW
+        try:
+            os.posix_fallocate(self._segment, start, length)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # a full disk: this record fails, the next one tries again
+            self._mapping = False  # the file system reserves nothing: pwrite(2) from here on
+            return
+        self._window = mmap.mmap(self._segment, length, offset=start)
+        self._start, self._end, self._used = start, start + length, start
 
     def sync(self) -> None:
-        """fsync what was appended since the last call (and a new segment's name)."""
+        """fsync what was appended since the last call (and a new segment's name); on Linux
+        fsync(2) writes back the pages dirtied through the mapping too."""
         written, created, segment = self._written, self._created, self._segment
         if created != self._synced_created:
             _sync_directory(self.directory)
@@ -142,8 +199,13 @@ class Spool:
         """End the current segment: later records go to the next one.  Returns its file
         descriptor (None: nothing was written), for ``close_detached`` in a thread."""
         segment, self._segment = self._segment, None
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         if segment is not None:
             self._closed.append(self._path(self.number))
+            self._lengths[segment] = self._used
+        self._start = self._end = self._used = 0
         self.number += 1
         return segment
 
@@ -151,6 +213,9 @@ class Spool:
         """fsync and close a detached segment; returns every segment not yet shipped."""
         if segment is not None:
             try:
+                length = self._lengths.pop(segment, None)
+                if length is not None:  # the reserved blocks past its last record
+                    os.ftruncate(segment, length)
                 os.fsync(segment)
             finally:
                 os.close(segment)
