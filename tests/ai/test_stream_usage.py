@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -113,3 +115,64 @@ def test_events_with_either_separator_keep_their_order() -> None:
     stream = (CHUNK + crlf) * 50 + usage_crlf + CHUNK + DONE
     expected = (BARE + BARE.replace(b"\n\n", b"\r\n\r\n")) * 50 + BARE + DONE
     assert UsageChunkFilter().feed(stream, False) == expected
+
+
+# The SSE spec ends a line with CRLF, LF or a bare CR: an event ends at an empty line.
+ENDINGS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
+
+
+def _ending(stream: bytes, eol: bytes) -> bytes:
+    return stream.replace(b"\n", eol)
+
+
+@pytest.mark.parametrize("eol", ENDINGS.values(), ids=ENDINGS.keys())
+def test_each_event_goes_on_at_its_empty_line_whatever_the_line_ending(eol: bytes) -> None:
+    usage_filter = UsageChunkFilter()
+    chunk, bare = _ending(CHUNK, eol), _ending(BARE, eol)
+    assert usage_filter.feed(chunk, False) == bare  # not held back waiting for more
+    assert usage_filter.feed(_ending(USAGE, eol), False) == b""
+    assert usage_filter.feed(chunk + _ending(DONE, eol), False) == bare + _ending(DONE, eol)
+    assert usage_filter.feed(b"", True) == b""
+
+
+@pytest.mark.parametrize("eol", ENDINGS.values(), ids=ENDINGS.keys())
+@pytest.mark.parametrize("size", [1, 2, 7, 50])
+def test_any_line_ending_and_chunking_filters_the_same(eol: bytes, size: int) -> None:
+    stream = _ending(STREAM, eol)
+    usage_filter = UsageChunkFilter()
+    pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
+    out = b"".join(usage_filter.feed(piece, False) for piece in pieces)
+    out += usage_filter.feed(b"", True)
+    assert out == _ending(BARE * 3 + DONE, eol)
+
+
+def test_a_crlf_split_between_its_cr_and_lf_keeps_the_next_event_whole() -> None:
+    """``\\r\\n\\r`` already ends the event (relayed at once); the ``\\n`` that follows in the
+    next read belongs to that ending, not to the next event."""
+    usage_filter = UsageChunkFilter()
+    crlf = _ending(CHUNK, b"\r\n")
+    assert usage_filter.feed(crlf[:-1], False) == _ending(BARE, b"\r\n")[:-1]
+    assert usage_filter.feed(b"\n" + crlf, False) == b"\n" + _ending(BARE, b"\r\n")
+
+
+def test_mixed_endings_end_events() -> None:
+    usage_filter = UsageChunkFilter()
+    event = CHUNK.rstrip(b"\n")
+    bare = BARE.rstrip(b"\n")
+    for ending in (b"\n\r\n", b"\r\n\n", b"\r\r\n", b"\n\r"):
+        assert usage_filter.feed(event + ending, False) == bare + ending, ending
+
+
+def test_a_bare_cr_event_of_several_lines_is_not_cut() -> None:
+    event = b'data: {"id":"x",\rdata: "usage":null}\r\r'
+    assert UsageChunkFilter().feed(event, False) == event
+
+
+def test_a_thousand_events_in_one_chunk_are_scanned_in_linear_time() -> None:
+    for eol in ENDINGS.values():
+        stream = _ending(CHUNK * 1000 + USAGE + DONE, eol)
+        started = time.perf_counter()
+        out = UsageChunkFilter().feed(stream, False)
+        elapsed = time.perf_counter() - started
+        assert out == _ending(BARE * 1000 + DONE, eol)
+        assert elapsed < 0.05, (eol, elapsed)

@@ -13,6 +13,7 @@ Pure: bytes and dicts in, bytes and dicts out.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -22,7 +23,11 @@ MAX_EVENT = 1024 * 1024
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
 # A chunk's null usage key after another, as compact (OpenAI) or spaced (json.dumps) JSON.
 _NULL_USAGE = (b',"usage":null', b', "usage": null')
-_SEPARATORS = (b"\n\n", b"\r\n\r\n")
+# An event ends at an empty line: two line endings in a row, each CRLF, LF or a bare CR (the
+# SSE spec allows all three).  A CR followed by an LF is one ending, never a line and an empty
+# one.  Searched in C, from where the last search stopped: linear in the stream's length.
+_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
+_LONGEST_END = 4  # "\r\n\r\n"
 
 
 def wants_usage(body: dict[str, Any]) -> bool:
@@ -55,10 +60,9 @@ def is_usage_chunk(data: bytes) -> bool:
 
 
 def _data(event: bytes) -> bytes:
-    lines = [line.rstrip(b"\r") for line in event.split(b"\n")]
     return b"\n".join(
         line[6:] if line.startswith(b"data: ") else line[5:]
-        for line in lines
+        for line in event.splitlines()  # CRLF, LF and CR alike
         if line.startswith(b"data:")
     )
 
@@ -70,7 +74,12 @@ def without_null_usage(event: bytes) -> bytes:
     Unescaped, ``,"usage":null`` can only be JSON syntax (a quote inside a string is escaped),
     and the last one is the top-level key OpenAI puts after ``choices`` (before
     ``obfuscation``, when there is one)."""
-    if b"null" not in event or not event.startswith(b"data:") or b"\n" in event:
+    if (
+        b"null" not in event
+        or not event.startswith(b"data:")
+        or b"\n" in event
+        or b"\r" in event
+    ):
         return event
     for mark in _NULL_USAGE:
         index = event.rfind(mark)
@@ -83,32 +92,45 @@ class UsageChunkFilter:
     """Drops the usage-only event from an SSE stream and the ``"usage":null`` key from the
     others (``without_null_usage``); every other byte goes on unchanged.
 
-    Whole events are passed on as soon as their blank line arrives; only the unfinished tail
-    of a chunk waits for the next one (never more than ``MAX_EVENT`` bytes).
+    Whole events are passed on as soon as their empty line arrives, whatever their line
+    endings; only the unfinished tail of a chunk waits for the next one (never more than
+    ``MAX_EVENT`` bytes).  An event whose ending stopped at a CR that turns out to be the first
+    half of a CRLF gets that LF with the next read, as part of its ending (dropped with it
+    when the event was).
     """
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_after_cr", "_pending")
 
     def __init__(self) -> None:
         self._pending = b""
+        # The last read ended with an event's ending ending in CR: the LF that may follow is
+        # still that ending's, relayed (b"\n") or dropped with its event (b"").
+        self._after_cr: bytes | None = None
 
     def feed(self, chunk: bytes, eof: bool) -> bytes:
-        buffer = self._pending + chunk if self._pending else chunk
         out: list[bytes] = []
+        if self._after_cr is not None and chunk:
+            if chunk.startswith(b"\n"):
+                out.append(self._after_cr)
+                chunk = chunk[1:]
+            self._after_cr = None
+        # The pending tail held no event ending: search only where one could now complete.
+        resume = max(len(self._pending) - _LONGEST_END + 1, 0)
+        buffer = self._pending + chunk if self._pending else chunk
         start = 0
-        ends = _Boundaries(buffer)
-        while True:
-            end, size = ends.next(start)
-            if end < 0:
-                break
-            event = buffer[start:end]
-            if not _is_usage_event(event):
+        kept = True
+        for end in _EVENT_END.finditer(buffer, resume):
+            event = buffer[start : end.start()]
+            kept = not _is_usage_event(event)
+            if kept:
                 out.append(without_null_usage(event))
-                out.append(buffer[end : end + size])
-            start = end + size
+                out.append(end.group())
+            start = end.end()
         rest = buffer[start:]
+        if start and not rest and buffer.endswith(b"\r"):
+            self._after_cr = b"\n" if kept else b""
         if eof and rest.strip() and _is_usage_event(rest.strip()):
-            rest = b""  # the stream's last event, without its blank line
+            rest = b""  # the stream's last event, without its empty line
         if eof or len(rest) > MAX_EVENT:
             out.append(rest)
             rest = b""
@@ -118,24 +140,3 @@ class UsageChunkFilter:
 
 def _is_usage_event(event: bytes) -> bool:
     return any(mark in event for mark in _USAGE_MARKS) and is_usage_chunk(_data(event))
-
-
-class _Boundaries:
-    """Where the events of one buffer end, each separator searched for once per position (a
-    chunk of many small events is scanned in linear time)."""
-
-    __slots__ = ("_buffer", "_found")
-
-    def __init__(self, buffer: bytes) -> None:
-        self._buffer = buffer
-        self._found = {separator: buffer.find(separator) for separator in _SEPARATORS}
-
-    def next(self, start: int) -> tuple[int, int]:
-        """Where the next event after ``start`` ends, and the size of its separator."""
-        best, size = -1, 0
-        for separator, index in self._found.items():
-            if 0 <= index < start:
-                index = self._found[separator] = self._buffer.find(separator, start)
-            if index >= 0 and (best < 0 or index < best):
-                best, size = index, len(separator)
-        return best, size
