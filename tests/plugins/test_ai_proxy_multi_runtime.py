@@ -367,3 +367,18 @@ async def test_instance_checks_refuse_passive_and_unknown_fields(gateway) -> Non
     for checks in ({"active": {}, "passive": {}}, {"active": {"typo": 1}}):
         plugin = {"instances": [instance(gateway, "a", checks=checks)]}
         await gateway.put("routes/1", {"uri": "/chat", "plugins": {"ai-proxy-multi": plugin}}, 400)
+
+
+async def test_a_get_on_the_chat_endpoint_is_openais_405(gateway) -> None:  # type: ignore[no-untyped-def]
+    await multi_route(gateway, [instance(gateway, "a")])
+    resp = await gateway.proxy.get("/chat")
+    assert resp.status == 405
+    error = (await resp.json())["error"]
+    assert error == {
+        "message": "Invalid method for URL (GET /chat)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert resp.headers["X-Request-Id"]
+    assert await gateway.fake_requests() == []

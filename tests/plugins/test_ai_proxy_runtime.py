@@ -449,3 +449,50 @@ async def test_events_split_across_reads_are_filtered_whole(gateway, calls, aioh
     assert await resp.read() == bare * 2 + b"data: [DONE]\n\n"
     (call,) = calls
     assert call is not None and call.usage is not None and call.usage.total_tokens == 5
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT", "PATCH"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+async def test_a_method_the_endpoint_does_not_take_is_openais_405(gateway, method, path) -> None:  # type: ignore[no-untyped-def]
+    """OpenAI answers 405 ``Invalid method for URL (GET /v1/chat/completions)``; before, the
+    gateway read the missing body and said 400 "could not get body"."""
+    await ai_route(gateway, uri="/v1/*")
+    resp = await gateway.proxy.request(method, path)
+    assert resp.status == 405
+    assert resp.headers["Allow"] == "POST"
+    assert resp.headers["X-Request-Id"]
+    assert await resp.json() == {
+        "error": {
+            "message": f"Invalid method for URL ({method} {path})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert await gateway.fake_requests() == []
+
+
+async def test_head_and_options_without_cors_are_405_and_cors_still_answers_preflights(
+    gateway,
+) -> None:  # type: ignore[no-untyped-def]
+    await ai_route(gateway, uri="/v1/*")
+    resp = await gateway.proxy.head("/v1/chat/completions")
+    assert (resp.status, resp.headers["Allow"]) == (405, "POST")
+    resp = await gateway.proxy.options("/v1/chat/completions")
+    assert resp.status == 405
+    # HEAD of the model list is still its GET.
+    assert (await gateway.proxy.head("/v1/models")).status == 200
+    plugin = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+    }
+    route = {"uri": "/v1/*", "plugins": {"ai-proxy": plugin, "cors": {}}}
+    await gateway.put("routes/1", route)
+    preflight = await gateway.proxy.options(
+        "/v1/chat/completions",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert await gateway.fake_requests() == []

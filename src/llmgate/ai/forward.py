@@ -1,6 +1,7 @@
 """The request side shared by ai-proxy and ai-proxy-multi: read the client's LLM request once,
 then send it to a target.
 
+    wrong_method(ctx)            -> Reply | None    OpenAI's 405 for any method but POST
     read_request(ctx, max_size)  -> AiRequest      400 / 413 ``RequestError`` on bad input
     target.apply(ctx, request)                      (see ``llmgate.ai.target``)
     send(ctx)                    -> Sent            one attempt, through ``ctx.upstream``
@@ -23,9 +24,11 @@ from multidict import CIMultiDict
 from llmgate.ai.call import LlmCall
 from llmgate.ai.caps import STATE_KEY as CAPS_KEY
 from llmgate.ai.caps import ResponseCaps
+from llmgate.ai.openai_errors import invalid_method
 from llmgate.ai.protocols import RequestError, detect, other_endpoint, parse_body
 from llmgate.ai.target import AiRequest
 from llmgate.errors import HttpError
+from llmgate.http.context import Reply
 from llmgate.http.body import BodyTooLarge
 from llmgate.http.paths import check_target
 from llmgate.proxy.client_response import UpstreamError
@@ -74,6 +77,17 @@ def forwardable(name: str) -> bool:
     """Whether the client's header ``name`` may be sent to an LLM provider."""
     lower = name.lower()
     return lower not in DROPPED_HEADERS and not lower.startswith(DROPPED_PREFIXES)
+
+
+def wrong_method(ctx: RequestContext) -> Reply | None:
+    """OpenAI's 405 (``Allow: POST``) for a request whose method no LLM endpoint takes: every
+    call is a POST, so a GET / DELETE... (HEAD and OPTIONS too: a route that must answer
+    browsers' preflights has cors, which answers them before) is refused before its body is
+    read or a provider asked.  ``GET …/models`` is answered before this."""
+    inbound = ctx.inbound
+    if inbound.method == "POST":
+        return None
+    return Reply.json(405, invalid_method(inbound.method, inbound.path), {"Allow": "POST"})
 
 
 async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:

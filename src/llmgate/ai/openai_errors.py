@@ -87,6 +87,19 @@ def error_body(
     }
 
 
+def invalid_method(method: str, path: str) -> dict[str, Any]:
+    """OpenAI's 405 body for a method an endpoint does not take (``GET /v1/chat/completions``):
+    ``code`` is null there, as OpenAI sends it."""
+    return {
+        "error": {
+            "message": f"Invalid method for URL ({method} {path})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
 def apisix_message(body: bytes) -> str | None:
     """The message of an APISIX-shaped error body; None when the body is not one."""
     if not body.startswith(b"{"):

@@ -64,6 +64,9 @@ class AIProxy(Plugin[AIProxyConfig]):
         listing, model = models_target(ctx.inbound.method, ctx.inbound.path)
         if listing:
             return Reply.json(*models_answer(self.models, model))
+        refused = forward.wrong_method(ctx)
+        if refused is not None:
+            return refused
         request = await forward.read_request(ctx, self.config.max_req_body_size)
         if self.target.refusal is not None:
             return Reply.error(501, self.target.refusal)

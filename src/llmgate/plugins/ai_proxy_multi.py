@@ -185,6 +185,9 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
         listing, model = models_target(ctx.inbound.method, ctx.inbound.path)
         if listing:
             return Reply.json(*models_answer(self.models, model))
+        refused = forward.wrong_method(ctx)
+        if refused is not None:
+            return refused
         request = await forward.read_request(ctx, self.config.max_req_body_size)
         if len(self.refused) == len(self.targets):
             return Reply.error(501, self.targets[0].refusal or "")
