@@ -118,3 +118,29 @@ def test_vertex_defaults() -> None:
     )
     assert default_path("vertex-ai", "chat", None, None) is None
     assert default_path("deepseek", "embeddings", None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint_query", "asks"),
+    [
+        ("?api-version=2024-02-01", False),
+        ("?api-version=2024-08-01-preview", False),
+        ("?api-version=2024-09-01-preview", True),
+        ("?api-version=2024-10-21", True),
+        ("?api-version=preview", True),  # the v1 API's
+        ("", True),
+    ],
+)
+def test_azure_streams_are_asked_for_usage_only_from_2024_09(
+    endpoint_query: str, asks: bool
+) -> None:
+    """Azure OpenAI refuses ``stream_options`` (400) before api-version 2024-09-01-preview."""
+    t = target(
+        provider="azure-openai",
+        override={
+            "endpoint": "https://r.openai.azure.com/openai/deployments/d/chat/completions"
+            + endpoint_query
+        },
+    )
+    assert t.hides_usage({"messages": [], "stream": True}, "chat") is asks
+    assert target(provider="openai").hides_usage({"messages": [], "stream": True}, "chat")

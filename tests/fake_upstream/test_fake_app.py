@@ -507,3 +507,23 @@ async def test_stream_options_without_stream_is_400_as_openai(
     # null is as good as absent
     response = await client.post(path, json={**body, "stream_options": None})
     assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("api_version", "status"),
+    [("2024-02-01", 400), ("2024-08-01-preview", 400), ("2024-09-01-preview", 200), ("2024-10-21", 200)],
+)
+async def test_azure_api_versions_before_2024_09_refuse_stream_options(
+    client: Client, api_version: str, status: int
+) -> None:
+    """As Azure OpenAI: ``stream_options`` came with api-version 2024-09-01-preview."""
+    body = {**chat_body(), "stream": True, "stream_options": {"include_usage": True}}
+    path = f"/openai/deployments/gpt/chat/completions?api-version={api_version}"
+    response = await client.post(path, json=body)
+    assert response.status == status
+    if status == 400:
+        error = (await response.json())["error"]
+        assert error["message"] == "Unrecognized request argument supplied: stream_options"
+    # Without the field, every version streams.
+    del body["stream_options"]
+    assert (await client.post(path, json=body)).status == 200

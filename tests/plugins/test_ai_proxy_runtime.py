@@ -496,3 +496,24 @@ async def test_head_and_options_without_cors_are_405_and_cors_still_answers_pref
     assert preflight.status == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert await gateway.fake_requests() == []
+
+
+async def test_an_old_azure_api_version_is_not_sent_stream_options(gateway, calls) -> None:  # type: ignore[no-untyped-def]
+    """Before 2024-09-01-preview Azure refuses ``stream_options``: the stream is not asked for
+    its usage (nothing hidden either), and is charged as a stream that ended without it."""
+    endpoint = f"http://{gateway.fake_address}/openai/deployments/gpt4/chat/completions"
+    await ai_route(
+        gateway,
+        provider="azure-openai",
+        auth={"header": {"api-key": "azure-key"}},
+        override={"endpoint": endpoint + "?api-version=2024-06-01"},
+    )
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True})
+    assert resp.status == 200, await resp.text()
+    events = [e for e in (await resp.read()).split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    (seen,) = await gateway.fake_requests()
+    assert "stream_options" not in seen["body"]
+    (call,) = calls
+    assert call is not None and call.stream and call.usage is None
+    assert call.relayed_chars > 0  # what ai-rate-limiting charges (``relayed_estimate``)

@@ -61,6 +61,22 @@ PROVIDERS: Mapping[str, ProviderDefaults] = {
 }
 
 
+# Azure OpenAI takes ``stream_options`` from api-version 2024-09-01-preview on; before, it
+# refuses the field (400 "Unrecognized request argument supplied: stream_options").
+_AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
+
+
+def takes_stream_options(provider: str, api_version: str | None) -> bool:
+    """Whether a stream sent with this ``api-version`` may be asked for its usage: always but
+    for azure-openai's versions dated before 2024-09-01 (an undated one, as the v1 API's
+    ``preview`` / ``latest``, or none, takes it)."""
+    if provider != "azure-openai" or not api_version:
+        return True
+    date = api_version[:10]
+    dated = len(date) == 10 and date[:4].isdigit() and date[4] == "-" and date[7] == "-"
+    return not dated or date >= _AZURE_STREAM_OPTIONS_SINCE
+
+
 def default_host(provider: str, region: str | None) -> str | None:
     """The provider's host, with vertex-ai's regional form when a region is set."""
     if provider == "vertex-ai" and region:

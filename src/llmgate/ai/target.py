@@ -70,6 +70,10 @@ class LlmTarget:
     close_connection: bool = False
     refusal: str | None = None
     caps: ResponseCaps = NO_CAPS
+    # Whether a stream is asked for its usage (``stream_options``), which the endpoint's
+    # api-version may refuse (``providers.takes_stream_options``); if not, it is charged as a
+    # stream that ended before its usage (``estimate.relayed_estimate``).
+    asks_stream_usage: bool = True
 
     def serves(self, protocol: Protocol) -> bool:
         return protocol in providers.PROVIDERS[self.provider].paths
@@ -95,6 +99,8 @@ class LlmTarget:
 
     def hides_usage(self, body: dict[str, Any], protocol: Protocol) -> bool:
         """Whether ``apply`` would ask the stream of ``body`` for a usage nobody asked for."""
+        if not self.asks_stream_usage:
+            return False
         return ask_for_usage(shape(body, protocol, self.shaping)[0], protocol) is not None
 
     def apply(self, ctx: RequestContext, request: AiRequest) -> None:
@@ -115,7 +121,7 @@ class LlmTarget:
         body, changed = shape(request.body, protocol, self.shaping)
         # A stream's usage is asked for the accounting; a client that did not ask (nor the
         # target's options for it) is not shown it (``tracking.hide_usage``).
-        asked = ask_for_usage(body, protocol)
+        asked = ask_for_usage(body, protocol) if self.asks_stream_usage else None
         if asked is not None:
             body, changed = asked, True
         tracking.hide_usage(ctx, asked is not None)
@@ -176,6 +182,7 @@ def compile_target(
         scheme, host, port = "https", providers.default_host(provider, region), None
         endpoint_path, query_pairs = None, []
     query_pairs += list((auth.query or {}).items())
+    api_version = next((value for name, value in query_pairs if name == "api-version"), None)
     if host is None:
         refusal = refusal or f"provider {provider} needs override.endpoint"
 
@@ -209,6 +216,7 @@ def compile_target(
         close_connection=not call.keepalive,
         refusal=refusal,
         caps=ResponseCaps(call.max_stream_duration_ms, call.max_response_bytes),
+        asks_stream_usage=providers.takes_stream_options(provider, api_version),
     )
 
 

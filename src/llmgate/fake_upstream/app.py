@@ -210,6 +210,7 @@ async def _answer(
         return _bad_request(_BAD_JSON)
     try:
         replies.check_stream_options(body)
+        replies.check_azure_api_version(request.path, request.query.get("api-version"), body)
         reply = answer(body)
         model = replies.request_model(body, request.app[STATE].settings.model)
     except replies.InvalidRequest as exc:

@@ -80,6 +80,20 @@ def check_stream_options(body: dict[str, Any]) -> None:
         )
 
 
+# Azure OpenAI's api-versions take ``stream_options`` from this date (2024-09-01-preview) on.
+AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
+
+
+def check_azure_api_version(path: str, api_version: str | None, body: dict[str, Any]) -> None:
+    """Azure OpenAI (a ``/openai/deployments/`` path) refuses ``stream_options`` under an
+    api-version dated before 2024-09-01-preview, as it refuses any field it does not know."""
+    if "/openai/deployments/" not in path or "stream_options" not in body or not api_version:
+        return
+    date = api_version[:10]
+    if len(date) == 10 and date[:4].isdigit() and date < AZURE_STREAM_OPTIONS_SINCE:
+        raise InvalidRequest("Unrecognized request argument supplied: stream_options")
+
+
 def request_model(body: dict[str, Any], default: str) -> str:
     model = body.get("model", default)
     if not isinstance(model, str):
