@@ -116,6 +116,19 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
             "routes/multi",
             {"uri": "/multi/v1/*", "plugins": {**auth, "ai-proxy-multi": {"instances": instances}}},
         )
+        # Azure OpenAI at an api-version older than stream_options (2024-09-01-preview).
+        azure = {
+            "provider": "azure-openai",
+            "auth": {"header": {"api-key": "azure-secret"}},
+            "override": {
+                "endpoint": f"{fake}/openai/deployments/gpt4/chat/completions"
+                "?api-version=2024-06-01"
+            },
+        }
+        gw.put(
+            "routes/azure-old",
+            {"uri": "/azure-old/v1/*", "plugins": {**auth, "ai-proxy": azure}},
+        )
         # The seed blog's kind of route: a plain upstream speaking OpenAI, flagged as such.
         gw.put(
             "routes/plain",
@@ -563,3 +576,91 @@ def test_a_client_that_leaves_mid_stream_is_logged_with_the_bytes_sent(live: Liv
     entry = log_entry(live, request_id)
     assert entry["response"]["status"] == 499, entry
     assert entry["response"]["size"] > len(first), entry
+
+
+# --- methods an endpoint does not take ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/multi"])
+@pytest.mark.parametrize("path", ["/chat/completions", "/completions", "/embeddings"])
+def test_a_get_or_delete_on_an_llm_endpoint_is_openais_405(
+    live: LiveGateway, prefix: str, path: str
+) -> None:
+    """As api.openai.com: 405 ``Invalid method for URL (GET /v1/chat/completions)``, with the
+    request's id, and no provider asked."""
+    client = sdk(live, prefix)
+    asked = len(live.fake_requests())
+    for method in ("get", "delete"):
+        with pytest.raises(openai.APIStatusError) as raised:
+            getattr(client, method)(path, cast_to=object)
+        error = raised.value
+        assert error.status_code == 405
+        full = f"{prefix}/v1{path}"
+        assert error.message.endswith(f"Invalid method for URL ({method.upper()} {full})")
+        assert error.body == {
+            "message": f"Invalid method for URL ({method.upper()} {full})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+        assert error.response.headers["allow"] == "POST"
+        assert error.request_id
+    assert len(live.fake_requests()) == asked
+
+
+# --- upstream SSE line endings -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("newline", ["cr", "crlf"])
+def test_a_stream_with_cr_or_crlf_line_endings_is_relayed_event_by_event(
+    live: LiveGateway, newline: str
+) -> None:
+    """The SSE spec ends lines with CRLF, LF or a bare CR: each event goes on as soon as its
+    empty line arrives (not held back until 1 MiB or the end), its usage hidden and counted."""
+    client = sdk(live)
+    delay_ms = 100
+    started = time.perf_counter()
+    raw = client.chat.completions.with_raw_response.create(
+        model="m",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={"X-Fake-Sse-Newline": newline, "X-Fake-Stream-Delay-Ms": str(delay_ms)},
+    )
+    stream = raw.parse()
+    first = next(iter(stream))
+    first_at = time.perf_counter() - started
+    chunks = [first, *stream]
+    total = time.perf_counter() - started
+    assert len(chunks) > 5 and all(chunk.choices for chunk in chunks)
+    assert all("usage" not in chunk.to_dict() for chunk in chunks)
+    assert first_at < total - 3 * delay_ms / 1000
+    llm = log_entry(live, raw.headers["x-request-id"])["llm"]
+    assert llm["prompt_tokens"] > 0 and llm["completion_tokens"] > 0
+    # A client that asked gets the usage chunk last, as from OpenAI.
+    *text, last = list(
+        client.chat.completions.create(
+            model="m",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"X-Fake-Sse-Newline": newline},
+        )
+    )
+    assert text and last.choices == [] and last.usage is not None
+
+
+# --- Azure api-versions --------------------------------------------------------------------------
+
+
+def test_an_old_azure_api_version_streams_without_stream_options(live: LiveGateway) -> None:
+    """Azure refuses ``stream_options`` before api-version 2024-09-01-preview: the gateway does
+    not add it there, so the stream works (it was a 400 before)."""
+    chunks = list(
+        sdk(live, "/azure-old").chat.completions.create(
+            model="gpt-4", messages=MESSAGES, stream=True
+        )
+    )
+    assert chunks and all(chunk.choices for chunk in chunks)
+    seen = live.fake_requests()[-1]
+    assert seen["path"] == "/openai/deployments/gpt4/chat/completions"
+    assert "stream_options" not in seen["body"] and "model" not in seen["body"]

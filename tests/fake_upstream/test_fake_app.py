@@ -527,3 +527,18 @@ async def test_azure_api_versions_before_2024_09_refuse_stream_options(
     # Without the field, every version streams.
     del body["stream_options"]
     assert (await client.post(path, json=body)).status == 200
+
+
+@pytest.mark.parametrize(("name", "eol"), [("lf", b"\n"), ("crlf", b"\r\n"), ("cr", b"\r")])
+async def test_sse_line_endings_knob(client: Client, name: str, eol: bytes) -> None:
+    """``X-Fake-Sse-Newline``: the line ending of the stream's events, each the SSE spec allows."""
+    body = {**chat_body(), "stream": True}
+    response = await client.post(CHAT, json=body, headers={"X-Fake-Sse-Newline": name})
+    raw = await response.read()
+    events = raw.split(eol * 2)
+    assert events[-2:] == [b"data: [DONE]", b""]
+    assert all(e.startswith(b"data: {") for e in events[:-2])
+    others = {b"\n", b"\r"} - set(eol.decode())  # type: ignore[arg-type]
+    assert not any(o in raw.replace(eol, b"") for o in others)
+    bad = await client.post(CHAT, json=body, headers={"X-Fake-Sse-Newline": "nel"})
+    assert bad.status == 400

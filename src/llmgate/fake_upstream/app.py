@@ -355,8 +355,9 @@ async def _send_sse(
     A client that goes away ends the stream quietly; a mid-stream drop closes the connection
     after the first events.
     """
-    events = [b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks]
-    events.append(_DONE_EVENT)
+    end = knobs.sse_newline * 2
+    events = [b"data: " + orjson.dumps(chunk) + end for chunk in chunks]
+    events.append(_DONE_EVENT.replace(b"\n\n", end))
     response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
     response.content_type = "text/event-stream"
     delay = knobs.stream_delay_ms / 1000

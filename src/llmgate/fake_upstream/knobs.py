@@ -8,6 +8,8 @@ A knob is read from a request header, else from the query string, else from the 
     X-Fake-Drop: mid-stream     ?fake_drop=mid-stream     send part of the response, then close
     X-Fake-Stream-Delay-Ms: N   ?fake_stream_delay_ms=N   sleep N ms between SSE events
     X-Fake-Body-Bytes: N        (echo paths only)         answer N bytes instead of the echo
+    X-Fake-Sse-Newline: E       ?fake_sse_newline=E       end SSE lines with E: lf (default),
+                                                          crlf or cr (a bare CR)
 
 Knobs apply in this order: latency, drop before, status, then the normal answer (stream delay and
 mid-stream drop shape how it is sent).
@@ -27,6 +29,8 @@ HEADER_LATENCY = "X-Fake-Latency-Ms"
 HEADER_STATUS = "X-Fake-Status"
 HEADER_DROP = "X-Fake-Drop"
 HEADER_STREAM_DELAY = "X-Fake-Stream-Delay-Ms"
+HEADER_SSE_NEWLINE = "X-Fake-Sse-Newline"
+SSE_NEWLINES: dict[str, bytes] = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
 
 DROP_BEFORE = "before"
 DROP_MID_STREAM = "mid-stream"
@@ -59,6 +63,7 @@ class Knobs:
     stream_delay_ms: float = 0
     status: int | None = None
     drop: Drop | None = None
+    sse_newline: bytes = b"\n"
 
 
 class KnobError(ValueError):
@@ -83,7 +88,8 @@ def parse_knobs(headers: Mapping[str, str], query: Mapping[str, str], defaults: 
     stream_delay = _lookup(headers, query, HEADER_STREAM_DELAY)
     status = _lookup(headers, query, HEADER_STATUS)
     drop = _lookup(headers, query, HEADER_DROP)
-    if latency is None and stream_delay is None and status is None and drop is None:
+    newline = _lookup(headers, query, HEADER_SSE_NEWLINE)
+    if (latency, stream_delay, status, drop, newline) == (None, None, None, None, None):
         return defaults
     return Knobs(
         latency_ms=defaults.latency_ms if latency is None else _millis(HEADER_LATENCY, latency),
@@ -94,6 +100,7 @@ def parse_knobs(headers: Mapping[str, str], query: Mapping[str, str], defaults: 
         ),
         status=defaults.status if status is None else _status(status),
         drop=defaults.drop if drop is None else _drop(drop),
+        sse_newline=defaults.sse_newline if newline is None else _newline(newline),
     )
 
 
@@ -149,3 +156,10 @@ def _drop(raw: str) -> Drop | None:
     if value not in _DROPS:
         raise KnobError(f"{HEADER_DROP} must be 'before' or 'mid-stream', got {raw!r}.")
     return _DROPS[value]
+
+
+def _newline(raw: str) -> bytes:
+    value = SSE_NEWLINES.get(raw.strip().lower())
+    if value is None:
+        raise KnobError(f"{HEADER_SSE_NEWLINE} must be 'lf', 'crlf' or 'cr', got {raw!r}.")
+    return value
