@@ -511,7 +511,12 @@ async def test_stream_options_without_stream_is_400_as_openai(
 
 @pytest.mark.parametrize(
     ("api_version", "status"),
-    [("2024-02-01", 400), ("2024-08-01-preview", 400), ("2024-09-01-preview", 200), ("2024-10-21", 200)],
+    [
+        ("2024-02-01", 400),
+        ("2024-08-01-preview", 400),
+        ("2024-09-01-preview", 200),
+        ("2024-10-21", 200),
+    ],
 )
 async def test_azure_api_versions_before_2024_09_refuse_stream_options(
     client: Client, api_version: str, status: int

@@ -28,8 +28,8 @@ from llmgate.ai.openai_errors import invalid_method
 from llmgate.ai.protocols import RequestError, detect, other_endpoint, parse_body
 from llmgate.ai.target import AiRequest
 from llmgate.errors import HttpError
-from llmgate.http.context import Reply
 from llmgate.http.body import BodyTooLarge
+from llmgate.http.context import Reply
 from llmgate.http.paths import check_target
 from llmgate.proxy.client_response import UpstreamError
 from llmgate.proxy.upstream import BadGateway, Outgoing

@@ -74,12 +74,7 @@ def without_null_usage(event: bytes) -> bytes:
     Unescaped, ``,"usage":null`` can only be JSON syntax (a quote inside a string is escaped),
     and the last one is the top-level key OpenAI puts after ``choices`` (before
     ``obfuscation``, when there is one)."""
-    if (
-        b"null" not in event
-        or not event.startswith(b"data:")
-        or b"\n" in event
-        or b"\r" in event
-    ):
+    if b"null" not in event or not event.startswith(b"data:") or b"\n" in event or b"\r" in event:
         return event
     for mark in _NULL_USAGE:
         index = event.rfind(mark)
