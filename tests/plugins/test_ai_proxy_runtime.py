@@ -517,3 +517,37 @@ async def test_an_old_azure_api_version_is_not_sent_stream_options(gateway, call
     (call,) = calls
     assert call is not None and call.stream and call.usage is None
     assert call.relayed_chars > 0  # what ai-rate-limiting charges (``relayed_estimate``)
+
+
+async def test_prompt_plugins_leave_a_get_to_the_llm_plugin(gateway) -> None:  # type: ignore[no-untyped-def]
+    """ai-prompt-template, -decorator and -guard run first and read the body: on an LLM route
+    a GET is not theirs to refuse (400 "could not get body"), the route answers it (405, or
+    the model list); a POST still goes through them."""
+    template = {"name": "t", "template": {"messages": [{"role": "user", "content": "{{q}}"}]}}
+    prompts = {
+        "ai-prompt-template": {"templates": [template]},
+        "ai-prompt-decorator": {"prepend": [{"role": "system", "content": "Be brief."}]},
+        "ai-prompt-guard": {"deny_patterns": ["password"]},
+    }
+    plugin = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer sk-test"}},
+        "options": {"model": "gpt-4o-mini"},
+        "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
+    }
+    await gateway.put("routes/1", {"uri": "/v1/*", "plugins": {**prompts, "ai-proxy": plugin}})
+    resp = await gateway.proxy.get("/v1/chat/completions")
+    assert resp.status == 405
+    assert (await resp.json())["error"]["message"].startswith("Invalid method for URL")
+    resp = await gateway.proxy.get("/v1/models")
+    assert resp.status == 200
+    assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o-mini"]
+    assert await gateway.fake_requests() == []
+    resp = await gateway.proxy.post(
+        "/v1/chat/completions", json={"template_name": "t", "q": "my password"}
+    )
+    assert resp.status == 400  # the guard saw the templated prompt
+    resp = await gateway.proxy.post("/v1/chat/completions", json={"template_name": "t", "q": "hi"})
+    assert resp.status == 200
+    (seen,) = await gateway.fake_requests()
+    assert seen["body"]["messages"][0] == {"role": "system", "content": "Be brief."}

@@ -3,6 +3,9 @@
 Plugins that rewrite the prompt (ai-prompt-template, then ai-prompt-decorator) read the body
 with ``request_body`` and store their result with ``set_json_body``; the next plugin, and the
 upstream, see the rewritten body (APISIX: ``ngx.req.set_body_data``).
+
+On an LLM route they leave a request of any method but POST alone (``left_to_llm_plugin``):
+the route's AI plugin answers it without a body (OpenAI's 405, or ``GET …/models``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from llmgate.ai.replies import llm_plugin
 from llmgate.errors import HttpError
 from llmgate.http import json_body
 
@@ -25,6 +29,13 @@ class BadPrompt(HttpError):
 
     def __init__(self, message: str) -> None:
         super().__init__({"message": message})
+
+
+def left_to_llm_plugin(ctx: RequestContext, chain: Any) -> bool:
+    """Whether a prompt plugin leaves this request to the AI plugin of ``chain`` (the
+    request's plugin chain, typed loosely as it sits in a layer above): a method but POST
+    on an LLM route."""
+    return ctx.inbound.method != "POST" and chain is not None and llm_plugin(chain) is not None
 
 
 async def request_body(ctx: RequestContext, max_size: int) -> bytes:

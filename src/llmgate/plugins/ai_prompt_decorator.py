@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from llmgate.ai.body import decode, request_body, set_json_body
+from llmgate.ai.body import decode, left_to_llm_plugin, request_body, set_json_body
 from llmgate.ai.prompts import decorate
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.plugin_api.plugin import Plugin
+from llmgate.runtime.snapshot import CHAIN
 
 if TYPE_CHECKING:
     from llmgate.http.context import Reply, RequestContext
@@ -55,6 +56,8 @@ class AIPromptDecorator(Plugin[AIPromptDecoratorConfig]):
         self.max_size = config.max_req_body_size
 
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        if left_to_llm_plugin(ctx, ctx.state.get(CHAIN)):
+            return None  # the AI plugin answers it: OpenAI's 405, or the model list
         body = decode(await request_body(ctx, self.max_size))
         if isinstance(body, dict):
             decorated = decorate(body, self.prepend, self.append)

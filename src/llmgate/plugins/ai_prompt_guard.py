@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from llmgate.ai.body import BadPrompt, request_body
+from llmgate.ai.body import BadPrompt, left_to_llm_plugin, request_body
 from llmgate.ai.prompts import guarded_text, prompt_texts
 from llmgate.http import json_body, regex
 from llmgate.plugin_api.config import PluginConfig, regex_error
 from llmgate.plugin_api.plugin import Plugin
+from llmgate.runtime.snapshot import CHAIN
 
 if TYPE_CHECKING:
     from llmgate.http.context import Reply, RequestContext
@@ -97,6 +98,8 @@ class AIPromptGuard(Plugin[AIPromptGuardConfig]):
             return None
 
     async def access(self, ctx: RequestContext) -> Reply | None:
+        if left_to_llm_plugin(ctx, ctx.state.get(CHAIN)):
+            return None  # the AI plugin answers it: OpenAI's 405, or the model list
         raw = await request_body(ctx, self.max_size)
         if not raw:
             raise BadPrompt("Empty request body")

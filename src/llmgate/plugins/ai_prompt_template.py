@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 
-from llmgate.ai.body import BadPrompt, decode, request_body, set_json_body
+from llmgate.ai.body import BadPrompt, decode, left_to_llm_plugin, request_body, set_json_body
 from llmgate.ai.prompts import PromptTemplate
 from llmgate.plugin_api.config import ConfigSection, PluginConfig
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins.ai_prompt_decorator import Message
+from llmgate.runtime.snapshot import CHAIN
 
 if TYPE_CHECKING:
     from llmgate.http.context import Reply, RequestContext
@@ -79,6 +80,8 @@ class AIPromptTemplate(Plugin[AIPromptTemplateConfig]):
         self.max_size = config.max_req_body_size
 
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        if left_to_llm_plugin(ctx, ctx.state.get(CHAIN)):
+            return None  # the AI plugin answers it: OpenAI's 405, or the model list
         body = decode(await request_body(ctx, self.max_size))
         if not isinstance(body, dict):
             raise BadPrompt("could not parse JSON request body: expected a JSON object")
