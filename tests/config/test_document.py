@@ -181,6 +181,11 @@ def test_kinds_llmgate_lacks_are_refused_unless_empty(key: str, message: str) ->
         ("- a\n#END\n", "expected a mapping of resource lists"),
         ("routes: [\n#END\n", "invalid YAML at line 3, column 1: expected the node content"),
         ("routes:\n  - {1.5: x}\n#END\n", "invalid key 1.5: keys must be strings"),
+        # What JSON (and the store) cannot hold is refused by name, not crashed on when stored.
+        (f"routes:\n  - priority: {2**64}\n#END\n", f"integer {2**64} is out of range"),
+        (f"routes:\n  - priority: {-(2**63) - 1}\n#END\n", "is out of range"),
+        ("plugin_metadata:\n  - id: x\n    n: .nan\n#END\n", "nan is not a JSON number"),
+        ("routes:\n  - priority: -.inf\n#END\n", "-inf is not a JSON number"),
     ],
 )
 def test_malformed_documents_name_the_problem(text: str, message: str) -> None:

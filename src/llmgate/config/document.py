@@ -31,6 +31,7 @@ their list is empty.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -72,6 +73,9 @@ _ENV_VAR = re.compile(r"\$\{\{\s*([A-Za-z0-9_]+)(?::=(.*?))?\s*\}\}")
 # Anchors and aliases let a small YAML file stand for a huge tree ("billion laughs"); counting
 # every node as it would be expanded bounds what a document may cost.
 MAX_NODES = 1_000_000
+
+# The integers JSON (orjson) and so the store can hold; YAML's are unbounded.
+_INT_RANGE = range(-(2**63), 2**64)
 
 
 class DocumentError(LlmgateError):
@@ -195,7 +199,8 @@ def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
 
 
 def _plain(node: Any, source: str) -> Any:
-    """A JSON-like copy of a parsed tree, with string keys."""
+    """A JSON-like copy of a parsed tree, with string keys; numbers JSON cannot hold (YAML's
+    unbounded integers, ``.nan``, ``.inf``) are refused."""
     if isinstance(node, dict):
         copy: dict[str, Any] = {}
         for key, value in node.items():
@@ -205,7 +210,15 @@ def _plain(node: Any, source: str) -> Any:
         return copy
     if isinstance(node, list):
         return [_plain(value, source) for value in node]
-    if node is None or isinstance(node, (str, int, float, bool)):
+    if isinstance(node, bool) or node is None or isinstance(node, str):
+        return node
+    if isinstance(node, int):
+        if node not in _INT_RANGE:
+            raise DocumentError(f"{source}: integer {node} is out of range")
+        return node
+    if isinstance(node, float):
+        if not math.isfinite(node):
+            raise DocumentError(f"{source}: {node} is not a JSON number")
         return node
     raise DocumentError(f"{source}: unsupported value {node!r}")
 
