@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmgate.config.document import DocumentError
 from llmgate.config.standalone import StandaloneFile, private_store
+from llmgate.credentials import SSL_KEY_ENV, is_sealed, unseal
 from llmgate.settings import load_settings
 from llmgate.store import Store, open_engine
+from tests.net import TestCA
 
 GOOD = "upstreams:\n  - id: u1\n    nodes: {'127.0.0.1:1980': 1}\n#END\n"
 
@@ -29,6 +32,15 @@ async def ids(url: str) -> list[str]:
     try:
         async with store.read() as reader:
             return [f"{item.kind}/{item.id}" for item in await reader.all()]
+    finally:
+        await store.close()
+
+
+async def values(url: str) -> dict[str, dict[str, object]]:
+    store = Store(open_engine(url))
+    try:
+        async with store.read() as reader:
+            return {f"{item.kind}/{item.id}": item.value for item in await reader.all()}
     finally:
         await store.close()
 
@@ -89,3 +101,18 @@ def test_a_file_that_cannot_be_applied_stops_start_up(tmp_path: Path) -> None:
         private_store(settings),
     ):
         pass
+
+
+def test_ssls_in_the_file_need_no_ssl_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """APISIX serves a file's certificates as written; the private store seals their keys under
+    a passphrase made for it when LLMGATE_SSL_KEY is unset (the store dies with the process)."""
+    monkeypatch.delenv(SSL_KEY_ENV, raising=False)
+    cert, key = TestCA().issue("a.test")
+    path = tmp_path / "apisix.yaml"
+    ssl = {"id": "a", "cert": cert, "key": key, "snis": ["a.test"]}
+    path.write_text(yaml.safe_dump({"ssls": [ssl]}) + "#END\n")
+    settings = load_settings({"standalone": str(path)}, environ={})
+    with private_store(settings) as (private, _):
+        stored = asyncio.run(values(private.database_url))["ssls/a"]
+        assert is_sealed(stored["key"]) and unseal(stored["key"]) == key
+    assert SSL_KEY_ENV not in os.environ

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ from typing import Any
 
 from llmgate.config import document
 from llmgate.config.plan import PasswordMemo, Plan, apply
+from llmgate.credentials import SSL_KEY_ENV
 from llmgate.settings import Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
@@ -202,6 +204,12 @@ def private_store(settings: Settings) -> Iterator[tuple[Settings, StandaloneFile
     applied."""
     assert settings.standalone is not None
     directory = tempfile.mkdtemp(prefix="llmgate-standalone-")
+    # The file's ssls carry plain private keys, as in APISIX; the private store seals them
+    # (credentials.seal) under a passphrase made for it when none is configured.  Set in the
+    # environment so that the data-plane workers, spawned later, inherit it.
+    ephemeral_ssl_key = not os.environ.get(SSL_KEY_ENV, "").strip()
+    if ephemeral_ssl_key:
+        os.environ[SSL_KEY_ENV] = secrets.token_urlsafe(32)
     try:
         url = f"sqlite+aiosqlite:///{Path(directory) / 'standalone.db'}"
         upgrade(url)
@@ -219,3 +227,5 @@ def private_store(settings: Settings) -> Iterator[tuple[Settings, StandaloneFile
         yield dataclasses.replace(settings, database_url=url), source
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        if ephemeral_ssl_key:
+            os.environ.pop(SSL_KEY_ENV, None)
