@@ -7,7 +7,7 @@ import time
 import pytest
 
 from llmgate.admin.resource import Address
-from llmgate.config.document import DocumentError, Entry, format_of, parse, render
+from llmgate.config.document import DocumentError, Entry, format_of, parse, read, render
 from llmgate.store import Item
 
 # The "Route + Upstream" example of APISIX's deployment-modes.md, as written there.
@@ -257,3 +257,12 @@ def test_deep_nesting_is_refused_not_crashed(fmt: str) -> None:
     )
     with pytest.raises(DocumentError, match=r"nested too deeply|depth limit exceeded"):
         entries(text, fmt)
+
+
+def test_an_endless_file_is_refused_not_read_into_memory() -> None:
+    """Attacker: ``-f /dev/zero`` (or a standalone file swapped for it) must be a clear
+    refusal after at most MAX_BYTES, not a MemoryError or an out-of-memory kill."""
+    started = time.monotonic()
+    with pytest.raises(DocumentError, match=r"/dev/zero: the file is too large \(over 64 MiB\)"):
+        read("/dev/zero")
+    assert time.monotonic() - started < 10

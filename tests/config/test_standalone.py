@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmgate.config.document import DocumentError
+from llmgate.config.document import DocumentError, UnreadableFile
 from llmgate.config.standalone import StandaloneFile, private_store
 from llmgate.credentials import SSL_KEY_ENV, is_sealed, unseal
 from llmgate.settings import load_settings
@@ -116,3 +116,14 @@ def test_ssls_in_the_file_need_no_ssl_key(tmp_path: Path, monkeypatch: pytest.Mo
         stored = asyncio.run(values(private.database_url))["ssls/a"]
         assert is_sealed(stored["key"]) and unseal(stored["key"]) == key
     assert SSL_KEY_ENV not in os.environ
+
+
+def test_a_file_swapped_for_a_fifo_is_unreadable_not_waited_on(tmp_path: Path) -> None:
+    """Attacker: reading a FIFO blocks until a writer comes; the watcher must not hang on it
+    (it would apply no later version)."""
+    path = tmp_path / "apisix.yaml"
+    os.mkfifo(path)
+    source = StandaloneFile(str(path), "sqlite+aiosqlite:///unused.db")
+    with pytest.raises(UnreadableFile, match="not a regular file"):
+        source.load()
+    assert source.report()["state"] == "unreadable"

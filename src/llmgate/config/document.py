@@ -74,6 +74,10 @@ _ENV_VAR = re.compile(r"\$\{\{\s*([A-Za-z0-9_]+)(?::=(.*?))?\s*\}\}")
 # every node as it would be expanded bounds what a document may cost.
 MAX_NODES = 1_000_000
 
+# A file is read up to this size: the largest real configuration is a few MiB, and a path
+# pointing at an endless device (/dev/zero) must be refused, not read into memory.
+MAX_BYTES = 64 * 1024 * 1024
+
 # The integers JSON (orjson) and so the store can hold; YAML's are unbounded.
 _INT_RANGE = range(-(2**63), 2**64)
 
@@ -271,7 +275,13 @@ def _where(exc: yaml.YAMLError) -> str:
 def read(path: str, environ: Mapping[str, str] | None = None) -> Document:
     """The document in file ``path`` (``-``: standard input)."""
     try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_BYTES + 1)
+        else:
+            with open(path, "rb") as file:
+                raw = file.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise DocumentError(f"{path}: the file is too large (over {MAX_BYTES >> 20} MiB)")
         text = raw.decode()
     except OSError as exc:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror}") from None

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from llmgate.config import document
@@ -76,8 +77,7 @@ class StandaloneFile:
         self._unreadable: Status | None = None
 
     def _signature(self) -> Signature:
-        stat = os.stat(self.path)
-        return stat.st_ino, stat.st_size, stat.st_mtime_ns
+        return _signature(os.stat(self.path))
 
     def load(self) -> int | None:
         """Apply the file as it is now (blocking).  The revision it made (None: no change);
@@ -100,9 +100,13 @@ class StandaloneFile:
 
     def _load(self) -> int | None:
         try:
-            signature = self._seen = self._signature()  # each version is tried (logged) once
+            stat = os.stat(self.path)
         except OSError as exc:
             raise document.UnreadableFile(f"cannot read {self.path}: {exc.strerror}") from None
+        signature = self._seen = _signature(stat)  # each version is tried (logged) once
+        if not S_ISREG(stat.st_mode):
+            # Reading a FIFO would block the watcher until a writer came; a device may not end.
+            raise document.UnreadableFile(f"cannot read {self.path}: not a regular file")
         parsed = document.read(self.path)
         if self._signature() != signature:
             raise Unchanged()  # the new version is tried at the next look
@@ -190,6 +194,10 @@ class StandaloneFile:
                 log.info("%s applied as revision %s", self.path, revision)
                 if on_applied is not None:
                     on_applied(revision)
+
+
+def _signature(stat: os.stat_result) -> Signature:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _status(old: Status, state: str, error: str | None) -> Status:
