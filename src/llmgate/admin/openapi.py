@@ -68,7 +68,7 @@ def _path(name: str, description: str) -> dict[str, Any]:
 
 
 LIST_QUERY = [
-    _query("page", "Page number (with page_size)", type="integer", minimum=1),
+    _query("page", "Page number (with page_size; below 1 is 1)", type="integer"),
     _query("page_size", "Items per page, 10-500 (with page)", type="integer"),
     _query("name", "RE2 pattern the name must match"),
     _query("label", "A label key the item must have"),
