@@ -175,3 +175,34 @@ def test_resource_schemas_accept_what_a_write_accepts() -> None:
     jsonschema.Draft7Validator(model_schema(RESOURCES["routes"].model)).validate(route)
     bad = {**route, "unknown": 1}
     assert not jsonschema.Draft7Validator(model_schema(RESOURCES["routes"].model)).is_valid(bad)
+
+
+# A route's cross-field rules, which APISIX's route schema states (allOf / anyOf): a client
+# that validates against GET /apisix/admin/schema/route (or openapi.json) must refuse what a
+# write refuses.
+ROUTE_BODIES = [
+    ({"uri": "/a", "plugins": {}}, True),
+    ({"uris": ["/a"], "upstream_id": "u"}, True),
+    ({"uri": "/a", "service_id": "s"}, True),
+    ({"uri": "/a", "plugin_config_id": "p"}, True),
+    ({"uri": "/a", "host": "a", "upstream_id": "u"}, True),
+    ({"upstream_id": "u"}, False),  # neither uri nor uris
+    ({"uri": "/a", "uris": ["/b"], "upstream_id": "u"}, False),
+    ({"uri": "/a"}, False),  # nothing to send it to
+    ({"uri": "/a", "host": "a", "hosts": ["b"], "upstream_id": "u"}, False),
+    ({"uri": "/a", "remote_addr": "1.1.1.1", "remote_addrs": ["1.1.1.1"], "plugins": {}}, False),
+]
+
+
+@pytest.mark.parametrize(("body", "accepted"), ROUTE_BODIES, ids=lambda v: str(v)[:50])
+def test_the_route_schema_states_the_cross_field_rules(
+    body: dict[str, Any], accepted: bool
+) -> None:
+    model = RESOURCES["routes"].model
+    try:
+        model.model_validate(body)
+        written = True
+    except ValueError:
+        written = False
+    assert written == accepted
+    assert jsonschema.Draft7Validator(model_schema(model)).is_valid(body) == accepted

@@ -18,8 +18,9 @@ server shows them to a model), so ``apisix_shape`` rewrites pydantic's output in
 - ``title``, ``discriminator`` and ``additionalProperties: true`` (the default) are dropped;
   ``prefixItems`` (2020-12) becomes draft-07's array form of ``items``.
 
-Cross-field rules that live in model validators (``uri`` or ``uris``) are not in the schemas;
-a write (and ``POST /apisix/admin/schema/validate/{resource}``) still checks them.
+Cross-field rules live in model validators; a model may also state them in its schema
+(``json_schema_extra``, as the route does for ``uri`` or ``uris``), and a write (and
+``POST /apisix/admin/schema/validate/{resource}``) checks them either way.
 """
 
 from __future__ import annotations

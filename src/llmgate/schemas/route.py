@@ -13,10 +13,27 @@ Uri = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Method = HttpMethod
 
 
+# ``Route._cross_checks`` as JSON Schema, as APISIX's route schema states it: what clients
+# read from GET /apisix/admin/schema/route and openapi.json refuses what a write refuses.
+_CROSS_CHECKS: dict[str, Any] = {
+    "allOf": [
+        {"oneOf": [{"required": ["uri"]}, {"required": ["uris"]}]},
+        {"not": {"required": ["host", "hosts"]}},
+        {"not": {"required": ["remote_addr", "remote_addrs"]}},
+    ],
+    "anyOf": [
+        {"required": [field]}
+        for field in ("plugins", "upstream", "upstream_id", "service_id", "plugin_config_id")
+    ],
+}
+
+
 class Route(Resource):
     """A route stored under ``/apisix/routes/{id}``."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, json_schema_extra=_CROSS_CHECKS
+    )
 
     uri: Uri | None = None
     uris: Annotated[list[str], Field(min_length=1)] | None = None
