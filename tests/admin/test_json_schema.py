@@ -206,3 +206,24 @@ def test_the_route_schema_states_the_cross_field_rules(
         written = False
     assert written == accepted
     assert jsonschema.Draft7Validator(model_schema(model)).is_valid(body) == accepted
+
+
+@pytest.mark.parametrize(
+    ("names", "accepted"),
+    [
+        ({"sni": "a.test"}, True),
+        ({"snis": ["a.test"]}, True),
+        ({}, False),
+        ({"sni": "a.test", "snis": ["b.test"]}, False),
+    ],
+)
+def test_the_ssl_schema_wants_sni_or_snis(names: dict[str, Any], accepted: bool) -> None:
+    body = {"cert": "c" * 128, "key": "k" * 64, **names}
+    model = RESOURCES["ssls"].model
+    try:
+        model.model_validate(body)
+        written = True
+    except ValueError:
+        written = False
+    assert written == accepted
+    assert jsonschema.Draft7Validator(model_schema(model)).is_valid(body) == accepted

@@ -19,7 +19,13 @@ PrivateKey = Annotated[str, StringConstraints(min_length=64, max_length=64 * 102
 class Ssl(Resource):
     """A certificate stored under ``/apisix/ssls/{id}`` (its key sealed, see credentials)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # ``_one_sni_field`` in the schema too, as APISIX's ssl schema states it.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["sni"]}, {"required": ["snis"]}]},
+    )
 
     name: None = None  # APISIX's ssl has no name
     type: Literal["server"] = "server"
