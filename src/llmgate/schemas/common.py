@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 ID_PATTERN = r"^[a-zA-Z0-9-_.]+$"
 HOST_PATTERN = r"^\*$|^\*?[0-9a-zA-Z\-._\[\]:]+$"
@@ -29,6 +29,17 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Desc = Annotated[str, StringConstraints(max_length=256)]
 LabelValue = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
 Host = Annotated[str, StringConstraints(pattern=HOST_PATTERN)]
+
+
+def _not_a_boolean(value: object) -> object:
+    # ``False == 0`` and ``True == 1``: a Literal of integers alone would take booleans.
+    if isinstance(value, bool):
+        raise ValueError("Input should be 0 or 1")
+    return value
+
+
+# A resource's ``status``, as APISIX's ``{"type": "integer", "enum": [1, 0]}``.
+Status = Annotated[Literal[0, 1], BeforeValidator(_not_a_boolean)]
 
 
 class Resource(BaseModel):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from llmgate.schemas.common import Host, HttpMethod, Id, PluginsMap, Resource, Timeout
+from llmgate.schemas.common import Host, HttpMethod, Id, PluginsMap, Resource, Status, Timeout
 from llmgate.schemas.upstream import UpstreamSpec
 
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -53,7 +53,7 @@ class Route(Resource):
     upstream_id: Id | None = None
     service_id: Id | None = None
     enable_websocket: bool | None = None
-    status: Literal[0, 1] = 1
+    status: Status = 1
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Route:

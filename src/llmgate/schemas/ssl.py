@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from llmgate.schemas.common import Resource
+from llmgate.schemas.common import Resource, Status
 
 SNI_PATTERN = r"^\*?[0-9a-zA-Z\-._\[\]:]+$"
 Sni = Annotated[str, StringConstraints(pattern=SNI_PATTERN)]
@@ -33,7 +33,7 @@ class Ssl(Resource):
     key: PrivateKey
     sni: Sni | None = None
     snis: Annotated[list[Sni], Field(min_length=1)] | None = None
-    status: Literal[0, 1] = 1
+    status: Status = 1
 
     @model_validator(mode="after")
     def _one_sni_field(self) -> Ssl:
