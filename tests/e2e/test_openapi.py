@@ -150,3 +150,22 @@ def test_query_parameters_document_what_the_api_accepts(gw: LiveGateway) -> None
     parameters = document()["paths"]["/apisix/admin/routes"]["get"]["parameters"]
     page = next(p for p in parameters if p["name"] == "page")
     Draft202012Validator(page["schema"]).validate(-3)
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "accepted", "refused"),
+    [
+        ("/apisix/admin/usage", "to", ["", "0", "1796500000"], ["abc", "-1"]),
+        ("/apisix/admin/usage/calls", "limit", ["", "1", "0001", "1000"], ["0", "1001", "x"]),
+    ],
+)
+def test_usage_query_patterns_match_the_api(
+    gw: LiveGateway, path: str, name: str, accepted: list[str], refused: list[str]
+) -> None:
+    """What the document's pattern allows is what the API takes (empty: not given)."""
+    parameters = document()["paths"][path]["get"]["parameters"]
+    schema = next(p for p in parameters if p["name"] == name)["schema"]
+    for value, ok in [(v, True) for v in accepted] + [(v, False) for v in refused]:
+        status, _ = gw.admin("GET", f"{path.removeprefix('/apisix/admin/')}?{name}={value}")
+        assert (status == 200) == ok, (value, status)
+        assert Draft202012Validator(schema).is_valid(value) == ok, (value, schema)

@@ -306,10 +306,15 @@ def _plugin_paths() -> dict[str, Any]:
     }
 
 
+# 1-1000 in decimal digits, leading zeros allowed; empty is the same as not given.
+_LIMIT = "^(0*([1-9][0-9]{0,2}|1000))?$"
+
+
 def _other_paths() -> dict[str, Any]:
     time_range = [
-        _query("from", "Unix seconds, included", type="string", pattern="^[0-9]+$"),
-        _query("to", "Unix seconds, included", type="string", pattern="^[0-9]+$"),
+        # Empty is the same as not given.
+        _query("from", "Unix seconds, included", type="string", pattern="^[0-9]*$"),
+        _query("to", "Unix seconds, included", type="string", pattern="^[0-9]*$"),
     ]
     filters = [_query(name, f"Only this {name}") for name in ("consumer", "route", "model")]
     return {
@@ -354,7 +359,7 @@ def _other_paths() -> dict[str, Any]:
                     _query("request_id", "The X-Request-Id of the call"),
                     *filters,
                     *time_range,
-                    _query("limit", "1-1000 (100)", type="string", pattern="^[0-9]+$"),
+                    _query("limit", "1-1000 (100)", type="string", pattern=_LIMIT),
                 ],
                 "responses": {"200": _json(_ref("CallList"), "The calls"), **_errors(400)},
             }
