@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -113,7 +114,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _open_standard_fds() -> None:
+    """Point a closed standard fd (0-2; a supervisor's ``>&-``) at /dev/null, as daemons do:
+    otherwise the next socket or file opened takes its number, stray writes land in it, and
+    uvloop aborts the process when it closes an fd <= 2."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this fd
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _open_standard_fds()
     args = _parser().parse_args(argv)
     if args.command == "fake-upstream":
         from llmgate.fake_upstream import FakeSettings, run

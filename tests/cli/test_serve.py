@@ -10,7 +10,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.processes import LLMGATE, fake_upstream_process, llmgate_serve
+from tests.processes import (
+    LLMGATE,
+    fake_upstream_process,
+    free_port,
+    llmgate_serve,
+    stop,
+    wait_for_http,
+)
 
 
 def get(url: str, key: str) -> int:
@@ -127,3 +134,34 @@ def test_serve_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
                 break
             time.sleep(0.2)
         assert total["requests"] == 1 and total["total_tokens"] == tokens
+
+
+def test_serve_with_standard_output_closed(tmp_path: Path) -> None:
+    """Started by a supervisor that closed standard output (``>&-``): the lowest free fd, 1,
+    must not become a socket or the database (uvloop aborts closing an fd <= 2, and stray
+    writes would land in it); the gateway serves, says nothing, and exits cleanly."""
+    admin, proxy, metrics = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGATE_")}
+    env["LLMGATE_ADMIN_KEY"] = "closed-stdout-key"
+    args = [
+        *LLMGATE,
+        "serve",
+        f"--database-url=sqlite+aiosqlite:///{tmp_path}/llmgate.db",
+        f"--admin-listen=127.0.0.1:{admin}",
+        f"--proxy-listen=127.0.0.1:{proxy}",
+        f"--metrics-listen=127.0.0.1:{metrics}",
+        "--proxy-listen-tls=off",
+    ]
+    closing = ["sh", "-c", 'exec "$@" >&-', "sh", *args]  # exec: the pid is llmgate's
+    proc = subprocess.Popen(closing, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_http(f"http://127.0.0.1:{admin}/readyz", proc=proc)
+        wait_for_http(f"http://127.0.0.1:{proxy}/nothing", proc=proc)
+        urllib.request.urlopen(f"http://127.0.0.1:{proxy}/", timeout=5).close()
+    except urllib.error.HTTPError as err:
+        assert err.code == 404  # no route: answered and logged
+    finally:
+        stop(proc)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == 0, stderr
+    assert "Assertion" not in stderr and "Traceback" not in stderr, stderr
