@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from llmgate.testing import GatewayError, start_gateway
+from tests.net import TestCA, peer_subject
+from tests.processes import free_port
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
@@ -101,3 +103,20 @@ def test_a_refused_configuration_says_why(tmp_path: Path) -> None:
         start_gateway(config, workdir=tmp_path),
     ):
         pass
+
+
+@pytest.mark.parametrize("standalone", [False, True])
+def test_a_configuration_with_ssls_starts_and_serves_tls(tmp_path: Path, standalone: bool) -> None:
+    """ssls in the configuration need no passphrase from the user: a test gateway's store is
+    throwaway, so it seals their keys under one of its own (as ``serve --standalone`` does)."""
+    ca = TestCA()
+    cert, key = ca.issue("a.test")
+    port = free_port()
+    config = {
+        "routes": [{"uri": "/x", "upstream": {"nodes": {"${{LLMGATE_FAKE_UPSTREAM}}": 1}}}],
+        "ssls": [{"cert": cert, "key": key, "snis": ["a.test"]}],
+    }
+    env = {"LLMGATE_PROXY_LISTEN_TLS": f"127.0.0.1:{port}"}
+    with start_gateway(config, workdir=tmp_path, standalone=standalone, env=env) as gateway:
+        assert gateway.admin.get("ssls")[1]["total"] == 1
+        assert peer_subject(port, ca.context(), "a.test")["commonName"] == "a.test"

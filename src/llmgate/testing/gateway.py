@@ -253,6 +253,9 @@ def start_gateway(
         "LLMGATE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
         "LLMGATE_PROXY_LISTEN_TLS": "off",  # no ssls in a test gateway unless env says so
         "LLMGATE_ADMIN_KEY": key,
+        # The store is thrown away with the workdir: ssls in the configuration are sealed
+        # under a passphrase of its own, so a test needs none.
+        "LLMGATE_SSL_KEY": secrets.token_urlsafe(32),
         FAKE_UPSTREAM_VARIABLE: upstream,
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
