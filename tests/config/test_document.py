@@ -7,7 +7,15 @@ import time
 import pytest
 
 from llmgate.admin.resource import Address
-from llmgate.config.document import DocumentError, Entry, format_of, parse, read, render
+from llmgate.config.document import (
+    MAX_NODES,
+    DocumentError,
+    Entry,
+    format_of,
+    parse,
+    read,
+    render,
+)
 from llmgate.store import Item
 
 # The "Route + Upstream" example of APISIX's deployment-modes.md, as written there.
@@ -265,4 +273,15 @@ def test_an_endless_file_is_refused_not_read_into_memory() -> None:
     started = time.monotonic()
     with pytest.raises(DocumentError, match=r"/dev/zero: the file is too large \(over 64 MiB\)"):
         read("/dev/zero")
+    assert time.monotonic() - started < 10
+
+
+def test_a_file_of_too_many_values_is_refused_before_it_is_built() -> None:
+    """Attacker: a few MiB of ``[1,1,1,…]`` is millions of values; building them all (minutes
+    of CPU in the standalone watcher, which shares the data plane's process) before counting
+    them is the cost the bound is there to avoid."""
+    text = "routes:\n  - desc: [" + ",".join(["1"] * (MAX_NODES + 100_000)) + "]\n#END\n"
+    started = time.monotonic()
+    with pytest.raises(DocumentError, match="too large"):
+        entries(text)
     assert time.monotonic() - started < 10

@@ -238,6 +238,8 @@ def parse(
                 f"{source}: missing {END_MARKER} at the end (it marks the file as complete)"
             )
         text, _ = _substitute(text, environ, source)
+        if _more_nodes_than(text, MAX_NODES):
+            raise DocumentError(f"{source}: the document is too large (over {MAX_NODES} values)")
         try:
             data = yaml.load(text, Loader=_Loader)  # a SafeLoader
         except yaml.YAMLError as exc:
@@ -262,6 +264,33 @@ def parse(
     if not isinstance(data, dict):
         raise DocumentError(f"{source}: expected a mapping of resource lists at the top")
     return Document(tuple(_entries(data, source)))
+
+
+# libyaml's parser when PyYAML has it: counting events is then some 20 times faster than
+# building the values (which is Python code either way).
+_EVENTS_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NODE_EVENTS = (
+    yaml.ScalarEvent,
+    yaml.SequenceStartEvent,
+    yaml.MappingStartEvent,
+    yaml.AliasEvent,
+)
+
+
+def _more_nodes_than(text: str, limit: int) -> bool:
+    """Whether the YAML ``text`` has more than ``limit`` nodes (an alias counts once here;
+    ``_expanded_size`` counts what it expands to), found from the parser's events before any
+    value is built.  Text the parser refuses is left to the loader, which says why."""
+    count = 0
+    try:
+        for event in yaml.parse(text, Loader=_EVENTS_LOADER):
+            if isinstance(event, _NODE_EVENTS):
+                count += 1
+                if count > limit:
+                    return True
+    except yaml.YAMLError:
+        return False
+    return False
 
 
 def _where(exc: yaml.YAMLError) -> str:
