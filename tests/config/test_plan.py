@@ -9,8 +9,9 @@ import pytest
 
 from llmgate.config.document import Document, DocumentError, parse
 from llmgate.config.plan import PasswordMemo, apply, diff, without_times
-from llmgate.credentials import key_digest, verify_password
+from llmgate.credentials import SSL_KEY_ENV, is_sealed, key_digest, unseal, verify_password
 from llmgate.store import Item, Store
+from tests.net import TestCA
 
 UPSTREAM = {"id": "u1", "nodes": {"127.0.0.1:1980": 1}, "type": "roundrobin"}
 PLUGIN_CONFIG = {"id": "pc1", "plugins": {"basic-auth": {}}}
@@ -331,3 +332,22 @@ async def test_a_limit_count_group_has_one_conf_in_the_result(store: Store) -> N
     await apply(store, doc(upstreams=[UPSTREAM], routes=[grouped("r1", 2), grouped("r2", 2)]))
     items = await stored(store)
     assert items["routes/r2"].value["plugins"]["limit-count"]["count"] == 2
+
+
+async def test_an_unchanged_ssl_is_no_change(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file's ssl carries its key in plain text; the store keeps it sealed (a new nonce each
+    time).  Applying the same file again is no change, as for a basic-auth password; a new
+    key is one."""
+    monkeypatch.setenv(SSL_KEY_ENV, "a passphrase for this test only")
+    ca = TestCA()
+    cert, key = ca.issue("a.test")
+    ssl = {"id": "s1", "cert": cert, "key": key, "snis": ["a.test"]}
+    await apply(store, doc(ssls=[ssl]))
+    plan, revision = await apply(store, doc(ssls=[ssl]))
+    assert plan.changes == () and revision is None
+    assert (await diff(store, doc(ssls=[ssl]))).changes == ()
+    other_cert, other_key = ca.issue("a.test")
+    plan, revision = await apply(store, doc(ssls=[{**ssl, "cert": other_cert, "key": other_key}]))
+    assert [c.label for c in plan.changes] == ["ssls/s1"] and revision == 2
+    sealed = (await stored(store))["ssls/s1"].value["key"]
+    assert is_sealed(sealed) and unseal(sealed) == other_key

@@ -22,6 +22,7 @@ keeps that hash rather than counting as a change.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -137,6 +138,23 @@ def keep_stored_password(
     return {**conf, "plugins": plugins}
 
 
+def keep_stored_key(conf: dict[str, Any], old: Item | None) -> dict[str, Any]:
+    """``conf`` with an ssl's plaintext private key that the stored sealed key holds replaced
+    by that sealed value (sealing draws a new nonce: the same key would always look new)."""
+    if old is None or old.kind != "ssls" or not isinstance(conf, dict):
+        return conf
+    key, stored = conf.get("key"), old.value.get("key")
+    if not isinstance(key, str) or not isinstance(stored, str):
+        return conf
+    if credentials.is_sealed(key) or not credentials.is_sealed(stored):
+        return conf
+    try:
+        same = hmac.compare_digest(credentials.unseal(stored).encode(), key.encode())
+    except credentials.SealError:
+        return conf  # validating the file's key says what is wrong with the passphrase
+    return {**conf, "key": stored} if same else conf
+
+
 def _order(resource: str) -> int:
     return _ORDER.index(resource) if resource in _ORDER else len(_ORDER)
 
@@ -162,7 +180,7 @@ async def make_plan(
     confs: dict[tuple[str, str], dict[str, Any]] = {}
     for key, entry in wanted.items():
         old = stored.get(key)
-        confs[key] = keep_stored_password(entry.conf, old, memo)
+        confs[key] = keep_stored_key(keep_stored_password(entry.conf, old, memo), old)
         created = old.created_index if old is not None else _NEW
         planned.put(Item(entry.resource, entry.store_id, confs[key], created, created))
 
