@@ -177,3 +177,17 @@ def test_version() -> None:
 
     result = run_llmgate("--version")
     assert (result.returncode, result.stdout) == (0, f"llmgate {version('llmgate')}\n")
+
+
+def test_dump_and_diff_leave_a_missing_sqlite_store_missing(tmp_path: Path, db: str) -> None:
+    """Reading commands never create a store: a mistyped path is an error, not a new empty
+    database file that a later ``serve`` would pick up."""
+    config = tmp_path / "apisix.yaml"
+    config.write_text(FILE)
+    for args in (("dump",), ("diff", "-f", str(config))):
+        result = run_llmgate("config", *args, "--database-url", db)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr == (
+            f"llmgate: error: cannot use the store {db}: {tmp_path / 'store.db'} does not exist\n"
+        )
+    assert list(tmp_path.iterdir()) == [config]

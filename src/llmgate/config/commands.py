@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmgate.config import document
 from llmgate.config.plan import Plan, apply, diff, without_times
 from llmgate.store import Item, Store, open_engine
 from llmgate.store.data_errors import invalid_value
+from llmgate.store.engine import is_sqlite
 from llmgate.store.migrate import upgrade
 
 T = TypeVar("T")
@@ -49,9 +51,25 @@ def _store_failure(database_url: str, exc: Exception) -> int:
     return 2
 
 
+def _missing_store(database_url: str) -> bool:
+    """Whether ``database_url`` is a SQLite file that does not exist (said on standard error):
+    opening it would create it, and reading commands never create a store."""
+    if not is_sqlite(database_url):
+        return False
+    database = make_url(database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    if Path(database).exists():
+        return False
+    _error(f"cannot use the store {database_url}: {database} does not exist")
+    return True
+
+
 def dump(database_url: str, output: str | None, fmt: str | None) -> int:
     """Write every stored resource as a standalone file (``-o``; standard output by default).
     Secrets appear as stored: hashes, digests and ``$env://`` references."""
+    if _missing_store(database_url):
+        return 2
 
     async def items(store: Store) -> list[Item]:
         async with store.read() as reader:
@@ -113,7 +131,7 @@ def show_diff(plan: Plan, path: str) -> str:
 
 def diff_command(database_url: str, path: str, prune: bool) -> int:
     parsed = _read(path)
-    if parsed is None:
+    if parsed is None or _missing_store(database_url):
         return 2
     try:
         plan = _with_store(database_url, lambda store: diff(store, parsed, prune))
