@@ -664,3 +664,42 @@ def test_an_old_azure_api_version_streams_without_stream_options(live: LiveGatew
     seen = live.fake_requests()[-1]
     assert seen["path"] == "/openai/deployments/gpt4/chat/completions"
     assert "stream_options" not in seen["body"] and "model" not in seen["body"]
+
+
+# --- the access log on standard output -------------------------------------------------------
+
+
+def stdout_access_line(live: LiveGateway, request_id: str) -> str:
+    """The standard-output access line naming ``request_id``."""
+
+    def find() -> str | None:
+        lines = live.log().splitlines()
+        return next((line for line in lines if f" request_id={request_id} " in line), None)
+
+    return wait_for(find, f"the stdout access line of {request_id}")  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_stdout_access_line_carries_route_model_and_tokens(
+    live: LiveGateway, stream: bool
+) -> None:
+    """SPEC §4: every LLM response's usage is in the access log (per route, consumer and model):
+    the default one on standard output too, after APISIX's fields, named as APISIX's
+    variables (``$request_type``, ``$llm_model``, ``$llm_prompt_tokens``, ...)."""
+    raw = sdk(live).chat.completions.with_raw_response.create(
+        model="m", messages=MESSAGES, stream=stream
+    )
+    request_id = raw.headers["x-request-id"]
+    if stream:
+        list(raw.parse())
+    llm = log_entry(live, request_id)["llm"]
+    line = stdout_access_line(live, request_id)
+    assert line.startswith("127.0.0.1 - app [")
+    assert line.endswith(
+        f'/v1/chat/completions" request_id={request_id} route_id=llm '
+        f"request_type={'ai_stream' if stream else 'ai_chat'} llm_model=gpt-4o-mini "
+        f"llm_prompt_tokens={llm['prompt_tokens']} "
+        f"llm_completion_tokens={llm['completion_tokens']} "
+        f"llm_total_tokens={llm['total_tokens']}"
+    ), line
+    assert llm["total_tokens"] > 0

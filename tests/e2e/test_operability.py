@@ -24,6 +24,7 @@ LINE = re.compile(
     r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<body_bytes>\d+) (?P<request_time>[\d.]+) '
     r'"(?P<referer>[^"]*)" "(?P<agent>[^"]*)" (?P<upstream_addr>\S+) (?P<upstream_status>\S+) '
     r'(?P<upstream_time>\S+) "(?P<upstream_uri>[^"]*)"'
+    r"(?P<llm>( [a-z_]+=\S+)*)"  # after them, a request that called an LLM: its tokens
 )
 SECRETS = ("pass-w0rd-9", "k3y-auth-secret", "q-secret-77", "admin-pw-55", "ref-secret-31")
 

@@ -10,6 +10,11 @@ llmgate writes the same line on standard output (``--log-format json``: one JSON
 those fields by name, and ``time`` in UTC).  ``access_log = false`` (``--access-log off``,
 ``LLMGATE_ACCESS_LOG=off``) turns it off.
 
+A request that called an LLM gets more fields after APISIX's (SPEC §4: token usage is in the
+access log), ``name=value`` each, named as APISIX's variables: ``request_id``, ``route_id``,
+``request_type``, ``llm_model``, ``llm_prompt_tokens``, ``llm_completion_tokens`` and
+``llm_total_tokens`` (the same keys in a JSON line).
+
 What differs from nginx, on purpose:
 
 - secrets are never written: credential query arguments (``api_key``, ``key``, ``token``...,
@@ -36,6 +41,7 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from llmgate.ai.call import LlmCall
 from llmgate.http.context import CONTEXT, HEAD_BYTES, RequestContext
 from llmgate.observability.log_secrets import MASK, SECRET_ARGS, auth_names, masked_query
 
@@ -164,7 +170,27 @@ def entry(
         fields["upstream_status"] = ctx.upstream_status
         fields["upstream_response_time"] = _seconds(ctx.upstream_latency)
         fields["upstream_uri"] = f"{scheme}://{host}{outbound.path}{query_sent}"
+    if ctx is not None:
+        fields.update(llm_fields(ctx))
     return fields
+
+
+def llm_fields(ctx: RequestContext) -> dict[str, Any]:
+    """The fields after APISIX's of a request that called an LLM: its id, route, and the call's
+    type, model and tokens, named as APISIX's variables (none for other requests)."""
+    call = LlmCall.find(ctx)
+    if call is None:
+        return {}
+    usage = call.usage
+    return {
+        "request_id": ctx.request_id,
+        "route_id": ctx.route.id,
+        "request_type": call.request_type,
+        "llm_model": call.model,
+        "llm_prompt_tokens": usage.prompt_tokens if usage else 0,
+        "llm_completion_tokens": usage.completion_tokens if usage else 0,
+        "llm_total_tokens": usage.total_tokens if usage else 0,
+    }
 
 
 def text_line(fields: dict[str, Any], now: float) -> str:
@@ -180,8 +206,17 @@ def text_line(fields: dict[str, Any], now: float) -> str:
         f"{fields['body_bytes_sent']} {bare(fields['request_time'])} "
         f'"{e(fields["http_referer"])}" "{e(fields["http_user_agent"])}" '
         f"{bare(fields['upstream_addr'])} {bare(fields['upstream_status'])} "
-        f'{bare(fields["upstream_response_time"])} "{e(fields["upstream_uri"])}"\n'
+        f'{bare(fields["upstream_response_time"])} "{e(fields["upstream_uri"])}"'
+        + "".join(f" {name}={bare(fields[name])}" for name in _LLM_FIELDS if name in fields)
+        + "\n"
     )
+
+
+# Written after APISIX's fields when the request called an LLM (``llm_fields``).
+_LLM_FIELDS = (
+    "request_id", "route_id", "request_type", "llm_model", "llm_prompt_tokens",
+    "llm_completion_tokens", "llm_total_tokens",
+)  # fmt: skip
 
 
 def json_line(fields: dict[str, Any], now: float) -> str:
