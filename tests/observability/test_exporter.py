@@ -34,8 +34,9 @@ WRITER = textwrap.dedent(
 
     requests, revision, active = (int(a) for a in sys.argv[1:4])
     metrics = Metrics("llmgate_")
-    metrics.http_status.labels("200", "1", "/a", "", "", "jack", "10.0.0.1").inc(requests)
-    metrics.http_latency.labels("request", "1", "", "jack", "10.0.0.1").observe(3.0)
+    llm = ("ai_chat", "gpt-4o", "gpt-4o")
+    metrics.http_status.labels("200", "1", "/a", "", "", "jack", "10.0.0.1", *llm).inc(requests)
+    metrics.http_latency.labels("request", "1", "", "jack", "10.0.0.1", *llm).observe(3.0)
     metrics.sample(requests, active, revision)
     print(os.getpid())
     """
@@ -65,8 +66,9 @@ def samples(text: str) -> dict[str, float]:
 def test_render_uses_apisix_names_for_counters() -> None:
     metrics = Metrics("apisix_", CollectorRegistry())
     consumer = 'we"ird\\name\n'
-    metrics.http_status.labels("200", "1", "/a", "", "", consumer, "n").inc(2)
-    metrics.http_latency.labels("request", "1", "", "", "n").observe(7)
+    plain = ("traditional_http", "", "")
+    metrics.http_status.labels("200", "1", "/a", "", "", consumer, "n", *plain).inc(2)
+    metrics.http_latency.labels("request", "1", "", "", "n", *plain).observe(7)
     metrics.sample(11, 1, 3)
 
     text = render(metrics.registry.collect()).decode()
@@ -75,8 +77,10 @@ def test_render_uses_apisix_names_for_counters() -> None:
     assert "_total{" not in text and "_created" not in text
     got = samples(text)
     labels = 'code="200",route="1",matched_uri="/a",matched_host="",service=""'
-    assert got[f'apisix_http_status{{{labels},consumer="we\\"ird\\\\name\\n",node="n"}}'] == 2
-    latency = 'type="request",route="1",service="",consumer="",node="n"'
+    plain = 'request_type="traditional_http",request_llm_model="",llm_model=""'
+    status = f'{labels},consumer="we\\"ird\\\\name\\n",node="n",{plain}'
+    assert got[f"apisix_http_status{{{status}}}"] == 2
+    latency = f'type="request",route="1",service="",consumer="",node="n",{plain}'
     assert got[f'apisix_http_latency_bucket{{{latency},le="5.0"}}'] == 0
     assert got[f'apisix_http_latency_bucket{{{latency},le="10.0"}}'] == 1
     assert got[f"apisix_http_latency_count{{{latency}}}"] == 1
@@ -90,10 +94,12 @@ def test_one_scrape_adds_up_every_process(tmp_path: Path) -> None:
     second = write_metrics(tmp_path, requests=4, revision=6, active=1)
 
     got = samples(render(collect(str(tmp_path))).decode())
-    status = 'llmgate_http_status{code="200",consumer="jack",matched_host="",matched_uri="/a",'
-    status += 'node="10.0.0.1",route="1",service=""}'
+    status = 'llmgate_http_status{code="200",consumer="jack",llm_model="gpt-4o",matched_host="",'
+    status += 'matched_uri="/a",node="10.0.0.1",request_llm_model="gpt-4o",request_type="ai_chat",'
+    status += 'route="1",service=""}'
     assert got[status] == 7
-    latency = 'consumer="jack",node="10.0.0.1",route="1",service="",type="request"'
+    latency = 'consumer="jack",llm_model="gpt-4o",node="10.0.0.1",request_llm_model="gpt-4o",'
+    latency += 'request_type="ai_chat",route="1",service="",type="request"'
     assert got[f"llmgate_http_latency_count{{{latency}}}"] == 2
     assert got["llmgate_http_requests_total"] == 7
     assert got['llmgate_http_current_connections{state="active"}'] == 3

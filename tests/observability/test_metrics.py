@@ -161,6 +161,40 @@ async def test_llm_tokens_are_recorded_without_the_plugin(gateway, metrics) -> N
     assert series(metrics, "llmgate_http_status_total") == []  # no prometheus plugin
 
 
+async def test_http_metrics_carry_request_type_and_models(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
+    """APISIX's http_status, http_latency and bandwidth have request_type (traditional_http,
+    ai_chat, ai_stream), request_llm_model and llm_model labels."""
+    await ai_route(gateway, {"prometheus": {}})
+    await gateway.put(
+        "routes/2", {"uri": "/p", "plugins": {"prometheus": {}}, "upstream": gateway.upstream()}
+    )
+    assert (await gateway.proxy.get("/p")).status == 200
+    assert (await gateway.proxy.post("/chat", json=CHAT)).status == 200
+    resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True})
+    assert resp.status == 200
+    await resp.read()
+    resp = await gateway.proxy.post(
+        "/chat", json={**CHAT, "model": "made-up"}, headers={"X-Fake-Status": "500"}
+    )
+    assert resp.status == 500
+
+    plain = {"request_type": "traditional_http", "request_llm_model": "", "llm_model": ""}
+    chat = {"request_type": "ai_chat", "request_llm_model": "gpt-4o", "llm_model": "gpt-4o"}
+    stream = {**chat, "request_type": "ai_stream"}
+    # A refused call's client-chosen model is no label value (as in the LLM metrics).
+    failed = {**chat, "request_llm_model": "other", "llm_model": "other"}
+    status = "llmgate_http_status_total"
+    assert value(metrics, status, route="2", code="200", **plain) == 1
+    assert value(metrics, status, route="1", code="200", **chat) == 1
+    assert value(metrics, status, route="1", code="200", **stream) == 1
+    assert value(metrics, status, route="1", code="500", **failed) == 1
+    for labels in (plain, chat, stream, failed):
+        assert value(metrics, "llmgate_http_latency_count", type="request", **labels) == 1
+        assert value(metrics, "llmgate_bandwidth_total", type="egress", **labels) > 0
+    names = list(series(metrics, "llmgate_http_latency_count")[0])
+    assert names[-3:] == ["request_type", "request_llm_model", "llm_model"]
+
+
 async def test_failed_llm_calls_record_no_tokens(gateway, metrics) -> None:  # type: ignore[no-untyped-def]
     await ai_route(gateway, {"prometheus": {}})
     resp = await gateway.proxy.post(

@@ -10,10 +10,13 @@
 Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX's names):
 
     http_status                counter    code, route, matched_uri, matched_host, service,
-                                          consumer, node
+                                          consumer, node, request_type, request_llm_model,
+                                          llm_model
     http_latency               histogram  type=request|upstream|apisix, route, service,
-                                          consumer, node (ms)
-    bandwidth                  counter    type=ingress|egress, route, service, consumer, node
+                                          consumer, node, request_type, request_llm_model,
+                                          llm_model (ms)
+    bandwidth                  counter    type=ingress|egress, route, service, consumer, node,
+                                          request_type, request_llm_model, llm_model
     http_requests_total        gauge      requests the data plane received (404s too)
     http_current_connections   gauge      state=active: open client connections
     config_revision            gauge      the store revision served (the lowest of the workers)
@@ -57,6 +60,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount
 from llmgate.observability.cells import Cell, counter, histogram
 from llmgate.observability.cells import gauge as gauge_cell
@@ -70,7 +74,6 @@ from llmgate.observability.metric_labels import (
 )
 
 if TYPE_CHECKING:
-    from llmgate.ai.call import LlmCall
     from llmgate.http.context import RequestContext
 
 # APISIX's default latency buckets (ms) and LLM token buckets.
@@ -83,8 +86,14 @@ TOKEN_BUCKETS = (
 DEFAULT_MAX_MODELS = 100
 SAMPLE_INTERVAL = 1.0  # seconds between two samples of the process-wide gauges
 
-HTTP_STATUS_LABELS = ("code", "route", "matched_uri", "matched_host", "service", "consumer", "node")
-HTTP_LABELS = ("type", "route", "service", "consumer", "node")
+# What every HTTP series ends with, as APISIX's: traditional_http / ai_chat / ai_stream, the
+# model asked for and the model that answered ("" when no LLM was called).
+REQUEST_LABELS = ("request_type", "request_llm_model", "llm_model")
+HTTP_STATUS_LABELS = (
+    "code", "route", "matched_uri", "matched_host", "service", "consumer", "node", *REQUEST_LABELS,
+)  # fmt: skip
+HTTP_LABELS = ("type", "route", "service", "consumer", "node", *REQUEST_LABELS)
+TRADITIONAL_HTTP = "traditional_http"  # $request_type of a request that called no LLM
 LLM_LABELS = ("route_id", "service_id", "consumer", "node", "request_type", "llm_model")
 LLM_ACTIVE_LABELS = (
     "route", "route_id", "matched_uri", "matched_host", "service", "service_id", "consumer",
@@ -99,16 +108,14 @@ class _HttpSeries:
     __slots__ = ("apisix", "egress", "ingress", "request", "status", "upstream")
 
     def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
-        code, route, uri, host, service, consumer, node = key
-        self.status = counter(
-            metrics.http_status.labels(code, route, uri, host, service, consumer, node)
-        )
+        self.status = counter(metrics.http_status.labels(*key))
+        _, route, _, _, *rest = key  # rest: service, consumer, node and REQUEST_LABELS
         latency, bandwidth = metrics.http_latency, metrics.bandwidth
-        self.request = histogram(latency.labels("request", route, service, consumer, node))
-        self.upstream = histogram(latency.labels("upstream", route, service, consumer, node))
-        self.apisix = histogram(latency.labels("apisix", route, service, consumer, node))
-        self.ingress = counter(bandwidth.labels("ingress", route, service, consumer, node))
-        self.egress = counter(bandwidth.labels("egress", route, service, consumer, node))
+        self.request = histogram(latency.labels("request", route, *rest))
+        self.upstream = histogram(latency.labels("upstream", route, *rest))
+        self.apisix = histogram(latency.labels("apisix", route, *rest))
+        self.ingress = counter(bandwidth.labels("ingress", route, *rest))
+        self.egress = counter(bandwidth.labels("egress", route, *rest))
 
 
 class _LlmSeries:
@@ -239,6 +246,7 @@ class Metrics:
             ((route.service_name or route.service_id) if prefer_name else route.service_id) or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
+            *self._request_labels(ctx),
         )
         series = self._http.get(key)
         if series is None:
@@ -256,6 +264,20 @@ class Metrics:
         sent = ctx.bytes_sent
         if sent:
             series.egress.inc(sent)
+
+    def _request_labels(self, ctx: RequestContext) -> tuple[str, str, str]:
+        """request_type, request_llm_model and llm_model of a finished request: a call the
+        provider served admits its models, as ``record_llm`` does (``ModelLabels``)."""
+        call = LlmCall.find(ctx)
+        if call is None:
+            return TRADITIONAL_HTTP, "", ""
+        status = ctx.upstream_status
+        label = (
+            self.models.admit
+            if call.cache_hit or (status is not None and status < 400)
+            else self.models.known
+        )
+        return call.request_type, label(call.request_model or call.model), label(call.model)
 
     def llm_started(self, ctx: RequestContext, call: LlmCall) -> LlmActive:
         """Count an LLM call about to be sent in ``llm_active_connections`` (under ``other``
