@@ -193,6 +193,11 @@ async def test_http_metrics_carry_request_type_and_models(gateway, metrics) -> N
         assert value(metrics, "llmgate_bandwidth_total", type="egress", **labels) > 0
     names = list(series(metrics, "llmgate_http_latency_count")[0])
     assert names[-3:] == ["request_type", "request_llm_model", "llm_model"]
+    # The LLM metrics name the model asked for too, as APISIX's.
+    assert value(metrics, "llmgate_llm_prompt_tokens_total", request_llm_model="gpt-4o") > 0
+    for name in ("llm_latency_count", "llm_completion_tokens_total", "llm_active_connections"):
+        labels = list(series(metrics, f"llmgate_{name}")[0])
+        assert labels[-3:] == ["request_type", "request_llm_model", "llm_model"], name
 
 
 async def test_failed_llm_calls_record_no_tokens(gateway, metrics) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
     config_revision            gauge      the store revision served (the lowest of the workers)
     config_errors              gauge      stored resources that do not compile (runtime/compiler.py)
     llm_prompt_tokens          counter    route_id, service_id, consumer, node, request_type,
-    llm_completion_tokens      counter    llm_model
+    llm_completion_tokens      counter    request_llm_model, llm_model
     llm_prompt_tokens_dist     histogram  (the same labels; token buckets)
     llm_completion_tokens_dist histogram
     llm_latency                histogram  type=total|ttft + the same labels (ms)
@@ -31,7 +31,8 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
     llm_cache_hit_tokens       counter    type=prompt|completion + the same labels: tokens
                                           proxy-cache served instead of a provider (llmgate's)
     llm_active_connections     gauge      route, route_id, matched_uri, matched_host, service,
-                                          service_id, consumer, node, request_type, llm_model
+                                          service_id, consumer, node, request_type,
+                                          request_llm_model, llm_model
 
 Counters are exposed as APISIX names them, without ``_total`` (``exporter.render``).  With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``llmgate serve`` always sets it, see ``exporter.py``) every
@@ -43,11 +44,12 @@ written in place (``cells.py``: a scrape sees every update at once, as with prom
 own ``inc``, for a tenth of its cost).  The label values a request gives (matched URI and
 host, node, request length, model) are derived in ``metric_labels.py``.
 
-``llm_model`` is the one label a client chooses (the request's ``model``, echoed by the
-provider), so its values are bounded per process (``ModelLabels``): the first ``max_models``
-models of calls the provider served get their own series, later ones fold into ``other``.  A
-call is counted in ``llm_active_connections`` under its model only once that model has been
-admitted (under ``other`` until then), so calls the provider refuses create no series.
+``llm_model`` and ``request_llm_model`` are the labels a client chooses (the request's
+``model``, as asked and as the provider echoed it), so their values are bounded per process
+(``ModelLabels``): the first ``max_models`` models of calls the provider served get their own
+series, later ones fold into ``other``.  A call is counted in ``llm_active_connections`` under
+its model only once that model has been admitted (under ``other`` until then), so calls the
+provider refuses create no series.
 """
 
 from __future__ import annotations
@@ -94,10 +96,10 @@ HTTP_STATUS_LABELS = (
 )  # fmt: skip
 HTTP_LABELS = ("type", "route", "service", "consumer", "node", *REQUEST_LABELS)
 TRADITIONAL_HTTP = "traditional_http"  # $request_type of a request that called no LLM
-LLM_LABELS = ("route_id", "service_id", "consumer", "node", "request_type", "llm_model")
+LLM_LABELS = ("route_id", "service_id", "consumer", "node", *REQUEST_LABELS)
 LLM_ACTIVE_LABELS = (
     "route", "route_id", "matched_uri", "matched_host", "service", "service_id", "consumer",
-    "node", "request_type", "llm_model",
+    "node", *REQUEST_LABELS,
 )  # fmt: skip
 
 
@@ -293,6 +295,7 @@ class Metrics:
             ctx.consumer.username if ctx.consumer is not None else "",
             single_node(ctx),
             call.request_type,
+            self.models.known(call.request_model or call.model),
             self.models.known(call.model),
         )
         gauge = self._llm_active.get(key)
@@ -308,14 +311,15 @@ class Metrics:
         and time to first token (streams).  A cache hit's tokens go to ``llm_cache_hit_tokens``,
         not to the tokens a provider consumed.  A served call admits its model as a label value
         (``ModelLabels``)."""
-        model = self.models.admit(call.model) if served else self.models.known(call.model)
+        label = self.models.admit if served else self.models.known
         key = (
             ctx.route.id,
             ctx.route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             node_of(ctx.upstream_addr),
             call.request_type,
-            model,
+            label(call.request_model or call.model),
+            label(call.model),
         )
         series = self._llm.get(key)
         if series is None:
