@@ -137,7 +137,7 @@ def test_one_scrape_sums_every_worker_and_usage_agrees(node: Running) -> None:
     metrics = wait_for(
         lambda: (
             (m := scrape(node)).get("llmgate_http_requests_total") == sent
-            and m.get('llmgate_http_current_connections{state="active"}') == 0
+            and m.get('llmgate_nginx_http_current_connections{state="active"}') == 0
             and m
         ),
         "the sampled gauges",

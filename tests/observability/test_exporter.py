@@ -85,7 +85,7 @@ def test_render_uses_apisix_names_for_counters() -> None:
     assert got[f'apisix_http_latency_bucket{{{latency},le="10.0"}}'] == 1
     assert got[f"apisix_http_latency_count{{{latency}}}"] == 1
     assert got["apisix_http_requests_total"] == 11  # a gauge: its name is its own
-    assert got['apisix_http_current_connections{state="active"}'] == 1
+    assert got['apisix_nginx_http_current_connections{state="active"}'] == 1
     assert got["apisix_config_revision"] == 3
 
 
@@ -102,14 +102,14 @@ def test_one_scrape_adds_up_every_process(tmp_path: Path) -> None:
     latency += 'request_type="ai_chat",route="1",service="",type="request"'
     assert got[f"llmgate_http_latency_count{{{latency}}}"] == 2
     assert got["llmgate_http_requests_total"] == 7
-    assert got['llmgate_http_current_connections{state="active"}'] == 3
+    assert got['llmgate_nginx_http_current_connections{state="active"}'] == 3
     assert got["llmgate_config_revision"] == 6  # the lowest any live worker serves
 
     mark_dead(second, str(tmp_path))  # the worker exited: its live gauges go, counts stay
     got = samples(render(collect(str(tmp_path))).decode())
     assert got[status] == 7
     assert got["llmgate_http_requests_total"] == 7
-    assert got['llmgate_http_current_connections{state="active"}'] == 2
+    assert got['llmgate_nginx_http_current_connections{state="active"}'] == 2
     assert got["llmgate_config_revision"] == 7
     assert first != second
 

@@ -277,11 +277,11 @@ async def test_gauge_sampler_sets_the_process_gauges() -> None:
     sampler = GaugeSampler(metrics, lambda: next(readings), interval=60)
     sampler.start()
     assert value(metrics, "apisix_http_requests_total") == 5
-    assert value(metrics, "apisix_http_current_connections", state="active") == 2
+    assert value(metrics, "apisix_nginx_http_current_connections", state="active") == 2
     assert value(metrics, "apisix_config_revision") == 7
     await sampler.stop()  # samples once more
     assert value(metrics, "apisix_http_requests_total") == 9
-    assert value(metrics, "apisix_http_current_connections") == 0
+    assert value(metrics, "apisix_nginx_http_current_connections") == 0
     assert value(metrics, "apisix_config_revision") == 7  # unknown revision: kept
 
 

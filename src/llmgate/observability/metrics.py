@@ -18,7 +18,7 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
     bandwidth                  counter    type=ingress|egress, route, service, consumer, node,
                                           request_type, request_llm_model, llm_model
     http_requests_total        gauge      requests the data plane received (404s too)
-    http_current_connections   gauge      state=active: open client connections
+    nginx_http_current_connections gauge  state=active: open client connections (APISIX's name)
     config_revision            gauge      the store revision served (the lowest of the workers)
     config_errors              gauge      stored resources that do not compile (runtime/compiler.py)
     llm_prompt_tokens          counter    route_id, service_id, consumer, node, request_type,
@@ -184,7 +184,7 @@ class Metrics:
             registry=registry, multiprocess_mode="sum",
         )  # fmt: skip
         self.connections = Gauge(
-            p + "http_current_connections", "Number of HTTP connections", ("state",),
+            p + "nginx_http_current_connections", "Number of HTTP connections", ("state",),
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
         self.config_revision = Gauge(
