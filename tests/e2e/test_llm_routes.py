@@ -576,6 +576,8 @@ def test_a_client_that_leaves_mid_stream_is_logged_with_the_bytes_sent(live: Liv
     entry = log_entry(live, request_id)
     assert entry["response"]["status"] == 499, entry
     assert entry["response"]["size"] > len(first), entry
+    # The listener's port, though the connection was gone when the entry was made.
+    assert entry["request"]["url"].endswith(f":{live.gw.proxy_port}/v1/chat/completions"), entry
 
 
 # --- methods an endpoint does not take ----------------------------------------------------------

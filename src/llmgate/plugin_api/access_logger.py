@@ -15,7 +15,11 @@ from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.plugin import ConfigT, Plugin
 
 if TYPE_CHECKING:
-    from llmgate.http.context import RequestContext, ResponseHead
+    from llmgate.http.context import Reply, RequestContext, ResponseHead
+
+# Variables read from the client's connection: kept while it is open, so the entry of a client
+# that left has them too (the default entry's ``url`` has ``$server_port``).
+_SOCKET_VARIABLES = ("server_addr", "server_port", "remote_port")
 
 
 class LoggerMetadata(ConfigSection):
@@ -53,6 +57,11 @@ class AccessLogger(Plugin[ConfigT]):
         if phase == "body_filter":
             return bool(self.access_log.include_resp_body)
         return super().runs(phase)
+
+    async def rewrite(self, ctx: RequestContext) -> Reply | None:
+        for name in _SOCKET_VARIABLES:
+            ctx.var(name)
+        return None
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         AccessLog.note_head(ctx, head)
