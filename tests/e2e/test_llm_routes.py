@@ -705,3 +705,39 @@ def test_the_stdout_access_line_carries_route_model_and_tokens(
         f"llm_total_tokens={llm['total_tokens']}"
     ), line
     assert llm["total_tokens"] > 0
+
+
+def test_logging_summaries_adds_apisixs_llm_summary(live: LiveGateway) -> None:
+    """ai-proxy's ``logging.summaries`` puts APISIX's ``llm_summary`` in the loggers' entries
+    (the variables' names without ``llm_``); without it there is none."""
+    log = str(live.workdir / "access.log")
+    fake = f"http://{live.fake_address}"
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+        "options": {"model": "gpt-4o-mini"},
+        "override": {"endpoint": f"{fake}/v1/chat/completions"},
+        "logging": {"summaries": True},
+    }
+    plugins = {"key-auth": {"header": "Authorization"}, "file-logger": {"path": log}}
+    live.put(
+        "routes/summaries", {"uri": "/summaries/v1/*", "plugins": {**plugins, "ai-proxy": ai_proxy}}
+    )
+    for stream in (False, True):
+        raw = sdk(live, "/summaries").chat.completions.with_raw_response.create(
+            model="m", messages=MESSAGES, stream=stream
+        )
+        if stream:
+            list(raw.parse())
+        entry = log_entry(live, raw.headers["x-request-id"])
+        summary, llm = entry["llm_summary"], entry["llm"]
+        assert {k: summary[k] for k in ("request_model", "model", "stream")} == {
+            "request_model": "gpt-4o-mini",
+            "model": "gpt-4o-mini",
+            "stream": stream,
+        }
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert summary[name] == llm[name] > 0
+        assert summary["duration"] >= 0 and summary["upstream_response_time"] >= 0
+    raw = sdk(live).chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    assert "llm_summary" not in log_entry(live, raw.headers["x-request-id"])

@@ -39,6 +39,7 @@ class LlmCall:
     # Characters of generated text (choices' content) seen until ``usage`` came, if it did:
     # what a budget charges for a stream cut short before its usage.
     relayed_chars: int = 0
+    summaries: bool = False  # the target's ``logging.summaries``: loggers add ``llm_summary``
     started: float | None = None  # perf_counter when the upstream was asked
     first_token: float | None = None  # perf_counter of the first response byte
     finished: float | None = None

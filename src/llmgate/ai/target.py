@@ -74,6 +74,7 @@ class LlmTarget:
     # api-version may refuse (``providers.takes_stream_options``); if not, it is charged as a
     # stream that ended before its usage (``estimate.relayed_estimate``).
     asks_stream_usage: bool = True
+    summaries: bool = False  # ``logging.summaries``: the loggers' entries get ``llm_summary``
 
     def serves(self, protocol: Protocol) -> bool:
         return protocol in providers.PROVIDERS[self.provider].paths
@@ -146,6 +147,7 @@ class LlmTarget:
         call = LlmCall.of(ctx)
         call.provider = self.provider
         call.instance = self.name
+        call.summaries = self.summaries
         call.protocol = protocol
         call.stream = protocol != "embeddings" and body.get("stream") is True
         model = self.shaping.options.get("model") or request.body.get("model")
@@ -217,6 +219,7 @@ def compile_target(
         refusal=refusal,
         caps=ResponseCaps(call.max_stream_duration_ms, call.max_response_bytes),
         asks_stream_usage=providers.takes_stream_options(provider, api_version),
+        summaries=call.logging is not None and call.logging.summaries,
     )
 
 

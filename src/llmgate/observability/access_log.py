@@ -44,6 +44,7 @@ from llmgate.observability.log_secrets import (
 from llmgate.observability.log_values import (
     latencies,
     llm_block,
+    llm_summary,
     log_var,
     request_body,
     request_size,
@@ -134,11 +135,14 @@ class AccessLog:
         if self.format is not None:
             entry = await self._render(ctx, self.format, secret)
             entry["route_id"] = ctx.route.id
-            return entry
-        entry = await self._default(ctx, secret)
-        if self.extra is not None:
-            for key, value in (await self._render(ctx, self.extra, secret)).items():
-                entry.setdefault(key, value)
+        else:
+            entry = await self._default(ctx, secret)
+            if self.extra is not None:
+                for key, value in (await self._render(ctx, self.extra, secret)).items():
+                    entry.setdefault(key, value)
+        summary = llm_summary(ctx)
+        if summary is not None:  # as APISIX's log-util: whatever the format
+            entry["llm_summary"] = summary
         return entry
 
     async def _render(self, ctx: RequestContext, fields: Format, secret: Secrets) -> dict[str, Any]:

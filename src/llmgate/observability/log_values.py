@@ -80,6 +80,29 @@ def llm_block(ctx: RequestContext) -> dict[str, Any] | None:
     return block
 
 
+def llm_summary(ctx: RequestContext) -> dict[str, Any] | None:
+    """APISIX's ``llm_summary`` (ai-proxy's ``logging.summaries``): its variables named
+    without ``llm_``; durations in ms."""
+    call = LlmCall.find(ctx)
+    if call is None or not call.summaries:
+        return None
+    usage = call.usage
+    started = call.started
+    return {
+        "request_model": call.request_model,
+        "model": call.model,
+        "duration": _ms(call.first_token - started) if started and call.first_token else 0,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "total_tokens": usage.total_tokens if usage else 0,
+        "upstream_response_time": (
+            _ms(call.finished - started) if started and call.finished else None
+        ),
+        "stream": call.stream,
+        "cache_read_input_tokens": usage.cached_tokens if usage else 0,
+    }
+
+
 def _llm_cost(ctx: RequestContext) -> float | None:
     call = LlmCall.find(ctx)
     cost = call_cost(ctx, call) if call is not None else None
