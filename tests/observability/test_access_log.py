@@ -221,6 +221,20 @@ async def test_llm_variables_in_log_format() -> None:
     assert entry == {"model": "m1", "total": 3, "route_id": "r1"}
 
 
+async def test_apisix_request_type_and_request_llm_model_in_log_format() -> None:
+    log = access_log(log_format={"type": "$request_type", "asked": "$request_llm_model"})
+    assert await log.entry(make_ctx()) == {
+        "type": "traditional_http",
+        "asked": None,
+        "route_id": "r1",
+    }
+    ctx = make_ctx()
+    call = LlmCall.of(ctx)
+    call.request_model, call.model, call.stream = "gpt-4o", "gpt-4o-2024-08-06", True
+    entry = await log.entry(ctx)
+    assert entry == {"type": "ai_stream", "asked": "gpt-4o", "route_id": "r1"}
+
+
 async def test_match_skips_requests() -> None:
     log = access_log(match=[[["arg_name", "==", "jack"]], [["arg_name", "==", "rose"]]])
     assert await log.entry(make_ctx("/x?name=jack")) is not None

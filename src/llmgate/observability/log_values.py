@@ -151,6 +151,11 @@ _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
     "llm_cost": _llm_cost,
     "llm_cache": _llm_var(lambda call: call.cache),
     "llm_request_type": _llm_var(lambda call: call.request_type),
+    # APISIX's names: traditional_http when no LLM was called; the model asked for.
+    "request_type": lambda ctx: (
+        call.request_type if (call := LlmCall.find(ctx)) is not None else "traditional_http"
+    ),
+    "request_llm_model": _llm_var(lambda call: call.request_model),
     "llm_time_to_first_token": _llm_var(
         lambda call: (
             int((call.first_token - call.started) * 1000)
