@@ -8,6 +8,7 @@ into other tests.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from llmgate import __version__
 from llmgate.observability.exporter import (
     CONTENT_TYPE,
     METRICS_PATH,
@@ -87,6 +89,8 @@ def test_render_uses_apisix_names_for_counters() -> None:
     assert got["apisix_http_requests_total"] == 11  # a gauge: its name is its own
     assert got['apisix_nginx_http_current_connections{state="active"}'] == 1
     assert got["apisix_config_revision"] == 3
+    node = f'apisix_node_info{{hostname="{socket.gethostname()}",version="{__version__}"}}'
+    assert got[node] == 1  # APISIX's node_info
 
 
 def test_one_scrape_adds_up_every_process(tmp_path: Path) -> None:

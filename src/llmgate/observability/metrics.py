@@ -20,6 +20,7 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
     http_requests_total        gauge      requests the data plane received (404s too)
     nginx_http_current_connections gauge  state=active: open client connections (APISIX's name)
     config_revision            gauge      the store revision served (the lowest of the workers)
+    node_info                  gauge      hostname, version: 1 (as APISIX's)
     config_errors              gauge      stored resources that do not compile (runtime/compiler.py)
     llm_prompt_tokens          counter    route_id, service_id, consumer, node, request_type,
     llm_completion_tokens      counter    request_llm_model, llm_model
@@ -56,12 +57,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llmgate import __version__
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount
 from llmgate.observability.cells import Cell, counter, histogram
@@ -230,6 +233,12 @@ class Metrics:
             p + "llm_active_connections", "Number of active connections to LLM service",
             LLM_ACTIVE_LABELS, registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
+        # APISIX's node_info: 1, labelled with this node's host name and version.
+        self.node_info = Gauge(
+            p + "node_info", "Info of llmgate node", ("hostname", "version"),
+            registry=registry, multiprocess_mode="max",
+        )  # fmt: skip
+        self.node_info.labels(socket.gethostname(), __version__).set(1)
         self._active_connections = self.connections.labels("active")
         self._http: dict[tuple[str, ...], _HttpSeries] = {}
         self._llm: dict[tuple[str, ...], _LlmSeries] = {}
