@@ -144,13 +144,23 @@ def test_one_scrape_sums_every_worker_and_usage_agrees(node: Running) -> None:
     )
     route = {"route": "1", "matched_uri": "/v1/chat/completions", "service": ""}
     ok = total(
-        metrics, "llmgate_http_status", code="200", consumer="jack", node="127.0.0.1", **route
+        metrics,
+        "llmgate_http_status",
+        code="200",
+        consumer="jack",
+        node="ai-proxy-openai-compatible",
+        **route,
     )
     assert ok == NON_STREAM + STREAM
     assert total(metrics, "llmgate_http_status", code="401", consumer="", node="", **route) == 1
     assert total(metrics, "llmgate_http_status") == NON_STREAM + STREAM + 1
     assert total(metrics, "llmgate_http_latency_count", type="request") == NON_STREAM + STREAM + 1
-    llm = {"route_id": "1", "consumer": "jack", "llm_model": "gpt-4o", "node": "127.0.0.1"}
+    llm = {
+        "route_id": "1",
+        "consumer": "jack",
+        "llm_model": "gpt-4o",
+        "node": "ai-proxy-openai-compatible",
+    }
     assert total(metrics, "llmgate_llm_prompt_tokens", **llm) == prompt
     assert total(metrics, "llmgate_llm_completion_tokens", **llm) == completion
     assert total(metrics, "llmgate_llm_prompt_tokens", request_type="ai_stream") == streamed_prompt

@@ -147,8 +147,8 @@ async def test_llm_tokens_are_recorded_without_the_plugin(gateway, metrics) -> N
     assert b'"usage"' not in await resp.read()
     prompt, completion = prompt + usage["prompt_tokens"], completion + usage["completion_tokens"]
 
-    labels = {"route_id": "1", "service_id": "", "consumer": "jack", "node": "127.0.0.1"}
-    labels["llm_model"] = "gpt-4o"
+    labels = {"route_id": "1", "service_id": "", "consumer": "jack"}
+    labels |= {"node": "ai-proxy-openai-compatible", "llm_model": "gpt-4o"}
     assert value(metrics, "llmgate_llm_prompt_tokens_total", **labels) == prompt > 0
     assert value(metrics, "llmgate_llm_completion_tokens_total", **labels) == completion > 0
     streamed = value(metrics, "llmgate_llm_completion_tokens_total", request_type="ai_stream")
@@ -193,6 +193,12 @@ async def test_http_metrics_carry_request_type_and_models(gateway, metrics) -> N
         assert value(metrics, "llmgate_bandwidth_total", type="egress", **labels) > 0
     names = list(series(metrics, "llmgate_http_latency_count")[0])
     assert names[-3:] == ["request_type", "request_llm_model", "llm_model"]
+    # An LLM call's node is the instance ai-proxy picked ("ai-proxy-<provider>"), as APISIX's.
+    instance = "ai-proxy-openai-compatible"
+    assert value(metrics, status, route="1", node=instance) == 3
+    assert value(metrics, status, route="2", node="127.0.0.1") == 1
+    assert value(metrics, "llmgate_llm_prompt_tokens_total", node=instance) > 0
+    assert {s["node"] for s in series(metrics, "llmgate_llm_active_connections")} == {instance}
     # The LLM metrics name the model asked for too, as APISIX's.
     assert value(metrics, "llmgate_llm_prompt_tokens_total", request_llm_model="gpt-4o") > 0
     for name in ("llm_latency_count", "llm_completion_tokens_total", "llm_active_connections"):
@@ -220,7 +226,7 @@ async def test_llm_active_connections_while_a_call_is_in_flight(gateway, metrics
         gateway.proxy.post("/chat", json=CHAT, headers={"X-Fake-Latency-Ms": "400"})
     )
     labels = {"route": "", "route_id": "1", "matched_uri": "/chat", "request_type": "ai_chat"}
-    labels |= {"llm_model": "gpt-4o", "node": "127.0.0.1", "consumer": ""}
+    labels |= {"llm_model": "gpt-4o", "node": "ai-proxy-openai-compatible", "consumer": ""}
     for _ in range(100):
         if value(metrics, "llmgate_llm_active_connections", **labels) == 1:
             break

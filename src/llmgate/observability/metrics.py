@@ -35,6 +35,10 @@ Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX'
                                           service_id, consumer, node, request_type,
                                           request_llm_model, llm_model
 
+``node`` of a request that called an LLM through ai-proxy / ai-proxy-multi is the instance
+picked (``ai-proxy-<provider>``, or the instance's name), as APISIX's (its ``balancer_ip``);
+other requests name the upstream node's host.
+
 Counters are exposed as APISIX names them, without ``_total`` (``exporter.render``).  With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``llmgate serve`` always sets it, see ``exporter.py``) every
 value lands in this process's mmap file and the exporter adds up the processes.
@@ -256,7 +260,6 @@ class Metrics:
             # The route's service (by name with prefer_name, as APISIX's exporter).
             ((route.service_name or route.service_id) if prefer_name else route.service_id) or "",
             ctx.consumer.username if ctx.consumer is not None else "",
-            node_of(ctx.upstream_addr),
             *self._request_labels(ctx),
         )
         series = self._http.get(key)
@@ -276,19 +279,24 @@ class Metrics:
         if sent:
             series.egress.inc(sent)
 
-    def _request_labels(self, ctx: RequestContext) -> tuple[str, str, str]:
-        """request_type, request_llm_model and llm_model of a finished request: a call the
-        provider served admits its models, as ``record_llm`` does (``ModelLabels``)."""
+    def _request_labels(self, ctx: RequestContext) -> tuple[str, str, str, str]:
+        """node, request_type, request_llm_model and llm_model of a finished request: a call
+        the provider served admits its models, as ``record_llm`` does (``ModelLabels``)."""
         call = LlmCall.find(ctx)
         if call is None:
-            return TRADITIONAL_HTTP, "", ""
+            return node_of(ctx.upstream_addr), TRADITIONAL_HTTP, "", ""
         status = ctx.upstream_status
         label = (
             self.models.admit
             if call.cache_hit or (status is not None and status < 400)
             else self.models.known
         )
-        return call.request_type, label(call.request_model or call.model), label(call.model)
+        return (
+            call.instance or node_of(ctx.upstream_addr),
+            call.request_type,
+            label(call.request_model or call.model),
+            label(call.model),
+        )
 
     def llm_started(self, ctx: RequestContext, call: LlmCall) -> LlmActive:
         """Count an LLM call about to be sent in ``llm_active_connections`` (under ``other``
@@ -302,7 +310,7 @@ class Metrics:
             route.service_name or "",
             route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
-            single_node(ctx),
+            call.instance or single_node(ctx),
             call.request_type,
             self.models.known(call.request_model or call.model),
             self.models.known(call.model),
@@ -325,7 +333,7 @@ class Metrics:
             ctx.route.id,
             ctx.route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
-            node_of(ctx.upstream_addr),
+            call.instance or node_of(ctx.upstream_addr),
             call.request_type,
             label(call.request_model or call.model),
             label(call.model),
