@@ -17,6 +17,7 @@ import pytest
 from tests.net import (
     FakeUpstream,
     LiveGateway,
+    RawClient,
     connections_to,
     exchange,
     fake_requests_at,
@@ -218,3 +219,20 @@ def test_keepalive_pool_requests_size_and_idle_timeout(
     assert connections_to(live.gw.proc.pid, node_b.port) == 1
     time.sleep(2.5)
     assert connections_to(live.gw.proc.pid, node_b.port) == 0  # idle_timeout
+
+
+def test_an_only_node_that_refuses_is_tried_retries_times_then_502(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    """``retries`` on a one-node upstream: the node is tried again that many times (APISIX),
+    then 502 -- it used to be tried again for ever, the client never answered."""
+    node_b.stop()
+    upstream = {"nodes": {node_b.address: 1}, "retries": 2}
+    live.put("routes/only-dead", {"uri": "/only-dead", "upstream": upstream})
+    began = time.monotonic()
+    with RawClient(live.proxy_port, timeout=5) as client:
+        client.send(request_bytes("GET", "/only-dead"))
+        assert client.read_response().status == 502
+        client.send(request_bytes("GET", "/only-dead"))  # the same connection goes on
+        assert client.read_response().status == 502
+    assert time.monotonic() - began < 2

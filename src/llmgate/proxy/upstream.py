@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
 
@@ -80,6 +80,9 @@ class Outgoing:
     client_host: str | None  # the inbound Host, for pass_host "pass"
     hash_key: str | None = None  # chash key, computed by the caller
     timeout: Timeout | None = None  # the route's, overriding the upstream's (as APISIX)
+    # The 502/504 of each failed try, filled in by ``UpstreamPool.send`` (the first entries
+    # of nginx's $upstream_status, which APISIX shows in X-APISIX-Upstream-Status).
+    failed: list[int] = field(default_factory=list)
 
 
 def _is_ip(host: str) -> bool:
@@ -245,8 +248,10 @@ class UpstreamPool:
                 if checker is not None:
                     checker.report_status(index, response.status)
                 return response, index, started
+            outgoing.failed.append(error.status)
             tried.add(index)
-            if len(tried) > self.retries:
+            # Tries, not nodes: an only node is tried again, up to ``retries`` times.
+            if len(outgoing.failed) > self.retries:
                 raise error
             if deadline is not None and time.monotonic() >= deadline:
                 raise error
