@@ -221,6 +221,26 @@ def test_keepalive_pool_requests_size_and_idle_timeout(
     assert connections_to(live.gw.proc.pid, node_b.port) == 0  # idle_timeout
 
 
+def test_upstream_status_header_lists_every_try_as_apisix(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    """APISIX's X-APISIX-Upstream-Status is nginx's $upstream_status, one entry per try
+    ("502, 503"), set when the last try is a 5xx."""
+    node_b.stop()  # a dead node, tried first (higher priority)
+    dead = {"host": "127.0.0.1", "port": node_b.port, "weight": 1, "priority": 1}
+    alive = {"host": "127.0.0.1", "port": live.fake_port, "weight": 1}
+    live.put("routes/tries", {"uri": "/tries", "upstream": {"nodes": [dead, alive], "retries": 1}})
+    live.put("routes/dead2", {"uri": "/dead2", "upstream": {"nodes": [dead], "retries": 1}})
+
+    def header(path: str, **headers: str) -> tuple[int, str | None]:
+        answer = exchange(live.proxy_port, request_bytes("GET", path, headers))
+        return answer.status, answer.header("X-APISIX-Upstream-Status")
+
+    assert header("/tries") == (200, None)
+    assert header("/tries", **{"X-Fake-Status": "503"}) == (503, "502, 503")
+    assert header("/dead2") == (502, "502, 502")  # an only node is tried again
+
+
 def test_an_only_node_that_refuses_is_tried_retries_times_then_502(
     live: LiveGateway, node_b: FakeUpstream
 ) -> None:

@@ -79,6 +79,8 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 # The pool, node index and start time of the upstream request whose response is being relayed.
 _SENT_TO: StateKey[tuple[UpstreamPool, int, float]] = StateKey("handler.sent_to")
+# The 502/504 of the tries that failed before the last (``Outgoing.failed``).
+_FAILED_TRIES: StateKey[list[int]] = StateKey("handler.failed_tries")
 
 
 def make_handler(
@@ -266,9 +268,9 @@ async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamRespon
             except (BadGateway, GatewayTimeout) as error:
                 headers = dict(error.headers)
                 if ctx.forwarder is None and ctx.upstream is not None:
-                    # nginx's $upstream_status is the 502/504 of the failed try: APISIX
+                    # nginx's $upstream_status is the 502/504 of the failed tries: APISIX
                     # marks the answer as the upstream's failure too.
-                    headers[UPSTREAM_STATUS_HEADER] = str(error.status)
+                    headers[UPSTREAM_STATUS_HEADER] = _upstream_status(ctx, None, error.status)
                 reply = Reply.json(error.status, error.body, headers or None)
     except HttpError as error:
         reply = Reply.json(error.status, error.body, error.headers or None)
@@ -394,8 +396,20 @@ async def send_to_upstream(ctx: RequestContext) -> Sent:
     pool = ctx.upstream
     if pool is None:
         raise BadGateway("no upstream configured for this route")
-    response, index, started = await pool.send(await outgoing_for(ctx))
+    outgoing = await outgoing_for(ctx)
+    ctx.state[_FAILED_TRIES] = outgoing.failed
+    response, index, started = await pool.send(outgoing)
     return response, pool, index, started
+
+
+def _upstream_status(ctx: RequestContext, status: int | None, failed: int) -> str:
+    """X-APISIX-Upstream-Status: nginx's $upstream_status, one entry per try ("502, 503"),
+    ``status`` the answer of the last one (None: every try failed, the last with
+    ``failed``)."""
+    tries = list(ctx.state.get(_FAILED_TRIES, ()))
+    if status is not None:
+        tries.append(status)
+    return ", ".join(map(str, tries or [failed]))
 
 
 async def _forward(ctx: RequestContext) -> tuple[UpstreamResponse, None]:
@@ -484,7 +498,9 @@ async def _relay(
         headers = end_to_end(upstream.headers, _HIDDEN)
         if upstream.status >= 500:
             # As APISIX ($upstream_status): tells the upstream's 5xx from the gateway's own.
-            headers[UPSTREAM_STATUS_HEADER] = str(upstream.status)
+            headers[UPSTREAM_STATUS_HEADER] = _upstream_status(
+                ctx, upstream.status, upstream.status
+            )
         head = _head(ctx, chain, ResponseHead(upstream.status, headers))
         if upstream.content.complete:
             # The whole body came with the head (a small response): one write, no streaming.
