@@ -6,6 +6,7 @@ process that tests stop (a dead node: connections refused), start again, or make
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.net import (
+    ConnectionClosed,
     FakeUpstream,
     LiveGateway,
     RawClient,
@@ -24,6 +26,7 @@ from tests.net import (
     request_bytes,
     reset_fake_knobs,
     set_fake_knobs,
+    wait_for,
 )
 
 CHAT = b'{"messages": [{"role": "user", "content": "hi"}]}'
@@ -256,3 +259,29 @@ def test_an_only_node_that_refuses_is_tried_retries_times_then_502(
         client.send(request_bytes("GET", "/only-dead"))  # the same connection goes on
         assert client.read_response().status == 502
     assert time.monotonic() - began < 2
+
+
+def test_a_stream_the_upstream_breaks_logs_the_bytes_it_relayed(live: LiveGateway) -> None:
+    """nginx's $body_bytes_sent of a response cut off by its upstream: what the client got
+    (it was logged as 0)."""
+    live.put("routes/broken-stream", {"uri": "/v1/chat/completions", "upstream": live.upstream()})
+    body = b'{"stream": true, "messages": [{"role": "user", "content": "tell me a long story"}]}'
+    knobs = {"X-Fake-Drop": "mid-stream", "X-Fake-Stream-Delay-Ms": "20", "X-Request-Tag": "cut"}
+    received = 0
+    with RawClient(live.proxy_port) as client:
+        client.send(request_bytes("POST", "/v1/chat/completions", knobs, body))
+        assert client.read_head()[0] == 200
+        with contextlib.suppress(ConnectionClosed):
+            while (chunk := client.read_chunk()) is not None:
+                received += len(chunk)
+    assert received > 0
+
+    def logged() -> list[int]:
+        return [
+            int(line.split('" ', 1)[1].split()[1])
+            for line in live.log().splitlines()
+            if '"POST /v1/chat/completions HTTP/1.1" 200 ' in line
+        ]
+
+    sizes = wait_for(logged, "the access log line")
+    assert sizes[-1] >= received

@@ -144,7 +144,11 @@ def entry(
         "request": f"{request.method} {path}{mark}{masked_query(query, secret_args)} "
         f"HTTP/{version.major}.{version.minor}",
         "status": status,
-        "body_bytes_sent": body_bytes_sent(response) if response is not None else _left(ctx),
+        "body_bytes_sent": (
+            body_bytes_sent(response)
+            if response is not None and not (ctx is not None and ctx.upstream_broken)
+            else _left(ctx)
+        ),
         "request_time": _seconds(elapsed),
         "http_referer": _masked_url(headers.get("Referer"), secret_args),
         "http_user_agent": headers.get("User-Agent"),

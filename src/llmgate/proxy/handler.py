@@ -536,6 +536,8 @@ async def _relay(
             # The upstream broke mid-response: the status is sent, so cut the client off too.
             log.warning("upstream %s broke mid-response: %s", ctx.upstream_addr, exc)
             ctx.upstream_broken = True
+            # nginx's $bytes_sent: what went out before the cut (no write_eof to count it).
+            ctx.bytes_sent = ctx.inbound.writer.output_size
             if ctx.inbound.transport is not None:
                 ctx.inbound.transport.close()
         return response
