@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -285,3 +286,31 @@ def test_a_stream_the_upstream_breaks_logs_the_bytes_it_relayed(live: LiveGatewa
 
     sizes = wait_for(logged, "the access log line")
     assert sizes[-1] >= received
+
+
+def test_a_node_that_stops_reading_a_streamed_upload_leaves_no_connection(
+    live: LiveGateway,
+) -> None:
+    """A node that accepts and never reads: a body too large to replay (streamed) runs into
+    the send timeout (504), and its connection is gone at once, unsent bytes and all (it used
+    to stay open for ever, one socket per request, waiting to flush to a node that reads
+    nothing)."""
+    with socket.socket() as node:
+        node.bind(("127.0.0.1", 0))
+        node.listen(16)  # the kernel accepts; nobody reads
+        port = node.getsockname()[1]
+        upstream = {
+            "nodes": {f"127.0.0.1:{port}": 1},
+            "retries": 0,
+            "timeout": {"connect": 1, "send": 1, "read": 1},
+        }
+        live.put("routes/deaf", {"uri": "/deaf", "upstream": upstream})
+        upload = request_bytes(
+            "POST", "/deaf", {"Content-Type": "application/octet-stream"}, b"x" * 8_000_000
+        )
+        for _ in range(3):
+            with RawClient(live.proxy_port) as client:
+                client.send(upload)
+                assert client.read_response("POST").status == 504
+        pid = live.gw.proc.pid
+        assert wait_for(lambda: connections_to(pid, port) == 0, "the connections closed", 3)

@@ -182,7 +182,12 @@ class NodeConnection(asyncio.Protocol):
             self.closed = True
             self._read_deadline.stop()
             if self.transport is not None:
-                self.transport.close()
+                if self.transport.get_write_buffer_size():
+                    # Bytes the node did not take (it stopped reading): close() would wait to
+                    # flush them, keeping the socket for ever; drop them, as nginx's close does.
+                    self.transport.abort()
+                else:
+                    self.transport.close()
 
     async def _drained(self, timeout: float | None) -> bool:  # noqa: ASYNC109
         """Wait until the node took what was written (at most ``timeout`` seconds without
