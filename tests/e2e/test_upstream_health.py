@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -314,3 +315,57 @@ def test_a_node_that_stops_reading_a_streamed_upload_leaves_no_connection(
                 assert client.read_response("POST").status == 504
         pid = live.gw.proc.pid
         assert wait_for(lambda: connections_to(pid, port) == 0, "the connections closed", 3)
+
+
+# What a node that is not quite HTTP sends, by path (the connection is closed after it).
+ODD_ANSWERS = {
+    "/odd/status-999": b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok",
+    "/odd/switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
+}
+
+
+@pytest.fixture
+def odd_node() -> Iterator[int]:
+    """A node answering ``ODD_ANSWERS``; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
+                head += data
+            path = head.split(b" ", 2)[1].decode() if head else ""
+            conn.sendall(ODD_ANSWERS.get(path, b"HTTP/1.1 404 No\r\nContent-Length: 0\r\n\r\n"))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_odd_upstream_statuses_are_relayed_without_breaking_anything(
+    live: LiveGateway, odd_node: int
+) -> None:
+    """An unrequested 101 ends the response (it logged a "Fatal error on transport" traceback);
+    a status past 599 is relayed without X-APISIX-Upstream-Status (APISIX sets it for 5xx)."""
+    upstream = {
+        "nodes": {f"127.0.0.1:{odd_node}": 1},
+        "timeout": {"connect": 2, "send": 2, "read": 2},
+    }
+    live.put("routes/odd", {"uri": "/odd/*", "upstream": upstream})
+    with RawClient(live.proxy_port) as client:
+        client.send(request_bytes("GET", "/odd/status-999"))
+        answer = client.read_response()
+        assert (answer.status, answer.header("X-APISIX-Upstream-Status")) == (999, None)
+    with RawClient(live.proxy_port) as client:
+        client.send(request_bytes("GET", "/odd/switching"))
+        assert client.read_head()[0] == 101
+    time.sleep(0.3)
+    assert "Traceback" not in live.log()

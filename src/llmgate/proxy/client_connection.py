@@ -81,6 +81,12 @@ class NodeConnection(asyncio.Protocol):
         self._arm_timer()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An answer that switches protocols (101): what follows is not HTTP, so the
+            # response ends with its head and the connection is never reused.
+            if self._response is not None:
+                self._response.content.finish()
+            self.close()
         except httptools.HttpParserError as exc:
             self._fail(BodyBroken(f"malformed response: {exc}"))
             self.close()

@@ -496,7 +496,7 @@ async def _relay(
     try:
         tracker = passive_tracker(ctx, upstream.status, upstream.headers)
         headers = end_to_end(upstream.headers, _HIDDEN)
-        if upstream.status >= 500:
+        if 500 <= upstream.status <= 599:
             # As APISIX ($upstream_status): tells the upstream's 5xx from the gateway's own.
             headers[UPSTREAM_STATUS_HEADER] = _upstream_status(
                 ctx, upstream.status, upstream.status
