@@ -369,3 +369,33 @@ def test_odd_upstream_statuses_are_relayed_without_breaking_anything(
         assert client.read_head()[0] == 101
     time.sleep(0.3)
     assert "Traceback" not in live.log()
+
+
+def test_the_access_log_lists_every_try_as_nginx(live: LiveGateway, node_b: FakeUpstream) -> None:
+    """$upstream_addr, $upstream_status and $upstream_response_time have one entry per try
+    ("127.0.0.1:1, 127.0.0.1:2 502, 200"), as nginx's."""
+    node_b.stop()
+    dead = {"host": "127.0.0.1", "port": node_b.port, "weight": 1, "priority": 1}
+    alive = {"host": "127.0.0.1", "port": live.fake_port, "weight": 1}
+    upstream = {"nodes": [dead, alive], "retries": 1}
+    live.put("routes/logged-tries", {"uri": "/logged-tries", "upstream": upstream})
+    live.put("routes/logged-dead", {"uri": "/logged-dead", "upstream": {"nodes": [dead]}})
+    assert get(live, "/logged-tries") == 200
+    assert get(live, "/logged-dead") == 502
+
+    def line(path: str) -> str:
+        return wait_for(
+            lambda: [x for x in live.log().splitlines() if f'"GET {path} HTTP/1.1"' in x],
+            f"the line of {path}",
+        )[-1]
+
+    def upstream_fields(path: str) -> str:
+        """$upstream_addr $upstream_status $upstream_response_time of the line."""
+        return line(path).rsplit(' "', 1)[0].rsplit('" ', 1)[1]
+
+    tries = upstream_fields("/logged-tries")
+    assert re.fullmatch(
+        rf"{node_b.address}, {live.fake_address} 502, 200 \d+\.\d{{3}}, \d+\.\d{{3}}", tries
+    ), tries
+    dead_only = upstream_fields("/logged-dead")
+    assert re.fullmatch(rf"{node_b.address} 502 \d+\.\d{{3}}", dead_only), dead_only

@@ -307,3 +307,7 @@ CONTEXT = web.RequestKey("llmgate.ctx", RequestContext)
 # The size of a streamed response's head, once sent: what nginx's $body_bytes_sent leaves out
 # of $bytes_sent for a client that left mid-response (written by the proxy handler).
 HEAD_BYTES: StateKey[int] = StateKey("handler.head_bytes")
+# The upstream tries that failed before the last, as (address, 502 or 504, seconds): the first
+# entries of nginx's $upstream_addr, $upstream_status and $upstream_response_time (written by
+# the proxy handler, read by the access log and X-APISIX-Upstream-Status).
+UPSTREAM_TRIES: StateKey[list[tuple[str, int, float]]] = StateKey("handler.upstream_tries")

@@ -42,7 +42,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from llmgate.ai.call import LlmCall
-from llmgate.http.context import CONTEXT, HEAD_BYTES, RequestContext
+from llmgate.http.context import CONTEXT, HEAD_BYTES, UPSTREAM_TRIES, RequestContext
 from llmgate.observability.log_secrets import MASK, SECRET_ARGS, auth_names, masked_query
 
 # nginx's status for a request whose client went away before it was answered.
@@ -174,9 +174,23 @@ def entry(
         fields["upstream_status"] = ctx.upstream_status
         fields["upstream_response_time"] = _seconds(ctx.upstream_latency)
         fields["upstream_uri"] = f"{scheme}://{host}{outbound.path}{query_sent}"
+    if ctx is not None and (tries := ctx.state.get(UPSTREAM_TRIES)):
+        _add_tries(fields, tries)
     if ctx is not None:
         fields.update(llm_fields(ctx))
     return fields
+
+
+def _add_tries(fields: dict[str, Any], tries: list[tuple[str, int, float]]) -> None:
+    """Failed tries before the last: nginx lists every try in $upstream_addr,
+    $upstream_status and $upstream_response_time ("127.0.0.1:1, 127.0.0.1:2")."""
+    names = ("upstream_addr", "upstream_status", "upstream_response_time")
+    columns: list[list[str]] = [[a for a, _, _ in tries], [str(c) for _, c, _ in tries]]
+    columns.append([_seconds(t) or "0.000" for _, _, t in tries])
+    for name, column in zip(names, columns, strict=True):
+        if fields[name] is not None:
+            column.append(str(fields[name]))
+        fields[name] = ", ".join(column)
 
 
 def llm_fields(ctx: RequestContext) -> dict[str, Any]:
@@ -204,13 +218,18 @@ def text_line(fields: dict[str, Any], now: float) -> str:
     def bare(value: Any) -> str:
         return escaped(None if value is None else str(value), quoted=False)
 
+    def listed(value: Any) -> str:
+        # One entry per upstream try, ", "-separated as nginx writes them (the values are the
+        # gateway's own: node addresses, statuses, times).
+        return bare(value).replace(",\\x20", ", ")
+
     return (
         f"{bare(fields['remote_addr'])} - {bare(fields['remote_user'])} [{_clock.local(now)}] "
         f'{bare(fields["http_host"])} "{e(fields["request"])}" {fields["status"]} '
         f"{fields['body_bytes_sent']} {bare(fields['request_time'])} "
         f'"{e(fields["http_referer"])}" "{e(fields["http_user_agent"])}" '
-        f"{bare(fields['upstream_addr'])} {bare(fields['upstream_status'])} "
-        f'{bare(fields["upstream_response_time"])} "{e(fields["upstream_uri"])}"'
+        f"{listed(fields['upstream_addr'])} {listed(fields['upstream_status'])} "
+        f'{listed(fields["upstream_response_time"])} "{e(fields["upstream_uri"])}"'
         + "".join(f" {name}={bare(fields[name])}" for name in _LLM_FIELDS if name in fields)
         + "\n"
     )

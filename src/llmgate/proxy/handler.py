@@ -29,6 +29,7 @@ from llmgate.http.body import BodyBudget, BodyStream, RequestBody
 from llmgate.http.context import (
     CONTEXT,
     HEAD_BYTES,
+    UPSTREAM_TRIES,
     OutboundRequest,
     Reply,
     RequestContext,
@@ -79,8 +80,6 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 # The pool, node index and start time of the upstream request whose response is being relayed.
 _SENT_TO: StateKey[tuple[UpstreamPool, int, float]] = StateKey("handler.sent_to")
-# The 502/504 of the tries that failed before the last (``Outgoing.failed``).
-_FAILED_TRIES: StateKey[list[int]] = StateKey("handler.failed_tries")
 
 
 def make_handler(
@@ -397,7 +396,7 @@ async def send_to_upstream(ctx: RequestContext) -> Sent:
     if pool is None:
         raise BadGateway("no upstream configured for this route")
     outgoing = await outgoing_for(ctx)
-    ctx.state[_FAILED_TRIES] = outgoing.failed
+    ctx.state[UPSTREAM_TRIES] = outgoing.failed
     response, index, started = await pool.send(outgoing)
     return response, pool, index, started
 
@@ -406,10 +405,10 @@ def _upstream_status(ctx: RequestContext, status: int | None, failed: int) -> st
     """X-APISIX-Upstream-Status: nginx's $upstream_status, one entry per try ("502, 503"),
     ``status`` the answer of the last one (None: every try failed, the last with
     ``failed``)."""
-    tries = list(ctx.state.get(_FAILED_TRIES, ()))
+    tries = [str(code) for _, code, _ in ctx.state.get(UPSTREAM_TRIES, ())]
     if status is not None:
-        tries.append(status)
-    return ", ".join(map(str, tries or [failed]))
+        tries.append(str(status))
+    return ", ".join(tries) or str(failed)
 
 
 async def _forward(ctx: RequestContext) -> tuple[UpstreamResponse, None]:

@@ -80,9 +80,9 @@ class Outgoing:
     client_host: str | None  # the inbound Host, for pass_host "pass"
     hash_key: str | None = None  # chash key, computed by the caller
     timeout: Timeout | None = None  # the route's, overriding the upstream's (as APISIX)
-    # The 502/504 of each failed try, filled in by ``UpstreamPool.send`` (the first entries
-    # of nginx's $upstream_status, which APISIX shows in X-APISIX-Upstream-Status).
-    failed: list[int] = field(default_factory=list)
+    # Each failed try as (address, 502 or 504, seconds), filled in by ``UpstreamPool.send``
+    # (the first entries of nginx's $upstream_addr, $upstream_status, ...).
+    failed: list[tuple[str, int, float]] = field(default_factory=list)
 
 
 def _is_ip(host: str) -> bool:
@@ -248,7 +248,7 @@ class UpstreamPool:
                 if checker is not None:
                     checker.report_status(index, response.status)
                 return response, index, started
-            outgoing.failed.append(error.status)
+            outgoing.failed.append((node.address, error.status, time.monotonic() - started))
             tried.add(index)
             # Tries, not nodes: an only node is tried again, up to ``retries`` times.
             if len(outgoing.failed) > self.retries:
