@@ -321,6 +321,12 @@ def test_a_node_that_stops_reading_a_streamed_upload_leaves_no_connection(
 ODD_ANSWERS = {
     "/odd/status-999": b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok",
     "/odd/switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
+    "/odd/big-head": b"HTTP/1.1 200 OK\r\nX-Big: "
+    + b"a" * 200_000
+    + b"\r\nContent-Length: 2\r\n\r\nok",
+    "/odd/fair-head": b"HTTP/1.1 200 OK\r\nX-Big: "
+    + b"a" * 16_000
+    + b"\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -335,7 +341,9 @@ def odd_node() -> Iterator[int]:
             while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
                 head += data
             path = head.split(b" ", 2)[1].decode() if head else ""
-            conn.sendall(ODD_ANSWERS.get(path, b"HTTP/1.1 404 No\r\nContent-Length: 0\r\n\r\n"))
+            answer = ODD_ANSWERS.get(path, b"HTTP/1.1 404 No\r\nContent-Length: 0\r\n\r\n")
+            with contextlib.suppress(OSError):  # a gateway that stops reading resets
+                conn.sendall(answer)
 
     def serve() -> None:
         with contextlib.suppress(OSError):
@@ -369,6 +377,20 @@ def test_odd_upstream_statuses_are_relayed_without_breaking_anything(
         assert client.read_head()[0] == 101
     time.sleep(0.3)
     assert "Traceback" not in live.log()
+
+
+def test_a_too_big_upstream_head_is_a_502_as_nginx(live: LiveGateway, odd_node: int) -> None:
+    """A 200 KB response head is not relayed: 502 ("upstream sent too big header" in the
+    log), with no other try; a 16 KB head passes."""
+    upstream = {"nodes": {f"127.0.0.1:{odd_node}": 1}, "retries": 2}
+    live.put("routes/odd", {"uri": "/odd/*", "upstream": upstream})
+    answer = exchange(live.proxy_port, request_bytes("GET", "/odd/big-head"))
+    assert (answer.status, answer.json()) == (502, {"error_msg": "502 Bad Gateway"})
+    assert answer.header("X-APISIX-Upstream-Status") == "502"  # one try
+    assert "X-Big" not in {name for name, _ in answer.headers}
+    wait_for(lambda: "upstream sent too big header" in live.log(), "the error logged")
+    fair = exchange(live.proxy_port, request_bytes("GET", "/odd/fair-head"))
+    assert (fair.status, fair.body, len(fair.header("X-Big") or "")) == (200, b"ok", 16_000)
 
 
 def test_the_access_log_lists_every_try_as_nginx(live: LiveGateway, node_b: FakeUpstream) -> None:

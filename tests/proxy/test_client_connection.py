@@ -5,13 +5,21 @@ servers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
 
 from llmgate.http.deadline import Deadline
-from llmgate.proxy.client import BodyBroken, NodePool, ReadTimeout, SendTimeout, Timeouts
-from llmgate.proxy.client_connection import NodeConnection
+from llmgate.proxy.client import (
+    BodyBroken,
+    HeadTooBig,
+    NodePool,
+    ReadTimeout,
+    SendTimeout,
+    Timeouts,
+)
+from llmgate.proxy.client_connection import HEAD_LIMIT, NodeConnection
 from tests.proxy.test_client import SECOND, headers, read_request, serve
 
 
@@ -192,6 +200,50 @@ async def test_a_body_taken_whole_after_a_pause_leaves_the_connection_reading(po
     assert len(response.content.take_all()) == big
     response.release()
     response = await pool.request("GET", "/", headers(), None, SECOND)
+    assert await response.content.read() == b"ok"
+    response.release()
+    server.close()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "size"),
+    [(1, 200 * 1024), (40, 200 * 1024), (1, HEAD_LIMIT), (8, HEAD_LIMIT + 1024)],
+)
+async def test_a_response_head_past_the_limit_is_refused_and_closed(  # type: ignore[no-untyped-def]
+    pool_for, pieces: int, size: int
+) -> None:
+    """nginx's "upstream sent too big header": a head longer than ``HEAD_LIMIT`` (sent whole or
+    in pieces, never ended) fails the exchange and closes the connection."""
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        head = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * size + b"\r\nContent-Length: 2\r\n\r\nok"
+        step = len(head) // pieces + 1
+        with contextlib.suppress(ConnectionError):  # closed unread: a reset
+            for start in range(0, len(head), step):
+                writer.write(head[start : start + step])
+                await writer.drain()
+            await reader.read()  # until the gateway closes
+        closed.set()
+
+    server, port = await serve(handler)
+    with pytest.raises(HeadTooBig, match="too big header"):
+        await pool_for(port).request("GET", "/", headers(), None, SECOND)
+    await asyncio.wait_for(closed.wait(), 2)
+    server.close()
+
+
+async def test_a_head_within_the_limit_is_read(pool_for) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        big = b"a" * (HEAD_LIMIT - 200)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Big: " + big + b"\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, port = await serve(handler)
+    response = await pool_for(port).request("GET", "/", headers(), None, SECOND)
+    assert len(response.headers["X-Big"]) == HEAD_LIMIT - 200
     assert await response.content.read() == b"ok"
     response.release()
     server.close()

@@ -21,6 +21,7 @@ from llmgate.proxy.client_response import (
     BodyBroken,
     BodyStream,
     Disconnected,
+    HeadTooBig,
     ReadTimeout,
     SendTimeout,
     UpstreamError,
@@ -31,6 +32,11 @@ from llmgate.proxy.client_response import (
 _COALESCE = 64 * 1024
 # How often a paused upload looks at its write buffer itself (see ``NodeConnection._drained``).
 _DRAIN_TICK = 0.05
+# The longest response head (status line and headers) taken from a node.  nginx (APISIX sets
+# nothing) reads it into one proxy_buffer_size buffer, a memory page (4 KB): a bigger head is
+# "upstream sent too big header", 502.  LLM providers send a few KB of rate-limit and trace
+# headers, so this is larger, as nginx's large_client_header_buffers (4 x 8 KB) are for clients.
+HEAD_LIMIT = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,7 @@ class NodeConnection(asyncio.Protocol):
         self._writing_paused = False
         self._until_close = False
         self._early = False  # the response came before the request was sent whole
+        self._head_bytes = 0  # bytes received of the current response head
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -81,6 +88,12 @@ class NodeConnection(asyncio.Protocol):
         self._arm_timer()
         try:
             self.parser.feed_data(data)
+            if self._response is None and not self.closed:
+                # Still in the head: bound what llhttp buffers (``on_headers_complete``
+                # measures a head that ended in this piece).
+                self._head_bytes += len(data)
+                if self._head_bytes > HEAD_LIMIT:
+                    self._too_big()
         except httptools.HttpParserUpgrade:
             # An answer that switches protocols (101): what follows is not HTTP, so the
             # response ends with its head and the connection is never reused.
@@ -122,10 +135,17 @@ class NodeConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        # The head's size: "HTTP/1.1 200 X" and its end, and each "name: value" line.
+        size = 20 + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        if size > HEAD_LIMIT:
+            self._headers = []
+            self._too_big()
+            return
         headers: CIMultiDict[str] = CIMultiDict(
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
         )
         self._headers = []
+        self._head_bytes = 0
         if 100 <= status < 200 and status != 101:
             return  # an interim response: the real one follows
         response = UpstreamResponse(status, headers, self)
@@ -155,6 +175,10 @@ class NodeConnection(asyncio.Protocol):
         response.content.finish()
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _too_big(self) -> None:
+        self._fail(HeadTooBig(f"upstream sent too big header (over {HEAD_LIMIT} bytes)"))
+        self.close()
 
     def _fail(self, error: UpstreamError) -> None:
         if self._head is not None and not self._head.done():
@@ -255,6 +279,7 @@ class NodeConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self._response = None
         self._headers = []
+        self._head_bytes = 0
         self.got_bytes = False
         self.no_body = no_body
         self.reusable = False

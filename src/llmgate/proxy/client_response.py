@@ -6,6 +6,7 @@ UpstreamError                 ``request_sent``: whether any byte of the request 
  ├── Disconnected            the connection closed before a response head arrived
  ├── SendTimeout             the node took no request bytes for ``send_timeout`` seconds
  ├── ReadTimeout             no byte for ``read_timeout`` seconds (also a ``TimeoutError``)
+ ├── HeadTooBig              the response head outgrew ``HEAD_LIMIT``: never tried on another node
  └── BodyBroken              the response body was cut (closed, malformed, timed out mid-body)
 """
 
@@ -50,6 +51,9 @@ class UpstreamError(Exception):
     # Whether the node may have seen (part of) the request: a non-idempotent request that
     # failed so is never sent again (nginx's rule).
     request_sent = True
+    # Whether the request may go to the next node (nginx's default proxy_next_upstream is
+    # "error timeout": an invalid or too big response head is not among them).
+    next_upstream = True
 
 
 class ConnectFailed(UpstreamError):
@@ -70,6 +74,12 @@ class Disconnected(UpstreamError):
 
 class ReadTimeout(UpstreamError, TimeoutError):
     pass
+
+
+class HeadTooBig(UpstreamError):
+    """nginx's "upstream sent too big header" (its ``proxy_buffer_size``)."""
+
+    next_upstream = False
 
 
 class BodyBroken(UpstreamError):

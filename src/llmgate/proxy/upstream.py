@@ -232,12 +232,14 @@ class UpstreamPool:
             except TimeoutError as exc:
                 self.balancer.done(index, time.monotonic() - started)
                 error, sent = GatewayTimeout(), getattr(exc, "request_sent", True)
+                next_upstream = True
                 log.warning("upstream %s (%s) timed out: %s", node.address, self.label, exc)
                 if checker is not None:
                     checker.report_timeout(index)
             except UpstreamError as exc:
                 self.balancer.done(index, time.monotonic() - started)
                 error, sent = BadGateway(), exc.request_sent
+                next_upstream = exc.next_upstream
                 log.warning("upstream %s (%s) failed: %s", node.address, self.label, exc)
                 if checker is not None:
                     checker.report_tcp_failure(index)
@@ -254,6 +256,8 @@ class UpstreamPool:
             if len(outgoing.failed) > self.retries:
                 raise error
             if deadline is not None and time.monotonic() >= deadline:
+                raise error
+            if not next_upstream:  # a failure nginx does not try elsewhere (too big header)
                 raise error
             # nginx: a request the node may have seen is sent again only when idempotent (and
             # its body can be replayed: a streamed one is gone).
