@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.net import LiveGateway, http_json
+from tests.net import LiveGateway, exchange, http_json, request_bytes
 from tests.processes import free_port
 
 UNIQUE_ENV = "LLMGATE_TEST_CONSUMER_ORIGINS"
@@ -201,6 +201,25 @@ def test_remote_addrs_restrict(live: LiveGateway) -> None:
         "Forwarded": "for=10.1.2.3",
     }
     assert get(live, "/anything/private", spoofed)[0] == 404
+
+
+def test_a_repeated_header_is_read_whole_as_nginx(live: LiveGateway) -> None:
+    """``$http_x`` of a header sent on two lines is both, joined with ", " ("; " for Cookie),
+    as nginx >= 1.23: in ``vars`` and in proxy-rewrite alike."""
+    plugins = {"proxy-rewrite": {"headers": {"set": {"X-Seen": "$http_x_tag|$http_cookie"}}}}
+    route = {
+        "uri": "/anything/repeated",
+        "vars": [["http_x_tag", "==", "a, b"]],
+        "plugins": plugins,
+        "upstream": live.upstream(),
+    }
+    live.put("routes/repeated", route)
+    lines = [("X-Tag", "a"), ("Cookie", "c=1"), ("X-Tag", "b"), ("Cookie", "d=2")]
+    answer = exchange(live.proxy_port, request_bytes("GET", "/anything/repeated", lines))
+    assert answer.status == 200, answer
+    assert answer.json()["headers"]["x-seen"] == "a, b|c=1; d=2"
+    one = exchange(live.proxy_port, request_bytes("GET", "/anything/repeated", [("X-Tag", "a")]))
+    assert one.status == 404
 
 
 def test_meta_filter_gates_a_plugin(live: LiveGateway) -> None:

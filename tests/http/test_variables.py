@@ -3,6 +3,7 @@ templates, as tables of cases (no network)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from unittest import mock
 
@@ -19,7 +20,7 @@ SOCK = ("127.0.0.1", 9080)
 
 def make_ctx(
     path: str = "/v1/chat?x=1",
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     method: str = "POST",
     peer: tuple[str, int] | None = PEER,
     **facts: Any,
@@ -87,6 +88,18 @@ def make_ctx(
             "http_user_agent", {"headers": {"user-agent": "curl"}}, "curl", id="http-case"
         ),
         pytest.param("http_x_missing", {}, None, id="http-missing"),
+        pytest.param(
+            "http_x_tag",
+            {"headers": CIMultiDict([("X-Tag", "a"), ("x-tag", "b, c"), ("X-Tag", "")])},
+            "a, b, c, ",
+            id="http-repeated-joined",
+        ),
+        pytest.param(
+            "http_cookie",
+            {"headers": CIMultiDict([("Cookie", "a=1"), ("Cookie", "b=2")])},
+            "a=1; b=2",
+            id="http-cookie-repeated-joined",
+        ),
         pytest.param("cookie_session", {"headers": {"Cookie": "a=1; session=abc"}}, "abc"),
         pytest.param("cookie_none", {"headers": {"Cookie": "a=1"}}, None, id="cookie-missing"),
         pytest.param("post_arg_x", {"headers": {"Content-Type": "x-www-form-urlencoded"}}, None),
