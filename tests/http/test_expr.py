@@ -53,8 +53,14 @@ CASES = [
     (["!OR", ["status", "==", 500], ["arg_name", "==", "xml"]], True),
     ([["status", "==", 200], ["OR", ["http_x", "==", "b"], ["http_x", "==", "Alpha"]]], True),
     ([["mapped", "ipmatch", "10.0.0.0/8"]], True),
-    ([["mapped", "ipmatch", "::ffff:10.1.2.3"]], True),  # compared as the IPv4 it carries
-    ([["remote_addr", "ipmatch", "::ffff:10.0.0.0/104"]], True),
+    # An IPv4-mapped item is IPv6, and never holds an IPv4 client (nginx sees one on its IPv4
+    # socket; llmgate compares a dual-stack client as the IPv4 it carries), as resty.ipmatcher.
+    ([["mapped", "ipmatch", "::ffff:10.1.2.3"]], False),
+    ([["remote_addr", "ipmatch", "::ffff:10.1.2.3"]], False),
+    ([["remote_addr", "ipmatch", "::ffff:10.0.0.0/104"]], False),
+    ([["remote_addr", "ipmatch", ["::ffff:10.1.2.3", "10.1.2.3"]]], True),
+    ([["remote_addr", "ipmatch", "::/0"]], False),
+    ([["mapped", "ipmatch", "::/0"]], False),
     ([["remote_addr", "ipmatch", ["10.1.2.3/32"]]], True),
     ([["uri", "ipmatch", "10.0.0.0/8"]], False),  # not an address
     ([["http_x", "~*", "^alp"]], True),

@@ -265,6 +265,7 @@ CONDITIONS = Router(
         entry("office-and-post", "/internal", remote_addrs=["10.0.0.0/8"], methods=("POST",)),
         entry("both", "/internal", remote_addrs=["10.1.0.0/16"], vars=[["arg_x", "1"]]),
         entry("default", "/llm"),
+        entry("mapped", "/mapped", remote_addrs=["::ffff:127.0.0.1"]),
     ]
 )
 
@@ -282,6 +283,8 @@ CONDITIONS = Router(
         ("GET", {"remote_addr": "10.2.3.4"}, "/llm", "office"),
         ("GET", {"remote_addr": "2001:db8::7"}, "/llm", "office"),
         ("GET", {"remote_addr": "::ffff:10.2.3.4"}, "/llm", "office"),  # dual-stack socket
+        ("GET", {"remote_addr": "127.0.0.1"}, "/mapped", None),  # IPv6 to resty.ipmatcher
+        ("GET", {"remote_addr": "::ffff:127.0.0.1"}, "/mapped", None),
         ("GET", {"remote_addr": "127.0.0.1"}, "/llm", "default"),
         ("GET", {}, "/llm", "default"),  # no address known: remote_addrs never hold
         ("POST", {"remote_addr": "10.2.3.4"}, "/internal", "office-and-post"),

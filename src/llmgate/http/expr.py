@@ -103,32 +103,29 @@ def _in_list(right: Any) -> Test:
     return test
 
 
+# IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``): what a dual-stack socket reports for an
+# IPv4 client.
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _unmapped(
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
-) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """An IPv4-mapped IPv6 network as the IPv4 network it carries (clients are compared the
-    same way, so ``::ffff:10.0.0.1`` and ``10.0.0.1`` are one address)."""
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
-        address = network.network_address.ipv4_mapped
-        assert address is not None
-        return ipaddress.IPv4Network((address, network.prefixlen - 96))
-    return network
 
 
 def ip_matcher(items: Any) -> Test:
     """A test of whether an address is one of ``items`` (IPv4/IPv6 addresses or CIDRs), as
     lua-resty-ipmatcher matches ``ipmatch`` and routes' ``remote_addrs``; ``ExprError`` for an
-    item that is neither."""
+    item that is neither.
+
+    A client on a dual-stack socket (``::ffff:10.0.0.1``) is compared as the IPv4 address it
+    carries, as nginx sees it on its IPv4 socket; an IPv4-mapped item is IPv6 to
+    resty.ipmatcher, so it never holds an IPv4 client, here neither (it is left out)."""
     items = items if isinstance(items, list) else [items]
     if not items or not all(isinstance(item, str) and item for item in items):
         raise ExprError("invalid ip address")
     try:
-        networks = tuple(_unmapped(ipaddress.ip_network(item, strict=False)) for item in items)
+        parsed = [ipaddress.ip_network(item, strict=False) for item in items]
     except ValueError as exc:
         raise ExprError(str(exc)) from None
+    networks = tuple(
+        n for n in parsed if not (isinstance(n, ipaddress.IPv6Network) and n.subnet_of(_MAPPED))
+    )
     exact = frozenset(str(n.network_address) for n in networks if n.prefixlen == n.max_prefixlen)
     ranges = tuple(n for n in networks if n.prefixlen != n.max_prefixlen)
 
