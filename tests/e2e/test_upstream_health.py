@@ -391,6 +391,17 @@ def test_a_too_big_upstream_head_is_a_502_as_nginx(live: LiveGateway, odd_node: 
     wait_for(lambda: "upstream sent too big header" in live.log(), "the error logged")
     fair = exchange(live.proxy_port, request_bytes("GET", "/odd/fair-head"))
     assert (fair.status, fair.body, len(fair.header("X-Big") or "")) == (200, b"ok", 16_000)
+    # On an LLM route the 502 is OpenAI's shape, as the gateway's other errors there.
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+        "options": {"model": "gpt-4o-mini"},
+        "override": {"endpoint": f"http://127.0.0.1:{odd_node}/odd/big-head"},
+    }
+    live.put("routes/odd-llm", {"uri": "/odd-llm", "plugins": {"ai-proxy": ai_proxy}})
+    raw = request_bytes("POST", "/odd-llm", {"Content-Type": "application/json"}, CHAT)
+    llm = exchange(live.proxy_port, raw)
+    assert (llm.status, llm.json()["error"]["code"]) == (502, "bad_gateway")
 
 
 def test_the_access_log_lists_every_try_as_nginx(live: LiveGateway, node_b: FakeUpstream) -> None:
