@@ -280,7 +280,13 @@ async def test_a_sweep_landing_between_a_removal_and_its_count_loses_nothing(
     for thread in sweeps:
         thread.join()
     assert sweeps, "the removal was not seen"
-    assert store.ledger.usage() == (zone_bytes(store.directory), len(zone_files(store.directory)))
+    # Never below what the zone holds (the bug: the removal taken off twice).  One entry above
+    # it is allowed: when the sweep reads its mark between the eviction and k-5's admission and
+    # then finds k-5's file in place, it counts k-5 twice (``Ledger.settle`` errs on the full
+    # side by design; the next sweep sets it right).
+    (used, entries), held = store.ledger.usage(), zone_bytes(store.directory)
+    files = len(zone_files(store.directory))
+    assert held <= used <= held + size and files <= entries <= files + 1, (used, held, entries)
     elsewhere.close()
     await store.close()
 
