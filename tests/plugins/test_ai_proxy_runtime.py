@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ from llmgate.ai.call import LlmCall
 from llmgate.plugin_api.config import PluginConfig
 from llmgate.plugin_api.plugin import Plugin
 from llmgate.plugins import REGISTRY
+from tests.plugins.sse_providers import FIRST_EVENT, gzip_stream
 
 CHAT = {"messages": [{"role": "user", "content": "Who is Pikachu?"}]}
 
@@ -391,21 +391,8 @@ async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server)
     """A provider that compresses its stream anyway: its bytes cannot be read as events, so
     they go on as they come, never held back waiting for an event's end."""
     release = asyncio.Event()
-    first_event = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
-
-    async def compressed(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
-        )
-        await response.prepare(request)
-        gzip = zlib.compressobj(wbits=31)
-        await response.write(gzip.compress(first_event) + gzip.flush(zlib.Z_SYNC_FLUSH))
-        await release.wait()
-        await response.write(gzip.compress(b"data: [DONE]\n\n") + gzip.flush())
-        return response
-
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", compressed)
+    app.router.add_post("/v1/chat/completions", gzip_stream(release))
     server = await aiohttp_server(app)
     await ai_route(
         gateway, override={"endpoint": f"http://127.0.0.1:{server.port}/v1/chat/completions"}
@@ -413,7 +400,7 @@ async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server)
     resp = await gateway.proxy.post("/chat", json={**CHAT, "stream": True})
     assert resp.status == 200
     first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
-    assert first == first_event
+    assert first == FIRST_EVENT
     release.set()
     assert await resp.content.read() == b"data: [DONE]\n\n"
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import zlib
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
+
+from tests.plugins.sse_providers import FIRST_EVENT, gzip_stream
 
 CHAT = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Who is Pikachu?"}]}
 
@@ -125,21 +126,8 @@ async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server)
     """An upstream that gzips its stream (the client's Accept-Encoding reaches it on a plain
     route): its bytes cannot be read as events, so they are never held back for one's end."""
     release = asyncio.Event()
-    first_event = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
-
-    async def compressed(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
-        )
-        await response.prepare(request)
-        gzip = zlib.compressobj(wbits=31)
-        await response.write(gzip.compress(first_event) + gzip.flush(zlib.Z_SYNC_FLUSH))
-        await release.wait()
-        await response.write(gzip.compress(b"data: [DONE]\n\n") + gzip.flush())
-        return response
-
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", compressed)
+    app.router.add_post("/v1/chat/completions", gzip_stream(release))
     server = await aiohttp_server(app)
     await gateway.put(
         "routes/1",
@@ -151,7 +139,7 @@ async def test_an_encoded_stream_is_relayed_as_it_comes(gateway, aiohttp_server)
     )
     resp = await gateway.proxy.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status == 200
-    assert await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5) == first_event
+    assert await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5) == FIRST_EVENT
     release.set()
     assert await resp.content.read() == b"data: [DONE]\n\n"
 
