@@ -668,6 +668,29 @@ def test_an_old_azure_api_version_streams_without_stream_options(live: LiveGatew
     assert "stream_options" not in seen["body"] and "model" not in seen["body"]
 
 
+def test_an_old_azure_stream_records_an_estimate_of_its_tokens(live: LiveGateway) -> None:
+    """Without ``stream_options`` no usage chunk comes: the stream is accounted at the estimate
+    a budget charges (the prompt as sent, the text relayed), marked as one -- not 0 tokens."""
+    raw = sdk(live, "/azure-old").chat.completions.with_raw_response.create(
+        model="gpt-4", messages=MESSAGES, stream=True
+    )
+    request_id = raw.headers["x-request-id"]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse())
+    sent = live.fake_requests()[-1]["body_length"]
+    llm = log_entry(live, request_id)["llm"]
+    assert llm["usage_estimated"] is True
+    assert llm["prompt_tokens"] == -(-sent // 4)
+    assert llm["completion_tokens"] == -(-len(text) // 4) > 0
+    line = stdout_access_line(live, request_id)
+    assert f" llm_total_tokens={llm['total_tokens']} llm_usage_estimated=true" in line, line
+    # A stream that brought its usage is not marked.
+    raw = sdk(live).chat.completions.with_raw_response.create(
+        model="m", messages=MESSAGES, stream=True
+    )
+    list(raw.parse())
+    assert "usage_estimated" not in log_entry(live, raw.headers["x-request-id"])["llm"]
+
+
 # --- the access log on standard output -------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ import orjson
 import pytest
 import redis
 
-from tests.net import LiveGateway, RawClient
+from tests.net import LiveGateway, RawClient, metric_total, wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PRICES = {"currency": "USD", "prices": [{"model": "gpt-4o-mini", "prompt": 1, "completion": 2}]}
@@ -191,6 +192,70 @@ def test_a_stream_closed_before_its_usage_is_charged_more_than_zero(live: LiveGa
         time.sleep(0.1)
         left = remaining(live, uri)
     assert 0 < 100_000 - left < 100  # the prompt's estimate and a few relayed words
+
+
+def test_an_aborted_stream_records_the_estimate_it_is_charged(live: LiveGateway) -> None:
+    """SPEC §4 and §6: the stream a client left before its usage is charged an estimate (the
+    prompt's size, the text relayed); the metrics, the usage record and the access log show
+    that same estimate, marked as one where the record has room for it -- not 0 tokens."""
+    route_id = f"abort-rec-{uuid.uuid4().hex[:8]}"
+    uri = budget_route(live, route_id, {"limit": 100_000})
+    body = json.dumps(chat(stream=True)).encode()
+    headers = {"Content-Type": "application/json", "X-Fake-Stream-Delay-Ms": "200"}
+    with RawClient(live.proxy_port) as client:
+        client.send_request("POST", uri, headers=headers, body=body)
+        status, _, _, head = client.read_head()
+        assert status == 200
+        relayed = b""
+        while not re.search(rb'"content": ?"[^"]', relayed):  # some text, past the role
+            chunk = client.read_chunk()
+            assert chunk, relayed
+            relayed += chunk
+        client.abort()
+    request_id = dict(head)["X-Request-Id"]
+
+    def charged() -> int:
+        return 100_000 - remaining(live, uri)
+
+    wait_for(charged, "the settlement")
+    spent = charged()
+    assert 0 < spent < 100
+
+    def record() -> dict[str, Any] | None:
+        status, found = live.admin("GET", f"usage/calls?request_id={request_id}")
+        assert status == 200, found
+        return found["list"][0] if found["list"] else None
+
+    row = wait_for(record, "the usage record")
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+    assert row["prompt_tokens"] + row["completion_tokens"] == spent
+
+    def line() -> str | None:
+        lines = live.log().splitlines()
+        return next((x for x in lines if f" request_id={request_id} " in x), None)
+
+    access = wait_for(line, "the access line")
+    assert f" llm_prompt_tokens={row['prompt_tokens']} " in access, access
+    assert f" llm_total_tokens={spent}" in access, access
+    assert access.endswith(" llm_usage_estimated=true"), access
+
+    def series() -> dict[str, float] | None:
+        metrics = live.metric_series()
+        return (
+            metrics
+            if metric_total(metrics, "llmgate_llm_prompt_tokens", route_id=route_id)
+            else None
+        )
+
+    metrics = wait_for(series, "the token metrics")
+    assert (
+        metric_total(metrics, "llmgate_llm_prompt_tokens", route_id=route_id)
+        == row["prompt_tokens"]
+    )
+    assert (
+        metric_total(metrics, "llmgate_llm_completion_tokens", route_id=route_id)
+        == row["completion_tokens"]
+    )
 
 
 def test_a_budget_in_cost_refuses_once_spent(live: LiveGateway) -> None:

@@ -502,8 +502,9 @@ async def test_an_old_azure_api_version_is_not_sent_stream_options(gateway, call
     (seen,) = await gateway.fake_requests()
     assert "stream_options" not in seen["body"]
     (call,) = calls
-    assert call is not None and call.stream and call.usage is None
+    assert call is not None and call.stream and call.estimated
     assert call.relayed_chars > 0  # what ai-rate-limiting charges (``relayed_estimate``)
+    assert call.usage is not None and call.usage.completion_tokens == -(-call.relayed_chars // 4)
 
 
 async def test_prompt_plugins_leave_a_get_to_the_llm_plugin(gateway) -> None:  # type: ignore[no-untyped-def]

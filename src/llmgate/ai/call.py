@@ -39,6 +39,9 @@ class LlmCall:
     # Characters of generated text (choices' content) seen until ``usage`` came, if it did:
     # what a budget charges for a stream cut short before its usage.
     relayed_chars: int = 0
+    # ``usage`` is the gateway's estimate (``tracking.settle_usage``): the provider answered
+    # but no usage came (a stream left or cut before it, an api-version that never sends it).
+    estimated: bool = False
     summaries: bool = False  # the target's ``logging.summaries``: loggers add ``llm_summary``
     started: float | None = None  # perf_counter when the upstream was asked
     first_token: float | None = None  # perf_counter of the first response byte

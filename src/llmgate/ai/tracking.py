@@ -10,6 +10,11 @@ and sees every chunk (body filter):
 Both fill the request's ``LlmCall``: ``first_token`` at the first byte, ``usage`` / ``model``
 as found, ``finished`` at the end.
 
+A call the provider answered whose usage never came (the client left a stream, the upstream
+cut it, an Azure api-version without ``stream_options``) is given the estimate a budget
+charges for it (``settle_usage``, before the log phase): metrics, usage records, loggers and
+ai-rate-limiting all read that one usage, marked ``estimated``.
+
 A stream whose usage the gateway asked for, not the client (``hide_usage``), is then passed
 through a ``UsageChunkFilter``: the tracker sees the usage, the client a stream as OpenAI would
 have sent it.  So is a stream proxy-cache replays to such a client.
@@ -24,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmgate.ai.call import LlmCall
+from llmgate.ai.estimate import relayed_estimate, request_estimate
 from llmgate.ai.protocols import Protocol
 from llmgate.ai.sse import SseScanner
 from llmgate.ai.stream_usage import UsageChunkFilter
-from llmgate.ai.usage import model_of, usage_of
+from llmgate.ai.usage import Usage, model_of, usage_of
 from llmgate.http import json_body
 from llmgate.http.context import StateKey
 
@@ -139,6 +145,21 @@ def _message_size(message: dict[str, Any]) -> int:
                 len(v) for name in ("name", "arguments") if isinstance(v := function.get(name), str)
             )
     return size
+
+
+def settle_usage(ctx: RequestContext) -> LlmCall | None:
+    """The request's LLM call, its ``usage`` now set when the provider answered (2xx) and no
+    usage came: then the estimate (``estimate.relayed_estimate``) of the prompt as sent and
+    the text relayed, marked ``estimated``.  Idempotent; a cache hit or a call the provider
+    never answered keeps no usage."""
+    call = LlmCall.find(ctx)
+    if call is None or call.usage is not None or call.cache_hit or not call.answered:
+        return call
+    body = ctx.outbound.body if ctx.outbound.body is not None else ctx.body.buffered
+    guess = relayed_estimate(request_estimate(body, 0, call.protocol), call.relayed_chars)
+    call.usage = Usage(guess.prompt, guess.completion, guess.total)
+    call.estimated = True
+    return call
 
 
 def claim(ctx: RequestContext, plugin: object) -> bool:

@@ -51,8 +51,10 @@ def request_size(ctx: RequestContext) -> int:
 def llm_block(ctx: RequestContext) -> dict[str, Any] | None:
     """The ``llm`` block of a default entry: who answered, the tokens, what it cost (in the
     price table's currency; null without a price), ``cache: "hit"`` for an answer proxy-cache
-    replayed (its tokens were served from the cache, at no cost), and ``aborted`` when the
-    gateway cut the answer short (``max_stream_duration_ms``, ``max_response_bytes``)."""
+    replayed (its tokens were served from the cache, at no cost), ``aborted`` when the
+    gateway cut the answer short (``max_stream_duration_ms``, ``max_response_bytes``), and
+    ``usage_estimated: true`` when no usage came and the tokens are the gateway's estimate
+    (``tracking.settle_usage``)."""
     call = LlmCall.find(ctx)
     if call is None:
         return None
@@ -77,6 +79,8 @@ def llm_block(ctx: RequestContext) -> dict[str, Any] | None:
         block["cache"] = call.cache
     if call.aborted is not None:
         block["aborted"] = call.aborted
+    if call.estimated:
+        block["usage_estimated"] = True
     return block
 
 

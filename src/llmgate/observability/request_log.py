@@ -195,12 +195,13 @@ def _add_tries(fields: dict[str, Any], tries: list[tuple[str, int, float]]) -> N
 
 def llm_fields(ctx: RequestContext) -> dict[str, Any]:
     """The fields after APISIX's of a request that called an LLM: its id, route, and the call's
-    type, model and tokens, named as APISIX's variables (none for other requests)."""
+    type, model and tokens, named as APISIX's variables (none for other requests), and
+    ``llm_usage_estimated`` (llmgate's) when the tokens are the gateway's estimate."""
     call = LlmCall.find(ctx)
     if call is None:
         return {}
     usage = call.usage
-    return {
+    fields: dict[str, Any] = {
         "request_id": ctx.request_id,
         "route_id": ctx.route.id,
         "request_type": call.request_type,
@@ -209,6 +210,9 @@ def llm_fields(ctx: RequestContext) -> dict[str, Any]:
         "llm_completion_tokens": usage.completion_tokens if usage else 0,
         "llm_total_tokens": usage.total_tokens if usage else 0,
     }
+    if call.estimated:  # no usage came: the tokens are the gateway's estimate
+        fields["llm_usage_estimated"] = True
+    return fields
 
 
 def text_line(fields: dict[str, Any], now: float) -> str:
@@ -216,6 +220,8 @@ def text_line(fields: dict[str, Any], now: float) -> str:
     e = escaped
 
     def bare(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
         return escaped(None if value is None else str(value), quoted=False)
 
     def listed(value: Any) -> str:
@@ -238,7 +244,7 @@ def text_line(fields: dict[str, Any], now: float) -> str:
 # Written after APISIX's fields when the request called an LLM (``llm_fields``).
 _LLM_FIELDS = (
     "request_id", "route_id", "request_type", "llm_model", "llm_prompt_tokens",
-    "llm_completion_tokens", "llm_total_tokens",
+    "llm_completion_tokens", "llm_total_tokens", "llm_usage_estimated",
 )  # fmt: skip
 
 

@@ -9,7 +9,8 @@ the upstream, with ``rejected_code`` (503) and ``{"error_msg": rejected_msg}`` (
 the request made in other budgets are given back).  Log phase: the reservation is settled with
 what the call consumed (``limit_strategy``: total, prompt or completion tokens, or ``cost``):
 its usage, streams included; for a stream that ended without usage (client abort, upstream
-drop), the prompt estimate plus the text relayed so far, never 0; nothing for a call the
+drop), the prompt estimate plus the text relayed so far, never 0
+(``tracking.settle_usage``: the usage the metrics and logs show too); nothing for a call the
 provider did not answer; nothing for a proxy-cache HIT (no provider consumed anything).  A
 request that is not an LLM call (no ai-proxy on the route) is neither checked nor counted, as
 in APISIX.
@@ -54,7 +55,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from llmgate.ai.call import LlmCall
-from llmgate.ai.estimate import Estimate, relayed_estimate, request_estimate
+from llmgate.ai.estimate import Estimate, request_estimate
+from llmgate.ai.tracking import settle_usage
 from llmgate.http.context import StateKey
 from llmgate.plugin_api.config import ConfigSection
 from llmgate.plugin_api.limiting import (
@@ -147,7 +149,6 @@ class _Window:
 class _Reservation:
     """What a request reserved, to be settled in the log phase."""
 
-    estimate: Estimate
     amount: int
     windows: tuple[_Window, ...]
 
@@ -240,7 +241,7 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
         except CountersUnavailable as exc:
             await self._give_back(reserved, amount)
             return None if config.allow_degradation else unavailable(self.name, self.owner, exc)
-        ctx.state[self._state_key] = _Reservation(estimate, amount, tuple(reserved))
+        ctx.state[self._state_key] = _Reservation(amount, tuple(reserved))
         return None
 
     async def log(self, ctx: RequestContext) -> None:
@@ -248,7 +249,7 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
         call = LlmCall.find(ctx)
         if reservation is None or call is None:
             return  # not an LLM call, refused, or answered by proxy-cache before the access
-        used = self._consumed(ctx, call, reservation)
+        used = self._consumed(ctx, call)
         try:
             final = {w.key: w for w in self._windows(ctx, instance_of(call))}
         except BadLimitValue:
@@ -279,15 +280,16 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
             return estimate.completion
         return estimate.total
 
-    def _consumed(self, ctx: RequestContext, call: LlmCall, reservation: _Reservation) -> int:
+    def _consumed(self, ctx: RequestContext, call: LlmCall) -> int:
         """What the call consumed, in this plugin's budget units."""
         if call.cache_hit or not call.answered:
             return 0
+        # A stream that ended before its usage: the estimate of what was relayed, the one the
+        # metrics, usage records and logs show (``tracking.settle_usage``).
+        settle_usage(ctx)
         usage = call.consumed
-        if usage is None:  # a stream that ended before its usage: what was relayed
-            return self._amount(
-                ctx, call, relayed_estimate(reservation.estimate, call.relayed_chars)
-            )
+        if usage is None:
+            return 0
         if self.strategy == "cost":
             cost = self.services.prices.cost(call)
             return 0 if cost is None else -(-cost // MICRO)

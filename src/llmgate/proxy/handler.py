@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 
 from llmgate.ai.pricing import NO_PRICES, PRICES
 from llmgate.ai.replies import gateway_reply
-from llmgate.ai.tracking import passive_tracker
+from llmgate.ai.tracking import passive_tracker, settle_usage
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyBudget, BodyStream, RequestBody
 from llmgate.http.context import (
@@ -208,6 +208,7 @@ async def _run(
         ctx.status = 500
         return _plain(INTERNAL_ERROR)
     finally:
+        settle_usage(ctx)  # an answered call without usage: its estimate, for every reader
         if ctx.state[CHAIN].log:
             await _log_phase(ctx, logging_on)
 
