@@ -18,7 +18,8 @@ from aiohttp import web
 from llmgate.ai.pricing import NO_PRICES, load_prices
 from llmgate.app import build_proxy_server
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import EdgeServer
+from llmgate.http.protocol import EdgeServer, plain_http_on_tls_port
+from llmgate.http.sniffing import SniffingListener
 from llmgate.http.tls import EMPTY_INDEX, SniIndex, sni_listener_context
 from llmgate.proxy.upstream import PoolRegistry
 from llmgate.runtime.counters import Counters
@@ -84,28 +85,38 @@ async def start_site(
 
 
 class _TlsSite(web.TCPSite):
-    """A TCP site whose TLS handshakes must finish within ``handshake_timeout`` (a client that
-    opens a connection and never completes its handshake holds nothing for longer)."""
+    """The HTTPS listener: each connection is sniffed (``http.sniffing``); a TLS handshake goes
+    to ``runner``'s server and must finish within ``limits.header_timeout`` (a client that opens
+    a connection and never completes its handshake holds nothing for longer, nor one that
+    sends nothing); anything else is plain HTTP, answered as nginx does (400 "The plain HTTP
+    request was sent to HTTPS port") and closed."""
 
     def __init__(
-        self, runner: web.BaseRunner, listen: Listen, context: ssl.SSLContext, timeout: float
+        self,
+        runner: web.BaseRunner,
+        listen: Listen,
+        context: ssl.SSLContext,
+        limits: ClientLimits,
     ) -> None:
         super().__init__(runner, listen.host, listen.port, ssl_context=context, reuse_port=True)
-        self._handshake_timeout = timeout
+        self._timeout = limits.header_timeout
+        self._plain = EdgeServer(plain_http_on_tls_port, limits)
+        self._listener: SniffingListener | None = None
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            server,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_port=True,
-            ssl_handshake_timeout=self._handshake_timeout,
-        )
+        listener = SniffingListener(server, self._ssl_context, self._plain, timeout=self._timeout)
+        self._listener = listener
+        await listener.start(self._host or "", self._port, reuse_port=True)
+        self._bound_port = listener.sockets[0].getsockname()[1] if listener.sockets else None
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+        await self._plain.shutdown(1.0)
+        await super().stop()
 
 
 async def start_tls_site(
@@ -113,13 +124,15 @@ async def start_tls_site(
 ) -> None:
     """The data plane's HTTPS listener on ``runner``'s server: each handshake takes the
     certificate the current snapshot holds for its SNI (a replaced certificate is served from
-    the next handshake on).  The handshake is bounded by the client header timeout."""
+    the next handshake on).  The handshake is bounded by the client header timeout; plain HTTP
+    is answered 400 and closed."""
 
     def current() -> SniIndex:
         snapshot = loader.current
         return snapshot.certificates if snapshot is not None else EMPTY_INDEX
 
-    site = _TlsSite(runner, listen, sni_listener_context(current), settings.client_header_timeout)
+    context = sni_listener_context(current)
+    site = _TlsSite(runner, listen, context, settings.client_limits())
     await site.start()
 
 

@@ -171,3 +171,21 @@ def test_stalled_handshakes_and_heads_do_not_hang_the_listener(
             sock.close()
     # Still serving.
     assert peer_subject(port, context, "a.test")["commonName"] == "a.test"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Connection": "keep-alive"}])
+def test_plain_http_on_the_tls_port_is_answered_400_and_closed(
+    live: LiveGateway, ca: TestCA, headers: dict[str, str]
+) -> None:
+    """nginx (so APISIX) answers plain HTTP sent to an HTTPS port with 400 "The plain HTTP
+    request was sent to HTTPS port" and closes the connection; llmgate says it in its JSON
+    error body.  The listener serves TLS as before."""
+    with RawClient(tls_port(live), timeout=5) as client:
+        client.send(request_bytes("GET", "/tls/x", headers, host="a.test"))
+        response = client.read_response()
+        assert response.status == 400
+        assert response.json() == {"error_msg": "The plain HTTP request was sent to HTTPS port"}
+        assert response.header("Connection") == "close"
+        assert response.header("Server", "").startswith("llmgate/")
+        assert client.is_closed_by_peer()
+    assert peer_subject(tls_port(live), ca.context(), "a.test")["commonName"] == "a.test"

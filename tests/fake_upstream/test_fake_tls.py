@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from llmgate.fake_upstream import FakeSettings, replies, serve
-from llmgate.fake_upstream import server as fake_server
+from llmgate.http import sniffing
 from tests.processes import free_port
 
 CHAT = "/v1/chat/completions"
@@ -165,7 +165,7 @@ async def test_a_silent_connection_does_not_block_others(
 async def test_a_silent_connection_is_closed_after_the_sniff_timeout(
     port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fake_server, "SNIFF_TIMEOUT", 0.2)
+    monkeypatch.setattr(sniffing, "SNIFF_TIMEOUT", 0.2)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         async with asyncio.timeout(5):

@@ -80,6 +80,15 @@ async def _version_not_supported(_request: web.BaseRequest) -> web.StreamRespons
     return _json(505, "HTTP version not supported")
 
 
+PLAIN_HTTP_ON_TLS = "The plain HTTP request was sent to HTTPS port"
+
+
+async def plain_http_on_tls_port(_request: web.BaseRequest) -> web.StreamResponse:
+    """nginx's answer to plain HTTP sent to an HTTPS port (400, then the connection is
+    closed), with APISIX's JSON error body instead of nginx's HTML page."""
+    return _json(400, PLAIN_HTTP_ON_TLS)
+
+
 class EdgeServer(web.Server):
     """aiohttp's low-level server, making ``EdgeProtocol`` connections held to ``limits``."""
 
