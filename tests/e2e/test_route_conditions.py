@@ -222,6 +222,25 @@ def test_a_repeated_header_is_read_whole_as_nginx(live: LiveGateway) -> None:
     assert one.status == 404
 
 
+def test_a_cookie_is_found_in_any_cookie_line(live: LiveGateway) -> None:
+    """``$cookie_x`` reads the Cookie lines joined as ``$http_cookie`` (nginx >= 1.23), so a
+    cookie sent on the second line is found: in ``vars`` and in proxy-rewrite alike."""
+    plugins = {"proxy-rewrite": {"headers": {"set": {"X-Seen": "$cookie_a|$cookie_session"}}}}
+    route = {
+        "uri": "/anything/cookies",
+        "vars": [["cookie_session", "==", "beta"]],
+        "plugins": plugins,
+        "upstream": live.upstream(),
+    }
+    live.put("routes/cookies", route)
+    lines = [("Cookie", "a=1; b=2"), ("X-Other", "x"), ("Cookie", "session=beta")]
+    answer = exchange(live.proxy_port, request_bytes("GET", "/anything/cookies", lines))
+    assert answer.status == 200, answer
+    assert answer.json()["headers"]["x-seen"] == "1|beta"
+    one = [("Cookie", "a=1; b=2")]
+    assert exchange(live.proxy_port, request_bytes("GET", "/anything/cookies", one)).status == 404
+
+
 def test_meta_filter_gates_a_plugin(live: LiveGateway) -> None:
     rewrite = {
         "headers": {"set": {"X-Trusted": "yes"}},

@@ -102,6 +102,18 @@ def make_ctx(
         ),
         pytest.param("cookie_session", {"headers": {"Cookie": "a=1; session=abc"}}, "abc"),
         pytest.param("cookie_none", {"headers": {"Cookie": "a=1"}}, None, id="cookie-missing"),
+        pytest.param(
+            "cookie_session",
+            {"headers": CIMultiDict([("Cookie", "a=1"), ("Cookie", "b=2; session=abc")])},
+            "abc",
+            id="cookie-in-a-later-line",
+        ),
+        pytest.param(
+            "cookie_a",
+            {"headers": CIMultiDict([("Cookie", "a=1"), ("Cookie", "b=2")])},
+            "1",
+            id="cookie-in-the-first-of-two-lines",
+        ),
         pytest.param("post_arg_x", {"headers": {"Content-Type": "x-www-form-urlencoded"}}, None),
         pytest.param("route_id", {}, "r1"),
         pytest.param("route_name", {}, "chat-route"),

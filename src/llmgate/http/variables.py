@@ -14,6 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+# The parser of aiohttp's ``request.cookies`` (RFC 6265, names with special characters
+# accepted), for the lines ``request.cookies`` does not read.
+from aiohttp._cookie_helpers import parse_cookie_header
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -83,6 +87,23 @@ def _header(request: web.BaseRequest, name: str) -> str | None:
     return ("; " if name.lower() == "cookie" else ", ").join(values)
 
 
+def cookie(request: web.BaseRequest, name: str) -> str | None:
+    """``$cookie_<name>``: the cookie in any Cookie line, read from the lines joined as
+    ``$http_cookie`` (nginx >= 1.23 joins them with "; "), parsed as aiohttp parses one line
+    (the last of a repeated name wins, as in APISIX's resty.cookie).  One line: aiohttp's
+    cookies of the request, parsed once."""
+    lines = request.headers.getall("Cookie", None)
+    if lines is None:
+        return None
+    if len(lines) == 1:
+        return request.cookies.get(name)
+    found = None
+    for key, morsel in parse_cookie_header(_header(request, "Cookie") or ""):
+        if key == name:
+            found = morsel.value
+    return found
+
+
 def request_variable(request: web.BaseRequest, target: RequestTarget, name: str) -> str | None:
     """The value of variable ``name`` (without ``$``) that only the client's request (and its
     ``target``) determines; None when unset or when it needs more than the request."""
@@ -97,7 +118,7 @@ def request_variable(request: web.BaseRequest, target: RequestTarget, name: str)
     if name.startswith("http_"):
         return _header(request, name[5:].replace("_", "-"))
     if name.startswith("cookie_"):
-        return request.cookies.get(name[7:])
+        return cookie(request, name[7:])
     return None  # post_arg_*: form bodies are never parsed on the hot path
 
 

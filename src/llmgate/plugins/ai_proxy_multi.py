@@ -30,7 +30,7 @@ from llmgate.ai.target import AiRequest, compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.errors import HttpError
 from llmgate.http.context import Reply
-from llmgate.http.variables import Template
+from llmgate.http.variables import Template, cookie
 from llmgate.plugin_api.config import ConfigSection, UniqueItems
 from llmgate.plugin_api.limiting import rejection
 from llmgate.plugin_api.plugin import Plugin
@@ -345,7 +345,7 @@ def _hash_key_reader(balancer: Balancer) -> Callable[[RequestContext], str | Non
     if balancer.hash_on == "header":
         return lambda ctx: ctx.inbound.headers.get(key)
     if balancer.hash_on == "cookie":
-        return lambda ctx: ctx.inbound.cookies.get(key)
+        return lambda ctx: cookie(ctx.inbound, key)
     if balancer.hash_on == "vars_combinations":
         template = Template.compile(key)
         return template.render

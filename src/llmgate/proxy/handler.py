@@ -40,7 +40,7 @@ from llmgate.http.context import (
 from llmgate.http.headers import add_forwarded, end_to_end
 from llmgate.http.limits import ClientLimits
 from llmgate.http.paths import check_target, parse_target
-from llmgate.http.variables import RouteVariables
+from llmgate.http.variables import RouteVariables, cookie
 from llmgate.proxy.client import UpstreamError, UpstreamResponse
 from llmgate.proxy.eager import drive
 from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing, UpstreamPool
@@ -337,7 +337,7 @@ def _hash_key(ctx: RequestContext) -> str | None:
     if spec.hash_on == "header":
         return ctx.inbound.headers.get(spec.key or "")
     if spec.hash_on == "cookie":
-        return ctx.inbound.cookies.get(spec.key or "")
+        return cookie(ctx.inbound, spec.key or "")
     if spec.hash_on == "vars_combinations":
         return pool.hash_template.render(ctx)
     return ctx.var((spec.key or "remote_addr").lstrip("$"))
