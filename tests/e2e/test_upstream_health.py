@@ -7,6 +7,7 @@ process that tests stop (a dead node: connections refused), start again, or make
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import threading
@@ -432,3 +433,36 @@ def test_the_access_log_lists_every_try_as_nginx(live: LiveGateway, node_b: Fake
     ), tries
     dead_only = upstream_fields("/logged-dead")
     assert re.fullmatch(rf"{node_b.address} 502 \d+\.\d{{3}}", dead_only), dead_only
+
+
+def test_the_loggers_upstream_lists_every_try_as_apisix(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    """APISIX's log entry ``upstream`` is ``ctx.var.upstream_addr``: every try, as nginx's
+    $upstream_addr ("127.0.0.1:1, 127.0.0.1:2"), in http-logger and file-logger entries and
+    in a ``log_format``'s ``$upstream_addr``."""
+    node_b.stop()
+    path = live.workdir / f"tries-{time.monotonic_ns()}.log"
+    logger = {"path": str(path), "log_format": {"addr": "$upstream_addr"}}
+    default = {"path": str(path)}
+    dead = {"host": "127.0.0.1", "port": node_b.port, "weight": 1, "priority": 1}
+    alive = {"host": "127.0.0.1", "port": live.fake_port, "weight": 1}
+    upstream = {"nodes": [dead, alive], "retries": 1}
+    for name, conf in (("entry", default), ("format", logger)):
+        plugins = {"file-logger": conf}
+        live.put(
+            f"routes/tries-{name}",
+            {"uri": f"/tries-{name}", "plugins": plugins, "upstream": upstream},
+        )
+        assert get(live, f"/tries-{name}") == 200
+    entries = wait_for(
+        lambda: (
+            (lines := path.read_text().splitlines() if path.exists() else [])
+            and len(lines) == 2
+            and [json.loads(x) for x in lines]
+        ),
+        "the two entries",
+    )
+    every = f"{node_b.address}, {live.fake_address}"
+    assert entries[0]["upstream"] == every, entries[0]
+    assert entries[1]["addr"] == every, entries[1]

@@ -288,7 +288,7 @@ def _changing(ctx: RequestContext, name: str) -> str | None:
     if name == "upstream_status":
         return str(ctx.upstream_status) if ctx.upstream_status else None
     if name == "upstream_addr":
-        return ctx.upstream_addr
+        return upstream_addrs(ctx)
     if name == "consumer_name":
         return ctx.consumer.username if ctx.consumer else None
     return ctx.request_id  # request_id, apisix_request_id
@@ -311,3 +311,15 @@ HEAD_BYTES: StateKey[int] = StateKey("handler.head_bytes")
 # entries of nginx's $upstream_addr, $upstream_status and $upstream_response_time (written by
 # the proxy handler, read by the access log and X-APISIX-Upstream-Status).
 UPSTREAM_TRIES: StateKey[list[tuple[str, int, float]]] = StateKey("handler.upstream_tries")
+
+
+def upstream_addrs(ctx: RequestContext) -> str | None:
+    """nginx's ``$upstream_addr``: every try's address, ", "-separated, the failed ones first
+    ("127.0.0.1:1, 127.0.0.1:2"); None when no upstream was tried."""
+    tries = ctx.state.get(UPSTREAM_TRIES)
+    if not tries:
+        return ctx.upstream_addr
+    addresses = [address for address, _, _ in tries]
+    if ctx.upstream_addr is not None:
+        addresses.append(ctx.upstream_addr)
+    return ", ".join(addresses)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmgate import __version__
-from llmgate.http.context import StateKey
+from llmgate.http.context import StateKey, upstream_addrs
 from llmgate.http.expr import Expr, ExprError
 from llmgate.observability.log_secrets import (
     Secrets,
@@ -201,7 +201,7 @@ class AccessLog:
         optional = {
             "upstream_latency": upstream_latency,
             "consumer": {"username": ctx.consumer.username} if ctx.consumer else None,
-            "upstream": ctx.upstream_addr,
+            "upstream": upstream_addrs(ctx),  # APISIX's ctx.var.upstream_addr: every try
             "request_id": ctx.request_id,
             "llm": llm_block(ctx),
         }

@@ -42,7 +42,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from llmgate.ai.call import LlmCall
-from llmgate.http.context import CONTEXT, HEAD_BYTES, UPSTREAM_TRIES, RequestContext
+from llmgate.http.context import (
+    CONTEXT,
+    HEAD_BYTES,
+    UPSTREAM_TRIES,
+    RequestContext,
+    upstream_addrs,
+)
 from llmgate.observability.log_secrets import MASK, SECRET_ARGS, auth_names, masked_query
 
 # nginx's status for a request whose client went away before it was answered.
@@ -170,22 +176,22 @@ def entry(
             else ctx.upstream_addr
         )
         query_sent = f"?{_all_masked(outbound.query)}" if outbound.query else ""
-        fields["upstream_addr"] = ctx.upstream_addr
         fields["upstream_status"] = ctx.upstream_status
         fields["upstream_response_time"] = _seconds(ctx.upstream_latency)
         fields["upstream_uri"] = f"{scheme}://{host}{outbound.path}{query_sent}"
     if ctx is not None and (tries := ctx.state.get(UPSTREAM_TRIES)):
         _add_tries(fields, tries)
     if ctx is not None:
+        fields["upstream_addr"] = upstream_addrs(ctx)
         fields.update(llm_fields(ctx))
     return fields
 
 
 def _add_tries(fields: dict[str, Any], tries: list[tuple[str, int, float]]) -> None:
-    """Failed tries before the last: nginx lists every try in $upstream_addr,
-    $upstream_status and $upstream_response_time ("127.0.0.1:1, 127.0.0.1:2")."""
-    names = ("upstream_addr", "upstream_status", "upstream_response_time")
-    columns: list[list[str]] = [[a for a, _, _ in tries], [str(c) for _, c, _ in tries]]
+    """Failed tries before the last: nginx lists every try in $upstream_addr (already whole:
+    ``upstream_addrs``), $upstream_status and $upstream_response_time ("502, 200")."""
+    names = ("upstream_status", "upstream_response_time")
+    columns: list[list[str]] = [[str(c) for _, c, _ in tries]]
     columns.append([_seconds(t) or "0.000" for _, _, t in tries])
     for name, column in zip(names, columns, strict=True):
         if fields[name] is not None:
