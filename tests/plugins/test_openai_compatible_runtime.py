@@ -162,3 +162,33 @@ async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway) -> None:
             assert usage == []
         else:
             assert usage and usage[-1]["choices"] == [] and usage[-1]["usage"]["total_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_ai_rate_limiting_is_enforced(gateway, stream: bool) -> None:  # type: ignore[no-untyped-def]
+    """openai-compatible makes the route an LLM route: a token budget on it is charged each
+    answer's usage and refuses the call after it is spent, before the upstream is asked."""
+    budget = {"limit": 20, "time_window": 60, "rejected_code": 429}
+    await plain_route(gateway, {}, **{"ai-rate-limiting": budget})
+    body = {**CHAT, "stream": stream}
+    first = await gateway.proxy.post("/v1/chat/completions", json=body)
+    assert first.status == 200
+    assert first.headers["X-AI-RateLimit-Limit-openai-compatible"] == "20"
+    assert first.headers["X-AI-RateLimit-Remaining-openai-compatible"] == "20"
+    await first.read()
+    (seen,) = await gateway.fake_requests()
+    used = 0
+    for _ in range(10):  # the fake's answers are ~18 tokens: the budget is spent in 2
+        resp = await gateway.proxy.post("/v1/chat/completions", json=body)
+        if resp.status != 200:
+            break
+        remaining = int(resp.headers["X-AI-RateLimit-Remaining-openai-compatible"])
+        assert remaining < 20
+        used += 1
+        await resp.read()
+    assert resp.status == 429, await resp.text()
+    assert (await resp.json())["error"]["code"] == "rate_limit_exceeded"
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert used <= 1
+    assert len(await gateway.fake_requests()) == used + 1  # the refusal never reached it
+    assert seen["path"] == "/v1/chat/completions"

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 STATE_KEY: StateKey[LlmCall] = StateKey("llm")
 
+# ``provider`` of a call a plain route (no AI plugin sends it) makes to an OpenAI-style upstream.
+PASSIVE_PROVIDER = "upstream"
+
 # ``cache`` of a call answered from proxy-cache: its tokens were served, not consumed.
 CACHE_HIT = "hit"
 

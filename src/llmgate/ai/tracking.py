@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from llmgate.ai.call import LlmCall
+from llmgate.ai.call import PASSIVE_PROVIDER, LlmCall
 from llmgate.ai.estimate import relayed_estimate, request_estimate
 from llmgate.ai.protocols import Protocol
 from llmgate.ai.sse import SseScanner
@@ -50,6 +50,8 @@ UsageRule = Callable[[dict[str, Any], Protocol], bool]
 _STREAMED: dict[str, Protocol] = {"chat": "chat", "completions": "completions"}
 # The AI proxy plugin that sends this request to an LLM (``claim``).
 CLAIM_KEY: StateKey[object] = StateKey("llm_plugin")
+# The call of a plain route's LLM request, made before it is sent (``expect_passive_call``).
+PASSIVE_CALL_KEY: StateKey[LlmCall] = StateKey("llm_passive_call")
 
 
 class ResponseTracker:
@@ -257,6 +259,23 @@ def passive_tracker(
 ) -> ResponseTracker | None:
     """A tracker for an LLM answer proxied without an AI plugin (a plain route to an OpenAI-style
     API, as in the seed blog), so its token usage is accounted too; None for other requests."""
+    if ctx.outbound.method != "POST":
+        return None
+    expected = ctx.state.get(PASSIVE_CALL_KEY)
+    if LlmCall.find(ctx) is not expected:
+        return None  # an AI plugin's call, or an answer from the cache
+    call = expected or expect_passive_call(ctx)
+    if call is None:
+        return None
+    call.stream = "text/event-stream" in headers.get("Content-Type", "")
+    call.started = ctx.started
+    return ResponseTracker(call, status, headers)
+
+
+def expect_passive_call(ctx: RequestContext) -> LlmCall | None:
+    """The ``LlmCall`` of a POST a plain route sends to an OpenAI-style endpoint, made before
+    it is sent (openai-compatible's access phase) so that token budgets can reserve for it;
+    ``passive_tracker`` fills it from the answer.  None for other requests."""
     outbound = ctx.outbound
     if outbound.method != "POST" or CLAIM_KEY in ctx.state or LlmCall.find(ctx) is not None:
         return None
@@ -264,10 +283,9 @@ def passive_tracker(
     if protocol is None:
         return None
     call = LlmCall.of(ctx)
-    call.provider, call.protocol = "upstream", protocol
-    call.stream = "text/event-stream" in headers.get("Content-Type", "")
-    call.started = ctx.started
-    return ResponseTracker(call, status, headers)
+    call.provider, call.protocol = PASSIVE_PROVIDER, protocol
+    ctx.state[PASSIVE_CALL_KEY] = call
+    return call
 
 
 def _passive_protocol(path: str) -> str | None:

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from llmgate.ai.call import LlmCall
+from llmgate.ai.call import PASSIVE_PROVIDER, LlmCall
 from llmgate.ai.estimate import Estimate, request_estimate
 from llmgate.ai.tracking import settle_usage
 from llmgate.http.context import StateKey
@@ -166,8 +166,13 @@ def _suffixed(instance: str) -> tuple[str, str, str]:
 
 
 def instance_of(call: LlmCall) -> str:
-    """The instance name budgets and headers use: ai-proxy-multi's, or ``ai-proxy-<provider>``."""
-    return call.instance or f"ai-proxy-{call.provider or 'unknown'}"
+    """The instance name budgets and headers use: ai-proxy-multi's, ``ai-proxy-<provider>``,
+    or ``openai-compatible`` for a plain route's call."""
+    if call.instance:
+        return call.instance
+    if call.provider == PASSIVE_PROVIDER:
+        return "openai-compatible"
+    return f"ai-proxy-{call.provider or 'unknown'}"
 
 
 class AIRateLimiting(Plugin[AIRateLimitingConfig]):
