@@ -30,6 +30,7 @@ class Ctx:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # the request body as it goes to the provider
     services: Services | None = None
+    path: str = "/anything"  # where the request goes (no OpenAI endpoint: no passive call)
 
     @property
     def route(self) -> SimpleNamespace:
@@ -37,7 +38,7 @@ class Ctx:
 
     @property
     def outbound(self) -> SimpleNamespace:
-        return SimpleNamespace(body=self.body)
+        return SimpleNamespace(body=self.body, method="POST", path=self.path)
 
     @property
     def snapshot(self) -> SimpleNamespace:
@@ -524,3 +525,46 @@ async def test_spent_instance_is_skipped_by_ai_proxy_multi(gateway) -> None:  # 
         assert "X-AI-RateLimit-Limit-first" not in resp.headers
     models = [seen["body"]["model"] for seen in await gateway.fake_requests()]
     assert models == ["model-first", "model-second", "model-second"]
+
+
+async def test_a_plain_route_to_an_openai_endpoint_has_its_budget(gateway) -> None:  # type: ignore[no-untyped-def]
+    """The seed blog's route (a plain upstream, proxy-rewrite to ``/v1/completions``): its
+    answers are accounted, so a budget set on it is charged and enforced as on ai-proxy's."""
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/openai/product/desc",
+            "methods": ["POST"],
+            "upstream": gateway.upstream(),
+            "plugins": {
+                "proxy-rewrite": {"uri": "/v1/completions"},
+                "ai-rate-limiting": {"limit": 30, "time_window": 60},
+            },
+        },
+    )
+    body = {"model": "text-davinci-003", "prompt": "Escribe una descripción", "max_tokens": 256}
+    statuses = []
+    for _ in range(5):
+        resp = await gateway.proxy.post("/openai/product/desc", json=body)
+        statuses.append(resp.status)
+        if resp.status != 200:
+            break
+        assert resp.headers["X-AI-RateLimit-Limit-openai-compatible"] == "30"
+        await resp.read()
+    assert statuses[-1] == 503, statuses
+    assert await resp.json() == {"error_msg": "token limit exceeded"}
+    assert int(resp.headers["Retry-After"]) >= 1
+    # Every answer used ~20 tokens: the budget admits two calls, the upstream saw only them.
+    assert len(await gateway.fake_requests()) == len(statuses) - 1 <= 2
+    # Anything but a POST to an OpenAI endpoint is no LLM call: neither checked nor charged.
+    await gateway.put(
+        "routes/2",
+        {
+            "uri": "/other",
+            "upstream": gateway.upstream(),
+            "plugins": {"ai-rate-limiting": {"limit": 1, "time_window": 60}},
+        },
+    )
+    for _ in range(3):
+        resp = await gateway.proxy.post("/other", json=body)
+        assert resp.status != 503 and "X-AI-RateLimit-Limit-openai-compatible" not in resp.headers

@@ -11,9 +11,11 @@ what the call consumed (``limit_strategy``: total, prompt or completion tokens, 
 its usage, streams included; for a stream that ended without usage (client abort, upstream
 drop), the prompt estimate plus the text relayed so far, never 0
 (``tracking.settle_usage``: the usage the metrics and logs show too); nothing for a call the
-provider did not answer; nothing for a proxy-cache HIT (no provider consumed anything).  A
-request that is not an LLM call (no ai-proxy on the route) is neither checked nor counted, as
-in APISIX.
+provider did not answer; nothing for a proxy-cache HIT (no provider consumed anything).  On a
+route without ai-proxy / ai-proxy-multi, a POST to a chat, completions or embeddings endpoint is
+an LLM call too (its answer is accounted: ``ai/tracking.py``), budgeted under the instance name
+``openai-compatible`` (APISIX budgets only the AI plugins' calls); any other request is neither
+checked nor counted.
 
 So concurrent calls cannot overspend: the overshoot of a window is bounded by one call's
 estimate (the last one admitted while the count was below the limit) plus, for calls in
@@ -54,6 +56,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from llmgate.ai import tracking
 from llmgate.ai.call import PASSIVE_PROVIDER, LlmCall
 from llmgate.ai.estimate import Estimate, request_estimate
 from llmgate.ai.tracking import settle_usage
@@ -212,7 +215,9 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
 
     async def access(self, ctx: RequestContext) -> Reply | None:
         config = self.config
-        call = LlmCall.find(ctx)
+        # Without an AI plugin, a POST to an OpenAI-style endpoint (the seed blog's route) is
+        # an LLM call too: its answer is accounted (``tracking.passive_tracker``).
+        call = LlmCall.find(ctx) or tracking.expect_passive_call(ctx)
         if call is None:
             return None
         outbound = getattr(ctx, "outbound", None)

@@ -10,10 +10,10 @@ With it, the route behaves as an ai-proxy route does where the gateway has a say
   tokens are known (the answers themselves are accounted on every route, ``ai/tracking.py``);
   the usage chunk is then dropped from what a client that did not ask for it receives, and
   the client's ``Accept-Encoding`` is not passed on (an encoded stream cannot be read).
-- a POST to a chat, completions or embeddings endpoint is an LLM call from the access phase
-  on, so ai-rate-limiting budgets apply (headers ``X-AI-RateLimit-*-openai-compatible``).
   ``include_usage`` unset means: on when the route has ai-rate-limiting or a logger
   (file-logger, http-logger), whose records would otherwise show 0 tokens for streams.
+- ai-rate-limiting budgets its calls (as on any plain route: ``plugins/ai_rate_limiting.py``),
+  from their real usage, streams included.
 
 On a route with ai-proxy or ai-proxy-multi it does nothing: they already do all of it.
 """
@@ -80,11 +80,8 @@ class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
             listing, model = models_target(method, ctx.inbound.path)
             if listing:
                 return Reply.json(*models_answer(self.models, model))
-        if method == "POST":
-            # The call exists before it is sent: ai-rate-limiting (after this) reserves for it.
-            tracking.expect_passive_call(ctx)
-            if self._include_usage(ctx):
-                await self._ask_for_usage(ctx)
+        if method == "POST" and self._include_usage(ctx):
+            await self._ask_for_usage(ctx)
         return None
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
