@@ -135,7 +135,6 @@ async def test_stream_after_fallback(gateway, calls) -> None:  # type: ignore[no
 @pytest.mark.parametrize(
     ("status", "conf"),
     [
-        (500, {}),  # no fallback_strategy: no fallback (APISIX)
         (500, {"fallback_strategy": "http_429"}),
         (429, {"fallback_strategy": "http_5xx"}),
         (500, {"fallback_strategy": "http_5xx", "max_retries": 0}),
@@ -149,6 +148,31 @@ async def test_failures_outside_the_strategy_are_relayed(gateway, status, conf) 
     resp = await gateway.proxy.post("/chat", json=CHAT)
     assert resp.status == status
     assert "error" in await resp.json()
+    assert await asked(gateway) == ["a"]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, None])
+async def test_without_a_strategy_429_and_5xx_fall_back(gateway, status, unused_tcp_port) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §4: ai-proxy-multi falls back on 429/5xx (and an instance that cannot be reached)
+    without any ``fallback_strategy`` (APISIX: only with one naming them)."""
+    failing = (
+        instance(gateway, "a", status=status, priority=1)
+        if status is not None
+        else instance(gateway, "a", port=unused_tcp_port, priority=1)
+    )
+    await multi_route(gateway, [failing, instance(gateway, "b")])
+    resp = await gateway.proxy.post("/chat", json=CHAT)
+    assert resp.status == 200
+    assert (await resp.json())["choices"]
+    assert await asked(gateway) == (["a", "b"] if status is not None else ["b"])
+
+
+async def test_without_a_strategy_other_failures_are_relayed(gateway) -> None:  # type: ignore[no-untyped-def]
+    await multi_route(
+        gateway, [instance(gateway, "a", status=400, priority=1), instance(gateway, "b")]
+    )
+    resp = await gateway.proxy.post("/chat", json=CHAT)
+    assert resp.status == 400
     assert await asked(gateway) == ["a"]
 
 

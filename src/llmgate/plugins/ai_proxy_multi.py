@@ -8,6 +8,7 @@ cools down for a few seconds, and the next instance is tried, within ``max_retri
 ``retry_on_failure_within_ms``.  The last instance's answer (or error) is what the client gets.
 
     fallback_strategy                        falls back on
+    (unset)                                  as ["http_429", "http_5xx"] (APISIX: nothing)
     "http_429" / "http_5xx"                  that status (5xx: also refused / timed out)
     "instance_health_and_rate_limiting"      refused / timed out; skips rate-limited instances
     ["rate_limiting", "http_429", ...]       each named case
@@ -81,6 +82,10 @@ FallbackStrategy = (
     Literal["instance_health_and_rate_limiting", "http_429", "http_5xx"]
     | list[Literal["rate_limiting", "http_429", "http_5xx"]]
 )
+
+
+# Without ``fallback_strategy``: SPEC §4's "fallback on 429/5xx" (APISIX falls back on nothing).
+DEFAULT_FALLBACK: FallbackStrategy = ["http_429", "http_5xx"]
 
 
 class AIProxyMultiConfig(CallOptions):
@@ -160,7 +165,9 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
         )
         self.cooldowns: Cooldowns = cooldowns
         strategy = conf.fallback_strategy
-        names = {strategy} if isinstance(strategy, str) else set(strategy or ())
+        if strategy is None:
+            strategy = DEFAULT_FALLBACK
+        names = {strategy} if isinstance(strategy, str) else set(strategy)
         statuses = set(conf.fallback_http_statuses or ())
         if "http_429" in names:
             statuses.add(429)
