@@ -18,7 +18,7 @@ from aiohttp import web
 from llmgate.ai.pricing import NO_PRICES, load_prices
 from llmgate.app import build_proxy_server
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import EdgeServer, plain_http_on_tls_port
+from llmgate.http.protocol import EdgeServer, name_connection, plain_http_on_tls_port
 from llmgate.http.sniffing import SniffingListener
 from llmgate.http.tls import EMPTY_INDEX, SniIndex, sni_listener_context
 from llmgate.proxy.upstream import PoolRegistry
@@ -50,6 +50,7 @@ class _EdgeAppRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, limits: ClientLimits, max_connections: int) -> None:
         super().__init__(app, access_log=None, handle_signals=False)
+        app.on_response_prepare.append(_name_connection)
         self._limits = limits
         self._max_connections = max_connections
 
@@ -61,6 +62,10 @@ class _EdgeAppRunner(web.AppRunner):
             max_connections=self._max_connections,
             request_factory=server.request_factory,
         )
+
+
+async def _name_connection(_request: web.Request, response: web.StreamResponse) -> None:
+    name_connection(response)
 
 
 async def start_site(

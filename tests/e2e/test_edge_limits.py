@@ -120,6 +120,41 @@ def test_keepalive_requests_closes_after_the_last(gw: LiveGateway) -> None:
         assert client.is_closed_by_peer(5)
 
 
+def test_every_answer_says_whether_the_connection_stays_as_nginx(gw: LiveGateway) -> None:
+    """nginx names the connection's fate in every answer (the seed blog's sample answer shows
+    ``Connection: keep-alive``): kept for the next request, or closed after the last one."""
+    chat = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+    seen = []
+    with RawClient(gw.proxy_port) as client:
+        client.send_request("GET", "/n/1")  # relayed with its length
+        seen.append(client.read_response())
+        client.send_request(
+            "POST", "/v1/chat/completions", headers={"Content-Type": "application/json"}, body=chat
+        )  # a stream, chunked
+        seen.append(client.read_response("POST"))
+        client.send_request("GET", "/n/3")  # keepalive_requests (3): the last one
+        seen.append(client.read_response())
+    assert seen[1].header("Content-Type", "").startswith("text/event-stream")
+    assert [a.header("Connection", "").lower() for a in seen] == [
+        "keep-alive",
+        "keep-alive",
+        "close",
+    ]
+    # HTTP/1.0: kept only when the client asks.
+    kept = exchange(
+        gw.proxy_port,
+        request_bytes("GET", "/n/4", {"Connection": "keep-alive"}, version="HTTP/1.0"),
+    )
+    closed = exchange(gw.proxy_port, request_bytes("GET", "/n/5", version="HTTP/1.0"))
+    assert kept.header("Connection", "").lower() == "keep-alive"
+    assert closed.header("Connection", "").lower() == "close"
+    # The admin API too.
+    admin = exchange(
+        gw.admin_port, request_bytes("GET", "/apisix/admin/routes", {"X-API-KEY": ADMIN_KEY})
+    )
+    assert admin.status == 200 and admin.header("Connection", "").lower() == "keep-alive"
+
+
 # --- a flood of idle connections --------------------------------------------------------------
 
 CAP = 2100

@@ -13,7 +13,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   400, 414 (request line too long) or 431 (header too large, too many headers), never an echo
   of the client's bytes;
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
-  not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions.
+  not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
+- answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
+  (``name_connection``; aiohttp leaves it out where HTTP's default says it).
 
 The head and idle timeouts share one timer per connection, re-armed lazily: each phase change
 only moves a deadline, and the timer, when it fires before that deadline, sets itself again
@@ -89,6 +91,22 @@ async def plain_http_on_tls_port(_request: web.BaseRequest) -> web.StreamRespons
     return _json(400, PLAIN_HTTP_ON_TLS)
 
 
+def name_connection(response: web.StreamResponse) -> None:
+    """Say in ``response`` whether its connection stays open, as nginx does on every answer
+    (aiohttp says it only where it differs from the HTTP version's default).  Called once
+    aiohttp decided (``keep_alive``), before the head is written."""
+    headers = response.headers
+    if "Connection" not in headers:
+        headers["Connection"] = "keep-alive" if response.keep_alive else "close"
+
+
+class EdgeRequest(web.BaseRequest):
+    """A request of an ``EdgeServer`` without an application (the data plane)."""
+
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        name_connection(response)
+
+
 class EdgeServer(web.Server):
     """aiohttp's low-level server, making ``EdgeProtocol`` connections held to ``limits``."""
 
@@ -127,6 +145,16 @@ class EdgeServer(web.Server):
             return inner(message, payload, protocol, *args)
 
         self.request_factory = make_request
+
+    def _make_request(
+        self,
+        message: Any,
+        payload: Any,
+        protocol: RequestHandler,
+        writer: Any,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return EdgeRequest(message, payload, protocol, writer, task, self._loop)
 
     def __call__(self) -> RequestHandler:
         return EdgeProtocol(self, loop=self._loop, **self._options)
