@@ -274,7 +274,7 @@ def passive_tracker(
 
 def expect_passive_call(ctx: RequestContext) -> LlmCall | None:
     """The ``LlmCall`` of a POST a plain route sends to an OpenAI-style endpoint, made before
-    it is sent (openai-compatible's access phase) so that token budgets can reserve for it;
+    it is sent (ai-rate-limiting's access phase) so that token budgets can reserve for it;
     ``passive_tracker`` fills it from the answer.  None for other requests."""
     outbound = ctx.outbound
     if outbound.method != "POST" or CLAIM_KEY in ctx.state or LlmCall.find(ctx) is not None:
