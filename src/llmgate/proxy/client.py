@@ -17,7 +17,6 @@ Errors are ``UpstreamError``s (see ``client_response``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
 
@@ -59,9 +58,8 @@ def _encode_head(method: str, target: str, headers: CIMultiDict[str], framing: b
 
     A header whose name or value holds CR or LF is left out (it would split the request), and
     so are the client's framing headers when ``framing`` replaces them."""
-    lines = [name + ": " + value for name, value in headers.items()]
-    breaks = len(lines) - 1  # the CR LF pairs joining them
-    text = "\r\n".join(lines)
+    text = "\r\n".join(map(": ".join, headers.items()))  # "name: value" lines, in C
+    breaks = len(headers) - 1  # the CR LF pairs joining them
     if (
         text.count("\r") != breaks
         or text.count("\n") != breaks
@@ -123,7 +121,7 @@ class NodePool:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: NodeConnection(loop),
+                    lambda: NodeConnection(loop, self),
                     self.host,
                     self.port,
                     ssl=self.ssl,
@@ -219,7 +217,6 @@ class NodePool:
                 raise
             conn = await self._connect(timeouts.connect)
             response = await self._exchange(conn, head, body, chunked, timeouts, method)
-        response._put_back = functools.partial(self.put_back, conn)
         return response
 
     async def _exchange(

@@ -10,8 +10,9 @@ are the three nginx timeouts an exchange runs under.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 from multidict import CIMultiDict
@@ -50,12 +51,24 @@ class Timeouts:
     read: float | None
 
 
+class Pool(Protocol):
+    """What a connection needs of the pool it belongs to (``client.NodePool``; a protocol, so
+    that this module does not import ``client``, which imports it)."""
+
+    def put_back(self, conn: NodeConnection) -> None: ...
+
+    def forget(self, conn: NodeConnection) -> None: ...
+
+
 class NodeConnection(asyncio.Protocol):
     """One keep-alive connection; parses one response at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: Pool | None = None) -> None:
         self.loop = loop
+        self.pool = pool  # where ``put_back`` returns it
         self.transport: asyncio.Transport | None = None
+        # One parser for the connection's life: a connection is only reused after a response
+        # llhttp parsed whole with keep-alive, after which it parses the next one.
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reusable = False
@@ -66,7 +79,7 @@ class NodeConnection(asyncio.Protocol):
         self.read_timeout: float | None = None
         self._read_deadline = Deadline(loop, self._timed_out)  # of the read under way
         self._head: asyncio.Future[UpstreamResponse] | None = None
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[str, str]] = []  # of the head being parsed
         self._response: UpstreamResponse | None = None
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -131,20 +144,19 @@ class NodeConnection(asyncio.Protocol):
     # --- llhttp callbacks -------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        raw = self._headers
         # The head's size: "HTTP/1.1 200 X" and its end, and each "name: value" line.
-        size = 20 + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        size = 20 + 4 * len(raw) + sum(map(len, itertools.chain.from_iterable(raw)))
         if size > HEAD_LIMIT:
-            self._headers = []
+            raw.clear()
             self._too_big()
             return
-        headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
-        )
-        self._headers = []
+        headers: CIMultiDict[str] = CIMultiDict(raw)
+        raw.clear()
         self._head_bytes = 0
         if 100 <= status < 200 and status != 101:
             return  # an interim response: the real one follows
@@ -205,6 +217,13 @@ class NodeConnection(asyncio.Protocol):
         if self._paused and self.transport is not None and not self.closed:
             self._paused = False
             self.transport.resume_reading()
+
+    def put_back(self) -> None:
+        """Back to the pool it came from, for the next request (closed when it has none)."""
+        if self.pool is None:
+            self.close()
+        else:
+            self.pool.put_back(self)
 
     def close(self) -> None:
         self.reusable = False
@@ -275,10 +294,10 @@ class NodeConnection(asyncio.Protocol):
         no_body: bool,
     ) -> UpstreamResponse:
         """Send one request and wait for the response head."""
-        assert self.transport is not None
-        self.parser = httptools.HttpResponseParser(self)
+        transport = self.transport
+        assert transport is not None
         self._response = None
-        self._headers = []
+        self._headers.clear()
         self._head_bytes = 0
         self.got_bytes = False
         self.no_body = no_body
@@ -286,34 +305,39 @@ class NodeConnection(asyncio.Protocol):
         self.requests += 1
         self._early = False
         self.read_timeout = timeouts.read
-        self._head = self.loop.create_future()
+        answer: asyncio.Future[UpstreamResponse] = self.loop.create_future()
+        self._head = answer
         try:
-            complete = await self._send(head, body, chunked, timeouts.send)
+            if body is None or isinstance(body, bytes):
+                # The common case, inline: written at once, waited on only when the node has
+                # not taken it all yet.
+                if body and len(body) <= _COALESCE:
+                    transport.write(head + body)
+                else:
+                    transport.write(head)
+                    if body:
+                        transport.write(body)
+                complete = not self._writing_paused or await self._drained(timeouts.send)
+            else:
+                complete = await self._send_stream(head, body, chunked, timeouts.send)
             if not complete:
                 self._early = True  # answered before the whole body was sent: never reuse
                 self.reusable = False
             self._arm_timer()
-            return await self._head
+            return await answer
         finally:
             self._head = None
 
-    async def _send(
+    async def _send_stream(
         self,
         head: bytes,
-        body: bytes | BodyStream | None,
+        body: BodyStream,
         chunked: bool,
         timeout: float | None,  # noqa: ASYNC109
     ) -> bool:
-        """Write the request; False when the node answered before it was all sent."""
+        """Write a streamed request body; False when the node answered before it was all
+        sent."""
         assert self.transport is not None
-        if body is None or isinstance(body, bytes):
-            if body and len(body) <= _COALESCE:
-                self.transport.write(head + body)
-            else:
-                self.transport.write(head)
-                if body:
-                    self.transport.write(body)
-            return await self._drained(timeout)
         self.transport.write(head)
         while chunk := await body.readany():
             self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from multidict import CIMultiDict
@@ -43,6 +43,9 @@ class Connection(Protocol):
     def resume(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def put_back(self) -> None:
+        """Back to the pool it came from, for the next request (closed when it has none)."""
 
 
 class UpstreamError(Exception):
@@ -168,7 +171,7 @@ class _Content:
 
 
 class UpstreamResponse:
-    __slots__ = ("_conn", "_put_back", "content", "headers", "reason", "status")
+    __slots__ = ("_conn", "content", "headers", "reason", "status")
 
     def __init__(self, status: int, headers: CIMultiDict[str], conn: Connection) -> None:
         self.status = status
@@ -176,16 +179,14 @@ class UpstreamResponse:
         self.headers = headers
         self.content = _Content(conn)
         self._conn: Connection | None = conn
-        # Set by the pool the connection came from: gives it back for reuse.
-        self._put_back: Callable[[], None] | None = None
 
     def release(self) -> None:
         """Return the connection to its pool if the body was read whole, else close it."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self.content.complete and conn.reusable and self._put_back is not None:
-            self._put_back()
+        if self.content.complete and conn.reusable:
+            conn.put_back()
         else:
             conn.close()
 
