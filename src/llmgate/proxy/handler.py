@@ -35,15 +35,14 @@ from llmgate.http.context import (
     RequestContext,
     ResponseHead,
     Sent,
-    StateKey,
 )
 from llmgate.http.headers import add_forwarded, end_to_end
 from llmgate.http.limits import ClientLimits
 from llmgate.http.paths import check_target, parse_target
 from llmgate.http.variables import RouteVariables, cookie
-from llmgate.proxy.client import UpstreamError, UpstreamResponse
+from llmgate.proxy.client import UpstreamError
 from llmgate.proxy.eager import drive
-from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing, UpstreamPool
+from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing
 from llmgate.runtime.snapshot import (
     CHAIN,
     EMPTY_CHAIN,
@@ -78,9 +77,6 @@ INTERNAL_ERROR = Reply.error(500, "internal error")
 CLIENT_CLOSED = 499
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
-# The pool, node index and start time of the upstream request whose response is being relayed.
-_SENT_TO: StateKey[tuple[UpstreamPool, int, float]] = StateKey("handler.sent_to")
-
 
 def make_handler(
     loader: SnapshotLoader, limits: ClientLimits = ClientLimits()
@@ -92,8 +88,8 @@ def make_handler(
     # Log phases still running for requests whose handler was cancelled (see _log_phase).
     logging_on: set[asyncio.Task[None]] = set()
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        return await _handle(loader, limits, budget, logging_on, request)
+    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        return _handle(loader, limits, budget, logging_on, request)  # awaited by aiohttp
 
     return handle
 
@@ -258,13 +254,13 @@ async def _finish_log(
 
 
 async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamResponse:
-    upstream: UpstreamResponse | None = None
+    sent: Sent | None = None
     try:
         reply = await _request_phases(ctx)
         if reply is None:
             _forwarding(ctx)
             try:
-                upstream, reply = await _forward(ctx)
+                sent = await (ctx.forwarder or send_to_upstream)(ctx)
             except (BadGateway, GatewayTimeout) as error:
                 headers = dict(error.headers)
                 if ctx.forwarder is None and ctx.upstream is not None:
@@ -275,8 +271,8 @@ async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamRespon
     except HttpError as error:
         reply = Reply.json(error.status, error.body, error.headers or None)
     chain = ctx.state[CHAIN]
-    if upstream is not None:
-        return await _relay(ctx, chain, upstream, send_timeout)
+    if sent is not None:
+        return await _relay(ctx, chain, sent, send_timeout)
     assert reply is not None
     return await _reply(ctx, chain, reply, send_timeout)
 
@@ -344,14 +340,29 @@ def _hash_key(ctx: RequestContext) -> str | None:
 
 
 async def outgoing_for(ctx: RequestContext) -> Outgoing:
-    """The upstream request as plugins left ``ctx.outbound``, with X-Forwarded-* added.
+    """The upstream request as plugins left ``ctx.outbound``, with X-Forwarded-* added (to
+    ``ctx.outbound.headers``, which the upstream request then uses and owns: the last use the
+    request makes of them).
 
-    A target holding control characters (built by a plugin from client data) is a 400.
+    A target holding control characters (built by a plugin from client data) is a 400.  The
+    body is a plugin's replacement, else the client's: read whole when it is at most
+    ``REPLAYABLE_BODY`` (so a retry can send it again), else streamed through as it arrives
+    (with its Content-Length when it declared one).
     """
     inbound, outbound = ctx.inbound, ctx.outbound
-    headers = CIMultiDict(outbound.headers)
+    headers = outbound.headers
     target = check_target(outbound.path, outbound.query)
-    body = await _body_to_send(ctx, headers)
+    body: bytes | BodyStream | None = outbound.body
+    if body is None and ctx.body.exists:
+        client = ctx.body
+        if client.buffered is not None:
+            body = client.buffered
+        elif client.length is not None and client.length <= REPLAYABLE_BODY:
+            body = await client.read()
+        else:
+            if client.length is not None:
+                headers["Content-Length"] = str(client.length)
+            body = client.stream()
     add_forwarded(
         headers,
         inbound.remote,
@@ -367,28 +378,8 @@ async def outgoing_for(ctx: RequestContext) -> Outgoing:
         client_host=outbound.host or ctx.target.authority,
         hash_key=_hash_key(ctx),
         timeout=ctx.route.timeout,
+        own_headers=True,
     )
-
-
-async def _body_to_send(
-    ctx: RequestContext, headers: CIMultiDict[str]
-) -> bytes | BodyStream | None:
-    """A plugin's replacement body, else the client's: read whole when it is at most
-    ``REPLAYABLE_BODY`` (so a retry can send it again), else streamed through as it arrives
-    (with its Content-Length when it declared one)."""
-    replaced = ctx.outbound.body
-    if replaced is not None:
-        return replaced
-    body = ctx.body
-    if not body.exists:
-        return None
-    if body.buffered is not None:
-        return body.buffered
-    if body.length is not None and body.length <= REPLAYABLE_BODY:
-        return await body.read()
-    if body.length is not None:
-        headers["Content-Length"] = str(body.length)
-    return body.stream()
 
 
 async def send_to_upstream(ctx: RequestContext) -> Sent:
@@ -397,8 +388,11 @@ async def send_to_upstream(ctx: RequestContext) -> Sent:
     if pool is None:
         raise BadGateway("no upstream configured for this route")
     outgoing = await outgoing_for(ctx)
-    ctx.state[UPSTREAM_TRIES] = outgoing.failed
-    response, index, started = await pool.send(outgoing)
+    try:
+        response, index, started = await pool.send(outgoing)
+    finally:
+        if outgoing.failed:  # tries that failed before the last (none, mostly)
+            ctx.state[UPSTREAM_TRIES] = outgoing.failed
     return response, pool, index, started
 
 
@@ -410,15 +404,6 @@ def _upstream_status(ctx: RequestContext, status: int | None, failed: int) -> st
     if status is not None:
         tries.append(str(status))
     return ", ".join(tries) or str(failed)
-
-
-async def _forward(ctx: RequestContext) -> tuple[UpstreamResponse, None]:
-    forwarder = ctx.forwarder or send_to_upstream
-    response, pool, index, started = await forwarder(ctx)
-    ctx.upstream_addr = pool.nodes[index].address
-    ctx.upstream_status = response.status
-    ctx.state[_SENT_TO] = (pool, index, started)
-    return response, None
 
 
 def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> ResponseHead:
@@ -437,9 +422,9 @@ def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> Respon
 
 def _head_size(response: web.Response) -> int:
     """About the size of the status line and headers aiohttp will write for ``response``."""
-    headers = response.headers
     size = 17 + len(response.reason or "") + 2  # "HTTP/1.1 200 OK\r\n" ... "\r\n"
-    size += sum(map(len, headers.keys())) + sum(map(len, headers.values())) + 4 * len(headers)
+    for name, value in response.headers.items():
+        size += len(name) + len(value) + 4
     # Date, Server and Content-Length are added when the response is sent.
     return size + 80
 
@@ -489,10 +474,12 @@ async def _prepare(ctx: RequestContext, response: web.StreamResponse) -> None:
 
 
 async def _relay(
-    ctx: RequestContext, chain: PluginChain, upstream: UpstreamResponse, send_timeout: float
+    ctx: RequestContext, chain: PluginChain, sent: Sent, send_timeout: float
 ) -> web.StreamResponse:
     """Stream the upstream response to the client, chunk by chunk, through the filters."""
-    pool, index, started = ctx.state.pop(_SENT_TO)
+    upstream, pool, index, started = sent
+    ctx.upstream_addr = pool.nodes[index].address
+    ctx.upstream_status = upstream.status
     try:
         tracker = passive_tracker(ctx, upstream.status, upstream.headers)
         headers = end_to_end(upstream.headers, _HIDDEN)

@@ -16,7 +16,8 @@ import ipaddress
 import logging
 import ssl
 import time
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
@@ -69,7 +70,7 @@ def nodes_of(spec: UpstreamSpec) -> list[Node]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outgoing:
     """What to send: already rewritten by plugins."""
 
@@ -80,9 +81,13 @@ class Outgoing:
     client_host: str | None  # the inbound Host, for pass_host "pass"
     hash_key: str | None = None  # chash key, computed by the caller
     timeout: Timeout | None = None  # the route's, overriding the upstream's (as APISIX)
+    # ``headers`` is the sender's own copy, made for this request: the Host header of a try is
+    # set in it, not in a copy of it.
+    own_headers: bool = False
     # Each failed try as (address, 502 or 504, seconds), filled in by ``UpstreamPool.send``
-    # (the first entries of nginx's $upstream_addr, $upstream_status, ...).
-    failed: list[tuple[str, int, float]] = field(default_factory=list)
+    # (the first entries of nginx's $upstream_addr, $upstream_status, ...); None until a try
+    # fails.
+    failed: list[tuple[str, int, float]] | None = None
 
 
 def _is_ip(host: str) -> bool:
@@ -180,7 +185,7 @@ class UpstreamPool:
             return node.host if node.port == default else node.address
         return client_host
 
-    def _excluded(self, tried: set[int]) -> frozenset[int] | None:
+    def _excluded(self, tried: AbstractSet[int]) -> frozenset[int] | None:
         """The nodes the next attempt must not use (None: none is left to try).
 
         Unhealthy nodes are out while one node is healthy (all unhealthy: all are used); nodes
@@ -206,54 +211,58 @@ class UpstreamPool:
             raise BadGateway("no valid upstream node")
         timeouts = self.timeouts if outgoing.timeout is None else _timeouts(outgoing.timeout)
         checker = self.checker
-        tried: set[int] = set()
-        deadline = time.monotonic() + self.spec.retry_timeout if self.spec.retry_timeout else None
-        body = outgoing.body
-        replayable = body is None or isinstance(body, bytes)
-        idempotent = outgoing.method in IDEMPOTENT
+        balancer = self.balancer
+        tried = _NONE
+        deadline: float | None = None
         error: HttpError | None = None
         while True:
             excluded = self._excluded(tried)
             if excluded is None:
                 raise error or BadGateway()
-            index = self.balancer.pick(outgoing.hash_key, excluded)
+            index = balancer.pick(outgoing.hash_key, excluded)
             node = self.nodes[index]
             headers = outgoing.headers
             host = self._host_header(node, outgoing.client_host)
             if host and headers.get("Host") != host:
-                headers = CIMultiDict(headers)
+                if not outgoing.own_headers:
+                    headers = CIMultiDict(headers)
                 headers["Host"] = host
-            self.balancer.started(index)
+            balancer.started(index)
             started = time.monotonic()
+            if deadline is None and self.spec.retry_timeout:
+                deadline = started + self.spec.retry_timeout
             try:
-                response = await self._node_pool(index).request(
-                    outgoing.method, outgoing.path_and_query, headers, body, timeouts
+                response = await (self._node_pools[index] or self._node_pool(index)).request(
+                    outgoing.method, outgoing.path_and_query, headers, outgoing.body, timeouts
                 )
             except TimeoutError as exc:
-                self.balancer.done(index, time.monotonic() - started)
+                balancer.done(index, time.monotonic() - started)
                 error, sent = GatewayTimeout(), getattr(exc, "request_sent", True)
                 next_upstream = True
                 log.warning("upstream %s (%s) timed out: %s", node.address, self.label, exc)
                 if checker is not None:
                     checker.report_timeout(index)
             except UpstreamError as exc:
-                self.balancer.done(index, time.monotonic() - started)
+                balancer.done(index, time.monotonic() - started)
                 error, sent = BadGateway(), exc.request_sent
                 next_upstream = exc.next_upstream
                 log.warning("upstream %s (%s) failed: %s", node.address, self.label, exc)
                 if checker is not None:
                     checker.report_tcp_failure(index)
             except BaseException:  # cancelled (the client left), or a request body that broke
-                self.balancer.done(index, time.monotonic() - started)
+                balancer.done(index, time.monotonic() - started)
                 raise
             else:
                 if checker is not None:
                     checker.report_status(index, response.status)
                 return response, index, started
-            outgoing.failed.append((node.address, error.status, time.monotonic() - started))
-            tried.add(index)
+            failed = outgoing.failed
+            if failed is None:
+                failed = outgoing.failed = []
+            failed.append((node.address, error.status, time.monotonic() - started))
+            tried = tried.union((index,))
             # Tries, not nodes: an only node is tried again, up to ``retries`` times.
-            if len(outgoing.failed) > self.retries:
+            if len(failed) > self.retries:
                 raise error
             if deadline is not None and time.monotonic() >= deadline:
                 raise error
@@ -261,7 +270,9 @@ class UpstreamPool:
                 raise error
             # nginx: a request the node may have seen is sent again only when idempotent (and
             # its body can be replayed: a streamed one is gone).
-            if sent and (not idempotent or not replayable):
+            body = outgoing.body
+            replayable = body is None or isinstance(body, bytes)
+            if sent and (outgoing.method not in IDEMPOTENT or not replayable):
                 raise error
 
     def finished(self, index: int, started: float) -> None:
