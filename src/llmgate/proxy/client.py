@@ -208,33 +208,21 @@ class NodePool:
         reused = conn is not None
         if conn is None:
             conn = await self._connect(timeouts.connect)
+        no_body = method == "HEAD"
         try:
-            response = await self._exchange(conn, head, body, chunked, timeouts, method)
+            response = await conn.exchange(head, body, chunked, timeouts, no_body)
         except Disconnected:
             # A kept-alive connection the node had already closed: try once on a fresh one
             # when the request may be repeated (nginx never repeats a sent POST or PATCH).
             if not reused or conn.got_bytes or not replayable or method not in IDEMPOTENT:
                 raise
             conn = await self._connect(timeouts.connect)
-            response = await self._exchange(conn, head, body, chunked, timeouts, method)
+            response = await conn.exchange(head, body, chunked, timeouts, no_body)
         return response
 
-    async def _exchange(
-        self,
-        conn: NodeConnection,
-        head: bytes,
-        body: bytes | BodyStream | None,
-        chunked: bool,
-        timeouts: Timeouts,
-        method: str,
-    ) -> UpstreamResponse:
-        """One exchange on ``conn``; on any failure (cancellation included) it is closed."""
-        try:
-            return await conn.exchange(head, body, chunked, timeouts, method == "HEAD")
-        except BaseException:
-            conn.close()
-            self._all.discard(conn)
-            raise
+    def forget(self, conn: NodeConnection) -> None:
+        """``conn`` failed and is closed: it is no longer the pool's."""
+        self._all.discard(conn)
 
     def close(self) -> None:
         if self._sweep is not None:

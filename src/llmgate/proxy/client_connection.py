@@ -293,7 +293,8 @@ class NodeConnection(asyncio.Protocol):
         timeouts: Timeouts,
         no_body: bool,
     ) -> UpstreamResponse:
-        """Send one request and wait for the response head."""
+        """Send one request and wait for the response head.  On any failure (cancellation
+        included) the connection is closed, and its pool forgets it."""
         transport = self.transport
         assert transport is not None
         self._response = None
@@ -325,6 +326,11 @@ class NodeConnection(asyncio.Protocol):
                 self.reusable = False
             self._arm_timer()
             return await answer
+        except BaseException:
+            self.close()
+            if self.pool is not None:
+                self.pool.forget(self)
+            raise
         finally:
             self._head = None
 
