@@ -205,18 +205,21 @@ async def _run(
         return _plain(INTERNAL_ERROR)
     finally:
         settle_usage(ctx)  # an answered call without usage: its estimate, for every reader
-        if ctx.state[CHAIN].log:
-            await _log_phase(ctx, logging_on)
+        plugins = ctx.state[CHAIN].log
+        if plugins and (waiting := _log_phase(ctx, plugins, logging_on)) is not None:
+            await waiting
 
 
-async def _log_phase(ctx: RequestContext, logging_on: set[asyncio.Task[None]]) -> None:
+def _log_phase(
+    ctx: RequestContext, plugins: tuple[Plugin, ...], logging_on: set[asyncio.Task[None]]
+) -> asyncio.Future[None] | None:
     """Every log plugin, in order.  Those that finish without waiting (metrics, counters in
     memory, a logger's queue) run right here; from the first that waits on I/O on, the rest of
-    the phase runs in a task of its own: a client that closes its connection while the log
-    phase runs (aiohttp then cancels this handler; a keep-alive client that read the whole
-    response may close at once) must not cut it short -- a budget would keep its reservation,
-    a logger lose its line.  The task is kept in ``logging_on`` until it is done."""
-    plugins = ctx.state[CHAIN].log
+    the phase runs in a task of its own, which the caller awaits (shielded: None when there is
+    none to wait for): a client that closes its connection while the log phase runs (aiohttp
+    then cancels this handler; a keep-alive client that read the whole response may close at
+    once) must not cut it short -- a budget would keep its reservation, a logger lose its
+    line.  The task is kept in ``logging_on`` until it is done."""
     for index, plugin in enumerate(plugins):
         step = plugin.log(ctx)
         try:
@@ -229,8 +232,8 @@ async def _log_phase(ctx: RequestContext, logging_on: set[asyncio.Task[None]]) -
         task = asyncio.ensure_future(_finish_log(ctx, plugin, step, waiting, plugins[index + 1 :]))
         logging_on.add(task)
         task.add_done_callback(logging_on.discard)
-        await asyncio.shield(task)
-        return
+        return asyncio.shield(task)
+    return None
 
 
 async def _finish_log(
