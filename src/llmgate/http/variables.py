@@ -34,18 +34,22 @@ class Variables(Protocol):
 # conditions (``vars``, ``remote_addrs``) can test them.
 
 
+# The connection's addresses as aiohttp keeps them, read once per connection: asking the
+# transport costs a system call (getpeername, getsockname) and a socket object each time.
+
+
 def _remote_port(request: web.BaseRequest) -> str | None:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
+    peer = request.protocol.peername
     return str(peer[1]) if peer and len(peer) > 1 else None
 
 
 def _server_addr(request: web.BaseRequest) -> str | None:
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    sock = request.protocol.sockname
     return str(sock[0]) if sock else None
 
 
 def _server_port(request: web.BaseRequest) -> str | None:
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    sock = request.protocol.sockname
     return str(sock[1]) if sock and len(sock) > 1 else None
 
 
