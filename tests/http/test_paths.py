@@ -239,6 +239,21 @@ def test_parse_target_origin_and_absolute_form() -> None:
     assert parse_target("/x", None).host is None
 
 
+def test_parse_target_remembers_targets_not_errors() -> None:
+    first = parse_target("/v1/remembered?a=1", "h.example")
+    assert parse_target("/v1/remembered?a=1", "h.example") is first
+    assert parse_target("/v1/remembered?a=1", "other.example").host == "other.example"
+    assert parse_target("//v1//x", None, True).uri == "/v1/x"
+    assert parse_target("//v1//x", None, False).uri == "//v1//x"
+    for _ in range(2):  # a 400 each time, not a remembered answer
+        with pytest.raises(BadTarget):
+            parse_target("/a/%00", "h.example")
+    long = "/" + "a" * 300 + "/../b"  # too long to remember: parsed each time, the same
+    assert parse_target(long, "h.example") == parse_target(long, "h.example")
+    assert parse_target(long, "h.example").uri == "/b"
+    assert parse_target("/x", "h" * 300 + ".example").host == "h" * 300 + ".example"
+
+
 def test_forward_path_reescapes_what_was_decoded() -> None:
     assert parse_target("/v1/chat", "h").forward_path == "/v1/chat"
     assert parse_target("/a/%2e%2e/b%20c%3F%25", "h").forward_path == "/b%20c%3F%25"

@@ -16,7 +16,8 @@ very path the gateway routed.
 ``canonical_host`` is nginx's ``ngx_http_validate_host``: lower-cased, the port and one
 trailing dot dropped; ``..``, ``/``, ``\\``, spaces and control characters are a 400.
 
-Everything here is a pure function of its arguments.
+Everything here is a pure function of its arguments (``parse_target`` remembers the latest
+targets it parsed).
 """
 
 from __future__ import annotations
@@ -187,12 +188,32 @@ def _split_absolute(target: str) -> tuple[str, str]:
     return authority, path
 
 
+# Targets and Hosts up to this long are remembered (``_remembered``): a gateway sees the same few
+# paths again and again, and a ``RequestTarget`` is frozen, so one serves every request for it.
+_REMEMBERED_LENGTH = 256
+
+
 def parse_target(target: str, host_header: str | None, merge_slashes: bool = True) -> RequestTarget:
     """The ``RequestTarget`` of a request line's target and its Host header (None when absent).
 
     An absolute-form target (``http://host/path``) names the host; a Host header that names
     another host is a 400.
     """
+    if len(target) <= _REMEMBERED_LENGTH and (
+        host_header is None or len(host_header) <= _REMEMBERED_LENGTH
+    ):
+        return _remembered(target, host_header, merge_slashes)
+    return _parse_target(target, host_header, merge_slashes)
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered(target: str, host_header: str | None, merge_slashes: bool) -> RequestTarget:
+    """``_parse_target``, once per target, Host and ``merge_slashes`` among the latest 1024
+    (a target that is a 400 is not remembered: its error is raised again each time)."""
+    return _parse_target(target, host_header, merge_slashes)
+
+
+def _parse_target(target: str, host_header: str | None, merge_slashes: bool) -> RequestTarget:
     authority = host_header
     if not target.startswith("/"):
         named, target = _split_absolute(target)
