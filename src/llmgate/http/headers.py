@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -24,11 +25,13 @@ HOP_BY_HOP = frozenset(
 _HOP_BY_HOP_NAMES = tuple(sorted(HOP_BY_HOP))
 
 
-def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
-    tokens: set[str] = set()
-    for value in headers.getall("Connection", ()):
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return tokens
+@functools.lru_cache(maxsize=256)
+def _named_by(connection: str) -> tuple[str, ...]:
+    """The headers a Connection line names, less those dropped anyway (hop-by-hop): none for
+    the usual ``keep-alive`` or ``close``.  Remembered per line: the same few come again and
+    again."""
+    tokens = {token.strip().lower() for token in connection.split(",")}
+    return tuple(sorted(tokens - HOP_BY_HOP - {""}))
 
 
 def end_to_end(
@@ -44,8 +47,8 @@ def end_to_end(
     for name in drop:
         if name in out:
             del out[name]
-    if "Connection" in headers:
-        for name in _connection_tokens(headers):
+    for connection in headers.getall("Connection", ()):
+        for name in _named_by(connection):
             if name in out:
                 del out[name]
     return out
