@@ -208,10 +208,6 @@ class EdgeProtocol(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
-        if phase == _IDLE and data:
-            # The first byte of the next request: the idle timeout gives way to the head's.
-            self._phase = phase = _HEAD
-            self._deadline.expire_in(self._edge.limits.header_timeout)
         if phase == _BUSY:
             super().data_received(data)
             return
@@ -220,6 +216,11 @@ class EdgeProtocol(RequestHandler):
         if self._request_count != count:  # a whole head arrived
             self._phase = _BUSY
             self._deadline.clear()
+        elif phase == _IDLE and data:
+            # The first bytes of the next request, its head not whole yet: the idle timeout
+            # gives way to the head's (a head that came whole with them needs neither).
+            self._phase = _HEAD
+            self._deadline.expire_in(self._edge.limits.header_timeout)
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
