@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import weakref
 
 import aiohttp
@@ -111,3 +112,64 @@ async def test_a_later_head_still_gets_only_the_header_timeout() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_requests_of_a_connection_run_in_its_task() -> None:
+    """No task per request: each runs in its connection's task (``request.task``)."""
+    tasks: list[asyncio.Task[object] | None] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        tasks.append(asyncio.current_task())
+        assert request.task is tasks[-1]
+        return web.Response(text="ok")
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EdgeServer(handler, ClientLimits()), "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1]
+        )
+        for i in range(3):
+            await _get(reader, writer, f"/{i}")
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(tasks) == 3 and tasks[0] is not None
+    assert all(task is tasks[0] for task in tasks)
+
+
+async def test_pipelined_requests_and_unread_bodies() -> None:
+    """Requests sent back to back are answered in order; a body the handler left unread is
+    read and dropped (never taken for a request); a handler that fails is a JSON 500 that
+    closes the connection."""
+    seen: list[str] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        seen.append(request.path)
+        if request.path == "/fail":
+            raise RuntimeError("boom")
+        return web.Response(text="ok")
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EdgeServer(handler, ClientLimits()), "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        writer.write(
+            b"POST /unread HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(smuggled), smuggled)
+            + b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
+            + b"GET /fail HTTP/1.1\r\nHost: a\r\n\r\n"
+            + b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        answers = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", answers) == [b"200", b"200", b"500"]
+    assert answers.endswith(b'{"error_msg":"internal error"}')
+    assert seen == ["/unread", "/after", "/fail"]

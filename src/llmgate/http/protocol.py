@@ -23,23 +23,30 @@ for it.  A request on a kept-alive connection then costs no timer at all, where 
 cancelling a timer costs ~3 us on uvloop (aiohttp's own idle timer is held off: it would close
 a connection in the middle of a slow request head).
 
+Each request runs in its connection's task (``EdgeProtocol.start``, aiohttp's loop over a
+connection's requests without its task per request).
+
 The body's timeout (between two reads) is the body reader's (``llmgate.http.body``).  This
-module leans on a few private parts of aiohttp's ``RequestHandler`` (``_waiter``,
-``_messages``, ``_request_count``, ``_handle_request``) and ``BaseRequest`` (``_state``);
-``tests/http/test_protocol.py`` pins the behaviour they give.
+module leans on private parts of aiohttp's ``RequestHandler`` (``start``, whose loop it
+reproduces, ``_waiter``, ``_messages``, ``_request_count``, ``_handle_request``) and
+``BaseRequest`` (``_state``); ``tests/http/test_protocol.py`` and ``tests/e2e/test_edge*.py``
+pin the behaviour they give.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from aiohttp import web, web_response
+from aiohttp.helpers import ceil_timeout
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_writer import StreamWriter
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
 from llmgate import __version__
 from llmgate.http.deadline import Deadline
@@ -222,33 +229,109 @@ class EdgeProtocol(RequestHandler):
             self._phase = _HEAD
             self._deadline.expire_in(self._edge.limits.header_timeout)
 
-    async def finish_response(
-        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
-        try:
-            answer = await super().finish_response(request, resp, start_time)
-        finally:
-            # What the handler kept on the request (its context, for the access log, written
-            # by now) refers back to the request: dropping it breaks the cycle, so refcounting
-            # frees both at once instead of the cyclic collector later (~14 us a request).
-            # The request's own dict, cleared in one call: ``MutableMapping.clear`` pops its
-            # keys one by one, through four Python calls a key.
-            request._state.clear()
-        if not self._messages:
-            self._phase = _IDLE
-            self._deadline.expire_in(self._edge.limits.keepalive_timeout)
-        return answer
+    # --- one request after another -------------------------------------------------------
+
+    async def start(self) -> None:
+        """aiohttp's ``RequestHandler.start`` (3.14), the loop over a connection's requests,
+        with two differences.  Each request runs in the connection's task, where aiohttp makes
+        a task per request (to give each a copy of the context variables, which llmgate does
+        not use): a task, two loop callbacks and a context copy a request.  And the edge's
+        part is done here: the version check, the idle deadline, and the request's dict
+        cleared once it is answered.  aiohttp's own idle timer is held off (``EdgeServer``)."""
+        loop = self._loop
+        manager = self._manager
+        assert manager is not None
+        assert self._request_factory is not None
+        assert self._request_handler is not None
+        while not self._force_close:
+            if not self._messages:
+                try:  # wait for the next request
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            message, payload = self._messages.popleft()
+            # A parser slot is free; reading resumes once the queue has drained enough.
+            if self._parser is not None:
+                self._parser.message_consumed()
+            if self._buffer_paused and len(self._messages) <= self._msg_queue_resume_size:
+                self._resume_reading_if_drained()
+            start = loop.time() if self._logging_enabled else None
+            manager.requests_count += 1
+            writer = StreamWriter(self, loop)
+            request_handler: Handler
+            if isinstance(message, _ErrInfo):
+                request_handler = self._make_error_handler(message)
+                message = ERROR
+            elif message.version in _VERSIONS:
+                request_handler = self._request_handler
+            else:
+                request_handler = _version_not_supported
+            # A request's task (``request.task``) is its connection's, as in aiohttp.
+            task = self._task_handler or asyncio.current_task(loop)
+            request = self._request_factory(message, payload, self, writer, task)  # type: ignore[arg-type]
+            try:
+                if self.access_logger is None:
+                    answer = self._handle_request(request, start, request_handler)
+                else:
+                    answer = self._logged(request, start, request_handler)
+                try:
+                    response, reset = await answer
+                except ConnectionError:
+                    break  # the client left
+                if reset:
+                    break
+                self._keepalive = bool(response.keep_alive)
+                if not payload.is_eof():
+                    await self._linger(payload)
+                payload.set_exception(_PAYLOAD_ACCESS_ERROR)
+            except asyncio.CancelledError:
+                self.force_close()
+                raise
+            except Exception as exc:
+                self.log_exception("Unhandled exception", exc_info=exc)
+                self.force_close()
+            except BaseException:
+                self.force_close()
+                raise
+            finally:
+                request._task = None  # type: ignore[assignment]
+                # What the handler kept on the request (its context, for the access log,
+                # written by now) refers back to the request: dropping it breaks the cycle, so
+                # refcounting frees both at once instead of the cyclic collector later.  The
+                # request's own dict, cleared in one call: ``MutableMapping.clear`` pops its
+                # keys one by one until a KeyError (~20k instructions a request).
+                request._state.clear()
+            if not self._keepalive or self._close or self._force_close:
+                break
+            if not self._messages:
+                self._phase = _IDLE
+                self._deadline.expire_in(self._edge.limits.keepalive_timeout)
+        if not self._force_close:
+            self._task_handler = None
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _linger(self, payload: StreamReader) -> None:
+        """aiohttp's lingering close: the rest of a body the handler left unread is read and
+        dropped for up to ``lingering_time`` seconds; past it, the connection closes."""
+        lingering_time = self._lingering_time
+        if not self._force_close and lingering_time:
+            now = self._loop.time()
+            end = now + lingering_time
+            try:
+                while not payload.is_eof() and now < end:
+                    async with ceil_timeout(end - now):
+                        await payload.readany()
+                    now = self._loop.time()
+            except (asyncio.CancelledError, TimeoutError):
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+        if not payload.is_eof() and not self._force_close:
+            self.close()
 
     # --- versions and parser errors ---------------------------------------------------------
-
-    def _handle_request(
-        self, request: web.BaseRequest, start_time: float | None, request_handler: Handler
-    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
-        if request.version not in _VERSIONS:
-            request_handler = _version_not_supported
-        if self.access_logger is None:
-            return super()._handle_request(request, start_time, request_handler)
-        return self._logged(request, start_time, request_handler)
 
     async def _logged(
         self, request: web.BaseRequest, start_time: float | None, request_handler: Handler
