@@ -172,3 +172,36 @@ async def test_buffered_bodies_share_one_budget_until_released() -> None:
     first.release()
     first.release()  # twice is harmless
     assert budget.held == 0
+
+
+@pytest.mark.parametrize("declared", [True, False])
+@pytest.mark.parametrize("before", [0, 1, 3])
+async def test_bytes_that_arrived_before_the_read_count_too(declared: bool, before: int) -> None:
+    """All, some or none of the body arrived before ``read``: the same bytes, the same
+    budget, the same limit."""
+    data = os.urandom(3000)
+    source = reader()
+    for piece in range(before):
+        source.feed_data(data[piece * 1000 : (piece + 1) * 1000])
+    if before == 3:
+        source.feed_eof()
+    budget = BodyBudget(10_000)
+    body = RequestBody(source, len(data) if declared else None, True, timeout=5, budget=budget)
+    feeding = asyncio.create_task(feed(source, data[before * 1000 :], 2)) if before < 3 else None
+    assert await body.read() == data
+    assert body.state is BodyState.BUFFERED and body.received == len(data)
+    assert budget.held == len(data)
+    if feeding is not None:
+        await feeding
+    over = reader()
+    over.feed_data(data)
+    over.feed_eof()
+    with pytest.raises(BodyTooLarge):
+        await RequestBody(over, None, True, timeout=5).read(limit=2000)
+
+
+async def test_a_broken_body_that_arrived_before_the_read() -> None:
+    source = reader()
+    source.set_exception(TransferEncodingError("bad chunk"))
+    with pytest.raises(BadBody):
+        await RequestBody(source, None, True, connection=mock.Mock(is_closing=lambda: False)).read()

@@ -197,21 +197,31 @@ class RequestBody:
             self._charge(self.length)  # refused before a byte is read
         parts: list[bytes] = []
         try:
-            while chunk := await self._next():
-                parts.append(chunk)
-                if self.received > limit:
-                    raise BodyTooLarge(self.received, limit)
-                if self.received > self._charged:
-                    self._charge(self.received - self._charged)
-                if self.received == self.length:
-                    break  # all the declared bytes (the parser has ended the stream too)
+            # What has arrived, taken at once: most bodies are whole by the time they are read.
+            chunk = self._take()
+            if self.received != self.length or not chunk:
+                if chunk:
+                    self._account(chunk, parts, limit)
+                while chunk := await self._next():
+                    self._account(chunk, parts, limit)
+                    if self.received == self.length:
+                        break  # all the declared bytes (the parser has ended the stream too)
+                chunk = parts[0] if len(parts) == 1 else b"".join(parts)
         except BaseException:
             self.state = BodyState.BROKEN
             self.release()
             raise
-        self._data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._data = chunk
         self.state = BodyState.BUFFERED
-        return self._data
+        return chunk
+
+    def _account(self, chunk: bytes, parts: list[bytes], limit: int) -> None:
+        """Keep ``chunk`` of a body read whole, within ``limit`` and the budget."""
+        parts.append(chunk)
+        if self.received > limit:
+            raise BodyTooLarge(self.received, limit)
+        if self.received > self._charged:
+            self._charge(self.received - self._charged)
 
     def _charge(self, size: int) -> None:
         budget = self._budget
@@ -243,25 +253,55 @@ class RequestBody:
 
     async def _next(self) -> bytes:
         """The next bytes of the body; b"" at its end."""
+        chunk = self._take()
+        if chunk:
+            return chunk
+        source = self._source
+        assert source is not None
+        if source.at_eof():
+            return b""
+        try:
+            async with asyncio.timeout(self.timeout):
+                chunk = await source.readany()
+        except TimeoutError:
+            raise BodyTimeout() from None
+        except _READ_ERRORS as exc:
+            raise self._failed(exc) from exc
+        self.received += len(chunk)
+        return chunk
+
+    def _take(self) -> bytes:
+        """The bytes of the body that have arrived and are not read yet (b"" for none)."""
         source = self._source
         assert source is not None
         try:
             chunk = source.read_nowait()
-            if not chunk and not source.at_eof():
-                async with asyncio.timeout(self.timeout):
-                    chunk = await source.readany()
-        except TimeoutError:
-            raise BodyTimeout() from None
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            raise ClientGone(str(exc)) from exc
-        except (RequestPayloadError, HttpProcessingError) as exc:  # broken framing, or a
-            # body cut short because the connection closed
-            connection = self.connection
-            if connection is None or connection.is_closing():
-                raise ClientGone(str(exc)) from exc
-            raise BadBody() from exc
+        except _READ_ERRORS as exc:
+            raise self._failed(exc) from exc
         self.received += len(chunk)
         return chunk
+
+    def _failed(self, exc: Exception) -> Exception:
+        """What a read of the client's bytes that failed with ``exc`` raises."""
+        if isinstance(exc, TimeoutError):
+            return BodyTimeout()
+        if isinstance(exc, ConnectionError | asyncio.IncompleteReadError):
+            return ClientGone(str(exc))
+        # Broken framing, or a body cut short because the connection closed.
+        connection = self.connection
+        if connection is None or connection.is_closing():
+            return ClientGone(str(exc))
+        return BadBody()
+
+
+# What a read of the client's bytes may fail with (``RequestBody._failed`` says what each means).
+_READ_ERRORS = (
+    TimeoutError,
+    ConnectionError,
+    asyncio.IncompleteReadError,
+    RequestPayloadError,
+    HttpProcessingError,
+)
 
 
 class BodyStream:
