@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import inspect
 import re
 import weakref
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from llmgate.http.deadline import Deadline
 from llmgate.http.limits import ClientLimits
@@ -173,3 +176,12 @@ async def test_pipelined_requests_and_unread_bodies() -> None:
     assert re.findall(rb"HTTP/1\.1 (\d{3})", answers) == [b"200", b"200", b"500"]
     assert answers.endswith(b'{"error_msg":"internal error"}')
     assert seen == ["/unread", "/after", "/fail"]
+
+
+def test_the_loop_edge_protocol_reproduces_is_aiohttps() -> None:
+    """``EdgeProtocol.start`` reproduces aiohttp's ``RequestHandler.start`` (aiohttp 3.14.5)
+    without its task per request.  When aiohttp's loop changes, read the new one, carry what
+    changed over to ``EdgeProtocol.start``, then update the digest here."""
+    source = inspect.getsource(RequestHandler.start)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == "2e565fd40c8e04fb3afb481d5ba52691a61d28396573b4b8a4cf3b168782288e"
