@@ -168,7 +168,8 @@ def _serve_store(settings: Settings, source: StandaloneFile | None = None) -> in
     except Exception as exc:  # any driver error: one clear line, not a traceback
         path = snapshot_path(settings.database_url, settings.snapshot_dir)
         if settings.role == "admin" or path is None or not path.exists():
-            say(f"error: cannot open the store {store_label(settings.database_url)}: {exc}")
+            store = store_label(settings.database_url)
+            say(f"error: cannot open the store {store}: {describe(exc)}")
             return 1
         # The data plane serves the node's last-good snapshot until the store answers.
         say(f"warning: cannot open the store ({describe(exc)}); starting from {path}")
@@ -190,7 +191,7 @@ def migrate(database_url: str) -> int:
     try:
         upgrade(database_url)
     except Exception as exc:
-        print(f"llmgate: error: migration failed: {exc}", file=sys.stderr)
+        print(f"llmgate: error: migration failed: {describe(exc)}", file=sys.stderr)
         return 1
     say(f"store {store_label(database_url)} is at the newest schema")
     return 0

@@ -84,6 +84,30 @@ def test_invalid_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "invalid proxy-listen" in result.stderr
 
 
+def test_a_store_that_cannot_be_opened_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    """A database file in a directory that does not exist: one line naming the store and the
+    driver's reason (not SQLAlchemy's "Background on this error" link on a second line), for
+    ``serve`` and ``migrate`` alike."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db"
+    for args in (
+        (
+            "serve",
+            f"--admin-listen=127.0.0.1:{free_port()}",
+            f"--proxy-listen=127.0.0.1:{free_port()}",
+            f"--metrics-listen=127.0.0.1:{free_port()}",
+            "--proxy-listen-tls=off",
+        ),
+        ("migrate",),
+    ):
+        result = run_cli(*args, env={"LLMGATE_DATABASE_URL": url, "LLMGATE_ADMIN_KEY": "k" * 32})
+        assert result.returncode == 1, result
+        said = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        errors = [line for line in said if "error" in line]
+        assert len(errors) == 1, said
+        assert "unable to open database file" in errors[0], said
+        assert not any("sqlalche.me" in line or "Background" in line for line in said), said
+
+
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/m.db"
     result = run_cli("migrate", "--database-url", url)
