@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from llmgate import __version__
 from llmgate.errors import SettingsError
@@ -13,10 +14,18 @@ from llmgate.observability import logs
 from llmgate.settings import ListenerBusy, check_listeners, load_settings
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument error is one line, as every other invalid setting (argparse printed the
+    whole usage before it): ``llmgate: error: <what> (see `llmgate serve --help`)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"llmgate: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmgate", description="An API gateway for LLM APIs.")
+    parser = _OneLineParser(prog="llmgate", description="An API gateway for LLM APIs.")
     parser.add_argument("--version", action="version", version=f"llmgate {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     serve = commands.add_parser("serve", help="run the admin API and the data plane")
     serve.add_argument("--config", help="a TOML settings file (or LLMGATE_CONFIG)")

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.processes import (
     LLMGATE,
     fake_upstream_process,
@@ -106,6 +108,22 @@ def test_a_store_that_cannot_be_opened_stops_start_up_with_one_line(tmp_path: Pa
         assert len(errors) == 1, said
         assert "unable to open database file" in errors[0], said
         assert not any("sqlalche.me" in line or "Background" in line for line in said), said
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--role", "bogus"), ("--workers", "many"), ("--admin-cors", "maybe")]
+)
+def test_an_invalid_flag_value_stops_start_up_with_one_line(
+    tmp_path: Path, flag: str, value: str
+) -> None:
+    """Every invalid setting is one line naming it, however it is checked (argparse's choices
+    printed the whole usage first)."""
+    result = run_cli("serve", flag, value, "--database-url", f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("llmgate: error: ") and value in lines[0], lines
 
 
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:
