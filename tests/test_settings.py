@@ -48,7 +48,17 @@ def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
         ({"redis_url": "localhost:6379"}, {}, "invalid redis-url"),
         ({}, {"LLMGATE_SPOOL_DIR": " "}, "invalid spool-dir"),
         ({}, {"LLMGATE_REDIS_URL": "redis://127.0.0.1:port/0"}, "invalid redis-url"),
-        ({}, {"LLMGATE_ADMIN_KEY": "short"}, "invalid admin_key"),
+        ({}, {"LLMGATE_ADMIN_KEY": "two words"}, "invalid admin_key"),
+        (
+            {"admin_listen": "0.0.0.0:9180"},
+            {"LLMGATE_ADMIN_KEY": "short"},
+            "refusing to expose the admin API on 0.0.0.0:9180 with a key shorter than 8 characters: admin_key",
+        ),
+        (
+            {"admin_listen": "0.0.0.0:9180"},
+            {"LLMGATE_ADMIN_KEY": "a-long-enough-key", "LLMGATE_VIEWER_KEY": "viewer"},
+            "shorter than 8 characters: viewer_key",
+        ),
         ({"config": "/nonexistent/llmgate.toml"}, {}, "cannot read config file"),
         ({"admin_listen": "0.0.0.0:9180"}, {}, "refusing to expose the admin API"),
     ],
@@ -73,6 +83,13 @@ def test_exposed_admin_is_fine_with_an_explicit_key() -> None:
     assert not settings.admin_listen.is_loopback
     # A proxy-only process has no admin API to expose.
     assert load_settings({"admin_listen": "0.0.0.0:9180", "role": "proxy"}, environ={})
+
+
+def test_short_keys_are_fine_on_a_loopback_admin_api() -> None:
+    """APISIX takes any admin key; llmgate asks for 8 characters only where the admin API is
+    exposed beyond the machine."""
+    settings = load_settings({}, environ={"LLMGATE_ADMIN_KEY": "admin", "LLMGATE_VIEWER_KEY": "ro"})
+    assert (settings.admin_key, settings.viewer_key) == ("admin", "ro")
 
 
 def test_unknown_key_in_config_file(tmp_path: Path) -> None:

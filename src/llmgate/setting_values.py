@@ -138,8 +138,8 @@ def convert(name: str, value: Any) -> Any:
         return value
     if name in ("admin_key", "viewer_key"):
         text = str(value)
-        if len(text) < 8 or any(c.isspace() for c in text):
-            raise SettingsError(f"invalid {name}: needs at least 8 characters and no spaces")
+        if not text or any(c.isspace() for c in text):
+            raise SettingsError(f"invalid {name}: needs at least one character and no spaces")
         return text
     if name == "database_url":
         try:

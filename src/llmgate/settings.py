@@ -108,6 +108,10 @@ class Settings:
 
 _NAMES = {f.name for f in fields(Settings)}
 
+# Any key will do on a loopback admin API (as APISIX's admin_key); one reachable from other
+# machines needs keys no one guesses in a few tries.
+MIN_EXPOSED_KEY_LENGTH = 8
+
 
 def _from_file(path: str) -> dict[str, Any]:
     try:
@@ -152,6 +156,13 @@ def load_settings(
             f"refusing to expose the admin API on {settings.admin_listen} without an explicit "
             "admin key: set LLMGATE_ADMIN_KEY"
         )
+    if settings.role != "proxy" and not settings.admin_listen.is_loopback:
+        for name, key in (("admin_key", settings.admin_key), ("viewer_key", settings.viewer_key)):
+            if key is not None and len(key) < MIN_EXPOSED_KEY_LENGTH:
+                raise SettingsError(
+                    f"refusing to expose the admin API on {settings.admin_listen} with a key "
+                    f"shorter than {MIN_EXPOSED_KEY_LENGTH} characters: {name}"
+                )
     return settings
 
 
