@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 from llmgate import __version__
 from llmgate.errors import SettingsError
@@ -87,11 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     actions = config.add_subparsers(dest="action", required=True)
     dump = actions.add_parser("dump", help="write every resource as an apisix.yaml file")
     dump.add_argument("-o", "--output", metavar="FILE", help="write here (standard output)")
+    dump.add_argument("output_file", nargs="?", metavar="FILE", help="the same as -o FILE")
     dump.add_argument("--format", choices=("yaml", "json"), help="yaml unless FILE is .json")
     diff = actions.add_parser("diff", help="show what apply would change (exit 1 if anything)")
     apply = actions.add_parser("apply", help="make the store equal the file, in one revision")
     for action in (diff, apply):
-        action.add_argument("-f", "--file", required=True, help="apisix.yaml or .json (- : stdin)")
+        action.add_argument("-f", "--file", help="apisix.yaml or .json (- : stdin)")
+        action.add_argument("file_arg", nargs="?", metavar="FILE", help="the same as -f FILE")
         action.add_argument(
             "--prune", action="store_true", help="delete resources the file does not have"
         )
@@ -137,6 +139,15 @@ def _open_standard_fds() -> None:
                 os.close(null)
 
 
+def _one_file(flag: str | None, positional: str | None, usage: str) -> str | Literal[False] | None:
+    """The file a ``config`` command names, by its flag or as a plain argument (either one);
+    False (said on standard error) when it names two."""
+    if flag is not None and positional is not None and flag != positional:
+        print(f"llmgate: error: name the file once: {usage}", file=sys.stderr)
+        return False
+    return flag if flag is not None else positional
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _open_standard_fds()
     args = _parser().parse_args(argv)
@@ -170,10 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llmgate.config import commands as config
 
         if args.action == "dump":
-            return config.dump(settings.database_url, args.output, args.format)
+            output = _one_file(args.output, args.output_file, "dump FILE or dump -o FILE")
+            if output is False:
+                return 2
+            return config.dump(settings.database_url, output, args.format)
+        path = _one_file(args.file, args.file_arg, f"{args.action} FILE or {args.action} -f FILE")
+        if path is False:
+            return 2
+        if not path:
+            print(f"llmgate: error: name the file: {args.action} FILE", file=sys.stderr)
+            return 2
         if args.action == "diff":
-            return config.diff_command(settings.database_url, args.file, args.prune)
-        return config.apply_command(settings.database_url, args.file, args.prune)
+            return config.diff_command(settings.database_url, path, args.prune)
+        return config.apply_command(settings.database_url, path, args.prune)
     if args.command == "serve":
         try:  # before the heavy imports: a busy port is said at once
             check_listeners(settings)

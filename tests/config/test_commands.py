@@ -81,6 +81,28 @@ def test_apply_then_diff_then_dump(tmp_path: Path, db: str) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
+def test_the_file_may_also_be_named_without_a_flag(tmp_path: Path, db: str) -> None:
+    """``config apply apisix.yaml`` as well as ``-f apisix.yaml`` (and ``dump out.yaml`` as
+    ``-o``): nothing in the command's name says which one an operator must type."""
+    config = tmp_path / "apisix.yaml"
+    config.write_text(FILE)
+    applied = run_llmgate("config", "apply", str(config), "--database-url", db)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines()[-1] == "applied 3 changes as revision 1"
+    same = run_llmgate("config", "diff", str(config), "--database-url", db)
+    assert (same.returncode, same.stdout, same.stderr) == (0, "", "")
+    out = tmp_path / "out.yaml"
+    dumped = run_llmgate("config", "dump", str(out), "--database-url", db)
+    assert (dumped.returncode, dumped.stdout) == (0, "")
+    assert out.read_text().endswith("#END\n") and "id: r1" in out.read_text()
+    both = run_llmgate("config", "apply", str(config), "-f", str(out), "--database-url", db)
+    assert both.returncode == 2
+    assert both.stderr.strip() == "llmgate: error: name the file once: apply FILE or apply -f FILE"
+    neither = run_llmgate("config", "diff", "--database-url", db)
+    assert neither.returncode == 2 and "FILE" in neither.stderr
+    assert len(neither.stderr.strip().splitlines()) == 1
+
+
 def test_apply_from_standard_input_and_prune(db: str) -> None:
     assert (
         run_llmgate("config", "apply", "-f", "-", "--database-url", db, stdin=FILE).returncode == 0
