@@ -34,6 +34,7 @@ from llmgate.settings import ListenerBusy, Settings, check_listeners
 from llmgate.store import Store, open_engine
 from llmgate.store.health import describe, is_store_error
 from llmgate.store.migrate import upgrade
+from llmgate.store.ssl_passphrase import use_stored_ssl_passphrase
 from llmgate.workers import Supervisor, WorkerFailed
 
 
@@ -50,6 +51,14 @@ async def _serve(
     readiness = Readiness(store, interval=settings.reload_interval, file=source)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
+        try:  # before any data plane compiles (or worker inherits the environment)
+            await use_stored_ssl_passphrase(store)
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            # Started from the last-good snapshot while the store does not answer: sealed
+            # keys stay sealed (those ssls do not compile) until a restart reaches the store.
+            say(f"warning: cannot read the store's ssl passphrase ({describe(exc)})")
         if settings.role in ("proxy", "all"):
             assert metrics_dir is not None
             if settings.workers == 1:

@@ -213,3 +213,19 @@ def test_dump_and_diff_leave_a_missing_sqlite_store_missing(tmp_path: Path, db: 
             f"llmgate: error: cannot use the store {db}: {tmp_path / 'store.db'} does not exist\n"
         )
     assert list(tmp_path.iterdir()) == [config]
+
+
+def test_apply_seals_ssl_keys_with_the_stores_passphrase(tmp_path: Path, db: str) -> None:
+    """Without LLMGATE_SSL_KEY, ``config apply`` seals a file's private keys with the store's
+    generated passphrase, as ``serve`` does (it used to refuse them)."""
+    from tests.net import TestCA
+
+    cert, key = TestCA().issue("apply.test")
+    ssl_doc = {"ssls": [{"id": "s1", "cert": cert, "key": key, "snis": ["apply.test"]}]}
+    config = tmp_path / "apisix.json"
+    config.write_text(json.dumps(ssl_doc))
+    applied = run_llmgate("config", "apply", "-f", str(config), "--database-url", db)
+    assert applied.returncode == 0, applied.stderr
+    dumped = run_llmgate("config", "dump", "--format", "json", "--database-url", db)
+    stored = json.loads(dumped.stdout)["ssls"][0]["key"]
+    assert stored.startswith("$llmgate-sealed$v1$") and "PRIVATE KEY" not in dumped.stdout

@@ -189,3 +189,33 @@ def test_plain_http_on_the_tls_port_is_answered_400_and_closed(
         assert response.header("Server", "").startswith("llmgate/")
         assert client.is_closed_by_peer()
     assert peer_subject(tls_port(live), ca.context(), "a.test")["commonName"] == "a.test"
+
+
+def test_without_a_passphrase_the_store_keeps_a_generated_one(
+    tmp_path_factory: pytest.TempPathFactory, ca: TestCA
+) -> None:
+    """SPEC's ssls without LLMGATE_SSL_KEY (APISIX seals with its default keyring): a
+    passphrase is generated once and kept in the store, so certificates can be written and
+    served, also by ``--workers 2`` and after a restart; GETs still show only the sealed key."""
+    workdir = tmp_path_factory.mktemp("tls-generated")
+    cert, key = ca.issue("gen.test")
+    with LiveGateway(workdir) as first:
+        status, answer = first.admin(
+            "PUT", "ssls/g", {"cert": cert, "key": key, "snis": ["gen.test"]}
+        )
+        assert status == 201, answer
+        assert answer["value"]["key"].startswith("$llmgate-sealed$v1$")
+        assert peer_subject(first.gw.tls_port, ca.context(), "gen.test")["commonName"] == "gen.test"
+        assert "PRIVATE KEY" not in first.log()
+    with LiveGateway(workdir, "--workers", "2") as again:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                subject = peer_subject(again.gw.tls_port, ca.context(), "gen.test")
+                break
+            except (ssl.SSLError, OSError):
+                assert time.monotonic() < deadline, again.log()
+                time.sleep(0.1)
+        assert subject["commonName"] == "gen.test"
+        # PATCH keeps the sealed key, which this process can still open.
+        assert again.admin("PATCH", "ssls/g", {"snis": ["gen.test", "gen2.test"]})[0] == 200

@@ -26,6 +26,7 @@ from llmgate.store import Item, Store, open_engine
 from llmgate.store.data_errors import invalid_value
 from llmgate.store.engine import is_sqlite
 from llmgate.store.migrate import upgrade
+from llmgate.store.ssl_passphrase import use_stored_ssl_passphrase
 
 T = TypeVar("T")
 
@@ -145,6 +146,15 @@ def diff_command(database_url: str, path: str, prune: bool) -> int:
     return 1 if plan.changes else 0
 
 
+async def _sealing_apply(
+    store: Store, parsed: document.Document, prune: bool
+) -> tuple[Plan, int | None]:
+    """``apply``, with ssls' private keys sealed as ``llmgate serve`` seals them (under
+    LLMGATE_SSL_KEY, or the store's generated passphrase)."""
+    await use_stored_ssl_passphrase(store)
+    return await apply(store, parsed, prune)
+
+
 def apply_command(database_url: str, path: str, prune: bool) -> int:
     parsed = _read(path)
     if parsed is None:
@@ -154,7 +164,9 @@ def apply_command(database_url: str, path: str, prune: bool) -> int:
     except Exception as exc:  # any driver error: one clear line
         return _store_failure(database_url, exc)
     try:
-        plan, revision = _with_store(database_url, lambda store: apply(store, parsed, prune))
+        plan, revision = _with_store(
+            database_url, lambda store: _sealing_apply(store, parsed, prune)
+        )
     except document.DocumentError as exc:
         _error(f"{exc}; nothing was applied")
         return 1
