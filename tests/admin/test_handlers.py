@@ -102,3 +102,28 @@ async def test_a_client_gone_mid_body_is_not_a_store_outage(
         assert "unavailable" not in caplog.text
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", ""),
+        ("post", ""),
+        ("delete", ""),
+        ("put", "/plugins/limit-count"),
+        ("post", "/plugins/list"),
+        ("put", "/schema/route"),
+        ("get", "/schema/validate/routes"),
+        ("delete", "/openapi.json"),
+        ("post", "/usage"),
+    ],
+)
+async def test_a_method_an_admin_path_does_not_take_is_a_json_404(admin, method, path) -> None:  # type: ignore[no-untyped-def]
+    """As APISIX: ``/apisix/admin`` itself answers HEAD only, and the plugin, schema (and
+    llmgate's own) endpoints their methods only; anything else is 404 ``not found``, as JSON
+    (aiohttp answered ``/apisix/admin`` with a plain-text 405; the others said "Unsupported
+    resource type")."""
+    resp = await getattr(admin, method)(f"/apisix/admin{path}")
+    assert resp.status == 404
+    assert await resp.json() == {"error_msg": "not found"}
+    assert (await admin.head("/apisix/admin")).status == 200

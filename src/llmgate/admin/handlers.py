@@ -102,6 +102,9 @@ def _check_ttl(request: web.Request) -> None:
 
 
 _METHODS = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE"})
+# The first segment of the admin paths that are no resource; their own routes take the methods
+# they answer, and any other method ends in resource_handler.
+_ENDPOINTS = frozenset({"plugins", "schema", "openapi.json", "usage"})
 
 
 async def resource_handler(request: web.Request) -> web.StreamResponse:
@@ -110,6 +113,8 @@ async def resource_handler(request: web.Request) -> web.StreamResponse:
         name, address, sub_path = _route_segments(request.match_info["tail"])
         api: ResourceApi | None = request.app[APIS_KEY].get(name)
         if api is None:
+            if name in _ENDPOINTS:  # reached with a method it does not take (APISIX's answer)
+                raise NotFound({"error_msg": "not found"})
             raise NotFound({"error_msg": f"Unsupported resource type: {name}"})
         if method not in _METHODS:
             raise NotFound({"error_msg": "not found"})
@@ -261,6 +266,11 @@ async def usage_calls(request: web.Request) -> web.Response:
     return json_response(200, await calls.list_calls(request.app[STORE_KEY], query))
 
 
+async def admin_root(request: web.Request) -> web.Response:
+    """``/apisix/admin`` itself with any method but HEAD: 404, as APISIX (JSON)."""
+    return error_response(NotFound({"error_msg": "not found"}))
+
+
 async def admin_head(request: web.Request) -> web.Response:
     """``HEAD /apisix/admin``: an empty 200 without a key, as APISIX answers (a liveness probe
     of the admin listener)."""
@@ -280,6 +290,7 @@ def add_admin_routes(
         app[AFTER_WRITE_KEY] = after_write
     app[APIS_KEY] = {name: ResourceApi(kind, store) for name, kind in RESOURCES.items()}
     app.router.add_route("HEAD", "/apisix/admin", admin_head, name="admin-head")
+    app.router.add_route("*", "/apisix/admin", admin_root)
     app.router.add_get("/apisix/admin/plugins/list", plugins_list)
     app.router.add_put("/apisix/admin/plugins/reload", plugins_reload)
     for method in ("GET", "POST", "DELETE", "PATCH"):
