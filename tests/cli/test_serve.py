@@ -207,3 +207,36 @@ def test_serve_with_standard_output_closed(tmp_path: Path) -> None:
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert proc.returncode == 0, stderr
     assert "Assertion" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_start_up_errors_go_to_standard_error(tmp_path: Path) -> None:
+    """Every reason start-up stops is on standard error, as invalid settings are: a busy port
+    and a store that cannot be opened as well (they were on standard output)."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        result = run_cli(
+            "serve",
+            f"--proxy-listen=127.0.0.1:{busy}",
+            f"--admin-listen=127.0.0.1:{free_port()}",
+            f"--metrics-listen=127.0.0.1:{free_port()}",
+            "--proxy-listen-tls=off",
+            env={"LLMGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"},
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"llmgate: error: data plane 127.0.0.1:{busy}: ")
+    assert result.stderr.count("\n") == 1
+    unopenable = run_cli(
+        "serve",
+        f"--proxy-listen=127.0.0.1:{free_port()}",
+        f"--admin-listen=127.0.0.1:{free_port()}",
+        f"--metrics-listen=127.0.0.1:{free_port()}",
+        "--proxy-listen-tls=off",
+        env={"LLMGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db"},
+    )
+    assert unopenable.returncode == 1 and unopenable.stdout == ""
+    assert unopenable.stderr.startswith("llmgate: error: cannot open the store")

@@ -225,7 +225,7 @@ def test_a_bad_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
         env=env,
     )
     assert result.returncode == 1
-    assert result.stdout.strip() == "llmgate: error: routes/arr_1: unknown plugin [no-such-plugin]"
+    assert result.stderr.strip() == "llmgate: error: routes/arr_1: unknown plugin [no-such-plugin]"
     missing = subprocess.run(
         [*LLMGATE, "serve", "--standalone", str(tmp_path / "nope.yaml")],
         capture_output=True,
@@ -234,7 +234,7 @@ def test_a_bad_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
         env=env,
     )
     assert missing.returncode == 1
-    assert "cannot read" in missing.stdout and "No such file or directory" in missing.stdout
+    assert "cannot read" in missing.stderr and "No such file or directory" in missing.stderr
 
 
 def test_workers_serve_the_file_and_its_edits(tmp_path: Path) -> None:

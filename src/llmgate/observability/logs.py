@@ -45,11 +45,15 @@ _say_format = "text"
 
 
 def say(line: str) -> None:
-    """A start-up (or shutdown) line on standard output: ``llmgate: <line>``, or with the
+    """A start-up (or shutdown) line: ``llmgate: <line>`` (errors and warnings on standard
+    error, the rest on standard output), or with the
     ``json`` format one JSON object as the log records' (``level`` ``error`` for a line that
     starts with ``error: ``, else ``info``; ``logger`` ``llmgate``)."""
+    # Why start-up stopped (or what it could not do) goes to standard error, as invalid
+    # settings do; the rest (listeners, the generated key) to standard output.
+    out = sys.stderr if line.startswith(("error: ", "warning: ")) else sys.stdout
     if _say_format != "json":
-        print(f"llmgate: {line}", flush=True)
+        print(f"llmgate: {line}", file=out, flush=True)
         return
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
@@ -61,7 +65,7 @@ def say(line: str) -> None:
         "message": line.removeprefix("error: "),
         "pid": os.getpid(),
     }
-    print(orjson.dumps(record).decode(), flush=True)
+    print(orjson.dumps(record).decode(), file=out, flush=True)
 
 
 def configure(level: str = "warning", fmt: str = "text") -> None:
