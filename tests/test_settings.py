@@ -220,3 +220,24 @@ def test_abuse_limits() -> None:
     ]:
         with pytest.raises(SettingsError, match=message):
             load_settings({}, environ={name: value})
+
+
+def test_two_listeners_on_one_address_are_named_before_start_up() -> None:
+    """``--proxy-listen`` and ``--metrics-listen`` on one port: the check names the second
+    listener (binding without listening let both through, and aiohttp's own bind error,
+    naming no listener, stopped start-up later)."""
+    from llmgate.settings import ListenerBusy, check_listeners
+    from tests.processes import free_port
+
+    port = free_port()
+    settings = load_settings(
+        {
+            "proxy_listen": f"127.0.0.1:{port}",
+            "metrics_listen": f"127.0.0.1:{port}",
+            "admin_listen": f"127.0.0.1:{free_port()}",
+            "proxy_listen_tls": "off",
+        },
+        environ={},
+    )
+    with pytest.raises(ListenerBusy, match=f"metrics 127.0.0.1:{port}: Address already in use"):
+        check_listeners(settings)

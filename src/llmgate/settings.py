@@ -204,6 +204,8 @@ def check_listeners(settings: Settings) -> None:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 try:
                     sock.bind(address)
+                    # With SO_REUSEADDR two sockets may bind one address; listening tells.
+                    sock.listen(1)
                 except OSError as exc:
                     raise ListenerBusy(f"{name} {listen}: {exc.strerror or exc}") from None
     finally:
