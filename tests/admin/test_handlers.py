@@ -127,3 +127,20 @@ async def test_a_method_an_admin_path_does_not_take_is_a_json_404(admin, method,
     assert resp.status == 404
     assert await resp.json() == {"error_msg": "not found"}
     assert (await admin.head("/apisix/admin")).status == 200
+
+
+async def test_a_whole_number_written_with_a_decimal_point_is_that_integer(admin) -> None:  # type: ignore[no-untyped-def]
+    """APISIX decodes JSON with cjson (one Lua number type): ``2.0`` passes an integer schema
+    and is stored and returned as ``2``.  ``1.5`` is still no integer."""
+    body = {
+        **ROUTE,
+        "priority": 2.0,
+        "plugins": {"limit-count": {"count": 5.0, "time_window": 60.0}},
+    }
+    resp = await admin.put("/apisix/admin/routes/1", json=body)
+    assert resp.status == 201, await resp.text()
+    value = (await resp.json())["value"]
+    assert value["priority"] == 2 and isinstance(value["priority"], int)
+    assert value["plugins"]["limit-count"] == {"count": 5, "time_window": 60}
+    resp = await admin.put("/apisix/admin/routes/2", json={**ROUTE, "priority": 1.5})
+    assert resp.status == 400
