@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from llmgate.plugins.proxy_cache import disk
 from llmgate.plugins.proxy_cache.disk import DiskStore, _temporary_file
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.ledger import Ledger
@@ -91,6 +92,51 @@ async def test_a_capped_zone_stays_under_its_cap(tmp_path: Path) -> None:
     # The newest entries are the ones kept.
     assert await store.get(CacheKey("key-299", "GET")) is not None
     assert await store.get(CacheKey("key-0", "GET")) is None
+    await store.close()
+
+
+async def test_a_write_backlog_drops_its_oldest_writes_never_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that fall behind a flood are skipped oldest first: the newest responses are
+    the ones an LRU cache must hold afterwards (dropping the newest left a flooded zone full
+    of older entries and none of the last ones)."""
+    monkeypatch.setattr(disk, "MAX_PENDING", 4)
+    store = DiskStore(tmp_path / "zone")
+    for i in range(10):  # no await yields here: all ten arrive before any write runs
+        await store.put(entry(f"k-{i}"))
+    assert await store.get(CacheKey("k-0", "GET")) is None  # memory stays bounded
+    assert await store.get(CacheKey("k-9", "GET")) is not None  # visible while it waits
+    await store.flush()
+    kept = [i for i in range(10) if store.path(CacheKey(f"k-{i}", "GET")).exists()]
+    assert kept == [6, 7, 8, 9]
+    monkeypatch.setattr(disk, "MAX_PENDING_BYTES", 3 * entry("k-10").size)
+    for i in range(10, 20):
+        await store.put(entry(f"k-{i}"))
+    await store.flush()
+    kept = [i for i in range(10, 20) if store.path(CacheKey(f"k-{i}", "GET")).exists()]
+    assert kept == [17, 18, 19]
+    await store.close()
+
+
+async def test_an_entry_that_lands_late_is_as_recent_as_its_use(tmp_path: Path) -> None:
+    """A write that waited (for the shared count, a sweep, the threads) is stamped with the
+    time it was used, not the time it landed: else a backlog of older responses landing late
+    looks newer to the sweep than the responses written since, and evicts them first."""
+    store = DiskStore(tmp_path / "zone")
+    store.directory.mkdir(parents=True, exist_ok=True)
+    held = os.open(store.directory / ".ledger", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another process holds the count: the write waits
+    try:
+        used = time.time()
+        await store.put(entry("late"))
+        await asyncio.sleep(1.5)
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    await store.flush()
+    landed = store.path(CacheKey("late", "GET")).stat()
+    assert used <= landed.st_atime < used + 0.5
     await store.close()
 
 

@@ -13,6 +13,13 @@ the next store opens (sweep.py). Writes run in a thread after the response, to a
 file renamed into place, so a reader (or a crash) never sees half an entry; until the rename
 lands, this process answers from its own pending copy.
 
+Writes wait in a queue for one of ``WRITERS`` writing tasks.  The queue is bounded
+(``MAX_PENDING``, ``MAX_PENDING_BYTES``): when writes fall behind (a flood), the oldest waiting
+one is skipped, never the newest, since the newest are what an LRU cache must hold afterwards.
+An entry's atime (its last use, what the sweep evicts by) is the time it was put or last hit,
+not the time its write landed: a backlog landing late must not look newer than the entries
+written meanwhile (by this process or another), or the sweep would evict those first.
+
 Caps (``CacheCaps``): a write is admitted only while the zone stays within ``max_bytes`` and
 ``max_entries``; one that finds no room starts a sweep (which removes expired entries, then the
 least recently used ones down to ``LOW_WATER``) and tries again after it.  A sweep also runs
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -54,8 +62,17 @@ SWEEP_EVERY = 10.0  # seconds between two sweeps (nginx's cache manager: 10 s)
 SWEEP_SHARE = 0.1  # at most this share of the time goes to counting a large zone
 WRITE_ATTEMPTS = 5  # a write that keeps finding the zone full is given up after this many
 EVICTIONS_PER_WRITE = 64
-MAX_PENDING = 256  # writes waiting to land
+MAX_PENDING = 256  # writes waiting to land (queued or being written)
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+WRITERS = 4  # writes in flight at once (each in a thread)
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    """An entry put and not landed yet."""
+
+    entry: Entry
+    used: float  # when it was put, or last hit since: its atime once it lands
 
 
 class DiskStore:
@@ -76,8 +93,13 @@ class DiskStore:
         self.ledger = Ledger(directory)
         self._temporary_root = temporary_root
         self._owner = owner  # the locked .owner file of a temporary root
-        self._pending: dict[CacheKey, Entry] = {}
-        self._pending_bytes = 0
+        # Every entry put and not landed yet (what this process answers from meanwhile): the
+        # ones waiting for a writer, oldest first, and the ones being written.
+        self._pending: dict[CacheKey, _Pending] = {}
+        self._queue: collections.OrderedDict[CacheKey, _Pending] = collections.OrderedDict()
+        self._pending_bytes = 0  # of the entries queued or being written
+        self._in_flight = 0  # entries being written
+        self._writers = 0  # writing tasks running (counted by the tasks themselves)
         self._writes: set[asyncio.Task[None]] = set()
         self._sweeping: asyncio.Task[Swept | None] | None = None
         self._waiting = 0  # bytes of the writes waiting for a sweep to make room
@@ -109,7 +131,8 @@ class DiskStore:
     async def get(self, key: CacheKey) -> Entry | None:
         pending = self._pending.get(key)
         if pending is not None:
-            return pending
+            pending.used = time.time()
+            return pending.entry
         path = self.path(key)
         try:
             path.stat()  # one stat: misses stay on the loop, cheap
@@ -118,17 +141,34 @@ class DiskStore:
         return await asyncio.to_thread(_read, path, key, self.ledger)
 
     async def put(self, entry: Entry) -> None:
-        """Store ``entry`` in the background; visible to this process at once.  While the
-        writes waiting hold ``MAX_PENDING_BYTES`` or number ``MAX_PENDING``, the entry is not
-        kept: a cache that falls behind must not grow the gateway's memory."""
-        if len(self._writes) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
-            return
+        """Store ``entry`` in the background; visible to this process at once.  Beyond
+        ``MAX_PENDING`` writes, or ``MAX_PENDING_BYTES``, not landed yet, the oldest waiting
+        one is skipped: a cache that falls behind must not grow the gateway's memory, and it
+        keeps the newest entries, as least recently used eviction would."""
         self._start_periodic()
-        self._pending[entry.key] = entry
+        self._unqueue(entry.key)  # an older entry for the key, not written yet: replaced
+        pending = _Pending(entry, time.time())
+        self._pending[entry.key] = pending  # a write of an older one in flight: cancelled
+        self._queue[entry.key] = pending
         self._pending_bytes += entry.size
-        task = asyncio.create_task(self._write(entry))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        while self._queue and (
+            len(self._queue) + self._in_flight > MAX_PENDING
+            or self._pending_bytes > MAX_PENDING_BYTES
+        ):
+            self._unqueue(next(iter(self._queue)))
+        while self._writers < min(WRITERS, len(self._queue)):
+            self._writers += 1
+            task = asyncio.create_task(self._write_queued())
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    def _unqueue(self, key: CacheKey) -> None:
+        """Drop the write of ``key`` waiting in the queue, if any."""
+        pending = self._queue.pop(key, None)
+        if pending is not None:
+            self._pending_bytes -= pending.entry.size
+            if self._pending.get(key) is pending:
+                del self._pending[key]
 
     async def purge(self, primary: str, variant: str | None = None) -> bool:
         """Remove one variant, or all of ``primary``'s; whether anything was there."""
@@ -139,7 +179,8 @@ class DiskStore:
             dropped = [key for key in (CacheKey(primary, variant),) if key in self._pending]
             target = self.path(CacheKey(primary, variant))
         for key in dropped:
-            del self._pending[key]
+            self._unqueue(key)
+            self._pending.pop(key, None)  # its write in flight, if any, is cancelled
         removed = await asyncio.to_thread(_remove, target, variant is None, self.ledger)
         return removed or bool(dropped)
 
@@ -187,15 +228,29 @@ class DiskStore:
             os.close(self._owner)
             self._owner = None
 
-    async def _write(self, entry: Entry) -> None:
-        """Write ``entry``; when the zone is full, again after a sweep made room (the entry
-        stays visible from ``_pending`` meanwhile), up to ``WRITE_ATTEMPTS`` times."""
+    async def _write_queued(self) -> None:
+        """One writing task: write the queued entries, oldest first, until none is left."""
+        try:
+            while self._queue:
+                _, pending = self._queue.popitem(last=False)
+                self._in_flight += 1
+                try:
+                    await self._write(pending)
+                finally:
+                    self._in_flight -= 1
+        finally:
+            self._writers -= 1
+
+    async def _write(self, pending: _Pending) -> None:
+        """Write ``pending``'s entry; when the zone is full, again after a sweep made room (the
+        entry stays visible from ``_pending`` meanwhile), up to ``WRITE_ATTEMPTS`` times."""
+        entry = pending.entry
         path = self.path(entry.key)
-        wanted = self._wanted(entry)
+        wanted = self._wanted(pending)
         try:
             for attempt in range(1, WRITE_ATTEMPTS + 1):
                 room = await asyncio.to_thread(
-                    _write, path, entry, wanted, self.ledger, self.caps, self._evict
+                    _write, path, entry, pending.used, wanted, self.ledger, self.caps, self._evict
                 )
                 if not room or not wanted() or attempt == WRITE_ATTEMPTS:
                     break
@@ -208,12 +263,12 @@ class DiskStore:
             log.warning("could not write cache entry %s: %s", path, exc)
         finally:
             self._pending_bytes -= entry.size
-            if self._pending.get(entry.key) is entry:
+            if self._pending.get(entry.key) is pending:
                 del self._pending[entry.key]
 
-    def _wanted(self, entry: Entry) -> Callable[[], bool]:
+    def _wanted(self, pending: _Pending) -> Callable[[], bool]:
         # A PURGE (or a newer entry) arriving while the file is written cancels this one.
-        return lambda: self._pending.get(entry.key) is entry
+        return lambda: self._pending.get(pending.entry.key) is pending
 
     def _sweep_soon(self) -> asyncio.Task[Swept | None]:
         """The sweep a write that found no room waits for: the one running (the write may
@@ -265,12 +320,13 @@ def _read(path: Path, key: CacheKey, ledger: Ledger) -> Entry | None:
 def _write(
     path: Path,
     entry: Entry,
+    used: float,
     wanted: Callable[[], bool],
     ledger: Ledger,
     caps: CacheCaps,
     evict: Callable[[Path], bool],
 ) -> int:
-    """Write ``entry`` if the zone has room for it, evicting (``evict``) up to
+    """Write ``entry`` (last ``used`` then) if the zone has room for it, evicting (``evict``) up to
     ``EVICTIONS_PER_WRITE`` entries to make it: 0, or the bytes a sweep must free first (the
     entry is then not written).
 
@@ -296,7 +352,7 @@ def _write(
                 return len(data)
             file.write(data)
         # atime: last used; mtime: when it expires (what the sweep reads).
-        os.utime(counted, (time.time(), entry.created + entry.ttl))
+        os.utime(counted, (used, entry.created + entry.ttl))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(new)

@@ -39,7 +39,7 @@ INACTIVE = 24 * 3600.0
 # A sweep of a zone over a cap evicts down to this share of each cap, so writes do not wait for
 # a sweep each.
 LOW_WATER = 0.9
-CANDIDATES = 4096  # eviction candidates a sweep hands back
+CANDIDATES = 4096  # eviction candidates a sweep hands back, at most
 STALE_TEMPORARY = 60.0
 TEMPORARY_PREFIX = ".tmp-"  # a write the ledger admitted, ".tmp-<size>-..."
 NEW_PREFIX = ".new-"  # a write not admitted yet: empty, not counted
@@ -66,7 +66,7 @@ class Swept:
     expired: int  # removed because expired or inactive
     evicted: int  # removed to get under the caps
     # The least recently used entries left (path, size), oldest first: what a write that
-    # finds the zone full evicts, without waiting for another sweep.
+    # finds the zone full evicts, without waiting for another sweep (``_candidates``).
     candidates: tuple[tuple[str, int], ...] = ()
 
 
@@ -171,10 +171,31 @@ def sweep(
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when empty (a writer may have just added a file)
         ledger.settle((size, count), mark)
-        candidates = tuple((entry.path, entry.size) for entry in entries[gone : gone + CANDIDATES])
+        candidates = _candidates(entries[gone:], caps)
         return Swept(size, count, expired, evicted, candidates)
     finally:
         os.close(lock)
+
+
+def _candidates(entries: list[_File], caps: CacheCaps) -> tuple[tuple[str, int], ...]:
+    """The least recently used of ``entries`` (sorted so), as much as the next sweep would
+    evict (``1 - LOW_WATER`` of a cap), never all of them: writers evict from this list until
+    the next sweep, and entries landing meanwhile (a write that waited) may have been used
+    before the newest ones listed here.  Evicting deeper into an old list would remove the
+    newest entries (another process's, say) and keep those older ones."""
+    share = 1 - LOW_WATER
+    taken: list[tuple[str, int]] = []
+    size = 0
+    for entry in entries:
+        if (
+            len(taken) >= CANDIDATES
+            or size >= caps.max_bytes * share
+            or len(taken) >= caps.max_entries * share
+        ):
+            break
+        taken.append((entry.path, entry.size))
+        size += entry.size
+    return tuple(taken)
 
 
 def new_root(parent: Path) -> tuple[Path, int]:
