@@ -15,12 +15,13 @@ import asyncio
 import os
 import signal
 import statistics
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,68 @@ def readyz_or_admin(node: Running) -> int:
     if status_of(f"{node.admin_url}/healthz") == 200:
         return 200
     return readyz(node)[0]
+
+
+@contextmanager
+def tables_locked(url: str, *tables: str) -> Iterator[None]:
+    """Another session holds ACCESS EXCLUSIVE locks on ``tables`` (every query of them waits)
+    until the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(_dsn(url))
+        try:
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),))
+    thread.start()
+    try:
+        assert locked.wait(10), "could not take the locks"
+        yield
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def test_a_store_that_does_not_answer_gets_503_not_a_hang(
+    tmp_path: Path, database: tuple[str, str]
+) -> None:
+    """A store that accepts connections but answers no query (here: its tables locked by
+    another session) is unavailable: the admin API answers 503 JSON within seconds rather than
+    hanging, and the data plane keeps serving, ready, with the store reported unavailable."""
+    _, url = database
+    with fake_upstream_process() as upstream, llmgate_serve(tmp_path, database_url=url) as node:
+        status, body = put_route(node, "r", upstream)
+        assert status == 201, body
+        live_within([node], "/r", time.monotonic(), 1.0)
+        with tables_locked(url, "resources", "revision"):
+            for method, path, body in (
+                ("GET", "/apisix/admin/routes", None),
+                ("GET", "/apisix/admin/routes/r", None),
+                ("PUT", "/apisix/admin/routes/s", {"uri": "/s", "upstream": {"nodes": {}}}),
+            ):
+                started = time.monotonic()
+                status, answer = http_json(method, f"{node.admin_url}{path}", body, HEADERS)
+                took = time.monotonic() - started
+                assert status == 503, (method, path, status, answer, took)
+                assert answer == {"error_msg": "store unavailable: timed out"}, answer
+                assert took < 15, took
+            wait_for(
+                lambda: readyz(node)[1].get("store", {}).get("state") == "unavailable",
+                "the data plane to see the store unavailable",
+                15,
+            )
+            assert readyz(node)[0] == 200
+            assert status_of(f"{node.proxy_url}/r") == 200
+        # The locks are gone: the store answers again, and writes are live.
+        status, body = wait_for(
+            lambda: (answer := put_route(node, "back", upstream))[0] == 201 and answer,
+            "the admin API to write again",
+        )
+        live_within([node], "/back", time.monotonic(), 1.0)
+        wait_for(lambda: readyz(node)[1].get("store", {}).get("state") == "ok", "store ok")

@@ -12,6 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # starts (BEGIN IMMEDIATE) rather than on the first write, which would deadlock two writers.
 IMMEDIATE = "llmgate_immediate"
 CONNECT_TIMEOUT = 5.0  # seconds
+# A PostgreSQL statement that has not answered by then (the server hung, or its tables locked by
+# another session) is cancelled with TimeoutError: the admin API answers 503 "store
+# unavailable: timed out" and the watcher reports the store unavailable, rather than hanging.
+STATEMENT_TIMEOUT = 5.0  # seconds
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,7 +46,8 @@ def open_engine(url: str) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
         # A store that does not answer fails a connection attempt in seconds, not minutes
         # (asyncpg's default is 60 s): the admin API answers 503 and the watcher retries.
-        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT}
+        # A statement that does not answer is given up likewise (STATEMENT_TIMEOUT).
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _setup_sqlite(engine)
