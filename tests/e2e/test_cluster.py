@@ -20,11 +20,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
@@ -273,3 +275,59 @@ def test_a_store_that_does_not_answer_gets_503_not_a_hang(
         )
         live_within([node], "/back", time.monotonic(), 1.0)
         wait_for(lambda: readyz(node)[1].get("store", {}).get("state") == "ok", "store ok")
+
+
+async def test_a_burst_of_writes_on_two_admin_nodes_all_land(
+    tmp_path: Path, database: tuple[str, str]
+) -> None:
+    """Two admin processes (one also a data plane of two workers) take 200 concurrent writes
+    of every kind: every one is stored, none answers 503 because it waited behind the others
+    (each process's writers take turns before they reach the database), and each bumped the
+    revision once."""
+    _, url = database
+    with ExitStack() as stack:
+        upstream = stack.enter_context(fake_upstream_process())
+        nodes = []
+        for name, args in (("one", ("--workers", "2")), ("two", ("--role=admin",))):
+            (tmp_path / name).mkdir()
+            nodes.append(
+                stack.enter_context(
+                    llmgate_serve(tmp_path / name, *args, database_url=url, wait=False)
+                )
+            )
+        for node in nodes:
+            wait_for(lambda n=node: status_of(f"{n.admin_url}/healthz") == 200, "admin", 30)
+        status, body = put_route(nodes[0], "m", upstream)
+        assert status == 201, body
+        nodes_of = {f"127.0.0.1:{upstream}": 1}
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as session:
+
+            async def write(i: int) -> tuple[str, int]:
+                kind = i % 4
+                if kind == 0:
+                    method, path = "PUT", f"routes/c{i % 7}"
+                    body: dict[str, Any] = {"uri": f"/c{i % 7}", "upstream": {"nodes": nodes_of}}
+                elif kind == 1:
+                    method, path, body = "POST", "upstreams", {"nodes": nodes_of}
+                elif kind == 2:
+                    method, path, body = "PATCH", "routes/m", {"desc": str(i)}
+                else:
+                    user = f"u{i % 5}"
+                    auth = {"username": user, "password": f"secret-{i}"}
+                    method, path = "PUT", "consumers"
+                    body = {"username": user, "plugins": {"basic-auth": auth}}
+                url = f"{nodes[i % 2].admin_url}/apisix/admin/{path}"
+                async with session.request(method, url, json=body) as resp:
+                    await resp.read()
+                    return method, resp.status
+
+            statuses = Counter(await asyncio.gather(*(write(i) for i in range(200))))
+    assert statuses == Counter(
+        {("PUT", 200): 88, ("PUT", 201): 12, ("PATCH", 200): 50, ("POST", 201): 50}
+    ), statuses
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        assert await conn.fetchval("SELECT value FROM revision") == 201
+    finally:
+        await conn.close()

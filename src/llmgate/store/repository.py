@@ -9,6 +9,7 @@ rolled back, so a rejected write changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Callable
@@ -215,6 +216,11 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._listeners: list[Callable[[int], None]] = []
+        # Writers of this process take turns before they open a transaction: the database
+        # serialises them anyway (on the revision row), and a statement waits there at most
+        # STATEMENT_TIMEOUT, so a burst of writes queues here rather than timing out there
+        # (only other processes' writes are waited for in the database).
+        self._write_turn = asyncio.Lock()
 
     def on_commit(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(revision)`` after each committed write made through this store."""
@@ -227,7 +233,7 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Writer]:
-        async with self.engine.connect() as conn:
+        async with self._write_turn, self.engine.connect() as conn:
             conn = await conn.execution_options(**{IMMEDIATE: True})
             async with conn.begin():
                 bumped = await conn.execute(
