@@ -8,9 +8,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.processes import (
     LLMGATE,
@@ -20,6 +22,7 @@ from tests.processes import (
     stop,
     wait_for_http,
 )
+from tests.support import POSTGRES_URL
 
 
 def get(url: str, key: str) -> int:
@@ -124,6 +127,36 @@ def test_an_invalid_flag_value_stops_start_up_with_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("llmgate: error: ") and value in lines[0], lines
+
+
+def test_a_postgresql_store_that_cannot_be_opened_stops_start_up_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """No database of that name on the real PostgreSQL, and no last-good snapshot: one line
+    naming the store (without its password) and why, not the driver's multi-line message."""
+    url = make_url(POSTGRES_URL).set(database=f"llmgate_missing_{uuid.uuid4().hex[:12]}")
+    url = url.set(password="hunter2-secret")
+    result = run_cli(
+        "serve",
+        "--role=proxy",
+        "--proxy-listen",
+        f"127.0.0.1:{free_port()}",
+        "--metrics-listen",
+        f"127.0.0.1:{free_port()}",
+        "--proxy-listen-tls",
+        "off",
+        env={
+            "LLMGATE_DATABASE_URL": url.render_as_string(hide_password=False),
+            "LLMGATE_SNAPSHOT_DIR": str(tmp_path / "snapshots"),
+        },
+    )
+    output = result.stdout + result.stderr  # start-up lines go to standard output
+    assert result.returncode == 1, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("llmgate: error: cannot open the store postgresql"), lines
+    assert "does not exist" in lines[0], lines
+    assert "hunter2-secret" not in output
 
 
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:
