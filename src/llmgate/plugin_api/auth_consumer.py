@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from multidict import CIMultiDict, istr
+
 from llmgate.plugin_api.plugin import ConfigT, Plugin, PluginKind
 from llmgate.runtime.snapshot import SNAPSHOT
 
@@ -41,7 +43,10 @@ class AuthPlugin(Plugin[ConfigT]):
 
 
 # Headers telling the upstream who called; always set or removed, so a client cannot forge them.
-_IDENTITY_HEADERS = ("X-Consumer-Username", "X-Credential-Identifier", "X-Consumer-Custom-ID")
+# (``istr``: multidict takes them as already case-folded.)
+_USERNAME = istr("X-Consumer-Username")
+_CREDENTIAL = istr("X-Credential-Identifier")
+_CUSTOM_ID = istr("X-Consumer-Custom-ID")
 
 
 def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | None) -> None:
@@ -54,12 +59,16 @@ def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | No
     ctx.consumer = consumer
     ctx.credential_id = credential_id
     headers = ctx.outbound.headers
-    values = (consumer.username, credential_id, consumer.labels.get("custom_id"))
-    for name, value in zip(_IDENTITY_HEADERS, values, strict=True):
-        if value:
-            headers[name] = str(value)
-        else:
-            headers.popall(name, None)
+    _identify(headers, _USERNAME, consumer.username)
+    _identify(headers, _CREDENTIAL, credential_id)
+    _identify(headers, _CUSTOM_ID, consumer.labels.get("custom_id"))
+
+
+def _identify(headers: CIMultiDict[str], name: istr, value: object) -> None:
+    if value:
+        headers[name] = str(value)
+    else:
+        headers.popall(name, None)
 
 
 def attach_anonymous(ctx: RequestContext, username: str) -> bool:
