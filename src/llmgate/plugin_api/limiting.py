@@ -191,11 +191,12 @@ class LimitKey:
     def resolve(self, ctx: RequestContext) -> str | None:
         """The key's value for this request (a digest of it when it is longer than
         ``MAX_KEY_LENGTH`` or not valid UTF-8); None when none of its variables has a value."""
-        value = self._value(ctx)
-        if value is None or (len(value) <= MAX_KEY_LENGTH and _is_utf8(value)):
-            return value
-        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"sha256:{digest}"
+        return _bounded(self._value(ctx))
+
+    @property
+    def constant(self) -> str | None:
+        """The key's value when it is the same for every request (``key_type: constant``)."""
+        return _bounded(self.text) if self.key_type == "constant" else None
 
     def _value(self, ctx: RequestContext) -> str | None:
         if self.key_type == "constant":
@@ -217,6 +218,14 @@ class LimitKey:
     def render(self, ctx: RequestContext) -> str:
         """The key's value, or the client address when it has none (as APISIX does)."""
         return self.resolve(ctx) or ctx.var("remote_addr") or ""
+
+
+def _bounded(value: str | None) -> str | None:
+    """``value``, or a digest of it when it is longer than ``MAX_KEY_LENGTH`` or not UTF-8."""
+    if value is None or (len(value) <= MAX_KEY_LENGTH and _is_utf8(value)):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
 
 
 class BadLimitValue(ValueError):

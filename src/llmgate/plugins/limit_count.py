@@ -22,10 +22,12 @@ has it for limit-count and ai-rate-limiting only).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from multidict import istr
 from pydantic import model_validator
 
 from llmgate.http.variables import Template
@@ -45,7 +47,7 @@ from llmgate.plugin_api.limiting import (
     unavailable,
 )
 from llmgate.plugin_api.plugin import Plugin
-from llmgate.runtime.counters import CountersUnavailable
+from llmgate.runtime.counters import CountersUnavailable, LocalCounters
 
 if TYPE_CHECKING:
     from llmgate.http.context import Reply, RequestContext
@@ -92,7 +94,8 @@ class LimitCountConfig(SentinelPolicyConfig):
         return self
 
 
-HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+# (``istr``: multidict takes them as already case-folded.)
+HEADERS = (istr("X-RateLimit-Limit"), istr("X-RateLimit-Remaining"), istr("X-RateLimit-Reset"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +106,21 @@ class _Rule:
     headers: tuple[str, str, str]  # limit, remaining, reset
     optional: bool  # a rules entry: skipped when its key's variables are all unset
     counter: str  # the rule's own counters: "" for the plain config, "<n>|" for rules[n-1]
+    fixed: str | None = None  # the whole counter key, when it is the same for every request
+    count_text: str | None = None  # ``count`` as its header shows it, when it is a number
+
+    def compiled(self, prefix: str) -> _Rule:
+        """This rule with what does not depend on the request worked out once."""
+        constant = self.key.constant
+        fixed = None if constant is None else prefix + self.counter + constant
+        count_text = str(self.count) if isinstance(self.count, int) else None
+        return dataclasses.replace(self, fixed=fixed, count_text=count_text)
 
 
 def _prefixed(prefix: str) -> tuple[str, str, str]:
-    limit, remaining, reset = (h.replace("RateLimit-", f"{prefix}-RateLimit-", 1) for h in HEADERS)
+    limit, remaining, reset = (
+        istr(h.replace("RateLimit-", f"{prefix}-RateLimit-", 1)) for h in HEADERS
+    )
     return limit, remaining, reset
 
 
@@ -119,6 +133,11 @@ class LimitCount(Plugin[LimitCountConfig]):
     def __init__(self, config: LimitCountConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         self.counters = counters_for(config, services)
+        # Counted in this process: its synchronous increment, no coroutine to await.
+        self.local = self.counters if type(self.counters) is LocalCounters else None
+        # A group's counters are the group's, whichever route counts (APISIX: group .. key).
+        label = f"group/{config.group}" if config.group is not None else owner
+        self.prefix = f"{self.name}|{label}|"
         if config.rules is None:
             assert config.count is not None and config.time_window is not None
             rule = _Rule(
@@ -129,7 +148,7 @@ class LimitCount(Plugin[LimitCountConfig]):
                 optional=False,
                 counter="",
             )
-            self.rules: tuple[_Rule, ...] = (rule,)
+            self.rules: tuple[_Rule, ...] = (rule.compiled(self.prefix),)
         else:
             self.rules = tuple(
                 _Rule(
@@ -141,31 +160,32 @@ class LimitCount(Plugin[LimitCountConfig]):
                     # Two rules' keys may resolve alike ($http_a and $http_b both "1"): each
                     # still counts in its own window (APISIX shares one counter).
                     counter=f"{i}|",
-                )
+                ).compiled(self.prefix)
                 for i, r in enumerate(config.rules, start=1)
             )
-        # A group's counters are the group's, whichever route counts (APISIX: group .. key).
-        label = f"group/{config.group}" if config.group is not None else owner
-        self.prefix = f"{self.name}|{label}|"
         self.sliding = config.window_type == "sliding"
 
     async def access(self, ctx: RequestContext) -> Reply | None:
         config = self.config
         for rule in self.rules:
-            key = rule.key.resolve(ctx)
-            if key is None:
-                if rule.optional:
-                    continue
-                key = ctx.var("remote_addr") or ""
+            counted = rule.fixed
+            if counted is None:
+                key = rule.key.resolve(ctx)
+                if key is None:
+                    if rule.optional:
+                        continue
+                    key = ctx.var("remote_addr") or ""
+                counted = self.prefix + rule.counter + key
             try:
                 count = resolve_int(ctx, rule.count, "count")
                 window = resolve_int(ctx, rule.window, "time_window")
                 if self.sliding:
-                    passed, remaining, left = await self.counters.sliding(
-                        self.prefix + rule.counter + key, count, window
-                    )
+                    passed, remaining, left = await self.counters.sliding(counted, count, window)
                 else:
-                    used, left = await self.counters.incr(self.prefix + rule.counter + key, window)
+                    if self.local is not None:
+                        used, left = self.local.incr_now(counted, window)
+                    else:
+                        used, left = await self.counters.incr(counted, window)
                     passed, remaining = used <= count, count - used
             except BadLimitValue as exc:
                 if config.allow_degradation:
@@ -177,7 +197,7 @@ class LimitCount(Plugin[LimitCountConfig]):
                 return unavailable(self.name, self.owner, exc)
             if config.show_limit_quota_header:
                 limit_h, remaining_h, reset_h = rule.headers
-                ctx.add_response_header(limit_h, str(count))
+                ctx.add_response_header(limit_h, rule.count_text or str(count))
                 ctx.add_response_header(remaining_h, str(max(remaining, 0)))
                 ctx.add_response_header(reset_h, str(math.ceil(left)))
             if not passed:
