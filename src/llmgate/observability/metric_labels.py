@@ -10,6 +10,8 @@ model name is cut at ``MAX_MODEL_LABEL`` characters, as APISIX does.
 
 from __future__ import annotations
 
+import functools
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from llmgate.http.context import RouteInfo
@@ -31,26 +33,42 @@ class ModelLabels:
     first come, first served, when a call of theirs was served; every later one is
     ``other``."""
 
-    __slots__ = ("_admitted", "limit")
+    __slots__ = ("_admitted", "_labels", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._admitted: set[str] = set()
+        # Models as given whose label is admitted (or ""), and their label: one lookup on the
+        # request path.  Bounded: names longer than ``MAX_MODEL_LABEL`` share a label.
+        self._labels: dict[str | None, str] = {None: "", "": ""}
 
     def known(self, model: str | None) -> str:
         """The label of an admitted model, else ``other`` (nothing is admitted)."""
+        label = self._labels.get(model)
+        if label is not None:
+            return label
         label = model_label(model)
-        return label if label == "" or label in self._admitted else OTHER_MODEL
+        if label in self._admitted:
+            self._remember(model, label)
+            return label
+        return OTHER_MODEL
 
     def admit(self, model: str | None) -> str:
         """The label of ``model``, admitting it while there is room."""
+        label = self._labels.get(model)
+        if label is not None:
+            return label
         label = model_label(model)
-        if label == "" or label in self._admitted:
-            return label
-        if len(self._admitted) < self.limit:
+        if label not in self._admitted:
+            if len(self._admitted) >= self.limit:
+                return OTHER_MODEL
             self._admitted.add(label)
-            return label
-        return OTHER_MODEL
+        self._remember(model, label)
+        return label
+
+    def _remember(self, model: str | None, label: str) -> None:
+        if len(self._labels) < 2 * self.limit + 2:
+            self._labels[model] = label
 
 
 def request_type(call: LlmCall) -> str:
@@ -62,8 +80,10 @@ def model_label(model: str | None) -> str:
     return model[:MAX_MODEL_LABEL] if model else ""
 
 
+@functools.lru_cache(maxsize=1024)
 def node_of(address: str | None) -> str:
-    """The ``node`` label: the upstream node's host, without the port (APISIX: balancer_ip)."""
+    """The ``node`` label: the upstream node's host, without the port (APISIX: balancer_ip);
+    remembered for the few addresses a process sends to."""
     if not address:
         return ""
     host, _, _ = address.rpartition(":")
@@ -106,6 +126,6 @@ def matched_host(route: RouteInfo, host: str | None) -> str:
 def request_length(inbound: web.BaseRequest) -> int:
     """nginx's ``$request_length``, estimated: request line, headers and declared body."""
     size = len(inbound.method) + len(inbound.raw_path) + 14  # " ", " HTTP/1.1\r\n", "\r\n"
-    for name, value in inbound.raw_headers:
-        size += len(name) + len(value) + 4  # ": " and "\r\n"
+    raw = inbound.raw_headers
+    size += sum(map(len, chain.from_iterable(raw))) + 4 * len(raw)  # name, ": ", value, "\r\n"
     return size + (inbound.content_length or 0)

@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmgate import __version__
+from llmgate.ai.call import STATE_KEY as LLM_CALL
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount
 from llmgate.observability.cells import Cell, counter, histogram
@@ -252,6 +253,7 @@ class Metrics:
         """Status, latencies and bandwidth of a finished request (APISIX's prometheus log)."""
         route = ctx.route
         inbound = ctx.inbound
+        node, request_type, request_model, model = self._request_labels(ctx)
         key = (
             str(ctx.status) if ctx.status else "499",  # nginx's code for "client went away"
             (route.name or route.id) if prefer_name else route.id,
@@ -260,7 +262,10 @@ class Metrics:
             # The route's service (by name with prefer_name, as APISIX's exporter).
             ((route.service_name or route.service_id) if prefer_name else route.service_id) or "",
             ctx.consumer.username if ctx.consumer is not None else "",
-            *self._request_labels(ctx),
+            node,
+            request_type,
+            request_model,
+            model,
         )
         series = self._http.get(key)
         if series is None:
@@ -282,13 +287,13 @@ class Metrics:
     def _request_labels(self, ctx: RequestContext) -> tuple[str, str, str, str]:
         """node, request_type, request_llm_model and llm_model of a finished request: a call
         the provider served admits its models, as ``record_llm`` does (``ModelLabels``)."""
-        call = LlmCall.find(ctx)
+        call = ctx.state.get(LLM_CALL)
         if call is None:
             return node_of(ctx.upstream_addr), TRADITIONAL_HTTP, "", ""
         status = ctx.upstream_status
         label = (
             self.models.admit
-            if call.cache_hit or (status is not None and status < 400)
+            if (status is not None and status < 400) or call.cache_hit
             else self.models.known
         )
         return (
