@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from llmgate.ai.call import LlmCall
+from llmgate.ai.call import STATE_KEY as LLM_CALL
 from llmgate.ai.pricing import call_cost
 from llmgate.http.context import StateKey
 from llmgate.observability.metric_labels import model_label
@@ -40,19 +40,19 @@ class LlmAccounting:
         self.usage = usage
 
     def forwarding(self, ctx: RequestContext) -> None:
-        call = LlmCall.find(ctx)
+        call = ctx.state.get(LLM_CALL)
         if call is not None and self.metrics is not None:
             ctx.state[_ACTIVE] = self.metrics.llm_started(ctx, call)
 
     def observe(self, ctx: RequestContext) -> None:
-        call = LlmCall.find(ctx)
+        call = ctx.state.get(LLM_CALL)
         if call is None:
             return
         active = ctx.state.pop(_ACTIVE, None)
         if active is not None:
             active.done()
         status = ctx.upstream_status
-        served = call.cache_hit or (status is not None and status < 400)
+        served = (status is not None and status < 400) or call.cache_hit
         if call.usage is None and not served:
             return
         cost = call_cost(ctx, call)

@@ -109,7 +109,8 @@ class UsageReporter:
         """Count one LLM call (its tokens when its response carried ``usage``, and its
         ``cost``); keep ``call`` as its own record.  With a spool, the call is appended to it
         first (a memory copy into its mapped segment)."""
-        key = (int(self._clock()) // 60 * 60, consumer, route, model, cache)
+        minute = int(self._clock()) // 60 * 60
+        key = (minute, consumer, route, model, cache)
         if usage is None:
             prompt = completion = total = cached = 0
         else:
@@ -124,7 +125,10 @@ class UsageReporter:
         if self.spool is not None and self.spool.ready:
             # (*key, *counts, call): ``Batch.from_records`` reads it back.
             row = tuple(keep) if keep is not None else None  # orjson takes no NamedTuple
-            record = (*key, 1, prompt, completion, total, cached, cost, row)
+            record = (
+                minute, consumer, route, model, cache,
+                1, prompt, completion, total, cached, cost, row,
+            )  # fmt: skip
             try:
                 self.spool.append(orjson.dumps(record))
             except OSError as exc:
