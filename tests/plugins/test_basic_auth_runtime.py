@@ -48,6 +48,10 @@ async def setup(gateway, **conf) -> None:  # type: ignore[no-untyped-def]
         pytest.param("Basic dXNlcjpwYXNzZ", None, id="impossible-length"),
         pytest.param("Basic " + base64.b64encode(b"\xff:\xfe").decode(), None, id="not-utf-8"),
         pytest.param("Basic dXNlcjpwYXNz===", None, id="too-much-padding"),
+        # Letters the case-insensitive pattern takes for ASCII ones (KELVIN SIGN, LONG S).
+        pytest.param("Basic \u212aaaa", None, id="non-ascii-letter"),
+        pytest.param("Basic dXNlcjpwYX\u017fz", None, id="non-ascii-letter-inside"),
+        pytest.param("Ba\u017fic dXNlcjpwYXNz", None, id="non-ascii-scheme"),
     ],
 )
 def test_parse_basic(header: str, expected: tuple[str, str] | None) -> None:

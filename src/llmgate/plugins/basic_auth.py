@@ -46,7 +46,8 @@ class BasicAuthConsumer(PluginConfig):
 
 
 # The scheme (any case), then a standard base64 token; padding may be left out, as nginx allows.
-_BASIC = re.compile(r"basic[ \t]+([A-Za-z0-9+/]+)(=*)[ \t]*", re.IGNORECASE)
+# ASCII letters only: Unicode case folding would take KELVIN SIGN for "k" and LONG S for "s".
+_BASIC = re.compile(r"basic[ \t]+([A-Za-z0-9+/]+)(=*)[ \t]*", re.IGNORECASE | re.ASCII)
 
 MISSING = "Missing authorization in request"
 MALFORMED = "Invalid authorization in request"
