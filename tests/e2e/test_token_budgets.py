@@ -283,13 +283,15 @@ def test_a_budget_in_cost_refuses_once_spent(live: LiveGateway) -> None:
     assert statuses == [200] * admitted + [503] * (5 - admitted), (cost, statuses)
 
 
-def test_a_cache_hit_is_not_charged(live: LiveGateway) -> None:
+@pytest.mark.parametrize("strategy", ["memory", "disk"])
+def test_a_cache_hit_is_not_charged(live: LiveGateway, strategy: str) -> None:
     """Issue 14: a proxy-cache HIT consumed no provider tokens, so the budget is charged only
-    for the MISS (before, the HIT's replayed usage was charged as well)."""
+    for the MISS (before, the HIT's replayed usage was charged as well).  A disk HIT is
+    answered after ai-rate-limiting's access (its reservation is given back)."""
     route_id = f"cached-{uuid.uuid4().hex[:8]}"
     uri = budget_route(live, route_id, {"limit": 100_000})
     route = live.admin("GET", f"routes/{route_id}")[1]["value"]
-    cache = {"cache_strategy": "memory", "cache_method": ["POST"], "cache_key": ["$uri"]}
+    cache = {"cache_strategy": strategy, "cache_method": ["POST"], "cache_key": ["$uri"]}
     route["plugins"]["proxy-cache"] = cache
     live.put(f"routes/{route_id}", {k: v for k, v in route.items() if k not in TIMES})
     body = json.dumps(chat("cache me")).encode()

@@ -355,15 +355,18 @@ async def test_a_target_whose_options_ask_for_usage_relays_it(gateway) -> None: 
     assert last["choices"] == [] and last["usage"]["total_tokens"] > 0
 
 
-async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway, calls) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("strategy", ["memory", "disk"])
+async def test_a_cached_stream_is_replayed_as_the_client_asked(gateway, calls, strategy) -> None:  # type: ignore[no-untyped-def]
     """proxy-cache stores the stream as the provider sent it (usage included, for the hit's
-    accounting); a replay to a client that did not ask hides the usage as the live call did."""
+    accounting); a replay to a client that did not ask hides the usage as the live call did.
+    On disk the HIT is answered after ai-proxy's access phase (which already shaped the call):
+    the same."""
     plugin = {
         "provider": "openai-compatible",
         "auth": {"header": {"Authorization": "Bearer sk-test"}},
         "override": {"endpoint": f"http://{gateway.fake_address}/v1/chat/completions"},
     }
-    cache = {"cache_strategy": "memory", "cache_method": ["POST"], "cache_key": ["$uri"]}
+    cache = {"cache_strategy": strategy, "cache_method": ["POST"], "cache_key": ["$uri"]}
     await gateway.put(
         "routes/1",
         {"uri": "/chat", "plugins": {"proxy-cache": cache, "ai-proxy": plugin, "llm-probe": {}}},

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from multidict import CIMultiDict
 
-from llmgate.ai.call import CACHE_HIT, LlmCall
+from llmgate.ai.call import CACHE_HIT, STATE_KEY, LlmCall
 from llmgate.ai.openai_errors import openai_error
 from llmgate.ai.protocols import detect, protocol_of_path
-from llmgate.ai.tracking import ResponseTracker
+from llmgate.ai.stream_usage import UsageChunkFilter
+from llmgate.ai.tracking import CLAIM_KEY, PASSIVE_CALL_KEY, USAGE_FILTER_KEY, ResponseTracker
 from llmgate.http.context import Reply
 
 if TYPE_CHECKING:
@@ -72,12 +73,25 @@ def _protocol(ctx: RequestContext) -> str | None:
 
 
 def _cached(ctx: RequestContext, chain: Any, reply: Reply) -> Reply:
-    """Account an answer replayed from the cache; its body is watched as it is sent."""
-    if LlmCall.find(ctx) is not None or ctx.inbound.method != "POST":
+    """Account an answer replayed from the cache; its body is watched as it is sent.
+
+    A disk HIT comes after the access phase: an AI plugin may have prepared the call for the
+    provider (claimed it, shaped the body, decided to hide a stream's usage) and
+    ai-rate-limiting reserved for it.  That call, never sent, becomes the cache's: a fresh
+    call with ``cache: "hit"`` (a reservation is settled at 0), and the usage the plugin would
+    have hidden is hidden from the replay here."""
+    prepared = LlmCall.find(ctx)
+    if (prepared is not None and prepared.started is not None) or ctx.inbound.method != "POST":
         return reply
     protocol = _protocol(ctx)
     if protocol is None:
         return reply
+    usage_filter: UsageChunkFilter | None = None
+    if prepared is not None:
+        if ctx.state.pop(CLAIM_KEY, None) is not None:
+            usage_filter = ctx.state.pop(USAGE_FILTER_KEY, None)
+        ctx.state.pop(PASSIVE_CALL_KEY, None)
+        del ctx.state[STATE_KEY]
     plugin = llm_plugin(chain)
     call = LlmCall.of(ctx)
     call.provider = getattr(plugin, "llm_provider", None) or "upstream"
@@ -89,11 +103,18 @@ def _cached(ctx: RequestContext, chain: Any, reply: Reply) -> Reply:
     if isinstance(reply.body, bytes):
         tracker.feed(reply.body, True)
         return reply
-    return Reply(reply.status, _watched(reply.body, tracker), reply.headers)
+    return Reply(reply.status, _watched(reply.body, tracker, usage_filter), reply.headers)
 
 
-async def _watched(body: AsyncIterator[bytes], tracker: ResponseTracker) -> AsyncIterator[bytes]:
+async def _watched(
+    body: AsyncIterator[bytes], tracker: ResponseTracker, hiding: UsageChunkFilter | None
+) -> AsyncIterator[bytes]:
     async for chunk in body:
         tracker.feed(chunk, False)
-        yield chunk
+        if hiding is None:
+            yield chunk
+        elif shown := hiding.feed(chunk, False):
+            yield shown
     tracker.feed(b"", True)
+    if hiding is not None and (rest := hiding.feed(b"", True)):
+        yield rest

@@ -13,6 +13,10 @@ config and the long-lived ``Services``; it implements only the phases it needs:
 
     rewrite(ctx) -> Reply | None        auth, URI/header rewriting      (async)
     access(ctx) -> Reply | None         limits, restrictions, caches    (async)
+    before_proxy(ctx) -> Reply | None   after every plugin's access, right before the
+                                        request goes upstream (APISIX's before_proxy: what
+                                        nginx answers in the content phase, like a disk
+                                        cache's HIT)                    (async)
     header_filter(ctx, head) -> None    status/headers to the client    (sync)
     body_filter(ctx, chunk, eof) -> bytes   each response chunk         (sync, never buffers
                                                                         unless it must)
@@ -82,6 +86,9 @@ class Plugin(Generic[ConfigT]):
         return None
 
     async def access(self, ctx: RequestContext) -> Reply | None:
+        return None
+
+    async def before_proxy(self, ctx: RequestContext) -> Reply | None:
         return None
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
@@ -175,6 +182,11 @@ class MetaPlugin(Plugin):
         if not self._applies(ctx):
             return None
         return await self._run(ctx, self.inner.access(ctx))
+
+    async def before_proxy(self, ctx: RequestContext) -> Reply | None:
+        if not self._applies(ctx):
+            return None
+        return await self._run(ctx, self.inner.before_proxy(ctx))
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         if self._applies(ctx):

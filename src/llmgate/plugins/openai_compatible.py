@@ -26,6 +26,7 @@ import orjson
 from pydantic import Field
 
 from llmgate.ai import tracking
+from llmgate.ai.call import LlmCall
 from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.stream_usage import UsageChunkFilter, with_usage
@@ -87,7 +88,11 @@ class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
         if _FILTER_KEY in ctx.state:
-            if not (head.from_upstream and tracking.readable_stream(head)):
+            # Kept for the provider's stream, and for a disk HIT's replay (answered after
+            # this plugin's access asked for the usage: stored with it).
+            call = LlmCall.find(ctx)
+            hit = call is not None and call.cache_hit
+            if not ((head.from_upstream or hit) and tracking.readable_stream(head)):
                 del ctx.state[_FILTER_KEY]
         elif tracking.CLAIM_KEY not in ctx.state and self._include_usage(ctx):
             # A stream proxy-cache replays as stored: with the usage this plugin asked for.

@@ -1,7 +1,7 @@
 """The data plane's one handler: match a route, run the plugin phases, stream the upstream.
 
-    match -> rewrite -> (consumer merge) -> access -> upstream -> header_filter -> body_filter
-          -> log
+    match -> rewrite -> (consumer merge) -> access -> before_proxy -> upstream
+          -> header_filter -> body_filter -> log
 
 A plugin ends a request by returning a ``Reply`` or raising an ``HttpError``; either way the
 response goes through the header and body filters, and the log phase always runs.
@@ -270,7 +270,7 @@ async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamRespon
 
 async def _request_phases(ctx: RequestContext) -> Reply | None:
     """Global rules' rewrite and access, then the route's rewrite, the consumer's plugins
-    merged in, and the route's access (APISIX's order)."""
+    merged in, the route's access (APISIX's order), then every plugin's before_proxy."""
     snapshot = ctx.state[SNAPSHOT]
     skip = snapshot.global_ids
     if skip:
@@ -311,6 +311,12 @@ async def _request_phases(ctx: RequestContext) -> Reply | None:
             reply = await plugin.access(ctx)
             if reply is not None:
                 return reply
+    # After the whole access phase, global rules' and route's together (the chain holds both):
+    # what APISIX's nginx answers in the content phase (a disk cache's HIT).
+    for plugin in chain.before_proxy:
+        reply = await plugin.before_proxy(ctx)
+        if reply is not None:
+            return reply
     return None
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from llmgate.proxy.upstream import UpstreamPool
     from llmgate.runtime.services import Services
 
-PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
+PHASES = ("rewrite", "access", "before_proxy", "header_filter", "body_filter", "log")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class PluginChain:
     plugins: tuple[Plugin, ...]
     rewrite: tuple[Plugin, ...]
     access: tuple[Plugin, ...]
+    before_proxy: tuple[Plugin, ...]
     header_filter: tuple[Plugin, ...]
     body_filter: tuple[Plugin, ...]
     log: tuple[Plugin, ...]
@@ -54,6 +55,7 @@ class PluginChain:
             self.plugins + later.plugins,
             self.rewrite + later.rewrite,
             self.access + later.access,
+            self.before_proxy + later.before_proxy,
             self.header_filter + later.header_filter,
             self.body_filter + later.body_filter,
             self.log + later.log,
@@ -75,6 +77,7 @@ class PluginChain:
                     (self.plugins, extra.plugins),
                     (self.rewrite, extra.rewrite),
                     (self.access, extra.access),
+                    (self.before_proxy, extra.before_proxy),
                     (self.header_filter, extra.header_filter),
                     (self.body_filter, extra.body_filter),
                     (self.log, extra.log),
@@ -94,7 +97,7 @@ def _merge(
     return tuple(kept)
 
 
-EMPTY_CHAIN = PluginChain((), (), (), (), (), ())
+EMPTY_CHAIN = PluginChain((), (), (), (), (), (), ())
 
 
 def order(plugin: Plugin) -> int:

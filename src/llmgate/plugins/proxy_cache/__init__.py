@@ -4,11 +4,19 @@ llmgate has exactly the two zones of APISIX's default configuration, one per str
 zone defaults to the strategy's own (APISIX defaults it to ``disk_cache_one`` whatever the
 strategy).
 
-Phases: ``access`` looks the request up (a HIT ends it with the stored response; PURGE removes
-entries), ``header_filter`` decides whether the response may be stored, ``body_filter`` keeps a
-copy of each chunk without holding back what the client sees, and ``log`` stores the copy once
-the response ended completely. Every response of the route carries ``Apisix-Cache-Status``:
-MISS, HIT, EXPIRED, STALE (cache_control: older than the request accepts) or BYPASS.
+Phases: ``access`` looks the request up (``before_proxy`` on disk, see below; a HIT ends it
+with the stored response; PURGE removes entries), ``header_filter`` decides whether the
+response may be stored, ``body_filter`` keeps a copy of each chunk without holding back what
+the client sees, and ``log`` stores the copy once the response ended completely. Every
+response of the route carries ``Apisix-Cache-Status``: MISS, HIT, EXPIRED, STALE
+(cache_control: older than the request accepts) or BYPASS.
+
+Where a HIT is answered follows APISIX: the memory strategy answers from its access handler
+(priority 1085, so the access-phase plugins after it -- limit-count, limit-req, limit-conn,
+consumer-restriction, ai-rate-limiting... -- do not run for a HIT); on disk, ``access`` only
+decides the key and the bypass (and answers PURGE), and the lookup is ``before_proxy``'s, after
+the whole access phase, where nginx's proxy_cache answers it: a limiter counts a disk HIT and
+may refuse it.
 
 Where llmgate differs (docs/compatibility.md): for methods with a body the key always includes
 a SHA-256 of the body (so two prompts never share an answer) and a body-less PURGE clears every
@@ -39,6 +47,7 @@ from llmgate.plugins.proxy_cache.policy import (
     IDENTITY_VARS,
     STATUS_HEADER,
     CacheKey,
+    Directives,
     StorePolicy,
     any_set,
     build_key,
@@ -65,6 +74,8 @@ Status = Annotated[int, Field(ge=200, le=599)]
 DISK_DEFAULT_TTL = 10.0  # APISIX's proxy_cache.cache_ttl: the disk TTL when nothing else says
 DEFAULT_MAX_ENTRY = 8 * 1024 * 1024  # one entry's body, unless max_resp_body_size is set
 STATE: StateKey[Collecting] = StateKey("proxy-cache")
+# A disk lookup left to ``before_proxy``: the key and the request's Cache-Control directives.
+LOOKUP: StateKey[tuple[CacheKey, Directives]] = StateKey("proxy-cache.lookup")
 # Never stored: hop-by-hop, framing, and what is computed afresh for each reply (``Age``: by
 # the memory handler; nginx stores the upstream's and adds none).
 NOT_STORED = HOP_BY_HOP | {"content-length", "apisix-cache-status"}
@@ -150,7 +161,7 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
     def __init__(self, config: ProxyCacheConfig, services: Services, owner: str = "") -> None:
         super().__init__(config, services, owner)
         explicit = config.model_fields_set
-        disk = config.cache_strategy == "disk"
+        self._disk = disk = config.cache_strategy == "disk"
         self._key = compile_parts(config.cache_key)
         self._bypass = compile_parts(config.cache_bypass)
         self._no_cache = compile_parts(config.no_cache)
@@ -193,6 +204,25 @@ class ProxyCache(Plugin[ProxyCacheConfig]):
         if key is None:
             ctx.add_response_header(STATUS_HEADER, "BYPASS")
             return None
+        if self._disk:
+            ctx.state[LOOKUP] = (key, request)  # nginx looks it up after the access phase
+            return None
+        return await self._lookup(ctx, key, request)
+
+    async def before_proxy(self, ctx: RequestContext) -> Reply | None:
+        pending = ctx.state.pop(LOOKUP, None)
+        return None if pending is None else await self._lookup(ctx, *pending)
+
+    def runs(self, phase: str) -> bool:
+        if phase == "before_proxy":
+            return self._disk
+        return super().runs(phase)
+
+    async def _lookup(
+        self, ctx: RequestContext, key: CacheKey, request: Directives
+    ) -> Reply | None:
+        """The stored answer when it is fresh (a HIT), else the request goes upstream and its
+        response is collected for the cache."""
         entry = await self.store.get(key)
         if entry is not None and entry.matches_vary(ctx.inbound.headers.get):
             status = lookup_status(entry.created, entry.ttl, self.store.clock(), request)
