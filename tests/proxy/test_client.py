@@ -268,3 +268,27 @@ def test_the_request_head_frames_the_body_itself() -> None:
     assert framed == b"POST / HTTP/1.1\r\nHost: up\r\nA: 1\r\nContent-Length: 2\r\n\r\n"
     kept = _encode_head("POST", "/", CIMultiDict([("Content-Length", "2")]), b"")
     assert kept == b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n"
+
+
+async def test_a_connection_closed_on_release_is_no_longer_the_pools() -> None:
+    # An upstream that closes each connection, and a response left before its body was read
+    # (a client that left): neither connection can be reused, and the pool must not keep
+    # them (one object per request, for as long as the pool lives).
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server, port = await serve(closing)
+    pool = NodePool("127.0.0.1", port, None, None)
+    for _ in range(5):
+        response = await pool.request("GET", "/", headers(), None, SECOND)
+        assert await response.content.read() == b"ok"
+        response.release()
+    partial = await pool.request("GET", "/", headers(), None, SECOND)
+    partial.release()  # body unread
+    assert not pool._all and not pool._idle
+    pool.close()
+    server.close()

@@ -227,6 +227,8 @@ class NodeConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
+        if self.pool is not None:
+            self.pool.forget(self)  # closed for good: the pool must not keep it
         if not self.closed:
             self.closed = True
             self._read_deadline.stop()
