@@ -124,3 +124,16 @@ async def test_setting_or_default_keeps_the_first_value(store: Store) -> None:
     assert await store.setting_or_default("k", "first") == ("first", True)
     assert await store.setting_or_default("k", "second") == ("first", False)
     assert await store.revision() == 0  # settings are not configuration
+
+
+async def test_setting_or_default_raced_gives_both_the_first_value(store: Store) -> None:
+    # Two nodes (or workers) starting at once on a fresh store each generate a value (the admin
+    # key, the ssl passphrase): both must end with the one stored, neither with an error.
+    answers = await asyncio.gather(
+        *(store.setting_or_default("raced", f"value-{n}") for n in range(8)),
+        return_exceptions=True,
+    )
+    values = {answer[0] for answer in answers if isinstance(answer, tuple)}
+    assert all(isinstance(answer, tuple) for answer in answers), answers
+    assert len(values) == 1
+    assert sum(created for _, created in answers) == 1  # type: ignore[misc]

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, delete, insert, select, text, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from llmgate.credentials import unique_credentials
@@ -255,17 +256,26 @@ class Store:
     async def setting_or_default(self, key: str, default: str) -> tuple[str, bool]:
         """The stored setting ``key``, storing ``default`` first if absent (no revision bump).
 
-        Returns the value and whether ``default`` was stored now.
+        Returns the value and whether ``default`` was stored now.  Raced by another node
+        storing its own first (PostgreSQL: both read nothing, one insert fails), the value
+        that node stored.
         """
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**{IMMEDIATE: True})
-            async with conn.begin():
-                reader = Reader(conn)
-                current = await reader.setting(key)
-                if current is not None:
-                    return current, False
-                await conn.execute(insert(system_settings).values(key=key, value=default))
-                return default, True
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(**{IMMEDIATE: True})
+                async with conn.begin():
+                    reader = Reader(conn)
+                    current = await reader.setting(key)
+                    if current is not None:
+                        return current, False
+                    await conn.execute(insert(system_settings).values(key=key, value=default))
+                    return default, True
+        except IntegrityError:
+            async with self.engine.connect() as conn:
+                stored = await Reader(conn).setting(key)
+            if stored is None:
+                raise
+            return stored, False
 
     async def replace_setting(self, key: str, expected: str, value: str) -> bool:
         """Set ``key`` to ``value`` if it still holds ``expected`` (no revision bump); whether
