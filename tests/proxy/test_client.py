@@ -292,3 +292,36 @@ async def test_a_connection_closed_on_release_is_no_longer_the_pools() -> None:
     assert not pool._all and not pool._idle
     pool.close()
     server.close()
+
+
+async def test_a_connection_put_back_with_its_body_unread_reads_the_next_response() -> None:
+    # A body that came whole while nobody read it (a client that left mid-relay) filled the
+    # response's buffer past its high-water mark: reading was paused.  The connection, back in
+    # the pool, must read again, or the next response on it is never seen (a read timeout).
+    async def large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 266240\r\n\r\n" + b"a" * 256000)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b"b" * 10240)  # crosses the high-water mark and ends the body
+            await writer.drain()
+
+    server, port = await serve(large)
+    pool = NodePool("127.0.0.1", port, None, None)
+    response = await pool.request("GET", "/", headers(), None, SECOND)
+    for _ in range(100):
+        if response.content.complete:
+            break
+        await asyncio.sleep(0.02)
+    assert response.content.complete
+    response.release()  # its body unread
+    assert len(pool._idle) == 1
+    again = await pool.request("GET", "/", headers(), None, SECOND)
+    assert len(await again.content.read()) == 266240
+    again.release()
+    pool.close()
+    server.close()

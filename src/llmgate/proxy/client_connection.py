@@ -220,6 +220,9 @@ class NodeConnection(asyncio.Protocol):
 
     def put_back(self) -> None:
         """Back to the pool it came from, for the next request (closed when it has none)."""
+        # A body that came whole while nobody read it paused reading at its high-water mark:
+        # the next response must be read.
+        self.resume()
         if self.pool is None:
             self.close()
         else:
