@@ -64,8 +64,8 @@ class _EdgeAppRunner(web.AppRunner):
         )
 
 
-async def _name_connection(_request: web.Request, response: web.StreamResponse) -> None:
-    name_connection(response)
+async def _name_connection(request: web.Request, response: web.StreamResponse) -> None:
+    name_connection(request, response)
 
 
 async def start_site(

@@ -516,3 +516,23 @@ def test_every_answer_names_llmgate_as_its_server_and_no_stack(gw: LiveGateway) 
     assert [a.status for a in answers] == [200, 404, 400, 401, 200]
     for answer in answers:
         assert answer.header("Server") == f"llmgate/{__version__}", answer.headers
+
+
+def test_an_http10_stream_without_a_length_ends_with_its_connection(gw: LiveGateway) -> None:
+    """HTTP/1.0 has no chunks: a streamed answer with no Content-Length can only end with the
+    connection (nginx closes it), even when the client asked to keep it.  aiohttp kept it open
+    (its Response.keep_alive stays True), so the client waited for an end that never came, and
+    the gateway's ``Connection: keep-alive`` said there would be none."""
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+    headers = {"Connection": "keep-alive", "X-Fake-Stream-Delay-Ms": "20"}  # streamed, surely
+    raw = request_bytes("POST", "/ai/v1/chat/completions", headers, body, version="HTTP/1.0")
+    with RawClient(gw.proxy_port) as client:
+        client.send(raw)
+        status, _, version, head = client.read_head()
+        named = {name.lower(): value for name, value in head}
+        assert (status, version) == (200, "HTTP/1.0")
+        assert "content-length" not in named and "transfer-encoding" not in named, head
+        assert named.get("connection") == "close", head
+        started = time.monotonic()
+        received, _ = client.drain(10)  # until the gateway closes (10 s at most)
+        assert received and time.monotonic() - started < 5, "the connection outlived the stream"

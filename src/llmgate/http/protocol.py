@@ -98,11 +98,24 @@ async def plain_http_on_tls_port(_request: web.BaseRequest) -> web.StreamRespons
     return _json(400, PLAIN_HTTP_ON_TLS)
 
 
-def name_connection(response: web.StreamResponse) -> None:
+def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Say in ``response`` whether its connection stays open, as nginx does on every answer
     (aiohttp says it only where it differs from the HTTP version's default).  Called once
-    aiohttp decided (``keep_alive``), before the head is written."""
+    aiohttp decided (``keep_alive``), before the head is written.
+
+    An HTTP/1.0 answer with a body and no Content-Length (a stream: 1.0 has no chunks) ends
+    with its connection, as nginx ends it: aiohttp found so but left ``keep_alive`` True, so
+    the connection stayed open and the client never saw the end of the body."""
     headers = response.headers
+    if (
+        response.keep_alive
+        and request.version < (1, 1)
+        and response.content_length is None
+        and request.method != "HEAD"
+        and response.status not in (204, 304)
+        and response.status >= 200
+    ):
+        response.force_close()
     if "Connection" not in headers:
         headers["Connection"] = "keep-alive" if response.keep_alive else "close"
 
@@ -111,7 +124,7 @@ class EdgeRequest(web.BaseRequest):
     """A request of an ``EdgeServer`` without an application (the data plane)."""
 
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
-        name_connection(response)
+        name_connection(self, response)
 
 
 class EdgeServer(web.Server):
