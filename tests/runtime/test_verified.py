@@ -14,6 +14,7 @@ from llmgate.runtime.verified import Verdict, VerifiedCredentials, client_key
 
 STORED = credentials.hash_password("right password")
 ALICE, MALLORY = "10.0.0.1", "10.0.0.66"
+WRONG = ("right password!", "")
 
 
 @pytest.fixture
@@ -147,4 +148,32 @@ async def test_plain_secrets_are_compared_without_hashing(hashes: list[str]) -> 
     assert await checks.check_password("nope", "s3cret", ALICE) is Verdict.REJECTED
     assert len(hashes) == 2  # compared on the loop: constant time, no pbkdf2
     assert checks._pool is None
+    checks.close()
+
+
+async def test_the_password_last_verified_is_recalled_without_a_digest(
+    hashes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = VerifiedCredentials()
+    assert not checks.recall("right password", STORED)
+    assert await checks.check_password("right password", STORED, ALICE) is Verdict.VERIFIED
+    assert checks.recall("right password", STORED)
+    for wrong in ("wrong", "right passwor", "right password\x00", *WRONG):
+        assert not checks.recall(wrong, STORED)
+        assert await checks.check_password(wrong, STORED, ALICE) is Verdict.REJECTED
+    assert not checks.recall("right password", credentials.hash_password("right password"))
+    monkeypatch.setattr(verified.hashlib, "sha256", None)  # a recalled password needs no digest
+    assert await checks.check_password("right password", STORED, ALICE) is Verdict.VERIFIED
+    assert hashes == ["right password", "wrong", "right passwor", "right password\x00", *WRONG]
+    checks.close()
+
+
+async def test_recalled_passwords_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verified, "MAX_SUCCESSES", 2)
+    monkeypatch.setattr(credentials, "verify_password", lambda password, stored: True)
+    checks = VerifiedCredentials()
+    stored = [credentials.hash_password(f"p{i}") for i in range(3)]
+    for i, one in enumerate(stored):
+        assert await checks.check_password(f"p{i}", one, ALICE) is Verdict.VERIFIED
+    assert [checks.recall(f"p{i}", one) for i, one in enumerate(stored)] == [False, True, True]
     checks.close()

@@ -158,11 +158,13 @@ class BasicAuth(AuthPlugin[BasicAuthConfig]):
             checked, stored = f"{username}\x00{password}", decoy_hash()
         else:
             checked, stored = password, found[1]
-        verdict = await self.services.verified.check_password(checked, stored, ctx.inbound.remote)
-        if verdict is Verdict.BUSY:
-            return self._busy
-        if found is None or verdict is not Verdict.VERIFIED:
-            return self._rejected
+        checks = self.services.verified
+        if found is None or not checks.recall(checked, stored):  # recall: the usual, no await
+            verdict = await checks.check_password(checked, stored, ctx.inbound.remote)
+            if verdict is Verdict.BUSY:
+                return self._busy
+            if found is None or verdict is not Verdict.VERIFIED:
+                return self._rejected
         entry = found[0]
         attach(ctx, entry.consumer, entry.credential_id)
         return None

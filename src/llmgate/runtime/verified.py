@@ -9,7 +9,9 @@ A passlib hash costs milliseconds of CPU (pbkdf2_sha256, 29,000 rounds: about 7 
   stored hash and a digest of the presented password, so a password change simply stops
   matching); only the right password can add one.  Failed checks are kept apart, by digest,
   in a bounded LRU: a repeated wrong guess costs no hash, and a flood of new guesses evicts
-  only other guesses.  Concurrent checks of the same pair share one hash.
+  only other guesses.  Concurrent checks of the same pair share one hash.  The password last
+  verified for each stored hash is also kept as presented: the same password again (nearly
+  every request) is told by one constant-time comparison, no digest (``recall``).
 - **A per-client failure limit.**  Past ``failures_per_minute`` failed hashes from one source
   address (IPv6: its /64) in a minute, further uncached guesses are refused without hashing
   until the minute is over.  The limit holds per data-plane process.  A password already
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import hmac
 import ipaddress
 import os
 import time
@@ -99,18 +102,33 @@ class VerifiedCredentials:
         self.limit = FailureLimit(failures_per_minute)
         self._successes: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self._failures: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        # stored hash -> the password last verified for it, encoded (at most MAX_SUCCESSES).
+        self._last: dict[str, bytes] = {}
         self._running: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
         self._in_flight = 0  # hashes queued or running
         self._pool: ThreadPoolExecutor | None = None
 
+    def recall(self, presented: str, stored: str) -> bool:
+        """Whether ``presented`` is the password last verified for ``stored`` (no hash, no
+        digest, no coroutine); False says nothing: ask ``check_password``."""
+        last = self._last.get(stored)
+        # Constant time in the presented password's length (compare_digest's second argument):
+        # neither the password nor its length is told by how long this takes.
+        return last is not None and hmac.compare_digest(
+            last, presented.encode("utf-8", "surrogatepass")
+        )
+
     async def check_password(self, presented: str, stored: str, client: str | None) -> Verdict:
         """Whether ``presented`` matches ``stored`` for a request from address ``client``."""
+        if self.recall(presented, stored):
+            return Verdict.VERIFIED
         if not credentials.is_password_hash(stored):
             matched = credentials.verify_password(presented, stored)  # constant time, no hash
             return Verdict.VERIFIED if matched else Verdict.REJECTED
         key = (stored, hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest())
         if key in self._successes:
             self._successes.move_to_end(key)
+            self._remember(stored, presented)
             return Verdict.VERIFIED
         if key in self._failures:
             self._failures.move_to_end(key)
@@ -143,9 +161,18 @@ class VerifiedCredentials:
         remembered[key] = None
         if len(remembered) > (MAX_SUCCESSES if matched else MAX_FAILURES):
             remembered.popitem(last=False)
-        if not matched:
+        if matched:
+            self._remember(stored, presented)
+        else:
             self.limit.failed(who, time.monotonic())
         return matched
+
+    def _remember(self, stored: str, presented: str) -> None:
+        last = self._last
+        last.pop(stored, None)
+        last[stored] = presented.encode("utf-8", "surrogatepass")
+        if len(last) > MAX_SUCCESSES:
+            del last[next(iter(last))]  # the stored hash whose password was verified longest ago
 
     def close(self) -> None:
         if self._pool is not None:
