@@ -128,3 +128,37 @@ def test_every_generated_text_of_a_delta_is_counted(delta: dict[str, Any], size:
     """A stream cut before its usage is charged what was relayed: tool-call arguments,
     refusals and reasoning too, not only ``content``."""
     assert text_size({"choices": [{"index": 0, "delta": delta}]}) == size
+
+
+WHOLE = [
+    (JSON, BODY),
+    (JSON, b'{"usage":{"prompt_tokens":-1,"completion_tokens":true,"total_tokens":0.5}}'),
+    (JSON, b'{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":9}}}'),
+    (JSON, b'{"model":"m","choices":[{"message":{"content":"four"}}]}'),
+    (JSON, b"not json"),
+    (JSON, b""),
+    (SSE, STREAM),
+    (CIMultiDict({"Content-Type": "application/json", "Content-Encoding": "gzip"}), BODY),
+    (CIMultiDict({"Content-Type": "text/plain"}), BODY),
+]
+
+
+@pytest.mark.parametrize(("headers", "body"), WHOLE)
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_whole_body_is_tracked_as_one_last_chunk(
+    headers: CIMultiDict[str], body: bytes, status: int
+) -> None:
+    fed, whole = LlmCall(), LlmCall()
+    ResponseTracker(fed, status, headers).feed(body, True)
+    ResponseTracker(whole, status, headers).feed_whole(body)
+    for call in (fed, whole):
+        assert call.finished is not None
+        assert (call.first_token is None) == (not body)
+        call.first_token = call.finished = None
+    assert whole == fed
+
+
+def test_a_whole_body_keeps_an_earlier_first_token() -> None:
+    call = LlmCall(first_token=1.0)
+    ResponseTracker(call, 200, JSON).feed_whole(BODY)
+    assert call.first_token == 1.0 and call.usage == Usage(2, 4, 6)

@@ -101,7 +101,7 @@ def _cached(ctx: RequestContext, chain: Any, reply: Reply) -> Reply:
     call.started = ctx.started
     tracker = ResponseTracker(call, reply.status, reply.headers)
     if isinstance(reply.body, bytes):
-        tracker.feed(reply.body, True)
+        tracker.feed_whole(reply.body)
         return reply
     return Reply(reply.status, _watched(reply.body, tracker, usage_filter), reply.headers)
 

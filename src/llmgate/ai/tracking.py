@@ -57,10 +57,14 @@ PASSIVE_CALL_KEY: StateKey[LlmCall] = StateKey("llm_passive_call")
 class ResponseTracker:
     __slots__ = ("_copied", "_copy", "_scanner", "call")
 
-    def __init__(self, call: LlmCall, status: int, headers: CIMultiDict[str]) -> None:
+    def __init__(
+        self, call: LlmCall, status: int, headers: CIMultiDict[str], content_type: str | None = None
+    ) -> None:
+        """``content_type``: the response's Content-Type, lowercased, if the caller has it."""
         self.call = call
         call.answered = status < 300
-        content_type = headers.get("Content-Type", "").lower()
+        if content_type is None:
+            content_type = headers.get("Content-Type", "").lower()
         readable = status < 300 and "Content-Encoding" not in headers
         self._scanner = SseScanner() if readable and "text/event-stream" in content_type else None
         self._copy: list[bytes] | None = (
@@ -90,6 +94,21 @@ class ResponseTracker:
                 self._payload(b"".join(self._copy))
                 self._copy = None
             call.finished = time.perf_counter()
+
+    def feed_whole(self, body: bytes) -> None:
+        """``feed(body, True)`` for a response that came whole: no copy of a JSON body."""
+        if self._scanner is not None or not body or len(body) > MAX_JSON_COPY:
+            self.feed(body, True)
+            return
+        call = self.call
+        now = time.perf_counter()
+        if call.first_token is None:
+            call.first_token = now
+        if self._copy is not None:
+            self._copy = None
+            self._payload(body)
+            now = time.perf_counter()
+        call.finished = now
 
     def _event(self, data: bytes) -> None:
         if data == b"[DONE]" or not data.startswith(b"{"):
@@ -267,9 +286,10 @@ def passive_tracker(
     call = expected or expect_passive_call(ctx)
     if call is None:
         return None
-    call.stream = "text/event-stream" in headers.get("Content-Type", "")
+    content_type = headers.get("Content-Type", "")
+    call.stream = "text/event-stream" in content_type
     call.started = ctx.started
-    return ResponseTracker(call, status, headers)
+    return ResponseTracker(call, status, headers, content_type.lower())
 
 
 def expect_passive_call(ctx: RequestContext) -> LlmCall | None:

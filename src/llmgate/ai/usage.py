@@ -34,9 +34,19 @@ def usage_of(payload: Any) -> Usage | None:
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
-    total = _count(usage, "total_tokens") or prompt + completion
-    cached = min(_count(usage.get("prompt_tokens_details"), "cached_tokens"), prompt)
+    # _count inlined (every LLM answer comes here): a positive int, not a bool, not a float.
+    get = usage.get
+    prompt = get("prompt_tokens")
+    if type(prompt) is not int or prompt < 0:
+        prompt = 0
+    completion = get("completion_tokens")
+    if type(completion) is not int or completion < 0:
+        completion = 0
+    total = get("total_tokens")
+    if type(total) is not int or total <= 0:
+        total = prompt + completion
+    details = get("prompt_tokens_details")
+    cached = 0 if details is None else min(_count(details, "cached_tokens"), prompt)
     return Usage(prompt, completion, total, cached)
 
 

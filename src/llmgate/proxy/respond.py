@@ -133,7 +133,7 @@ async def relay(
             # The whole body came with the head (a small response): one write, no streaming.
             body = upstream.content.take_all()
             if tracker is not None:
-                tracker.feed(body, True)
+                tracker.feed_whole(body)
             if chain.body_filter:
                 body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
             head.headers.popall("Content-Length", None)
