@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from llmgate.observability.metrics import LlmActive, Metrics
     from llmgate.observability.usage import UsageReporter
 
+_new_record = tuple.__new__
 # The LlmActive of a call counted as active.
 _ACTIVE: StateKey[LlmActive] = StateKey("llm_active")
 
@@ -64,20 +65,25 @@ class LlmAccounting:
             cache = call.cache or ""
             usage = call.usage
             route = ctx.route.id
-            record = CallRecord(
-                int(time.time() * 1000),
-                ctx.request_id or "",
-                consumer,
-                route,
-                model,
-                (call.provider or "")[:64],
-                (call.instance or "")[:100],
-                call.request_type,
-                cache,
-                ctx.status or 499,
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-                usage.cached_tokens if usage else 0,
-                cost,
+            # tuple.__new__: the record without the NamedTuple's __new__ (a Python call of 14
+            # arguments, on every LLM answer).
+            record = _new_record(
+                CallRecord,
+                (
+                    int(time.time() * 1000),
+                    ctx.request_id or "",
+                    consumer,
+                    route,
+                    model,
+                    (call.provider or "")[:64],
+                    (call.instance or "")[:100],
+                    call.request_type,
+                    cache,
+                    ctx.status or 499,
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                    usage.cached_tokens if usage else 0,
+                    cost,
+                ),
             )
             self.usage.add(consumer, route, model, usage, cost=cost or 0, cache=cache, call=record)
