@@ -11,7 +11,13 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from llmgate.http.context import Consumer, OutboundRequest, RequestContext, RouteInfo
+from llmgate.http.context import (
+    UPSTREAM_TRIES,
+    Consumer,
+    OutboundRequest,
+    RequestContext,
+    RouteInfo,
+)
 from llmgate.http.variables import Reference, Template
 
 PEER = ("10.1.2.3", 50123)
@@ -249,3 +255,15 @@ def test_variables_learned_while_the_request_runs_are_never_stale() -> None:
     ctx.consumer, ctx.request_id, ctx.upstream_addr = Consumer("jack"), "id-1", "10.0.0.1:80"
     ctx.status, ctx.upstream_status = 200, 502
     assert [ctx.var(name) for name in names] == ["jack", "id-1", "10.0.0.1:80", "200", "502"]
+
+
+def test_upstream_variables_list_every_try_as_nginx() -> None:
+    """nginx's $upstream_addr and $upstream_status list every try, the failed ones first
+    ("127.0.0.1:1, 127.0.0.1:2" / "502, 200"), as the access log does."""
+    ctx = make_ctx()
+    ctx.state[UPSTREAM_TRIES] = [("127.0.0.1:1", 502, 0.001), ("127.0.0.1:2", 504, 1.0)]
+    assert ctx.var("upstream_addr") == "127.0.0.1:1, 127.0.0.1:2"
+    assert ctx.var("upstream_status") == "502, 504"  # every try failed: no last answer
+    ctx.upstream_addr, ctx.upstream_status = "127.0.0.1:3", 200
+    assert ctx.var("upstream_addr") == "127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3"
+    assert ctx.var("upstream_status") == "502, 504, 200"

@@ -286,7 +286,7 @@ def _changing(ctx: RequestContext, name: str) -> str | None:
     if name == "status":
         return str(ctx.status) if ctx.status else None
     if name == "upstream_status":
-        return str(ctx.upstream_status) if ctx.upstream_status else None
+        return upstream_statuses(ctx)
     if name == "upstream_addr":
         return upstream_addrs(ctx)
     if name == "consumer_name":
@@ -323,3 +323,16 @@ def upstream_addrs(ctx: RequestContext) -> str | None:
     if ctx.upstream_addr is not None:
         addresses.append(ctx.upstream_addr)
     return ", ".join(addresses)
+
+
+def upstream_statuses(ctx: RequestContext) -> str | None:
+    """nginx's ``$upstream_status``: every try's status, ", "-separated, the failed ones first
+    ("502, 200"); None when no upstream answered or failed."""
+    last = str(ctx.upstream_status) if ctx.upstream_status else None
+    tries = ctx.state.get(UPSTREAM_TRIES)
+    if not tries:
+        return last
+    statuses = [str(status) for _, status, _ in tries]
+    if last is not None:
+        statuses.append(last)
+    return ", ".join(statuses)
