@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from importlib import resources
 
 import pytest
 
+from llmgate.fake_upstream.server import server_ssl_context
 from llmgate.http.sniffing import SniffingListener
 from tests.processes import free_port
 
@@ -33,22 +33,11 @@ class Tagged(asyncio.Protocol):
         self.transport.close()
 
 
-def server_context() -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    folder = resources.files("llmgate.fake_upstream") / "tls"
-    with (
-        resources.as_file(folder / "fake-cert.pem") as cert,
-        resources.as_file(folder / "fake-key.pem") as key,
-    ):
-        context.load_cert_chain(cert, key)
-    return context
-
-
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
     port = free_port()
     listener = SniffingListener(
-        lambda: Tagged(b"tls"), server_context(), lambda: Tagged(b"plain"), timeout=0.3
+        lambda: Tagged(b"tls"), server_ssl_context(), lambda: Tagged(b"plain"), timeout=0.3
     )
     await listener.start("127.0.0.1", port, reuse_port=True)
     yield port
