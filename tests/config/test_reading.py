@@ -1,4 +1,4 @@
-"""The standalone file format: APISIX's apisix.yaml / apisix.json, read and written."""
+"""Reading the standalone file format: APISIX's apisix.yaml / apisix.json."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import time
 import pytest
 
 from llmgate.admin.resource import Address
-from llmgate.config.document import (
-    MAX_NODES,
-    DocumentError,
-    Entry,
-    format_of,
-    parse,
-    read,
-    render,
-)
-from llmgate.store import Item
+from llmgate.config.document import DocumentError, Entry
+from llmgate.config.reading import MAX_NODES, format_of, parse, read
 
 # The "Route + Upstream" example of APISIX's deployment-modes.md, as written there.
 ROUTE_AND_UPSTREAM = """\
@@ -220,38 +212,6 @@ def test_format_of() -> None:
     assert format_of("apisix.yaml", "{}") == "yaml"
     assert format_of("-", ' {"routes": []}') == "json"
     assert format_of("-", "routes: []\n#END") == "yaml"
-
-
-def test_render_reads_back_as_the_same_entries() -> None:
-    items = [
-        Item(
-            "routes",
-            "1",
-            {"id": "1", "uri": "/a", "upstream_id": "u", "create_time": 1, "update_time": 2},
-            3,
-            3,
-        ),
-        Item("upstreams", "u", {"nodes": {"127.0.0.1:80": 1}, "id": "u", "create_time": 1}, 1, 1),
-        Item("consumers", "jack", {"username": "jack", "create_time": 1}, 2, 2),
-        Item(
-            "credentials", "jack/k", {"id": "k", "plugins": {"key-auth": {"key": "sha256$x"}}}, 4, 4
-        ),
-        Item("consumers", "jill", {"username": "jill"}, 5, 5),
-    ]
-    for fmt in ("yaml", "json"):
-        text = render(items, fmt)  # type: ignore[arg-type]
-        assert "create_time" not in text and "update_time" not in text
-        assert entries(text, fmt) == [
-            Entry("routes", Address("1"), {"id": "1", "uri": "/a", "upstream_id": "u"}),
-            Entry("upstreams", Address("u"), {"id": "u", "nodes": {"127.0.0.1:80": 1}}),
-            Entry("consumers", Address("jack"), {"username": "jack"}),
-            Entry(
-                "credentials", Address("k", "jack"), {"plugins": {"key-auth": {"key": "sha256$x"}}}
-            ),
-            Entry("consumers", Address("jill"), {"username": "jill"}),
-        ]
-    assert render([], "yaml") == "#END\n"
-    assert render(items, "yaml").endswith("\n#END\n")
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
