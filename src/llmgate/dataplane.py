@@ -151,7 +151,8 @@ async def open_data_plane(
     # Imported here: prometheus_client must not be imported before ``serve`` has named the
     # metrics directory (see observability/exporter.py).
     from llmgate.observability.accounting import LlmAccounting
-    from llmgate.observability.metrics import GaugeSampler, Metrics
+    from llmgate.observability.gauge_sampler import GaugeSampler
+    from llmgate.observability.metrics import Metrics
     from llmgate.observability.upstream_status import StatusBoard
     from llmgate.observability.usage import UsageReporter
     from llmgate.observability.usage_spool import Spool, default_directory
