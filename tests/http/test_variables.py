@@ -267,3 +267,17 @@ def test_upstream_variables_list_every_try_as_nginx() -> None:
     ctx.upstream_addr, ctx.upstream_status = "127.0.0.1:3", 200
     assert ctx.var("upstream_addr") == "127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3"
     assert ctx.var("upstream_status") == "502, 504, 200"
+
+
+def test_upstream_response_time_lists_every_try_as_nginx() -> None:
+    """nginx's $upstream_response_time has one entry per try, in seconds with milliseconds
+    ("0.002, 0.010"), as $upstream_addr and $upstream_status, and as the access log."""
+    ctx = make_ctx()
+    assert ctx.var("upstream_response_time") is None  # no upstream tried yet
+    ctx.upstream_addr, ctx.upstream_latency = "127.0.0.1:3", 0.0104
+    assert ctx.var("upstream_response_time") == "0.010"
+    ctx.state[UPSTREAM_TRIES] = [("127.0.0.1:1", 502, 0.0021), ("127.0.0.1:2", 504, 1.0)]
+    assert ctx.var("upstream_response_time") == "0.002, 1.000, 0.010"
+    ctx.upstream_addr, ctx.upstream_latency = None, None  # every try failed
+    assert ctx.var("upstream_response_time") == "0.002, 1.000"
+    assert Template.compile("[$upstream_response_time]").render(ctx) == "[0.002, 1.000]"

@@ -138,9 +138,6 @@ def _llm_var(read: Callable[[LlmCall], Any]) -> Callable[[RequestContext], Any]:
 
 _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
     "request_time": lambda ctx: round(time.perf_counter() - ctx.started, 3),
-    "upstream_response_time": lambda ctx: (
-        round(ctx.upstream_latency, 3) if ctx.upstream_latency is not None else None
-    ),
     "bytes_sent": lambda ctx: ctx.bytes_sent,
     "request_length": request_size,
     "msec": lambda ctx: round(time.time(), 3),
