@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -14,6 +14,7 @@ from llmgate.admin.auth import ROLE
 from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import (
+    CLOSES_CONNECTION,
     BadRequest,
     HttpError,
     MethodNotAllowed,
@@ -36,6 +37,13 @@ AFTER_WRITE_KEY: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("after_w
 LIMITS_KEY = web.AppKey("client_limits", ClientLimits)
 
 
+class _BodyOverLimit(BadRequest):
+    """APISIX's 400 for a body over ``MAX_BODY``; the connection ends with it (the rest of the
+    body is not read), as with the data plane's 413."""
+
+    headers: ClassVar[dict[str, str]] = CLOSES_CONNECTION
+
+
 async def _read_json(request: web.Request) -> Any:
     """The decoded body, None when empty; 400 when oversize, cut short, not JSON or nested too
     deep."""
@@ -50,7 +58,7 @@ async def _read_json(request: web.Request) -> Any:
     try:
         raw = await body.read(MAX_BODY)
     except BodyTooLarge as exc:
-        raise BadRequest(
+        raise _BodyOverLimit(
             f"invalid request body: request size {exc.size} is greater than the maximum size "
             f"{MAX_BODY} allowed"
         ) from None

@@ -15,7 +15,11 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
 - answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
-  (``name_connection``; aiohttp leaves it out where HTTP's default says it).
+  (``name_connection``; aiohttp leaves it out where HTTP's default says it);
+- an answer that ends its connection before the request's body was read (the 413 for a body
+  over its limit) is followed by nginx's lingering close: the connection is half-closed, and
+  what the client still sends is dropped unparsed for at most ``LINGER_TIME`` seconds (less
+  once it is ``LINGER_QUIET`` seconds quiet), where aiohttp parsed and drained it for 10 s.
 
 The head and idle timeouts share one timer per connection, re-armed lazily: each phase change
 only moves a deadline, and the timer, when it fires before that deadline, sets itself again
@@ -59,6 +63,12 @@ log = logging.getLogger("llmgate.http")
 MAX_REQUEST_LINE = 8192
 MAX_FIELD = 8190
 MAX_HEADERS = 128
+
+# nginx's lingering close (its lingering_time and lingering_timeout, shorter): how long what a
+# client sends after an answer that ends its connection is read and dropped, so that the
+# answer is not lost to a reset; and how long a quiet client is waited for.
+LINGER_TIME = 2.0
+LINGER_QUIET = 0.5
 
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 _AIOHTTP_IDLE = 10.0**9  # seconds
@@ -105,7 +115,10 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
 
     An HTTP/1.0 answer with a body and no Content-Length (a stream: 1.0 has no chunks) ends
     with its connection, as nginx ends it: aiohttp found so but left ``keep_alive`` True, so
-    the connection stayed open and the client never saw the end of the body."""
+    the connection stayed open and the client never saw the end of the body.
+
+    An answer that says ``Connection: close`` itself (the gateway's 413 for a body over its
+    limit) ends its connection, as it says."""
     headers = response.headers
     if (
         response.keep_alive
@@ -116,8 +129,11 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
         and response.status >= 200
     ):
         response.force_close()
-    if "Connection" not in headers:
+    said = headers.get("Connection")
+    if said is None:
         headers["Connection"] = "keep-alive" if response.keep_alive else "close"
+    elif response.keep_alive and said.lower() == "close":
+        response.force_close()
 
 
 class EdgeRequest(web.BaseRequest):
@@ -183,13 +199,13 @@ class EdgeServer(web.Server):
 _SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
 
 # Where a connection is between requests, for the timers.
-_FRESH, _HEAD, _BUSY, _IDLE = range(4)
+_FRESH, _HEAD, _BUSY, _IDLE, _LINGER = range(5)
 
 
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_phase", "started")
+    __slots__ = ("_deadline", "_edge", "_linger_end", "_phase", "started")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -198,6 +214,7 @@ class EdgeProtocol(RequestHandler):
         # When the current phase times out (cleared while a request is under way).
         self._deadline = Deadline(self._loop, self._expired)
         self.started = 0  # requests begun on this connection
+        self._linger_end = 0.0  # when a lingering close ends at the latest
 
     # --- the connection cap ------------------------------------------------------------------
 
@@ -223,13 +240,20 @@ class EdgeProtocol(RequestHandler):
     # --- head and idle timers ---------------------------------------------------------------
 
     def _expired(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
+        if self._phase == _LINGER:
+            self.force_close()  # the lingering close is over
+        elif self._waiter is not None and not self._waiter.done():
             self.force_close()  # no request under way: a head not whole in time, or idle
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
         if phase == _BUSY:
             super().data_received(data)
+            return
+        if phase == _LINGER:  # dropped unparsed; the client is waited for a while longer
+            left = self._linger_end - self._loop.time()
+            if left > 0:
+                self._deadline.expire_in(min(LINGER_QUIET, left))
             return
         count = self._request_count
         super().data_received(data)
@@ -296,6 +320,10 @@ class EdgeProtocol(RequestHandler):
                     break
                 self._keepalive = bool(response.keep_alive)
                 if not payload.is_eof():
+                    if not self._keepalive:
+                        payload.set_exception(_PAYLOAD_ACCESS_ERROR)
+                        self._close_lingering()
+                        break
                     await self._linger(payload)
                 payload.set_exception(_PAYLOAD_ACCESS_ERROR)
             except asyncio.CancelledError:
@@ -322,8 +350,27 @@ class EdgeProtocol(RequestHandler):
                 self._deadline.expire_in(self._edge.limits.keepalive_timeout)
         if not self._force_close:
             self._task_handler = None
-            if self.transport is not None:
+            if self.transport is not None and self._phase != _LINGER:
                 self.transport.close()
+
+    def _close_lingering(self) -> None:
+        """nginx's lingering close, after an answer that ends the connection with the request's
+        body unread: the answer is followed by the end of the stream (where the transport can
+        half-close: not over TLS), and what the client still sends is dropped unparsed until
+        it closes, is ``LINGER_QUIET`` seconds quiet, or ``LINGER_TIME`` seconds have passed.
+        Closing at once could reset the connection before the client read the answer."""
+        transport = self.transport
+        if transport is None:
+            return
+        self._close = True  # no request follows
+        self._phase = _LINGER
+        self._linger_end = self._loop.time() + LINGER_TIME
+        self._deadline.expire_in(LINGER_QUIET)
+        if transport.can_write_eof():
+            transport.write_eof()
+        # Reading may be held for the unread body's full buffer: what comes now is dropped.
+        self._reading_paused = self._buffer_paused = False
+        self._resume_transport_reading()
 
     async def _linger(self, payload: StreamReader) -> None:
         """aiohttp's lingering close: the rest of a body the handler left unread is read and
