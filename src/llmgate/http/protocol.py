@@ -8,7 +8,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   later one within ``header_timeout`` of its first byte; an idle connection is closed after
   ``keepalive_timeout``, and after ``keepalive_requests`` requests (``Connection: close``);
 - past ``connection_cap()`` open connections a new one is reset at once (each listener has its
-  own budget, so a flooded data plane leaves the admin API reachable);
+  own ``budget``, so a flooded data plane leaves the admin API reachable; the HTTPS listener
+  takes its connections' slots from the data plane's budget at their accept, before their
+  first byte and handshake: ``http.sniffing``);
 - requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
   400, 414 (request line too long) or 431 (header too large, too many headers), never an echo
   of the client's bytes;
@@ -54,7 +56,7 @@ from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _
 
 from llmgate import __version__
 from llmgate.http.deadline import Deadline
-from llmgate.http.limits import ClientLimits
+from llmgate.http.limits import ClientLimits, ConnectionBudget, Slot
 
 log = logging.getLogger("llmgate.http")
 
@@ -169,9 +171,9 @@ class EdgeServer(web.Server):
         web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
         self._options = {k: v for k, v in options.items() if k not in _SERVER_ONLY}
         self.limits = limits
-        self.cap = max_connections or limits.connection_cap()
-        self.open = 0  # connections accepted and not yet closed
-        self.refused = 0  # connections reset at once because ``cap`` were open
+        # Connections accepted and not yet closed; past the cap a new one is reset at once.
+        # The HTTPS listener takes its connections' slots here too, from their accept on.
+        self.budget = ConnectionBudget(max_connections or limits.connection_cap())
         inner = self.request_factory
 
         def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
@@ -205,7 +207,7 @@ _FRESH, _HEAD, _BUSY, _IDLE, _LINGER = range(5)
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_linger_end", "_phase", "started")
+    __slots__ = ("_deadline", "_edge", "_linger_end", "_phase", "slot", "started")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -214,26 +216,29 @@ class EdgeProtocol(RequestHandler):
         # When the current phase times out (cleared while a request is under way).
         self._deadline = Deadline(self._loop, self._expired)
         self.started = 0  # requests begun on this connection
+        # The connection's place under the cap: taken when it is made, unless the listener
+        # that accepted it handed it over with it (``http.sniffing``).
+        self.slot: Slot | None = None
         self._linger_end = 0.0  # when a lingering close ends at the latest
 
     # --- the connection cap ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         edge = self._edge
-        if edge.open >= edge.cap:
-            edge.refused += 1
-            self._manager = None  # connection_lost has nothing to undo
-            # A stream transport has abort() (uvloop's too, though not an asyncio.Transport).
-            abort: Callable[[], None] = getattr(transport, "abort", transport.close)
-            abort()
-            return
-        edge.open += 1
+        if self.slot is None:
+            self.slot = edge.budget.take()
+            if self.slot is None:
+                self._manager = None  # connection_lost has nothing to undo
+                # A stream transport has abort() (uvloop's too, though not an asyncio.Transport).
+                abort: Callable[[], None] = getattr(transport, "abort", transport.close)
+                abort()
+                return
         super().connection_made(transport)
         self._deadline.expire_in(edge.limits.header_timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._manager is not None:
-            self._edge.open -= 1
+        if self.slot is not None:
+            self.slot.give_back()
         self._deadline.stop()
         super().connection_lost(exc)
 
