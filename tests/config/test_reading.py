@@ -120,6 +120,20 @@ def test_environment_variables_in_json_values_become_numbers_as_in_apisix() -> N
     assert upstream.conf["desc"] == "1x"
 
 
+def test_whole_floats_are_integers_in_yaml_and_json_as_in_the_admin_api() -> None:
+    """``count: 5.0`` reads as the integer 5, as a body sent to the admin API does (APISIX
+    reads both with one Lua number type); from an environment variable too.  ``1.5`` stays."""
+    yaml_text = "routes:\n  - uri: /x\n    priority: 2.0\n    desc: ${{N}}\n    x: 1.5\n#END\n"
+    [route] = entries(yaml_text, N="3.0")
+    assert route.conf == {"uri": "/x", "priority": 2, "desc": 3, "x": 1.5}
+    assert [type(route.conf[k]) for k in ("priority", "desc", "x")] == [int, int, float]
+    json_text = '{"routes": [{"uri": "/x", "priority": 2.0, "desc": "${{N}}", "x": [1.5, 4.0]}]}'
+    [route] = entries(json_text, "json", N="3.0")
+    assert route.conf == {"uri": "/x", "priority": 2, "desc": 3, "x": [1.5, 4]}
+    assert [type(route.conf[k]) for k in ("priority", "desc")] == [int, int]
+    assert type(route.conf["x"][1]) is int
+
+
 def test_dates_stay_strings() -> None:
     [route] = entries("routes:\n  - uri: /x\n    desc: 2024-01-01\n#END\n")
     assert route.conf["desc"] == "2024-01-01"

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from llmgate.admin import json_schema, openapi
 from llmgate.admin.auth import ROLE
-from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper
+from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper, whole_numbers
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import (
     CLOSES_CONNECTION,
@@ -74,21 +74,6 @@ async def _read_json(request: web.Request) -> Any:
     if nested_deeper(value, MAX_DEPTH):
         raise BadRequest(f"invalid request body: nested deeper than {MAX_DEPTH} levels")
     return whole_numbers(value)
-
-
-_EXACT = 2**53  # below it every whole float is exactly that integer
-
-
-def whole_numbers(value: Any) -> Any:
-    """``value`` with each whole float (``2.0``) as the integer it is, as APISIX reads JSON
-    (cjson, one Lua number type): it passes an integer schema and is stored as ``2``."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < _EXACT else value
-    if isinstance(value, dict):
-        return {key: whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(item) for item in value]
-    return value
 
 
 def _route_segments(tail: str) -> tuple[str, Address, str]:

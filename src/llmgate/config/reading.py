@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
+from llmgate.admin.resource import whole_numbers
 from llmgate.config.document import END_MARKER, Document, DocumentError, Format, UnreadableFile
 from llmgate.config.entries import entries
 from llmgate.config.env_vars import substitute, substitute_values
@@ -109,10 +110,11 @@ def parse(
         if _expanded_size(data, {}) > MAX_NODES:
             raise DocumentError(f"{source}: the document is too large (over {MAX_NODES} values)")
         data = _plain(data, source)
+        if fmt == "json":
+            data = substitute_values(data, environ, source)
+        data = whole_numbers(data)  # ``count: 5.0`` is 5, as in an admin API body
     except RecursionError:
         raise DocumentError(f"{source}: the document is nested too deeply") from None
-    if fmt == "json":
-        data = substitute_values(data, environ, source)
     if data is None:
         data = {}  # an empty file (just "#END") is an empty configuration
     if not isinstance(data, dict):
