@@ -350,7 +350,8 @@ def _hash_key_reader(balancer: Balancer) -> Callable[[RequestContext], str | Non
     if balancer.hash_on == "consumer":
         return lambda ctx: ctx.consumer.username if ctx.consumer else None
     if balancer.hash_on == "header":
-        return lambda ctx: ctx.inbound.headers.get(key)
+        header = "http_" + key  # a repeated header's lines joined, as nginx's $http_<name>
+        return lambda ctx: ctx.var(header)
     if balancer.hash_on == "cookie":
         return lambda ctx: cookie(ctx.inbound, key)
     if balancer.hash_on == "vars_combinations":

@@ -328,7 +328,8 @@ def _hash_key(ctx: RequestContext) -> str | None:
     if spec.hash_on == "consumer":
         return ctx.consumer.username if ctx.consumer else None
     if spec.hash_on == "header":
-        return ctx.inbound.headers.get(spec.key or "")
+        # APISIX: ``ctx.var["http_" .. key]``, a repeated header's lines joined as nginx does.
+        return ctx.var("http_" + (spec.key or ""))
     if spec.hash_on == "cookie":
         return cookie(ctx.inbound, spec.key or "")
     if spec.hash_on == "vars_combinations":
