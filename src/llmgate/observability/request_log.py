@@ -88,6 +88,14 @@ def _masked_url(url: str | None, secret: frozenset[str]) -> str | None:
     return f"{head}?{masked_query(query, secret)}{hash_mark}{fragment}"
 
 
+def _masked_referer(headers: Any, secret: frozenset[str]) -> str | None:
+    """``$http_referer``: every Referer line (joined with ", " as nginx >= 1.23 does), each
+    masked on its own.  (A request the parser refused has a plain empty dict of headers.)"""
+    if "Referer" not in headers:
+        return None
+    return ", ".join(_masked_url(line, secret) or "" for line in headers.getall("Referer"))
+
+
 def _all_masked(query: str) -> str:
     return "&".join(f"{part.partition('=')[0]}={MASK}" for part in query.split("&") if part)
 
@@ -158,7 +166,7 @@ def entry(
             else _left(ctx)
         ),
         "request_time": _seconds(elapsed),
-        "http_referer": _masked_url(headers.get("Referer"), secret_args),
+        "http_referer": _masked_referer(headers, secret_args),
         "http_user_agent": headers.get("User-Agent"),
         "upstream_addr": None,
         "upstream_status": None,
