@@ -131,6 +131,20 @@ class UpstreamSpec(BaseModel):
     desc: Desc | None = None
     labels: dict[str, LabelValue] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_discovery(cls, data: Any) -> Any:
+        """APISIX's ``discovery_type`` + ``service_name`` (nodes from a registry): said by name
+        rather than as an unknown field or missing ``nodes``."""
+        if isinstance(data, dict):
+            for name in ("discovery_type", "service_name"):
+                if name in data:
+                    raise ValueError(
+                        f"{name} is not supported: llmgate has no service discovery (list "
+                        "the upstream's nodes)"
+                    )
+        return data
+
     @model_validator(mode="after")
     def _cross_checks(self) -> UpstreamSpec:
         if isinstance(self.nodes, dict):
