@@ -164,7 +164,13 @@ class UpstreamPool:
             context = None
             if self.scheme == "https":
                 context = _ssl_context(bool(self.spec.tls is not None and self.spec.tls.verify))
-            sni = node.host if not _is_ip(node.host) else self.spec.upstream_host
+            # APISIX's ``proxy_ssl_name $upstream_host`` where it is the upstream's own: the
+            # rewritten Host; else a domain node's name (not the client's Host: see
+            # docs/compatibility.md), none for an address (nginx sends no IP as SNI).
+            if self.spec.pass_host == "rewrite":
+                sni = self.spec.upstream_host
+            else:
+                sni = None if _is_ip(node.host) else node.host
             pool = self._node_pools[index] = NodePool(
                 node.host,
                 node.port,
