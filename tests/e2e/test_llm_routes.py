@@ -520,6 +520,15 @@ def test_cache_hit_is_accounted_with_zero_cost(live: LiveGateway) -> None:
     )
 
 
+def test_request_llm_model_is_the_model_the_client_asked_for(live: LiveGateway) -> None:
+    """As APISIX's ``request_llm_model`` (metric label and variable): the model the client's
+    body named; ``llm_model`` is the one sent, here ai-proxy's ``options.model``."""
+    sdk(live).chat.completions.create(model="client-choice", messages=MESSAGES)
+    labels = {"request_llm_model": "client-choice", "llm_model": "gpt-4o-mini"}
+    metrics = scrape_until(live, "llmgate_llm_prompt_tokens", route_id="llm", **labels)
+    assert metric_total(metrics, "llmgate_llm_completion_tokens", route_id="llm", **labels) > 0
+
+
 def test_embeddings_are_labelled_as_embeddings(live: LiveGateway) -> None:
     result = sdk(live).embeddings.with_raw_response.create(model="x", input=["a", "b"])
     entry = log_entry(live, result.headers["x-request-id"])
@@ -755,7 +764,7 @@ def test_logging_summaries_adds_apisixs_llm_summary(live: LiveGateway) -> None:
         entry = log_entry(live, raw.headers["x-request-id"])
         summary, llm = entry["llm_summary"], entry["llm"]
         assert {k: summary[k] for k in ("request_model", "model", "stream")} == {
-            "request_model": "gpt-4o-mini",
+            "request_model": "m",  # the client's, as APISIX's $request_llm_model
             "model": "gpt-4o-mini",
             "stream": stream,
         }

@@ -124,7 +124,7 @@ class Metrics(MetricFamilies):
         return (
             call.instance or node_of(ctx.upstream_addr),
             call.request_type,
-            label(call.request_model or call.model),
+            label(call.asked_model),
             label(call.model),
         )
 
@@ -142,7 +142,7 @@ class Metrics(MetricFamilies):
             ctx.consumer.username if ctx.consumer is not None else "",
             call.instance or single_node(ctx),
             call.request_type,
-            self.models.known(call.request_model or call.model),
+            self.models.known(call.asked_model),
             self.models.known(call.model),
         )
         gauge = self._llm_active.get(key)
@@ -165,7 +165,7 @@ class Metrics(MetricFamilies):
             ctx.consumer.username if ctx.consumer is not None else "",
             call.instance or node_of(ctx.upstream_addr),
             call.request_type,
-            label(call.request_model or call.model),
+            label(call.asked_model),
             label(call.model),
         )
         series = self._llm.get(key)
