@@ -291,6 +291,40 @@ def test_sdk_retry_waits_for_retry_after(live: LiveGateway) -> None:
     assert retried["start_time"] - refused["start_time"] >= waited * 1000 - 5
 
 
+def test_a_providers_429_carries_retry_after(live: LiveGateway) -> None:
+    """SPEC §6: 429s on LLM routes carry Retry-After, a provider's too (the fake sends none):
+    the SDK's retry waits what the gateway says; the provider's body is relayed as sent."""
+    fake = f"http://{live.fake_address}"
+    target = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret", "X-Fake-Status": "429"}},
+        "override": {"endpoint": f"{fake}/v1/chat/completions"},
+    }
+    auth = {"key-auth": {"header": "Authorization"}}
+    live.put(
+        "routes/provider-429",
+        {"uri": "/provider-429/v1/*", "plugins": {**auth, "ai-proxy": target}},
+    )
+    instances = [{**target, "name": "a", "weight": 1}, {**target, "name": "b", "weight": 1}]
+    live.put(
+        "routes/provider-429-multi",
+        {
+            "uri": "/provider-429-multi/v1/*",
+            "plugins": {**auth, "ai-proxy-multi": {"instances": instances}},
+        },
+    )
+    for prefix in ("/provider-429", "/provider-429-multi"):
+        for stream in (False, True):
+            with pytest.raises(openai.RateLimitError) as raised:
+                sdk(live, prefix).chat.completions.create(
+                    model="m", messages=MESSAGES, stream=stream
+                )
+            headers = raised.value.response.headers
+            assert headers["Retry-After"] == "1", (prefix, stream)
+            assert headers["X-Request-Id"]
+            assert "Fake upstream error" in raised.value.message
+
+
 async def test_async_sdk_retry_waits_for_retry_after(live: LiveGateway) -> None:
     before = limited_count(live)
     await asyncio.sleep(2.1)

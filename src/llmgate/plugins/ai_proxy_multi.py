@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, model_validator
 from llmgate.ai import forward, tracking
 from llmgate.ai.balancing import Cooldowns, InstancePicker, Weighted
 from llmgate.ai.models import models_answer, models_target, unique
+from llmgate.ai.replies import give_retry_after
 from llmgate.ai.target import AiRequest, compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.errors import HttpError
@@ -222,6 +223,7 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
+        give_retry_after(head)
         tracking.track_head(ctx, self, head, self._hides_usage)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
