@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from llmgate.http.protocol import DISCARD_LIMIT
 from tests.net import LiveGateway, RawClient, Response, exchange, request_bytes, sha256
 from tests.processes import connections_held
 from tests.support import ADMIN_KEY
@@ -157,6 +158,8 @@ def test_admin_body_over_the_limit_keeps_apisix_message(gw: LiveGateway) -> None
 # --- bodies over a limit: refused at once, then the connection ends (nginx's 413) -------------
 
 HUGE = 10_000_000_000  # declared, never sent
+# A body's rest that an early answer still reads and drops, keeping the connection.
+DISCARDED = DISCARD_LIMIT - 4 * 1024
 PIECE = 64 * 1024
 
 
@@ -251,6 +254,65 @@ def test_a_client_that_reads_the_413_sees_the_end_at_once(gw: LiveGateway) -> No
         assert time.monotonic() - started < 0.5
 
 
+# --- answers given before the body is read: a big rest ends the connection, a small one is dropped
+
+
+REFUSED_FIRST = {
+    # key-auth's 401, before a byte of the body is read.
+    "proxy-401": ("proxy", "POST", "/v1/chat/completions", {}, 401),
+    # No route: 404.
+    "proxy-404": ("proxy", "POST", "/nowhere/x", {}, 404),
+    # The admin API without its key: 401.
+    "admin-401": ("admin", "PUT", "/apisix/admin/routes/x", {}, 401),
+}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+@pytest.mark.parametrize("case", list(REFUSED_FIRST))
+def test_an_answer_before_a_big_body_ends_the_connection(
+    gw: LiveGateway, case: str, chunked: bool
+) -> None:
+    """An answer given before the body is read, with more than a little of the body still to
+    come (a declared 10 GB, or chunks not ended), says ``Connection: close`` and the connection
+    ends after the same short lingering close as the 413's, however long the client sends on.
+    aiohttp drained such a body for 10 s per connection, keeping it alive."""
+    port_of, method, path, headers, status = REFUSED_FIRST[case]
+    port = gw.proxy_port if port_of == "proxy" else gw.admin_port
+    framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(HUGE)}
+    head = request_bytes(method, path, {**headers, **framing})
+    answer, took, answered, flood = refused_upload(port, head, chunked)
+    assert answer.status == status, answer.body[:200]
+    assert took < 2
+    assert answer.header("Connection") == "close"
+    assert flood.ended is not None, "the connection was kept while the client sent on"
+    assert flood.ended - answered < 3
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+def test_a_small_body_left_unread_is_dropped_and_the_connection_kept(
+    gw: LiveGateway, chunked: bool
+) -> None:
+    """A body the answer left unread, small enough, is read and dropped as nginx discards it:
+    the connection is kept and the next request on it answered, and no byte of the body (here
+    it looks like requests) is taken for a request.  A declared length may still be on its
+    way when the answer goes; a chunked body, whose size is not known, must have ended."""
+    smuggled = request_bytes("GET", "/plain/smuggled")
+    body = smuggled * (DISCARDED // len(smuggled))
+    raw = request_bytes("POST", "/v1/chat/completions", body=body, chunked=chunked)
+    split_at = len(raw) if chunked else len(raw) - len(body) + 1000
+    gw.clear_fake()
+    with RawClient(gw.proxy_port) as client:
+        client.send(raw[:split_at])
+        refused = client.read_response("POST")
+        assert refused.status == 401
+        assert refused.header("Connection") == "keep-alive"
+        client.send(raw[split_at:] + request_bytes("GET", "/plain/after"))
+        after = client.read_response()
+        assert after.status == 200, after.body[:200]
+        assert after.header("Connection") == "keep-alive"
+    assert [seen["raw_path"] for seen in gw.fake_requests()] == ["/plain/after"]
+
+
 @pytest.mark.parametrize("path", ["/plain/stall", "/ai/v1/chat/completions"])
 def test_a_stalled_body_is_408_after_client_body_timeout(gw: LiveGateway, path: str) -> None:
     """As nginx: 408, and the connection is closed (what is left of the body is unknown, and
@@ -275,7 +337,7 @@ def test_leftover_body_bytes_never_become_a_request(gw: LiveGateway) -> None:
     """A request refused before its body is read (401) leaves the body unread: it must be
     discarded as body, even when it looks like a request."""
     smuggled = request_bytes("GET", "/plain/smuggled")
-    body = smuggled * 2000  # bigger than one socket read
+    body = smuggled * (DISCARDED // len(smuggled))  # in pieces: several socket reads
     gw.clear_fake()
     with RawClient(gw.proxy_port) as client:
         client.send_pieces(request_bytes("POST", "/v1/x", body=body), pieces=4, pause=0.05)

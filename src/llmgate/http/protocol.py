@@ -21,7 +21,10 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
 - an answer that ends its connection before the request's body was read (the 413 for a body
   over its limit) is followed by nginx's lingering close: the connection is half-closed, and
   what the client still sends is dropped unparsed for at most ``LINGER_TIME`` seconds (less
-  once it is ``LINGER_QUIET`` seconds quiet), where aiohttp parsed and drained it for 10 s.
+  once it is ``LINGER_QUIET`` seconds quiet), where aiohttp parsed and drained it for 10 s;
+- so does an answer given before the request's body was read (a 401, a 404) when more than
+  ``DISCARD_LIMIT`` bytes of the body are still to come, or chunks not yet ended: a smaller
+  rest is read and dropped and the connection kept, as nginx discards a body.
 
 The head and idle timeouts share one timer per connection, re-armed lazily: each phase change
 only moves a deadline, and the timer, when it fires before that deadline, sets itself again
@@ -72,6 +75,11 @@ MAX_HEADERS = 128
 LINGER_TIME = 2.0
 LINGER_QUIET = 0.5
 
+# The most of a request's body still to come that an answer given before reading it leaves to
+# be read and dropped, keeping the connection (nginx discards any size): past it, or for chunks
+# not yet ended, the answer ends the connection (a declared 10 GB is not drained).
+DISCARD_LIMIT = 64 * 1024
+
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 _AIOHTTP_IDLE = 10.0**9  # seconds
 SERVER = f"llmgate/{__version__}"
@@ -120,7 +128,8 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
     the connection stayed open and the client never saw the end of the body.
 
     An answer that says ``Connection: close`` itself (the gateway's 413 for a body over its
-    limit) ends its connection, as it says."""
+    limit) ends its connection, as it says; so does one given while much of the request's body
+    is still to come (``body_left_is_large``): the rest is not read."""
     headers = response.headers
     if (
         response.keep_alive
@@ -131,11 +140,23 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
         and response.status >= 200
     ):
         response.force_close()
+    if response.keep_alive and body_left_is_large(request):
+        response.force_close()
     said = headers.get("Connection")
     if said is None:
         headers["Connection"] = "keep-alive" if response.keep_alive else "close"
     elif response.keep_alive and said.lower() == "close":
         response.force_close()
+
+
+def body_left_is_large(request: web.BaseRequest) -> bool:
+    """Whether more than ``DISCARD_LIMIT`` bytes of ``request``'s body have not arrived yet,
+    or its chunks have not ended (their size is not known)."""
+    payload = request.content
+    if payload.is_eof():
+        return False
+    length = request.content_length
+    return length is None or length - payload.total_raw_bytes > DISCARD_LIMIT
 
 
 class EdgeRequest(web.BaseRequest):
@@ -378,8 +399,9 @@ class EdgeProtocol(RequestHandler):
         self._resume_transport_reading()
 
     async def _linger(self, payload: StreamReader) -> None:
-        """aiohttp's lingering close: the rest of a body the handler left unread is read and
-        dropped for up to ``lingering_time`` seconds; past it, the connection closes."""
+        """aiohttp's lingering close: the rest of a body the handler left unread (at most
+        ``DISCARD_LIMIT`` bytes still to come, ``name_connection``) is read and dropped for up
+        to ``lingering_time`` seconds; past it, the connection closes."""
         lingering_time = self._lingering_time
         if not self._force_close and lingering_time:
             now = self._loop.time()
