@@ -33,7 +33,10 @@ ROOT = "llmgate"
 # Bottom-up.  A name covers the module and its submodules (the root package only itself); the
 # longest name that covers a module decides its layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("llmgate", "llmgate.errors", "llmgate.schemas", "llmgate.credentials")),
+    (
+        "base",
+        ("llmgate", "llmgate.errors", "llmgate.schemas", "llmgate.credentials", "llmgate.tasks"),
+    ),
     ("http", ("llmgate.http", "llmgate.routing")),
     # What every plugin config builds on (``plugin_api/config.py``; ai's provider configs too).
     # The package line places ``plugin_api/__init__.py`` here, below its children; the plugin

@@ -32,6 +32,7 @@ from multiprocessing.process import BaseProcess
 
 from llmgate.runtime.counter_server import CounterServer
 from llmgate.settings import Settings
+from llmgate.tasks import cancel_and_wait
 
 READY_TIMEOUT = 60.0  # seconds a worker may take to import, load the config and listen
 PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent is alive
@@ -131,9 +132,7 @@ class Supervisor:
     async def stop(self) -> None:
         """Terminate every worker (SIGTERM, then SIGKILL after ``STOP_TIMEOUT``)."""
         if self._watching is not None:
-            self._watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watching
+            await cancel_and_wait(self._watching)
         for process in self.processes:
             if process.is_alive():
                 process.terminate()

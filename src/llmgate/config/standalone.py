@@ -42,6 +42,7 @@ from llmgate.credentials import SSL_KEY_ENV
 from llmgate.settings import Settings
 from llmgate.store import Store, open_engine
 from llmgate.store.migrate import upgrade
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.standalone")
 
@@ -170,9 +171,7 @@ class StandaloneFile:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def watch(self, on_applied: Callable[[int], None] | None = None) -> None:
         """Apply each new version of the file, until cancelled."""

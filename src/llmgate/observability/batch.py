@@ -32,6 +32,8 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from llmgate.tasks import cancel_and_wait
+
 log = logging.getLogger("llmgate.observability.batch")
 
 MAX_RETRY_DELAY = 60.0
@@ -204,9 +206,7 @@ class BatchProcessor:
         self._closed = True
         self._closing.set()
         if self._collector is not None:
-            self._collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._collector
+            await cancel_and_wait(self._collector)
         try:
             async with asyncio.timeout(self.close_timeout):
                 while self._pending:

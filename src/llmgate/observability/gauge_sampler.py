@@ -4,10 +4,10 @@ every second on the data plane's loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from llmgate.observability.metrics import Metrics
+from llmgate.tasks import cancel_and_wait
 
 SAMPLE_INTERVAL = 1.0  # seconds between two samples of the process-wide gauges
 
@@ -41,8 +41,6 @@ class GaugeSampler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self.sample()

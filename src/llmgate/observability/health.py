@@ -35,7 +35,6 @@ parent of the workers) the store's current one as last seen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ from aiohttp import web
 from llmgate.errors import json_response
 from llmgate.runtime.last_good import read_header
 from llmgate.store.health import StoreState, probe
+from llmgate.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from llmgate.runtime.loader import SnapshotLoader
@@ -103,9 +103,7 @@ class Readiness:
 
     async def stop(self) -> None:
         if self._probing is not None:
-            self._probing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probing
+            await cancel_and_wait(self._probing)
             self._probing = None
 
     async def _probe_loop(self) -> None:

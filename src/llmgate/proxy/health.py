@@ -20,7 +20,6 @@ turns that kind of report off.  ``healthy`` and ``mostly_healthy`` nodes get tra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Literal
 
 from llmgate.proxy.probe import Outcome, Prober
 from llmgate.schemas.checks import Checks
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.health")
 
@@ -196,11 +196,7 @@ class HealthChecker:
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._probing) if t is not None]
         self._task = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         for target in self.targets:
             self._tell(target, None)
 

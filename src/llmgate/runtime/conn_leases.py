@@ -10,7 +10,6 @@ when its lease ends: within ``LEASE`` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -19,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from llmgate.runtime.counters import CountersUnavailable
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.counters")
 
@@ -88,7 +88,5 @@ class Leases:
     async def close(self) -> None:
         self._held.clear()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

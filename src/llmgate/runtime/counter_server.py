@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import logging
 import struct
@@ -34,6 +33,7 @@ from typing import Any
 import orjson
 
 from llmgate.runtime.counters import CountersUnavailable, LocalCounters
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.counters")
 
@@ -204,7 +204,5 @@ class SharedCounters:
 
     async def close(self) -> None:
         if self._reading is not None:
-            self._reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reading
+            await cancel_and_wait(self._reading)
             self._reading = None

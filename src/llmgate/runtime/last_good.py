@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from llmgate.store import Item
 from llmgate.store.engine import is_sqlite
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.runtime")
 
@@ -188,9 +189,7 @@ class SnapshotFile:
     async def close(self) -> None:
         """Write the newest revision now if it is not on disk yet, and stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         latest, self._pending = self._latest, None
         if latest is not None and latest[0] != self.written_revision:

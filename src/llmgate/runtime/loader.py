@@ -32,6 +32,7 @@ from llmgate.store import Item, Store
 from llmgate.store.health import StoreState, is_store_error
 from llmgate.store.notify import RevisionListener, listener_for
 from llmgate.store.revision_probe import RevisionProbe, revision_probe
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.runtime")
 
@@ -333,9 +334,7 @@ class SnapshotLoader:
         if self._listener is not None:
             await self._listener.stop()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         for task in list(self._retiring):
             task.cancel()
         close = getattr(self._probe, "close", None)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from llmgate.store.engine import CONNECT_TIMEOUT, is_sqlite
 from llmgate.store.repository import NOTIFY_CHANNEL, Store
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.store")
 
@@ -64,9 +65,7 @@ class RevisionListener:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -53,6 +52,7 @@ from llmgate.plugins.proxy_cache.ledger import Ledger
 from llmgate.plugins.proxy_cache.policy import CacheKey
 from llmgate.plugins.proxy_cache.sweep import Swept, new_root, remove_stale_roots, sweep
 from llmgate.runtime.services import CacheCaps
+from llmgate.tasks import cancel_and_wait
 
 log = logging.getLogger("llmgate.plugins.proxy_cache")
 
@@ -214,9 +214,7 @@ class DiskStore:
 
     async def close(self) -> None:
         if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
+            await cancel_and_wait(self._periodic)
             self._periodic = None
         await self.flush()
         self.ledger.close()
