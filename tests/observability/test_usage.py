@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import delete
@@ -434,3 +435,44 @@ async def test_a_nul_in_a_filter_is_a_400_on_both_stores(admin_client) -> None: 
         assert await resp.json() == {"error_msg": f"invalid {name}: contains a NUL byte"}
     for path in ("/apisix/admin/usage?consumer=jack", "/apisix/admin/usage/calls?model=gpt"):
         assert (await viewer.get(path)).status == 200
+
+
+async def test_each_insert_of_call_records_is_one_hop_to_the_sqlite_thread(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite runs every statement in its own thread: each call of it is a wake-up of that
+    thread and one of the event loop.  A chunk of ``CALLS_PER_INSERT`` records costs one hop
+    (SQLAlchemy's ``exec_driver_sql`` took three: cursor, execute, close)."""
+    import aiosqlite
+
+    hops = 0
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await execute(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+
+    async def ship(count: int, prefix: str) -> int:
+        nonlocal hops
+        reporter = UsageReporter(sqlite_store, clock=Clock())
+        for i in range(count):
+            reporter.add(
+                "jack", "1", "gpt-4o", Usage(1, 1, 2), call=call_record(f"{prefix}-{i}", T0 * 1000)
+            )
+        await reporter.flush()  # connects first: a shipment to measure after it
+        for i in range(count):
+            reporter.add(
+                "jack", "1", "gpt-4o", Usage(1, 1, 2), call=call_record(f"{prefix}+{i}", T0 * 1000)
+            )
+        hops = 0
+        await reporter.flush()
+        return hops
+
+    one_chunk = await ship(CALLS_PER_INSERT, "one")
+    three_chunks = await ship(3 * CALLS_PER_INSERT, "three")
+    assert three_chunks - one_chunk == 2
+    found = await list_calls(sqlite_store, parse_calls_query({"limit": "1000"}))
+    assert found["total"] == 8 * CALLS_PER_INSERT

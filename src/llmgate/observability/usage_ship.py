@@ -21,7 +21,10 @@ sqlite3 lets go of the GIL around every statement step, so an executemany of N r
 GIL back N times from the event loop's thread, and each retake can wait for the loop's current
 callback; with 4,000 calls a second that showed as a p99 at concurrency 1 of 1.7-2.2 ms, and
 0.9-1.1 ms with multi-row INSERTs (the same CPU per request).  Each chunk's parameters are
-flattened just before its statement runs, so the loop does that work a little at a time.
+flattened just before its statement runs, so the loop does that work a little at a time, and
+each chunk goes to aiosqlite's thread in one hop (its ``execute_fetchall``; SQLAlchemy's
+``exec_driver_sql`` takes three, cursor, execute and close, each a wake-up of that thread and
+of the event loop's).
 """
 
 from __future__ import annotations
@@ -141,7 +144,11 @@ class Shipper:
                     await driver.copy_records_to_table(
                         llm_calls.name, records=calls, columns=CallRecord._fields
                     )
-                else:
+                elif calls:
+                    # aiosqlite's execute_fetchall: one hop to its thread a chunk, the cursor
+                    # made and dropped there (exec_driver_sql: three, cursor, execute, close).
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    hop = getattr(driver, "execute_fetchall", None)
                     for start in range(0, len(calls), CALLS_PER_INSERT):
                         chunk = calls[start : start + CALLS_PER_INSERT]
                         statement = (
@@ -150,7 +157,10 @@ class Shipper:
                             else _rows_statement(self._calls, len(chunk))
                         )
                         flat = tuple(itertools.chain.from_iterable(chunk))
-                        await conn.exec_driver_sql(statement, flat)
+                        if hop is not None:
+                            await hop(statement, flat)
+                        else:  # another SQLite driver
+                            await conn.exec_driver_sql(statement, flat)
                 return len(rows)
 
     async def prune(self, calls_days: int, now: float) -> None:
