@@ -4,13 +4,15 @@ a process that died is shipped by another process of its node, and no batch is c
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -242,3 +244,61 @@ def test_without_block_reservation_records_are_written(
     assert list(records(segment.read_bytes())) == payloads
     spool.close_detached(spool.detach())
     assert segment.stat().st_size == sum(len(frame(p)) for p in payloads)
+
+
+async def test_an_idle_reporter_hands_its_thread_nothing(
+    sqlite_store: Store, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool is fsync'd every spool interval and shipped every interval, each a hop to a
+    thread: without new records there is nothing to sync or close, and no hop (an idle
+    gateway would otherwise wake a thread and its event loop 21 times a second)."""
+    hops: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(function, "__name__", "?"))
+        return await to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    reporter = UsageReporter(
+        sqlite_store, interval=0.05, spool=Spool(spool_dir), spool_interval=0.01
+    )
+    await reporter.start()
+    spool = reporter.spool
+    assert spool is not None
+
+    async def until(check: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"not within 10 s: {hops}")
+
+    for expected in (1, 2):
+        reporter.add("jack", "1", "m", Usage(1, 1, 2))
+        await until(lambda: "shipped" in hops and not spool.dirty)  # synced, shipped
+        assert "sync" in hops and "close_detached" in hops
+        assert await stored(sqlite_store) == (expected, 0)
+        await asyncio.sleep(0.05)
+        hops.clear()
+        await asyncio.sleep(0.3)  # 30 spool intervals, 6 shipments: nothing new
+        assert hops == []
+    await reporter.stop()
+
+
+def test_a_spool_is_dirty_until_synced(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.open()
+    assert not spool.dirty
+    spool.append(b'"a"')
+    assert spool.dirty  # a segment created, a record appended
+    spool.sync()
+    assert not spool.dirty
+    spool.append(b'"b"')
+    assert spool.dirty
+    spool.close_detached(spool.detach())  # fsync'd as it is closed
+    spool.sync()
+    assert not spool.dirty
+    spool.sync()
+    assert not spool.dirty
+    spool.close(shipped=True)

@@ -9,7 +9,7 @@ process, spooled to local disk, shipped to the store in the background, summaris
           += 1, tokens, cost                                   route, model, day, cache
         calls += [CallRecord]       (``llm_calls``: one row per call, with its request id)
         (each call first appended to the node's spool, ``usage_spool.py``: a memory copy)
-      every ``spool_interval`` (50 ms): the spool fsync'd
+      every ``spool_interval`` (50 ms): the spool fsync'd (when a record was appended)
       every ``interval`` s and at stop: what was counted becomes a Batch (the spool segment's
         id), and the batches not shipped yet go in one transaction (``usage_ship.py``): their
         ids into ``usage_batches`` (a batch already there is skipped), upserts-by-increment
@@ -201,6 +201,8 @@ class UsageReporter:
         if self.spool is None or not self.spool.ready:
             return
         async with self._io:
+            if not self.spool.dirty:  # idle: no thread woken for nothing
+                return
             try:
                 await asyncio.to_thread(self.spool.sync)
             except OSError as exc:
@@ -236,8 +238,12 @@ class UsageReporter:
                 segment = self._take()
                 batches = list(self._unshipped)
                 if self.spool is not None and self.spool.ready:
-                    try:
-                        segments = await asyncio.to_thread(self.spool.close_detached, segment)
+                    close = self.spool.close_detached
+                    try:  # no segment (nothing counted): no file to close, no thread woken
+                        if segment is None:
+                            segments = close(None)
+                        else:
+                            segments = await asyncio.to_thread(close, segment)
                     except OSError as exc:
                         log.warning("closing a usage spool segment failed: %s", exc)
             if not batches:

@@ -184,6 +184,14 @@ class Spool:
         self._window = mmap.mmap(self._segment, length, offset=start)
         self._start, self._end, self._used = start, start + length, start
 
+    @property
+    def dirty(self) -> bool:
+        """Whether ``sync`` has anything to do: a segment created, or records appended to the
+        current one, since the last sync (read on the event loop, between two syncs)."""
+        if self._created != self._synced_created:
+            return True
+        return self._segment is not None and self._written != self._synced
+
     def sync(self) -> None:
         """fsync what was appended since the last call (and a new segment's name); on Linux
         fsync(2) writes back the pages dirtied through the mapping too."""
