@@ -10,8 +10,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
 - past ``connection_cap()`` open connections a new one is reset at once (each listener has its
   own budget, so a flooded data plane leaves the admin API reachable);
 - requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
-  400, 414 (request line too long) or 431 (header too large, too many headers), never an echo
-  of the client's bytes;
+  400, 414 (request line too long) or 431 (header too large, too many headers, or a head
+  over ``MAX_HEAD`` in all: counted as it arrives, so an unfinished head is refused once past
+  it rather than held until its timeout), never an echo of the client's bytes;
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
 - answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
@@ -45,7 +46,7 @@ from aiohttp import web, web_response
 from aiohttp.helpers import ceil_timeout
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.http_writer import StreamWriter
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
 from llmgate import __version__
@@ -59,6 +60,10 @@ log = logging.getLogger("llmgate.http")
 MAX_REQUEST_LINE = 8192
 MAX_FIELD = 8190
 MAX_HEADERS = 128
+# nginx holds a request head in at most 4 buffers of 8 KiB (large_client_header_buffers): a
+# larger head is refused.  aiohttp's own limits (128 fields of 8 KiB) let one head, whole or
+# still arriving, hold a megabyte and about twice that in memory.
+MAX_HEAD = 4 * 8192
 
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 _AIOHTTP_IDLE = 10.0**9  # seconds
@@ -180,16 +185,25 @@ class EdgeServer(web.Server):
         return EdgeProtocol(self, loop=self._loop, **self._options)
 
 
+def _head_size(message: Any) -> int:
+    """The bytes a parsed request head took: its request line and header lines."""
+    size = len(message.method) + len(message.path) + 13
+    for name, value in message.raw_headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
 _SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
 
-# Where a connection is between requests, for the timers.
-_FRESH, _HEAD, _BUSY, _IDLE = range(4)
+# Where a connection is between requests, for the timers (_REFUSED: a head was too large, the
+# rest of the connection is not read).
+_FRESH, _HEAD, _BUSY, _IDLE, _REFUSED = range(5)
 
 
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_phase", "started")
+    __slots__ = ("_deadline", "_edge", "_head_bytes", "_phase", "started")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -198,6 +212,7 @@ class EdgeProtocol(RequestHandler):
         # When the current phase times out (cleared while a request is under way).
         self._deadline = Deadline(self._loop, self._expired)
         self.started = 0  # requests begun on this connection
+        self._head_bytes = 0  # bytes of the request head under way (between requests)
 
     # --- the connection cap ------------------------------------------------------------------
 
@@ -228,19 +243,58 @@ class EdgeProtocol(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
-        if phase == _BUSY:
-            super().data_received(data)
-            return
+        if phase == _REFUSED:
+            return  # the 431 queued for a head too large ends the connection
         count = self._request_count
         super().data_received(data)
-        if self._request_count != count:  # a whole head arrived
+        done = self._request_count - count  # heads completed by ``data``
+        # One of them may be too large (rare: only a large read can hold one).
+        if done and len(data) + self._head_bytes > MAX_HEAD and self._refused(done):
+            return
+        if phase == _BUSY:
+            return
+        if done:
             self._phase = _BUSY
+            self._head_bytes = 0
             self._deadline.clear()
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD:
+            self._refuse_head()
         elif phase == _IDLE and data:
             # The first bytes of the next request, its head not whole yet: the idle timeout
             # gives way to the head's (a head that came whole with them needs neither).
             self._phase = _HEAD
             self._deadline.expire_in(self._edge.limits.header_timeout)
+
+    def _refused(self, done: int) -> bool:
+        """The last ``done`` requests queued: the first whose head is over ``MAX_HEAD`` is
+        answered 431 instead, and nothing after it (the connection ends with that answer)."""
+        messages = self._messages
+        first = len(messages) - done
+        for index in range(first, len(messages)):
+            message = messages[index][0]
+            if not isinstance(message, _ErrInfo) and _head_size(message) > MAX_HEAD:
+                removed = len(messages) - index
+                for _ in range(removed):
+                    messages.pop()
+                self._request_count -= removed
+                self._refuse_head()
+                return True
+        return False
+
+    def _refuse_head(self) -> None:
+        """Queue a 431 for the head under way (after the requests queued before it) and read
+        nothing more from the connection."""
+        exc = LineTooLong(b"request head", MAX_HEAD)
+        self._messages.append((_ErrInfo(status=431, exc=exc, message=exc.message), EMPTY_PAYLOAD))
+        self._request_count += 1
+        self._phase = _REFUSED
+        self._head_bytes = 0
+        self._deadline.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- one request after another -------------------------------------------------------
 
