@@ -94,6 +94,23 @@ async def _version_not_supported(_request: web.BaseRequest) -> web.StreamRespons
     return _json(505, "HTTP version not supported")
 
 
+async def _bad_transfer_encoding(_request: web.BaseRequest) -> web.StreamResponse:
+    return _json(400, "bad request")
+
+
+def _plain_chunked(message: Any) -> bool:
+    """Whether a chunked request says so as nginx accepts it: HTTP/1.1 and a Transfer-Encoding
+    of ``chunked`` alone.  aiohttp's parser also reads HTTP/1.0 chunks (1.0 has none: a proxy
+    in front may frame the body by its length or its close) and ``identity, chunked`` or
+    ``gzip, chunked`` (a coding it then drops); nginx answers 400 and 501, llmgate 400."""
+    if message.version < (1, 1):
+        return False
+    return all(
+        value.strip().lower() == "chunked"
+        for value in message.headers.getall("Transfer-Encoding", ())
+    )
+
+
 PLAIN_HTTP_ON_TLS = "The plain HTTP request was sent to HTTPS port"
 
 
@@ -332,6 +349,8 @@ class EdgeProtocol(RequestHandler):
                 message = ERROR
             elif message.version in _VERSIONS:
                 request_handler = self._request_handler
+                if message.chunked and not _plain_chunked(message):
+                    request_handler = _bad_transfer_encoding
             else:
                 request_handler = _version_not_supported
             # A request's task (``request.task``) is its connection's, as in aiohttp.
