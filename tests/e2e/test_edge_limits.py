@@ -146,6 +146,20 @@ def test_pipelined_heads_are_each_held_to_the_buffers(gw: LiveGateway) -> None:
         assert [client.read_response().status for _ in range(3)] == [200, 200, 431]
 
 
+def test_a_head_pipelined_behind_a_slow_request_is_held_to_the_buffers(gw: LiveGateway) -> None:
+    """While a request is under way, the next one's head arriving behind it counts too: a
+    slow answer must not let an unfinished head grow past the buffers meanwhile."""
+    slow = request_bytes("GET", "/slow-answer?fake_latency_ms=1500")
+    with RawClient(gw.proxy_port) as client:
+        client.send(slow)
+        time.sleep(0.2)  # the slow request is under way
+        with contextlib.suppress(OSError):
+            client.send_pieces(head_of(60_000)[:-2], pieces=15, pause=0.01)
+        assert client.read_response().status == 200
+        assert client.read_response().status == 431
+        assert client.is_closed_by_peer(2)
+
+
 def test_slow_body_is_not_cut_by_the_head_timeout(gw: LiveGateway) -> None:
     body = b"b" * 3000
     answer = exchange(gw.proxy_port, request_bytes("POST", "/slow", body=body), pieces=8, pause=0.4)

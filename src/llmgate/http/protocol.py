@@ -11,8 +11,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   own budget, so a flooded data plane leaves the admin API reachable);
 - requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
   400, 414 (request line too long) or 431 (header too large, too many headers, or a head
-  over ``MAX_HEAD`` in all: counted as it arrives, so an unfinished head is refused once past
-  it rather than held until its timeout), never an echo of the client's bytes;
+  over ``MAX_HEAD`` in all: counted as it arrives, behind a request under way too, so an
+  unfinished head is refused once past it rather than held until its timeout), never an echo
+  of the client's bytes;
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
 - answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
@@ -220,7 +221,7 @@ _FRESH, _HEAD, _BUSY, _IDLE, _REFUSED = range(5)
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_head_bytes", "_phase", "started")
+    __slots__ = ("_deadline", "_edge", "_head_bytes", "_parsed_body", "_phase", "started")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -229,7 +230,10 @@ class EdgeProtocol(RequestHandler):
         # When the current phase times out (cleared while a request is under way).
         self._deadline = Deadline(self._loop, self._expired)
         self.started = 0  # requests begun on this connection
-        self._head_bytes = 0  # bytes of the request head under way (between requests)
+        # Bytes of the request head being parsed, and the body of the last request parsed
+        # (until it is whole, what arrives is body, not head).
+        self._head_bytes = 0
+        self._parsed_body: StreamReader = EMPTY_PAYLOAD
 
     # --- the connection cap ------------------------------------------------------------------
 
@@ -263,21 +267,26 @@ class EdgeProtocol(RequestHandler):
         if phase == _REFUSED:
             return  # the 431 queued for a head too large ends the connection
         count = self._request_count
+        # Whether the last request parsed has all its body: what comes now is the next head.
+        between = self._parsed_body.is_eof()
         super().data_received(data)
         done = self._request_count - count  # heads completed by ``data``
-        # One of them may be too large (rare: only a large read can hold one).
-        if done and len(data) + self._head_bytes > MAX_HEAD and self._refused(done):
-            return
+        if done:
+            # One of them may be too large (rare: only a large read can hold one).
+            if len(data) + self._head_bytes > MAX_HEAD and self._refused(done):
+                return
+            self._head_bytes = 0
+            self._parsed_body = self._messages[-1][1]
+        elif between:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._refuse_head()
+                return
         if phase == _BUSY:
             return
         if done:
             self._phase = _BUSY
-            self._head_bytes = 0
             self._deadline.clear()
-            return
-        self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD:
-            self._refuse_head()
         elif phase == _IDLE and data:
             # The first bytes of the next request, its head not whole yet: the idle timeout
             # gives way to the head's (a head that came whole with them needs neither).
