@@ -111,8 +111,11 @@ class _TlsSite(web.TCPSite):
     async def start(self) -> None:
         await web.BaseSite.start(self)
         server = self._runner.server
-        assert server is not None
-        listener = SniffingListener(server, self._ssl_context, self._plain, timeout=self._timeout)
+        assert isinstance(server, EdgeServer)
+        # Every connection counts toward the data plane's cap from its accept (TLS or not).
+        listener = SniffingListener(
+            server, self._ssl_context, self._plain, timeout=self._timeout, budget=server.budget
+        )
         self._listener = listener
         await listener.start(self._host or "", self._port, reuse_port=True)
         self._bound_port = listener.sockets[0].getsockname()[1] if listener.sockets else None
@@ -151,7 +154,8 @@ async def open_data_plane(
     # Imported here: prometheus_client must not be imported before ``serve`` has named the
     # metrics directory (see observability/exporter.py).
     from llmgate.observability.accounting import LlmAccounting
-    from llmgate.observability.metrics import GaugeSampler, Metrics
+    from llmgate.observability.gauge_sampler import GaugeSampler
+    from llmgate.observability.metrics import Metrics
     from llmgate.observability.upstream_status import StatusBoard
     from llmgate.observability.usage import UsageReporter
     from llmgate.observability.usage_spool import Spool, default_directory

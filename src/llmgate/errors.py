@@ -18,6 +18,10 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
+# The headers of an answer after which the connection ends, as nginx's 413 for a body over
+# its limit: what is left of the body is not read (``http/protocol.py``'s lingering close).
+CLOSES_CONNECTION = {"Connection": "close"}
+
 
 class LlmgateError(Exception):
     """Base of every error llmgate raises on purpose."""
@@ -76,4 +80,4 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: HttpError) -> web.Response:
-    return json_response(error.status, error.body)
+    return json_response(error.status, error.body, error.headers or None)

@@ -155,6 +155,37 @@ REFUSED_ROUTES = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("hash_on", "key", "message"),
+    [
+        ("vars", "nonsense_var", 'key "nonsense_var" is no variable chash can hash on'),
+        ("vars", "server_name", 'key "server_name" is not supported'),
+        ("header", "X User", 'key "X User" is no header name'),
+    ],
+)
+async def test_a_chash_key_that_hashes_nothing_is_400(admin, hash_on, key, message) -> None:  # type: ignore[no-untyped-def]
+    """As APISIX (``upstream_hash_vars_schema``, ``upstream_hash_header_schema``): a key that
+    names no variable would hash nothing (every request to one node), so it is refused, on an
+    upstream, an inline upstream and ai-proxy-multi's balancer alike."""
+    upstream = {"type": "chash", "hash_on": hash_on, "key": key, "nodes": UPSTREAM["nodes"]}
+    status, answer = await put(admin, "upstreams/1", upstream)
+    assert status == 400 and message in answer["error_msg"], answer
+    status, answer = await put(admin, "routes/1", route(upstream=upstream))
+    assert status == 400 and message in answer["error_msg"], answer
+    instance = {
+        "name": "a",
+        "provider": "openai",
+        "weight": 1,
+        "auth": {"header": {"Authorization": "Bearer k"}},
+    }
+    balancer = {"algorithm": "chash", "hash_on": hash_on, "key": key}
+    plugin = {"ai-proxy-multi": {"instances": [instance], "balancer": balancer}}
+    status, answer = await put(admin, "routes/2", {"uri": "/r", "plugins": plugin})
+    assert status == 400 and message in answer["error_msg"], answer
+    upstream["key"] = "remote_addr" if hash_on == "vars" else "X-User"
+    assert (await put(admin, "upstreams/1", upstream))[0] == 201
+
+
 @pytest.mark.parametrize(("body", "message"), REFUSED_ROUTES)
 async def test_route_writes_that_would_not_compile_are_400(
     admin, body: dict[str, Any], message: str
@@ -233,7 +264,8 @@ async def test_plugin_config_upstream_and_consumer_writes_are_compiled(admin) ->
         admin, "consumers", {"username": "jack", "plugins": {"limit-count": bad_filter}}
     )
     assert status == 400 and "invalid regex" in answer["error_msg"]
-    status, answer = await put(admin, "upstreams/1", {**UPSTREAM, "type": "chash", "key": "$x"})
+    chash = {**UPSTREAM, "type": "chash", "hash_on": "vars_combinations", "key": "$x"}
+    status, answer = await put(admin, "upstreams/1", chash)
     assert status in (200, 201), answer  # chash key templates compile
 
 

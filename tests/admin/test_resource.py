@@ -516,6 +516,27 @@ async def test_upstream_discovery_args_only_empty(admin) -> None:  # type: ignor
     assert resp.status == 400
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"service_name": "a", "discovery_type": "dns"},
+        {"service_name": "a", "discovery_type": "nacos", "nodes": {"127.0.0.1:1980": 1}},
+        {"discovery_type": "consul", "nodes": {"127.0.0.1:1980": 1}},
+        {"service_name": "a", "nodes": {"127.0.0.1:1980": 1}},
+    ],
+)
+async def test_service_discovery_is_refused_by_name(admin, fields) -> None:  # type: ignore[no-untyped-def]
+    """APISIX resolves ``service_name`` through a ``discovery_type`` registry; llmgate has no
+    service discovery, so an upstream asking for it is a 400 that says so (not a schema error
+    about ``nodes``), inline in a route too."""
+    for path, body in (("upstreams/sd", fields), ("routes/sd", {"uri": "/sd", "upstream": fields})):
+        resp = await admin.put(f"/apisix/admin/{path}", json=body)
+        assert resp.status == 400
+        message = (await resp.json())["error_msg"]
+        name = "discovery_type" if "discovery_type" in fields else "service_name"
+        assert f"{name} is not supported: llmgate has no service discovery" in message, message
+
+
 async def test_an_inline_upstream_may_have_a_name_desc_and_labels(admin) -> None:  # type: ignore[no-untyped-def]
     """As in APISIX (its upstream schema, inline too); the Dashboard's route form sends them."""
     upstream = {"nodes": {"127.0.0.1:1980": 1}, "name": "u", "desc": "d", "labels": {"a": "b"}}

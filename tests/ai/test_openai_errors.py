@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from multidict import CIMultiDict
 
-from llmgate.ai.openai_errors import apisix_message, error_code, error_type, openai_error
+from llmgate.ai.openai_errors import (
+    apisix_message,
+    error_code,
+    error_type,
+    openai_error,
+    retry_after_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +69,22 @@ def test_only_apisix_bodies_are_reshaped(body: bytes, message: str | None) -> No
                 "code": "rate_limit_exceeded",
             }
         }
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        (429, {}, "1"),
+        (429, {"Retry-After": "7"}, None),  # the provider's (or a limiter's) is kept
+        (429, {"retry-after-ms": "1500"}, "2"),
+        (429, {"retry-after-ms": "20"}, "1"),
+        (429, {"retry-after-ms": "soon"}, "1"),
+        (429, {"retry-after-ms": "inf"}, "1"),
+        (503, {}, None),
+        (200, {}, None),
+    ],
+)
+def test_every_429_gets_a_retry_after(
+    status: int, headers: dict[str, str], expected: str | None
+) -> None:
+    assert retry_after_for(status, CIMultiDict(headers)) == expected

@@ -130,6 +130,29 @@ def test_apply_from_standard_input_and_prune(db: str) -> None:
     ]
 
 
+def test_a_whole_float_applies_and_diffs_as_its_integer(tmp_path: Path, db: str) -> None:
+    """``count: 5.0`` is the integer 5, as the admin API reads it: apply stores 5, diff of
+    the same file (or of ``count: 5``) is empty, in YAML and JSON alike."""
+    config = tmp_path / "apisix.yaml"
+    config.write_text(FILE.replace("count: 2", "count: 5.0").replace("window: 60", "window: 60.0"))
+    applied = run_llmgate("config", "apply", str(config), "--database-url", db)
+    assert applied.returncode == 0, applied.stderr
+    dumped = run_llmgate("config", "dump", "--format", "json", "--database-url", db)
+    [route] = json.loads(dumped.stdout)["routes"]
+    assert route["plugins"]["limit-count"] == {"count": 5, "time_window": 60}
+    assert '"count": 5,' in dumped.stdout
+    same = run_llmgate("config", "diff", str(config), "--database-url", db)
+    assert (same.returncode, same.stdout, same.stderr) == (0, "", "")
+    as_json = tmp_path / "apisix.json"
+    as_json.write_text(dumped.stdout.replace('"count": 5,', '"count": 5.0,'))
+    same = run_llmgate("config", "diff", str(as_json), "--database-url", db)
+    assert (same.returncode, same.stdout, same.stderr) == (0, "", "")
+    config.write_text(FILE.replace("count: 2", "count: 6.0"))
+    changed = run_llmgate("config", "diff", str(config), "--database-url", db)
+    assert changed.returncode == 1, changed.stderr
+    assert "-    count: 5\n+    count: 6\n" in changed.stdout
+
+
 def test_an_invalid_file_applies_nothing_and_says_why_in_one_line(tmp_path: Path, db: str) -> None:
     config = tmp_path / "apisix.yaml"
     config.write_text(FILE)

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from llmgate.config.document import Document, DocumentError, parse
+from llmgate.config.document import Document, DocumentError
 from llmgate.config.plan import PasswordMemo, apply, diff, without_times
+from llmgate.config.reading import parse
 from llmgate.credentials import SSL_KEY_ENV, is_sealed, key_digest, unseal, verify_password
 from llmgate.store import Item, Store
 from tests.net import TestCA
@@ -149,7 +150,7 @@ async def test_a_dump_after_forced_deletes_applies_back(store: Store) -> None:
     then fail at request time): the dump of that store applies back, to it and to an empty one."""
     from llmgate.admin.resource import Address, ResourceApi
     from llmgate.admin.resources import RESOURCES
-    from llmgate.config.document import render
+    from llmgate.config.rendering import render
 
     group = {"id": "g1", "plugins": {"limit-count": {"count": 1, "time_window": 60}}}
     await apply(
@@ -305,7 +306,7 @@ async def test_an_unchanged_password_is_verified_once_with_a_memo(store: Store) 
 
 async def test_dumped_values_apply_as_they_are(store: Store) -> None:
     """What dump writes (hashes, digests, ids as strings) is accepted back unchanged."""
-    from llmgate.config.document import render
+    from llmgate.config.rendering import render
 
     document = doc(
         routes=[ROUTE],

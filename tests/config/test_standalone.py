@@ -127,3 +127,32 @@ def test_a_file_swapped_for_a_fifo_is_unreadable_not_waited_on(tmp_path: Path) -
     with pytest.raises(UnreadableFile, match="not a regular file"):
         source.load()
     assert source.report()["state"] == "unreadable"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "apisix.yaml",
+            "routes:\n  - id: r1\n    uri: /x\n    priority: 2.0\n    upstream: {nodes: "
+            "{'127.0.0.1:1980': 1.0}}\n    plugins:\n      limit-count: {count: 5.0, "
+            "time_window: 60.0}\n#END\n",
+        ),
+        (
+            "apisix.json",
+            '{"routes": [{"id": "r1", "uri": "/x", "priority": 2.0, "upstream": {"nodes": '
+            '{"127.0.0.1:1980": 1.0}}, "plugins": {"limit-count": {"count": 5.0, '
+            '"time_window": 60.0}}}]}',
+        ),
+    ],
+)
+def test_whole_floats_in_the_file_are_integers(tmp_path: Path, name: str, text: str) -> None:
+    """As a body sent to the admin API: ``count: 5.0`` is accepted and kept as 5."""
+    path = tmp_path / name
+    path.write_text(text)
+    settings = load_settings({"standalone": str(path)}, environ={})
+    with private_store(settings) as (private, _):
+        route = asyncio.run(values(private.database_url))["routes/r1"]
+    assert route["plugins"] == {"limit-count": {"count": 5, "time_window": 60}}
+    assert type(route["priority"]) is int and route["priority"] == 2
+    assert route["upstream"]["nodes"] == {"127.0.0.1:1980": 1}  # type: ignore[index]

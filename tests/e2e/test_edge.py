@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,14 +154,121 @@ def test_admin_body_over_the_limit_keeps_apisix_message(gw: LiveGateway) -> None
         assert "is greater than the maximum size 1572864 allowed" in answer.json()["error_msg"]
 
 
-def test_a_stalled_body_is_408_after_client_body_timeout(gw: LiveGateway) -> None:
-    raw = request_bytes("POST", "/plain/stall", body=b"s" * 1000)
+# --- bodies over a limit: refused at once, then the connection ends (nginx's 413) -------------
+
+HUGE = 10_000_000_000  # declared, never sent
+PIECE = 64 * 1024
+
+
+class Flood(threading.Thread):
+    """Sends the body of a request without end (``chunked``: as 64 KiB chunks), as an attacker
+    or an upload the server refused, until the server ends the connection; ``ended`` is when
+    (None if it never did within ``limit`` seconds)."""
+
+    def __init__(self, sock: socket.socket, chunked: bool, limit: float = 20.0) -> None:
+        super().__init__(daemon=True)
+        data = b"x" * PIECE
+        self.piece = b"%x\r\n%s\r\n" % (PIECE, data) if chunked else data
+        self.sock, self.limit = sock, limit
+        self.ended: float | None = None
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        try:
+            while time.monotonic() < deadline:
+                self.sock.sendall(self.piece)
+        except TimeoutError:
+            return  # the server stopped reading and kept the connection
+        except OSError:
+            self.ended = time.monotonic()  # reset or closed by the server
+
+
+def refused_upload(port: int, head: bytes, chunked: bool) -> tuple[Response, float, float, Flood]:
+    """Send ``head``, then its body without end: the answer, how long it took, when it came,
+    and the flood (which says when the server ended the connection)."""
+    client = RawClient(port, timeout=30)
+    client.send(head)
+    began = time.monotonic()
+    flood = Flood(client.sock, chunked)
+    flood.start()
+    try:
+        answer = client.read_response("POST")
+        answered = time.monotonic()
+        flood.join(flood.limit + 5)
+    finally:
+        client.close()
+    return answer, answered - began, answered, flood
+
+
+OVER_THE_LIMIT = {
+    # The data plane: an LLM route holds at most 16 MiB of a body (413, OpenAI's shape there).
+    "proxy": ("/ai/v1/chat/completions", {"Content-Type": "application/json"}, 413),
+    # The admin API: 1.5 MiB, refused with APISIX's 400 "... greater than the maximum size".
+    "admin": ("/apisix/admin/routes/huge", {"X-API-KEY": ADMIN_KEY}, 400),
+}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+@pytest.mark.parametrize("port_of", list(OVER_THE_LIMIT))
+def test_a_body_over_the_limit_is_refused_at_once_and_its_connection_closed(
+    gw: LiveGateway, port_of: str, chunked: bool
+) -> None:
+    """nginx answers a body over client_max_body_size with 413 and ``Connection: close``, then
+    closes (after a short lingering close), whatever the client goes on sending: a client that
+    declares 10 GB, or streams chunks without end, holds no connection for long.  A declared
+    length is refused before its body is read; a chunked body once it passes the limit."""
+    path, headers, status = OVER_THE_LIMIT[port_of]
+    port = gw.proxy_port if port_of == "proxy" else gw.admin_port
+    framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(HUGE)}
+    head = request_bytes("POST" if port_of == "proxy" else "PUT", path, {**headers, **framing})
+    answer, took, answered, flood = refused_upload(port, head, chunked)
+    assert answer.status == status, answer.body[:200]
+    assert answer.header("Connection") == "close"
+    if not chunked:
+        assert took < 2  # the declared length is enough: nothing is read first
+    assert flood.ended is not None, "the connection was kept while the client sent on"
+    # A short lingering close (nginx's is bounded too); aiohttp drained the body for 10 s.
+    assert flood.ended - answered < 5
+    # Nothing else was held up.
+    after = request_bytes("GET", "/plain/after")
+    if port_of == "admin":
+        after = request_bytes("GET", "/apisix/admin/routes/plain", {"X-API-KEY": ADMIN_KEY})
+    gw_answers = exchange(port, after)
+    assert gw_answers.status == 200
+
+
+def test_a_client_that_reads_the_413_sees_the_end_at_once(gw: LiveGateway) -> None:
+    """After the 413 the gateway half-closes: a client that waits for the rest of the answer
+    sees its end at once, not after the lingering close."""
+    head = request_bytes(
+        "POST", "/ai/v1/chat/completions", {"Content-Length": str(HUGE)}, host="gateway.test"
+    )
+    with RawClient(gw.proxy_port, timeout=10) as client:
+        client.send(head + b"{")
+        assert client.read_response("POST").status == 413
+        started = time.monotonic()
+        assert client.is_closed_by_peer(5)
+        assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("path", ["/plain/stall", "/ai/v1/chat/completions"])
+def test_a_stalled_body_is_408_after_client_body_timeout(gw: LiveGateway, path: str) -> None:
+    """As nginx: 408, and the connection is closed (what is left of the body is unknown, and
+    its late bytes must never be read as a request), on a plain route and on an LLM route
+    (whose body is read whole) alike."""
+    raw = request_bytes("POST", path, body=b"s" * 1000)
     with RawClient(gw.proxy_port) as client:
         client.send(raw[:-500])  # head and half the body, then nothing
         started = time.monotonic()
         answer = client.read_response("POST")
-        assert answer.status == 408 and answer.json() == {"error_msg": "request body timed out"}
+        assert answer.status == 408
+        assert "request body timed out" in answer.body.decode()
         assert 1.5 < time.monotonic() - started < 30  # client_body_timeout is 2 s here
+        assert answer.header("Connection") == "close"
+        # The rest of the body, late: read and dropped (so the client gets the answer rather
+        # than a reset), and the connection is not kept for another request.
+        client.send(raw[-500:])
+        assert client.is_closed_by_peer(wait=2.0)
 
 
 def test_leftover_body_bytes_never_become_a_request(gw: LiveGateway) -> None:

@@ -291,6 +291,40 @@ def test_sdk_retry_waits_for_retry_after(live: LiveGateway) -> None:
     assert retried["start_time"] - refused["start_time"] >= waited * 1000 - 5
 
 
+def test_a_providers_429_carries_retry_after(live: LiveGateway) -> None:
+    """SPEC §6: 429s on LLM routes carry Retry-After, a provider's too (the fake sends none):
+    the SDK's retry waits what the gateway says; the provider's body is relayed as sent."""
+    fake = f"http://{live.fake_address}"
+    target = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret", "X-Fake-Status": "429"}},
+        "override": {"endpoint": f"{fake}/v1/chat/completions"},
+    }
+    auth = {"key-auth": {"header": "Authorization"}}
+    live.put(
+        "routes/provider-429",
+        {"uri": "/provider-429/v1/*", "plugins": {**auth, "ai-proxy": target}},
+    )
+    instances = [{**target, "name": "a", "weight": 1}, {**target, "name": "b", "weight": 1}]
+    live.put(
+        "routes/provider-429-multi",
+        {
+            "uri": "/provider-429-multi/v1/*",
+            "plugins": {**auth, "ai-proxy-multi": {"instances": instances}},
+        },
+    )
+    for prefix in ("/provider-429", "/provider-429-multi"):
+        for stream in (False, True):
+            with pytest.raises(openai.RateLimitError) as raised:
+                sdk(live, prefix).chat.completions.create(
+                    model="m", messages=MESSAGES, stream=stream
+                )
+            headers = raised.value.response.headers
+            assert headers["Retry-After"] == "1", (prefix, stream)
+            assert headers["X-Request-Id"]
+            assert "Fake upstream error" in raised.value.message
+
+
 async def test_async_sdk_retry_waits_for_retry_after(live: LiveGateway) -> None:
     before = limited_count(live)
     await asyncio.sleep(2.1)
@@ -518,6 +552,15 @@ def test_cache_hit_is_accounted_with_zero_cost(live: LiveGateway) -> None:
     assert metric_total(metrics, "llmgate_llm_cache_hit_tokens", route_id="cached") == (
         served.total_tokens
     )
+
+
+def test_request_llm_model_is_the_model_the_client_asked_for(live: LiveGateway) -> None:
+    """As APISIX's ``request_llm_model`` (metric label and variable): the model the client's
+    body named; ``llm_model`` is the one sent, here ai-proxy's ``options.model``."""
+    sdk(live).chat.completions.create(model="client-choice", messages=MESSAGES)
+    labels = {"request_llm_model": "client-choice", "llm_model": "gpt-4o-mini"}
+    metrics = scrape_until(live, "llmgate_llm_prompt_tokens", route_id="llm", **labels)
+    assert metric_total(metrics, "llmgate_llm_completion_tokens", route_id="llm", **labels) > 0
 
 
 def test_embeddings_are_labelled_as_embeddings(live: LiveGateway) -> None:
@@ -755,7 +798,7 @@ def test_logging_summaries_adds_apisixs_llm_summary(live: LiveGateway) -> None:
         entry = log_entry(live, raw.headers["x-request-id"])
         summary, llm = entry["llm_summary"], entry["llm"]
         assert {k: summary[k] for k in ("request_model", "model", "stream")} == {
-            "request_model": "gpt-4o-mini",
+            "request_model": "m",  # the client's, as APISIX's $request_llm_model
             "model": "gpt-4o-mini",
             "stream": stream,
         }

@@ -14,7 +14,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from llmgate.admin.openapi import EXAMPLES, document
+from llmgate.admin.openapi import document
+from llmgate.admin.openapi.resources import EXAMPLES
 from llmgate.admin.resources import RESOURCES
 from tests.net import LiveGateway
 from tests.support import ADMIN_KEY

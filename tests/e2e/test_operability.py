@@ -96,6 +96,21 @@ def test_one_apisix_line_per_request_with_upstream_fields(gw: LiveGateway) -> No
     )
 
 
+def test_a_repeated_referer_is_logged_whole(gw: LiveGateway) -> None:
+    """nginx >= 1.23 keeps every line of a repeated header: ``$http_referer`` joins them with
+    ", ", as any ``$http_<name>``.  Each line is masked on its own (a secret in the second
+    line's query stays out of the log).  (A repeated User-Agent is a 400: aiohttp's parser
+    holds it to one line.)"""
+    lines = [("Referer", "http://a/?k=1"), ("Referer", f"http://b/?api_key={SECRETS[4]}")]
+    before = len(access_lines(gw))
+    assert exchange(gw.proxy_port, request_bytes("GET", "/open", lines)).status == 200
+    [line] = wait_lines(gw, before + 1)[before:]
+    fields = LINE.fullmatch(line)
+    assert fields is not None, line
+    assert fields["referer"] == "http://a/?k=1, http://b/?api_key=***"
+    assert SECRETS[4] not in gw.log()
+
+
 def test_no_secret_is_ever_written(gw: LiveGateway) -> None:
     basic = base64.b64encode(f"alice-login:{SECRETS[0]}".encode()).decode()
     sent = [

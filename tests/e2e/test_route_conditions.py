@@ -222,6 +222,32 @@ def test_a_repeated_header_is_read_whole_as_nginx(live: LiveGateway) -> None:
     assert one.status == 404
 
 
+@pytest.mark.parametrize(
+    ("hash_on", "key"),
+    [("header", "X-User"), ("vars", "http_x_user"), ("vars_combinations", "$http_x_user")],
+)
+def test_chash_hashes_a_repeated_header_whole(live: LiveGateway, hash_on: str, key: str) -> None:
+    """APISIX's chash key for ``hash_on: header`` is ``ctx.var["http_" .. key]``: nginx's
+    ``$http_x_user``, a header sent on two lines joined with ", " (nginx >= 1.23).  The node
+    a key picks shows in the status: one node is the fake (200), the other refuses (502)."""
+    dead = f"127.0.0.1:{free_port()}"
+    nodes = {live.fake_address: 1, dead: 1}
+    upstream = {"type": "chash", "hash_on": hash_on, "key": key, "nodes": nodes, "retries": 0}
+    live.put("routes/chash", {"uri": "/anything/chash", "upstream": upstream})
+
+    def status(*values: str) -> int:
+        lines = [("X-User", value) for value in values]
+        return exchange(live.proxy_port, request_bytes("GET", "/anything/chash", lines)).status
+
+    pairs = [(f"user-{n}", f"team-{n}") for n in range(12)]
+    split = [status(first, second) for first, second in pairs]
+    assert split == [status(f"{first}, {second}") for first, second in pairs]
+    assert set(split) == {200, 502}
+    # Some first line alone lands elsewhere: the second line is part of the key.
+    assert split != [status(first) for first, _ in pairs]
+    live.delete("routes/chash")
+
+
 def test_a_cookie_is_found_in_any_cookie_line(live: LiveGateway) -> None:
     """``$cookie_x`` reads the Cookie lines joined as ``$http_cookie`` (nginx >= 1.23), so a
     cookie sent on the second line is found: in ``vars`` and in proxy-rewrite alike."""

@@ -19,7 +19,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.net import LiveGateway, RawClient, TestCA, peer_subject, request_bytes
+from tests.net import (
+    ConnectionClosed,
+    LiveGateway,
+    RawClient,
+    TestCA,
+    peer_subject,
+    request_bytes,
+    wait_for,
+)
 
 SSL_KEY = "a passphrase only this test knows"
 
@@ -219,3 +227,62 @@ def test_without_a_passphrase_the_store_keeps_a_generated_one(
         assert subject["commonName"] == "gen.test"
         # PATCH keeps the sealed key, which this process can still open.
         assert again.admin("PATCH", "ssls/g", {"snis": ["gen.test", "gen2.test"]})[0] == 200
+
+
+# --- the connection cap: TLS connections count as plain ones ----------------------------------
+
+CAP = 40
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory, ca: TestCA) -> Iterator[LiveGateway]:
+    """A gateway with a small connection cap and nginx's default timeouts (idle connections
+    stay for 60 s)."""
+    env = {"LLMGATE_MAX_CONNECTIONS": str(CAP)}
+    with LiveGateway(tmp_path_factory.mktemp("tls-cap"), env=env) as gateway:
+        cert, key = ca.issue("a.test")
+        gateway.put("ssls/a", {"cert": cert, "key": key, "snis": ["a.test"]})
+        gateway.put("routes/tls", {"uri": "/tls/*", "upstream": gateway.upstream()})
+        yield gateway
+
+
+def tls_answer(port: int, context: ssl.SSLContext) -> int | None:
+    """The status of a request over a new TLS connection; None when it was refused."""
+    try:
+        with RawClient(port, tls=context, server_name="a.test", timeout=5) as client:
+            client.send(request_bytes("GET", "/tls/ok", host="a.test"))
+            return client.read_response().status
+    except (ConnectionClosed, OSError):
+        return None
+
+
+def test_idle_tls_connections_count_toward_the_connection_cap(
+    capped: LiveGateway, ca: TestCA
+) -> None:
+    """A connection to the TLS port that sends nothing (no handshake yet) holds a socket as a
+    plain one does: it takes a place under the same per-process cap from its accept.  With the
+    cap filled by idle TLS connections a new one, TLS or plain, is reset at once, the admin API
+    still answers, and closing the idle ones frees their places."""
+    port, context = capped.gw.tls_port, ca.context()
+    assert tls_answer(port, context) == 200
+    idle: list[socket.socket] = []
+    handshaken: list[RawClient] = []
+    try:
+        for i in range(CAP):
+            if i % 4:
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            else:  # handshaken, and no request head yet
+                handshaken.append(RawClient(port, tls=context, server_name="a.test", timeout=5))
+        for refused_port in (port, capped.proxy_port):
+            with RawClient(refused_port, timeout=5) as extra:
+                started = time.monotonic()
+                assert extra.is_closed_by_peer(3), "a connection past the cap was accepted"
+                assert time.monotonic() - started < 1
+        assert tls_answer(port, context) is None
+        assert capped.admin("GET", "routes")[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        for client in handshaken:
+            client.close()
+    wait_for(lambda: tls_answer(port, context) == 200, "a place freed by the closed ones", 5)

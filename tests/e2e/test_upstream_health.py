@@ -466,3 +466,31 @@ def test_the_loggers_upstream_lists_every_try_as_apisix(
     every = f"{node_b.address}, {live.fake_address}"
     assert entries[0]["upstream"] == every, entries[0]
     assert entries[1]["addr"] == every, entries[1]
+
+
+def test_the_upstream_response_time_variable_lists_every_try_as_nginx(
+    live: LiveGateway, node_b: FakeUpstream
+) -> None:
+    """nginx's $upstream_response_time has one entry per try ("0.002, 0.010"), as
+    $upstream_status and $upstream_addr: a ``log_format`` that names it gets both tries when
+    the first node fails and the second answers, as the access log does."""
+    node_b.stop()
+    path = live.workdir / f"times-{time.monotonic_ns()}.log"
+    log_format = {"time": "$upstream_response_time", "status": "$upstream_status"}
+    dead = {"host": "127.0.0.1", "port": node_b.port, "weight": 1, "priority": 1}
+    alive = {"host": "127.0.0.1", "port": live.fake_port, "weight": 1}
+    live.put(
+        "routes/times",
+        {
+            "uri": "/times",
+            "plugins": {"file-logger": {"path": str(path), "log_format": log_format}},
+            "upstream": {"nodes": [dead, alive], "retries": 1},
+        },
+    )
+    assert get(live, "/times") == 200
+    entry = wait_for(
+        lambda: path.exists() and path.read_text() and json.loads(path.read_text()),
+        "the entry",
+    )
+    assert entry["status"] == "502, 200", entry
+    assert re.fullmatch(r"\d+\.\d{3}, \d+\.\d{3}", entry["time"]), entry

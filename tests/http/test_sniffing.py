@@ -6,12 +6,14 @@ data plane's 400 for plain HTTP.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from llmgate.fake_upstream.server import server_ssl_context
+from llmgate.http.limits import ConnectionBudget, Slot
 from llmgate.http.sniffing import SniffingListener
 from tests.processes import free_port
 
@@ -73,3 +75,70 @@ async def test_closing_frees_the_port() -> None:
     await listener.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+class Slotted(Tagged):
+    """A ``Tagged`` that takes over its connection's slot, and gives it back at its end."""
+
+    def __init__(self, tag: bytes) -> None:
+        super().__init__(tag)
+        self.slot: Slot | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.slot is not None:
+            self.slot.give_back()
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    """Poll ``check`` (the listener updates the budget in callbacks of its own)."""
+    async with asyncio.timeout(5):
+        while not check():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_each_connection_takes_a_slot_from_its_accept() -> None:
+    """With a budget, a connection counts from its accept, before its first byte; past the cap
+    one is reset at once; the slot comes back when the connection ends, whether it closed
+    silent, failed its handshake or was handed over (then by the protocol)."""
+    budget = ConnectionBudget(2)
+    port = free_port()
+    listener = SniffingListener(
+        lambda: Slotted(b"tls"),
+        server_ssl_context(),
+        lambda: Slotted(b"plain"),
+        timeout=5,
+        budget=budget,
+    )
+    await listener.start("127.0.0.1", port)
+    try:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await wait_until(lambda: budget.open == 2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            with contextlib.suppress(ConnectionResetError):
+                assert await reader.read() == b""
+        writer.close()
+        assert budget.refused == 1
+        for _, held in silent:
+            held.close()
+        await wait_until(lambda: budget.open == 0)
+        # A handshake left half-way gives its slot back; a whole one hands it to its protocol.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x16\x03\x01\x00\x01\x00")
+        writer.write_eof()
+        async with asyncio.timeout(5):
+            with contextlib.suppress(ConnectionResetError):
+                await reader.read()
+        writer.close()
+        await wait_until(lambda: budget.open == 0)
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        assert budget.open == 1
+        writer.write(b"hello")
+        async with asyncio.timeout(5):
+            assert await reader.read() == b"tls:hello"
+        writer.close()
+        await wait_until(lambda: budget.open == 0)
+    finally:
+        await listener.close()

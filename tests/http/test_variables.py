@@ -3,6 +3,7 @@ templates, as tables of cases (no network)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from unittest import mock
@@ -18,7 +19,8 @@ from llmgate.http.context import (
     RequestContext,
     RouteInfo,
 )
-from llmgate.http.variables import Reference, Template
+from llmgate.http.variables import Reference, Template, chash_key_reader
+from llmgate.schemas.upstream import check_chash_key
 
 PEER = ("10.1.2.3", 50123)
 SOCK = ("127.0.0.1", 9080)
@@ -267,3 +269,96 @@ def test_upstream_variables_list_every_try_as_nginx() -> None:
     ctx.upstream_addr, ctx.upstream_status = "127.0.0.1:3", 200
     assert ctx.var("upstream_addr") == "127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3"
     assert ctx.var("upstream_status") == "502, 504, 200"
+
+
+def test_upstream_response_time_lists_every_try_as_nginx() -> None:
+    """nginx's $upstream_response_time has one entry per try, in seconds with milliseconds
+    ("0.002, 0.010"), as $upstream_addr and $upstream_status, and as the access log."""
+    ctx = make_ctx()
+    assert ctx.var("upstream_response_time") is None  # no upstream tried yet
+    ctx.upstream_addr, ctx.upstream_latency = "127.0.0.1:3", 0.0104
+    assert ctx.var("upstream_response_time") == "0.010"
+    ctx.state[UPSTREAM_TRIES] = [("127.0.0.1:1", 502, 0.0021), ("127.0.0.1:2", 504, 1.0)]
+    assert ctx.var("upstream_response_time") == "0.002, 1.000, 0.010"
+    ctx.upstream_addr, ctx.upstream_latency = None, None  # every try failed
+    assert ctx.var("upstream_response_time") == "0.002, 1.000"
+    assert Template.compile("[$upstream_response_time]").render(ctx) == "[0.002, 1.000]"
+
+
+@pytest.mark.parametrize(
+    ("hash_on", "key", "headers", "consumer", "expected"),
+    [
+        ("header", "X-User", [("X-User", "a"), ("X-User", "b")], None, "a, b"),
+        ("header", "x_user", [("X-User", "a")], None, "a"),  # as $http_x_user
+        ("header", "X-User", [], None, "10.1.2.3"),  # unset: remote_addr, as APISIX
+        ("cookie", "s", [("Cookie", "a=1"), ("Cookie", "s=2")], None, "2"),
+        ("cookie", "s", [("Cookie", "a=1")], None, "10.1.2.3"),
+        ("vars", "arg_x", [], None, "1"),
+        ("vars", "$arg_x", [], None, "1"),
+        ("vars", "arg_y", [], None, "10.1.2.3"),
+        ("vars", "http_x_user", [("X-User", "a"), ("X-User", "b")], None, "a, b"),
+        ("consumer", None, [], "jack", "jack"),
+        ("consumer", None, [], None, "10.1.2.3"),
+        ("vars_combinations", "$http_x_user-$arg_x", [], None, "-1"),
+        ("vars_combinations", "${arg_y ?? none}", [], None, "none"),
+        # No variable has a value (APISIX's n_resolved == 0): remote_addr.
+        ("vars_combinations", "$http_x_user-$arg_y", [], None, "10.1.2.3"),
+        ("vars_combinations", "plain", [], None, "10.1.2.3"),
+    ],
+)
+def test_chash_key_is_apisix_fetch_chash_hash_key(
+    hash_on: str,
+    key: str | None,
+    headers: list[tuple[str, str]],
+    consumer: str | None,
+    expected: str,
+) -> None:
+    """APISIX's ``fetch_chash_hash_key``: ``$http_<key>`` for a header (its lines joined),
+    ``$cookie_<key>``, the variable, the consumer's name or the template; remote_addr when
+    that has no value, so keyless requests spread by client rather than all hashing ""."""
+    ctx = make_ctx("/v1/chat?x=1", CIMultiDict(headers))
+    ctx.consumer = Consumer(consumer) if consumer else None
+    assert chash_key_reader(hash_on, key)(ctx) == expected
+
+
+@pytest.mark.parametrize(
+    ("hash_on", "key"),
+    [
+        ("vars", "remote_addr"),
+        ("vars", "uri"),
+        ("vars", "request_uri"),
+        ("vars", "server_addr"),
+        ("vars", "remote_port"),
+        ("vars", "query_string"),
+        ("vars", "host"),
+        ("vars", "arg_user-id"),
+        ("vars", "$remote_addr"),  # llmgate also reads a leading "$"
+        ("vars", "http_x_user"),  # and $http_<name>, $cookie_<name>
+        ("vars", "cookie_session"),
+        ("header", "X-User_id"),
+        ("cookie", "session-1"),
+        ("vars_combinations", "anything $goes"),
+        ("consumer", None),
+    ],
+)
+def test_chash_keys_apisix_accepts(hash_on: str, key: str | None) -> None:
+    check_chash_key(hash_on, key)
+
+
+@pytest.mark.parametrize(
+    ("hash_on", "key", "message"),
+    [
+        ("vars", "nonsense", 'key "nonsense" is no variable chash can hash on'),
+        ("vars", "arg_", 'key "arg_" is no variable'),
+        ("vars", "arg_a b", 'key "arg_a b" is no variable'),
+        ("vars", "server_name", 'key "server_name" is not supported'),
+        ("vars", "hostname", 'key "hostname" is not supported'),
+        ("vars", "mqtt_client_id", 'key "mqtt_client_id" is not supported'),
+        ("header", "X User", 'key "X User" is no header name'),
+        ("cookie", "a=b", 'key "a=b" is no cookie name'),
+        ("header", "", 'key "" is no header name'),
+    ],
+)
+def test_chash_keys_that_hash_nothing_are_refused(hash_on: str, key: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_chash_key(hash_on, key)

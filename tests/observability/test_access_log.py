@@ -230,7 +230,7 @@ async def test_apisix_request_type_and_request_llm_model_in_log_format() -> None
     }
     ctx = make_ctx()
     call = LlmCall.of(ctx)
-    call.request_model, call.model, call.stream = "gpt-4o", "gpt-4o-2024-08-06", True
+    call.client_model, call.model, call.stream = "gpt-4o", "gpt-4o-2024-08-06", True
     entry = await log.entry(ctx)
     assert entry == {"type": "ai_stream", "asked": "gpt-4o", "route_id": "r1"}
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from llmgate.errors import SettingsError
 from llmgate.observability.accounting import LlmAccounting
-from llmgate.observability.metrics import GaugeSampler, Metrics
+from llmgate.observability.metrics import Metrics
 from llmgate.settings import load_settings
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Who is Pikachu?"}]}
@@ -275,20 +275,6 @@ def test_metrics_max_models_setting() -> None:
     for bad in ("0", "x", "1000001"):
         with pytest.raises(SettingsError, match="invalid metrics_max_models"):
             load_settings({}, {"LLMGATE_METRICS_MAX_MODELS": bad})
-
-
-async def test_gauge_sampler_sets_the_process_gauges() -> None:
-    metrics = Metrics("apisix_", CollectorRegistry())
-    readings = iter([(5, 2, 7), (9, 0, None)])
-    sampler = GaugeSampler(metrics, lambda: next(readings), interval=60)
-    sampler.start()
-    assert value(metrics, "apisix_http_requests_total") == 5
-    assert value(metrics, "apisix_nginx_http_current_connections", state="active") == 2
-    assert value(metrics, "apisix_config_revision") == 7
-    await sampler.stop()  # samples once more
-    assert value(metrics, "apisix_http_requests_total") == 9
-    assert value(metrics, "apisix_nginx_http_current_connections") == 0
-    assert value(metrics, "apisix_config_revision") == 7  # unknown revision: kept
 
 
 @pytest.mark.parametrize("prefix", ["9x_", "llm-gate_", "a b"])

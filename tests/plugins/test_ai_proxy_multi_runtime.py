@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from multidict import CIMultiDict
 
 from llmgate.ai.call import LlmCall
 from llmgate.plugin_api.config import PluginConfig
@@ -247,6 +248,27 @@ async def test_chash_on_a_header_is_sticky(gateway) -> None:  # type: ignore[no-
             resp = await gateway.proxy.post("/chat", json=CHAT, headers={"X-User": user})
             assert resp.status == 200
         assert len(set(await asked(gateway))) == 1
+
+
+async def test_chash_on_a_header_hashes_its_lines_joined(gateway) -> None:  # type: ignore[no-untyped-def]
+    """A header sent on two lines is hashed as nginx's ``$http_x_user`` reads it: joined with
+    ", " (nginx >= 1.23), so it picks the instance the joined value picks."""
+    await multi_route(
+        gateway,
+        [instance(gateway, name) for name in ("a", "b", "c")],
+        balancer={"algorithm": "chash", "hash_on": "header", "key": "X-User"},
+    )
+
+    async def picked(*values: str) -> str:
+        headers = CIMultiDict(("X-User", value) for value in values)
+        assert (await gateway.proxy.post("/chat", json=CHAT, headers=headers)).status == 200
+        [name] = await asked(gateway)
+        return name
+
+    pairs = [(f"user-{n}", f"team-{n}") for n in range(8)]
+    split = [await picked(first, second) for first, second in pairs]
+    assert split == [await picked(f"{first}, {second}") for first, second in pairs]
+    assert split != [await picked(first) for first, _ in pairs]
 
 
 async def test_bad_body_is_400_and_nothing_is_sent(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from llmgate.plugins.proxy_cache import disk
-from llmgate.plugins.proxy_cache.disk import DiskStore, _temporary_file
+from llmgate.plugins.proxy_cache.disk import DiskStore
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.ledger import Ledger
 from llmgate.plugins.proxy_cache.memory import MemoryStore
@@ -219,7 +219,7 @@ async def test_purge_and_unreadable_entries_give_back_their_room(tmp_path: Path)
 _STRESS = """
 import asyncio, random, sys, time
 from pathlib import Path
-from llmgate.plugins.proxy_cache.disk import DiskStore, _temporary_file
+from llmgate.plugins.proxy_cache.disk import DiskStore
 from llmgate.plugins.proxy_cache.entry import Entry
 from llmgate.plugins.proxy_cache.policy import CacheKey
 from llmgate.runtime.services import CacheCaps
@@ -425,22 +425,3 @@ async def test_zones_take_their_caps_from_the_services(
     assert (memory.capacity, memory.max_entries) == (1024**2, 77)
     assert disk.caps == caps
     await services.close()
-
-
-def test_a_folder_a_sweep_removes_while_it_is_made_is_made_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # mkdir(exist_ok=True) finds the folder there, then a sweep removes it (empty) before
-    # mkdir checks that it is a folder: FileExistsError.
-    real_mkdir = Path.mkdir
-    failures = [FileExistsError(17, "File exists")]
-
-    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
-        if failures:
-            raise failures.pop()
-        real_mkdir(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "mkdir", mkdir)
-    descriptor, name = _temporary_file(tmp_path / "a" / "bc")
-    os.close(descriptor)
-    assert Path(name).parent == tmp_path / "a" / "bc"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections import Counter
 
+from tests.net import TestCA
 from tests.processes import free_port
 
 
@@ -80,6 +82,46 @@ async def test_pass_host_modes(gateway) -> None:  # type: ignore[no-untyped-def]
     echo = await (await gateway.proxy.get("/h", headers={"Host": "client.example"})).json()
     assert echo["headers"]["host"] == "client.example"
     assert echo["headers"]["x-forwarded-host"] == "client.example"
+
+
+async def test_the_tls_server_name_follows_pass_host(gateway, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """APISIX sends ``proxy_ssl_name $upstream_host``: with ``pass_host: rewrite`` the server
+    name (and the name a verified certificate must carry) is ``upstream_host``, for a domain
+    node too; otherwise a domain node's name, and none for an address (nginx sends no IP in
+    SNI), ``upstream_host`` without ``rewrite`` having no effect."""
+    cert, key = TestCA().issue("api.test", "localhost")
+    (tmp_path / "cert.pem").write_text(cert)
+    (tmp_path / "key.pem").write_text(key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _context: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    cases = [
+        (f"localhost:{port}", {"pass_host": "rewrite", "upstream_host": "api.test"}, "api.test"),
+        (f"localhost:{port}", {"pass_host": "node"}, "localhost"),
+        (f"localhost:{port}", {}, "localhost"),
+        (f"127.0.0.1:{port}", {"pass_host": "rewrite", "upstream_host": "api.test"}, "api.test"),
+        (f"127.0.0.1:{port}", {"upstream_host": "api.test"}, None),
+    ]
+    try:
+        for n, (node, fields, expected) in enumerate(cases):
+            upstream = {"scheme": "https", "nodes": {node: 1}, **fields}
+            await gateway.put(f"routes/{n}", {"uri": f"/sni{n}", "upstream": upstream})
+            resp = await gateway.proxy.get(f"/sni{n}", headers={"Host": "client.test"})
+            assert resp.status == 200, (node, fields)
+            assert names[-1] == expected, (node, fields, names)
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_sse_arrives_incrementally(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -100,12 +100,16 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "upstreams.nodes.weight": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
     "upstreams.nodes.priority": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
     "upstreams.type": _t(UPSTREAM, "test_chash_sends_one_key_to_one_node"),
-    "upstreams.hash_on": _t(UPSTREAM, "test_chash_sends_one_key_to_one_node"),
-    "upstreams.key": _t(UPSTREAM, "test_chash_sends_one_key_to_one_node"),
+    "upstreams.hash_on": _t(UPSTREAM, "test_chash_sends_one_key_to_one_node")
+    + _t(ROUTE_E2E, "test_chash_hashes_a_repeated_header_whole"),
+    "upstreams.key": _t(UPSTREAM, "test_chash_sends_one_key_to_one_node")
+    + _t(COMPILING, "test_a_chash_key_that_hashes_nothing_is_400"),
     "upstreams.scheme": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority")
     + _t(COMPILING, "test_refused_resource_fields"),
     "upstreams.pass_host": _t(UPSTREAM, "test_pass_host_modes"),
-    "upstreams.upstream_host": _t(UPSTREAM, "test_pass_host_modes"),
+    "upstreams.upstream_host": _t(
+        UPSTREAM, "test_pass_host_modes", "test_the_tls_server_name_follows_pass_host"
+    ),
     "upstreams.tls": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
     "upstreams.tls.verify": _t(ROUTE_E2E, "test_upstream_scheme_tls_verify_and_node_priority"),
     "upstreams.timeout": _t(UPSTREAM, "test_the_route_timeout_overrides_the_upstream_one"),

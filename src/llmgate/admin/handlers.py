@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -11,9 +11,10 @@ from pydantic import BaseModel
 
 from llmgate.admin import json_schema, openapi
 from llmgate.admin.auth import ROLE
-from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper
+from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper, whole_numbers
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import (
+    CLOSES_CONNECTION,
     BadRequest,
     HttpError,
     MethodNotAllowed,
@@ -36,6 +37,13 @@ AFTER_WRITE_KEY: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("after_w
 LIMITS_KEY = web.AppKey("client_limits", ClientLimits)
 
 
+class _BodyOverLimit(BadRequest):
+    """APISIX's 400 for a body over ``MAX_BODY``; the connection ends with it (the rest of the
+    body is not read), as with the data plane's 413."""
+
+    headers: ClassVar[dict[str, str]] = CLOSES_CONNECTION
+
+
 async def _read_json(request: web.Request) -> Any:
     """The decoded body, None when empty; 400 when oversize, cut short, not JSON or nested too
     deep."""
@@ -50,7 +58,7 @@ async def _read_json(request: web.Request) -> Any:
     try:
         raw = await body.read(MAX_BODY)
     except BodyTooLarge as exc:
-        raise BadRequest(
+        raise _BodyOverLimit(
             f"invalid request body: request size {exc.size} is greater than the maximum size "
             f"{MAX_BODY} allowed"
         ) from None
@@ -66,21 +74,6 @@ async def _read_json(request: web.Request) -> Any:
     if nested_deeper(value, MAX_DEPTH):
         raise BadRequest(f"invalid request body: nested deeper than {MAX_DEPTH} levels")
     return whole_numbers(value)
-
-
-_EXACT = 2**53  # below it every whole float is exactly that integer
-
-
-def whole_numbers(value: Any) -> Any:
-    """``value`` with each whole float (``2.0``) as the integer it is, as APISIX reads JSON
-    (cjson, one Lua number type): it passes an integer schema and is stored as ``2``."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < _EXACT else value
-    if isinstance(value, dict):
-        return {key: whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(item) for item in value]
-    return value
 
 
 def _route_segments(tail: str) -> tuple[str, Address, str]:

@@ -64,6 +64,23 @@ def nested_deeper(value: Any, limit: int) -> bool:
     return False
 
 
+_EXACT = 2**53  # below it every whole float is exactly that integer
+
+
+def whole_numbers(value: Any) -> Any:
+    """``value`` with each whole float (``2.0``) as the integer it is, as APISIX reads JSON
+    (cjson, one Lua number type): it passes an integer schema and is stored as ``2``.  Every
+    way in of a configuration reads it so: admin API bodies, ``llmgate config`` and standalone
+    files (YAML and JSON)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < _EXACT else value
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    return value
+
+
 Check = Callable[[Reader, Address, dict[str, Any]], Awaitable[None]]
 DeleteCheck = Callable[[Reader, str], Awaitable[None]]
 

@@ -32,6 +32,9 @@ class LlmCall:
     instance: str | None = None  # ai-proxy-multi's instance name
     model: str | None = None  # the model that answered (the response's), else the one asked
     request_model: str | None = None  # the model the gateway asked for
+    # The model the client's body named (after ai-prompt-template), APISIX's
+    # ``$request_llm_model``: "" when it named none; None for a call no AI plugin sent.
+    client_model: str | None = None
     protocol: str | None = None  # "chat", "completions", "embeddings"
     stream: bool = False
     usage: Usage | None = None
@@ -61,6 +64,12 @@ class LlmCall:
         if self.protocol == "embeddings":
             return "ai_embeddings"
         return "ai_stream" if self.stream else "ai_chat"
+
+    @property
+    def asked_model(self) -> str | None:
+        """APISIX's ``request_llm_model``: the client's model; for a call no AI plugin sent
+        (a plain route's), the model that answered."""
+        return self.client_model if self.client_model is not None else self.model
 
     @property
     def consumed(self) -> Usage | None:

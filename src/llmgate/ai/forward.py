@@ -17,7 +17,7 @@ gateway's key bills (OpenAI-Organization, OpenAI-Project).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from multidict import CIMultiDict
 
@@ -27,7 +27,7 @@ from llmgate.ai.caps import ResponseCaps
 from llmgate.ai.openai_errors import invalid_method
 from llmgate.ai.protocols import RequestError, detect, other_endpoint, parse_body
 from llmgate.ai.target import AiRequest
-from llmgate.errors import HttpError
+from llmgate.errors import CLOSES_CONNECTION, HttpError
 from llmgate.http.body import BodyTooLarge
 from llmgate.http.context import Reply
 from llmgate.http.paths import check_target
@@ -115,8 +115,15 @@ async def read_request(ctx: RequestContext, max_size: int) -> AiRequest:
     )
 
 
+class _TooLarge(RequestError):
+    """413: the body is over the plugin's ``max_req_body_size``.  The connection ends with the
+    answer (the rest of the body is not read), as with the gateway's own 413."""
+
+    headers: ClassVar[dict[str, str]] = CLOSES_CONNECTION
+
+
 def _too_large(size: int, max_size: int) -> RequestError:
-    return RequestError(
+    return _TooLarge(
         413, f"request size {size} is greater than the maximum size {max_size} allowed"
     )
 

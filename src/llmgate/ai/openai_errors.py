@@ -18,12 +18,15 @@ and raises ``AuthenticationError``, ``RateLimitError``... with ``.message``, ``.
 
 A limiter's rejection (any status: limit-count's default is 503, the seed blog's 403) carries
 ``Retry-After``; it is a ``rate_limit_error`` / ``rate_limit_exceeded`` whatever its status.
+Every 429 of an LLM route carries ``Retry-After``, a provider's too (``retry_after_for``).
 
 Everything here is pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -125,3 +128,17 @@ def openai_error(status: int, body: bytes, limited: bool = False) -> bytes | Non
     if message is None:
         return None
     return orjson.dumps(error_body(status, message, limited=limited))
+
+
+def retry_after_for(status: int, headers: Mapping[str, str]) -> str | None:
+    """The ``Retry-After`` an LLM route's response needs, None when it needs none: a 429
+    without one (a provider's: OpenAI sends it only at times) waits the provider's
+    ``retry-after-ms`` in whole seconds, rounded up, else 1 s, so that clients' retries wait
+    what the gateway says instead of backing off blindly."""
+    if status != 429 or "Retry-After" in headers:
+        return None
+    try:
+        millis = float(headers.get("retry-after-ms", ""))
+    except ValueError:
+        return "1"
+    return str(max(math.ceil(millis / 1000), 1)) if math.isfinite(millis) else "1"

@@ -8,6 +8,8 @@
   OpenAI error (``ai/openai_errors.py``), with APISIX's message; a reply carrying
   ``Retry-After`` is a limiter's, hence a ``rate_limit_error``.  Plain routes keep APISIX's
   bodies.
+- on an LLM route, every 429 carries ``Retry-After``, a provider's too (``give_retry_after``,
+  called by the LLM plugins' header filters).
 - on any route, an answer proxy-cache replays (``Apisix-Cache-Status: HIT``) for an
   OpenAI-style call is accounted as a call with ``cache: "hit"``: its body is watched as it is
   sent, so its usage shows in metrics, logs and usage records, at no cost.
@@ -22,14 +24,14 @@ import orjson
 from multidict import CIMultiDict
 
 from llmgate.ai.call import CACHE_HIT, STATE_KEY, LlmCall
-from llmgate.ai.openai_errors import openai_error
+from llmgate.ai.openai_errors import openai_error, retry_after_for
 from llmgate.ai.protocols import detect, protocol_of_path
 from llmgate.ai.stream_usage import UsageChunkFilter
 from llmgate.ai.tracking import CLAIM_KEY, PASSIVE_CALL_KEY, USAGE_FILTER_KEY, ResponseTracker
 from llmgate.http.context import Reply
 
 if TYPE_CHECKING:
-    from llmgate.http.context import RequestContext
+    from llmgate.http.context import RequestContext, ResponseHead
 
 CACHE_STATUS = "Apisix-Cache-Status"
 
@@ -56,6 +58,13 @@ def gateway_reply(ctx: RequestContext, chain: Any, reply: Reply) -> Reply:
             head["Content-Type"] = "application/json"
             reply = Reply(reply.status, body, head)
     return reply
+
+
+def give_retry_after(head: ResponseHead) -> None:
+    """An LLM route's 429 without ``Retry-After`` (a provider's) is given one (SPEC §6)."""
+    value = retry_after_for(head.status, head.headers)
+    if value is not None:
+        head.headers["Retry-After"] = value
 
 
 def _protocol(ctx: RequestContext) -> str | None:

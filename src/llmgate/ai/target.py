@@ -150,7 +150,9 @@ class LlmTarget:
         call.summaries = self.summaries
         call.protocol = protocol
         call.stream = protocol != "embeddings" and body.get("stream") is True
-        model = self.shaping.options.get("model") or request.body.get("model")
+        asked = request.body.get("model")
+        call.client_model = asked if isinstance(asked, str) else ""
+        model = self.shaping.options.get("model") or asked
         call.model = call.request_model = model if isinstance(model, str) else None
 
 

@@ -20,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from llmgate.config import document
+from llmgate.config import document, reading, rendering
 from llmgate.config.plan import Plan, apply, diff, without_times
 from llmgate.store import Item, Store, open_engine
 from llmgate.store.data_errors import invalid_value
@@ -81,7 +81,7 @@ def dump(database_url: str, output: str | None, fmt: str | None) -> int:
     except (SQLAlchemyError, OSError) as exc:
         return _store_failure(database_url, exc)
     chosen = fmt or ("json" if output and output.endswith(".json") else "yaml")
-    text = document.render(stored, "json" if chosen == "json" else "yaml")
+    text = rendering.render(stored, "json" if chosen == "json" else "yaml")
     if output is None or output == "-":
         sys.stdout.write(text)
         return 0
@@ -107,7 +107,7 @@ def _warn_dangling(plan: Plan) -> None:
 
 def _read(path: str) -> document.Document | None:
     try:
-        return document.read(path)
+        return reading.read(path)
     except document.DocumentError as exc:
         _error(str(exc))
         return None
@@ -117,8 +117,8 @@ def show_diff(plan: Plan, path: str) -> str:
     """The plan as unified diffs of each resource's YAML, store first, file second."""
     out: list[str] = []
     for change in plan.changes:
-        old = document.render_value(without_times(change.old)) if change.old else ""
-        new = document.render_value(change.new) if change.new else ""
+        old = rendering.render_value(without_times(change.old)) if change.old else ""
+        new = rendering.render_value(change.new) if change.new else ""
         before = f"store: {change.label}" if change.old else "/dev/null"
         after = f"{path}: {change.label}" if change.new else "/dev/null"
         lines = difflib.unified_diff(

@@ -36,7 +36,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any
 
-from llmgate.config import document
+from llmgate.config import document, reading
 from llmgate.config.plan import PasswordMemo, Plan, apply
 from llmgate.credentials import SSL_KEY_ENV
 from llmgate.settings import Settings
@@ -107,7 +107,7 @@ class StandaloneFile:
         if not S_ISREG(stat.st_mode):
             # Reading a FIFO would block the watcher until a writer came; a device may not end.
             raise document.UnreadableFile(f"cannot read {self.path}: not a regular file")
-        parsed = document.read(self.path)
+        parsed = reading.read(self.path)
         if self._signature() != signature:
             raise Unchanged()  # the new version is tried at the next look
         plan, revision = asyncio.run(self._apply(parsed))

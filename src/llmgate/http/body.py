@@ -32,7 +32,7 @@ from typing import ClassVar, Protocol
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from llmgate.errors import HttpError
+from llmgate.errors import CLOSES_CONNECTION, HttpError
 
 __all__ = [
     "MAX_BUFFERED_BODY",
@@ -52,9 +52,11 @@ MAX_BUFFERED_BODY = 16 * 1024 * 1024
 
 class BodyTooLarge(HttpError):
     """413 ``{"error_msg": "request body too large"}``; ``size`` is the declared length or the
-    bytes read when the limit was passed."""
+    bytes read when the limit was passed.  The connection ends with the answer, as nginx's: the
+    rest of the body is not read."""
 
     status = 413
+    headers: ClassVar[dict[str, str]] = CLOSES_CONNECTION
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__({"error_msg": "request body too large"})

@@ -47,6 +47,7 @@ _CHANGING = frozenset(
         "status",
         "upstream_addr",
         "upstream_status",
+        "upstream_response_time",
         "consumer_name",
         "request_id",
         "apisix_request_id",
@@ -289,6 +290,8 @@ def _changing(ctx: RequestContext, name: str) -> str | None:
         return upstream_statuses(ctx)
     if name == "upstream_addr":
         return upstream_addrs(ctx)
+    if name == "upstream_response_time":
+        return upstream_response_times(ctx)
     if name == "consumer_name":
         return ctx.consumer.username if ctx.consumer else None
     return ctx.request_id  # request_id, apisix_request_id
@@ -336,3 +339,17 @@ def upstream_statuses(ctx: RequestContext) -> str | None:
     if last is not None:
         statuses.append(last)
     return ", ".join(statuses)
+
+
+def upstream_response_times(ctx: RequestContext) -> str | None:
+    """nginx's ``$upstream_response_time``: every try's seconds (milliseconds precision),
+    ", "-separated, the failed ones first ("0.002, 0.010"); None when no upstream was tried.
+    The last try is listed once its response is over (the log phase)."""
+    times = [_seconds(seconds) for _, _, seconds in ctx.state.get(UPSTREAM_TRIES, ())]
+    if ctx.upstream_latency is not None:
+        times.append(_seconds(ctx.upstream_latency))
+    return ", ".join(times) if times else None
+
+
+def _seconds(value: float) -> str:
+    return f"{max(value, 0.0):.3f}"

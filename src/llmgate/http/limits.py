@@ -1,7 +1,8 @@
 """What a client may cost a listener: nginx's client limits, with nginx's defaults.
 
 Built once from the settings (``Settings.client_limits``) and handed to the listeners
-(``llmgate.http.protocol``) and the data plane's handler.
+(``llmgate.http.protocol``) and the data plane's handler.  ``ConnectionBudget`` is a listener's
+connection cap at work: a ``Slot`` per open connection.
 """
 
 from __future__ import annotations
@@ -56,3 +57,39 @@ def raise_open_file_limit() -> int:
         except (ValueError, OSError):
             return open_file_limit()
     return open_file_limit()
+
+
+class ConnectionBudget:
+    """Client connections a listener holds open at once, at most ``cap`` (nginx's
+    ``worker_connections``).  ``take`` gives a connection its ``Slot``, or None (and counts it
+    in ``refused``) when all are taken."""
+
+    __slots__ = ("cap", "open", "refused")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open = 0  # connections holding a slot
+        self.refused = 0  # connections turned away because ``cap`` were open
+
+    def take(self) -> Slot | None:
+        if self.open >= self.cap:
+            self.refused += 1
+            return None
+        self.open += 1
+        return Slot(self)
+
+
+class Slot:
+    """One connection's place in a ``ConnectionBudget``, given back once, whoever holds it when
+    the connection ends (the listener that accepted it, or the protocol that took it over)."""
+
+    __slots__ = ("_budget",)
+
+    def __init__(self, budget: ConnectionBudget) -> None:
+        self._budget: ConnectionBudget | None = budget
+
+    def give_back(self) -> None:
+        budget = self._budget
+        if budget is not None:
+            self._budget = None
+            budget.open -= 1

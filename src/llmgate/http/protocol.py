@@ -8,7 +8,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   later one within ``header_timeout`` of its first byte; an idle connection is closed after
   ``keepalive_timeout``, and after ``keepalive_requests`` requests (``Connection: close``);
 - past ``connection_cap()`` open connections a new one is reset at once (each listener has its
-  own budget, so a flooded data plane leaves the admin API reachable);
+  own ``budget``, so a flooded data plane leaves the admin API reachable; the HTTPS listener
+  takes its connections' slots from the data plane's budget at their accept, before their
+  first byte and handshake: ``http.sniffing``);
 - requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
   400, 414 (request line too long) or 431 (header too large, too many headers, or a head
   over ``MAX_HEAD`` in all: counted as it arrives, behind a request under way too, so an
@@ -17,7 +19,11 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
 - answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
-  (``name_connection``; aiohttp leaves it out where HTTP's default says it).
+  (``name_connection``; aiohttp leaves it out where HTTP's default says it);
+- an answer that ends its connection before the request's body was read (the 413 for a body
+  over its limit) is followed by nginx's lingering close: the connection is half-closed, and
+  what the client still sends is dropped unparsed for at most ``LINGER_TIME`` seconds (less
+  once it is ``LINGER_QUIET`` seconds quiet), where aiohttp parsed and drained it for 10 s.
 
 The head and idle timeouts share one timer per connection, re-armed lazily: each phase change
 only moves a deadline, and the timer, when it fires before that deadline, sets itself again
@@ -52,7 +58,7 @@ from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _
 
 from llmgate import __version__
 from llmgate.http.deadline import Deadline
-from llmgate.http.limits import ClientLimits
+from llmgate.http.limits import ClientLimits, ConnectionBudget, Slot
 
 log = logging.getLogger("llmgate.http")
 
@@ -65,6 +71,12 @@ MAX_HEADERS = 128
 # larger head is refused.  aiohttp's own limits (128 fields of 8 KiB) let one head, whole or
 # still arriving, hold a megabyte and about twice that in memory.
 MAX_HEAD = 4 * 8192
+
+# nginx's lingering close (its lingering_time and lingering_timeout, shorter): how long what a
+# client sends after an answer that ends its connection is read and dropped, so that the
+# answer is not lost to a reset; and how long a quiet client is waited for.
+LINGER_TIME = 2.0
+LINGER_QUIET = 0.5
 
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 _AIOHTTP_IDLE = 10.0**9  # seconds
@@ -128,7 +140,10 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
 
     An HTTP/1.0 answer with a body and no Content-Length (a stream: 1.0 has no chunks) ends
     with its connection, as nginx ends it: aiohttp found so but left ``keep_alive`` True, so
-    the connection stayed open and the client never saw the end of the body."""
+    the connection stayed open and the client never saw the end of the body.
+
+    An answer that says ``Connection: close`` itself (the gateway's 413 for a body over its
+    limit) ends its connection, as it says."""
     headers = response.headers
     if (
         response.keep_alive
@@ -139,8 +154,11 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
         and response.status >= 200
     ):
         response.force_close()
-    if "Connection" not in headers:
+    said = headers.get("Connection")
+    if said is None:
         headers["Connection"] = "keep-alive" if response.keep_alive else "close"
+    elif response.keep_alive and said.lower() == "close":
+        response.force_close()
 
 
 class EdgeRequest(web.BaseRequest):
@@ -176,9 +194,9 @@ class EdgeServer(web.Server):
         web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
         self._options = {k: v for k, v in options.items() if k not in _SERVER_ONLY}
         self.limits = limits
-        self.cap = max_connections or limits.connection_cap()
-        self.open = 0  # connections accepted and not yet closed
-        self.refused = 0  # connections reset at once because ``cap`` were open
+        # Connections accepted and not yet closed; past the cap a new one is reset at once.
+        # The HTTPS listener takes its connections' slots here too, from their accept on.
+        self.budget = ConnectionBudget(max_connections or limits.connection_cap())
         inner = self.request_factory
 
         def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
@@ -213,15 +231,24 @@ def _head_size(message: Any) -> int:
 
 _SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
 
-# Where a connection is between requests, for the timers (_REFUSED: a head was too large, the
-# rest of the connection is not read).
-_FRESH, _HEAD, _BUSY, _IDLE, _REFUSED = range(5)
+# Where a connection is between requests, for the timers (after _IDLE, the connection reads no
+# more requests: _LINGER, a lingering close; _REFUSED, a head was too large).
+_FRESH, _HEAD, _BUSY, _IDLE, _LINGER, _REFUSED = range(6)
 
 
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_head_bytes", "_parsed_body", "_phase", "started")
+    __slots__ = (
+        "_deadline",
+        "_edge",
+        "_head_bytes",
+        "_linger_end",
+        "_parsed_body",
+        "_phase",
+        "slot",
+        "started",
+    )
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -230,6 +257,10 @@ class EdgeProtocol(RequestHandler):
         # When the current phase times out (cleared while a request is under way).
         self._deadline = Deadline(self._loop, self._expired)
         self.started = 0  # requests begun on this connection
+        # The connection's place under the cap: taken when it is made, unless the listener
+        # that accepted it handed it over with it (``http.sniffing``).
+        self.slot: Slot | None = None
+        self._linger_end = 0.0  # when a lingering close ends at the latest
         # Bytes of the request head being parsed, and the body of the last request parsed
         # (until it is whole, what arrives is body, not head).
         self._head_bytes = 0
@@ -239,33 +270,39 @@ class EdgeProtocol(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         edge = self._edge
-        if edge.open >= edge.cap:
-            edge.refused += 1
-            self._manager = None  # connection_lost has nothing to undo
-            # A stream transport has abort() (uvloop's too, though not an asyncio.Transport).
-            abort: Callable[[], None] = getattr(transport, "abort", transport.close)
-            abort()
-            return
-        edge.open += 1
+        if self.slot is None:
+            self.slot = edge.budget.take()
+            if self.slot is None:
+                self._manager = None  # connection_lost has nothing to undo
+                # A stream transport has abort() (uvloop's too, though not an asyncio.Transport).
+                abort: Callable[[], None] = getattr(transport, "abort", transport.close)
+                abort()
+                return
         super().connection_made(transport)
         self._deadline.expire_in(edge.limits.header_timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._manager is not None:
-            self._edge.open -= 1
+        if self.slot is not None:
+            self.slot.give_back()
         self._deadline.stop()
         super().connection_lost(exc)
 
     # --- head and idle timers ---------------------------------------------------------------
 
     def _expired(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
+        if self._phase == _LINGER:
+            self.force_close()  # the lingering close is over
+        elif self._waiter is not None and not self._waiter.done():
             self.force_close()  # no request under way: a head not whole in time, or idle
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
-        if phase == _REFUSED:
-            return  # the 431 queued for a head too large ends the connection
+        if phase > _IDLE:
+            if phase == _LINGER:  # dropped unparsed; the client is waited for a while longer
+                left = self._linger_end - self._loop.time()
+                if left > 0:
+                    self._deadline.expire_in(min(LINGER_QUIET, left))
+            return  # or _REFUSED: the 431 queued for a head too large ends the connection
         count = self._request_count
         # Whether the last request parsed has all its body: what comes now is the next head.
         between = self._parsed_body.is_eof()
@@ -378,6 +415,10 @@ class EdgeProtocol(RequestHandler):
                     break
                 self._keepalive = bool(response.keep_alive)
                 if not payload.is_eof():
+                    if not self._keepalive:
+                        payload.set_exception(_PAYLOAD_ACCESS_ERROR)
+                        self._close_lingering()
+                        break
                     await self._linger(payload)
                 payload.set_exception(_PAYLOAD_ACCESS_ERROR)
             except asyncio.CancelledError:
@@ -404,8 +445,27 @@ class EdgeProtocol(RequestHandler):
                 self._deadline.expire_in(self._edge.limits.keepalive_timeout)
         if not self._force_close:
             self._task_handler = None
-            if self.transport is not None:
+            if self.transport is not None and self._phase != _LINGER:
                 self.transport.close()
+
+    def _close_lingering(self) -> None:
+        """nginx's lingering close, after an answer that ends the connection with the request's
+        body unread: the answer is followed by the end of the stream (where the transport can
+        half-close: not over TLS), and what the client still sends is dropped unparsed until
+        it closes, is ``LINGER_QUIET`` seconds quiet, or ``LINGER_TIME`` seconds have passed.
+        Closing at once could reset the connection before the client read the answer."""
+        transport = self.transport
+        if transport is None:
+            return
+        self._close = True  # no request follows
+        self._phase = _LINGER
+        self._linger_end = self._loop.time() + LINGER_TIME
+        self._deadline.expire_in(LINGER_QUIET)
+        if transport.can_write_eof():
+            transport.write_eof()
+        # Reading may be held for the unread body's full buffer: what comes now is dropped.
+        self._reading_paused = self._buffer_paused = False
+        self._resume_transport_reading()
 
     async def _linger(self, payload: StreamReader) -> None:
         """aiohttp's lingering close: the rest of a body the handler left unread is read and

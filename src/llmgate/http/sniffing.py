@@ -7,20 +7,30 @@ context and the ``tls`` protocol factory, or without TLS and the ``plain`` one. 
 that sends nothing within the sniff timeout, or closes first, is closed; one that connects and
 sends nothing holds up nobody.
 
+With a ``budget`` (``http.limits``), each connection takes a slot at its accept (past the cap
+it is reset at once), so a connection that sends nothing, or stalls its handshake, counts as a
+plain one does; the slot goes with the socket to the protocol made for it (``HoldsSlot``), or
+back to the budget when the connection ends first.
+
 Used by the fake upstream (one port speaking both, ``plain`` the same server) and by the data
 plane's HTTPS listener (``plain`` answers nginx's 400 "The plain HTTP request was sent to HTTPS
-port" and closes).
+port" and closes; the budget is the data plane's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import socket
 import ssl
+import struct
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from llmgate.http.limits import ConnectionBudget, Slot
 
 log = logging.getLogger("llmgate.http")
 
@@ -34,12 +44,21 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
+@runtime_checkable
+class HoldsSlot(Protocol):
+    """A protocol that takes over its connection's slot (and gives it back when the connection
+    ends) instead of taking one when the connection is made."""
+
+    slot: Slot | None
+
+
 class SniffingListener:
     """Listening sockets whose connections go to ``tls`` (with ``ssl_context``; None: every
     connection is plain) or ``plain``, by first byte.
 
     ``timeout`` bounds the wait for the first byte and, separately, the TLS handshake (None:
-    ``SNIFF_TIMEOUT`` for the first, asyncio's default for the second)."""
+    ``SNIFF_TIMEOUT`` for the first, asyncio's default for the second).  ``budget``: the cap
+    each connection counts toward from its accept (None: no cap here)."""
 
     def __init__(
         self,
@@ -48,8 +67,10 @@ class SniffingListener:
         plain: ProtocolFactory,
         *,
         timeout: float | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self._tls = tls
+        self._budget = budget
         self._ssl = ssl_context
         self._plain = plain
         self._timeout = timeout
@@ -83,36 +104,75 @@ class SniffingListener:
                     log.warning("accept failed: %s", exc)
                     await asyncio.sleep(_ACCEPT_RETRY_DELAY)
                 continue
+            slot = None
+            if self._budget is not None:
+                slot = self._budget.take()
+                if slot is None:  # the cap is reached: reset at once
+                    _reset(sock)
+                    continue
             sock.setblocking(False)
-            task = asyncio.create_task(self._hand_over(sock))
+            task = asyncio.create_task(self._hand_over(sock, slot))
             self._sniffing.add(task)
             task.add_done_callback(self._sniffing.discard)
 
-    async def _hand_over(self, sock: socket.socket) -> None:
-        """Sniff the first byte of ``sock``, then give it to its protocol, with or without TLS."""
+    async def _hand_over(self, sock: socket.socket, slot: Slot | None) -> None:
+        """Sniff the first byte of ``sock``, then give it to its protocol, with or without TLS
+        (and ``slot`` with it: given back here when no protocol takes the connection)."""
         loop = asyncio.get_running_loop()
         timeout = self._timeout
+        handed = False
         try:
-            async with asyncio.timeout(SNIFF_TIMEOUT if timeout is None else timeout):
-                first = await _peek_first_byte(loop, sock)
-        except OSError:  # reset by the peer, or TimeoutError: silent for too long
-            first = b""
-        except BaseException:
-            sock.close()
-            raise
-        if not first:  # closed (or silent) before sending anything
-            sock.close()
-            return
-        try:
-            # From here the transport owns the socket, and closes it on failure.
-            if self._ssl is not None and first[0] == TLS_HANDSHAKE:
-                await loop.connect_accepted_socket(
-                    self._tls, sock, ssl=self._ssl, ssl_handshake_timeout=timeout
-                )
-            else:
-                await loop.connect_accepted_socket(self._plain, sock)
-        except OSError as exc:  # failed TLS handshake (ssl.SSLError), handshake timeout, reset
-            log.debug("connection dropped during setup: %r", exc)
+            try:
+                async with asyncio.timeout(SNIFF_TIMEOUT if timeout is None else timeout):
+                    first = await _peek_first_byte(loop, sock)
+            except OSError:  # reset by the peer, or TimeoutError: silent for too long
+                first = b""
+            except BaseException:
+                sock.close()
+                raise
+            if not first:  # closed (or silent) before sending anything
+                sock.close()
+                return
+            tls = self._ssl is not None and first[0] == TLS_HANDSHAKE
+            factory = self._tls if tls else self._plain
+            if slot is not None:
+                factory = _holding(factory, slot)
+            try:
+                # From here the transport owns the socket, and closes it on failure.
+                if tls:
+                    await loop.connect_accepted_socket(
+                        factory, sock, ssl=self._ssl, ssl_handshake_timeout=timeout
+                    )
+                else:
+                    await loop.connect_accepted_socket(factory, sock)
+                handed = True
+            except OSError as exc:  # failed TLS handshake (ssl.SSLError), its timeout, reset
+                log.debug("connection dropped during setup: %r", exc)
+        finally:
+            if slot is not None and not handed:
+                slot.give_back()  # once: a protocol that took it over may have given it back
+
+
+def _holding(factory: ProtocolFactory, slot: Slot) -> ProtocolFactory:
+    """``factory``, whose protocols take over ``slot`` (one that cannot gives it back: the
+    connection then counts nowhere)."""
+
+    def make() -> asyncio.BaseProtocol:
+        protocol = factory()
+        if isinstance(protocol, HoldsSlot):
+            protocol.slot = slot
+        else:
+            slot.give_back()
+        return protocol
+
+    return make
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset (SO_LINGER 0): the client knows at once."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 async def _peek_first_byte(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:

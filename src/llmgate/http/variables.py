@@ -200,6 +200,21 @@ class Template:
         as "")."""
         return self.expand(ctx.var)
 
+    def resolve(self, lookup: Callable[[str], str | None]) -> str | None:
+        """The text as ``expand`` gives it, or None when no variable in it has a value (nor a
+        default): APISIX's ``resolve_var`` resolving none (``n_resolved == 0``)."""
+        out = []
+        resolved = False
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = part.value(lookup)
+            if value is not None:
+                resolved = True
+                out.append(value)
+        return "".join(out) if resolved else None
+
     def expand(
         self, lookup: Callable[[str], str | None], escape: Callable[[str], str] | None = None
     ) -> str:
@@ -213,3 +228,31 @@ class Template:
             if value:
                 out.append(escape(value) if escape is not None else value)
         return "".join(out)
+
+
+def chash_key_reader(hash_on: str, key: str | None) -> Callable[[Variables], str | None]:
+    """How chash reads a request's key, as APISIX's ``fetch_chash_hash_key``: the consumer's
+    name, ``$http_<key>`` (a repeated header's lines joined), ``$cookie_<key>``, the variable
+    ``key`` or the template ``key`` (vars_combinations: when none of its variables has a value);
+    the client's address when that has none, so keyless requests spread by client instead of
+    all hashing "" onto one node."""
+    if hash_on == "vars_combinations":
+        template = Template.compile(key or "")
+
+        def combination(ctx: Variables) -> str | None:
+            value = template.resolve(ctx.var)
+            return value if value is not None else ctx.var("remote_addr")
+
+        return combination
+    if hash_on == "consumer":
+        name = "consumer_name"
+    elif hash_on in ("header", "cookie"):
+        name = f"{'http' if hash_on == 'header' else 'cookie'}_{key}"
+    else:
+        name = (key or "remote_addr").removeprefix("$")
+
+    def variable(ctx: Variables) -> str | None:
+        value = ctx.var(name)
+        return value if value is not None else ctx.var("remote_addr")
+
+    return variable

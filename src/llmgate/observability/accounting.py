@@ -27,7 +27,8 @@ from llmgate.observability.usage_ship import CallRecord
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext
-    from llmgate.observability.metrics import LlmActive, Metrics
+    from llmgate.observability.metric_series import LlmActive
+    from llmgate.observability.metrics import Metrics
     from llmgate.observability.usage import UsageReporter
 
 _new_record = tuple.__new__

@@ -93,7 +93,7 @@ def llm_summary(ctx: RequestContext) -> dict[str, Any] | None:
     usage = call.usage
     started = call.started
     return {
-        "request_model": call.request_model,
+        "request_model": call.asked_model,
         "model": call.model,
         "duration": _ms(call.first_token - started) if started and call.first_token else 0,
         "prompt_tokens": usage.prompt_tokens if usage else 0,
@@ -138,9 +138,6 @@ def _llm_var(read: Callable[[LlmCall], Any]) -> Callable[[RequestContext], Any]:
 
 _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
     "request_time": lambda ctx: round(time.perf_counter() - ctx.started, 3),
-    "upstream_response_time": lambda ctx: (
-        round(ctx.upstream_latency, 3) if ctx.upstream_latency is not None else None
-    ),
     "bytes_sent": lambda ctx: ctx.bytes_sent,
     "request_length": request_size,
     "msec": lambda ctx: round(time.time(), 3),
@@ -159,7 +156,7 @@ _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
     "request_type": lambda ctx: (
         call.request_type if (call := LlmCall.find(ctx)) is not None else "traditional_http"
     ),
-    "request_llm_model": _llm_var(lambda call: call.request_model),
+    "request_llm_model": _llm_var(lambda call: call.asked_model),
     "llm_time_to_first_token": _llm_var(
         lambda call: (
             int((call.first_token - call.started) * 1000)

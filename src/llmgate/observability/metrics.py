@@ -1,53 +1,22 @@
-"""llmgate's Prometheus metrics: APISIX's names, labels and buckets, and cheap recording.
+"""llmgate's Prometheus metrics, cheaply recorded (APISIX's names, labels and buckets are in
+``metric_families.py``).
 
     Metrics(prefix)                           one per data-plane process, in its own registry
       .record_http(ctx, prefer_name)          the prometheus plugin's log phase
       .llm_started(ctx, call) -> LlmActive    llm_active_connections + 1 (every LLM call)
       .record_llm(ctx, call, ...)             tokens and latency (every LLM call)
-      .sample(requests, connections, revision)   process-wide gauges (GaugeSampler: every
-                                                 second)
-
-Names carry ``settings.metrics_prefix`` (``llmgate_``; ``apisix_`` gives APISIX's names):
-
-    http_status                counter    code, route, matched_uri, matched_host, service,
-                                          consumer, node, request_type, request_llm_model,
-                                          llm_model
-    http_latency               histogram  type=request|upstream|apisix, route, service,
-                                          consumer, node, request_type, request_llm_model,
-                                          llm_model (ms)
-    bandwidth                  counter    type=ingress|egress, route, service, consumer, node,
-                                          request_type, request_llm_model, llm_model
-    http_requests_total        gauge      requests the data plane received (404s too)
-    nginx_http_current_connections gauge  state=active: open client connections (APISIX's name)
-    config_revision            gauge      the store revision served (the lowest of the workers)
-    node_info                  gauge      hostname, version: 1 (as APISIX's)
-    config_errors              gauge      stored resources that do not compile (runtime/compiler.py)
-    llm_prompt_tokens          counter    route_id, service_id, consumer, node, request_type,
-    llm_completion_tokens      counter    request_llm_model, llm_model
-    llm_prompt_tokens_dist     histogram  (the same labels; token buckets)
-    llm_completion_tokens_dist histogram
-    llm_latency                histogram  type=total|ttft + the same labels (ms)
-    llm_cost                   counter    the same labels: what the calls cost, in the price
-                                          table's currency (``ai/pricing.py``; llmgate's)
-    llm_cache_hit_tokens       counter    type=prompt|completion + the same labels: tokens
-                                          proxy-cache served instead of a provider (llmgate's)
-    llm_active_connections     gauge      route, route_id, matched_uri, matched_host, service,
-                                          service_id, consumer, node, request_type,
-                                          request_llm_model, llm_model
+      .sample(requests, connections, revision)   process-wide gauges (``gauge_sampler.py``:
+                                                 every second)
 
 ``node`` of a request that called an LLM through ai-proxy / ai-proxy-multi is the instance
 picked (``ai-proxy-<provider>``, or the instance's name), as APISIX's (its ``balancer_ip``);
 other requests name the upstream node's host.
 
-Counters are exposed as APISIX names them, without ``_total`` (``exporter.render``).  With
-``PROMETHEUS_MULTIPROC_DIR`` set (``llmgate serve`` always sets it, see ``exporter.py``) every
-value lands in this process's mmap file and the exporter adds up the processes.
-
 Recording never parses config: the label children of each label combination are looked up
-once and kept (``.labels()`` validates its arguments on every call), and their values are
-written in place (``cells.py``: a scrape sees every update at once, as with prometheus_client's
-own ``inc``, for a tenth of its cost).  The label values a request gives (matched URI and
-host, node, request length, model) are derived in ``metric_labels.py``.
+once and kept (``metric_series.py``; ``.labels()`` validates its arguments on every call), and
+their values are written in place (``cells.py``: a scrape sees every update at once, as with
+prometheus_client's own ``inc``, for a tenth of its cost).  The label values a request gives
+(matched URI and host, node, request length, model) are derived in ``metric_labels.py``.
 
 ``llm_model`` and ``request_llm_model`` are the labels a client chooses (the request's
 ``model``, as asked and as the provider echoed it), so their values are bounded per process
@@ -59,21 +28,17 @@ provider refuses create no series.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from llmgate import __version__
 from llmgate.ai.call import STATE_KEY as LLM_CALL
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount
-from llmgate.observability.cells import Cell, counter, histogram
+from llmgate.observability.cells import Cell
 from llmgate.observability.cells import gauge as gauge_cell
+from llmgate.observability.metric_families import MetricFamilies
 from llmgate.observability.metric_labels import (
     ModelLabels,
     matched_host,
@@ -82,88 +47,19 @@ from llmgate.observability.metric_labels import (
     request_length,
     single_node,
 )
+from llmgate.observability.metric_series import HttpSeries, LlmActive, LlmSeries
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext
 
-# APISIX's default latency buckets (ms) and LLM token buckets.
-DEFAULT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
-TOKEN_BUCKETS = (
-    1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000,
-    1000000,
-)  # fmt: skip
 # Distinct llm_model values per process, by default (settings.metrics_max_models).
 DEFAULT_MAX_MODELS = 100
-SAMPLE_INTERVAL = 1.0  # seconds between two samples of the process-wide gauges
-
-# What every HTTP series ends with, as APISIX's: traditional_http / ai_chat / ai_stream, the
-# model asked for and the model that answered ("" when no LLM was called).
-REQUEST_LABELS = ("request_type", "request_llm_model", "llm_model")
-HTTP_STATUS_LABELS = (
-    "code", "route", "matched_uri", "matched_host", "service", "consumer", "node", *REQUEST_LABELS,
-)  # fmt: skip
-HTTP_LABELS = ("type", "route", "service", "consumer", "node", *REQUEST_LABELS)
 TRADITIONAL_HTTP = "traditional_http"  # $request_type of a request that called no LLM
-LLM_LABELS = ("route_id", "service_id", "consumer", "node", *REQUEST_LABELS)
-LLM_ACTIVE_LABELS = (
-    "route", "route_id", "matched_uri", "matched_host", "service", "service_id", "consumer",
-    "node", *REQUEST_LABELS,
-)  # fmt: skip
 
 
-class _HttpSeries:
-    """The label children one (route, consumer, node, code, ...) combination records into
-    (their values written in place: ``cells.py``)."""
-
-    __slots__ = ("apisix", "egress", "ingress", "request", "status", "upstream")
-
-    def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
-        self.status = counter(metrics.http_status.labels(*key))
-        _, route, _, _, *rest = key  # rest: service, consumer, node and REQUEST_LABELS
-        latency, bandwidth = metrics.http_latency, metrics.bandwidth
-        self.request = histogram(latency.labels("request", route, *rest))
-        self.upstream = histogram(latency.labels("upstream", route, *rest))
-        self.apisix = histogram(latency.labels("apisix", route, *rest))
-        self.ingress = counter(bandwidth.labels("ingress", route, *rest))
-        self.egress = counter(bandwidth.labels("egress", route, *rest))
-
-
-class _LlmSeries:
-    __slots__ = (
-        "cached_completion", "cached_prompt", "completion", "completion_dist", "cost", "prompt",
-        "prompt_dist", "total", "ttft",
-    )  # fmt: skip
-
-    def __init__(self, metrics: Metrics, key: tuple[str, ...]) -> None:
-        self.cost = counter(metrics.llm_cost.labels(*key))
-        self.cached_prompt = counter(metrics.llm_cache_hit_tokens.labels("prompt", *key))
-        self.cached_completion = counter(metrics.llm_cache_hit_tokens.labels("completion", *key))
-        self.prompt = counter(metrics.llm_prompt_tokens.labels(*key))
-        self.completion = counter(metrics.llm_completion_tokens.labels(*key))
-        self.prompt_dist = histogram(metrics.llm_prompt_tokens_dist.labels(*key))
-        self.completion_dist = histogram(metrics.llm_completion_tokens_dist.labels(*key))
-        self.total = histogram(metrics.llm_latency.labels("total", *key))
-        self.ttft = histogram(metrics.llm_latency.labels("ttft", *key))
-
-
-class LlmActive:
-    """One LLM call counted in ``llm_active_connections``; ``done()`` takes it out (once)."""
-
-    __slots__ = ("_gauge",)
-
-    def __init__(self, gauge: Cell) -> None:
-        self._gauge: Cell | None = gauge
-        gauge.inc(1)
-
-    def done(self) -> None:
-        if self._gauge is not None:
-            self._gauge.inc(-1)
-            self._gauge = None
-
-
-class Metrics:
-    """Every metric of a data-plane process, registered in ``registry`` (a private one by
-    default, so two instances never clash)."""
+class Metrics(MetricFamilies):
+    """Every metric of a data-plane process (``metric_families.py``) and the label children
+    recorded into, per label combination."""
 
     def __init__(
         self,
@@ -171,82 +67,11 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         max_models: int = DEFAULT_MAX_MODELS,
     ):
-        self.registry = registry = registry if registry is not None else CollectorRegistry()
+        super().__init__(prefix, registry)
         self.models = ModelLabels(max_models)
-        p = prefix
-        self.http_status = Counter(
-            p + "http_status", "HTTP status codes per route in llmgate", HTTP_STATUS_LABELS,
-            registry=registry,
-        )  # fmt: skip
-        self.http_latency = Histogram(
-            p + "http_latency", "HTTP request latency in milliseconds per route in llmgate",
-            HTTP_LABELS, buckets=DEFAULT_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.bandwidth = Counter(
-            p + "bandwidth", "Total bandwidth in bytes consumed per route in llmgate",
-            HTTP_LABELS, registry=registry,
-        )  # fmt: skip
-        # Sampled from each process's HTTP server: "sum" keeps a dead worker's requests counted.
-        self.http_requests = Gauge(
-            p + "http_requests_total", "The total number of client requests since llmgate started",
-            registry=registry, multiprocess_mode="sum",
-        )  # fmt: skip
-        self.connections = Gauge(
-            p + "nginx_http_current_connections", "Number of HTTP connections", ("state",),
-            registry=registry, multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.config_revision = Gauge(
-            p + "config_revision",
-            "The configuration revision served (with several workers: the lowest one)",
-            registry=registry, multiprocess_mode="livemin",
-        )  # fmt: skip
-        self.config_errors = Gauge(
-            p + "config_errors",
-            "Stored resources whose config does not compile: served at their last good "
-            "version, or answering 503 (with several workers: the most any worker has)",
-            registry=registry, multiprocess_mode="livemax",
-        )  # fmt: skip
-        self.llm_latency = Histogram(
-            p + "llm_latency", "LLM request latency in milliseconds", ("type", *LLM_LABELS),
-            buckets=DEFAULT_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.llm_prompt_tokens = Counter(
-            p + "llm_prompt_tokens", "LLM service consumed prompt tokens", LLM_LABELS,
-            registry=registry,
-        )  # fmt: skip
-        self.llm_completion_tokens = Counter(
-            p + "llm_completion_tokens", "LLM service consumed completion tokens", LLM_LABELS,
-            registry=registry,
-        )  # fmt: skip
-        self.llm_prompt_tokens_dist = Histogram(
-            p + "llm_prompt_tokens_dist", "LLM prompt tokens distribution per request",
-            LLM_LABELS, buckets=TOKEN_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.llm_completion_tokens_dist = Histogram(
-            p + "llm_completion_tokens_dist", "LLM completion tokens distribution per request",
-            LLM_LABELS, buckets=TOKEN_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.llm_cost = Counter(
-            p + "llm_cost", "LLM service cost, in the price table's currency", LLM_LABELS,
-            registry=registry,
-        )  # fmt: skip
-        self.llm_cache_hit_tokens = Counter(
-            p + "llm_cache_hit_tokens", "LLM tokens served from proxy-cache instead of a provider",
-            ("type", *LLM_LABELS), registry=registry,
-        )  # fmt: skip
-        self.llm_active_connections = Gauge(
-            p + "llm_active_connections", "Number of active connections to LLM service",
-            LLM_ACTIVE_LABELS, registry=registry, multiprocess_mode="livesum",
-        )  # fmt: skip
-        # APISIX's node_info: 1, labelled with this node's host name and version.
-        self.node_info = Gauge(
-            p + "node_info", "Info of llmgate node", ("hostname", "version"),
-            registry=registry, multiprocess_mode="max",
-        )  # fmt: skip
-        self.node_info.labels(socket.gethostname(), __version__).set(1)
         self._active_connections = self.connections.labels("active")
-        self._http: dict[tuple[str, ...], _HttpSeries] = {}
-        self._llm: dict[tuple[str, ...], _LlmSeries] = {}
+        self._http: dict[tuple[str, ...], HttpSeries] = {}
+        self._llm: dict[tuple[str, ...], LlmSeries] = {}
         self._llm_active: dict[tuple[str, ...], Cell] = {}
 
     def record_http(self, ctx: RequestContext, prefer_name: bool = False) -> None:
@@ -269,7 +94,7 @@ class Metrics:
         )
         series = self._http.get(key)
         if series is None:
-            series = self._http[key] = _HttpSeries(self, key)
+            series = self._http[key] = HttpSeries(self, key)
         series.status.inc(1)
         latency = (time.perf_counter() - ctx.started) * 1000
         series.request.observe(latency)
@@ -299,7 +124,7 @@ class Metrics:
         return (
             call.instance or node_of(ctx.upstream_addr),
             call.request_type,
-            label(call.request_model or call.model),
+            label(call.asked_model),
             label(call.model),
         )
 
@@ -317,7 +142,7 @@ class Metrics:
             ctx.consumer.username if ctx.consumer is not None else "",
             call.instance or single_node(ctx),
             call.request_type,
-            self.models.known(call.request_model or call.model),
+            self.models.known(call.asked_model),
             self.models.known(call.model),
         )
         gauge = self._llm_active.get(key)
@@ -340,12 +165,12 @@ class Metrics:
             ctx.consumer.username if ctx.consumer is not None else "",
             call.instance or node_of(ctx.upstream_addr),
             call.request_type,
-            label(call.request_model or call.model),
+            label(call.asked_model),
             label(call.model),
         )
         series = self._llm.get(key)
         if series is None:
-            series = self._llm[key] = _LlmSeries(self, key)
+            series = self._llm[key] = LlmSeries(self, key)
         usage = call.usage
         if call.cache_hit:
             if usage is not None:
@@ -371,39 +196,3 @@ class Metrics:
         self._active_connections.set(connections)
         if revision is not None:
             self.config_revision.set(revision)
-
-
-class GaugeSampler:
-    """Sets the process-wide gauges every ``interval`` seconds (and once more at ``stop``) from
-    ``read() -> (requests received, open connections, revision served)``."""
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        read: Callable[[], tuple[int, int, int | None]],
-        interval: float = SAMPLE_INTERVAL,
-    ) -> None:
-        self.metrics = metrics
-        self.read = read
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def sample(self) -> None:
-        self.metrics.sample(*self.read())
-
-    def start(self) -> None:
-        self.sample()
-        self._task = asyncio.create_task(self._run(), name="llmgate-metrics-sample")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.sample()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.sample()

@@ -48,6 +48,8 @@ from llmgate.http.context import (
     UPSTREAM_TRIES,
     RequestContext,
     upstream_addrs,
+    upstream_response_times,
+    upstream_statuses,
 )
 from llmgate.observability.log_secrets import MASK, SECRET_ARGS, auth_names, masked_query
 
@@ -84,6 +86,14 @@ def _masked_url(url: str | None, secret: frozenset[str]) -> str | None:
     head, _, query = url.partition("?")
     query, hash_mark, fragment = query.partition("#")
     return f"{head}?{masked_query(query, secret)}{hash_mark}{fragment}"
+
+
+def _masked_referer(headers: Any, secret: frozenset[str]) -> str | None:
+    """``$http_referer``: every Referer line (joined with ", " as nginx >= 1.23 does), each
+    masked on its own.  (A request the parser refused has a plain empty dict of headers.)"""
+    if "Referer" not in headers:
+        return None
+    return ", ".join(_masked_url(line, secret) or "" for line in headers.getall("Referer"))
 
 
 def _all_masked(query: str) -> str:
@@ -156,7 +166,7 @@ def entry(
             else _left(ctx)
         ),
         "request_time": _seconds(elapsed),
-        "http_referer": _masked_url(headers.get("Referer"), secret_args),
+        "http_referer": _masked_referer(headers, secret_args),
         "http_user_agent": headers.get("User-Agent"),
         "upstream_addr": None,
         "upstream_status": None,
@@ -177,26 +187,16 @@ def entry(
         )
         query_sent = f"?{_all_masked(outbound.query)}" if outbound.query else ""
         fields["upstream_status"] = ctx.upstream_status
-        fields["upstream_response_time"] = _seconds(ctx.upstream_latency)
         fields["upstream_uri"] = f"{scheme}://{host}{outbound.path}{query_sent}"
-    if ctx is not None and (tries := ctx.state.get(UPSTREAM_TRIES)):
-        _add_tries(fields, tries)
     if ctx is not None:
+        # nginx lists every try in $upstream_addr, $upstream_status and
+        # $upstream_response_time ("127.0.0.1:1, 127.0.0.1:2 502, 200 0.001, 0.010").
         fields["upstream_addr"] = upstream_addrs(ctx)
+        fields["upstream_response_time"] = upstream_response_times(ctx)
+        if ctx.state.get(UPSTREAM_TRIES):
+            fields["upstream_status"] = upstream_statuses(ctx)
         fields.update(llm_fields(ctx))
     return fields
-
-
-def _add_tries(fields: dict[str, Any], tries: list[tuple[str, int, float]]) -> None:
-    """Failed tries before the last: nginx lists every try in $upstream_addr (already whole:
-    ``upstream_addrs``), $upstream_status and $upstream_response_time ("502, 200")."""
-    names = ("upstream_status", "upstream_response_time")
-    columns: list[list[str]] = [[str(c) for _, c, _ in tries]]
-    columns.append([_seconds(t) or "0.000" for _, _, t in tries])
-    for name, column in zip(names, columns, strict=True):
-        if fields[name] is not None:
-            column.append(str(fields[name]))
-        fields[name] = ", ".join(column)
 
 
 def llm_fields(ctx: RequestContext) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from llmgate.ai import forward, tracking
 from llmgate.ai.models import ModelEntry, models_answer, models_target
+from llmgate.ai.replies import give_retry_after
 from llmgate.ai.target import compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.http.context import Reply
@@ -76,6 +77,7 @@ class AIProxy(Plugin[AIProxyConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
+        give_retry_after(head)
         tracking.track_head(ctx, self, head, self.target.hides_usage)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -27,11 +26,12 @@ from pydantic import ConfigDict, Field, model_validator
 from llmgate.ai import forward, tracking
 from llmgate.ai.balancing import Cooldowns, InstancePicker, Weighted
 from llmgate.ai.models import models_answer, models_target, unique
+from llmgate.ai.replies import give_retry_after
 from llmgate.ai.target import AiRequest, compile_target
 from llmgate.ai.target_config import CallOptions, ProviderTarget
 from llmgate.errors import HttpError
 from llmgate.http.context import Reply
-from llmgate.http.variables import Template, cookie
+from llmgate.http.variables import chash_key_reader
 from llmgate.plugin_api.config import ConfigSection, UniqueItems
 from llmgate.plugin_api.limiting import rejection
 from llmgate.plugin_api.plugin import Plugin
@@ -39,6 +39,7 @@ from llmgate.plugins.request_id import llm_request_id
 from llmgate.proxy.client import UpstreamError
 from llmgate.runtime.snapshot import CHAIN
 from llmgate.schemas.checks import ActiveCheck, Checks
+from llmgate.schemas.upstream import check_chash_key
 
 if TYPE_CHECKING:
     from llmgate.ai.protocols import Protocol
@@ -116,6 +117,8 @@ class AIProxyMultiConfig(CallOptions):
             raise ValueError(
                 "must configure `balancer.key` when balancer `hash_on` is not consumer"
             )
+        if balancer.algorithm == "chash":
+            check_chash_key(balancer.hash_on, balancer.key)
         return self
 
 
@@ -179,7 +182,9 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
             names & {"rate_limiting", "instance_health_and_rate_limiting"}
         )
         self.hash_key = (
-            _hash_key_reader(conf.balancer) if conf.balancer.algorithm == "chash" else None
+            chash_key_reader(conf.balancer.hash_on, conf.balancer.key)
+            if conf.balancer.algorithm == "chash"
+            else None
         )
 
     def _healthy(self, index: int) -> bool:
@@ -218,6 +223,7 @@ class AIProxyMulti(Plugin[AIProxyMultiConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
+        give_retry_after(head)
         tracking.track_head(ctx, self, head, self._hides_usage)
 
     def body_filter(self, ctx: RequestContext, chunk: bytes, eof: bool) -> bytes:
@@ -342,19 +348,3 @@ async def _budget_wait(ctx: RequestContext, instance: str) -> float:
                 answer = await answer
             longest = max(longest, float(answer))
     return longest
-
-
-def _hash_key_reader(balancer: Balancer) -> Callable[[RequestContext], str | None]:
-    """How to read the chash key of a request, per ``balancer.hash_on``."""
-    key = balancer.key or ""
-    if balancer.hash_on == "consumer":
-        return lambda ctx: ctx.consumer.username if ctx.consumer else None
-    if balancer.hash_on == "header":
-        return lambda ctx: ctx.inbound.headers.get(key)
-    if balancer.hash_on == "cookie":
-        return lambda ctx: cookie(ctx.inbound, key)
-    if balancer.hash_on == "vars_combinations":
-        template = Template.compile(key)
-        return template.render
-    name = key.lstrip("$")
-    return lambda ctx: ctx.var(name)

@@ -29,6 +29,7 @@ from llmgate.ai import tracking
 from llmgate.ai.call import LlmCall
 from llmgate.ai.models import models_answer, models_target, unique
 from llmgate.ai.protocols import detect, protocol_of_path
+from llmgate.ai.replies import give_retry_after
 from llmgate.ai.stream_usage import UsageChunkFilter, with_usage
 from llmgate.http import json_body
 from llmgate.http.body import MAX_BUFFERED_BODY
@@ -87,6 +88,7 @@ class OpenAICompatible(Plugin[OpenAICompatibleConfig]):
 
     def header_filter(self, ctx: RequestContext, head: ResponseHead) -> None:
         llm_request_id(ctx, head)
+        give_retry_after(head)
         if _FILTER_KEY in ctx.state:
             # Kept for the provider's stream, and for a disk HIT's replay (answered after
             # this plugin's access asked for the usage: stored with it).

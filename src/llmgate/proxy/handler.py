@@ -31,7 +31,7 @@ from llmgate.http.context import (
 from llmgate.http.headers import add_forwarded, end_to_end
 from llmgate.http.limits import ClientLimits
 from llmgate.http.paths import check_target, parse_target
-from llmgate.http.variables import RouteVariables, cookie
+from llmgate.http.variables import RouteVariables
 from llmgate.proxy.eager import drive
 from llmgate.proxy.respond import UPSTREAM_STATUS_HEADER, relay, send_reply, upstream_status
 from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing
@@ -324,16 +324,7 @@ def _hash_key(ctx: RequestContext) -> str | None:
     pool = ctx.upstream
     if pool is None or pool.spec.type != "chash":
         return None
-    spec = pool.spec
-    if spec.hash_on == "consumer":
-        return ctx.consumer.username if ctx.consumer else None
-    if spec.hash_on == "header":
-        return ctx.inbound.headers.get(spec.key or "")
-    if spec.hash_on == "cookie":
-        return cookie(ctx.inbound, spec.key or "")
-    if spec.hash_on == "vars_combinations":
-        return pool.hash_template.render(ctx)
-    return ctx.var((spec.key or "remote_addr").lstrip("$"))
+    return pool.hash_key(ctx)
 
 
 async def outgoing_for(ctx: RequestContext) -> Outgoing:

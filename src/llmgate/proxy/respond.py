@@ -2,7 +2,9 @@
 through their body filters, written to the client under the send timeout.
 
 ``relay`` streams an upstream's response (its connection back to the pool once done);
-``send_reply`` sends a plugin's or the gateway's own ``Reply``.
+``send_reply`` sends a plugin's or the gateway's own ``Reply``; when the request's body broke
+off (timed out, broken framing, too large, over the budget) the connection is closed after it,
+as nginx closes it: what is left of that body on the connection is unknown or unwanted.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import logging
 import socket
 import struct
 import time
+from typing import TypeVar
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from llmgate.ai.replies import gateway_reply
 from llmgate.ai.tracking import passive_tracker
+from llmgate.http.body import BodyState
 from llmgate.http.context import (
     HEAD_BYTES,
     UPSTREAM_TRIES,
@@ -35,6 +39,7 @@ log = logging.getLogger("llmgate.proxy")
 
 # Set on an upstream's 5xx, as APISIX does.
 UPSTREAM_STATUS_HEADER = "X-APISIX-Upstream-Status"
+_R = TypeVar("_R", bound=web.StreamResponse)
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
@@ -174,6 +179,13 @@ async def relay(
         ctx.upstream_latency = time.monotonic() - started
 
 
+def _closing(ctx: RequestContext, response: _R) -> _R:
+    """``response``, closing its connection when the request's body broke off."""
+    if ctx.body.state is BodyState.BROKEN:
+        response.force_close()
+    return response
+
+
 async def send_reply(
     ctx: RequestContext, chain: PluginChain, reply: Reply, send_timeout: float
 ) -> web.StreamResponse:
@@ -184,8 +196,8 @@ async def send_reply(
         if chain.body_filter:
             body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
         ctx.bytes_sent = len(body)  # aiohttp writes it after the log phase
-        return web.Response(status=head.status, body=body, headers=head.headers)
-    response = web.StreamResponse(status=head.status, headers=head.headers)
+        return _closing(ctx, web.Response(status=head.status, body=body, headers=head.headers))
+    response = _closing(ctx, web.StreamResponse(status=head.status, headers=head.headers))
     await _prepare(ctx, response)
     async for chunk in reply.body:
         chunk = _filter(ctx, chain, chunk, False) if chain.body_filter else chunk

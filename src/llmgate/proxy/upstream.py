@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
-from llmgate.http.variables import Template
+from llmgate.http.variables import chash_key_reader
 from llmgate.proxy.balancer import BALANCERS, Balancer, Node
 from llmgate.proxy.client import (
     IDEMPOTENT,
@@ -128,8 +128,8 @@ class UpstreamPool:
         self.retries = spec.retries if spec.retries is not None else max(len(self.nodes) - 1, 0)
         self.timeouts = _timeouts(spec.timeout)
         self.scheme = "https" if spec.scheme in ("https", "grpcs") else "http"
-        # chash on vars_combinations: the key template, compiled once.
-        self.hash_template = Template.compile(spec.key or "")
+        # How chash reads a request's key (per ``hash_on``), made once.
+        self.hash_key = chash_key_reader(spec.hash_on, spec.key)
         self._node_pools: list[NodePool | None] = [None] * len(self.nodes)
         self.checker: HealthChecker | None = None
         if spec.checks is not None:
@@ -164,7 +164,13 @@ class UpstreamPool:
             context = None
             if self.scheme == "https":
                 context = _ssl_context(bool(self.spec.tls is not None and self.spec.tls.verify))
-            sni = node.host if not _is_ip(node.host) else self.spec.upstream_host
+            # APISIX's ``proxy_ssl_name $upstream_host`` where it is the upstream's own: the
+            # rewritten Host; else a domain node's name (not the client's Host: see
+            # docs/compatibility.md), none for an address (nginx sends no IP as SNI).
+            if self.spec.pass_host == "rewrite":
+                sni = self.spec.upstream_host
+            else:
+                sni = None if _is_ip(node.host) else node.host
             pool = self._node_pools[index] = NodePool(
                 node.host,
                 node.port,

@@ -3,7 +3,7 @@
 Within one process the admin API's commits wake the loader at once; on PostgreSQL every commit
 wakes it through LISTEN/NOTIFY; and it polls the revision every ``interval`` seconds (one
 single-row SELECT) whatever happens.  A new revision's changed rows are fetched and only what
-they touch is compiled (``compiler.update_steps``; everything when it cannot say), in steps
+they touch is compiled (``incremental.update_steps``; everything when it cannot say), in steps
 with requests served between them.  A request keeps the snapshot it started with; an old
 snapshot's upstream pools are closed only once its last request is done.
 
@@ -23,7 +23,8 @@ from collections.abc import Generator
 from typing import TypeVar
 
 from llmgate.observability.logs import Notices
-from llmgate.runtime.compiler import compile_steps, update_steps
+from llmgate.runtime.compiler import compile_steps
+from llmgate.runtime.incremental import update_steps
 from llmgate.runtime.last_good import SnapshotFile
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import Snapshot

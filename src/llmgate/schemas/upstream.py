@@ -67,6 +67,37 @@ def split_host_port(address: str) -> tuple[str, int | None]:
     return host, parse_port(port)
 
 
+# What an upstream's chash may hash on (APISIX's ``upstream_hash_vars_schema``), plus what
+# llmgate also reads: ``$http_<name>``, ``$cookie_<name>`` and a leading ``$``.
+_HASH_VARS = re.compile(
+    r"(uri|server_addr|request_uri|remote_port|remote_addr|query_string|host"
+    r"|(arg|http|cookie)_[0-9a-zA-Z_-]+)"
+)
+# In APISIX's list but constant (or for stream routes) in nginx, and not variables llmgate has.
+_UNHASHABLE_VARS = ("server_name", "hostname", "mqtt_client_id")
+_HASH_NAME = re.compile(r"[a-zA-Z0-9_-]+")  # APISIX's ``upstream_hash_header_schema``
+
+
+def check_chash_key(hash_on: str, key: str | None) -> None:
+    """``ValueError`` when chash could hash nothing on ``key``: a variable llmgate does not
+    read, a header or cookie name no request can carry (APISIX refuses them too, with its
+    schemas' patterns).  Every request would go to one node."""
+    if hash_on == "vars":
+        name = (key or "").removeprefix("$")
+        if name in _UNHASHABLE_VARS:
+            raise ValueError(
+                f'key "{key}" is not supported: a constant in nginx, no variable in llmgate'
+            )
+        if not _HASH_VARS.fullmatch(name):
+            raise ValueError(
+                f'key "{key}" is no variable chash can hash on (expected uri, request_uri, '
+                "host, query_string, remote_addr, remote_port, server_addr, arg_<name>, "
+                "http_<name> or cookie_<name>)"
+            )
+    elif hash_on in ("header", "cookie") and not _HASH_NAME.fullmatch(key or ""):
+        raise ValueError(f'key "{key}" is no {hash_on} name (letters, digits, "_" and "-")')
+
+
 class DiscoveryArgs(BaseModel):
     """APISIX's ``discovery_args``: read only with a ``discovery_type``, which llmgate refuses
     (it has no service discovery).  Only the empty object is accepted: the APISIX Dashboard's
@@ -100,6 +131,20 @@ class UpstreamSpec(BaseModel):
     desc: Desc | None = None
     labels: dict[str, LabelValue] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_discovery(cls, data: Any) -> Any:
+        """APISIX's ``discovery_type`` + ``service_name`` (nodes from a registry): said by name
+        rather than as an unknown field or missing ``nodes``."""
+        if isinstance(data, dict):
+            for name in ("discovery_type", "service_name"):
+                if name in data:
+                    raise ValueError(
+                        f"{name} is not supported: llmgate has no service discovery (list "
+                        "the upstream's nodes)"
+                    )
+        return data
+
     @model_validator(mode="after")
     def _cross_checks(self) -> UpstreamSpec:
         if isinstance(self.nodes, dict):
@@ -111,6 +156,8 @@ class UpstreamSpec(BaseModel):
             raise ValueError("`upstream_host` can't be empty when `pass_host` is `rewrite`")
         if self.type == "chash" and self.hash_on != "consumer" and not self.key:
             raise ValueError("missing key")
+        if self.type == "chash":
+            check_chash_key(self.hash_on, self.key)
         return self
 
 

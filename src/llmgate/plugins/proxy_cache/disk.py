@@ -9,9 +9,9 @@ Layout (nginx's ``levels=1:2`` on the SHA-256 of the primary key, then one file 
 same value and kept across restarts. Otherwise it is a private temporary directory
 (``$TMPDIR/llmgate-cache-XXXXXXXX``, mode 0700) removed when the store closes, so separate
 gateways never see each other's entries; one left behind by a killed gateway is removed when
-the next store opens (sweep.py). Writes run in a thread after the response, to a temporary
-file renamed into place, so a reader (or a crash) never sees half an entry; until the rename
-lands, this process answers from its own pending copy.
+the next store opens (sweep.py). Writes run in a thread after the response (entry_files.py),
+to a temporary file renamed into place, so a reader (or a crash) never sees half an entry; until
+the rename lands, this process answers from its own pending copy.
 
 Writes wait in a queue for one of ``WRITERS`` writing tasks.  The queue is bounded
 (``MAX_PENDING``, ``MAX_PENDING_BYTES``): when writes fall behind (a flood), the oldest waiting
@@ -43,16 +43,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llmgate.plugins.proxy_cache.entry import Entry
+from llmgate.plugins.proxy_cache.entry_files import (
+    read_entry,
+    remove_entries,
+    unlink_entry,
+    write_entry,
+)
 from llmgate.plugins.proxy_cache.ledger import Ledger
 from llmgate.plugins.proxy_cache.policy import CacheKey
-from llmgate.plugins.proxy_cache.sweep import (
-    NEW_PREFIX,
-    Swept,
-    new_root,
-    remove_stale_roots,
-    sweep,
-    temporary_prefix,
-)
+from llmgate.plugins.proxy_cache.sweep import Swept, new_root, remove_stale_roots, sweep
 from llmgate.runtime.services import CacheCaps
 
 log = logging.getLogger("llmgate.plugins.proxy_cache")
@@ -61,7 +60,6 @@ CACHE_DIR_ENV = "LLMGATE_CACHE_DIR"
 SWEEP_EVERY = 10.0  # seconds between two sweeps (nginx's cache manager: 10 s)
 SWEEP_SHARE = 0.1  # at most this share of the time goes to counting a large zone
 WRITE_ATTEMPTS = 5  # a write that keeps finding the zone full is given up after this many
-EVICTIONS_PER_WRITE = 64
 MAX_PENDING = 256  # writes waiting to land (queued or being written)
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 WRITERS = 4  # writes in flight at once (each in a thread)
@@ -138,7 +136,7 @@ class DiskStore:
             path.stat()  # one stat: misses stay on the loop, cheap
         except OSError:
             return None
-        return await asyncio.to_thread(_read, path, key, self.ledger)
+        return await asyncio.to_thread(read_entry, path, key, self.ledger)
 
     async def put(self, entry: Entry) -> None:
         """Store ``entry`` in the background; visible to this process at once.  Beyond
@@ -181,7 +179,7 @@ class DiskStore:
         for key in dropped:
             self._unqueue(key)
             self._pending.pop(key, None)  # its write in flight, if any, is cancelled
-        removed = await asyncio.to_thread(_remove, target, variant is None, self.ledger)
+        removed = await asyncio.to_thread(remove_entries, target, variant is None, self.ledger)
         return removed or bool(dropped)
 
     async def flush(self) -> None:
@@ -210,7 +208,7 @@ class DiskStore:
                 return False
             if path == str(keep):
                 continue
-            if self.ledger.remove(functools.partial(_unlink, path)) != (0, 0):
+            if self.ledger.remove(functools.partial(unlink_entry, path)) != (0, 0):
                 return True
             # else purged, or evicted by another process, meanwhile
 
@@ -250,7 +248,14 @@ class DiskStore:
         try:
             for attempt in range(1, WRITE_ATTEMPTS + 1):
                 room = await asyncio.to_thread(
-                    _write, path, entry, pending.used, wanted, self.ledger, self.caps, self._evict
+                    write_entry,
+                    path,
+                    entry,
+                    pending.used,
+                    wanted,
+                    self.ledger,
+                    self.caps,
+                    self._evict,
                 )
                 if not room or not wanted() or attempt == WRITE_ATTEMPTS:
                     break
@@ -296,137 +301,3 @@ class DiskStore:
             except OSError as exc:
                 log.warning("could not sweep the cache directory %s: %s", self.directory, exc)
             pause = max(SWEEP_EVERY, (time.monotonic() - began) / SWEEP_SHARE)
-
-
-def _read(path: Path, key: CacheKey, ledger: Ledger) -> Entry | None:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        entry = Entry.decode(data)
-    except ValueError as exc:
-        log.warning("unreadable cache entry %s (%s): removed", path, exc)
-        with contextlib.suppress(OSError):
-            ledger.remove(lambda: _unlink(str(path)))
-        return None
-    if entry.key != key:
-        return None  # a SHA-256 collision: never serve it
-    with contextlib.suppress(OSError):  # last used now (the sweep evicts the least recent)
-        os.utime(path, (time.time(), entry.created + entry.ttl))
-    return entry
-
-
-def _write(
-    path: Path,
-    entry: Entry,
-    used: float,
-    wanted: Callable[[], bool],
-    ledger: Ledger,
-    caps: CacheCaps,
-    evict: Callable[[Path], bool],
-) -> int:
-    """Write ``entry`` (last ``used`` then) if the zone has room for it, evicting (``evict``) up to
-    ``EVICTIONS_PER_WRITE`` entries to make it: 0, or the bytes a sweep must free first (the
-    entry is then not written).
-
-    An empty ``.new-*`` file becomes ``.tmp-<size>-*`` in the same step as the ledger counts
-    it, as a whole new entry: a sweep running meanwhile sees every write the ledger admitted
-    (and counts it by name), and nothing a refused write left.  The rename into place and the
-    entry it replaces (measured then, not before) are counted in one step too (``_land``)."""
-    data = entry.encode()
-    if len(data) > caps.max_bytes:
-        return 0  # never fits: not worth a sweep
-    descriptor, new = _temporary_file(path.parent)
-    counted = os.path.join(path.parent, temporary_prefix(len(data)) + os.path.basename(new))
-    admitted = False
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            for _ in range(EVICTIONS_PER_WRITE + 1):
-                admitted = ledger.admit(
-                    len(data), 1, caps.max_bytes, caps.max_entries, lambda: os.rename(new, counted)
-                )
-                if admitted or not evict(path):
-                    break
-            if not admitted:
-                return len(data)
-            file.write(data)
-        # atime: last used; mtime: when it expires (what the sweep reads).
-        os.utime(counted, (used, entry.created + entry.ttl))
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(new)
-        if admitted:
-            ledger.remove(lambda: _land(counted, path, len(data), wanted))
-    return 0
-
-
-def _land(counted: str, path: Path, size: int, wanted: Callable[[], bool]) -> tuple[int, int]:
-    """Rename the admitted file ``counted`` (of ``size`` bytes) into place if it is still
-    ``wanted``, else delete it; what that removed: the entry it replaced, or itself."""
-    if wanted():
-        try:
-            replaced = os.stat(path).st_size
-        except FileNotFoundError:
-            replaced = -1
-        try:
-            os.replace(counted, path)
-        except FileNotFoundError:
-            pass  # its folder was purged meanwhile
-        else:
-            return (replaced, 1) if replaced >= 0 else (0, 0)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(counted)
-    return size, 1
-
-
-def _unlink(path: str) -> tuple[int, int]:
-    """Delete the entry file at ``path``: (its size, 1), or (0, 0) when it was gone."""
-    try:
-        size = os.stat(path).st_size
-        os.unlink(path)
-    except FileNotFoundError:
-        return 0, 0
-    return size, 1
-
-
-def _temporary_file(folder: Path) -> tuple[int, str]:
-    """A new empty ``.new-*`` file in ``folder``, created as needed (again if a sweep removed
-    it as empty in between)."""
-    for attempt in range(3):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            return tempfile.mkstemp(dir=folder, prefix=NEW_PREFIX)
-        except (FileNotFoundError, FileExistsError):
-            # FileExistsError: mkdir found a folder there, which a sweep then removed (empty)
-            # before mkdir could check that it is a folder.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _remove(target: Path, folder: bool, ledger: Ledger) -> bool:
-    """Delete an entry file, or a folder of them; whether an entry was there. (A write in
-    flight may be creating the folder meanwhile, so never probe what ``target`` is.)"""
-    try:
-        if folder:
-            return ledger.remove(lambda: _remove_folder(target))[1] > 0
-        return ledger.remove(lambda: _unlink(str(target)))[1] > 0
-    except NotADirectoryError:
-        return False
-    except OSError as exc:
-        log.warning("could not purge cache entry %s: %s", target, exc)
-        return False
-
-
-def _remove_folder(target: Path) -> tuple[int, int]:
-    """Delete a key's folder: the (bytes, entries) of the entries it held.  Writes in flight
-    there (dot files) are their writers' to count: ``_land`` finds them gone."""
-    try:
-        sizes = [
-            item.stat().st_size for item in os.scandir(target) if not item.name.startswith(".")
-        ]
-    except FileNotFoundError:
-        return 0, 0
-    shutil.rmtree(target, ignore_errors=True)
-    return sum(sizes), len(sizes)

@@ -1,4 +1,4 @@
-"""The standalone file format: APISIX's apisix.yaml / apisix.json, read and written."""
+"""Reading the standalone file format: APISIX's apisix.yaml / apisix.json."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import time
 import pytest
 
 from llmgate.admin.resource import Address
-from llmgate.config.document import (
-    MAX_NODES,
-    DocumentError,
-    Entry,
-    format_of,
-    parse,
-    read,
-    render,
-)
-from llmgate.store import Item
+from llmgate.config.document import DocumentError, Entry
+from llmgate.config.reading import MAX_NODES, format_of, parse, read
 
 # The "Route + Upstream" example of APISIX's deployment-modes.md, as written there.
 ROUTE_AND_UPSTREAM = """\
@@ -128,6 +120,20 @@ def test_environment_variables_in_json_values_become_numbers_as_in_apisix() -> N
     assert upstream.conf["desc"] == "1x"
 
 
+def test_whole_floats_are_integers_in_yaml_and_json_as_in_the_admin_api() -> None:
+    """``count: 5.0`` reads as the integer 5, as a body sent to the admin API does (APISIX
+    reads both with one Lua number type); from an environment variable too.  ``1.5`` stays."""
+    yaml_text = "routes:\n  - uri: /x\n    priority: 2.0\n    desc: ${{N}}\n    x: 1.5\n#END\n"
+    [route] = entries(yaml_text, N="3.0")
+    assert route.conf == {"uri": "/x", "priority": 2, "desc": 3, "x": 1.5}
+    assert [type(route.conf[k]) for k in ("priority", "desc", "x")] == [int, int, float]
+    json_text = '{"routes": [{"uri": "/x", "priority": 2.0, "desc": "${{N}}", "x": [1.5, 4.0]}]}'
+    [route] = entries(json_text, "json", N="3.0")
+    assert route.conf == {"uri": "/x", "priority": 2, "desc": 3, "x": [1.5, 4]}
+    assert [type(route.conf[k]) for k in ("priority", "desc")] == [int, int]
+    assert type(route.conf["x"][1]) is int
+
+
 def test_dates_stay_strings() -> None:
     [route] = entries("routes:\n  - uri: /x\n    desc: 2024-01-01\n#END\n")
     assert route.conf["desc"] == "2024-01-01"
@@ -220,38 +226,6 @@ def test_format_of() -> None:
     assert format_of("apisix.yaml", "{}") == "yaml"
     assert format_of("-", ' {"routes": []}') == "json"
     assert format_of("-", "routes: []\n#END") == "yaml"
-
-
-def test_render_reads_back_as_the_same_entries() -> None:
-    items = [
-        Item(
-            "routes",
-            "1",
-            {"id": "1", "uri": "/a", "upstream_id": "u", "create_time": 1, "update_time": 2},
-            3,
-            3,
-        ),
-        Item("upstreams", "u", {"nodes": {"127.0.0.1:80": 1}, "id": "u", "create_time": 1}, 1, 1),
-        Item("consumers", "jack", {"username": "jack", "create_time": 1}, 2, 2),
-        Item(
-            "credentials", "jack/k", {"id": "k", "plugins": {"key-auth": {"key": "sha256$x"}}}, 4, 4
-        ),
-        Item("consumers", "jill", {"username": "jill"}, 5, 5),
-    ]
-    for fmt in ("yaml", "json"):
-        text = render(items, fmt)  # type: ignore[arg-type]
-        assert "create_time" not in text and "update_time" not in text
-        assert entries(text, fmt) == [
-            Entry("routes", Address("1"), {"id": "1", "uri": "/a", "upstream_id": "u"}),
-            Entry("upstreams", Address("u"), {"id": "u", "nodes": {"127.0.0.1:80": 1}}),
-            Entry("consumers", Address("jack"), {"username": "jack"}),
-            Entry(
-                "credentials", Address("k", "jack"), {"plugins": {"key-auth": {"key": "sha256$x"}}}
-            ),
-            Entry("consumers", Address("jill"), {"username": "jill"}),
-        ]
-    assert render([], "yaml") == "#END\n"
-    assert render(items, "yaml").endswith("\n#END\n")
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
