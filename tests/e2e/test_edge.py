@@ -439,7 +439,9 @@ def test_http10_without_host_uses_the_upstream_host(gw: LiveGateway) -> None:
 
 
 def test_invalid_host_header_is_400(gw: LiveGateway) -> None:
-    for host in ("a..b", "a/b", ""):
+    # "@", quotes and the like would reach the upstream in X-Forwarded-Host (and $host):
+    # an upstream building links from it would point them at user@evil (nginx 1.29.4 refuses).
+    for host in ("a..b", "a/b", "", "gateway.test@evil.example", 'a"b', "a:80x"):
         answer = exchange(gw.proxy_port, request_bytes("GET", "/plain/x", host=host))
         assert answer.status == 400, host
 
@@ -474,6 +476,38 @@ def test_parser_errors_are_json_without_echo(gw: LiveGateway, port_of: str) -> N
     for version, status in ((b"HTTP/2.0", 505), (b"HTTP/0.9", 505), (b"HTTP/1.2", 400)):
         raw = b"GET /plain/x " + version + b"\r\nHost: a\r\n\r\n"
         assert_json_error(exchange(port, raw), status, marker)
+
+
+CHUNKS = b"5\r\nhello\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # HTTP/1.0 has no chunks: a proxy in front may frame it by its length or its close
+        # (nginx: 400 "client sent HTTP/1.0 request with Transfer-Encoding header").
+        b"POST /plain/te HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n",
+        # Only "chunked" itself (nginx: 501 "client sent unknown Transfer-Encoding"; llmgate
+        # answers no client anything in 5xx).
+        b"POST /plain/te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n",
+        b"POST /plain/te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n",
+        b"POST /plain/te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n",
+    ],
+    ids=["http10", "identity-chunked", "gzip-chunked", "trailing-comma"],
+)
+def test_transfer_encodings_nginx_refuses_never_reach_the_upstream(
+    gw: LiveGateway, head: bytes
+) -> None:
+    gw.clear_fake()
+    assert_json_error(exchange(gw.proxy_port, head + b"\r\n" + CHUNKS), 400, b"hello")
+    assert gw.fake_requests() == []
+
+
+def test_chunked_in_any_case_and_spacing_is_read_as_chunks(gw: LiveGateway) -> None:
+    for value in (b"chunked", b"Chunked", b"CHUNKED", b"\tchunked "):
+        head = b"POST /plain/te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + value + b"\r\n"
+        assert exchange(gw.proxy_port, head + b"\r\n" + CHUNKS).status == 200, value
+        assert last_request(gw)["body_length"] == 5
 
 
 def test_crlf_in_a_rewritten_target_is_refused(gw: LiveGateway) -> None:

@@ -4,6 +4,7 @@ normal clients) down.  Settings come from the environment (``LLMGATE_*``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -102,6 +103,61 @@ def test_next_head_gets_client_header_timeout_from_its_first_byte(gw: LiveGatewa
         assert not client.is_closed_by_peer(1.2)  # past keepalive_timeout: the head's 2 s rule
         client.send(b"Host: a\r\n\r\n")
         assert client.read_response().status == 200
+
+
+def head_of(size: int, target: str = "/head") -> bytes:
+    """A GET head of about ``size`` bytes, in header lines of 4 KB (each under nginx's 8 KB)."""
+    start = f"GET {target} HTTP/1.1\r\nHost: a\r\n".encode()
+    lines = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 4000) for i in range(size // 4020))
+    return start + lines + b"\r\n"
+
+
+def test_a_head_is_held_to_nginx_buffers_however_it_arrives(gw: LiveGateway) -> None:
+    """nginx reads a request head into at most 4 buffers of 8 KB (large_client_header_buffers):
+    a larger head is refused, where aiohttp alone took 128 fields of 8 KB, a megabyte a head,
+    about 2 MB of memory per connection while the head timeout ran (300 such connections
+    raised the gateway's RSS by 575 MB)."""
+    assert exchange(gw.proxy_port, head_of(28_000)).status == 200
+    for pieces in (1, 10):
+        answer = exchange(gw.proxy_port, head_of(40_000), pieces=pieces, pause=0.01)
+        assert answer.status == 431, pieces
+        assert answer.json() == {"error_msg": "request header fields too large"}
+        assert answer.header("Connection") == "close"
+    # One sent whole, more than a single read takes: still one head.
+    assert exchange(gw.proxy_port, head_of(300_000)).status == 431
+
+
+def test_a_head_never_finished_is_refused_once_past_the_buffers(gw: LiveGateway) -> None:
+    """An incomplete head stops being read once it passes the buffers, not at the timeout."""
+    unfinished = head_of(60_000)[:-2]
+    with RawClient(gw.proxy_port) as client:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # the gateway may close while we still send
+            client.send_pieces(unfinished, pieces=15, pause=0.01)
+        answer = client.read_response()
+        assert answer.status == 431
+        assert time.monotonic() - started < 1.5  # the head timeout is 2 s
+        assert client.is_closed_by_peer(2)
+
+
+def test_pipelined_heads_are_each_held_to_the_buffers(gw: LiveGateway) -> None:
+    with RawClient(gw.proxy_port) as client:
+        client.send(head_of(20_000, "/p/1") + head_of(20_000, "/p/2") + head_of(40_000, "/p/3"))
+        assert [client.read_response().status for _ in range(3)] == [200, 200, 431]
+
+
+def test_a_head_pipelined_behind_a_slow_request_is_held_to_the_buffers(gw: LiveGateway) -> None:
+    """While a request is under way, the next one's head arriving behind it counts too: a
+    slow answer must not let an unfinished head grow past the buffers meanwhile."""
+    slow = request_bytes("GET", "/slow-answer?fake_latency_ms=1500")
+    with RawClient(gw.proxy_port) as client:
+        client.send(slow)
+        time.sleep(0.2)  # the slow request is under way
+        with contextlib.suppress(OSError):
+            client.send_pieces(head_of(60_000)[:-2], pieces=15, pause=0.01)
+        assert client.read_response().status == 200
+        assert client.read_response().status == 431
+        assert client.is_closed_by_peer(2)
 
 
 def test_slow_body_is_not_cut_by_the_head_timeout(gw: LiveGateway) -> None:

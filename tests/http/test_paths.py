@@ -204,13 +204,35 @@ def test_merge_slashes_off_keeps_empty_segments() -> None:
         ("[::1]", "[::1]"),
         ("127.0.0.1:1", "127.0.0.1"),
         (".leading.dot", ".leading.dot"),
+        ("a-b_c~d!$&'()*+,;=%41", "a-b_c~d!$&'()*+,;=%41"),  # RFC 3986 reg-name
+        ("a:65535", "a"),
+        ("a:", "a"),
     ],
 )
 def test_canonical_host(raw: str, host: str) -> None:
     assert canonical_host(raw) == host
 
 
-@pytest.mark.parametrize("raw", ["", ":80", "a..b", "a/b", "a\\b", "a b", "a\x00", ".", "a:1/x"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *("", ":80", "a..b", "a/b", "a\\b", "a b", "a\x00", ".", "a:1/x"),
+        # nginx 1.29.4 (RFC 3986 host syntax): gen-delims, unwise characters, the upper half,
+        # a port that is not 0-65535 in digits, an unclosed or trailed IP literal.
+        *("user@evil.example", "a#b", "a?b", 'a"b', "a<b>", "a`b", "a{b}", "a|b", "a^b"),
+        *(
+            "h\u00e9.example",
+            "a:80x",
+            "a:65536",
+            "a:-1",
+            "a:" + "9" * 5000,
+            "a:1:2",
+            "[::1",
+            "[::1]x",
+            "a]b",
+        ),
+    ],
+)
 def test_bad_hosts_are_400(raw: str) -> None:
     with pytest.raises(BadTarget):
         canonical_host(raw)

@@ -13,8 +13,9 @@ reads it that way.  The path is routed on and forwarded in that form, re-escaped
 ``escape_path`` (APISIX's ``uri_safe_encode``), so an upstream that decodes it once sees the
 very path the gateway routed.
 
-``canonical_host`` is nginx's ``ngx_http_validate_host``: lower-cased, the port and one
-trailing dot dropped; ``..``, ``/``, ``\\``, spaces and control characters are a 400.
+``canonical_host`` is nginx's ``ngx_http_validate_host`` (1.29.4, RFC 3986 host syntax):
+lower-cased, the port and one trailing dot dropped; ``..``, a character outside a reg-name
+(``/``, ``\\``, ``@``, quotes, spaces, controls, non-ASCII) or a bad port is a 400.
 
 Everything here is a pure function of its arguments (``parse_target`` remembers the latest
 targets it parsed).
@@ -120,32 +121,53 @@ def normalize_path(path: str, merge_slashes: bool = True) -> str:
     return "/" + "/".join(out)
 
 
+# RFC 3986 reg-name characters (unreserved, sub-delims, "%"), as nginx's host validation
+# takes them; an IP literal ("[...]") also takes ":".
+_HOST_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%"
+)
+_LITERAL_CHARS = _HOST_CHARS | {":"}
+
+
 @functools.lru_cache(maxsize=1024)
 def canonical_host(raw: str) -> str:
     """The host of a Host header or absolute-form target as nginx's ``$host``: lower-cased,
-    without port or trailing dot (``[::1]`` keeps its brackets).  ``BadTarget`` when invalid."""
-    host_end = len(raw)
+    without port or trailing dot (``[::1]`` keeps its brackets).  ``BadTarget`` when invalid:
+    as nginx 1.29.4's ``ngx_http_validate_host``, RFC 3986 host syntax (no "@", quotes,
+    controls or non-ASCII; ".." nowhere; a port of digits up to 65535)."""
     literal = raw.startswith("[")
-    dot = -2
-    for i, char in enumerate(raw):
-        if char == ".":
-            if dot == i - 1:
-                raise BadTarget("invalid host")
-            dot = i
-        elif char == ":" and not literal:
-            host_end = i
-            break
-        elif char == "]" and literal:
-            host_end = i + 1
-            break
-        elif char in _UNSAFE_TARGET or char in "/\\":
+    if literal:
+        close = raw.find("]")
+        if close < 0:
             raise BadTarget("invalid host")
-    if dot == host_end - 1:
-        host_end -= 1
+        host_end = close + 1
+        name, allowed = raw[1:close], _LITERAL_CHARS
+    else:
+        colon = raw.find(":")
+        host_end = len(raw) if colon < 0 else colon
+        name, allowed = raw[:host_end], _HOST_CHARS
+    if not set(name) <= allowed or ".." in name:
+        raise BadTarget("invalid host")
+    if not _valid_port(raw[host_end:]):
+        raise BadTarget("invalid host")
     host = raw[:host_end]
-    if not host or any(char in _UNSAFE_TARGET or char in "/\\" for char in raw[host_end:]):
+    if not literal and host.endswith("."):
+        host = host[:-1]
+    if not host:
         raise BadTarget("invalid host")
     return host.lower()
+
+
+def _valid_port(rest: str) -> bool:
+    """What follows the host: nothing, or ":" and a port of 0-65535 in digits (or none)."""
+    if not rest:
+        return True
+    digits = rest[1:]
+    if rest[0] != ":":
+        return False
+    return not digits or (
+        len(digits) <= 5 and digits.isascii() and digits.isdigit() and int(digits) <= 65535
+    )
 
 
 @dataclass(frozen=True, slots=True)

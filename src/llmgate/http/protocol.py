@@ -12,7 +12,9 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   takes its connections' slots from the data plane's budget at their accept, before their
   first byte and handshake: ``http.sniffing``);
 - requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
-  400, 414 (request line too long) or 431 (header too large, too many headers), never an echo
+  400, 414 (request line too long) or 431 (header too large, too many headers, or a head
+  over ``MAX_HEAD`` in all: counted as it arrives, behind a request under way too, so an
+  unfinished head is refused once past it rather than held until its timeout), never an echo
   of the client's bytes;
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
@@ -54,7 +56,7 @@ from aiohttp import web, web_response
 from aiohttp.helpers import ceil_timeout
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.http_writer import StreamWriter
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
 from llmgate import __version__
@@ -68,6 +70,10 @@ log = logging.getLogger("llmgate.http")
 MAX_REQUEST_LINE = 8192
 MAX_FIELD = 8190
 MAX_HEADERS = 128
+# nginx holds a request head in at most 4 buffers of 8 KiB (large_client_header_buffers): a
+# larger head is refused.  aiohttp's own limits (128 fields of 8 KiB) let one head, whole or
+# still arriving, hold a megabyte and about twice that in memory.
+MAX_HEAD = 4 * 8192
 
 # nginx's lingering close (its lingering_time and lingering_timeout, shorter): how long what a
 # client sends after an answer that ends its connection is read and dropped, so that the
@@ -107,6 +113,23 @@ def _json(status: int, error_msg: str) -> web.Response:
 
 async def _version_not_supported(_request: web.BaseRequest) -> web.StreamResponse:
     return _json(505, "HTTP version not supported")
+
+
+async def _bad_transfer_encoding(_request: web.BaseRequest) -> web.StreamResponse:
+    return _json(400, "bad request")
+
+
+def _plain_chunked(message: Any) -> bool:
+    """Whether a chunked request says so as nginx accepts it: HTTP/1.1 and a Transfer-Encoding
+    of ``chunked`` alone.  aiohttp's parser also reads HTTP/1.0 chunks (1.0 has none: a proxy
+    in front may frame the body by its length or its close) and ``identity, chunked`` or
+    ``gzip, chunked`` (a coding it then drops); nginx answers 400 and 501, llmgate 400."""
+    if message.version < (1, 1):
+        return False
+    return all(
+        value.strip().lower() == "chunked"
+        for value in message.headers.getall("Transfer-Encoding", ())
+    )
 
 
 PLAIN_HTTP_ON_TLS = "The plain HTTP request was sent to HTTPS port"
@@ -219,16 +242,34 @@ class EdgeServer(web.Server):
         return EdgeProtocol(self, loop=self._loop, **self._options)
 
 
+def _head_size(message: Any) -> int:
+    """The bytes a parsed request head took: its request line and header lines."""
+    size = len(message.method) + len(message.path) + 13
+    for name, value in message.raw_headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
 _SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
 
-# Where a connection is between requests, for the timers.
-_FRESH, _HEAD, _BUSY, _IDLE, _LINGER = range(5)
+# Where a connection is between requests, for the timers (after _IDLE, the connection reads no
+# more requests: _LINGER, a lingering close; _REFUSED, a head was too large).
+_FRESH, _HEAD, _BUSY, _IDLE, _LINGER, _REFUSED = range(6)
 
 
 class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_deadline", "_edge", "_linger_end", "_phase", "slot", "started")
+    __slots__ = (
+        "_deadline",
+        "_edge",
+        "_head_bytes",
+        "_linger_end",
+        "_parsed_body",
+        "_phase",
+        "slot",
+        "started",
+    )
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -241,6 +282,10 @@ class EdgeProtocol(RequestHandler):
         # that accepted it handed it over with it (``http.sniffing``).
         self.slot: Slot | None = None
         self._linger_end = 0.0  # when a lingering close ends at the latest
+        # Bytes of the request head being parsed, and the body of the last request parsed
+        # (until it is whole, what arrives is body, not head).
+        self._head_bytes = 0
+        self._parsed_body: StreamReader = EMPTY_PAYLOAD
 
     # --- the connection cap ------------------------------------------------------------------
 
@@ -273,17 +318,31 @@ class EdgeProtocol(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
-        if phase == _BUSY:
-            super().data_received(data)
-            return
-        if phase == _LINGER:  # dropped unparsed; the client is waited for a while longer
-            left = self._linger_end - self._loop.time()
-            if left > 0:
-                self._deadline.expire_in(min(LINGER_QUIET, left))
-            return
+        if phase > _IDLE:
+            if phase == _LINGER:  # dropped unparsed; the client is waited for a while longer
+                left = self._linger_end - self._loop.time()
+                if left > 0:
+                    self._deadline.expire_in(min(LINGER_QUIET, left))
+            return  # or _REFUSED: the 431 queued for a head too large ends the connection
         count = self._request_count
+        # Whether the last request parsed has all its body: what comes now is the next head.
+        between = self._parsed_body.is_eof()
         super().data_received(data)
-        if self._request_count != count:  # a whole head arrived
+        done = self._request_count - count  # heads completed by ``data``
+        if done:
+            # One of them may be too large (rare: only a large read can hold one).
+            if len(data) + self._head_bytes > MAX_HEAD and self._refused(done):
+                return
+            self._head_bytes = 0
+            self._parsed_body = self._messages[-1][1]
+        elif between:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._refuse_head()
+                return
+        if phase == _BUSY:
+            return
+        if done:
             self._phase = _BUSY
             self._deadline.clear()
         elif phase == _IDLE and data:
@@ -291,6 +350,35 @@ class EdgeProtocol(RequestHandler):
             # gives way to the head's (a head that came whole with them needs neither).
             self._phase = _HEAD
             self._deadline.expire_in(self._edge.limits.header_timeout)
+
+    def _refused(self, done: int) -> bool:
+        """The last ``done`` requests queued: the first whose head is over ``MAX_HEAD`` is
+        answered 431 instead, and nothing after it (the connection ends with that answer)."""
+        messages = self._messages
+        first = len(messages) - done
+        for index in range(first, len(messages)):
+            message = messages[index][0]
+            if not isinstance(message, _ErrInfo) and _head_size(message) > MAX_HEAD:
+                removed = len(messages) - index
+                for _ in range(removed):
+                    messages.pop()
+                self._request_count -= removed
+                self._refuse_head()
+                return True
+        return False
+
+    def _refuse_head(self) -> None:
+        """Queue a 431 for the head under way (after the requests queued before it) and read
+        nothing more from the connection."""
+        exc = LineTooLong(b"request head", MAX_HEAD)
+        self._messages.append((_ErrInfo(status=431, exc=exc, message=exc.message), EMPTY_PAYLOAD))
+        self._request_count += 1
+        self._phase = _REFUSED
+        self._head_bytes = 0
+        self._deadline.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- one request after another -------------------------------------------------------
 
@@ -328,6 +416,8 @@ class EdgeProtocol(RequestHandler):
                 message = ERROR
             elif message.version in _VERSIONS:
                 request_handler = self._request_handler
+                if message.chunked and not _plain_chunked(message):
+                    request_handler = _bad_transfer_encoding
             else:
                 request_handler = _version_not_supported
             # A request's task (``request.task``) is its connection's, as in aiohttp.
