@@ -266,6 +266,37 @@ async def test_log_format_and_match(gateway, tmp_path) -> None:  # type: ignore[
     assert len(written(path)) == 1
 
 
+async def test_log_format_takes_nginx_common_variables(gateway, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The variables of nginx's (and APISIX's) default access-log format, and the request's
+    Content-Type, Content-Length and ``$is_args``, are what APISIX logs, not null."""
+    path = tmp_path / "nginx.log"
+    names = (
+        "time_local", "request", "body_bytes_sent", "upstream_scheme", "upstream_host",
+        "upstream_uri", "content_type", "content_length", "is_args", "document_uri",
+    )  # fmt: skip
+    await route(gateway, path, log_format={name: f"${name}" for name in names})
+    resp = await gateway.proxy.post(
+        "/echo/a?x=1&api_key=sk-1", data=b"hello", headers={"Content-Type": "text/plain"}
+    )
+    body = await resp.read()
+    resp = await gateway.proxy.get("/echo/b")
+    await resp.read()
+
+    first, second = await read_lines(path, 2)
+    assert time.strptime(first["time_local"], "%d/%b/%Y:%H:%M:%S %z")
+    assert first["request"] == "POST /echo/a?x=1&api_key=*** HTTP/1.1"  # the key masked
+    assert first["body_bytes_sent"] == len(body) > 0
+    assert first["upstream_scheme"] == "http"
+    assert first["upstream_host"] == orjson.loads(body)["headers"]["host"]  # pass_host: pass
+    assert first["upstream_uri"] == "/echo/a?x=***&api_key=***"  # every value sent upstream
+    assert first["content_type"] == "text/plain"
+    assert first["content_length"] == "5"
+    assert first["is_args"] == "?"
+    assert first["document_uri"] == "/echo/a"
+    assert second["is_args"] == "" and second["upstream_uri"] == "/echo/b"
+    assert second["content_type"] is None and second["request"] == "GET /echo/b HTTP/1.1"
+
+
 async def test_routes_share_one_writer_per_path_across_reloads(gateway, tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "shared.log"
     await route(gateway, path)

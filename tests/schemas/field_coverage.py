@@ -435,7 +435,9 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
         METRICS, "test_plugin_replies_are_counted_with_consumer_and_no_node"
     ),
     "plugins.file-logger.path": _t(FILE_LOG, "test_one_line_per_request_with_the_default_fields"),
-    "plugins.file-logger.log_format": _t(FILE_LOG, "test_log_format_and_match"),
+    "plugins.file-logger.log_format": _t(
+        FILE_LOG, "test_log_format_and_match", "test_log_format_takes_nginx_common_variables"
+    ),
     "plugins.file-logger.log_format_extra": _t(
         ACCESS_LOG, "test_log_format_extra_adds_but_never_overrides"
     ),

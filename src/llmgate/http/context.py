@@ -310,6 +310,9 @@ CONTEXT = web.RequestKey("llmgate.ctx", RequestContext)
 # The size of a streamed response's head, once sent: what nginx's $body_bytes_sent leaves out
 # of $bytes_sent for a client that left mid-response (written by the proxy handler).
 HEAD_BYTES: StateKey[int] = StateKey("handler.head_bytes")
+# The body of a response sent whole (not streamed): nginx's $body_bytes_sent, known before the
+# log phase, while aiohttp writes the response after it (written by the proxy handler).
+BODY_BYTES: StateKey[int] = StateKey("handler.body_bytes")
 # The upstream tries that failed before the last, as (address, 502 or 504, seconds): the first
 # entries of nginx's $upstream_addr, $upstream_status and $upstream_response_time (written by
 # the proxy handler, read by the access log and X-APISIX-Upstream-Status).
@@ -326,6 +329,29 @@ def upstream_addrs(ctx: RequestContext) -> str | None:
     if ctx.upstream_addr is not None:
         addresses.append(ctx.upstream_addr)
     return ", ".join(addresses)
+
+
+def upstream_scheme(ctx: RequestContext) -> str | None:
+    """APISIX's ``$upstream_scheme``: http or https; None when no upstream was tried."""
+    if ctx.upstream_addr is None:
+        return None
+    return ctx.upstream.scheme if ctx.upstream is not None else "http"
+
+
+def upstream_host(ctx: RequestContext) -> str | None:
+    """APISIX's ``$upstream_host``: the Host the upstream request carried (proxy-rewrite's
+    ``host``, else as the upstream's ``pass_host`` says); None when no upstream was tried."""
+    if ctx.upstream_addr is None:
+        return None
+    if ctx.outbound.host:
+        return ctx.outbound.host
+    pool = ctx.upstream
+    pass_host = pool.spec.pass_host if pool is not None else "node"
+    if pass_host == "pass":
+        return ctx.target.authority
+    if pool is not None and pass_host == "rewrite":
+        return pool.spec.upstream_host
+    return ctx.upstream_addr
 
 
 def upstream_statuses(ctx: RequestContext) -> str | None:

@@ -64,6 +64,7 @@ _TARGET: dict[str, Callable[[RequestTarget], str | None]] = {
     "host": lambda target: target.host,
     "request_uri": lambda target: target.request_uri,
     "real_request_uri": lambda target: target.real_request_uri,
+    "document_uri": lambda target: target.uri,
 }
 
 _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
@@ -77,6 +78,9 @@ _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
     "scheme": lambda request: request.scheme,
     "server_protocol": _server_protocol,
     "http_host": lambda request: request.headers.get("Host"),
+    "content_type": lambda request: request.headers.get("Content-Type"),
+    "content_length": lambda request: request.headers.get("Content-Length"),
+    "is_args": lambda request: "?" if request.query_string else "",
 }
 
 

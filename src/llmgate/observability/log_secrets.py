@@ -87,3 +87,15 @@ def masked_query(raw_query: str, secret: frozenset[str]) -> str:
 def masked_request_uri(ctx: RequestContext, secret_args: frozenset[str]) -> str:
     path, mark, query = ctx.inbound.raw_path.partition("?")
     return path + mark + masked_query(query, secret_args)
+
+
+def masked_upstream_uri(ctx: RequestContext) -> str:
+    """APISIX's ``$upstream_uri`` (the path and query sent upstream) with every query value
+    masked: a plugin may put a provider's key there (ai-proxy ``auth.query``)."""
+    outbound = ctx.outbound
+    if not outbound.query:
+        return outbound.path
+    masked = "&".join(
+        f"{part.partition('=')[0]}={MASK}" for part in outbound.query.split("&") if part
+    )
+    return f"{outbound.path}?{masked}"

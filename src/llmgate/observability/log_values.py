@@ -13,10 +13,25 @@ from typing import TYPE_CHECKING, Any
 from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount, call_cost
 from llmgate.http.body import BodyState
-from llmgate.observability.log_secrets import MASK, Secrets, masked_query, masked_request_uri
+from llmgate.http.context import (
+    BODY_BYTES,
+    HEAD_BYTES,
+    upstream_host,
+    upstream_scheme,
+)
+from llmgate.observability.log_secrets import (
+    MASK,
+    Secrets,
+    masked_query,
+    masked_request_uri,
+    masked_upstream_uri,
+)
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext
+
+# nginx's ``$time_local``.
+TIME_LOCAL = "%d/%b/%Y:%H:%M:%S %z"
 
 # An unread request body is read for the log only when it is this small and fully arrived.
 SMALL_BODY = 64 * 1024
@@ -127,6 +142,25 @@ async def request_body(ctx: RequestContext, limit: int) -> str | None:
     return body[:limit].decode("utf-8", "replace")
 
 
+def body_bytes_sent(ctx: RequestContext) -> int:
+    """nginx's ``$body_bytes_sent``: the response body written (a streamed one's bytes after
+    its head), 0 when nothing was."""
+    whole = ctx.state.get(BODY_BYTES)
+    if whole is not None:
+        return whole
+    head = ctx.state.get(HEAD_BYTES)
+    if ctx.bytes_sent is None or head is None:
+        return 0
+    return max(ctx.bytes_sent - head, 0)
+
+
+def _request_line(ctx: RequestContext, secret_args: frozenset[str]) -> str:
+    """nginx's ``$request``, its credential query arguments masked."""
+    version = ctx.inbound.version
+    uri = masked_request_uri(ctx, secret_args)
+    return f"{ctx.inbound.method} {uri} HTTP/{version.major}.{version.minor}"
+
+
 # Variables a ``log_format`` may use besides the request's (``ctx.var``).
 def _llm_var(read: Callable[[LlmCall], Any]) -> Callable[[RequestContext], Any]:
     def value(ctx: RequestContext) -> Any:
@@ -142,6 +176,11 @@ _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
     "request_length": request_size,
     "msec": lambda ctx: round(time.time(), 3),
     "time_iso8601": lambda ctx: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    "time_local": lambda ctx: time.strftime(TIME_LOCAL, time.localtime()),
+    "body_bytes_sent": body_bytes_sent,
+    "upstream_scheme": upstream_scheme,
+    "upstream_host": upstream_host,
+    "upstream_uri": lambda ctx: masked_upstream_uri(ctx) if ctx.upstream_addr else None,
     "llm_model": _llm_var(lambda call: call.model),
     "llm_stream": _llm_var(lambda call: call.stream),
     "llm_prompt_tokens": _llm_var(lambda call: call.usage.prompt_tokens if call.usage else 0),
@@ -170,9 +209,11 @@ _LOG_VARS: dict[str, Callable[[RequestContext], Any]] = {
 def log_var(ctx: RequestContext, name: str, secret: Secrets) -> Any:
     """A ``$var`` for a log entry, with credentials masked."""
     headers, args = secret
-    if name in ("request_uri", "query_string", "args"):
+    if name in ("request_uri", "query_string", "args", "request"):
         if name == "request_uri":
             return masked_request_uri(ctx, args)
+        if name == "request":
+            return _request_line(ctx, args)
         return masked_query(ctx.inbound.query_string, args)
     if name.startswith("http_") and name[5:].replace("_", "-").lower() in headers:
         return MASK if ctx.var(name) is not None else None

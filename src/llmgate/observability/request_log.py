@@ -48,10 +48,18 @@ from llmgate.http.context import (
     UPSTREAM_TRIES,
     RequestContext,
     upstream_addrs,
+    upstream_host,
     upstream_response_times,
+    upstream_scheme,
     upstream_statuses,
 )
-from llmgate.observability.log_secrets import MASK, SECRET_ARGS, auth_names, masked_query
+from llmgate.observability.log_secrets import (
+    SECRET_ARGS,
+    auth_names,
+    masked_query,
+    masked_upstream_uri,
+)
+from llmgate.observability.log_values import TIME_LOCAL
 
 # nginx's status for a request whose client went away before it was answered.
 CLIENT_CLOSED = 499
@@ -96,10 +104,6 @@ def _masked_referer(headers: Any, secret: frozenset[str]) -> str | None:
     return ", ".join(_masked_url(line, secret) or "" for line in headers.getall("Referer"))
 
 
-def _all_masked(query: str) -> str:
-    return "&".join(f"{part.partition('=')[0]}={MASK}" for part in query.split("&") if part)
-
-
 def body_bytes_sent(response: web.StreamResponse | None) -> int:
     """nginx's ``$body_bytes_sent``: what was written after the response head (aiohttp counts
     the head and the body together)."""
@@ -134,7 +138,7 @@ class _Clock:
         second = int(now)
         if second != self._second:
             self._second = second
-            self._text = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+            self._text = time.strftime(TIME_LOCAL, time.localtime(second))
         return self._text
 
 
@@ -174,20 +178,10 @@ def entry(
         "upstream_uri": None,
     }
     if ctx is not None and ctx.upstream_addr is not None:
-        outbound = ctx.outbound
-        pool = ctx.upstream
-        scheme = pool.scheme if pool is not None else "http"
-        pass_host = pool.spec.pass_host if pool is not None else "node"
-        host = outbound.host or (
-            ctx.target.authority
-            if pass_host == "pass"
-            else pool.spec.upstream_host
-            if pool is not None and pass_host == "rewrite"
-            else ctx.upstream_addr
-        )
-        query_sent = f"?{_all_masked(outbound.query)}" if outbound.query else ""
         fields["upstream_status"] = ctx.upstream_status
-        fields["upstream_uri"] = f"{scheme}://{host}{outbound.path}{query_sent}"
+        fields["upstream_uri"] = (
+            f"{upstream_scheme(ctx)}://{upstream_host(ctx)}{masked_upstream_uri(ctx)}"
+        )
     if ctx is not None:
         # nginx lists every try in $upstream_addr, $upstream_status and
         # $upstream_response_time ("127.0.0.1:1, 127.0.0.1:2 502, 200 0.001, 0.010").

@@ -24,6 +24,7 @@ from llmgate.ai.replies import gateway_reply
 from llmgate.ai.tracking import passive_tracker
 from llmgate.http.body import BodyState
 from llmgate.http.context import (
+    BODY_BYTES,
     HEAD_BYTES,
     UPSTREAM_TRIES,
     Reply,
@@ -145,6 +146,7 @@ async def relay(
             whole = web.Response(status=head.status, body=body, headers=head.headers)
             # nginx's $bytes_sent (head and body); aiohttp writes it after the log phase.
             ctx.bytes_sent = len(body) + _head_size(whole)
+            ctx.state[BODY_BYTES] = len(body)
             return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
         await _prepare(ctx, response)
@@ -195,7 +197,7 @@ async def send_reply(
         body = reply.body
         if chain.body_filter:
             body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
-        ctx.bytes_sent = len(body)  # aiohttp writes it after the log phase
+        ctx.bytes_sent = ctx.state[BODY_BYTES] = len(body)  # aiohttp writes it after the log phase
         return _closing(ctx, web.Response(status=head.status, body=body, headers=head.headers))
     response = _closing(ctx, web.StreamResponse(status=head.status, headers=head.headers))
     await _prepare(ctx, response)
