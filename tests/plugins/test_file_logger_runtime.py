@@ -273,12 +273,14 @@ async def test_log_format_takes_nginx_common_variables(gateway, tmp_path) -> Non
     names = (
         "time_local", "request", "body_bytes_sent", "upstream_scheme", "upstream_host",
         "upstream_uri", "content_type", "content_length", "is_args", "document_uri",
+        "sent_http_content_type", "upstream_http_content_length", "sent_http_set_cookie",
     )  # fmt: skip
     await route(gateway, path, log_format={name: f"${name}" for name in names})
     resp = await gateway.proxy.post(
         "/echo/a?x=1&api_key=sk-1", data=b"hello", headers={"Content-Type": "text/plain"}
     )
     body = await resp.read()
+    resp_type = resp.headers["Content-Type"]
     resp = await gateway.proxy.get("/echo/b")
     await resp.read()
 
@@ -293,6 +295,9 @@ async def test_log_format_takes_nginx_common_variables(gateway, tmp_path) -> Non
     assert first["content_length"] == "5"
     assert first["is_args"] == "?"
     assert first["document_uri"] == "/echo/a"
+    assert first["sent_http_content_type"] == resp_type
+    assert first["upstream_http_content_length"] == str(len(body))
+    assert first["sent_http_set_cookie"] is None
     assert second["is_args"] == "" and second["upstream_uri"] == "/echo/b"
     assert second["content_type"] is None and second["request"] == "GET /echo/b HTTP/1.1"
 

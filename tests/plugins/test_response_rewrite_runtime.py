@@ -78,6 +78,35 @@ async def test_header_operations_with_variables(gateway) -> None:  # type: ignor
     assert (await resp.json())["path"] == "/some/path"
 
 
+async def test_balancer_and_response_header_variables(gateway) -> None:  # type: ignore[no-untyped-def]
+    """APISIX's documented first example sets ``$balancer_ip:$balancer_port``; nginx's
+    ``$upstream_http_<name>`` (the upstream's header) and ``$sent_http_<name>`` (the response's
+    header as it stands) are read in headers and ``vars`` too."""
+    await _route(
+        gateway,
+        {
+            "body": '{"code":"ok","message":"new json body"}',
+            "headers": {
+                "set": {
+                    "X-Server-id": 3,
+                    "X-Server-balancer-addr": "$balancer_ip:$balancer_port",
+                    "X-Upstream-Type": "$upstream_http_content_type",
+                    "X-Sent-Type": "$sent_http_content_type",
+                }
+            },
+            "vars": [["upstream_http_content_type", "~~", "^application/json"]],
+        },
+    )
+    resp = await gateway.proxy.get("/headers")
+    assert await resp.text() == '{"code":"ok","message":"new json body"}'
+    assert resp.headers["X-Server-balancer-addr"] == gateway.fake_address
+    assert resp.headers["X-Upstream-Type"].startswith("application/json")
+    assert resp.headers["X-Sent-Type"] == resp.headers["X-Upstream-Type"]
+
+    await _route(gateway, {"body": "no", "vars": [["sent_http_x_absent", "!", "==", None]]})
+    assert await (await gateway.proxy.get("/headers")).text() != "no"
+
+
 async def test_flat_headers(gateway) -> None:  # type: ignore[no-untyped-def]
     await _route(gateway, {"headers": {"X-Server": "llmgate", "Content-Type": "text/plain"}})
     resp = await gateway.proxy.get("/echo")

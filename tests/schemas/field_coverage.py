@@ -415,14 +415,23 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "plugins.response-rewrite.headers": _t(RESPONSE, "test_flat_headers"),
     "plugins.response-rewrite.headers.add": _t(RESPONSE, "test_header_operations_with_variables"),
-    "plugins.response-rewrite.headers.set": _t(RESPONSE, "test_header_operations_with_variables"),
+    "plugins.response-rewrite.headers.set": _t(
+        RESPONSE,
+        "test_header_operations_with_variables",
+        "test_balancer_and_response_header_variables",
+    ),
     "plugins.response-rewrite.headers.remove": _t(
         RESPONSE, "test_header_operations_with_variables"
     ),
     "plugins.response-rewrite.body": _t(RESPONSE, "test_status_and_body"),
     "plugins.response-rewrite.body_base64": _t(RESPONSE, "test_base64_body"),
     "plugins.response-rewrite.status_code": _t(RESPONSE, "test_status_and_body"),
-    "plugins.response-rewrite.vars": _t(RESPONSE, "test_vars_condition", "test_vars_logic_and_in"),
+    "plugins.response-rewrite.vars": _t(
+        RESPONSE,
+        "test_vars_condition",
+        "test_vars_logic_and_in",
+        "test_balancer_and_response_header_variables",
+    ),
     "plugins.response-rewrite.filters": _t(RESPONSE, "test_filters"),
     "plugins.response-rewrite.filters.regex": _t(RESPONSE, "test_filters"),
     "plugins.response-rewrite.filters.scope": _t(RESPONSE, "test_filters"),

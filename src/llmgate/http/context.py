@@ -31,7 +31,7 @@ from multidict import CIMultiDict
 
 from llmgate.http.body import MAX_BUFFERED_BODY, BodyTooLarge, RequestBody
 from llmgate.http.paths import RequestTarget, parse_target
-from llmgate.http.variables import request_variable
+from llmgate.http.variables import header_value, request_variable
 from llmgate.schemas.common import Timeout
 
 if TYPE_CHECKING:
@@ -51,8 +51,12 @@ _CHANGING = frozenset(
         "consumer_name",
         "request_id",
         "apisix_request_id",
+        "balancer_ip",
+        "balancer_port",
     }
 )
+# nginx's response header variables: read where they stand, never kept (they change).
+_RESPONSE_HEADER_VARS = ("sent_http_", "upstream_http_")
 
 # (response with its body unread, the pool, the node index and when it was asked)
 Sent = tuple["UpstreamResponse", "UpstreamPool", int, float]
@@ -274,6 +278,8 @@ class RequestContext:
         getter = _KNOWN.get(name)
         if getter is not None:
             return getter(self)
+        if name.startswith(_RESPONSE_HEADER_VARS):
+            return _response_header(self, name)
         if self._vars is None:
             self._vars = {}
         elif name in self._vars:
@@ -294,7 +300,22 @@ def _changing(ctx: RequestContext, name: str) -> str | None:
         return upstream_response_times(ctx)
     if name == "consumer_name":
         return ctx.consumer.username if ctx.consumer else None
+    if name in ("balancer_ip", "balancer_port"):
+        if ctx.upstream_addr is None:
+            return None
+        host, _, port = ctx.upstream_addr.rpartition(":")
+        return host.strip("[]") if name == "balancer_ip" else port
     return ctx.request_id  # request_id, apisix_request_id
+
+
+def _response_header(ctx: RequestContext, name: str) -> str | None:
+    """``$sent_http_<name>``: the client response's header as the header filters left it so
+    far; ``$upstream_http_<name>``: the upstream's.  None before there is such a response."""
+    sent = name.startswith("sent_http_")
+    headers = ctx.state.get(SENT_HEADERS if sent else UPSTREAM_HEADERS)
+    if headers is None:
+        return None
+    return header_value(headers, name.partition("http_")[2].replace("_", "-"))
 
 
 # Variables of the request's route: known when the context is made, never changing.
@@ -310,6 +331,11 @@ CONTEXT = web.RequestKey("llmgate.ctx", RequestContext)
 # The size of a streamed response's head, once sent: what nginx's $body_bytes_sent leaves out
 # of $bytes_sent for a client that left mid-response (written by the proxy handler).
 HEAD_BYTES: StateKey[int] = StateKey("handler.head_bytes")
+# The headers of the response to the client, as its header filters change them, and of the
+# upstream's response (nginx's ``$sent_http_*`` and ``$upstream_http_*``; written by the proxy
+# handler).
+SENT_HEADERS: StateKey[CIMultiDict[str]] = StateKey("handler.sent_headers")
+UPSTREAM_HEADERS: StateKey[CIMultiDict[str]] = StateKey("handler.upstream_headers")
 # The body of a response sent whole (not streamed): nginx's $body_bytes_sent, known before the
 # log phase, while aiohttp writes the response after it (written by the proxy handler).
 BODY_BYTES: StateKey[int] = StateKey("handler.body_bytes")

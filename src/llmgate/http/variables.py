@@ -20,6 +20,7 @@ from aiohttp._cookie_helpers import parse_cookie_header
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from multidict import CIMultiDict, CIMultiDictProxy
 
     from llmgate.http.paths import RequestTarget
 
@@ -87,7 +88,13 @@ _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
 def _header(request: web.BaseRequest, name: str) -> str | None:
     """``$http_<name>``: a repeated header's lines joined as nginx (>= 1.23) does, with "; "
     for Cookie and ", " for the rest (one ``getall``: a single line costs no more)."""
-    values = request.headers.getall(name, None)
+    return header_value(request.headers, name)
+
+
+def header_value(headers: CIMultiDictProxy[str] | CIMultiDict[str], name: str) -> str | None:
+    """A header's value as nginx's ``$http_``, ``$sent_http_`` and ``$upstream_http_<name>``
+    give it: the lines of a repeated header joined ("; " for Cookie, else ", ")."""
+    values = headers.getall(name, None)
     if values is None:
         return None
     if len(values) == 1:

@@ -215,7 +215,10 @@ def log_var(ctx: RequestContext, name: str, secret: Secrets) -> Any:
         if name == "request":
             return _request_line(ctx, args)
         return masked_query(ctx.inbound.query_string, args)
-    if name.startswith("http_") and name[5:].replace("_", "-").lower() in headers:
+    if (
+        name.startswith(("http_", "sent_http_", "upstream_http_"))
+        and name.partition("http_")[2].replace("_", "-").lower() in headers
+    ):
         return MASK if ctx.var(name) is not None else None
     if name.startswith("arg_") and name[4:].lower() in args:
         return MASK if ctx.var(name) is not None else None

@@ -26,6 +26,8 @@ from llmgate.http.body import BodyState
 from llmgate.http.context import (
     BODY_BYTES,
     HEAD_BYTES,
+    SENT_HEADERS,
+    UPSTREAM_HEADERS,
     UPSTREAM_TRIES,
     Reply,
     RequestContext,
@@ -57,6 +59,7 @@ def upstream_status(ctx: RequestContext, status: int | None, failed: int) -> str
 def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> ResponseHead:
     if ctx.response_headers:
         head.headers.update(ctx.response_headers)
+    ctx.state[SENT_HEADERS] = head.headers
     for plugin in chain.header_filter:
         plugin.header_filter(ctx, head)
     # The gateway frames the body it sends: a Transfer-Encoding a plugin set (response-rewrite
@@ -130,6 +133,7 @@ async def relay(
     ctx.upstream_status = upstream.status
     try:
         tracker = passive_tracker(ctx, upstream.status, upstream.headers)
+        ctx.state[UPSTREAM_HEADERS] = upstream.headers
         headers = end_to_end(upstream.headers, _HIDDEN)
         if 500 <= upstream.status <= 599:
             # As APISIX ($upstream_status): tells the upstream's 5xx from the gateway's own.
