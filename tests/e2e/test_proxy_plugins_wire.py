@@ -102,3 +102,36 @@ def test_request_id_sent_twice_reaches_the_upstream_once(gateway: LiveGateway) -
     assert answer.status == 200
     assert [v for n, v in answer.headers if n.lower() == "x-request-id"] == ["good-1"]
     assert last_upstream_request(gateway)["headers"]["x-request-id"] == "good-1"
+
+
+def test_response_rewrite_removing_content_type_sends_none(gateway: LiveGateway) -> None:
+    """``headers.remove: ["Content-Type"]`` (or a body an upstream sent untyped) goes out with
+    no Content-Type, as nginx sends it; aiohttp put ``application/octet-stream`` there."""
+    route(
+        gateway,
+        "rr-untyped",
+        "/rr/untyped*",
+        {"response-rewrite": {"headers": {"remove": ["Content-Type"]}}},
+    )
+    whole = send(gateway, request_bytes("GET", "/rr/untyped"))
+    assert whole.status == 200 and whole.json()["path"] == "/rr/untyped"
+    assert whole.header("Content-Type") is None
+    # A streamed answer (the upstream's SSE, its body filtered) too.
+    route(
+        gateway,
+        "rr-untyped",
+        "/rr/untyped*",
+        {
+            "response-rewrite": {
+                "headers": {"remove": ["Content-Type"]},
+                "filters": [{"regex": "data", "replace": "DATA"}],
+            }
+        },
+    )
+    body = b'{"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    raw = request_bytes(
+        "POST", "/rr/untyped/v1/chat/completions", {"Content-Type": "application/json"}, body
+    )
+    streamed = send(gateway, raw, "POST")
+    assert streamed.status == 200 and b"DATA: " in streamed.body
+    assert streamed.header("Content-Type") is None

@@ -59,6 +59,7 @@ SERVICE = "test_route_with_only_service_id_is_served_by_the_service"
 GLOBAL = "test_global_rule_plugins_run_on_every_route_before_the_routes"
 GROUP = "test_consumer_group_limit_count_applies_to_its_consumers"
 TLS = "tests/e2e/test_tls.py"
+PROXY_WIRE = "tests/e2e/test_proxy_plugins_wire.py"
 
 
 def _t(module: str, *names: str) -> tuple[str, ...]:
@@ -420,9 +421,8 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
         "test_header_operations_with_variables",
         "test_balancer_and_response_header_variables",
     ),
-    "plugins.response-rewrite.headers.remove": _t(
-        RESPONSE, "test_header_operations_with_variables"
-    ),
+    "plugins.response-rewrite.headers.remove": _t(RESPONSE, "test_header_operations_with_variables")
+    + _t(PROXY_WIRE, "test_response_rewrite_removing_content_type_sends_none"),
     "plugins.response-rewrite.body": _t(RESPONSE, "test_status_and_body"),
     "plugins.response-rewrite.body_base64": _t(RESPONSE, "test_base64_body"),
     "plugins.response-rewrite.status_code": _t(RESPONSE, "test_status_and_body"),

@@ -182,11 +182,24 @@ def body_left_is_large(request: web.BaseRequest) -> bool:
     return length is None or length - payload.total_raw_bytes > DISCARD_LIMIT
 
 
+# Marks a response whose head has no Content-Type (an upstream's untyped answer, a header a
+# plugin removed): nginx sends it without one, where aiohttp adds application/octet-stream.
+UNTYPED = web.ResponseKey("llmgate.untyped", bool)
+
+
+def mark_untyped(response: web.StreamResponse) -> None:
+    """Remember, before it is sent, whether ``response`` has no Content-Type."""
+    if "Content-Type" not in response.headers:
+        response[UNTYPED] = True
+
+
 class EdgeRequest(web.BaseRequest):
     """A request of an ``EdgeServer`` without an application (the data plane)."""
 
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         name_connection(self, response)
+        if response.get(UNTYPED):
+            response.headers.popall("Content-Type", None)
 
 
 class EdgeServer(web.Server):

@@ -35,6 +35,7 @@ from llmgate.http.context import (
     Sent,
 )
 from llmgate.http.headers import end_to_end
+from llmgate.http.protocol import mark_untyped
 from llmgate.proxy.client import UpstreamError
 from llmgate.runtime.snapshot import PluginChain
 
@@ -148,11 +149,13 @@ async def relay(
                 body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
             head.headers.popall("Content-Length", None)
             whole = web.Response(status=head.status, body=body, headers=head.headers)
+            mark_untyped(whole)
             # nginx's $bytes_sent (head and body); aiohttp writes it after the log phase.
             ctx.bytes_sent = len(body) + _head_size(whole)
             ctx.state[BODY_BYTES] = len(body)
             return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
+        mark_untyped(response)
         await _prepare(ctx, response)
         try:
             async for chunk in upstream.content.iter_any():
@@ -202,8 +205,11 @@ async def send_reply(
         if chain.body_filter:
             body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
         ctx.bytes_sent = ctx.state[BODY_BYTES] = len(body)  # aiohttp writes it after the log phase
-        return _closing(ctx, web.Response(status=head.status, body=body, headers=head.headers))
+        whole = _closing(ctx, web.Response(status=head.status, body=body, headers=head.headers))
+        mark_untyped(whole)
+        return whole
     response = _closing(ctx, web.StreamResponse(status=head.status, headers=head.headers))
+    mark_untyped(response)
     await _prepare(ctx, response)
     async for chunk in reply.body:
         chunk = _filter(ctx, chain, chunk, False) if chain.body_filter else chunk
