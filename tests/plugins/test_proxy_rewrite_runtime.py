@@ -272,3 +272,34 @@ async def test_a_capture_is_not_read_as_a_variable(gateway) -> None:  # type: ig
     )
     echo = await _echo(gateway, "/c/%24http_x_secret", headers={"X-Secret": "s3"})
     assert echo["headers"]["x-cap"] == "$http_x_secret"
+
+
+async def test_later_plugins_read_the_request_headers_as_changed(gateway) -> None:  # type: ignore[no-untyped-def]
+    """A header set or removed by proxy-rewrite, request-id, key-auth (``X-Consumer-Username``,
+    ``hide_credentials``) is what ``$http_<name>`` reads afterwards, as APISIX's
+    ``core.request.set_header`` makes it: a limit key, a logged or echoed value."""
+    await gateway.put("consumers", {"username": "jack", "plugins": {"key-auth": {"key": "k-1"}}})
+    echoed = {
+        name: f"$http_{name}"
+        for name in ("x_tier", "x_drop", "x_request_id", "x_consumer_username", "apikey")
+    }
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/*",
+            "plugins": {
+                "proxy-rewrite": {"headers": {"set": {"X-Tier": "gold"}, "remove": ["X-Drop"]}},
+                "request-id": {},
+                "key-auth": {"hide_credentials": True},
+                "response-rewrite": {"headers": {"set": {f"X-{k}": v for k, v in echoed.items()}}},
+            },
+            "upstream": gateway.upstream(),
+        },
+    )
+    resp = await gateway.proxy.get("/h", headers={"apikey": "k-1", "X-Drop": "d", "X-Tier": "x"})
+    assert resp.status == 200
+    assert resp.headers["X-x_tier"] == "gold"
+    assert resp.headers["X-x_drop"] == ""
+    assert resp.headers["X-x_request_id"] == resp.headers["X-Request-Id"] != ""
+    assert resp.headers["X-x_consumer_username"] == "jack"
+    assert resp.headers["X-apikey"] == ""

@@ -113,6 +113,7 @@ async def test_id_is_kept_on_the_context_for_loggers() -> None:
         inbound=SimpleNamespace(headers=CIMultiDictProxy(CIMultiDict())),
         outbound=SimpleNamespace(headers=CIMultiDict()),
         request_id=None,
+        request_headers_changed=lambda *names: None,
     )
     await plugin.rewrite(ctx)
     assert ctx.request_id == ctx.outbound.headers["X-Request-Id"]

@@ -354,7 +354,9 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
         REWRITE, "test_header_operations_with_variables_and_captures"
     ),
     "plugins.proxy-rewrite.headers.set": _t(
-        REWRITE, "test_header_operations_with_variables_and_captures"
+        REWRITE,
+        "test_header_operations_with_variables_and_captures",
+        "test_later_plugins_read_the_request_headers_as_changed",
     ),
     "plugins.proxy-rewrite.headers.remove": _t(
         REWRITE, "test_header_operations_with_variables_and_captures"

@@ -259,6 +259,15 @@ class RequestContext:
             self.response_headers = CIMultiDict()
         self.response_headers[name] = value
 
+    def request_headers_changed(self, *names: str) -> None:
+        """After a plugin set, added or removed these outbound request headers: ``$http_<name>``
+        reads them as changed from now on (APISIX's ``core.request.set_header`` does so)."""
+        if self._vars is None:
+            self._vars = {}
+        headers = self.outbound.headers
+        for name in names:
+            self._vars["http_" + name.lower().replace("-", "_")] = header_value(headers, name)
+
     async def current_body(self, limit: int = MAX_BUFFERED_BODY) -> bytes:
         """The body as it will go upstream: a plugin's replacement, else the client's, read
         whole.  ``BodyTooLarge`` past ``limit`` bytes, or past ``MAX_BUFFERED_BODY`` (what one

@@ -62,6 +62,7 @@ def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | No
     _identify(headers, _USERNAME, consumer.username)
     _identify(headers, _CREDENTIAL, credential_id)
     _identify(headers, _CUSTOM_ID, consumer.labels.get("custom_id"))
+    ctx.request_headers_changed(_USERNAME, _CREDENTIAL, _CUSTOM_ID)
 
 
 def _identify(headers: CIMultiDict[str], name: istr, value: object) -> None:

@@ -139,6 +139,7 @@ class BasicAuth(AuthPlugin[BasicAuthConfig]):
                 return self._rejected
         if self.config.hide_credentials:
             ctx.outbound.headers.popall("Authorization", None)
+            ctx.request_headers_changed("Authorization")
         return None
 
     async def _authenticate(self, ctx: RequestContext) -> Reply | None:

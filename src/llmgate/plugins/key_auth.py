@@ -132,5 +132,6 @@ class KeyAuth(AuthPlugin[KeyAuthConfig]):
         outbound = ctx.outbound
         if header:
             outbound.headers.popall(self.config.header, None)
+            ctx.request_headers_changed(self.config.header)
         if query and outbound.query:
             outbound.query = drop_query_arg(outbound.query, self.config.query)

@@ -201,6 +201,7 @@ class ProxyRewrite(Plugin[ProxyRewriteConfig]):
         self._add = tuple((name, _values(value)) for name, value in add.items())
         self._set = tuple((name, _values(value)) for name, value in set_.items())
         self._remove = tuple(remove)
+        self._changed = tuple(dict.fromkeys([*add, *set_, *remove]))
 
     async def rewrite(self, ctx: RequestContext) -> Reply | None:
         outbound = ctx.outbound
@@ -226,6 +227,8 @@ class ProxyRewrite(Plugin[ProxyRewriteConfig]):
                 headers[name] = value.render(ctx, captures)
         for name in self._remove:
             headers.popall(name, None)
+        if self._changed:
+            ctx.request_headers_changed(*self._changed)
         if self.config.method is not None:
             outbound.method = self.config.method
         return None

@@ -117,6 +117,7 @@ class RequestId(Plugin[RequestIdConfig]):
             request_id = self._generate()
         # One value upstream, the one kept (a client may send the header twice).
         ctx.outbound.headers[name] = request_id
+        ctx.request_headers_changed(name)
         ctx.request_id = request_id
         return None
 
