@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -113,16 +114,39 @@ def _parser() -> argparse.ArgumentParser:
 
     fake = commands.add_parser("fake-upstream", help="run the OpenAI-compatible fake upstream")
     fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8000)
-    fake.add_argument("--latency-ms", type=float, default=0.0)
-    fake.add_argument("--stream-delay-ms", type=float, default=0.0)
+    fake.add_argument("--port", type=_port, default=8000)
+    fake.add_argument("--latency-ms", type=_millis, default=0.0)
+    fake.add_argument("--stream-delay-ms", type=_millis, default=0.0)
     fake.add_argument(
         "--model", default="gpt-3.5-turbo", help="model named when a request has none"
     )
     fake.add_argument("--status", type=int, help="answer every request with this error (400-599)")
     fake.add_argument("--drop", choices=("before", "mid-stream"), help="drop every connection")
-    fake.add_argument("--record", type=int, default=1000, help="requests kept for inspection")
+    fake.add_argument("--record", type=_count, default=1000, help="requests kept for inspection")
     return parser
+
+
+def _millis(text: str) -> float:
+    """A fake-upstream delay: a finite number of milliseconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds (0 or more)")
+    return value
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return int(text)
 
 
 def _open_standard_fds() -> None:
@@ -157,18 +181,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.status is not None and not 400 <= args.status <= 599:
             print("llmgate: error: --status must be 400-599", file=sys.stderr)
             return 2
-        run(
-            args.host,
-            args.port,
-            FakeSettings(
-                latency_ms=args.latency_ms,
-                stream_delay_ms=args.stream_delay_ms,
-                model=args.model,
-                status=args.status,
-                drop=args.drop,
-                record=args.record,
-            ),
+        knobs = FakeSettings(
+            latency_ms=args.latency_ms,
+            stream_delay_ms=args.stream_delay_ms,
+            model=args.model,
+            status=args.status,
+            drop=args.drop,
+            record=args.record,
         )
+        try:
+            run(args.host, args.port, knobs, announce=True)
+        except OSError as exc:  # the listener: a busy port, a host that does not resolve
+            where = f"{args.host}:{args.port}"
+            print(f"llmgate: error: fake upstream {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         return 0
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:

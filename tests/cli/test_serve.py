@@ -273,3 +273,52 @@ def test_start_up_errors_go_to_standard_error(tmp_path: Path) -> None:
     )
     assert unopenable.returncode == 1 and unopenable.stdout == ""
     assert unopenable.stderr.startswith("llmgate: error: cannot open the store")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--latency-ms", "-1"),
+        ("--latency-ms", "nan"),
+        ("--stream-delay-ms", "inf"),
+        ("--record", "-1"),
+        ("--port", "70000"),
+        ("--status", "200"),
+    ],
+)
+def test_an_invalid_fake_upstream_knob_stops_it_with_one_line(flag: str, value: str) -> None:
+    """``llmgate fake-upstream`` checks its knobs as ``serve`` checks its settings: one line and
+    exit 2 (a negative latency started a fake that then slept forever, ``nan`` never answered)."""
+    result = run_cli("fake-upstream", "--port", str(free_port()), flag, value)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmgate: error: "), lines
+    assert flag in lines[0], lines
+
+
+def test_a_fake_upstream_that_cannot_listen_says_so_in_one_line() -> None:
+    """A busy port or a host that does not resolve: one line naming the address, exit 1 (it
+    was a Python traceback)."""
+    with fake_upstream_process() as busy:
+        for args in (("--port", str(busy)), ("--host", "no-such-host.invalid")):
+            result = run_cli("fake-upstream", *args)
+            assert result.returncode == 1, result
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("llmgate: error: "), lines
+            assert "Traceback" not in result.stderr
+
+
+def test_a_fake_upstream_says_where_it_listens() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*LLMGATE, "fake-upstream", "--port", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert (
+            proc.stdout.readline().strip()
+            == f"llmgate: fake upstream listening on 127.0.0.1:{port}"
+        )
+    finally:
+        stop(proc)

@@ -37,10 +37,13 @@ def server_ssl_context() -> ssl.SSLContext:
     return context
 
 
-async def serve(host: str, port: int, settings: FakeSettings, *, tls: bool = True) -> None:
+async def serve(
+    host: str, port: int, settings: FakeSettings, *, tls: bool = True, announce: bool = False
+) -> None:
     """Listen on host:port until cancelled, then close the listener and the connections.
 
     With `tls` (the default) the port accepts TLS as well as plain HTTP; without, plain HTTP only.
+    With `announce`, ``llmgate: fake upstream listening on host:port`` is printed once it listens.
     """
     runner = web.AppRunner(build_app(settings), access_log=None)
     await runner.setup()
@@ -50,6 +53,8 @@ async def serve(host: str, port: int, settings: FakeSettings, *, tls: bool = Tru
         server = runner.server
         listener = SniffingListener(server, server_ssl_context() if tls else None, server)
         await listener.start(host, port)
+        if announce:
+            print(f"llmgate: fake upstream listening on {host}:{port}", flush=True)
         await asyncio.Event().wait()
     finally:
         if listener is not None:
@@ -57,7 +62,9 @@ async def serve(host: str, port: int, settings: FakeSettings, *, tls: bool = Tru
         await runner.cleanup()
 
 
-def run(host: str, port: int, settings: FakeSettings, *, tls: bool = True) -> None:
+def run(
+    host: str, port: int, settings: FakeSettings, *, tls: bool = True, announce: bool = False
+) -> None:
     """Serve until interrupted, on uvloop when it is installed."""
     try:
         import uvloop
@@ -69,4 +76,4 @@ def run(host: str, port: int, settings: FakeSettings, *, tls: bool = True) -> No
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=loop_factory) as runner,
     ):
-        runner.run(serve(host, port, settings, tls=tls))
+        runner.run(serve(host, port, settings, tls=tls, announce=announce))
