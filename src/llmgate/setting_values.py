@@ -88,7 +88,8 @@ def _number(name: str, value: Any, kind: type[int] | type[float], low: float, hi
     except (TypeError, ValueError):
         raise SettingsError(f"invalid {flag} {value!r}: not a number") from None
     if not low <= number <= high:
-        raise SettingsError(f"invalid {flag} {value!r}: must be {low:g}-{high:g}")
+        bounds = f"{low:g}-{high:g}" if kind is float else f"{int(low)}-{int(high)}"
+        raise SettingsError(f"invalid {flag} {value!r}: must be {bounds}")
     return number
 
 
@@ -98,7 +99,8 @@ def convert(name: str, value: Any) -> Any:
     if name in _TIMEOUTS:
         return _number(name, value, float, *_TIMEOUTS[name])
     if name in _COUNTS:
-        if isinstance(value, float) or (isinstance(value, str) and not value.strip().isdigit()):
+        text = value.strip().removeprefix("-") if isinstance(value, str) else ""
+        if isinstance(value, float) or (isinstance(value, str) and not text.isdigit()):
             raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: not an integer")
         return _number(name, value, int, *_COUNTS[name])
     if name in _BOOLS:
