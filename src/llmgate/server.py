@@ -212,7 +212,7 @@ def rotate_admin_key_command(settings: Settings) -> int:
         upgrade(settings.database_url)
         key = asyncio.run(_rotate(settings.database_url))
     except Exception as exc:
-        print(f"llmgate: error: cannot rotate the admin key: {exc}", file=sys.stderr)
+        print(f"llmgate: error: cannot rotate the admin key: {describe(exc)}", file=sys.stderr)
         return 1
     say(
         f"new admin key {key} (send it as X-API-KEY; shown only now: the store "

@@ -92,7 +92,7 @@ def test_invalid_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
 def test_a_store_that_cannot_be_opened_stops_start_up_with_one_line(tmp_path: Path) -> None:
     """A database file in a directory that does not exist: one line naming the store and the
     driver's reason (not SQLAlchemy's "Background on this error" link on a second line), for
-    ``serve`` and ``migrate`` alike."""
+    ``serve``, ``migrate`` and ``admin-key rotate`` alike."""
     url = f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db"
     for args in (
         (
@@ -103,6 +103,7 @@ def test_a_store_that_cannot_be_opened_stops_start_up_with_one_line(tmp_path: Pa
             "--proxy-listen-tls=off",
         ),
         ("migrate",),
+        ("admin-key", "rotate"),
     ):
         result = run_cli(*args, env={"LLMGATE_DATABASE_URL": url, "LLMGATE_ADMIN_KEY": "k" * 32})
         assert result.returncode == 1, result
