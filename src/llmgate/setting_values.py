@@ -78,6 +78,16 @@ _BOOLS = {"merge_slashes", "admin_cors", "access_log"}
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no"}
 _SIZES = {"cache_max_bytes", "cache_memory_max_bytes", "buffered_bodies_max_bytes"}
+# Every setting that is a number: TOML's `true` is not one (int(True) is 1).
+_NUMBERS = {
+    *_FLOATS,
+    *_INTS,
+    *_TIMEOUTS,
+    *_COUNTS,
+    *_SIZES,
+    "usage_calls_days",
+    "metrics_max_models",
+}
 _SIZE = re.compile(r"(\d+)\s*(?:([kmg])i?)?b?", re.IGNORECASE)
 
 
@@ -96,6 +106,8 @@ def _number(name: str, value: Any, kind: type[int] | type[float], low: float, hi
 def convert(name: str, value: Any) -> Any:
     """``value`` of the setting ``name`` as the Settings field holds it (a name this module
     does not check is returned as it is)."""
+    if isinstance(value, bool) and name in _NUMBERS:  # TOML's true is not 1
+        raise SettingsError(f"invalid {name.replace('_', '-')} {value!r}: not a number")
     if name in _TIMEOUTS:
         return _number(name, value, float, *_TIMEOUTS[name])
     if name in _COUNTS:
