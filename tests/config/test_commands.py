@@ -252,3 +252,16 @@ def test_apply_seals_ssl_keys_with_the_stores_passphrase(tmp_path: Path, db: str
     dumped = run_llmgate("config", "dump", "--format", "json", "--database-url", db)
     stored = json.loads(dumped.stdout)["ssls"][0]["key"]
     assert stored.startswith("$llmgate-sealed$v1$") and "PRIVATE KEY" not in dumped.stdout
+
+
+def test_a_dump_that_cannot_be_written_is_one_line(tmp_path: Path, db: str) -> None:
+    """A missing directory or one without write access: one line naming the file, exit 2 (a
+    missing directory was a traceback from the temporary file beside the target)."""
+    config = tmp_path / "apisix.yaml"
+    config.write_text(FILE)
+    assert run_llmgate("config", "apply", "-f", str(config), "--database-url", db).returncode == 0
+    target = tmp_path / "missing" / "dir" / "out.yaml"
+    result = run_llmgate("config", "dump", str(target), "--database-url", db)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"llmgate: error: cannot write {target}: No such file or directory\n"
+    assert not target.parent.exists()

@@ -88,13 +88,15 @@ def dump(database_url: str, output: str | None, fmt: str | None) -> int:
     # Written beside the target and renamed over it: a reader (a standalone gateway watching
     # the file) sees the old file or the new one, never half of one.
     target = Path(output)
-    fd, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    temporary: str | None = None
     try:
+        fd, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
         with os.fdopen(fd, "w") as out:
             out.write(text)
         os.replace(temporary, target)
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         _error(f"cannot write {output}: {exc.strerror}")
         return 2
     return 0
