@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import statistics
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +23,7 @@ from tests.net import (
     exchange,
     http_json,
     request_bytes,
+    sha256,
     wait_for,
 )
 from tests.processes import connections_held
@@ -372,3 +376,72 @@ def test_multi_megabyte_uploads_never_stall(gw: LiveGateway) -> None:
         assert answer.status == 200
         assert json.loads(answer.body)["body_length"] == len(body)
         assert took < 1.5, f"an upload of 6 MB took {took:.2f} s"
+
+
+def test_a_body_of_tiny_chunks_is_refused_and_slows_nobody(gw: LiveGateway) -> None:
+    """As the attacker: 2M chunks of one byte (12 MB on the wire) in one upload.  Each chunk
+    costs aiohttp's parser and the body reader about a microsecond of Python, so the whole
+    upload held the process for seconds and another client's requests waited ~350 ms each.
+    Past ``CHUNKS_FREE`` chunks a body whose chunks average under ``MIN_CHUNK_AVERAGE`` bytes is
+    refused with a 400 that ends the connection; a client asking at the same time is served as
+    usual (median far under 100 ms: ~2 ms when idle)."""
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def bystander() -> None:  # a connection a request (keepalive_requests is 3 here)
+        while not stop.is_set():
+            started = time.monotonic()
+            assert exchange(gw.proxy_port, request_bytes("GET", "/bystander")).status == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=bystander, daemon=True)
+    thread.start()
+    head = b"POST /flood HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"1\r\nx\r\n" * 2_000_000 + b"0\r\n\r\n"
+    try:
+        time.sleep(0.2)
+        latencies.clear()
+        with RawClient(gw.proxy_port, timeout=30) as client:
+            sender = threading.Thread(target=_send_quietly, args=(client, head + body))
+            started = time.monotonic()
+            sender.start()
+            answer = client.read_response("POST")
+            took = time.monotonic() - started
+            sender.join(30)
+        time.sleep(max(0.0, started + 0.5 - time.monotonic()))  # a few bystander requests
+    finally:
+        stop.set()
+        thread.join(10)
+    assert answer.status == 400, answer.body
+    assert answer.json() == {"error_msg": "request body chunks too small"}
+    assert answer.header("Connection") == "close"
+    assert took < 5, f"the flood was answered after {took:.2f} s"
+    assert latencies, "the bystander was never answered"
+    median = statistics.median(latencies)
+    assert median < 0.1, f"the bystander's median latency was {median * 1000:.0f} ms"
+
+
+def _send_quietly(client: RawClient, data: bytes) -> None:
+    """Send ``data``, ignoring the server closing or resetting the connection part-way."""
+    with contextlib.suppress(OSError):
+        client.send(data)
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk_size"),
+    [(1_000_000, 4096), (300_000, 1024), (400_000, 200), (1_000, 1), (900, 300)],
+    ids=["1MB-4KiB", "300KB-1KiB", "400KB-200B", "1KB-1B", "sdk-3-chunks"],
+)
+def test_chunked_uploads_of_ordinary_chunks_pass_byte_for_byte(
+    gw: LiveGateway, size: int, chunk_size: int
+) -> None:
+    """Chunks as clients send them (4 KiB or 1 KiB writes, an SDK's body in a few chunks, even
+    a short body of 1-byte chunks: the first ``CHUNKS_FREE`` chunks are free) reach the
+    upstream byte for byte."""
+    body = os.urandom(size)
+    raw = request_bytes("POST", "/upload/chunks", body=body, chunked=True, chunk_size=chunk_size)
+    answer = exchange(gw.proxy_port, raw, pieces=4, pause=0.05)
+    assert answer.status == 200, answer.body
+    seen = gw.fake_requests()[-1]
+    assert (seen["body_length"], seen["body_sha256"]) == (size, sha256(body))
