@@ -13,9 +13,10 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from llmgate.http.body import ChunksTooSmall
 from llmgate.http.deadline import Deadline
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import EdgeServer
+from llmgate.http.protocol import CHUNKS_FREE, MIN_CHUNK_AVERAGE, EdgeServer
 
 _HOLDER = web.RequestKey("test.holder", object)
 
@@ -185,3 +186,62 @@ def test_the_loop_edge_protocol_reproduces_is_aiohttps() -> None:
     source = inspect.getsource(RequestHandler.start)
     digest = hashlib.sha256(source.encode()).hexdigest()
     assert digest == "2e565fd40c8e04fb3afb481d5ba52691a61d28396573b4b8a4cf3b168782288e"
+
+
+async def _serve_bodies() -> tuple[asyncio.Server, int]:
+    """A server answering with the sha256 of the body it read (or the error's status)."""
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            body = await request.read()
+        except ChunksTooSmall as exc:
+            return web.Response(status=exc.status, text="too small", headers=exc.headers)
+        return web.Response(text=hashlib.sha256(body).hexdigest())
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EdgeServer(handler, ClientLimits()), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _upload_chunks(port: int, chunks: list[bytes], per_write: int) -> tuple[int, bytes]:
+    """(status, body) of a chunked POST of ``chunks``, written ``per_write`` chunks at a time
+    (each write read on its own: the server counts chunks across reads)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(chunks), per_write):
+            framed = b"".join(
+                b"%x\r\n%b\r\n" % (len(c), c) for c in chunks[start : start + per_write]
+            )
+            writer.write(framed)
+            await writer.drain()
+            if per_write < len(chunks):
+                await asyncio.sleep(0.002)
+        writer.write(b"0\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+        return int(head.split()[1]), await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+async def test_a_body_of_many_tiny_chunks_is_refused_past_the_free_ones() -> None:
+    """The first ``CHUNKS_FREE`` chunks may be of one byte; one more whose chunks then average
+    under ``MIN_CHUNK_AVERAGE`` bytes is refused, whole in one read or spread over many, and
+    as many chunks of ``MIN_CHUNK_AVERAGE`` bytes pass, byte for byte."""
+    server, port = await _serve_bodies()
+    try:
+        free = [b"x"] * CHUNKS_FREE
+        status, body = await _upload_chunks(port, free, len(free))
+        assert (status, body) == (200, hashlib.sha256(b"".join(free)).hexdigest().encode())
+        for per_write in (CHUNKS_FREE + 1, 64):
+            status, body = await _upload_chunks(port, [b"x"] * (CHUNKS_FREE + 1), per_write)
+            assert (status, body) == (400, b"too small")
+        ordinary = [bytes([i % 256]) * MIN_CHUNK_AVERAGE for i in range(2 * CHUNKS_FREE)]
+        for per_write in (len(ordinary), 100):
+            status, body = await _upload_chunks(port, ordinary, per_write)
+            expected = hashlib.sha256(b"".join(ordinary)).hexdigest().encode()
+            assert (status, body) == (200, expected)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -19,6 +19,7 @@ the end of the request): a body that would pass it is refused with 503, so many 
 large bodies cannot exhaust memory (nginx spools them to disk instead).
 
 Errors: ``BodyTooLarge`` (413), ``BodyTimeout`` (408), ``BadBody`` (400, broken framing),
+``ChunksTooSmall`` (400, millions of tiny chunks: the connection sets it on the stream),
 ``BodiesOverBudget`` (503, with ``Retry-After: 1``), and ``ClientGone`` (the client left: no
 one to answer; the data plane logs it as 499).
 """
@@ -42,6 +43,7 @@ __all__ = [
     "BodyState",
     "BodyTimeout",
     "BodyTooLarge",
+    "ChunksTooSmall",
     "ClientGone",
     "RequestBody",
 ]
@@ -109,6 +111,19 @@ class BadBody(HttpError):
 
     def __init__(self) -> None:
         super().__init__({"error_msg": "invalid request body"})
+
+
+class ChunksTooSmall(HttpError):
+    """400: a chunked body of too many tiny chunks (``llmgate.http.protocol`` counts them as
+    they are parsed).  Each chunk costs a microsecond or so of Python, nginx's nanoseconds: one
+    client sending millions would hold the process.  The connection ends with the answer; the
+    rest of the body is not read."""
+
+    status = 400
+    headers: ClassVar[dict[str, str]] = CLOSES_CONNECTION
+
+    def __init__(self) -> None:
+        super().__init__({"error_msg": "request body chunks too small"})
 
 
 class ClientGone(ConnectionError):

@@ -26,7 +26,10 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   once it is ``LINGER_QUIET`` seconds quiet), where aiohttp parsed and drained it for 10 s;
 - so does an answer given before the request's body was read (a 401, a 404) when more than
   ``DISCARD_LIMIT`` bytes of the body are still to come, or chunks not yet ended: a smaller
-  rest is read and dropped and the connection kept, as nginx discards a body.
+  rest is read and dropped and the connection kept, as nginx discards a body;
+- a chunked body's chunks are counted as they are parsed: past ``CHUNKS_FREE``, chunks that
+  average under ``MIN_CHUNK_AVERAGE`` bytes end it (``ChunksTooSmall`` set on its stream, for
+  the handler reading it: a 400 that closes the connection) and nothing more is read.
 
 The head and idle timeouts share one timer per connection, re-armed lazily: each phase change
 only moves a deadline, and the timer, when it fires before that deadline, sets itself again
@@ -60,6 +63,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
 from llmgate import __version__
+from llmgate.http.body import ChunksTooSmall
 from llmgate.http.deadline import Deadline
 from llmgate.http.limits import ClientLimits, ConnectionBudget, Slot
 
@@ -85,6 +89,15 @@ LINGER_QUIET = 0.5
 # be read and dropped, keeping the connection (nginx discards any size): past it, or for chunks
 # not yet ended, the answer ends the connection (a declared 10 GB is not drained).
 DISCARD_LIMIT = 64 * 1024
+
+# A chunked body's first CHUNKS_FREE chunks may be of any size; past them its chunks must
+# average MIN_CHUNK_AVERAGE bytes or more, else it is refused (400, ``ChunksTooSmall``).  aiohttp
+# hands each chunk to the body's stream in Python (~1 us a chunk, where nginx spends
+# nanoseconds): 2M chunks of 1 byte held the process for seconds and every other client with
+# it.  Clients write chunks of kilobytes (an SDK's body comes in a few); 128-byte chunks cost
+# ~8 ms of CPU a megabyte.
+CHUNKS_FREE = 1024
+MIN_CHUNK_AVERAGE = 128
 
 _VERSIONS = frozenset({(1, 0), (1, 1)})
 _AIOHTTP_IDLE = 10.0**9  # seconds
@@ -266,7 +279,7 @@ def _head_size(message: Any) -> int:
 _SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
 
 # Where a connection is between requests, for the timers (after _IDLE, the connection reads no
-# more requests: _LINGER, a lingering close; _REFUSED, a head was too large).
+# more requests: _LINGER, a lingering close; _REFUSED, a head too large or chunks too small).
 _FRESH, _HEAD, _BUSY, _IDLE, _LINGER, _REFUSED = range(6)
 
 
@@ -274,6 +287,7 @@ class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
     __slots__ = (
+        "_chunks",
         "_deadline",
         "_edge",
         "_head_bytes",
@@ -299,6 +313,7 @@ class EdgeProtocol(RequestHandler):
         # (until it is whole, what arrives is body, not head).
         self._head_bytes = 0
         self._parsed_body: StreamReader = EMPTY_PAYLOAD
+        self._chunks = 0  # chunks of ``_parsed_body`` parsed so far
 
     # --- the connection cap ------------------------------------------------------------------
 
@@ -338,8 +353,11 @@ class EdgeProtocol(RequestHandler):
                     self._deadline.expire_in(min(LINGER_QUIET, left))
             return  # or _REFUSED: the 431 queued for a head too large ends the connection
         count = self._request_count
+        body = self._parsed_body
         # Whether the last request parsed has all its body: what comes now is the next head.
-        between = self._parsed_body.is_eof()
+        between = body.is_eof()
+        chunks = None if between else body._http_chunk_splits  # (None too: not chunked)
+        before = len(chunks) if chunks else 0  # chunk ends not read yet (none read meanwhile)
         super().data_received(data)
         done = self._request_count - count  # heads completed by ``data``
         if done:
@@ -347,11 +365,20 @@ class EdgeProtocol(RequestHandler):
             if len(data) + self._head_bytes > MAX_HEAD and self._refused(done):
                 return
             self._head_bytes = 0
-            self._parsed_body = self._messages[-1][1]
+            body = self._parsed_body = self._messages[-1][1]
+            if body is not EMPTY_PAYLOAD:  # (which has no chunk ends at all)
+                chunks = body._http_chunk_splits  # a body not read yet: its every chunk
+                self._chunks = len(chunks) if chunks else 0
+                if self._chunks > CHUNKS_FREE and self._chunks_too_small(body):
+                    return
         elif between:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:
                 self._refuse_head()
+                return
+        elif (chunks := body._http_chunk_splits) is not None:
+            self._chunks += len(chunks) - before
+            if self._chunks > CHUNKS_FREE and self._chunks_too_small(body):
                 return
         if phase == _BUSY:
             return
@@ -379,6 +406,18 @@ class EdgeProtocol(RequestHandler):
                 self._refuse_head()
                 return True
         return False
+
+    def _chunks_too_small(self, body: StreamReader) -> bool:
+        """Whether ``body``'s chunks average under ``MIN_CHUNK_AVERAGE`` bytes; if so it is
+        refused: its reader gets ``ChunksTooSmall``, and the connection reads nothing more (the
+        answer ends it, with a lingering close)."""
+        if body.total_bytes >= self._chunks * MIN_CHUNK_AVERAGE:
+            return False
+        body.set_exception(ChunksTooSmall())
+        self._phase = _REFUSED
+        self._deadline.clear()
+        self._pause_transport_reading()
+        return True
 
     def _refuse_head(self) -> None:
         """Queue a 431 for the head under way (after the requests queued before it) and read
