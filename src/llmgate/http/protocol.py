@@ -416,6 +416,7 @@ class EdgeProtocol(RequestHandler):
         body.set_exception(ChunksTooSmall())
         self._phase = _REFUSED
         self._deadline.clear()
+        self._reading_paused = True  # (so that the reader's resume_reading does not resume it)
         self._pause_transport_reading()
         return True
 
