@@ -20,7 +20,7 @@ from llmgate.admin import masking
 from llmgate.admin.groups import check_group
 from llmgate.admin.listing import parse_query, select_items
 from llmgate.admin.patching import merge_patch, patch_path
-from llmgate.admin.validation import Scope, check_plugins
+from llmgate.admin.validation import Scope, check_credential_plugins, check_plugins
 from llmgate.errors import BadRequest, MethodNotAllowed, NotFound
 from llmgate.schemas.common import Id
 from llmgate.schemas.messages import describe
@@ -242,6 +242,11 @@ class ResourceApi:
             except ValueError as exc:
                 prefix = "invalid plugins configuration: " if kind.plugin_scope != "route" else ""
                 raise BadRequest(f"{prefix}{exc}") from None
+            if kind.plugin_scope == "credential":
+                try:
+                    check_credential_plugins(plugins)
+                except ValueError as exc:
+                    raise BadRequest(str(exc)) from None
         dangling = await kind.dangling(reader, conf)
         if dangling and not dangling_ok:
             reference, id = dangling[0]

@@ -18,6 +18,7 @@ def check_plugins(plugins: dict[str, Any], scope: Scope = "route") -> None:
     """Raise ``ValueError`` with APISIX's message if any plugin config is invalid.
 
     On a consumer or a credential, an auth plugin is checked against its consumer model.
+    (That a credential holds only auth plugins is ``check_credential_plugins``, afterwards.)
     """
     for name, conf in plugins.items():
         if not isinstance(conf, dict):
@@ -26,8 +27,6 @@ def check_plugins(plugins: dict[str, Any], scope: Scope = "route") -> None:
         plugin = REGISTRY.get(name)
         if plugin is None:
             raise ValueError(f"unknown plugin [{name}]")
-        if scope == "credential" and plugin.kind != "auth":
-            raise ValueError("only supports auth type plugins in consumer credential")
         refused = reserved(conf)
         if refused:
             raise ValueError(
@@ -46,3 +45,12 @@ def check_plugins(plugins: dict[str, Any], scope: Scope = "route") -> None:
             raise ValueError(
                 f"failed to check the configuration of plugin {name} err: {describe(exc)}"
             ) from None
+
+
+def check_credential_plugins(plugins: dict[str, Any]) -> None:
+    """Raise ``ValueError`` if a credential's (already checked) ``plugins`` hold one that is not
+    an auth plugin: APISIX's message, which it gives without a prefix."""
+    for name in plugins:
+        plugin = REGISTRY.get(name)
+        if plugin is not None and plugin.kind != "auth":
+            raise ValueError("only supports auth type plugins in consumer credential")
