@@ -209,6 +209,21 @@ async def test_credentials_crud(admin) -> None:  # type: ignore[no-untyped-def]
     assert (await get(admin, "consumers/jack/credentials/c1"))[0] == 404
 
 
+async def test_a_credential_holds_one_plugin(admin) -> None:  # type: ignore[no-untyped-def]
+    # APISIX's credential schema: plugins has maxProperties 1 (t/admin/credentials.t).
+    await put(admin, "consumers", {"username": "jack"})
+    two = {"key-auth": {"key": "k3"}, "basic-auth": {"username": "u", "password": "p"}}
+    status, body = await put(admin, "consumers/jack/credentials/c3", {"plugins": two})
+    assert (status, body) == (
+        400,
+        {
+            "error_msg": 'invalid configuration: property "plugins" validation failed:'
+            " expect object to have at most 1 properties"
+        },
+    )
+    assert (await get(admin, "consumers/jack/credentials/c3"))[0] == 404
+
+
 async def test_credential_post_is_not_allowed(admin) -> None:  # type: ignore[no-untyped-def]
     await put(admin, "consumers", {"username": "jack"})
     resp = await admin.post("/apisix/admin/consumers/jack/credentials", json={"plugins": {}})

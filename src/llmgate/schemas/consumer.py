@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from llmgate.schemas.common import Id, PluginsMap, Resource
 
 Username = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[a-zA-Z0-9_\-]+$")
 ]
+
+# APISIX's credential schema: one plugin per credential (``maxProperties: 1``).
+CredentialPlugins = Annotated[PluginsMap, Field(max_length=1)]
 
 
 class Consumer(Resource):
@@ -29,4 +32,4 @@ class Credential(Resource):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    plugins: PluginsMap | None = None
+    plugins: CredentialPlugins | None = None

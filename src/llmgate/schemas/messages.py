@@ -35,6 +35,10 @@ def describe_error(error: ErrorDetails) -> str:
         where = f'property "{parent}" ' if parent else ""
         return f"{where}additional properties forbidden, found {name}"
     message = error["msg"]
+    ctx = error.get("ctx") or {}
+    if kind == "too_long" and ctx.get("field_type") == "Dictionary":
+        # jsonschema's wording for maxProperties, as APISIX answers it.
+        message = f"expect object to have at most {ctx['max_length']} properties"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if not path:
