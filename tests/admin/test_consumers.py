@@ -209,6 +209,18 @@ async def test_credentials_crud(admin) -> None:  # type: ignore[no-untyped-def]
     assert (await get(admin, "consumers/jack/credentials/c1"))[0] == 404
 
 
+async def test_the_credentials_of_a_missing_consumer_are_not_found(admin) -> None:  # type: ignore[no-untyped-def]
+    # APISIX (t/admin/credentials.t): listing the credentials of a deleted consumer is a 404.
+    # (It answers 404 too for a consumer without credentials: no key under the prefix; llmgate
+    # lists that one as empty.)
+    assert await get(admin, "consumers/ghost/credentials") == (404, {"message": "Key not found"})
+    await put(admin, "consumers", {"username": "jack"})
+    assert await get(admin, "consumers/jack/credentials") == (200, {"list": [], "total": 0})
+    await put(admin, "consumers/jack/credentials/c1", {"plugins": {"key-auth": {"key": "k"}}})
+    assert (await admin.delete("/apisix/admin/consumers/jack")).status == 200
+    assert await get(admin, "consumers/jack/credentials") == (404, {"message": "Key not found"})
+
+
 async def test_a_credential_holds_one_plugin(admin) -> None:  # type: ignore[no-untyped-def]
     # APISIX's credential schema: plugins has maxProperties 1 (t/admin/credentials.t).
     await put(admin, "consumers", {"username": "jack"})

@@ -288,6 +288,11 @@ class ResourceApi:
         async with self.store.read() as reader:
             if address.id is None:
                 prefix = f"{address.parent}/" if address.parent is not None else None
+                if (
+                    address.parent is not None
+                    and await reader.get("consumers", address.parent) is None
+                ):
+                    raise NotFound()  # the credentials of a consumer that is gone: as APISIX
                 items = await reader.list(self.kind.name, prefix)
             else:
                 item = await reader.get(self.kind.name, address.store_id())
