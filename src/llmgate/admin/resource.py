@@ -123,6 +123,8 @@ class ResourceKind:
     refuse_writes: str | None = None
     # Top-level fields the viewer role never sees (masked as plugins' secrets are).
     secret_fields: tuple[str, ...] = ()
+    # Top-level fields a GET (one or the list) leaves out, whatever the role (an ssl's key).
+    unshown_fields: tuple[str, ...] = ()
     # Fields naming other resources, checked before ``check``, in this order.
     references: tuple[Reference, ...] = ()
 
@@ -397,6 +399,8 @@ class ResourceApi:
 
     def _envelope(self, item: Item, indexes: bool = False, masked: bool = False) -> dict[str, Any]:
         value = masking.masked(item.value, self.kind.secret_fields) if masked else item.value
+        if indexes and self.kind.unshown_fields:  # a GET
+            value = {k: v for k, v in value.items() if k not in self.kind.unshown_fields}
         body: dict[str, Any] = {"key": self.kind.item_key(item), "value": value}
         if indexes:
             body["createdIndex"] = item.created_index

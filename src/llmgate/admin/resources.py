@@ -286,8 +286,8 @@ PLUGIN_METADATA = ResourceKind(
 
 def seal_key(conf: dict[str, Any]) -> dict[str, Any]:
     """``conf`` with its private key sealed (credentials.seal, LLMGATE_SSL_KEY): the store and
-    every GET hold only the sealed form.  A cert holding a private key too is refused: the
-    cert is stored and returned as sent."""
+    a write's answer hold only the sealed form (a GET leaves the key out).  A cert holding a
+    private key too is refused: the cert is stored and returned as sent."""
     cert = conf.get("cert")
     if isinstance(cert, str) and "PRIVATE KEY-----" in cert:
         raise BadRequest("invalid configuration: cert holds a private key: send it in key only")
@@ -308,6 +308,7 @@ SSLS = ResourceKind(
     prepare=seal_key,
     compile=compile_ssl_value,
     secret_fields=("key",),  # sealed, but key material all the same: not for the viewer
+    unshown_fields=("key",),  # as APISIX: a GET never returns it (a write answers it sealed)
 )
 
 # --- kinds llmgate lists (empty) so APISIX tools work, and refuses to write ---------------

@@ -40,12 +40,19 @@ def _title(kind: ResourceKind) -> str:
 
 def resource_components(kind: ResourceKind) -> dict[str, Any]:
     title = _title(kind)
+    schema = model_schema(kind.model)
+    components = {title: schema}
+    shown = title
+    if kind.unshown_fields:  # an answer may leave them out (a GET of an ssl: its key)
+        shown = f"{title}Shown"
+        required = [name for name in schema.get("required", ()) if name not in kind.unshown_fields]
+        components[shown] = {**schema, "required": required}
     item = {
         "type": "object",
         "required": ["key", "value"],
         "properties": {
             "key": {"type": "string"},
-            "value": ref(title),
+            "value": ref(shown),
             "createdIndex": {"type": "integer"},
             "modifiedIndex": {"type": "integer"},
         },
@@ -58,7 +65,7 @@ def resource_components(kind: ResourceKind) -> dict[str, Any]:
             "total": {"type": "integer", "minimum": 0},
         },
     }
-    return {title: model_schema(kind.model), f"{title}Item": item, f"{title}List": listing}
+    return {**components, f"{title}Item": item, f"{title}List": listing}
 
 
 def resource_paths(kind: ResourceKind) -> dict[str, Any]:
