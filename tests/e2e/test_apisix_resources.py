@@ -113,6 +113,26 @@ def test_route_with_only_service_id_is_served_by_the_service(live: LiveGateway) 
         live.delete("upstreams/svc-up")
 
 
+def test_a_route_without_any_upstream_is_503_as_in_apisix(live: LiveGateway) -> None:
+    # APISIX (t/node/not-exist-upstream.t): a route with plugins but no upstream, and none on
+    # its service, is accepted; a request to it is 503 "missing upstream configuration in
+    # Route or Service".
+    live.put("services/no-up", {"plugins": set_header("X-Svc", "no-up")})
+    live.put("routes/no-up", {"uri": "/no-up", "plugins": {}})
+    live.put("routes/no-up-svc", {"uri": "/no-up-svc", "service_id": "no-up"})
+    try:
+        for path in ("/no-up", "/no-up-svc"):
+            status, body, _ = get(live, path)
+            assert (status, body) == (
+                503,
+                {"error_msg": "missing upstream configuration in Route or Service"},
+            ), path
+    finally:
+        live.delete("routes/no-up")
+        live.delete("routes/no-up-svc")
+        live.delete("services/no-up")
+
+
 def test_upstream_id_wins_over_an_inline_upstream_as_in_apisix(live: LiveGateway) -> None:
     """APISIX's handle_upstream looks at ``upstream_id`` first: an object holding both is
     served by the upstream it names, on a route and on a service alike."""

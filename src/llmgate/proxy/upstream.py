@@ -50,6 +50,15 @@ class BadGateway(HttpError):
         super().__init__({"error_msg": detail})
 
 
+class MissingUpstream(HttpError):
+    """A route whose service gives it no upstream either: APISIX's 503."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__({"error_msg": "missing upstream configuration in Route or Service"})
+
+
 class GatewayTimeout(HttpError):
     status = 504
 
