@@ -55,7 +55,10 @@ REFUSED_ROUTES = [
     ),
     (route(plugins={"key-auth": {"_meta": {"pre_function": "return"}}}), "pre_function"),
     (route(plugins={"key-auth": {"_meta": {"disabled": True}}}), "_meta"),
-    (route(plugins={"key-auth": {"_meta": {"priority": "1"}}}), "_meta.priority"),
+    (
+        route(plugins={"key-auth": {"_meta": {"priority": "1"}}}),
+        '"_meta" validation failed: property "priority"',
+    ),
     # regexes compiled as the plugin compiles them
     (
         route(

@@ -34,7 +34,7 @@ Host = Annotated[str, StringConstraints(pattern=HOST_PATTERN)]
 def _not_a_boolean(value: object) -> object:
     # ``False == 0`` and ``True == 1``: a Literal of integers alone would take booleans.
     if isinstance(value, bool):
-        raise ValueError("Input should be 0 or 1")
+        raise ValueError("wrong type: expected integer, got boolean")  # as jsonschema
     return value
 
 
