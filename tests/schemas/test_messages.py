@@ -15,6 +15,7 @@ from llmgate.schemas.service import Service
 from llmgate.schemas.upstream import UpstreamSpec
 
 UP = {"type": "roundrobin", "nodes": {"127.0.0.1:80": 1}}
+NODES = 'property "nodes" validation failed: object matches none of the required'
 
 
 def message(model: Any, value: dict[str, Any]) -> str:
@@ -108,6 +109,13 @@ def message(model: Any, value: dict[str, Any]) -> str:
             {"plugins": {"a": {}, "b": {}}},
             'property "plugins" validation failed: expect object to have at most 1 properties',
         ),
+        # nodes: a map or a list (jsonschema's anyOf): any error inside is "none matched"
+        # (t/admin/upstream-array-nodes.t).
+        (UpstreamSpec, {"nodes": [{"host": "127.0.0.1", "port": 0, "weight": 1}]}, NODES),
+        (UpstreamSpec, {"nodes": [{"host": "127.#.%.1", "port": 80, "weight": 1}]}, NODES),
+        (UpstreamSpec, {"nodes": [{"host": "127.0.0.1", "port": 80, "weight": "1"}]}, NODES),
+        (UpstreamSpec, {"nodes": {"127.0.0.1:8080": -100}}, NODES),
+        (UpstreamSpec, {"nodes": "x"}, NODES),
         (
             Route,
             {"id": "a$b", "uri": "/a"},

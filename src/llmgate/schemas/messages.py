@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 # pydantic's tags for the members of a union (``str`` / ``int`` / a model name): not properties.
-_TAG_PREFIXES = ("function-", "lax-", "json-or-python", "dict[", "list[", "tuple[", "literal[")
+_WRAPPER_PREFIXES = ("function-", "lax-", "json-or-python")
+_MEMBER_PREFIXES = ("dict[", "list[", "tuple[", "literal[")
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "constrained-str", "constrained-int"}
 
 # pydantic's type errors and the JSON type each expected.
@@ -38,10 +39,15 @@ _EXPECTED = {
 Segment = str | int  # a property name, or an array index (from 0)
 
 
-def _is_tag(part: str) -> bool:
-    if part in _UNION_TAGS or part.startswith(_TAG_PREFIXES):
+def _is_member(part: str) -> bool:
+    """Whether ``part`` names a member of a union (``str``, ``list[Node]``, a model name)."""
+    if part in _UNION_TAGS or part.startswith(_MEMBER_PREFIXES):
         return True
-    return bool(part and part[0].isupper() and part.isidentifier())  # a model name in a union
+    return bool(part and part[0].isupper() and part.isidentifier())
+
+
+def _is_tag(part: str) -> bool:
+    return part.startswith(_WRAPPER_PREFIXES) or _is_member(part)
 
 
 def _segments(loc: tuple[int | str, ...]) -> list[Segment]:
@@ -142,9 +148,24 @@ def describe_error(error: ErrorDetails, union: bool = False) -> str:
     return _nest(segments, reason)
 
 
+def _in_union(loc: tuple[int | str, ...]) -> list[Segment] | None:
+    """The path to the first union ``loc`` goes through, or None."""
+    for index, part in enumerate(loc):
+        if isinstance(part, str) and _is_member(part):
+            return _segments(loc[:index])
+    return None
+
+
 def describe(exc: ValidationError) -> str:
     """The first error of ``exc``, described as APISIX's JSON-schema checker would."""
     errors = exc.errors(include_url=False)
+    # jsonschema's anyOf (a union here: ids, nodes) says only that no member matched, unless
+    # one of our own checks (a value_error: "invalid port") said more.
+    if errors and all(e["type"] != "value_error" for e in errors):
+        unions = [_in_union(e["loc"]) for e in errors]
+        if all(u is not None for u in unions) and len({repr(u) for u in unions}) == 1:
+            assert unions[0] is not None
+            return _nest(unions[0], "object matches none of the required")
     # Union members each report their own failure; the most specific one is the longest path.
     best = max(errors, key=lambda e: len(_path(e["loc"])))
     path = _path(best["loc"])
