@@ -32,7 +32,7 @@ from llmgate.http.body import BodyTooLarge
 from llmgate.http.context import Reply
 from llmgate.http.paths import check_target
 from llmgate.proxy.client_response import UpstreamError
-from llmgate.proxy.upstream import BadGateway, MissingUpstream, Outgoing
+from llmgate.proxy.upstream import BadGateway, Outgoing, no_upstream
 
 if TYPE_CHECKING:
     from llmgate.http.context import RequestContext, Sent
@@ -132,7 +132,7 @@ async def send(ctx: RequestContext) -> Sent:
     """Send ``ctx.outbound`` to ``ctx.upstream`` once (502 / 504 ``HttpError`` on failure)."""
     pool = ctx.upstream
     if pool is None:
-        raise MissingUpstream()
+        raise no_upstream(ctx.route.upstream_id)
     outbound = ctx.outbound
     outgoing = Outgoing(
         method=outbound.method,

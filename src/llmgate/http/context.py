@@ -133,6 +133,9 @@ class RouteInfo:
     # The service the route takes its upstream, plugins and hosts from (metric labels).
     service_id: str | None = None
     service_name: str | None = None
+    # The upstream the route (or its service) names by id: when it is gone, 502 (no upstream
+    # at all: 503), as APISIX.
+    upstream_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

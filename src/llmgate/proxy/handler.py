@@ -34,7 +34,7 @@ from llmgate.http.paths import check_target, parse_target
 from llmgate.http.variables import RouteVariables
 from llmgate.proxy.eager import drive
 from llmgate.proxy.respond import UPSTREAM_STATUS_HEADER, relay, send_reply, upstream_status
-from llmgate.proxy.upstream import BadGateway, GatewayTimeout, MissingUpstream, Outgoing
+from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing, no_upstream
 from llmgate.runtime.snapshot import (
     CHAIN,
     EMPTY_CHAIN,
@@ -374,7 +374,7 @@ async def send_to_upstream(ctx: RequestContext) -> Sent:
     """Send ``ctx.outbound`` to ``ctx.upstream`` (the default forwarder)."""
     pool = ctx.upstream
     if pool is None:
-        raise MissingUpstream()
+        raise no_upstream(ctx.route.upstream_id)
     outgoing = await outgoing_for(ctx)
     try:
         response, index, started = await pool.send(outgoing)

@@ -59,6 +59,12 @@ class MissingUpstream(HttpError):
         super().__init__({"error_msg": "missing upstream configuration in Route or Service"})
 
 
+def no_upstream(upstream_id: str | None) -> HttpError:
+    """The error of a request whose route has no upstream pool: 502 when it names an upstream
+    (``upstream_id``) that is gone (APISIX: "failed to find upstream by id"), else 503."""
+    return BadGateway() if upstream_id is not None else MissingUpstream()
+
+
 class GatewayTimeout(HttpError):
     status = 504
 

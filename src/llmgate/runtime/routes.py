@@ -187,6 +187,7 @@ def compile_route(
         timeout=_timeout(value),
         service_id=str(service_id) if service_id is not None else None,
         service_name=service_name,
+        upstream_id=str(value["upstream_id"]) if value.get("upstream_id") is not None else None,
     )
     return _entry(id, value, route, tests)
 
