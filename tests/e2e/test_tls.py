@@ -276,7 +276,11 @@ def test_idle_tls_connections_count_toward_the_connection_cap(
             else:  # handshaken, and no request head yet
                 handshaken.append(RawClient(port, tls=context, server_name="a.test", timeout=5))
         for refused_port in (port, capped.proxy_port):
-            with RawClient(refused_port, timeout=5) as extra:
+            try:
+                extra = RawClient(refused_port, timeout=5)
+            except ConnectionResetError:
+                continue  # reset before connect() returned (a slow client): refused all the same
+            with extra:
                 started = time.monotonic()
                 assert extra.is_closed_by_peer(3), "a connection past the cap was accepted"
                 assert time.monotonic() - started < 1
