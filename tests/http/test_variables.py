@@ -3,7 +3,9 @@ templates, as tables of cases (no network)."""
 
 from __future__ import annotations
 
+import base64
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 from unittest import mock
@@ -23,6 +25,12 @@ from llmgate.http.variables import Reference, Template, chash_key_reader
 from llmgate.schemas.upstream import check_chash_key
 
 PEER = ("10.1.2.3", 50123)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 SOCK = ("127.0.0.1", 9080)
 
 
@@ -123,6 +131,54 @@ def make_ctx(
             id="cookie-in-the-first-of-two-lines",
         ),
         pytest.param("post_arg_x", {"headers": {"Content-Type": "x-www-form-urlencoded"}}, None),
+        # nginx's $remote_user: the user part of any Basic Authorization header, valid or not
+        # (never its password); nothing when there is no such header or it does not decode.
+        pytest.param(
+            "remote_user", {"headers": {"Authorization": "Basic " + _b64("jack:pw")}}, "jack"
+        ),
+        pytest.param(
+            "remote_user",
+            {"headers": {"Authorization": "basic   " + _b64("jack:a:b")}},
+            "jack",
+            id="remote_user-scheme-any-case",
+        ),
+        pytest.param(
+            "remote_user",
+            {"headers": {"Authorization": "Basic " + _b64("jack:pw").rstrip("=")}},
+            "jack",
+            id="remote_user-unpadded",
+        ),
+        pytest.param(
+            "remote_user",
+            {"headers": {"Authorization": "Basic " + _b64(":pw")}},
+            "",
+            id="remote_user-empty",
+        ),
+        pytest.param("remote_user", {}, None, id="remote_user-absent"),
+        pytest.param(
+            "remote_user",
+            {"headers": {"Authorization": "Bearer " + _b64("jack:pw")}},
+            None,
+            id="remote_user-bearer",
+        ),
+        pytest.param(
+            "remote_user",
+            {"headers": {"Authorization": "Basic " + _b64("jack")}},
+            None,
+            id="remote_user-no-colon",
+        ),
+        pytest.param(
+            "remote_user", {"headers": {"Authorization": "Basic !!!"}}, None, id="remote_user-bad"
+        ),
+        pytest.param(
+            "remote_user",
+            {"headers": {"Authorization": "Basic "}},
+            None,
+            id="remote_user-empty-b64",
+        ),
+        pytest.param("hostname", {}, socket.gethostname(), id="hostname"),
+        # APISIX's data-plane server block is ``server_name _;`` (apisix/cli/ngx_tpl.lua).
+        pytest.param("server_name", {}, "_", id="server_name"),
         pytest.param("route_id", {}, "r1"),
         pytest.param("route_name", {}, "chat-route"),
         pytest.param("consumer_name", {}, None, id="consumer_name-anonymous"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -274,10 +275,13 @@ async def test_log_format_takes_nginx_common_variables(gateway, tmp_path) -> Non
         "time_local", "request", "body_bytes_sent", "upstream_scheme", "upstream_host",
         "upstream_uri", "content_type", "content_length", "is_args", "document_uri",
         "sent_http_content_type", "upstream_http_content_length", "sent_http_set_cookie",
+        "remote_user", "hostname", "server_name",
     )  # fmt: skip
     await route(gateway, path, log_format={name: f"${name}" for name in names})
     resp = await gateway.proxy.post(
-        "/echo/a?x=1&api_key=sk-1", data=b"hello", headers={"Content-Type": "text/plain"}
+        "/echo/a?x=1&api_key=sk-1",
+        data=b"hello",
+        headers={"Content-Type": "text/plain", "Authorization": "Basic amFjazpzZWNyZXQ="},
     )
     body = await resp.read()
     resp_type = resp.headers["Content-Type"]
@@ -300,6 +304,10 @@ async def test_log_format_takes_nginx_common_variables(gateway, tmp_path) -> Non
     assert first["sent_http_set_cookie"] is None
     assert second["is_args"] == "" and second["upstream_uri"] == "/echo/b"
     assert second["content_type"] is None and second["request"] == "GET /echo/b HTTP/1.1"
+    # $remote_user: the Basic user name (jack:secret), never the password; none without one.
+    assert first["remote_user"] == "jack" and second["remote_user"] is None
+    assert "secret" not in path.read_text()
+    assert first["hostname"] == socket.gethostname() and first["server_name"] == "_"
 
 
 async def test_routes_share_one_writer_per_path_across_reloads(gateway, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,12 @@ adds the variables a request learns as it runs: its route, consumer, status...).
 
 from __future__ import annotations
 
+import binascii
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
 # The parser of aiohttp's ``request.cookies`` (RFC 6265, names with special characters
@@ -58,6 +61,34 @@ def _server_protocol(request: web.BaseRequest) -> str:
     return f"HTTP/{request.version.major}.{request.version.minor}"
 
 
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+
+
+def remote_user(request: web.BaseRequest) -> str | None:
+    """nginx's ``$remote_user``: the user name of a ``Basic`` Authorization header, whether or
+    not it is a valid credential, never its password (what follows the first ``:``).  None
+    without such a header or when it does not decode (base64 padding may be left out, as
+    nginx's ``ngx_decode_base64`` allows)."""
+    header = request.headers.get("Authorization")
+    if header is None or len(header) < 6 or header[:6].lower() != "basic ":
+        return None
+    encoded = header[6:].lstrip(" ").encode("latin-1", "replace").rstrip(b"=")
+    if not encoded or len(encoded) % 4 == 1 or not _BASE64.fullmatch(encoded):
+        return None
+    try:
+        decoded = binascii.a2b_base64(encoded + b"=" * (-len(encoded) % 4))
+    except binascii.Error:
+        return None
+    user, colon, _ = decoded.partition(b":")
+    return user.decode("utf-8", "replace") if colon else None
+
+
+@cache
+def _hostname() -> str:
+    """nginx's ``$hostname``: the machine's name (``gethostname``), read once."""
+    return socket.gethostname()
+
+
 # The request target as the gateway routed it (nginx's ``$uri`` and ``$host``; APISIX's
 # ``$request_uri`` is the normalised path with the query, ``$real_request_uri`` as sent).
 _TARGET: dict[str, Callable[[RequestTarget], str | None]] = {
@@ -82,6 +113,10 @@ _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
     "content_type": lambda request: request.headers.get("Content-Type"),
     "content_length": lambda request: request.headers.get("Content-Length"),
     "is_args": lambda request: "?" if request.query_string else "",
+    "remote_user": remote_user,
+    "hostname": lambda request: _hostname(),
+    # APISIX's data-plane server block is ``server_name _;`` (apisix/cli/ngx_tpl.lua).
+    "server_name": lambda request: "_",
 }
 
 
