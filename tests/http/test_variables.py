@@ -418,3 +418,18 @@ def test_chash_keys_apisix_accepts(hash_on: str, key: str | None) -> None:
 def test_chash_keys_that_hash_nothing_are_refused(hash_on: str, key: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         check_chash_key(hash_on, key)
+
+
+def test_set_args_changes_the_query_variables_but_not_request_uri() -> None:
+    """APISIX's ``core.request.set_uri_args``: ``$args`` and ``$arg_<name>`` read the new
+    query, even after they were read once; ``$request_uri`` is the target as sent."""
+    ctx = make_ctx(path="/p?a=1&key=s&b=x%26y")
+    assert (ctx.var("arg_key"), ctx.var("args")) == ("s", "a=1&key=s&b=x%26y")
+    ctx.set_args("a=1&b=x%26y")
+    assert ctx.outbound.query == "a=1&b=x%26y"
+    assert [ctx.var(n) for n in ("arg_key", "args", "query_string", "is_args", "arg_b")] == [
+        None, "a=1&b=x%26y", "a=1&b=x%26y", "?", "x&y"
+    ]  # fmt: skip
+    assert ctx.var("request_uri") == "/p?a=1&key=s&b=x%26y"
+    ctx.set_args("")
+    assert (ctx.var("args"), ctx.var("is_args"), ctx.var("arg_a")) == ("", "", None)

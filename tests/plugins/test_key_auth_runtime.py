@@ -158,6 +158,30 @@ async def test_hide_credentials_query(gateway) -> None:  # type: ignore[no-untyp
     assert (await resp.json())["query"] == "a=1&b=x%26y"
 
 
+async def test_hide_credentials_query_hides_it_from_later_variables(gateway) -> None:  # type: ignore[no-untyped-def]
+    """As APISIX's ``core.request.set_uri_args``: once key-auth dropped the key from the query,
+    ``$arg_apikey``, ``$args``, ``$query_string`` and ``$is_args`` read the query without it
+    (here in proxy-rewrite, which runs after key-auth); ``$request_uri`` stays as sent."""
+    await gateway.put("consumers", {"username": "jack", "plugins": {"key-auth": {"key": "k-1"}}})
+    seen = "[$arg_apikey|$args|$query_string|$is_args|$arg_a]"
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/anything/*",
+            "plugins": {
+                "key-auth": {"hide_credentials": True},
+                "proxy-rewrite": {"headers": {"set": {"X-Seen": seen}}},
+            },
+            "upstream": gateway.upstream(),
+        },
+    )
+    resp = await gateway.proxy.get("/anything/x?a=1&apikey=k-1")
+    assert resp.status == 200
+    assert (await resp.json())["headers"]["x-seen"] == "[|a=1|a=1|?|1]"
+    resp = await gateway.proxy.get("/anything/x?apikey=k-1")
+    assert (await resp.json())["headers"]["x-seen"] == "[||||]"
+
+
 async def test_credential_key(gateway) -> None:  # type: ignore[no-untyped-def]
     await gateway.put("consumers", {"username": "jack"})
     await gateway.put(

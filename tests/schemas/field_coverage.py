@@ -209,7 +209,10 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "plugins.key-auth.query": _t(KEY, "test_custom_header_and_query"),
     "plugins.key-auth.realm": _t(KEY, "test_custom_header_and_query"),
     "plugins.key-auth.hide_credentials": _t(
-        KEY, "test_hide_credentials_header", "test_hide_credentials_query"
+        KEY,
+        "test_hide_credentials_header",
+        "test_hide_credentials_query",
+        "test_hide_credentials_query_hides_it_from_later_variables",
     ),
     "plugins.key-auth.anonymous_consumer": _t(KEY, "test_anonymous_consumer"),
     "consumer_plugins.key-auth.key": _t(KEY, "test_key_in_header", "test_invalid_key"),

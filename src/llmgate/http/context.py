@@ -31,7 +31,12 @@ from multidict import CIMultiDict
 
 from llmgate.http.body import MAX_BUFFERED_BODY, BodyTooLarge, RequestBody
 from llmgate.http.paths import RequestTarget, parse_target
-from llmgate.http.variables import header_value, request_variable
+from llmgate.http.variables import (
+    args_variable,
+    header_value,
+    is_args_variable,
+    request_variable,
+)
 from llmgate.schemas.common import Timeout
 
 if TYPE_CHECKING:
@@ -195,6 +200,7 @@ class RequestContext:
     """Everything one request carries through the phases. Created per request; never shared."""
 
     __slots__ = (
+        "_args",
         "_vars",
         "body",
         "bytes_sent",
@@ -255,6 +261,8 @@ class RequestContext:
         self.upstream_broken = False
         self.state = State()
         self._vars: dict[str, str | None] | None = None
+        # The query a plugin set in place of the client's (``set_args``); None: the client's.
+        self._args: str | None = None
 
     def add_response_header(self, name: str, value: str) -> None:
         """A header to set on the client response, whatever produces it."""
@@ -270,6 +278,16 @@ class RequestContext:
         headers = self.outbound.headers
         for name in names:
             self._vars["http_" + name.lower().replace("-", "_")] = header_value(headers, name)
+
+    def set_args(self, query: str) -> None:
+        """Replace the request's query, as APISIX's ``core.request.set_uri_args``: it goes
+        upstream, and ``$args``, ``$query_string``, ``$is_args`` and ``$arg_<name>`` read it
+        from now on (``$request_uri`` keeps the query as sent, as nginx's)."""
+        self.outbound.query = query
+        self._args = query
+        if self._vars:
+            for name in [name for name in self._vars if is_args_variable(name)]:
+                del self._vars[name]
 
     async def current_body(self, limit: int = MAX_BUFFERED_BODY) -> bytes:
         """The body as it will go upstream: a plugin's replacement, else the client's, read
@@ -292,6 +310,8 @@ class RequestContext:
             return getter(self)
         if name.startswith(_RESPONSE_HEADER_VARS):
             return _response_header(self, name)
+        if self._args is not None and is_args_variable(name):
+            return args_variable(self._args, name)
         if self._vars is None:
             self._vars = {}
         elif name in self._vars:

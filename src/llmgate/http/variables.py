@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 # The parser of aiohttp's ``request.cookies`` (RFC 6265, names with special characters
 # accepted), for the lines ``request.cookies`` does not read.
 from aiohttp._cookie_helpers import parse_cookie_header
+from yarl import URL
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -118,6 +119,25 @@ _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
     # APISIX's data-plane server block is ``server_name _;`` (apisix/cli/ngx_tpl.lua).
     "server_name": lambda request: "_",
 }
+
+
+# The variables a query set by a plugin changes (APISIX's ``core.request.set_uri_args``).
+_ARGS_VARS = frozenset({"args", "query_string", "is_args"})
+
+
+def is_args_variable(name: str) -> bool:
+    """Whether variable ``name`` reads the query (``$args``, ``$arg_<name>``...)."""
+    return name in _ARGS_VARS or name.startswith("arg_")
+
+
+def args_variable(query: str, name: str) -> str | None:
+    """The value of query variable ``name`` for ``query`` (raw, as in a request target),
+    parsed as aiohttp parses a request's query: the first of a repeated argument."""
+    if name == "is_args":
+        return "?" if query else ""
+    if name.startswith("arg_"):
+        return URL.build(query_string=query, encoded=True).query.get(name[4:])
+    return query
 
 
 def _header(request: web.BaseRequest, name: str) -> str | None:

@@ -134,4 +134,4 @@ class KeyAuth(AuthPlugin[KeyAuthConfig]):
             outbound.headers.popall(self.config.header, None)
             ctx.request_headers_changed(self.config.header)
         if query and outbound.query:
-            outbound.query = drop_query_arg(outbound.query, self.config.query)
+            ctx.set_args(drop_query_arg(outbound.query, self.config.query))
