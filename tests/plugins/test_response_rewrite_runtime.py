@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 from llmgate.http.context import ResponseHead
 from llmgate.plugins.response_rewrite import ResponseRewrite, ResponseRewriteConfig
 from llmgate.runtime.services import Services
+from tests.net import RawClient, Response
 
 
 async def _route(gateway, conf: dict[str, Any], **plugins: Any) -> None:  # type: ignore[no-untyped-def]
@@ -318,3 +319,31 @@ async def test_a_set_transfer_encoding_cannot_break_the_framing(gateway, size: i
     assert len(framing) == 1, (framing, len(body))
     if framing[0].startswith(b"content-length"):
         assert int(framing[0].split(b":")[1]) == len(body)
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+async def test_removed_content_length_is_not_sent(gateway, version: str) -> None:  # type: ignore[no-untyped-def]
+    """``headers.remove: ["Content-Length"]``: as nginx, the answer goes without it, its body
+    chunked to an HTTP/1.1 client (whole and correctly framed, the connection reusable); an
+    HTTP/1.0 client cannot take chunks, so its answer keeps a Content-Length that frames it."""
+    await _route(gateway, {"headers": {"remove": ["Content-Length"]}})
+    server = gateway.proxy.server
+
+    def exchange(count: int) -> list[Response]:
+        with RawClient(server.port, server.host) as client:
+            answers = []
+            for _ in range(count):
+                client.send_request("GET", "/echo/a?x=1", version=version)
+                answers.append(client.read_response())
+            return answers
+
+    # Two answers on one connection: the first one's framing left the second readable.
+    answers = await asyncio.to_thread(exchange, 2 if version == "HTTP/1.1" else 1)
+    for answer in answers:
+        assert answer.status == 200
+        assert answer.json()["path"] == "/echo/a"  # the whole body, parsed
+        if version == "HTTP/1.1":
+            assert answer.header("Content-Length") is None
+            assert answer.header("Transfer-Encoding") == "chunked"
+        else:
+            assert answer.header("Content-Length") == str(len(answer.body))

@@ -194,6 +194,9 @@ class ResponseHead:
     status: int
     headers: CIMultiDict[str]
     from_upstream: bool = True
+    # A header filter removed the response's Content-Length (response-rewrite ``remove``):
+    # as nginx, the body then goes chunked to an HTTP/1.1 client (set by the proxy handler).
+    length_removed: bool = False
 
 
 class RequestContext:

@@ -17,7 +17,7 @@ import struct
 import time
 from typing import TypeVar
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from llmgate.ai.replies import gateway_reply
@@ -45,6 +45,7 @@ log = logging.getLogger("llmgate.proxy")
 UPSTREAM_STATUS_HEADER = "X-APISIX-Upstream-Status"
 _R = TypeVar("_R", bound=web.StreamResponse)
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+_CHUNKED_END = len(b"0\r\n\r\n")
 
 
 def upstream_status(ctx: RequestContext, status: int | None, failed: int) -> str:
@@ -61,8 +62,10 @@ def _head(ctx: RequestContext, chain: PluginChain, head: ResponseHead) -> Respon
     if ctx.response_headers:
         head.headers.update(ctx.response_headers)
     ctx.state[SENT_HEADERS] = head.headers
+    declared = "Content-Length" in head.headers
     for plugin in chain.header_filter:
         plugin.header_filter(ctx, head)
+    head.length_removed = declared and "Content-Length" not in head.headers
     # The gateway frames the body it sends: a Transfer-Encoding a plugin set (response-rewrite
     # "set") went out beside Content-Length over a body that was not chunked.
     head.headers.popall("Transfer-Encoding", None)
@@ -152,6 +155,10 @@ async def relay(
             mark_untyped(whole)
             # nginx's $bytes_sent (head and body); aiohttp writes it after the log phase.
             ctx.bytes_sent = len(body) + _head_size(whole)
+            if head.length_removed and ctx.inbound.version >= HttpVersion11:
+                # No Content-Length to send (a plugin removed it): nginx chunks the body.
+                whole.enable_chunked_encoding()
+                ctx.bytes_sent += _CHUNKED_END + (len(f"{len(body):x}") + 4 if body else 0)
             ctx.state[BODY_BYTES] = len(body)
             return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
