@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
 from multidict import CIMultiDict
 
 from llmgate.http.context import ResponseHead
@@ -347,3 +348,42 @@ async def test_removed_content_length_is_not_sent(gateway, version: str) -> None
             assert answer.header("Transfer-Encoding") == "chunked"
         else:
             assert answer.header("Content-Length") == str(len(answer.body))
+
+
+async def test_removed_content_length_of_a_streamed_answer(gateway, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
+    """An answer streamed through (its body not all there with its head) goes chunked too,
+    without the upstream's Content-Length, every byte of it."""
+    big = bytes(range(256)) * 2048  # 512 KiB
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(big))})
+        await response.prepare(request)
+        for start in range(0, len(big), 65536):
+            await response.write(big[start : start + 65536])
+            await asyncio.sleep(0.01)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/big", answer)
+    server = await aiohttp_server(app)
+    upstream = {"type": "roundrobin", "nodes": {f"127.0.0.1:{server.port}": 1}}
+    await gateway.put(
+        "routes/1",
+        {
+            "uri": "/big",
+            "plugins": {"response-rewrite": {"headers": {"remove": ["Content-Length"]}}},
+            "upstream": upstream,
+        },
+    )
+    proxy = gateway.proxy.server
+
+    def exchange() -> Response:
+        with RawClient(proxy.port, proxy.host) as client:
+            client.send_request("GET", "/big")
+            return client.read_response()
+
+    answer_ = await asyncio.to_thread(exchange)
+    assert answer_.status == 200
+    assert answer_.header("Content-Length") is None
+    assert answer_.header("Transfer-Encoding") == "chunked"
+    assert answer_.body == big
