@@ -73,7 +73,7 @@ _HASH_VARS = re.compile(
     r"(uri|server_addr|request_uri|remote_port|remote_addr|query_string|host"
     r"|(arg|http|cookie)_[0-9a-zA-Z_-]+)"
 )
-# In APISIX's list but constant (or for stream routes) in nginx, and not variables llmgate has.
+# In APISIX's list but constant (or for stream routes): every request would hash to one node.
 _UNHASHABLE_VARS = ("server_name", "hostname", "mqtt_client_id")
 _HASH_NAME = re.compile(r"[a-zA-Z0-9_-]+")  # APISIX's ``upstream_hash_header_schema``
 
@@ -86,7 +86,7 @@ def check_chash_key(hash_on: str, key: str | None) -> None:
         name = (key or "").removeprefix("$")
         if name in _UNHASHABLE_VARS:
             raise ValueError(
-                f'key "{key}" is not supported: a constant in nginx, no variable in llmgate'
+                f'key "{key}" is not supported: a constant, every request would go to one node'
             )
         if not _HASH_VARS.fullmatch(name):
             raise ValueError(
