@@ -120,11 +120,15 @@ def _matches(value: dict[str, Any], query: ListQuery) -> bool:
 
 
 def select_items(items: Sequence[Item], query: ListQuery) -> tuple[list[Item], int]:
-    """The page of ``items`` the query asks for, and the total after filtering."""
+    """The page of ``items`` the query asks for, and the total after filtering.
+
+    As APISIX: a list comes in the order of an etcd range over the prefix (byte order of the
+    ids: "1", "10", "2"); only a paged list is sorted by creation."""
     selected = [item for item in items if _matches(item.value, query)]
     total = len(selected)
     if query.page is not None and query.page_size is not None:
         selected.sort(key=lambda item: item.created_index)
         start = (query.page - 1) * query.page_size
-        selected = selected[start : start + query.page_size]
+        return selected[start : start + query.page_size], total
+    selected.sort(key=lambda item: item.id.encode())
     return selected, total
