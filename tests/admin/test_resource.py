@@ -210,7 +210,7 @@ async def test_schema_errors_name_the_property(admin, path, body, message) -> No
 
 async def test_route_needs_uri_and_a_target(admin) -> None:  # type: ignore[no-untyped-def]
     status, body = await put(admin, "routes/1", {"upstream": UPSTREAM})
-    assert status == 400 and "uri" in body["error_msg"]
+    assert status == 400 and "matches none" in body["error_msg"]
     status, body = await put(admin, "routes/1", {"uri": "/a"})
     assert status == 400 and "upstream" in body["error_msg"]
     status, body = await put(admin, "routes/1", {"uri": "/a", "uris": ["/b"], "upstream": UPSTREAM})
@@ -219,6 +219,19 @@ async def test_route_needs_uri_and_a_target(admin) -> None:  # type: ignore[no-u
         admin, "routes/1", {"uri": "/a", "host": "a.com", "hosts": ["b.com"], "upstream": UPSTREAM}
     )
     assert status == 400 and "only one of host or hosts" in body["error_msg"]
+
+
+async def test_route_without_uri_or_uris_reads_as_apisix(admin) -> None:  # type: ignore[no-untyped-def]
+    # APISIX's route schema: allOf[1] is oneOf(required uri, required uris) (t/admin/schema-validate.t).
+    message = "allOf 1 failed: value should match only one schema, but matches none"
+    status, body = await put(admin, "routes/1", {"upstream": UPSTREAM})
+    assert (status, body) == (400, {"error_msg": f"invalid configuration: {message}"})
+    # schema/validate answers what a PUT would (docs/compatibility.md).
+    resp = await admin.post("/apisix/admin/schema/validate/routes", json={"upstream": UPSTREAM})
+    assert (resp.status, await resp.json()) == (
+        400,
+        {"error_msg": f"invalid configuration: {message}"},
+    )
 
 
 async def test_timestamps_are_forbidden_on_put(admin) -> None:  # type: ignore[no-untyped-def]

@@ -57,7 +57,10 @@ class Route(Resource):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Route:
-        if (self.uri is None) == (self.uris is None):
+        if self.uri is None and self.uris is None:
+            # APISIX's text: its route schema's allOf[1] is oneOf(required uri, required uris).
+            raise ValueError("allOf 1 failed: value should match only one schema, but matches none")
+        if self.uri is not None and self.uris is not None:
             raise ValueError('exactly one of "uri" or "uris" is required')
         if self.host is not None and self.hosts is not None:
             raise ValueError("only one of host or hosts is allowed")
