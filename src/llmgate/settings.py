@@ -145,6 +145,11 @@ def load_settings(
             values[name] = env_value
     values.update({k: v for k, v in flags.items() if k in _NAMES})
     settings = Settings(**{name: convert(name, value) for name, value in values.items()})
+    if settings.role == "admin" and settings.workers != 1:
+        raise SettingsError(
+            f"invalid workers: {settings.workers} data-plane processes, but role admin runs no "
+            "data plane (workers applies to roles proxy and all)"
+        )
     if settings.admin_key and settings.viewer_key == settings.admin_key:
         raise SettingsError("invalid viewer_key: it must differ from the admin key")
     if (

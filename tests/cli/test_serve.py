@@ -89,6 +89,23 @@ def test_invalid_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "invalid proxy-listen" in result.stderr
 
 
+def test_workers_on_an_admin_node_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    """``--workers`` sizes the data plane; an admin node runs none, so more than one there is
+    refused rather than ignored (from a flag or from the environment alike)."""
+    database = f"sqlite+aiosqlite:///{tmp_path}/x.db"
+    for args, env in (
+        (("--role", "admin", "--workers", "3"), {}),
+        (("--role", "admin"), {"LLMGATE_WORKERS": "2"}),
+    ):
+        admin = f"--admin-listen=127.0.0.1:{free_port()}"  # should the check be missing
+        result = run_cli("serve", *args, admin, "--database-url", database, env=env)
+        assert result.returncode == 2, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("llmgate: error: invalid workers: "), lines
+        assert "role admin" in lines[0], lines
+
+
 def test_a_store_that_cannot_be_opened_stops_start_up_with_one_line(tmp_path: Path) -> None:
     """A database file in a directory that does not exist: one line naming the store and the
     driver's reason (not SQLAlchemy's "Background on this error" link on a second line), for
