@@ -488,6 +488,18 @@ async def test_head_and_options_without_cors_are_405_and_cors_still_answers_pref
     assert await gateway.fake_requests() == []
 
 
+async def test_without_options_model_the_list_is_empty_and_no_provider_is_asked(gateway) -> None:  # type: ignore[no-untyped-def]
+    """The client chooses the model: the configuration names none, so the list is empty (a
+    deliberate choice, docs/compatibility.md); the provider's catalogue is not asked for."""
+    await ai_route(gateway, uri="/v1/*")
+    resp = await gateway.proxy.get("/v1/models")
+    assert (resp.status, await resp.json()) == (200, {"object": "list", "data": []})
+    resp = await gateway.proxy.get("/v1/models/gpt-4o")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "model_not_found"
+    assert await gateway.fake_requests() == []
+
+
 async def test_an_old_azure_api_version_is_not_sent_stream_options(gateway, calls) -> None:  # type: ignore[no-untyped-def]
     """Before 2024-09-01-preview Azure refuses ``stream_options``: the stream is not asked for
     its usage (nothing hidden either), and is charged as a stream that ended without it."""
