@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from llmgate.http.protocol import DISCARD_LIMIT
+from llmgate.http.answers import DISCARD_LIMIT
 from tests.net import LiveGateway, RawClient, Response, exchange, request_bytes, sha256
 from tests.processes import connections_held
 from tests.support import ADMIN_KEY

@@ -54,7 +54,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
 from aiohttp import web, web_response
 from aiohttp.helpers import ceil_timeout
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
@@ -63,6 +62,14 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
 from llmgate import __version__
+from llmgate.http.answers import (
+    UNTYPED,
+    bad_transfer_encoding,
+    json_error,
+    name_connection,
+    plain_chunked,
+    version_not_supported,
+)
 from llmgate.http.body import ChunksTooSmall
 from llmgate.http.deadline import Deadline
 from llmgate.http.limits import ClientLimits, ConnectionBudget, Slot
@@ -84,11 +91,6 @@ MAX_HEAD = 4 * 8192
 # answer is not lost to a reset; and how long a quiet client is waited for.
 LINGER_TIME = 2.0
 LINGER_QUIET = 0.5
-
-# The most of a request's body still to come that an answer given before reading it leaves to
-# be read and dropped, keeping the connection (nginx discards any size): past it, or for chunks
-# not yet ended, the answer ends the connection (a declared 10 GB is not drained).
-DISCARD_LIMIT = 64 * 1024
 
 # A chunked body's first CHUNKS_FREE chunks may be of any size; past them its chunks must
 # average MIN_CHUNK_AVERAGE bytes or more, else it is refused (400, ``ChunksTooSmall``).  aiohttp
@@ -112,98 +114,6 @@ class LeavingLogger(Protocol):
     done (no response to show)."""
 
     def log_left(self, request: web.BaseRequest, elapsed: float) -> None: ...
-
-
-def _json(status: int, error_msg: str) -> web.Response:
-    response = web.Response(
-        status=status,
-        body=orjson.dumps({"error_msg": error_msg}),
-        content_type="application/json",
-    )
-    response.force_close()
-    return response
-
-
-async def _version_not_supported(_request: web.BaseRequest) -> web.StreamResponse:
-    return _json(505, "HTTP version not supported")
-
-
-async def _bad_transfer_encoding(_request: web.BaseRequest) -> web.StreamResponse:
-    return _json(400, "bad request")
-
-
-def _plain_chunked(message: Any) -> bool:
-    """Whether a chunked request says so as nginx accepts it: HTTP/1.1 and a Transfer-Encoding
-    of ``chunked`` alone.  aiohttp's parser also reads HTTP/1.0 chunks (1.0 has none: a proxy
-    in front may frame the body by its length or its close) and ``identity, chunked`` or
-    ``gzip, chunked`` (a coding it then drops); nginx answers 400 and 501, llmgate 400."""
-    if message.version < (1, 1):
-        return False
-    return all(
-        value.strip().lower() == "chunked"
-        for value in message.headers.getall("Transfer-Encoding", ())
-    )
-
-
-PLAIN_HTTP_ON_TLS = "The plain HTTP request was sent to HTTPS port"
-
-
-async def plain_http_on_tls_port(_request: web.BaseRequest) -> web.StreamResponse:
-    """nginx's answer to plain HTTP sent to an HTTPS port (400, then the connection is
-    closed), with APISIX's JSON error body instead of nginx's HTML page."""
-    return _json(400, PLAIN_HTTP_ON_TLS)
-
-
-def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Say in ``response`` whether its connection stays open, as nginx does on every answer
-    (aiohttp says it only where it differs from the HTTP version's default).  Called once
-    aiohttp decided (``keep_alive``), before the head is written.
-
-    An HTTP/1.0 answer with a body and no Content-Length (a stream: 1.0 has no chunks) ends
-    with its connection, as nginx ends it: aiohttp found so but left ``keep_alive`` True, so
-    the connection stayed open and the client never saw the end of the body.
-
-    An answer that says ``Connection: close`` itself (the gateway's 413 for a body over its
-    limit) ends its connection, as it says; so does one given while much of the request's body
-    is still to come (``body_left_is_large``): the rest is not read."""
-    headers = response.headers
-    if (
-        response.keep_alive
-        and request.version < (1, 1)
-        and response.content_length is None
-        and request.method != "HEAD"
-        and response.status not in (204, 304)
-        and response.status >= 200
-    ):
-        response.force_close()
-    if response.keep_alive and body_left_is_large(request):
-        response.force_close()
-    said = headers.get("Connection")
-    if said is None:
-        headers["Connection"] = "keep-alive" if response.keep_alive else "close"
-    elif response.keep_alive and said.lower() == "close":
-        response.force_close()
-
-
-def body_left_is_large(request: web.BaseRequest) -> bool:
-    """Whether more than ``DISCARD_LIMIT`` bytes of ``request``'s body have not arrived yet,
-    or its chunks have not ended (their size is not known)."""
-    payload = request.content
-    if payload.is_eof():
-        return False
-    length = request.content_length
-    return length is None or length - payload.total_raw_bytes > DISCARD_LIMIT
-
-
-# Marks a response whose head has no Content-Type (an upstream's untyped answer, a header a
-# plugin removed): nginx sends it without one, where aiohttp adds application/octet-stream.
-UNTYPED = web.ResponseKey("llmgate.untyped", bool)
-
-
-def mark_untyped(response: web.StreamResponse) -> None:
-    """Remember, before it is sent, whether ``response`` has no Content-Type."""
-    if "Content-Type" not in response.headers:
-        response[UNTYPED] = True
 
 
 class EdgeRequest(web.BaseRequest):
@@ -469,10 +379,10 @@ class EdgeProtocol(RequestHandler):
                 message = ERROR
             elif message.version in _VERSIONS:
                 request_handler = self._request_handler
-                if message.chunked and not _plain_chunked(message):
-                    request_handler = _bad_transfer_encoding
+                if message.chunked and not plain_chunked(message):
+                    request_handler = bad_transfer_encoding
             else:
-                request_handler = _version_not_supported
+                request_handler = version_not_supported
             # A request's task (``request.task``) is its connection's, as in aiohttp.
             task = self._task_handler or asyncio.current_task(loop)
             request = self._request_factory(message, payload, self, writer, task)  # type: ignore[arg-type]
@@ -589,12 +499,12 @@ class EdgeProtocol(RequestHandler):
             raise ConnectionError("response already started: cannot send an error")
         if isinstance(exc, LineTooLong):
             if exc.args[1:2] == (MAX_REQUEST_LINE,):
-                return _json(414, "request URI too long")
-            return _json(431, "request header fields too large")
+                return json_error(414, "request URI too long")
+            return json_error(431, "request header fields too large")
         if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
-            return _json(431, "request header fields too large")
+            return json_error(431, "request header fields too large")
         if status >= 500:
             log.error("request from %s failed", request.remote, exc_info=exc)
-            return _json(500, "internal error")
+            return json_error(500, "internal error")
         log.debug("bad request from %s: %s", request.remote, exc)
-        return _json(status, "bad request")
+        return json_error(status, "bad request")

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from llmgate.ai.replies import gateway_reply
 from llmgate.ai.tracking import passive_tracker
+from llmgate.http.answers import mark_untyped
 from llmgate.http.body import BodyState
 from llmgate.http.context import (
     BODY_BYTES,
@@ -35,7 +36,6 @@ from llmgate.http.context import (
     Sent,
 )
 from llmgate.http.headers import end_to_end
-from llmgate.http.protocol import mark_untyped
 from llmgate.proxy.client import UpstreamError
 from llmgate.runtime.snapshot import PluginChain
 
