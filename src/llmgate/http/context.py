@@ -21,7 +21,7 @@ and below ``ai/`` and the plugin API (docs/architecture.md).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -276,11 +276,18 @@ class RequestContext:
     def request_headers_changed(self, *names: str) -> None:
         """After a plugin set, added or removed these outbound request headers: ``$http_<name>``
         reads them as changed from now on (APISIX's ``core.request.set_header`` does so)."""
+        headers = self.outbound.headers
+        self.set_header_vars(
+            ("http_" + name.lower().replace("-", "_"), header_value(headers, name))
+            for name in names
+        )
+
+    def set_header_vars(self, values: Iterable[tuple[str, str | None]]) -> None:
+        """``$http_<name>`` of outbound headers a plugin has just set (None: removed), by
+        variable name, when the plugin knows them without reading the headers back."""
         if self._vars is None:
             self._vars = {}
-        headers = self.outbound.headers
-        for name in names:
-            self._vars["http_" + name.lower().replace("-", "_")] = header_value(headers, name)
+        self._vars.update(values)
 
     def set_args(self, query: str) -> None:
         """Replace the request's query, as APISIX's ``core.request.set_uri_args``: it goes

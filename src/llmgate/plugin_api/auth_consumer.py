@@ -47,6 +47,10 @@ class AuthPlugin(Plugin[ConfigT]):
 _USERNAME = istr("X-Consumer-Username")
 _CREDENTIAL = istr("X-Credential-Identifier")
 _CUSTOM_ID = istr("X-Consumer-Custom-ID")
+# Their ``$http_<name>`` variables, kept current as APISIX's ``core.request.set_header`` does.
+_USERNAME_VAR = "http_x_consumer_username"
+_CREDENTIAL_VAR = "http_x_credential_identifier"
+_CUSTOM_ID_VAR = "http_x_consumer_custom_id"
 
 
 def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | None) -> None:
@@ -59,17 +63,22 @@ def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | No
     ctx.consumer = consumer
     ctx.credential_id = credential_id
     headers = ctx.outbound.headers
-    _identify(headers, _USERNAME, consumer.username)
-    _identify(headers, _CREDENTIAL, credential_id)
-    _identify(headers, _CUSTOM_ID, consumer.labels.get("custom_id"))
-    ctx.request_headers_changed(_USERNAME, _CREDENTIAL, _CUSTOM_ID)
+    ctx.set_header_vars(
+        (
+            (_USERNAME_VAR, _identify(headers, _USERNAME, consumer.username)),
+            (_CREDENTIAL_VAR, _identify(headers, _CREDENTIAL, credential_id)),
+            (_CUSTOM_ID_VAR, _identify(headers, _CUSTOM_ID, consumer.labels.get("custom_id"))),
+        )
+    )
 
 
-def _identify(headers: CIMultiDict[str], name: istr, value: object) -> None:
+def _identify(headers: CIMultiDict[str], name: istr, value: object) -> str | None:
+    """Set (or remove) header ``name``; what ``$http_<name>`` reads now."""
     if value:
-        headers[name] = str(value)
-    else:
-        headers.popall(name, None)
+        text = headers[name] = str(value)
+        return text
+    headers.popall(name, None)
+    return None
 
 
 def attach_anonymous(ctx: RequestContext, username: str) -> bool:
