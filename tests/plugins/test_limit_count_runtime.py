@@ -131,6 +131,24 @@ async def test_reloads_keep_the_counter_until_its_own_config_changes(gateway: Ga
     assert await statuses(gateway, "/1/a", 3) == [200, 200, 429]
 
 
+async def test_resaving_a_route_unchanged_keeps_its_window(gateway: Gateway) -> None:
+    # APISIX keys the counter on the resource and a digest of the plugin's own config
+    # (limit-count/init.lua gen_limit_key: resource_key .. conf_version(conf)), not on the
+    # resource's modifiedIndex: the same PUT again counts on in the same window.
+    limit = {"count": 2, "time_window": 60}
+    await route(gateway, "1", limit)
+    assert await statuses(gateway, "/1/a", 3) == [200, 200, 503]
+    await route(gateway, "1", limit)
+    assert await statuses(gateway, "/1/a", 1) == [503]
+    await gateway.put("plugin_configs/7", {"plugins": {"limit-count": limit}})
+    pc = {"uri": "/pc/*", "plugin_config_id": "7", "upstream": gateway.upstream()}
+    await gateway.put("routes/2", pc)
+    assert await statuses(gateway, "/pc/a", 3) == [200, 200, 503]
+    await gateway.put("plugin_configs/7", {"plugins": {"limit-count": limit}})
+    await gateway.put("routes/2", pc)
+    assert await statuses(gateway, "/pc/a", 1) == [503]
+
+
 async def test_window_expiry_lets_requests_through_again(gateway: Gateway) -> None:
     await route(gateway, "1", {"count": 1, "time_window": 1})
     assert await statuses(gateway, "/1/a", 2) == [200, 503]
@@ -224,6 +242,27 @@ async def test_redis_policy(gateway: Gateway, redis_key: str, policy: str) -> No
     resp = await gateway.proxy.get("/1/a")
     assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "1"
     assert await statuses(gateway, "/1/a", 2) == [200, 503]
+
+
+async def test_redis_policy_resaving_a_route_unchanged_keeps_its_window(
+    gateway: Gateway, redis_key: str
+) -> None:
+    # The counter's Redis key is built from what is stored (the route's id and a digest of the
+    # plugin's config), so every node sharing the Redis counts in the same key, before and after.
+    limit = {
+        "count": 2,
+        "time_window": 60,
+        "key_type": "constant",
+        "key": redis_key,
+        "policy": "redis",
+        "redis_host": "127.0.0.1",
+    }
+    await route(gateway, "1", limit)
+    assert await statuses(gateway, "/1/a", 3) == [200, 200, 503]
+    await route(gateway, "1", limit)
+    assert await statuses(gateway, "/1/a", 1) == [503]
+    await route(gateway, "1", {**limit, "count": 3})  # its own config changed: a new window
+    assert await statuses(gateway, "/1/a", 4) == [200, 200, 200, 503]
 
 
 async def test_policy_redis_without_host_counts_in_the_default_redis(

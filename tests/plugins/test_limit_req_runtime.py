@@ -38,6 +38,17 @@ async def test_over_rate_without_burst_is_rejected(gateway: Gateway) -> None:
     assert len(await gateway.fake_requests()) == 1
 
 
+async def test_resaving_a_route_unchanged_keeps_its_bucket(gateway: Gateway) -> None:
+    # As APISIX (limit-req.lua gen_limit_key: the resource and a digest of the plugin's config).
+    limit = {"rate": 0.2, "burst": 0, "key": "remote_addr"}
+    await route(gateway, "1", limit)
+    assert (await timed(gateway, "/1/a"))[0] == 200
+    await route(gateway, "1", limit)
+    assert (await timed(gateway, "/1/a"))[0] == 503  # the bucket is still full for 5 s
+    await route(gateway, "1", {**limit, "rate": 0.25})  # its own config changed: a new bucket
+    assert (await timed(gateway, "/1/a"))[0] == 200
+
+
 async def test_burst_is_delayed_then_rejected(gateway: Gateway) -> None:
     await route(gateway, "1", {"rate": 5, "burst": 1, "key": "remote_addr", "rejected_code": 429})
     results = sorted(await asyncio.gather(*(timed(gateway, "/1/a") for _ in range(3))))
