@@ -148,7 +148,8 @@ async def test_references_resolve_against_the_whole_result_and_may_dangle(store:
 async def test_a_dump_after_forced_deletes_applies_back(store: Store) -> None:
     """``DELETE ...?force=true`` leaves references naming nothing (as in APISIX, whose routes
     then fail at request time): the dump of that store applies back, to it and to an empty one."""
-    from llmgate.admin.resource import Address, ResourceApi
+    from llmgate.admin.kind import Address
+    from llmgate.admin.resource import ResourceApi
     from llmgate.admin.resources import RESOURCES
     from llmgate.config.rendering import render
 

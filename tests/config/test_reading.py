@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from llmgate.admin.resource import Address
+from llmgate.admin.kind import Address
 from llmgate.config.document import DocumentError, Entry
 from llmgate.config.reading import MAX_NODES, format_of, parse, read
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmgate.admin.resource import Address
+from llmgate.admin.kind import Address
 from llmgate.config.document import Entry
 from llmgate.config.reading import parse
 from llmgate.config.rendering import render

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from llmgate.admin.resource import Address
+from llmgate.admin.kind import Address
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin
 from llmgate.plugins import REGISTRY

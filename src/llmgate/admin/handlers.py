@@ -11,8 +11,10 @@ from pydantic import BaseModel
 
 from llmgate.admin import json_schema, openapi
 from llmgate.admin.auth import ROLE
-from llmgate.admin.resource import MAX_DEPTH, Address, ResourceApi, nested_deeper, whole_numbers
+from llmgate.admin.kind import Address
+from llmgate.admin.resource import ResourceApi
 from llmgate.admin.resources import RESOURCES
+from llmgate.admin.shape import MAX_DEPTH, nested_deeper, whole_numbers
 from llmgate.errors import (
     CLOSES_CONNECTION,
     BadRequest,

@@ -1,200 +1,30 @@
 """CRUD for every admin resource, written once.
 
-A resource is a ``ResourceKind`` declaration (``admin/resources.py``): its model, the methods it
-refuses, where its id comes from, its own checks, and how it compiles.  A write is validated by
-its model, then compiled into the very objects the data plane will build from it (plugins,
-regexes, expressions, conditions, pools): whatever would not compile is a 400.
-``ResourceApi`` turns HTTP methods into store transactions with APISIX's envelopes, status
-codes and error bodies.
+A resource is a ``ResourceKind`` declaration (``admin/kind.py``, the kinds in
+``admin/resources.py``).  A write is validated by its model, then compiled into the very objects
+the data plane will build from it (plugins, regexes, expressions, conditions, pools): whatever
+would not compile is a 400.  ``ResourceApi`` turns HTTP methods into store transactions with
+APISIX's envelopes, status codes and error bodies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from llmgate.admin import masking
 from llmgate.admin.groups import check_group
+from llmgate.admin.kind import Address, ResourceKind
 from llmgate.admin.listing import parse_query, select_items
 from llmgate.admin.patching import merge_patch, patch_path
-from llmgate.admin.validation import Scope, check_credential_plugins, check_plugins
+from llmgate.admin.shape import MAX_DEPTH, BodyId, forbid_times, id_text, nested_deeper, null_field
+from llmgate.admin.validation import check_credential_plugins, check_plugins
 from llmgate.errors import BadRequest, MethodNotAllowed, NotFound
-from llmgate.schemas.common import Id
 from llmgate.schemas.messages import describe
-from llmgate.store import Item, Reader, Store, Writer
+from llmgate.store import Item, Reader, Store
 from llmgate.store.repository import now
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """What a request addresses: ``parent`` is the consumer of a credential."""
-
-    id: str | None
-    parent: str | None = None
-
-    def store_id(self, id: str | None = None) -> str:
-        id = id or self.id or ""
-        return f"{self.parent}/{id}" if self.parent is not None else id
-
-
-# Deeper JSON than any resource needs; validation, storage and the JSON encoder (255 levels,
-# envelope included) recurse over it.  A body is held to it when read, and every value to
-# store when validated: a sub-path PATCH's path adds levels, a file applied has no body.
-MAX_DEPTH = 64
-
-
-def nested_deeper(value: Any, limit: int) -> bool:
-    """Whether ``value`` has objects or arrays nested more than ``limit`` levels (iterative:
-    the check itself never recurses)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-_EXACT = 2**53  # below it every whole float is exactly that integer
-
-
-def whole_numbers(value: Any) -> Any:
-    """``value`` with each whole float (``2.0``) as the integer it is, as APISIX reads JSON
-    (cjson, one Lua number type): it passes an integer schema and is stored as ``2``.  Every
-    way in of a configuration reads it so: admin API bodies, ``llmgate config`` and standalone
-    files (YAML and JSON)."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < _EXACT else value
-    if isinstance(value, dict):
-        return {key: whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(item) for item in value]
-    return value
-
-
-Check = Callable[[Reader, Address, dict[str, Any]], Awaitable[None]]
-DeleteCheck = Callable[[Reader, str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """A field that names another resource by id (a route's ``upstream_id``).
-
-    A write through the admin API must name one that exists (APISIX's 400); a whole file
-    applied (``config apply``, ``serve --standalone``) may name one that does not, as APISIX's
-    standalone files may and as ``DELETE ...?force=true`` leaves them: the resource is kept as
-    written and fails at request time until the one it names exists."""
-
-    field: str  # "upstream_id"
-    kind: str  # the store kind it names: "upstreams"
-    noun: str  # how messages name one: "upstream", "plugin config"
-
-    def refused(self, id: object) -> BadRequest:
-        return BadRequest(
-            f"failed to fetch {self.noun} info by {self.noun} id [{id}], response code: 404"
-        )
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    name: str  # the URL segment and the store's kind: "routes"
-    kind: str  # the singular used in messages: "route", "plugin config"
-    model: type[BaseModel]
-    unsupported: frozenset[str] = frozenset()  # lower-case methods answered with 405
-    id_field: str | None = "id"  # "username" for consumers: the id lives in the body
-    plugin_scope: Scope | None = "route"
-    filter_fields: frozenset[str] = frozenset()
-    check: Check | None = None  # references, duplicates: raise BadRequest
-    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # secrets at rest
-    # Builds what the data plane will build from the value to store (raise BadRequest).
-    compile: Check | None = None
-    delete_check: DeleteCheck | None = None
-    cascade: Callable[[Writer, str], Awaitable[None]] | None = None
-    # A kind llmgate lists (always empty) but cannot serve: every write is a 400 saying so.
-    refuse_writes: str | None = None
-    # Top-level fields the viewer role never sees (masked as plugins' secrets are).
-    secret_fields: tuple[str, ...] = ()
-    # Top-level fields a GET (one or the list) leaves out, whatever the role (an ssl's key).
-    unshown_fields: tuple[str, ...] = ()
-    # Fields naming other resources, checked before ``check``, in this order.
-    references: tuple[Reference, ...] = ()
-
-    async def dangling(
-        self, reader: Reader, conf: Mapping[str, Any]
-    ) -> list[tuple[Reference, Any]]:
-        """Each reference of ``conf`` that names nothing ``reader`` sees, with the id named."""
-        found = []
-        for reference in self.references:
-            id = conf.get(reference.field)
-            if id is not None and await reader.get(reference.kind, str(id)) is None:
-                found.append((reference, id))
-        return found
-
-    def key(self, address: Address, id: str | None = None) -> str:
-        id = id or address.id
-        if address.parent is not None:
-            return f"/apisix/consumers/{address.parent}/credentials/{id}"
-        return f"/apisix/{self.name}/{id}"
-
-    def item_key(self, item: Item) -> str:
-        if self.name == "credentials":
-            parent, _, id = item.id.partition("/")
-            return self.key(Address(id, parent))
-        return f"/apisix/{self.name}/{item.id}"
-
-
-_TIME_FIELDS = ("create_time", "update_time")
-
-
-def _forbid_times(conf: dict[str, Any]) -> None:
-    for where, node in (
-        ("", conf),
-        ("upstream.", conf.get("upstream")),
-        ("plugins.", conf.get("plugins")),
-    ):
-        if isinstance(node, dict):
-            for name in _TIME_FIELDS:
-                if name in node:
-                    # APISIX's message, double space included.
-                    raise BadRequest(f"the property is forbidden:  {where}{name}")
-
-
-class _BodyId(BaseModel):
-    """The ``id`` of a body whose path names none: it becomes the resource's id, so it must
-    pass APISIX's id rule as written (``0``, ``1.5`` or ``true`` would otherwise be stored as
-    the ids "0", "1.5" and "True")."""
-
-    model_config = ConfigDict(strict=True)
-
-    id: Id
-
-
-def _null_field(conf: Mapping[str, Any]) -> str | None:
-    """The first field set to null, as ``upstream.timeout``, looking through objects (not
-    arrays: a ``vars`` expression may compare with null) but not into ``plugins``, whose
-    configs are each plugin's model's business.  None when there is none."""
-    stack: list[tuple[str, Mapping[str, Any]]] = [("", conf)]
-    while stack:
-        where, node = stack.pop()
-        for name, value in node.items():
-            if value is None:
-                return where + name
-            if isinstance(value, dict) and name != "plugins":
-                stack.append((f"{where}{name}.", value))
-    return None
-
-
-def _id_text(value: Any) -> str:
-    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
 
 class ResourceApi:
@@ -222,10 +52,10 @@ class ResourceApi:
         if nested_deeper(conf, MAX_DEPTH):
             raise BadRequest(f"invalid configuration: nested deeper than {MAX_DEPTH} levels")
         if not allow_time:
-            _forbid_times(conf)
+            forbid_times(conf)
         # APISIX refuses a null ("wrong type ... got userdata"); stored, every GET would show
         # it against the OpenAPI document.  (PATCH's null deletes: merge_patch drops it.)
-        null = _null_field(conf) if kind.name != "plugin_metadata" else None
+        null = null_field(conf) if kind.name != "plugin_metadata" else None
         if null is not None:
             raise BadRequest(
                 f'invalid configuration: property "{null}" validation failed: wrong type: got null'
@@ -315,19 +145,19 @@ class ResourceApi:
             username = conf.get("username") if isinstance(conf, dict) else None
             if address.id is not None and username is not None and address.id != username:
                 raise BadRequest("wrong username")
-            address = Address(_id_text(username) or address.id)
+            address = Address(id_text(username) or address.id)
         elif isinstance(conf, dict):
             body_id = conf.get("id")
             if address.id is None and body_id is None:
                 raise BadRequest(f"missing {kind.kind} id")
-            if address.id is not None and body_id is not None and _id_text(body_id) != address.id:
+            if address.id is not None and body_id is not None and id_text(body_id) != address.id:
                 raise BadRequest(f"wrong {kind.kind} id")
             if address.id is None:
                 try:
-                    _BodyId.model_validate({"id": body_id})
+                    BodyId.model_validate({"id": body_id})
                 except ValidationError as exc:
                     raise BadRequest(f"invalid configuration: {describe(exc)}") from None
-                address = Address(_id_text(body_id), address.parent)
+                address = Address(id_text(body_id), address.parent)
         async with self.store.write() as writer:
             if address.parent is not None and await writer.get("consumers", address.parent) is None:
                 raise NotFound({"error_msg": "consumer not found"})
@@ -362,7 +192,7 @@ class ResourceApi:
         if not sub_path and not isinstance(conf, dict):
             raise BadRequest("invalid configuration")
         new_id = conf.get("id") if not sub_path else conf if sub_path == "id" else None
-        if new_id is not None and _id_text(new_id) != address.id:
+        if new_id is not None and id_text(new_id) != address.id:
             raise BadRequest(f"wrong {self.kind.kind} id")
         async with self.store.write() as writer:
             old = await writer.get(self.kind.name, address.store_id())

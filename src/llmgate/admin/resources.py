@@ -20,7 +20,7 @@ from llmgate.admin.compiling import (
     compile_ssl_value,
     compile_upstream,
 )
-from llmgate.admin.resource import Address, Reference, ResourceKind
+from llmgate.admin.kind import Address, Reference, ResourceKind
 from llmgate.credentials import index_form
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llmgate.admin.resource import Address
+from llmgate.admin.kind import Address
 from llmgate.admin.resources import RESOURCES
 from llmgate.errors import LlmgateError
 

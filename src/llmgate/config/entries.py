@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from llmgate.admin.resource import Address
+from llmgate.admin.kind import Address
 from llmgate.config.document import STORE_FIELDS, DocumentError, Entry, file_kinds
 
 # APISIX's top-level keys that llmgate has no resource for yet, and why.  A key listed here

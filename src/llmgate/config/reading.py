@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
-from llmgate.admin.resource import whole_numbers
+from llmgate.admin.shape import whole_numbers
 from llmgate.config.document import END_MARKER, Document, DocumentError, Format, UnreadableFile
 from llmgate.config.entries import entries
 from llmgate.config.env_vars import substitute, substitute_values

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from llmgate.admin.json_schema import model_schema
+from llmgate.admin.kind import ResourceKind
 from llmgate.admin.openapi.objects import JSON, errors, json_content, path_param, query_param, ref
-from llmgate.admin.resource import ResourceKind
 
 LIST_QUERY = [
     query_param("page", "Page number (with page_size; below 1 is 1)", type="integer"),
