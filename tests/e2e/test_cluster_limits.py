@@ -121,6 +121,20 @@ async def test_policy_redis_without_host_is_exact_across_nodes(cluster: Cluster)
     assert statuses == Counter({200: 25, 503: 55})
 
 
+async def test_resaving_a_route_keeps_its_redis_window_on_every_node(cluster: Cluster) -> None:
+    """The key is the route's id and a digest of the plugin's stored config (as APISIX's
+    resource key and conf_version), never a per-process value: re-saved, on a new uri, the
+    route counts on in the same window on both nodes; its own config changed, in a new one."""
+    key = f"resave-{uuid.uuid4().hex}"
+    limit = {"count": 10, "time_window": 60, "key_type": "constant", "key": key, "policy": "redis"}
+    uri = cluster.route("resave", {"limit-count": limit})
+    assert await spread(cluster, uri, 20) == Counter({200: 10, 503: 10})
+    uri = cluster.route("resave", {"limit-count": limit})
+    assert await spread(cluster, uri, 4) == Counter({503: 4})
+    uri = cluster.route("resave", {"limit-count": {**limit, "count": 6}})
+    assert await spread(cluster, uri, 10) == Counter({200: 6, 503: 4})
+
+
 async def _held_then_freed(cluster: Cluster, plugins: dict[str, Any], probe: Running) -> float:
     """Hold limit-conn's one slot with a long request on node B, SIGKILL the worker that
     serves it, and return how long until ``probe`` (a node) lets a request through again."""
