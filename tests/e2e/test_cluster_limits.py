@@ -10,6 +10,7 @@ tests fail, never skip, without them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.net import http_json
+from tests.net import KeptAlive, http_json, request_bytes
 from tests.processes import (
     Running,
     connections_held,
@@ -244,3 +245,44 @@ async def test_a_killed_workers_usage_is_shipped_from_its_spool(cluster: Cluster
         await asyncio.sleep(0.25)
     assert stored <= received, "usage counted twice"
     assert received - stored <= clients, f"received {received}, stored {stored}"
+
+
+def test_a_finished_stream_leaves_only_its_usage_on_the_shared_budget(cluster: Cluster) -> None:
+    """ai-rate-limiting on the default Redis: a stream reserves its estimate (prompt plus
+    ``max_tokens``, over the whole budget here) and is settled with its real usage (a few
+    tokens) before the client sees its end, so a call sent to the other node at once is
+    admitted: the budget is far from spent.  Each round has a budget of its own (a rule keyed
+    by a header); the rounds alternate nodes."""
+    fake = f"http://127.0.0.1:{cluster.fake_port}"
+    ai_proxy = {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+        "options": {"model": "gpt-4o-mini"},
+        "override": {"endpoint": f"{fake}/v1/chat/completions"},
+    }
+    budget = {
+        "rules": [{"count": 300, "time_window": 60, "key": "$http_x_budget"}],
+        "policy": "redis",
+        "rejected_code": 429,
+    }
+    uri = cluster.route(
+        f"stream-{uuid.uuid4().hex[:8]}", {"ai-proxy": ai_proxy, "ai-rate-limiting": budget}
+    )
+    body = {
+        "messages": [{"role": "user", "content": "Who is Pikachu?"}],
+        "max_tokens": 1000,
+        "stream": True,
+    }
+    raw = json.dumps(body).encode()
+    refused = []
+    with KeptAlive(cluster.a.proxy_port) as on_a, KeptAlive(cluster.b.proxy_port) as on_b:
+        for n in range(300):
+            headers = {"Content-Type": "application/json", "X-Budget": uuid.uuid4().hex}
+            call = request_bytes("POST", uri, headers, raw)
+            first, then = (on_a, on_b) if n % 2 == 0 else (on_b, on_a)
+            streamed = first.request(call)
+            assert streamed.status == 200 and b"[DONE]" in streamed.body, streamed
+            following = then.request(call)
+            if following.status != 200:
+                refused.append((n, following.status, following.body[:200]))
+    assert refused == []

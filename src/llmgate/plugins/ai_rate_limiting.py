@@ -6,8 +6,10 @@ applies reserves the call's estimate (``ai/estimate.py``: the prompt's size, plu
 ``max_tokens`` / ``max_completion_tokens``, else ``completion_estimate``), atomically, while the
 window's count is below its limit; a budget already spent refuses the request before it reaches
 the upstream, with ``rejected_code`` (503) and ``{"error_msg": rejected_msg}`` (reservations
-the request made in other budgets are given back).  Log phase: the reservation is settled with
-what the call consumed (``limit_strategy``: total, prompt or completion tokens, or ``cost``):
+the request made in other budgets are given back).  The reservation is settled with what the
+call consumed as soon as the relay knows it, before the client sees the end of the answer (so
+its next call, on any node, finds the budget as it really is: ``ai/settlement.py``), else in
+the log phase (``limit_strategy``: total, prompt or completion tokens, or ``cost``):
 its usage, streams included; for a stream that ended without usage (client abort, upstream
 drop), the prompt estimate plus the text relayed so far, never 0
 (``tracking.settle_usage``: the usage the metrics and logs show too); nothing for a call the
@@ -59,6 +61,7 @@ from pydantic import Field, model_validator
 from llmgate.ai import tracking
 from llmgate.ai.call import PASSIVE_PROVIDER, LlmCall
 from llmgate.ai.estimate import Estimate, request_estimate
+from llmgate.ai.settlement import settlement
 from llmgate.ai.tracking import settle_usage
 from llmgate.http.context import StateKey
 from llmgate.plugin_api.config import ConfigSection
@@ -252,10 +255,16 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
             await self._give_back(reserved, amount)
             return None if config.allow_degradation else unavailable(self.name, self.owner, exc)
         ctx.state[self._state_key] = _Reservation(amount, tuple(reserved))
+        # Settled before the client sees the end of the answer (``ai/settlement.py``).
+        settlement(ctx, call).add(self._settle)
         return None
 
     async def log(self, ctx: RequestContext) -> None:
-        reservation: _Reservation | None = ctx.state.get(self._state_key)
+        await self._settle(ctx)  # unless the relay settled it already
+
+    async def _settle(self, ctx: RequestContext) -> None:
+        """Charge the call's consumption in place of its reservation, once."""
+        reservation: _Reservation | None = ctx.state.pop(self._state_key, None)
         call = LlmCall.find(ctx)
         if reservation is None or call is None:
             return  # not an LLM call, refused, or answered by proxy-cache before the access

@@ -21,6 +21,7 @@ from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from llmgate.ai.replies import gateway_reply
+from llmgate.ai.settlement import STATE_KEY as SETTLEMENT
 from llmgate.ai.tracking import passive_tracker
 from llmgate.http.answers import mark_untyped
 from llmgate.http.body import BodyState
@@ -164,18 +165,24 @@ async def relay(
         response = web.StreamResponse(status=head.status, headers=head.headers)
         mark_untyped(response)
         await _prepare(ctx, response)
+        # Token budgets waiting for the call's usage: settled before the client sees it.
+        settling = ctx.state.get(SETTLEMENT)
         try:
             async for chunk in upstream.content.iter_any():
                 if tracker is not None:
                     tracker.feed(chunk, False)
                 if chain.body_filter:
                     chunk = _filter(ctx, chain, chunk, False)
-                    if not chunk:
-                        continue
+                if settling is not None and settling.due:
+                    await settling.run(ctx)
+                if not chunk:
+                    continue
                 await _write(ctx, response, chunk, send_timeout)
             if tracker is not None:
                 tracker.feed(b"", True)
             tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
+            if settling is not None:
+                await settling.run(ctx)
             if tail:
                 await _write(ctx, response, tail, send_timeout)
             await response.write_eof()
