@@ -12,6 +12,7 @@ from llmgate.ai import tracking
 from llmgate.ai.call import LlmCall
 from llmgate.ai.tracking import ResponseTracker, text_size
 from llmgate.ai.usage import Usage
+from tests.http.test_variables import make_ctx
 
 SSE = CIMultiDict({"Content-Type": "text/event-stream; charset=utf-8"})
 JSON = CIMultiDict({"Content-Type": "application/json"})
@@ -162,3 +163,33 @@ def test_a_whole_body_keeps_an_earlier_first_token() -> None:
     call = LlmCall(first_token=1.0)
     ResponseTracker(call, 200, JSON).feed_whole(BODY)
     assert call.first_token == 1.0 and call.usage == Usage(2, 4, 6)
+
+
+@pytest.mark.parametrize(
+    ("answered", "left_waiting", "expected"),
+    [
+        pytest.param(False, False, None, id="never-answered"),
+        pytest.param(False, True, Usage(25, 0, 25), id="left-waiting"),
+        pytest.param(True, False, Usage(25, 0, 25), id="answered-without-usage"),
+    ],
+)
+def test_settle_usage_charges_the_prompt_of_a_call_left_waiting(
+    answered: bool, left_waiting: bool, expected: Usage | None
+) -> None:
+    ctx = make_ctx()
+    ctx.outbound.body = b"x" * 100  # 25 tokens at 4 bytes a token
+    call = LlmCall.of(ctx)
+    call.protocol, call.answered = "chat", answered
+    if left_waiting:
+        tracking.left_waiting(ctx)
+    assert tracking.settle_usage(ctx) is call
+    assert call.usage == expected
+    assert call.estimated is (expected is not None)
+
+
+def test_a_call_answered_or_from_the_cache_is_never_left_waiting() -> None:
+    ctx = make_ctx()
+    call = LlmCall.of(ctx)
+    call.answered = True
+    tracking.left_waiting(ctx)
+    assert not call.left_waiting

@@ -258,6 +258,80 @@ def test_an_aborted_stream_records_the_estimate_it_is_charged(live: LiveGateway)
     )
 
 
+@pytest.mark.parametrize("leave", ["abort", "close"])
+def test_a_call_left_while_waiting_for_its_answer_is_charged_its_prompt(
+    live: LiveGateway, leave: str
+) -> None:
+    """A non-streamed call whose client leaves (a reset, or a clean close) while the provider
+    is still working on it: the gateway cancels the upstream call, and charges what the
+    provider was sent -- the prompt's estimate, as for a stream left before its first text
+    (before: 0).  The budget, the usage record, the access log and the metrics agree."""
+    route_id = f"left-{uuid.uuid4().hex[:8]}"
+    uri = budget_route(live, route_id, {"limit": 100_000})
+    live.clear_fake()
+    body = json.dumps(chat(f"Who is Pikachu? {route_id}")).encode()
+    headers = {"Content-Type": "application/json", "X-Fake-Latency-Ms": "1500"}
+    with RawClient(live.proxy_port) as client:
+        client.send_request("POST", uri, headers=headers, body=body)
+        wait_for(live.fake_requests, "the call at the provider")
+        if leave == "abort":
+            client.abort()
+        else:
+            client.close()
+
+    def access_line() -> str | None:
+        return next((x for x in live.log().splitlines() if f" {uri} " in x), None)
+
+    access = wait_for(access_line, "the access line")
+    assert " 499 " in access, access
+    spent = 100_000 - remaining(live, uri)
+    prompt = -(-live.fake_requests()[0]["body_length"] // 4)  # the estimate: size / 4
+    assert spent == prompt, (spent, prompt)
+    assert f" llm_prompt_tokens={prompt} " in access, access
+    assert f" llm_total_tokens={prompt}" in access, access
+    assert access.endswith(" llm_usage_estimated=true"), access
+
+    def record() -> dict[str, Any] | None:
+        status, found = live.admin("GET", f"usage/calls?route={route_id}")
+        assert status == 200, found
+        return found["list"][0] if found["list"] else None
+
+    row = wait_for(record, "the usage record")
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, 0), row
+
+    def prompt_tokens() -> float:
+        return metric_total(live.metric_series(), "llmgate_llm_prompt_tokens", route_id=route_id)
+
+    assert wait_for(prompt_tokens, "the token metrics") == prompt
+
+
+def test_calls_left_at_once_are_charged_what_their_records_show(live: LiveGateway) -> None:
+    """Clients that send a call and close at once: the gateway either had the answer first (its
+    usage is charged) or cancelled the call (its prompt's estimate is charged) -- never 0, and
+    the budget is charged exactly what the access lines show."""
+    route_id = f"gone-{uuid.uuid4().hex[:8]}"
+    uri = budget_route(live, route_id, {"limit": 100_000})
+    body = json.dumps(chat(f"Who is Pikachu? {route_id}")).encode()
+    calls = 12
+    for _ in range(calls):
+        with RawClient(live.proxy_port) as client:
+            client.send_request(
+                "POST", uri, headers={"Content-Type": "application/json"}, body=body
+            )
+            client.abort()
+
+    def lines() -> list[str] | None:
+        found = [x for x in live.log().splitlines() if f" {uri} " in x]
+        return found if len(found) == calls else None
+
+    charged = [
+        int(re.findall(r" llm_total_tokens=(\d+)", line)[0])
+        for line in wait_for(lines, "the access lines")
+    ]
+    assert all(total > 0 for total in charged), charged
+    assert 100_000 - remaining(live, uri) == sum(charged)
+
+
 def test_a_budget_in_cost_refuses_once_spent(live: LiveGateway) -> None:
     """Issue 14: limit_strategy cost, in millionths of the currency.  At 1 and 2 per 1M tokens
     a call costs prompt + 2 x completion millionths; a budget of 50 admits calls while less

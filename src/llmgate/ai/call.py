@@ -42,6 +42,9 @@ class LlmCall:
     # Why the gateway cut the response short ("max_stream_duration_ms", "max_response_bytes").
     aborted: str | None = None
     answered: bool = False  # the provider began a successful (2xx) answer
+    # The client left while the gateway waited for the provider's answer (the call cancelled):
+    # the provider was sent the prompt, so the call is charged its estimate as ``answered``.
+    left_waiting: bool = False
     # Characters of generated text (choices' content) seen until ``usage`` came, if it did:
     # what a budget charges for a stream cut short before its usage.
     relayed_chars: int = 0

@@ -11,7 +11,8 @@ Both fill the request's ``LlmCall``: ``first_token`` at the first byte, ``usage`
 as found, ``finished`` at the end.
 
 A call the provider answered whose usage never came (the client left a stream, the upstream
-cut it, an Azure api-version without ``stream_options``) is given the estimate a budget
+cut it, an Azure api-version without ``stream_options``), or whose client left while the
+provider was working on it (``LlmCall.left_waiting``), is given the estimate a budget
 charges for it (``settle_usage``, before the log phase): metrics, usage records, loggers and
 ai-rate-limiting all read that one usage, marked ``estimated``.
 
@@ -169,18 +170,29 @@ def _message_size(message: dict[str, Any]) -> int:
 
 
 def settle_usage(ctx: RequestContext) -> LlmCall | None:
-    """The request's LLM call, its ``usage`` now set when the provider answered (2xx) and no
-    usage came: then the estimate (``estimate.relayed_estimate``) of the prompt as sent and
-    the text relayed, marked ``estimated``.  Idempotent; a cache hit or a call the provider
-    never answered keeps no usage."""
+    """The request's LLM call, its ``usage`` now set when the provider answered (2xx), or was
+    left working on it by a client that went away (``left_waiting``), and no usage came: then
+    the estimate (``estimate.relayed_estimate``) of the prompt as sent and the text relayed,
+    marked ``estimated``.  Idempotent; a cache hit or a call the provider refused or never
+    got keeps no usage."""
     call = LlmCall.find(ctx)
-    if call is None or call.usage is not None or call.cache_hit or not call.answered:
+    if call is None or call.usage is not None or call.cache_hit:
+        return call
+    if not (call.answered or call.left_waiting):
         return call
     body = ctx.outbound.body if ctx.outbound.body is not None else ctx.body.buffered
     guess = relayed_estimate(request_estimate(body, 0, call.protocol), call.relayed_chars)
     call.usage = Usage(guess.prompt, guess.completion, guess.total)
     call.estimated = True
     return call
+
+
+def left_waiting(ctx: RequestContext) -> None:
+    """The client left while the gateway waited for the provider's answer to the request's
+    LLM call (the call is cancelled with the request): it is charged the prompt it sent."""
+    call = LlmCall.find(ctx)
+    if call is not None and not call.answered and not call.cache_hit:
+        call.left_waiting = True
 
 
 def claim(ctx: RequestContext, plugin: object) -> bool:

@@ -11,11 +11,12 @@ call consumed as soon as the relay knows it, before the client sees the end of t
 its next call, on any node, finds the budget as it really is: ``ai/settlement.py``), else in
 the log phase (``limit_strategy``: total, prompt or completion tokens, or ``cost``):
 its usage, streams included; for a stream that ended without usage (client abort, upstream
-drop), the prompt estimate plus the text relayed so far, never 0
-(``tracking.settle_usage``: the usage the metrics and logs show too); nothing for a call the
-provider did not answer; nothing for a proxy-cache HIT (no provider consumed anything).  On a
-route without ai-proxy / ai-proxy-multi, a POST to a chat, completions or embeddings endpoint is
-an LLM call too (its answer is accounted: ``ai/tracking.py``), budgeted under the instance name
+drop), the prompt estimate plus the text relayed so far, never 0, and for a call whose client
+left while the provider worked on it, the prompt estimate (``tracking.settle_usage``: the
+usage the metrics and logs show too); nothing for a call the provider refused or failed;
+nothing for a proxy-cache HIT (no provider consumed anything).  On a route without ai-proxy /
+ai-proxy-multi, a POST to a chat, completions or embeddings endpoint is an LLM call too (its
+answer is accounted: ``ai/tracking.py``), budgeted under the instance name
 ``openai-compatible`` (APISIX budgets only the AI plugins' calls); any other request is neither
 checked nor counted.
 
@@ -301,10 +302,11 @@ class AIRateLimiting(Plugin[AIRateLimitingConfig]):
 
     def _consumed(self, ctx: RequestContext, call: LlmCall) -> int:
         """What the call consumed, in this plugin's budget units."""
-        if call.cache_hit or not call.answered:
+        if call.cache_hit:
             return 0
-        # A stream that ended before its usage: the estimate of what was relayed, the one the
-        # metrics, usage records and logs show (``tracking.settle_usage``).
+        # A stream that ended before its usage, a call its client left waiting: the estimate
+        # of what was sent and relayed, the one the metrics, usage records and logs show
+        # (``tracking.settle_usage``); nothing for a call the provider did not answer.
         settle_usage(ctx)
         usage = call.consumed
         if usage is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from llmgate.ai.pricing import NO_PRICES, PRICES
-from llmgate.ai.tracking import settle_usage
+from llmgate.ai.tracking import left_waiting, settle_usage
 from llmgate.errors import HttpError
 from llmgate.http.body import BodyBudget, BodyStream, RequestBody
 from llmgate.http.context import (
@@ -252,6 +252,9 @@ async def _respond(ctx: RequestContext, send_timeout: float) -> web.StreamRespon
             _forwarding(ctx)
             try:
                 sent = await (ctx.forwarder or send_to_upstream)(ctx)
+            except asyncio.CancelledError:
+                left_waiting(ctx)  # the client left: the provider has the prompt
+                raise
             except (BadGateway, GatewayTimeout) as error:
                 headers = dict(error.headers)
                 if ctx.forwarder is None and ctx.upstream is not None:
