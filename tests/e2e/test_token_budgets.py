@@ -258,18 +258,18 @@ def test_an_aborted_stream_records_the_estimate_it_is_charged(live: LiveGateway)
     )
 
 
-@pytest.mark.parametrize("leave", ["abort", "close"])
+@pytest.mark.parametrize(("leave", "stream"), [("abort", False), ("close", False), ("abort", True)])
 def test_a_call_left_while_waiting_for_its_answer_is_charged_its_prompt(
-    live: LiveGateway, leave: str
+    live: LiveGateway, leave: str, stream: bool
 ) -> None:
-    """A non-streamed call whose client leaves (a reset, or a clean close) while the provider
-    is still working on it: the gateway cancels the upstream call, and charges what the
-    provider was sent -- the prompt's estimate, as for a stream left before its first text
-    (before: 0).  The budget, the usage record, the access log and the metrics agree."""
+    """A call whose client leaves (a reset, or a clean close) while the provider is still
+    working on it: the gateway cancels the upstream call, and charges what the provider was
+    sent -- the prompt's estimate, as for a stream left before its first text (before: 0).
+    The budget, the usage record, the access log and the metrics agree."""
     route_id = f"left-{uuid.uuid4().hex[:8]}"
     uri = budget_route(live, route_id, {"limit": 100_000})
     live.clear_fake()
-    body = json.dumps(chat(f"Who is Pikachu? {route_id}")).encode()
+    body = json.dumps(chat(f"Who is Pikachu? {route_id}", stream=stream)).encode()
     headers = {"Content-Type": "application/json", "X-Fake-Latency-Ms": "1500"}
     with RawClient(live.proxy_port) as client:
         client.send_request("POST", uri, headers=headers, body=body)
