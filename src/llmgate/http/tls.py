@@ -1,9 +1,11 @@
-"""TLS on the data plane: a server context per certificate, and the index that picks one by
-the client's SNI.
+"""TLS on the data plane: a server context per certificate, the index that picks one by
+the client's SNI, and the client context of an HTTPS upstream (with a client certificate for
+mutual TLS).
 
-``server_context`` builds an ``ssl.SSLContext`` from PEM text.  Python's ssl module loads keys
-from files only, so the key is written re-encrypted with a one-time random password (the
-plaintext key never touches the disk) and the files are removed at once.
+``server_context`` and ``upstream_context`` build an ``ssl.SSLContext`` from PEM text.
+Python's ssl module loads keys from files only, so the key is written re-encrypted with a
+one-time random password (the plaintext key never touches the disk) and the files are removed
+at once (``load_certificate``).
 
 ``SniIndex`` matches as APISIX's SNI router: an exact name first, then the longest wildcard
 suffix (``*.example.com`` matches ``a.example.com`` and ``a.b.example.com``, not
@@ -30,6 +32,36 @@ class CertificateError(ValueError):
 
 def server_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
     """A TLS 1.2+ server context holding this certificate (chain) and key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    load_certificate(context, cert_pem, key_pem)
+    return context
+
+
+def upstream_context(
+    verify: bool, cert_pem: str | None = None, key_pem: str | None = None
+) -> ssl.SSLContext:
+    """The client context of an HTTPS upstream: its certificate checked only when ``verify``
+    (as APISIX's ``tls.verify``), and presenting ``cert_pem``/``key_pem`` when given (mutual
+    TLS).  Built once per upstream, never per request."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    if cert_pem is not None and key_pem is not None:
+        load_certificate(context, cert_pem, key_pem)
+    return context
+
+
+def load_certificate(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
+    """Load a certificate (chain) and its key, given as PEM text, into ``context``;
+    ``CertificateError`` saying which does not parse or that they do not match.
+
+    ``load_cert_chain`` reads files only: both go to a private temporary folder, the key
+    re-encrypted with a one-time random password (the plaintext key never touches the disk),
+    and the folder is removed at once."""
     try:
         x509.load_pem_x509_certificates(cert_pem.encode())
     except ValueError as exc:
@@ -44,9 +76,6 @@ def server_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(password),
     )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["http/1.1"])
     with tempfile.TemporaryDirectory(prefix="llmgate-tls-") as folder:
         cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
         cert_file.write_text(cert_pem)
@@ -57,7 +86,6 @@ def server_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
             context.load_cert_chain(cert_file, key_file, password=password)
         except ssl.SSLError as exc:
             raise CertificateError(f"failed to set PEM cert and key: {exc.reason or exc}") from None
-    return context
 
 
 class SniIndex:

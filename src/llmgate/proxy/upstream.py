@@ -16,12 +16,14 @@ import ipaddress
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
 from llmgate.errors import HttpError
+from llmgate.http.tls import upstream_context
 from llmgate.http.variables import chash_key_reader
 from llmgate.proxy.balancer import BALANCERS, Balancer, Node
 from llmgate.proxy.client import (
@@ -113,16 +115,6 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _ssl_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not verify:
-        # As APISIX: upstream certificates are verified only when tls.verify says so.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 def _timeouts(timeout: Timeout | None) -> Timeouts:
     if timeout is None:
         return Timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
@@ -131,12 +123,21 @@ def _timeouts(timeout: Timeout | None) -> Timeouts:
 
 class UpstreamPool:
     """One upstream: its nodes, a balancer, a keep-alive ``NodePool`` per node, and a health
-    checker when ``checks`` is set (started by ``start``, stopped by ``close``)."""
+    checker when ``checks`` is set (started by ``start``, stopped by ``close``).
+
+    ``tls``: the client context of an https upstream that presents a client certificate
+    (mutual TLS, built by the runtime); without it one is made from ``tls.verify``.  Either
+    way every node shares the upstream's one context."""
 
     def __init__(
-        self, spec: UpstreamSpec, label: str, listener: StatusListener | None = None
+        self,
+        spec: UpstreamSpec,
+        label: str,
+        listener: StatusListener | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.spec = spec
+        self._tls = tls
         self.label = label
         self.nodes = nodes_of(spec)
         self.balancer: Balancer = BALANCERS[spec.type](self.nodes)
@@ -178,7 +179,10 @@ class UpstreamPool:
             keepalive = self.spec.keepalive_pool
             context = None
             if self.scheme == "https":
-                context = _ssl_context(bool(self.spec.tls is not None and self.spec.tls.verify))
+                if self._tls is None:
+                    # As APISIX: upstream certificates are verified only when tls.verify says.
+                    self._tls = upstream_context(self.spec.tls is not None and self.spec.tls.verify)
+                context = self._tls
             # APISIX's ``proxy_ssl_name $upstream_host`` where it is the upstream's own: the
             # rewritten Host; else a domain node's name (not the client's Host: see
             # docs/compatibility.md), none for an address (nginx sends no IP as SNI).
@@ -324,13 +328,22 @@ class PoolRegistry:
     def begin(self) -> None:
         self.touched = set()
 
-    def get(self, spec: UpstreamSpec, key: str, label: str) -> UpstreamPool:
+    def get(
+        self,
+        spec: UpstreamSpec,
+        key: str,
+        label: str,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+    ) -> UpstreamPool:
+        """The pool of ``key``, made when there is none (``tls`` then makes its client
+        context, once: a pool kept across snapshots keeps its context)."""
         if spec.checks is not None:
             key = f"{key}@{label}"
         self.touched.add(key)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = UpstreamPool(spec, label, self.listener)
+            context = tls() if tls is not None else None
+            pool = self._pools[key] = UpstreamPool(spec, label, self.listener, context)
             pool.start()
         return pool
 
