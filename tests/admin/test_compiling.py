@@ -114,11 +114,6 @@ REFUSED_ROUTES = [
     # what llmgate could not do is refused rather than ignored
     (route(upstream={**UPSTREAM, "scheme": "grpc"}), "scheme grpc is not supported"),
     (
-        route(upstream={**UPSTREAM, "tls": {"client_cert": "PEM", "client_key": "PEM"}}),
-        "tls.client_cert is not supported",
-    ),
-    (route(upstream={**UPSTREAM, "tls": {"client_cert_id": "1"}}), "tls.client_cert_id"),
-    (
         route(
             plugins={
                 "ai-proxy": {

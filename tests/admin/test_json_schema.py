@@ -208,6 +208,10 @@ def test_the_route_schema_states_the_cross_field_rules(
         ({"snis": ["a.test"]}, True),
         ({}, False),
         ({"sni": "a.test", "snis": ["b.test"]}, False),
+        ({"type": "server"}, False),
+        # A client certificate (an upstream's, for mutual TLS) needs no name.
+        ({"type": "client"}, True),
+        ({"type": "client", "sni": "a.test"}, True),
     ],
 )
 def test_the_ssl_schema_wants_sni_or_snis(names: dict[str, Any], accepted: bool) -> None:

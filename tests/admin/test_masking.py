@@ -110,3 +110,7 @@ def test_masked_leaves_values_without_secrets_alone() -> None:
     ssl = {"cert": "c", "key": "$llmgate-sealed$v1$abc", "snis": ["a.test"]}
     assert masked(ssl, ("key",)) == {**ssl, "key": MASK}
     assert masked({"cert": "c"}, ("key",)) == {"cert": "c"}  # an absent field stays absent
+    upstream = {"scheme": "https", "tls": {"client_key": "$llmgate-sealed$v1$abc", "verify": True}}
+    shown = masked(upstream, ("tls.client_key",))
+    assert shown == {"scheme": "https", "tls": {"client_key": MASK, "verify": True}}
+    assert masked({"scheme": "https"}, ("tls.client_key",)) == {"scheme": "https"}

@@ -353,3 +353,25 @@ async def test_an_unchanged_ssl_is_no_change(store: Store, monkeypatch: pytest.M
     assert [c.label for c in plan.changes] == ["ssls/s1"] and revision == 2
     sealed = (await stored(store))["ssls/s1"].value["key"]
     assert is_sealed(sealed) and unseal(sealed) == other_key
+
+
+async def test_an_unchanged_upstream_client_key_is_no_change(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upstream's ``tls.client_key`` (mutual TLS) is sealed as an ssl's key: the same file
+    applied again is no change, for an upstream and for a route's inline upstream."""
+    monkeypatch.setenv(SSL_KEY_ENV, "a passphrase for this test only")
+    cert, key = TestCA().issue("client.test")
+    tls = {"client_cert": cert, "client_key": key}
+    upstream = {**UPSTREAM, "scheme": "https", "tls": tls}
+    inline = {k: v for k, v in upstream.items() if k != "id"}
+    route = {"id": "r1", "uri": "/hello", "upstream": inline}
+    await apply(store, doc(upstreams=[upstream], routes=[route]))
+    items = await stored(store)
+    for sealed in (
+        items["upstreams/u1"].value["tls"]["client_key"],
+        items["routes/r1"].value["upstream"]["tls"]["client_key"],
+    ):
+        assert is_sealed(sealed) and unseal(sealed) == key
+    plan, revision = await apply(store, doc(upstreams=[upstream], routes=[route]))
+    assert plan.changes == () and revision is None

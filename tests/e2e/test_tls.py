@@ -106,7 +106,7 @@ def test_writes_are_checked(live: LiveGateway, ca: TestCA) -> None:
         ({"cert": "-" * 200, "key": key, "sni": "x.test"}, "failed to parse cert"),
         ({"cert": cert, "key": "k" * 100, "sni": "x.test"}, "failed to parse key"),
         ({"cert": cert, "key": key, "sni": "x.test", "client": {"ca": cert}}, "client"),
-        ({"cert": cert, "key": key, "sni": "x.test", "type": "client"}, "type"),
+        ({"cert": cert, "key": key, "sni": "x.test", "type": "peer"}, "type"),
         ({"cert": cert, "key": key, "sni": "x.test", "name": "x"}, "name"),  # APISIX: none
         # The key pasted into cert too: it would be stored, returned and dumped in plaintext.
         ({"cert": cert + key, "key": key, "sni": "x.test"}, "cert holds a private key"),

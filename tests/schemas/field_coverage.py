@@ -59,6 +59,7 @@ SERVICE = "test_route_with_only_service_id_is_served_by_the_service"
 GLOBAL = "test_global_rule_plugins_run_on_every_route_before_the_routes"
 GROUP = "test_consumer_group_limit_count_applies_to_its_consumers"
 TLS = "tests/e2e/test_tls.py"
+MTLS = "tests/runtime/test_upstream_tls.py"
 PROXY_WIRE = "tests/e2e/test_proxy_plugins_wire.py"
 
 
@@ -137,11 +138,9 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "upstreams.keepalive_pool.requests": _t(
         CLIENT, "test_keepalive_requests_closes_a_connection_after_that_many"
     ),
-    "upstreams.tls.client_cert": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
-    "upstreams.tls.client_key": _t(COMPILING, "test_route_writes_that_would_not_compile_are_400"),
-    "upstreams.tls.client_cert_id": _t(
-        COMPILING, "test_route_writes_that_would_not_compile_are_400"
-    ),
+    "upstreams.tls.client_cert": _t(MTLS, "test_an_inline_client_certificate_is_presented"),
+    "upstreams.tls.client_key": _t(MTLS, "test_an_inline_client_certificate_is_presented"),
+    "upstreams.tls.client_cert_id": _t(MTLS, "test_a_client_ssl_is_presented_by_id"),
     # --- consumers, credentials, plugin_configs -------------------------------------------------
     "consumers.username": _t(KEY, "test_key_in_header"),
     "consumers.name": _t(COMPILING, "test_refused_resource_fields"),
@@ -173,7 +172,8 @@ EFFECT_TESTS: dict[str, tuple[str, ...]] = {
     "ssls.sni": _t(TLS, "test_certificates_are_chosen_by_sni"),
     "ssls.snis": _t(TLS, "test_a_replaced_certificate_is_served_within_a_second"),
     "ssls.status": _t(TLS, "test_a_replaced_certificate_is_served_within_a_second"),
-    "ssls.type": _t(TLS, "test_writes_are_checked"),
+    "ssls.type": _t(TLS, "test_writes_are_checked")
+    + _t(MTLS, "test_a_client_ssl_is_presented_by_id"),
     "ssls.name": _t(TLS, "test_writes_are_checked"),
     # --- plugin_metadata.<plugin>.<field> -------------------------------------------------------
     "plugin_metadata.cors.allow_origins": _t(CORS, "test_allow_origins_by_metadata"),

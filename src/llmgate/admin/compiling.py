@@ -54,6 +54,17 @@ async def _stored(reader: Reader, kind: str, id: Any) -> dict[str, Any]:
     return {str(id): item.value} if item is not None else {}
 
 
+async def _client_ssls(reader: Reader, *upstreams: Any) -> dict[str, Any]:
+    """The ssls these upstream configs name as their client certificate (``client_cert_id``),
+    by id: one that is not there is not either (compiling says APISIX's 400)."""
+    found: dict[str, Any] = {}
+    for upstream in upstreams:
+        tls = upstream.get("tls") if isinstance(upstream, dict) else None
+        if isinstance(tls, dict):
+            found.update(await _stored(reader, "ssls", tls.get("client_cert_id")))
+    return found
+
+
 async def compile_route_value(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
     upstreams = await _stored(reader, "upstreams", conf.get("upstream_id"))
     configs = await _stored(reader, "plugin_configs", conf.get("plugin_config_id"))
@@ -61,6 +72,8 @@ async def compile_route_value(reader: Reader, address: Address, conf: dict[str, 
     service_values = await _stored(reader, "services", conf.get("service_id"))
     for service in service_values.values():
         upstreams.update(await _stored(reader, "upstreams", service.get("upstream_id")))
+    inline = [conf.get("upstream"), *(s.get("upstream") for s in service_values.values())]
+    ssls = await _client_ssls(reader, *upstreams.values(), *inline)
     async with _services() as services:
         with _as_bad_request():
             compile_route(
@@ -71,6 +84,7 @@ async def compile_route_value(reader: Reader, address: Address, conf: dict[str, 
                 services,
                 services.pools,
                 service_values=service_values,
+                ssls=ssls,
                 validating=True,
             )
 
@@ -78,6 +92,7 @@ async def compile_route_value(reader: Reader, address: Address, conf: dict[str, 
 async def compile_service(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
     """A service compiles as a route holding only it would (its plugins, its upstream)."""
     upstreams = await _stored(reader, "upstreams", conf.get("upstream_id"))
+    ssls = await _client_ssls(reader, *upstreams.values(), conf.get("upstream"))
     sid = address.id or "new"
     async with _services() as services:
         with _as_bad_request():
@@ -89,6 +104,7 @@ async def compile_service(reader: Reader, address: Address, conf: dict[str, Any]
                 services,
                 services.pools,
                 service_values={sid: conf},
+                ssls=ssls,
                 validating=True,
             )
 
@@ -109,10 +125,11 @@ async def compile_plugin_config(reader: Reader, address: Address, conf: dict[str
                 instantiate(name, plugin, services, owner, validating=True)
 
 
-async def compile_upstream(_reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+async def compile_upstream(reader: Reader, address: Address, conf: dict[str, Any]) -> None:
+    ssls = await _client_ssls(reader, conf)
     async with _services() as services:
         with _as_bad_request():
-            pool_for(conf, services.pools, f"upstream/{address.id}")
+            pool_for(conf, services.pools, f"upstream/{address.id}", ssls)
 
 
 def _index(consumer: ConsumerEntry, credential_id: str | None, auth: list[AuthConfig]) -> None:
@@ -158,6 +175,7 @@ async def compile_credential(reader: Reader, address: Address, conf: dict[str, A
 
 
 async def compile_ssl_value(_reader: Reader, _address: Address, conf: dict[str, Any]) -> None:
-    """The certificate and key load into a TLS context, as the listener will load them."""
+    """The certificate and key load into a TLS context, as the listener (or, for a client
+    certificate, an upstream's client) will load them."""
     with _as_bad_request():
         compile_ssl(conf)

@@ -44,6 +44,44 @@ from llmgate.store import Reader, Writer
 
 UPSTREAM_ID = Reference("upstream_id", "upstreams", "upstream")
 
+
+def _sealed_pem(pem: str, where: str) -> str:
+    """A private key's sealed form (credentials.seal, LLMGATE_SSL_KEY), or a 400."""
+    try:
+        return credentials.seal(pem)
+    except credentials.SealError as exc:
+        raise BadRequest(f"{where}: {exc}") from None
+
+
+def _refuse_key_in_cert(cert: Any, field: str) -> None:
+    """A cert holding a private key too would be stored, returned and dumped in plaintext."""
+    if isinstance(cert, str) and "PRIVATE KEY-----" in cert:
+        raise BadRequest(
+            f"invalid configuration: {field} holds a private key: send it in the key only"
+        )
+
+
+def seal_client_key(upstream: dict[str, Any]) -> dict[str, Any]:
+    """An upstream (a resource's value or inline) with its ``tls.client_key`` sealed, as
+    APISIX encrypts it at rest: a GET shows only the sealed form, the viewer not even that."""
+    tls = upstream.get("tls")
+    if not isinstance(tls, dict):
+        return upstream
+    _refuse_key_in_cert(tls.get("client_cert"), "tls.client_cert")
+    key = tls.get("client_key")
+    if not isinstance(key, str):
+        return upstream
+    return {**upstream, "tls": {**tls, "client_key": _sealed_pem(key, "tls.client_key")}}
+
+
+def seal_inline_client_key(conf: dict[str, Any]) -> dict[str, Any]:
+    """A route or service with the ``tls.client_key`` of its inline ``upstream`` sealed."""
+    upstream = conf.get("upstream")
+    if not isinstance(upstream, dict):
+        return conf
+    return {**conf, "upstream": seal_client_key(upstream)}
+
+
 ROUTES = ResourceKind(
     name="routes",
     kind="route",
@@ -54,7 +92,9 @@ ROUTES = ResourceKind(
         Reference("service_id", "services", "service"),
         Reference("plugin_config_id", "plugin_configs", "plugin config"),
     ),
+    prepare=seal_inline_client_key,
     compile=compile_route_value,
+    secret_fields=("upstream.tls.client_key",),
 )
 
 # --- upstreams ----------------------------------------------------------------------------
@@ -88,8 +128,10 @@ UPSTREAMS = ResourceKind(
     kind="upstream",
     model=Upstream,
     plugin_scope=None,
+    prepare=seal_client_key,
     delete_check=_check_upstream_delete,
     compile=compile_upstream,
+    secret_fields=("tls.client_key",),
 )
 
 # --- services -----------------------------------------------------------------------------
@@ -109,8 +151,10 @@ SERVICES = ResourceKind(
     model=Service,
     filter_fields=frozenset({"upstream_id"}),
     references=(UPSTREAM_ID,),
+    prepare=seal_inline_client_key,
     delete_check=_check_service_delete,
     compile=compile_service,
+    secret_fields=("upstream.tls.client_key",),
 )
 
 # --- global_rules -------------------------------------------------------------------------
@@ -288,9 +332,7 @@ def seal_key(conf: dict[str, Any]) -> dict[str, Any]:
     """``conf`` with its private key sealed (credentials.seal, LLMGATE_SSL_KEY): the store and
     a write's answer hold only the sealed form (a GET leaves the key out).  A cert holding a
     private key too is refused: the cert is stored and returned as sent."""
-    cert = conf.get("cert")
-    if isinstance(cert, str) and "PRIVATE KEY-----" in cert:
-        raise BadRequest("invalid configuration: cert holds a private key: send it in key only")
+    _refuse_key_in_cert(conf.get("cert"), "cert")
     key = conf.get("key")
     if not isinstance(key, str):
         return conf
@@ -300,11 +342,33 @@ def seal_key(conf: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest(str(exc)) from None
 
 
+def _client_cert_id(upstream: Any) -> Any:
+    tls = upstream.get("tls") if isinstance(upstream, dict) else None
+    return tls.get("client_cert_id") if isinstance(tls, dict) else None
+
+
+async def _check_ssl_delete(reader: Reader, id: str) -> None:
+    """An ssl an upstream presents as its client certificate (``tls.client_cert_id``) stays
+    while one names it, as an upstream does while a route names it."""
+    for kind, noun, inline in (
+        ("upstreams", "upstream", False),
+        ("services", "service", True),
+        ("routes", "route", True),
+    ):
+        for item in await reader.list(kind):
+            upstream = item.value.get("upstream") if inline else item.value
+            if str(_client_cert_id(upstream)) == id:
+                raise BadRequest(
+                    f"can not delete this ssl, {noun} [{item.id}] is still using it now"
+                )
+
+
 SSLS = ResourceKind(
     name="ssls",
     kind="ssl",
     model=Ssl,
     plugin_scope=None,
+    delete_check=_check_ssl_delete,
     prepare=seal_key,
     compile=compile_ssl_value,
     secret_fields=("key",),  # sealed, but key material all the same: not for the viewer

@@ -138,21 +138,43 @@ def keep_stored_password(
     return {**conf, "plugins": plugins}
 
 
-def keep_stored_key(conf: dict[str, Any], old: Item | None) -> dict[str, Any]:
-    """``conf`` with an ssl's plaintext private key that the stored sealed key holds replaced
-    by that sealed value (sealing draws a new nonce: the same key would always look new)."""
-    if old is None or old.kind != "ssls" or not isinstance(conf, dict):
-        return conf
-    key, stored = conf.get("key"), old.value.get("key")
+def _stored_if_same(key: Any, stored: Any) -> Any:
+    """``stored`` (a sealed private key) when it holds the plaintext ``key``, else ``key``."""
     if not isinstance(key, str) or not isinstance(stored, str):
-        return conf
+        return key
     if credentials.is_sealed(key) or not credentials.is_sealed(stored):
-        return conf
+        return key
     try:
         same = hmac.compare_digest(credentials.unseal(stored).encode(), key.encode())
     except credentials.SealError:
-        return conf  # validating the file's key says what is wrong with the passphrase
-    return {**conf, "key": stored} if same else conf
+        return key  # validating the file's key says what is wrong with the passphrase
+    return stored if same else key
+
+
+def _keep_client_key(upstream: Any, old: Any) -> Any:
+    """An upstream with a plaintext ``tls.client_key`` the stored one holds kept sealed."""
+    tls = upstream.get("tls") if isinstance(upstream, dict) else None
+    old_tls = old.get("tls") if isinstance(old, dict) else None
+    if not isinstance(tls, dict) or not isinstance(old_tls, dict) or "client_key" not in tls:
+        return upstream
+    key = _stored_if_same(tls["client_key"], old_tls.get("client_key"))
+    return {**upstream, "tls": {**tls, "client_key": key}}
+
+
+def keep_stored_key(conf: dict[str, Any], old: Item | None) -> dict[str, Any]:
+    """``conf`` with a plaintext private key that the stored sealed key holds replaced by
+    that sealed value (sealing draws a new nonce: the same key would always look new): an
+    ssl's ``key``, an upstream's ``tls.client_key`` (also inline in a route or service)."""
+    if old is None or not isinstance(conf, dict):
+        return conf
+    if old.kind == "ssls" and "key" in conf:
+        return {**conf, "key": _stored_if_same(conf["key"], old.value.get("key"))}
+    if old.kind == "upstreams":
+        kept: dict[str, Any] = _keep_client_key(conf, old.value)
+        return kept
+    if old.kind in ("routes", "services") and isinstance(conf.get("upstream"), dict):
+        return {**conf, "upstream": _keep_client_key(conf["upstream"], old.value.get("upstream"))}
+    return conf
 
 
 def _order(resource: str) -> int:

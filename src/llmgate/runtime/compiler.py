@@ -74,6 +74,7 @@ def compile_steps(
         groups={item.id: item.value for item in by_kind["consumer_groups"]},
         global_chain=global_chain(assembly, by_kind["global_rules"], metadata),
         certificates=certificates(assembly, by_kind["ssls"]),
+        ssls={item.id: item.value for item in by_kind["ssls"]},
     )
     parts = Parts({}, {}, {}, {}, context=context)
     consumers: dict[str, ConsumerEntry] = {}

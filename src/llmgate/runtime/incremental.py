@@ -107,6 +107,7 @@ def update_steps(
             groups=context.groups,
             global_chain=context.global_chain,
             certificates=context.certificates,
+            ssls=context.ssls,
         )
     parts.context = context
     for key in keys:

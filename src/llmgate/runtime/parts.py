@@ -50,6 +50,7 @@ class Context:
     groups: dict[str, Any]
     global_chain: PluginChain
     certificates: SniIndex
+    ssls: dict[str, Any] = field(default_factory=dict)  # by id: upstreams' client certificates
 
 
 def snapshot_of(

@@ -67,6 +67,7 @@ def route_unit(
             pools,
             service_values=context.service_values,
             plugin_metadata=context.metadata,
+            ssls=context.ssls,
         ),
         lambda: unavailable_route(item.id, item.value, services),
     )
@@ -89,12 +90,13 @@ def metadata_sections(assembly: Assembly, items: list[Item]) -> dict[str, Config
 
 
 def certificates(assembly: Assembly, items: list[Item]) -> SniIndex:
-    """The enabled ssls by server name.  One that does not compile keeps its last good
+    """The enabled server ssls by server name (a client certificate, ``type: client``, is
+    an upstream's, never the listener's).  One that does not compile keeps its last good
     version (or is left out: its names fail the handshake)."""
     cache = assembly.services.shared.get_or_make("ssl-contexts", ContextCache, ContextCache)
     entries = []
     for item in items:
-        if item.value.get("status", 1) == 0:
+        if item.value.get("status", 1) == 0 or item.value.get("type") == "client":
             continue
         compiled = assembly.unit(
             f"ssls/{item.id}", lambda item=item: compile_ssl(item.value, cache), lambda: None

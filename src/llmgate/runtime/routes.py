@@ -20,6 +20,7 @@ from llmgate.routing import RouteEntry
 from llmgate.runtime.instances import CompileError, Unavailable, fingerprint, instantiate
 from llmgate.runtime.services import Services
 from llmgate.runtime.snapshot import CompiledRoute, PluginChain
+from llmgate.runtime.upstream_tls import client_certificate
 from llmgate.schemas.common import Timeout
 from llmgate.schemas.messages import describe
 from llmgate.schemas.upstream import UpstreamSpec
@@ -62,9 +63,13 @@ def refuse_unsupported(value: Mapping[str, Any]) -> None:
 
 
 def pool_for(
-    spec: Mapping[str, Any] | None, pools: PoolRegistry, label: str
+    spec: Mapping[str, Any] | None,
+    pools: PoolRegistry,
+    label: str,
+    ssls: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> UpstreamPool | None:
-    """The pool of an upstream config (inline or a resource's value), None without one."""
+    """The pool of an upstream config (inline or a resource's value), None without one.
+    ``ssls``: the stored ssls by id, where ``tls.client_cert_id`` finds its certificate."""
     if spec is None:
         return None
     clean = {k: v for k, v in spec.items() if k not in _UPSTREAM_LABELS}
@@ -73,7 +78,12 @@ def pool_for(
     except ValidationError as exc:
         raise CompileError(f"invalid upstream: {describe(exc)}") from None
     _refuse_unsupported_upstream(parsed)
-    return pools.get(parsed, fingerprint(clean), label)
+    certificate = client_certificate(parsed.tls, ssls or {})
+    if certificate is None or parsed.scheme != "https":
+        return pools.get(parsed, fingerprint(clean), label)
+    verify = parsed.tls is not None and parsed.tls.verify
+    key = fingerprint({**clean, " client certificate": certificate.identity()})
+    return pools.get(parsed, key, label, certificate.context_maker(verify))
 
 
 def _refuse_unsupported_upstream(spec: UpstreamSpec) -> None:
@@ -82,13 +92,6 @@ def _refuse_unsupported_upstream(spec: UpstreamSpec) -> None:
         raise CompileError(
             f"upstream scheme {spec.scheme} is not supported: llmgate speaks HTTP/1.1"
         )
-    tls = spec.tls
-    if tls is not None:
-        for name in ("client_cert", "client_key", "client_cert_id"):
-            if getattr(tls, name) is not None:
-                raise CompileError(
-                    f"upstream tls.{name} is not supported yet (no client certificates)"
-                )
 
 
 def _uris(value: Mapping[str, Any]) -> tuple[str, ...]:
@@ -126,12 +129,14 @@ def compile_route(
     *,
     service_values: Mapping[str, Mapping[str, Any]] | None = None,
     plugin_metadata: Mapping[str, Any] | None = None,
+    ssls: Mapping[str, Mapping[str, Any]] | None = None,
     validating: bool = False,
 ) -> RouteEntry[CompiledRoute]:
     """The route ``id`` as the router serves it; ``CompileError`` when it cannot be.
 
-    ``upstreams``, ``plugin_configs`` and ``service_values`` map ids to stored values
-    (plugin_configs: their ``plugins``).  As APISIX merges them: a service's plugins come
+    ``upstreams``, ``plugin_configs``, ``service_values`` and ``ssls`` map ids to stored
+    values (plugin_configs: their ``plugins``; ssls: where an upstream's ``client_cert_id``
+    finds its certificate).  As APISIX merges them: a service's plugins come
     first, a plugin_config's replace them by name and the route's own replace both; the route's
     ``upstream``/``upstream_id`` and ``hosts`` win over its service's.
     """
@@ -180,7 +185,7 @@ def compile_route(
         name=value.get("name"),
         chain=PluginChain.of(instances),
         plugin_confs=confs,
-        upstream=pool_for(upstream_conf, pools, upstream_name),
+        upstream=pool_for(upstream_conf, pools, upstream_name, ssls),
         owners=owners,
         uris=_uris(value),
         hosts=_hosts(value),

@@ -1,6 +1,9 @@
 """The ssl resource (APISIX ``schema_def.ssl``): a server certificate and key for the data
-plane's TLS listener, chosen by SNI.  ``certs``/``keys`` (extra certificates), ``client``
-(mTLS) and ``ssl_protocols`` are not accepted: llmgate could not honour them yet."""
+plane's TLS listener, chosen by SNI (``type: server``, the default), or a client certificate
+an upstream presents for mutual TLS (``type: client``, named by ``tls.client_cert_id``; no
+SNI, never served by the listener).  ``certs``/``keys`` (extra certificates), ``client``
+(mTLS on the listener) and ``ssl_protocols`` are not accepted: llmgate could not honour them
+yet."""
 
 from __future__ import annotations
 
@@ -24,11 +27,14 @@ class Ssl(Resource):
         extra="forbid",
         strict=True,
         frozen=True,
-        json_schema_extra={"oneOf": [{"required": ["sni"]}, {"required": ["snis"]}]},
+        json_schema_extra={
+            "if": {"properties": {"type": {"enum": ["server"]}}},
+            "then": {"oneOf": [{"required": ["sni"]}, {"required": ["snis"]}]},
+        },
     )
 
     name: None = None  # APISIX's ssl has no name
-    type: Literal["server"] = "server"
+    type: Literal["server", "client"] = "server"
     cert: Certificate
     key: PrivateKey
     sni: Sni | None = None
@@ -37,9 +43,12 @@ class Ssl(Resource):
 
     @model_validator(mode="after")
     def _one_sni_field(self) -> Ssl:
-        if (self.sni is None) == (self.snis is None):
+        if self.type == "server" and (self.sni is None) == (self.snis is None):
             raise ValueError('exactly one of "sni" or "snis" is required')
         return self
 
     def server_names(self) -> list[str]:
+        """The names the listener serves it for: none for a client certificate."""
+        if self.type == "client":
+            return []
         return [self.sni] if self.sni is not None else list(self.snis or [])

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmgate.schemas.checks import Checks
 from llmgate.schemas.common import Desc, Host, Id, LabelValue, Name, Resource, Timeout
+from llmgate.schemas.ssl import Certificate, PrivateKey
 
 
 class Node(BaseModel):
@@ -30,12 +31,27 @@ class KeepalivePool(BaseModel):
 
 
 class Tls(BaseModel):
+    """Upstream TLS: a client certificate for mutual TLS, inline (``client_cert`` with
+    ``client_key``, the key sealed at rest) or an ssl of ``type: client`` (``client_cert_id``),
+    and whether to verify the upstream's certificate."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     client_cert_id: Id | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
+    client_cert: Certificate | None = None
+    client_key: PrivateKey | None = None
     verify: bool = False
+
+    @model_validator(mode="after")
+    def _one_certificate(self) -> Tls:
+        # APISIX's schema ``dependencies``: cert and key together, or an ssl's id, not both.
+        if self.client_cert is not None and self.client_key is None:
+            raise ValueError('"client_key" is required when "client_cert" is set')
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError('"client_cert" is required when "client_key" is set')
+        if self.client_cert_id is not None and self.client_cert is not None:
+            raise ValueError('"client_cert_id" can not be set with "client_cert" and "client_key"')
+        return self
 
 
 _NODE_HOST = re.compile(r"[0-9a-zA-Z\-._\[\]:]+")  # a list node's ``host``, less the wildcard
