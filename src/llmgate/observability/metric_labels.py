@@ -66,6 +66,16 @@ class ModelLabels:
         self._remember(model, label)
         return label
 
+    def pair(self, asked: str | None, model: str | None, admit: bool) -> tuple[str, str]:
+        """The labels of a call's two models (asked, answered): ``admit`` of each in turn, or
+        ``known`` of each; one call and two lookups when both are remembered (the usual)."""
+        labels = self._labels
+        first, second = labels.get(asked), labels.get(model)
+        if first is None or second is None:
+            label = self.admit if admit else self.known
+            return label(asked), label(model)
+        return first, second
+
     def _remember(self, model: str | None, label: str) -> None:
         if len(self._labels) < 2 * self.limit + 2:
             self._labels[model] = label

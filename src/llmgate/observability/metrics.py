@@ -77,13 +77,15 @@ class Metrics(MetricFamilies):
     def record_http(self, ctx: RequestContext, prefer_name: bool = False) -> None:
         """Status, latencies and bandwidth of a finished request (APISIX's prometheus log)."""
         route = ctx.route
-        inbound = ctx.inbound
         node, request_type, request_model, model = self._request_labels(ctx)
+        # What matched_uri / matched_host find, without a call, for a route of one URI and at
+        # most one host (the usual).
+        uris, hosts = route.uris, route.hosts
         key = (
             str(ctx.status) if ctx.status else "499",  # nginx's code for "client went away"
             (route.name or route.id) if prefer_name else route.id,
-            matched_uri(route, ctx.target.uri),
-            matched_host(route, ctx.target.host),
+            uris[0] if len(uris) == 1 else matched_uri(route, ctx.target.uri),
+            matched_host(route, ctx.target.host) if len(hosts) > 1 else hosts[0] if hosts else "",
             # The route's service (by name with prefer_name, as APISIX's exporter).
             ((route.service_name or route.service_id) if prefer_name else route.service_id) or "",
             ctx.consumer.username if ctx.consumer is not None else "",
@@ -95,19 +97,13 @@ class Metrics(MetricFamilies):
         series = self._http.get(key)
         if series is None:
             series = self._http[key] = HttpSeries(self, key)
-        series.status.inc(1)
-        latency = (time.perf_counter() - ctx.started) * 1000
-        series.request.observe(latency)
-        if ctx.upstream_latency is not None:
-            upstream = ctx.upstream_latency * 1000
-            series.upstream.observe(upstream)
-            series.apisix.observe(max(latency - upstream, 0.0))
-        else:
-            series.apisix.observe(latency)
-        series.ingress.inc(request_length(inbound))
-        sent = ctx.bytes_sent
-        if sent:
-            series.egress.inc(sent)
+        upstream = ctx.upstream_latency
+        series.record(
+            (time.perf_counter() - ctx.started) * 1000,
+            upstream * 1000 if upstream is not None else None,
+            request_length(ctx.inbound),
+            ctx.bytes_sent,
+        )
 
     def _request_labels(self, ctx: RequestContext) -> tuple[str, str, str, str]:
         """node, request_type, request_llm_model and llm_model of a finished request: a call
@@ -116,17 +112,10 @@ class Metrics(MetricFamilies):
         if call is None:
             return node_of(ctx.upstream_addr), TRADITIONAL_HTTP, "", ""
         status = ctx.upstream_status
-        label = (
-            self.models.admit
-            if (status is not None and status < 400) or call.cache_hit
-            else self.models.known
+        asked, model = self.models.pair(
+            call.asked_model, call.model, (status is not None and status < 400) or call.cache_hit
         )
-        return (
-            call.instance or node_of(ctx.upstream_addr),
-            call.request_type,
-            label(call.asked_model),
-            label(call.model),
-        )
+        return call.instance or node_of(ctx.upstream_addr), call.request_type, asked, model
 
     def llm_started(self, ctx: RequestContext, call: LlmCall) -> LlmActive:
         """Count an LLM call about to be sent in ``llm_active_connections`` (under ``other``
@@ -158,15 +147,14 @@ class Metrics(MetricFamilies):
         and time to first token (streams).  A cache hit's tokens go to ``llm_cache_hit_tokens``,
         not to the tokens a provider consumed.  A served call admits its model as a label value
         (``ModelLabels``)."""
-        label = self.models.admit if served else self.models.known
+        route = ctx.route
         key = (
-            ctx.route.id,
-            ctx.route.service_id or "",
+            route.id,
+            route.service_id or "",
             ctx.consumer.username if ctx.consumer is not None else "",
             call.instance or node_of(ctx.upstream_addr),
             call.request_type,
-            label(call.asked_model),
-            label(call.model),
+            *self.models.pair(call.asked_model, call.model, served),
         )
         series = self._llm.get(key)
         if series is None:
@@ -180,10 +168,7 @@ class Metrics(MetricFamilies):
         if cost:
             series.cost.inc(amount(cost))
         if usage is not None:
-            series.prompt.inc(usage.prompt_tokens)
-            series.completion.inc(usage.completion_tokens)
-            series.prompt_dist.observe(usage.prompt_tokens)
-            series.completion_dist.observe(usage.completion_tokens)
+            series.record_tokens(usage.prompt_tokens, usage.completion_tokens)
         if served and call.started is not None:
             if call.finished is not None:
                 series.total.observe((call.finished - call.started) * 1000)
