@@ -63,7 +63,14 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 
     The decoded text splits at its first colon (RFC 7617: a password may contain colons).
     """
-    decoded = _canonical(header)
+    decoded: bytes | None = None
+    # ``Basic <token>`` as clients send it (one space, the token padded exactly) is decoded
+    # without the pattern's cost; any other form is read with the pattern.
+    if header.startswith("Basic ") and not header.endswith(("Basic ", "===")) and header.isascii():
+        try:
+            decoded = binascii.a2b_base64(header[6:], strict_mode=True)
+        except binascii.Error:
+            decoded = None
     if decoded is None:
         match = _BASIC.fullmatch(header)
         if match is None:
@@ -81,22 +88,6 @@ def parse_basic(header: str) -> tuple[str, str] | None:
         return None
     username, colon, password = text.partition(":")
     return (username, password) if colon else None
-
-
-def _canonical(header: str) -> bytes | None:
-    """The decoded token of ``Basic <token>`` as clients send it (one space, the token padded
-    exactly): what ``_BASIC`` would find, without the pattern's cost; None for any other form
-    (``parse_basic`` then reads it with the pattern)."""
-    if (
-        not header.startswith("Basic ")
-        or header.endswith(("Basic ", "==="))
-        or not header.isascii()
-    ):
-        return None
-    try:
-        return binascii.a2b_base64(header[6:], strict_mode=True)
-    except binascii.Error:
-        return None
 
 
 class BasicAuth(AuthPlugin[BasicAuthConfig]):
