@@ -176,9 +176,12 @@ class LimitCount(Plugin[LimitCountConfig]):
                         continue
                     key = ctx.var("remote_addr") or ""
                 counted = self.prefix + rule.counter + key
+            count, window = rule.count, rule.window
             try:
-                count = resolve_int(ctx, rule.count, "count")
-                window = resolve_int(ctx, rule.window, "time_window")
+                if type(count) is not int:  # (a number as configured: the usual, no call)
+                    count = resolve_int(ctx, count, "count")
+                if type(window) is not int:
+                    window = resolve_int(ctx, window, "time_window")
                 if self.sliding:
                     passed, remaining, left = await self.counters.sliding(counted, count, window)
                 else:
