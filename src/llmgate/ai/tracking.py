@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmgate.ai.call import PASSIVE_PROVIDER, LlmCall
+from llmgate.ai.call import STATE_KEY as CALL_KEY
 from llmgate.ai.estimate import relayed_estimate, request_estimate
 from llmgate.ai.protocols import Protocol
 from llmgate.ai.sse import SseScanner
 from llmgate.ai.stream_usage import UsageChunkFilter
-from llmgate.ai.usage import Usage, model_of, usage_of
+from llmgate.ai.usage import Usage, usage_of
 from llmgate.http import json_body
 from llmgate.http.context import StateKey
 
@@ -127,9 +128,10 @@ class ResponseTracker:
             call.usage = usage
         elif call.usage is None:  # what a budget charges without usage: not needed once it came
             call.relayed_chars += text_size(payload)
-        model = model_of(payload)
-        if model is not None:
-            call.model = model
+        if isinstance(payload, dict):  # the model that answered (read here: every answer)
+            model = payload.get("model")
+            if isinstance(model, str):
+                call.model = model
 
 
 def text_size(payload: object) -> int:
@@ -292,8 +294,9 @@ def passive_tracker(
     API, as in the seed blog), so its token usage is accounted too; None for other requests."""
     if ctx.outbound.method != "POST":
         return None
-    expected = ctx.state.get(PASSIVE_CALL_KEY)
-    if LlmCall.find(ctx) is not expected:
+    state = ctx.state
+    expected = state.get(PASSIVE_CALL_KEY)
+    if state.get(CALL_KEY) is not expected:  # (LlmCall.find, without the call)
         return None  # an AI plugin's call, or an answer from the cache
     call = expected or expect_passive_call(ctx)
     if call is None:
@@ -309,14 +312,15 @@ def expect_passive_call(ctx: RequestContext) -> LlmCall | None:
     it is sent (ai-rate-limiting's access phase) so that token budgets can reserve for it;
     ``passive_tracker`` fills it from the answer.  None for other requests."""
     outbound = ctx.outbound
-    if outbound.method != "POST" or CLAIM_KEY in ctx.state or LlmCall.find(ctx) is not None:
+    state = ctx.state
+    if outbound.method != "POST" or CLAIM_KEY in state or state.get(CALL_KEY) is not None:
         return None
     protocol = _passive_protocol(outbound.path)
     if protocol is None:
         return None
-    call = LlmCall.of(ctx)
+    call = state[CALL_KEY] = LlmCall()  # there is none yet (above): LlmCall.of's work
     call.provider, call.protocol = PASSIVE_PROVIDER, protocol
-    ctx.state[PASSIVE_CALL_KEY] = call
+    state[PASSIVE_CALL_KEY] = call
     return call
 
 

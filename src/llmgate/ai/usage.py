@@ -56,8 +56,3 @@ def usage_of_body(body: bytes) -> Usage | None:
         return usage_of(orjson.loads(body))
     except orjson.JSONDecodeError:
         return None
-
-
-def model_of(payload: Any) -> str | None:
-    model = payload.get("model") if isinstance(payload, dict) else None
-    return model if isinstance(model, str) else None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from llmgate.ai.call import STATE_KEY as LLM_CALL
 from llmgate.ai.pricing import call_cost
 from llmgate.http.context import StateKey
-from llmgate.observability.metric_labels import model_label
+from llmgate.observability.metric_labels import MAX_MODEL_LABEL
 from llmgate.observability.usage_ship import CallRecord
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class LlmAccounting:
             self.metrics.record_llm(ctx, call, served, cost)
         if self.usage is not None:
             consumer = ctx.consumer.username if ctx.consumer is not None else ""
-            model = model_label(call.model)
+            model = call.model[:MAX_MODEL_LABEL] if call.model else ""  # model_label, inline
             cache = call.cache or ""
             usage = call.usage
             route = ctx.route.id
