@@ -37,6 +37,7 @@ from llmgate.http.context import (
     Sent,
 )
 from llmgate.http.headers import end_to_end
+from llmgate.http.whole_response import WholeResponse
 from llmgate.proxy.client import UpstreamError
 from llmgate.runtime.snapshot import PluginChain
 
@@ -152,7 +153,7 @@ async def relay(
             if chain.body_filter:
                 body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
             head.headers.popall("Content-Length", None)
-            whole = web.Response(status=head.status, body=body, headers=head.headers)
+            whole = WholeResponse(head.status, body, head.headers)
             mark_untyped(whole)
             # nginx's $bytes_sent (head and body); aiohttp writes it after the log phase.
             ctx.bytes_sent = len(body) + _head_size(whole)
@@ -219,7 +220,7 @@ async def send_reply(
         if chain.body_filter:
             body = _filter(ctx, chain, body, False) + _filter(ctx, chain, b"", True)
         ctx.bytes_sent = ctx.state[BODY_BYTES] = len(body)  # aiohttp writes it after the log phase
-        whole = _closing(ctx, web.Response(status=head.status, body=body, headers=head.headers))
+        whole = _closing(ctx, WholeResponse(head.status, body, head.headers))
         mark_untyped(whole)
         return whole
     response = _closing(ctx, web.StreamResponse(status=head.status, headers=head.headers))
