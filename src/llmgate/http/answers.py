@@ -72,22 +72,24 @@ def name_connection(request: web.BaseRequest, response: web.StreamResponse) -> N
     An answer that says ``Connection: close`` itself (the gateway's 413 for a body over its
     limit) ends its connection, as it says; so does one given while much of the request's body
     is still to come (``body_left_is_large``): the rest is not read."""
-    headers = response.headers
-    if (
-        response.keep_alive
-        and request.version < (1, 1)
-        and response.content_length is None
-        and request.method != "HEAD"
-        and response.status not in (204, 304)
-        and response.status >= 200
+    keep_alive = response.keep_alive
+    if keep_alive and (
+        (
+            request.version < (1, 1)
+            and response.content_length is None
+            and request.method != "HEAD"
+            and response.status not in (204, 304)
+            and response.status >= 200
+        )
+        or body_left_is_large(request)
     ):
         response.force_close()
-    if response.keep_alive and body_left_is_large(request):
-        response.force_close()
+        keep_alive = False
+    headers = response.headers
     said = headers.get("Connection")
     if said is None:
-        headers["Connection"] = "keep-alive" if response.keep_alive else "close"
-    elif response.keep_alive and said.lower() == "close":
+        headers["Connection"] = "keep-alive" if keep_alive else "close"
+    elif keep_alive and said.lower() == "close":
         response.force_close()
 
 
