@@ -18,6 +18,7 @@ import time
 from typing import TypeVar
 
 from aiohttp import HttpVersion11, web
+from aiohttp.http_writer import StreamWriter
 from multidict import CIMultiDict
 
 from llmgate.ai.replies import gateway_reply
@@ -102,14 +103,27 @@ class SendTimeout(ConnectionError):
     treated as gone (nginx's ``send_timeout``), its connection reset."""
 
 
+# aiohttp's StreamWriter waits for the client to take what it was given (drain) once more than
+# this was written since it last waited (the LIMIT of its write).
+_DRAIN_AT = 0x10000
+
+
 async def _write(
-    ctx: RequestContext, response: web.StreamResponse, data: bytes, send_timeout: float
+    ctx: RequestContext, writer: StreamWriter, data: bytes, send_timeout: float
 ) -> None:
     """``response.write(data)``, waiting at most ``send_timeout`` seconds for a client that
-    does not read (aiohttp would wait forever, holding the upstream and the buffers)."""
+    does not read (aiohttp would wait forever, holding the upstream and the buffers).
+
+    The bytes go to the transport at once; only the wait for the client (past ``_DRAIN_AT``
+    bytes written since the last one, as in aiohttp's write) takes time, so the timeout is
+    armed for it alone, not for every chunk of a stream (a timer each)."""
+    await writer.write(data, drain=False)
+    if writer.buffer_size <= _DRAIN_AT:
+        return
+    writer.buffer_size = 0
     try:
         async with asyncio.timeout(send_timeout):
-            await response.write(data)
+            await writer.drain()
     except TimeoutError:
         transport = ctx.inbound.transport
         if transport is not None:
@@ -124,10 +138,13 @@ async def _write(
         raise SendTimeout(f"the client read nothing for {send_timeout:g} s") from None
 
 
-async def _prepare(ctx: RequestContext, response: web.StreamResponse) -> None:
-    """Send the head of a streamed response (aiohttp sends it at once) and note its size."""
-    await response.prepare(ctx.inbound)
-    ctx.state[HEAD_BYTES] = ctx.inbound.writer.output_size
+async def _prepare(ctx: RequestContext, response: web.StreamResponse) -> StreamWriter:
+    """Send the head of a streamed response (aiohttp sends it at once), note its size, and
+    return the writer of its body."""
+    writer = await response.prepare(ctx.inbound)
+    assert isinstance(writer, StreamWriter)
+    ctx.state[HEAD_BYTES] = writer.output_size
+    return writer
 
 
 async def relay(
@@ -165,7 +182,7 @@ async def relay(
             return whole
         response = web.StreamResponse(status=head.status, headers=head.headers)
         mark_untyped(response)
-        await _prepare(ctx, response)
+        writer = await _prepare(ctx, response)
         # Token budgets waiting for the call's usage: settled before the client sees it.
         settling = ctx.state.get(SETTLEMENT)
         try:
@@ -178,14 +195,14 @@ async def relay(
                     await settling.run(ctx)
                 if not chunk:
                     continue
-                await _write(ctx, response, chunk, send_timeout)
+                await _write(ctx, writer, chunk, send_timeout)
             if tracker is not None:
                 tracker.feed(b"", True)
             tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
             if settling is not None:
                 await settling.run(ctx)
             if tail:
-                await _write(ctx, response, tail, send_timeout)
+                await _write(ctx, writer, tail, send_timeout)
             await response.write_eof()
             ctx.bytes_sent = response.body_length
         except (UpstreamError, TimeoutError) as exc:
@@ -225,14 +242,14 @@ async def send_reply(
         return whole
     response = _closing(ctx, web.StreamResponse(status=head.status, headers=head.headers))
     mark_untyped(response)
-    await _prepare(ctx, response)
+    writer = await _prepare(ctx, response)
     async for chunk in reply.body:
         chunk = _filter(ctx, chain, chunk, False) if chain.body_filter else chunk
         if chunk:
-            await _write(ctx, response, chunk, send_timeout)
+            await _write(ctx, writer, chunk, send_timeout)
     tail = _filter(ctx, chain, b"", True) if chain.body_filter else b""
     if tail:
-        await _write(ctx, response, tail, send_timeout)
+        await _write(ctx, writer, tail, send_timeout)
     await response.write_eof()
     ctx.bytes_sent = response.body_length
     return response
