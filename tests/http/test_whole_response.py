@@ -161,3 +161,16 @@ async def test_whole_response_writes_what_aiohttp_writes(
     ]
     if case.name != "control character":
         assert aiohttp_seen.wire.startswith(b"HTTP/1.")
+
+
+def test_a_whole_response_is_made_as_aiohttp_makes_a_response() -> None:
+    """WholeResponse sets, without web.Response.__init__, every attribute it sets (a later
+    aiohttp that sets one more fails here), and copies the headers as it does."""
+    headers = CIMultiDict(JSON)
+    made = web.Response(status=404, body=BODY, headers=headers)
+    whole = WholeResponse(404, BODY, headers)
+    names = vars(made).keys() | vars(whole).keys()
+    assert {name: getattr(whole, name) for name in names} == {
+        name: getattr(made, name) for name in names
+    }
+    assert whole.headers is not headers
