@@ -84,7 +84,6 @@ class NodeConnection(asyncio.Protocol):
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._writing_paused = False
-        self._until_close = False
         self._early = False  # the response came before the request was sent whole
         self._head_bytes = 0  # bytes received of the current response head
 
@@ -98,7 +97,8 @@ class NodeConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        self._arm_timer()
+        if self.read_timeout is not None:  # it counts from now (only a ``Deadline`` moves)
+            self._read_deadline.expire_in(self.read_timeout)
         try:
             self.parser.feed_data(data)
             if self._response is None and not self.closed:
@@ -127,7 +127,8 @@ class NodeConnection(asyncio.Protocol):
         response = self._response
         if response is not None and not response.content._done:
             # A body with neither a length nor chunks ends when the connection does.
-            error = None if self._until_close else exc or ConnectionResetError("connection closed")
+            until_close = _until_close(response.headers)
+            error = None if until_close else exc or ConnectionResetError("connection closed")
             response.content.finish(error)
         self._fail(Disconnected(str(exc) if exc else "connection closed before a response"))
         if self._drain is not None and not self._drain.done():
@@ -162,10 +163,6 @@ class NodeConnection(asyncio.Protocol):
             return  # an interim response: the real one follows
         response = UpstreamResponse(status, headers, self)
         self._response = response
-        self._until_close = (
-            "Content-Length" not in headers
-            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
-        )
         if self._head is not None and not self._head.done():
             self._head.set_result(response)
         if self.no_body or status in (204, 304):
@@ -196,11 +193,6 @@ class NodeConnection(asyncio.Protocol):
         if self._head is not None and not self._head.done():
             self._head.set_exception(error)
 
-    def _arm_timer(self) -> None:
-        """The read timeout counts from now (only a deadline moves: ``Deadline``)."""
-        if self.read_timeout is not None:
-            self._read_deadline.expire_in(self.read_timeout)
-
     def _timed_out(self) -> None:
         if self._head is not None and not self._head.done():
             self._head.set_exception(ReadTimeout("no response within the read timeout"))
@@ -222,7 +214,8 @@ class NodeConnection(asyncio.Protocol):
         """Back to the pool it came from, for the next request (closed when it has none)."""
         # A body that came whole while nobody read it paused reading at its high-water mark:
         # the next response must be read.
-        self.resume()
+        if self._paused:
+            self.resume()
         if self.pool is None:
             self.close()
         else:
@@ -329,7 +322,8 @@ class NodeConnection(asyncio.Protocol):
             if not complete:
                 self._early = True  # answered before the whole body was sent: never reuse
                 self.reusable = False
-            self._arm_timer()
+            if timeouts.read is not None:  # the read timeout counts from now
+                self._read_deadline.expire_in(timeouts.read)
             return await answer
         except BaseException:
             self.close()
@@ -357,3 +351,13 @@ class NodeConnection(asyncio.Protocol):
         if chunked:
             self.transport.write(b"0\r\n\r\n")
         return await self._drained(timeout)
+
+
+def _until_close(headers: CIMultiDict[str]) -> bool:
+    """Whether a response's body ends when its connection does: neither a length nor chunks
+    (asked only when the connection is lost mid-body, of the response's headers as parsed:
+    nothing changes an upstream response's headers)."""
+    return (
+        "Content-Length" not in headers
+        and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+    )

@@ -112,13 +112,15 @@ class _Content:
         self._size += len(chunk)
         if self._size > _HIGH_WATER:
             self._conn.pause()
-        self._wake()
+        if self._waiter is not None:  # mostly none: a small body comes with its head
+            self._wake()
 
     def finish(self, error: BaseException | None = None) -> None:
         if not self._done:
             self._done = True
             self._error = error
-            self._wake()
+            if self._waiter is not None:
+                self._wake()
 
     @property
     def complete(self) -> bool:
@@ -185,7 +187,8 @@ class UpstreamResponse:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self.content.complete and conn.reusable:
+        content = self.content
+        if content._done and content._error is None and conn.reusable:  # ``complete``
             conn.put_back()
         else:
             conn.close()

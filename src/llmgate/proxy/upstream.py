@@ -147,6 +147,9 @@ class UpstreamPool:
         # How chash reads a request's key (per ``hash_on``), made once.
         self.hash_key = chash_key_reader(spec.hash_on, spec.key)
         self._node_pools: list[NodePool | None] = [None] * len(self.nodes)
+        # The Host header sent to each node when the client's is not (``_host_header``).
+        self._pass_host = spec.pass_host == "pass"
+        self._node_hosts = [self._host_header(node, None) for node in self.nodes]
         self.checker: HealthChecker | None = None
         if spec.checks is not None:
             self.checker = HealthChecker(
@@ -202,6 +205,8 @@ class UpstreamPool:
         return pool
 
     def _host_header(self, node: Node, client_host: str | None) -> str | None:
+        """The Host header of a request to ``node`` (made once per node, in ``_node_hosts``,
+        for the requests that do not pass the client's)."""
         mode = self.spec.pass_host
         if mode == "rewrite":
             return self.spec.upstream_host
@@ -237,17 +242,22 @@ class UpstreamPool:
         timeouts = self.timeouts if outgoing.timeout is None else _timeouts(outgoing.timeout)
         checker = self.checker
         balancer = self.balancer
+        client_host = outgoing.client_host if self._pass_host else None
         tried = _NONE
         deadline: float | None = None
         error: HttpError | None = None
         while True:
-            excluded = self._excluded(tried)
-            if excluded is None:
-                raise error or BadGateway()
+            # ``_excluded``: none on a first try while no node is down (the common case).
+            if tried or (checker is not None and checker.down):
+                excluded = self._excluded(tried)
+                if excluded is None:
+                    raise error or BadGateway()
+            else:
+                excluded = _NONE
             index = balancer.pick(outgoing.hash_key, excluded)
             node = self.nodes[index]
             headers = outgoing.headers
-            host = self._host_header(node, outgoing.client_host)
+            host = self._node_hosts[index] if client_host is None else client_host
             if host and headers.get("Host") != host:
                 if not outgoing.own_headers:
                     headers = CIMultiDict(headers)
