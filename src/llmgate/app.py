@@ -14,7 +14,7 @@ from llmgate.admin.read_only import read_only_middleware
 from llmgate.admin.store_errors import store_errors_middleware
 from llmgate.admin.ui import add_ui_routes
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import EdgeServer
+from llmgate.http.server import EdgeServer
 from llmgate.observability.health import Readiness, add_health_routes
 from llmgate.observability.request_log import access_logger_class
 from llmgate.proxy.handler import make_handler

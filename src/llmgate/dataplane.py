@@ -19,7 +19,7 @@ from llmgate.ai.pricing import NO_PRICES, load_prices
 from llmgate.app import build_proxy_server
 from llmgate.http.answers import name_connection, plain_http_on_tls_port
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import EdgeServer
+from llmgate.http.server import EdgeServer
 from llmgate.http.sniffing import SniffingListener
 from llmgate.http.tls import EMPTY_INDEX, SniIndex, sni_listener_context
 from llmgate.proxy.upstream import PoolRegistry

@@ -16,7 +16,8 @@ from aiohttp.web_protocol import RequestHandler
 from llmgate.http.body import ChunksTooSmall
 from llmgate.http.deadline import Deadline
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import CHUNKS_FREE, MIN_CHUNK_AVERAGE, EdgeServer
+from llmgate.http.protocol import CHUNKS_FREE, MIN_CHUNK_AVERAGE
+from llmgate.http.server import EdgeServer
 
 _HOLDER = web.RequestKey("test.holder", object)
 

@@ -2,7 +2,8 @@
 
 aiohttp's ``RequestHandler`` parses requests and runs a handler per request; it has no request
 head timeout, keeps idle connections for an hour and accepts every connection the process can
-open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connections instead:
+open.  ``EdgeServer`` (an aiohttp ``web.Server``, ``http.server``) makes ``EdgeProtocol``
+connections instead:
 
 - a connection's first request head must be whole within ``header_timeout`` of the accept, a
   later one within ``header_timeout`` of its first byte; an idle connection is closed after
@@ -16,10 +17,7 @@ open.  ``EdgeServer`` (an aiohttp ``web.Server``) makes ``EdgeProtocol`` connect
   over ``MAX_HEAD`` in all: counted as it arrives, behind a request under way too, so an
   unfinished head is refused once past it rather than held until its timeout), never an echo
   of the client's bytes;
-- answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
-  not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
-- answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
-  (``name_connection``; aiohttp leaves it out where HTTP's default says it);
+- answers say ``Server: llmgate/<version>`` and name the connection's fate (``http.server``);
 - an answer that ends its connection before the request's body was read (the 413 for a body
   over its limit) is followed by nginx's lingering close: the connection is half-closed, and
   what the client still sends is dropped unparsed for at most ``LINGER_TIME`` seconds (less
@@ -54,19 +52,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-from aiohttp import web, web_response
+from aiohttp import web
 from aiohttp.helpers import ceil_timeout
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
-from llmgate import __version__
 from llmgate.http.answers import (
-    UNTYPED,
     bad_transfer_encoding,
     json_error,
-    name_connection,
     plain_chunked,
     version_not_supported,
 )
@@ -102,8 +97,6 @@ CHUNKS_FREE = 1024
 MIN_CHUNK_AVERAGE = 128
 
 _VERSIONS = frozenset({(1, 0), (1, 1)})
-_AIOHTTP_IDLE = 10.0**9  # seconds
-SERVER = f"llmgate/{__version__}"
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -116,68 +109,6 @@ class LeavingLogger(Protocol):
     def log_left(self, request: web.BaseRequest, elapsed: float) -> None: ...
 
 
-class EdgeRequest(web.BaseRequest):
-    """A request of an ``EdgeServer`` without an application (the data plane)."""
-
-    async def _prepare_hook(self, response: web.StreamResponse) -> None:
-        name_connection(self, response)
-        if response.get(UNTYPED):
-            response.headers.popall("Content-Type", None)
-
-
-class EdgeServer(web.Server):
-    """aiohttp's low-level server, making ``EdgeProtocol`` connections held to ``limits``."""
-
-    def __init__(
-        self,
-        handler: Handler,
-        limits: ClientLimits,
-        *,
-        max_connections: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        options: dict[str, Any] = {
-            "access_log": None,
-            # aiohttp's idle timer never fires: ``EdgeProtocol`` closes idle connections.
-            "keepalive_timeout": _AIOHTTP_IDLE,
-            "max_line_size": MAX_REQUEST_LINE,
-            "max_field_size": MAX_FIELD,
-            "max_headers": MAX_HEADERS,
-        }
-        options.update(kwargs)
-        super().__init__(handler, **options)
-        # What aiohttp puts in the Server header of every answer that has none (its default
-        # names Python, aiohttp and their versions).
-        web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
-        self._options = {k: v for k, v in options.items() if k not in _SERVER_ONLY}
-        self.limits = limits
-        # Connections accepted and not yet closed; past the cap a new one is reset at once.
-        # The HTTPS listener takes its connections' slots here too, from their accept on.
-        self.budget = ConnectionBudget(max_connections or limits.connection_cap())
-        inner = self.request_factory
-
-        def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
-            protocol.started += 1
-            if protocol.started >= limits.keepalive_requests and not message.should_close:
-                message = message._replace(should_close=True)
-            return inner(message, payload, protocol, *args)
-
-        self.request_factory = make_request
-
-    def _make_request(
-        self,
-        message: Any,
-        payload: Any,
-        protocol: RequestHandler,
-        writer: Any,
-        task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        return EdgeRequest(message, payload, protocol, writer, task, self._loop)
-
-    def __call__(self) -> RequestHandler:
-        return EdgeProtocol(self, loop=self._loop, **self._options)
-
-
 def _head_size(message: Any) -> int:
     """The bytes a parsed request head took: its request line and header lines."""
     size = len(message.method) + len(message.path) + 13
@@ -185,8 +116,6 @@ def _head_size(message: Any) -> int:
         size += len(name) + len(value) + 4
     return size
 
-
-_SERVER_ONLY = frozenset({"request_factory", "handler_cancellation", "loop"})
 
 # Where a connection is between requests, for the timers (after _IDLE, the connection reads no
 # more requests: _LINGER, a lingering close; _REFUSED, a head too large or chunks too small).
@@ -197,10 +126,11 @@ class EdgeProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
     __slots__ = (
+        "_budget",
         "_chunks",
         "_deadline",
-        "_edge",
         "_head_bytes",
+        "_limits",
         "_linger_end",
         "_parsed_body",
         "_phase",
@@ -208,9 +138,12 @@ class EdgeProtocol(RequestHandler):
         "started",
     )
 
-    def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
+    def __init__(
+        self, manager: web.Server, limits: ClientLimits, budget: ConnectionBudget, **kwargs: Any
+    ) -> None:
         super().__init__(manager, **kwargs)
-        self._edge = manager
+        self._limits = limits
+        self._budget = budget  # the listener's (``EdgeServer.budget``)
         self._phase = _FRESH
         # When the current phase times out (cleared while a request is under way).
         self._deadline = Deadline(self._loop, self._expired)
@@ -228,9 +161,8 @@ class EdgeProtocol(RequestHandler):
     # --- the connection cap ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        edge = self._edge
         if self.slot is None:
-            self.slot = edge.budget.take()
+            self.slot = self._budget.take()
             if self.slot is None:
                 self._manager = None  # connection_lost has nothing to undo
                 # A stream transport has abort() (uvloop's too, though not an asyncio.Transport).
@@ -238,7 +170,7 @@ class EdgeProtocol(RequestHandler):
                 abort()
                 return
         super().connection_made(transport)
-        self._deadline.expire_in(edge.limits.header_timeout)
+        self._deadline.expire_in(self._limits.header_timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self.slot is not None:
@@ -299,7 +231,7 @@ class EdgeProtocol(RequestHandler):
             # The first bytes of the next request, its head not whole yet: the idle timeout
             # gives way to the head's (a head that came whole with them needs neither).
             self._phase = _HEAD
-            self._deadline.expire_in(self._edge.limits.header_timeout)
+            self._deadline.expire_in(self._limits.header_timeout)
 
     def _refused(self, done: int) -> bool:
         """The last ``done`` requests queued: the first whose head is over ``MAX_HEAD`` is
@@ -351,7 +283,7 @@ class EdgeProtocol(RequestHandler):
         a task per request (to give each a copy of the context variables, which llmgate does
         not use): a task, two loop callbacks and a context copy a request.  And the edge's
         part is done here: the version check, the idle deadline, and the request's dict
-        cleared once it is answered.  aiohttp's own idle timer is held off (``EdgeServer``)."""
+        cleared once it is answered.  aiohttp's own idle timer is held off (``http.server``)."""
         loop = self._loop
         manager = self._manager
         assert manager is not None
@@ -426,7 +358,7 @@ class EdgeProtocol(RequestHandler):
                 break
             if not self._messages:
                 self._phase = _IDLE
-                self._deadline.expire_in(self._edge.limits.keepalive_timeout)
+                self._deadline.expire_in(self._limits.keepalive_timeout)
         if not self._force_close:
             self._task_handler = None
             if self.transport is not None and self._phase != _LINGER:
