@@ -12,11 +12,9 @@ connections instead:
   own ``budget``, so a flooded data plane leaves the admin API reachable; the HTTPS listener
   takes its connections' slots from the data plane's budget at their accept, before their
   first byte and handshake: ``http.sniffing``);
-- requests other than HTTP/1.0 and 1.1 get 505, and what aiohttp's parser refuses gets a JSON
-  400, 414 (request line too long) or 431 (header too large, too many headers, or a head
-  over ``MAX_HEAD`` in all: counted as it arrives, behind a request under way too, so an
-  unfinished head is refused once past it rather than held until its timeout), never an echo
-  of the client's bytes;
+- requests other than HTTP/1.0 and 1.1 get 505; a head aiohttp's parser refuses, or over
+  ``MAX_HEAD`` in all (counted as it arrives, behind a request under way too), gets a JSON
+  400, 414 or 431 (``http.head_limits``);
 - answers say ``Server: llmgate/<version>`` and name the connection's fate (``http.server``);
 - an answer that ends its connection before the request's body was read (the 413 for a body
   over its limit) is followed by nginx's lingering close: the connection is half-closed, and
@@ -48,38 +46,21 @@ pin the behaviour they give.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from aiohttp.helpers import ceil_timeout
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _PAYLOAD_ACCESS_ERROR, ERROR, RequestHandler, _ErrInfo
 
-from llmgate.http.answers import (
-    bad_transfer_encoding,
-    json_error,
-    plain_chunked,
-    version_not_supported,
-)
+from llmgate.http.answers import bad_transfer_encoding, plain_chunked, version_not_supported
 from llmgate.http.body import ChunksTooSmall
 from llmgate.http.deadline import Deadline
+from llmgate.http.head_limits import MAX_HEAD, error_answer, head_size
 from llmgate.http.limits import ClientLimits, ConnectionBudget, Slot
-
-log = logging.getLogger("llmgate.http")
-
-# nginx reads a request line and each header line into 8 KiB buffers.  The two limits differ
-# by one byte so that aiohttp's LineTooLong tells which one was passed (414 or 431).
-MAX_REQUEST_LINE = 8192
-MAX_FIELD = 8190
-MAX_HEADERS = 128
-# nginx holds a request head in at most 4 buffers of 8 KiB (large_client_header_buffers): a
-# larger head is refused.  aiohttp's own limits (128 fields of 8 KiB) let one head, whole or
-# still arriving, hold a megabyte and about twice that in memory.
-MAX_HEAD = 4 * 8192
 
 # nginx's lingering close (its lingering_time and lingering_timeout, shorter): how long what a
 # client sends after an answer that ends its connection is read and dropped, so that the
@@ -107,14 +88,6 @@ class LeavingLogger(Protocol):
     done (no response to show)."""
 
     def log_left(self, request: web.BaseRequest, elapsed: float) -> None: ...
-
-
-def _head_size(message: Any) -> int:
-    """The bytes a parsed request head took: its request line and header lines."""
-    size = len(message.method) + len(message.path) + 13
-    for name, value in message.raw_headers:
-        size += len(name) + len(value) + 4
-    return size
 
 
 # Where a connection is between requests, for the timers (after _IDLE, the connection reads no
@@ -240,7 +213,7 @@ class EdgeProtocol(RequestHandler):
         first = len(messages) - done
         for index in range(first, len(messages)):
             message = messages[index][0]
-            if not isinstance(message, _ErrInfo) and _head_size(message) > MAX_HEAD:
+            if not isinstance(message, _ErrInfo) and head_size(message) > MAX_HEAD:
                 removed = len(messages) - index
                 for _ in range(removed):
                     messages.pop()
@@ -425,18 +398,6 @@ class EdgeProtocol(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """A JSON answer for a request aiohttp could not parse (or a handler that failed);
-        the client's bytes are never echoed, nor logged above debug level."""
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started: cannot send an error")
-        if isinstance(exc, LineTooLong):
-            if exc.args[1:2] == (MAX_REQUEST_LINE,):
-                return json_error(414, "request URI too long")
-            return json_error(431, "request header fields too large")
-        if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
-            return json_error(431, "request header fields too large")
-        if status >= 500:
-            log.error("request from %s failed", request.remote, exc_info=exc)
-            return json_error(500, "internal error")
-        log.debug("bad request from %s: %s", request.remote, exc)
-        return json_error(status, "bad request")
+        """aiohttp's answer to a request it could not parse, or whose handler failed:
+        ``error_answer``'s (JSON, never an echo of the client's bytes)."""
+        return error_answer(request, status, exc)

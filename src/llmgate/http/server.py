@@ -1,9 +1,8 @@
 """The aiohttp server of a listener: ``EdgeServer`` makes its connections (``EdgeProtocol``,
 held to nginx's client limits: ``http.protocol``) and its requests (``EdgeRequest``).
 
-- aiohttp's parser is held to nginx's line and header limits (``http.protocol``'s
-  ``MAX_REQUEST_LINE``, ``MAX_FIELD``, ``MAX_HEADERS``), and a connection's
-  ``keepalive_requests``-th request is its last (``Connection: close``);
+- aiohttp's parser is held to nginx's line and header limits (``http.head_limits``), and a
+  connection's ``keepalive_requests``-th request is its last (``Connection: close``);
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
 - answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
@@ -20,14 +19,9 @@ from aiohttp.web_protocol import RequestHandler
 
 from llmgate import __version__
 from llmgate.http.answers import UNTYPED, name_connection
+from llmgate.http.head_limits import MAX_FIELD, MAX_HEADERS, MAX_REQUEST_LINE
 from llmgate.http.limits import ClientLimits, ConnectionBudget
-from llmgate.http.protocol import (
-    MAX_FIELD,
-    MAX_HEADERS,
-    MAX_REQUEST_LINE,
-    EdgeProtocol,
-    Handler,
-)
+from llmgate.http.protocol import EdgeProtocol, Handler
 
 _AIOHTTP_IDLE = 10.0**9  # seconds
 SERVER = f"llmgate/{__version__}"
