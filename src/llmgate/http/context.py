@@ -6,6 +6,8 @@
 - ``ctx.outbound``: the request llmgate will send upstream (mutable by plugins).
 - ``ResponseHead``: status and headers of the response on its way to the client (mutable in
   ``header_filter``), whether it came from the upstream or from a plugin's ``Reply``.
+  (These messages are ``llmgate.http.messages``', the typed state ``llmgate.http.state``'s;
+  their names are importable from here too.)
 
 The context's own fields are the facts every layer may read: the route (``RouteInfo``), the
 consumer once identified (``Consumer``), the upstream pool and what it answered, the status,
@@ -21,16 +23,17 @@ and below ``ai/`` and the plugin API (docs/architecture.md).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING
 
-import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
 from llmgate.http.body import MAX_BUFFERED_BODY, BodyTooLarge, RequestBody
+from llmgate.http.messages import OutboundRequest, Reply, ResponseHead
 from llmgate.http.paths import RequestTarget, parse_target
+from llmgate.http.state import State, StateKey
 from llmgate.http.variables import (
     args_variable,
     header_value,
@@ -43,8 +46,29 @@ if TYPE_CHECKING:
     from llmgate.proxy.client import UpstreamResponse
     from llmgate.proxy.upstream import UpstreamPool
 
-T = TypeVar("T")
-D = TypeVar("D")
+__all__ = [
+    "BODY_BYTES",
+    "CONTEXT",
+    "HEAD_BYTES",
+    "SENT_HEADERS",
+    "UPSTREAM_HEADERS",
+    "UPSTREAM_TRIES",
+    "Consumer",
+    "Forwarder",
+    "OutboundRequest",
+    "Reply",
+    "RequestContext",
+    "ResponseHead",
+    "RouteInfo",
+    "Sent",
+    "State",
+    "StateKey",
+    "upstream_addrs",
+    "upstream_host",
+    "upstream_response_times",
+    "upstream_scheme",
+    "upstream_statuses",
+]
 
 # Variables whose value changes while the request runs: never cached.
 _CHANGING = frozenset(
@@ -66,61 +90,6 @@ _RESPONSE_HEADER_VARS = ("sent_http_", "upstream_http_")
 # (response with its body unread, the pool, the node index and when it was asked)
 Sent = tuple["UpstreamResponse", "UpstreamPool", int, float]
 Forwarder = Callable[["RequestContext"], Awaitable[Sent]]
-
-
-class StateKey(Generic[T]):
-    """A key of ``ctx.state`` with the type of its value.  Keys compare by identity: a module
-    (or a plugin instance, for per-instance state) creates its key once and keeps it; two keys
-    with the same name are still different keys.  The name is for reading and debugging."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"StateKey({self.name!r})"
-
-
-if TYPE_CHECKING:
-
-    class State:
-        """Per-request state by typed key: ``state[KEY]``, ``state.get(KEY)``, ``KEY in state``,
-        ``state[KEY] = value``, ``state.pop(KEY, None)``, ``del state[KEY]``.
-
-        What the type checker sees; at run time ``State`` is a plain ``dict`` subclass (below),
-        so each access is one C call on the request path."""
-
-        def __getitem__(self, key: StateKey[T]) -> T: ...
-
-        def __setitem__(self, key: StateKey[T], value: T) -> None: ...
-
-        def __delitem__(self, key: StateKey[Any]) -> None: ...
-
-        def __contains__(self, key: StateKey[Any]) -> bool: ...
-
-        @overload
-        def get(self, key: StateKey[T]) -> T | None: ...
-
-        @overload
-        def get(self, key: StateKey[T], default: D) -> T | D: ...
-
-        def get(self, key: StateKey[T], default: object = None) -> object: ...
-
-        @overload
-        def pop(self, key: StateKey[T]) -> T: ...
-
-        @overload
-        def pop(self, key: StateKey[T], default: D) -> T | D: ...
-
-        def pop(self, key: StateKey[T], default: object = None) -> object: ...
-
-else:
-
-    class State(dict):
-        """Per-request state by typed key (see the typed declaration above)."""
-
-        __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,52 +120,6 @@ class Consumer:
     username: str
     labels: Mapping[str, str] = field(default_factory=dict)
     group_id: str | None = None
-
-
-@dataclass(slots=True)
-class OutboundRequest:
-    """What llmgate sends upstream.  ``body`` is a plugin's replacement of the client's body;
-    None means: send the client's body (``ctx.body``) as it came."""
-
-    method: str
-    path: str
-    query: str
-    headers: CIMultiDict[str]
-    body: bytes | None = None
-    host: str | None = None  # a Host header set by a plugin (proxy-rewrite ``host``)
-
-
-@dataclass(slots=True)
-class Reply:
-    """A response produced by a plugin, which ends the request."""
-
-    status: int
-    body: bytes | AsyncIterator[bytes] = b""
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
-
-    @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
-        head: CIMultiDict[str] = CIMultiDict(headers or {})
-        head["Content-Type"] = "application/json"
-        return cls(status, orjson.dumps(payload), head)
-
-    @classmethod
-    def error(cls, status: int, error_msg: str, **headers: str) -> Reply:
-        return cls.json(status, {"error_msg": error_msg}, headers or None)
-
-    @classmethod
-    def message(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-        return cls.json(status, {"message": message}, headers)
-
-
-@dataclass(slots=True)
-class ResponseHead:
-    status: int
-    headers: CIMultiDict[str]
-    from_upstream: bool = True
-    # A header filter removed the response's Content-Length (response-rewrite ``remove``):
-    # as nginx, the body then goes chunked to an HTTP/1.1 client (set by the proxy handler).
-    length_removed: bool = False
 
 
 class RequestContext:
