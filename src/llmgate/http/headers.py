@@ -1,11 +1,15 @@
-"""Header rules of a proxy: hop-by-hop headers are dropped, X-Forwarded-* are added."""
+"""Header rules of a proxy: hop-by-hop headers are dropped, X-Forwarded-* are added.
+
+Names are looked up and set as ``istr`` constants: a multidict takes an ``istr``'s folded case
+as it is, where it folds a ``str`` again each time (about half the cost of setting a header).
+The headers keep the names as spelled here (a multidict holds every name as an ``istr``)."""
 
 from __future__ import annotations
 
 import functools
 import re
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, istr
 
 HOP_BY_HOP = frozenset(
     {
@@ -20,18 +24,22 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-
-
-_HOP_BY_HOP_NAMES = tuple(sorted(HOP_BY_HOP))
+_HOP_BY_HOP_NAMES = tuple(istr(name) for name in sorted(HOP_BY_HOP))
+_CONNECTION = istr("Connection")
+_X_FORWARDED_FOR = istr("X-Forwarded-For")
+_X_REAL_IP = istr("X-Real-IP")
+_X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
+_X_FORWARDED_HOST = istr("X-Forwarded-Host")
+_X_FORWARDED_PORT = istr("X-Forwarded-Port")
 
 
 @functools.lru_cache(maxsize=256)
-def _named_by(connection: str) -> tuple[str, ...]:
+def _named_by(connection: str) -> tuple[istr, ...]:
     """The headers a Connection line names, less those dropped anyway (hop-by-hop): none for
     the usual ``keep-alive`` or ``close``.  Remembered per line: the same few come again and
     again."""
     tokens = {token.strip().lower() for token in connection.split(",")}
-    return tuple(sorted(tokens - HOP_BY_HOP - {""}))
+    return tuple(istr(name) for name in sorted(tokens - HOP_BY_HOP - {""}))
 
 
 def end_to_end(
@@ -41,16 +49,16 @@ def end_to_end(
     (lower-case names).  Copied whole, then the few names looked up (in C): cheaper than
     filtering header by header."""
     out = CIMultiDict(headers)
-    for name in _HOP_BY_HOP_NAMES:
-        if name in out:
-            del out[name]
+    for hop in _HOP_BY_HOP_NAMES:
+        if hop in out:
+            del out[hop]
     for name in drop:
         if name in out:
             del out[name]
-    for connection in headers.getall("Connection", ()):
-        for name in _named_by(connection):
-            if name in out:
-                del out[name]
+    for connection in headers.getall(_CONNECTION, ()):
+        for named in _named_by(connection):
+            if named in out:
+                del out[named]
     return out
 
 
@@ -63,14 +71,14 @@ def add_forwarded(
 ) -> None:
     """X-Forwarded-For (appended), -Proto, -Host, -Port and X-Real-IP, as APISIX sets them."""
     if client_ip:
-        previous = headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
-        headers["X-Real-IP"] = client_ip
-    headers["X-Forwarded-Proto"] = scheme
+        previous = headers.get(_X_FORWARDED_FOR)
+        headers[_X_FORWARDED_FOR] = f"{previous}, {client_ip}" if previous else client_ip
+        headers[_X_REAL_IP] = client_ip
+    headers[_X_FORWARDED_PROTO] = scheme
     if host:
-        headers["X-Forwarded-Host"] = host
+        headers[_X_FORWARDED_HOST] = host
     if port:
-        headers["X-Forwarded-Port"] = port
+        headers[_X_FORWARDED_PORT] = port
 
 
 # Control characters but tab: a raw CR or LF in a value would split the header line.
