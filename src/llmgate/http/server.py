@@ -1,8 +1,7 @@
 """The aiohttp server of a listener: ``EdgeServer`` makes its connections (``EdgeProtocol``,
 held to nginx's client limits: ``http.protocol``) and its requests (``EdgeRequest``).
 
-- aiohttp's parser is held to nginx's line and header limits (``http.head_limits``), and a
-  connection's ``keepalive_requests``-th request is its last (``Connection: close``);
+- aiohttp's parser is held to nginx's line and header limits (``http.head_limits``);
 - answers say ``Server: llmgate/<version>`` (``SERVER``), as APISIX's say ``APISIX/<version>``,
   not aiohttp's ``Python/3.x aiohttp/3.x``, which told every client the stack and its versions;
 - answers name the connection's fate, ``Connection: keep-alive`` or ``close``, as nginx's do
@@ -32,7 +31,9 @@ class EdgeRequest(web.BaseRequest):
 
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         name_connection(self, response)
-        if response.get(UNTYPED):
+        # (The response's dict read directly: ``response.get`` looks the key up through
+        # ``Mapping.get``, raising and catching a KeyError for nearly every response.)
+        if response._state.get(UNTYPED):
             response.headers.popall("Content-Type", None)
 
 
@@ -65,15 +66,6 @@ class EdgeServer(web.Server):
         # Connections accepted and not yet closed; past the cap a new one is reset at once.
         # The HTTPS listener takes its connections' slots here too, from their accept on.
         self.budget = ConnectionBudget(max_connections or limits.connection_cap())
-        inner = self.request_factory
-
-        def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
-            protocol.started += 1
-            if protocol.started >= limits.keepalive_requests and not message.should_close:
-                message = message._replace(should_close=True)
-            return inner(message, payload, protocol, *args)
-
-        self.request_factory = make_request
 
     def _make_request(
         self,
