@@ -10,11 +10,12 @@ response goes through the header and body filters, and the log phase always runs
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from llmgate.ai.pricing import NO_PRICES, PRICES
 from llmgate.ai.tracking import left_waiting, settle_usage
@@ -76,10 +77,9 @@ def make_handler(
     # Log phases still running for requests whose handler was cancelled (see _log_phase).
     logging_on: set[asyncio.Task[None]] = set()
 
-    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
-        return _handle(loader, limits, budget, logging_on, request)  # awaited by aiohttp
-
-    return handle
+    # (A partial: called in C, where a closure passing the same arguments on is a Python
+    # call a request.)
+    return functools.partial(_handle, loader, limits, budget, logging_on)
 
 
 async def _handle(
@@ -92,12 +92,13 @@ async def _handle(
     snapshot = loader.current
     if snapshot is None:
         return _plain(Reply.error(503, "configuration not loaded yet"))
+    headers = request.headers
     try:
         # Routed, matched and forwarded on nginx's $uri: the normalised path.
-        target = parse_target(request.raw_path, request.headers.get("Host"), limits.merge_slashes)
+        target = parse_target(request.raw_path, headers.get(hdrs.HOST), limits.merge_slashes)
     except HttpError as error:
         return _plain(Reply.json(error.status, error.body))
-    if "Expect" in request.headers:
+    if hdrs.EXPECT in headers:
         await _continue(request)
     router = snapshot.router
     # Route conditions (vars, remote_addrs) read the request's variables; most configs have none.
@@ -113,7 +114,7 @@ async def _handle(
         method=request.method,
         path=target.forward_path,
         query=target.query,
-        headers=end_to_end(request.headers, _DROP_INBOUND),
+        headers=end_to_end(headers, _DROP_INBOUND),
     )
     body = RequestBody(
         request.content,
