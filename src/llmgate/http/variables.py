@@ -53,7 +53,8 @@ def _server_addr(request: web.BaseRequest) -> str | None:
     return str(sock[0]) if sock else None
 
 
-def _server_port(request: web.BaseRequest) -> str | None:
+def server_port(request: web.BaseRequest) -> str | None:
+    """nginx's ``$server_port``: the port the request came in on."""
     sock = request.protocol.sockname
     return str(sock[1]) if sock and len(sock) > 1 else None
 
@@ -104,7 +105,7 @@ _REQUEST: dict[str, Callable[[web.BaseRequest], str | None]] = {
     "remote_addr": lambda request: request.remote,
     "remote_port": _remote_port,
     "server_addr": _server_addr,
-    "server_port": _server_port,
+    "server_port": server_port,
     "request_method": lambda request: request.method,
     "query_string": lambda request: request.query_string,
     "args": lambda request: request.query_string,

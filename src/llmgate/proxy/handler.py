@@ -32,7 +32,7 @@ from llmgate.http.context import (
 from llmgate.http.headers import add_forwarded, end_to_end
 from llmgate.http.limits import ClientLimits
 from llmgate.http.paths import check_target, parse_target
-from llmgate.http.variables import RouteVariables
+from llmgate.http.variables import RouteVariables, server_port
 from llmgate.proxy.eager import drive
 from llmgate.proxy.respond import UPSTREAM_STATUS_HEADER, relay, send_reply, upstream_status
 from llmgate.proxy.upstream import BadGateway, GatewayTimeout, Outgoing, no_upstream
@@ -360,7 +360,7 @@ async def outgoing_for(ctx: RequestContext) -> Outgoing:
         inbound.remote,
         inbound.scheme,
         ctx.target.authority,
-        ctx.var("server_port"),
+        server_port(inbound),  # (``ctx.var("server_port")``, which no plugin sets)
     )
     return Outgoing(
         method=outbound.method,
