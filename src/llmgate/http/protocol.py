@@ -297,14 +297,13 @@ class EdgeProtocol(RequestHandler):
                 message = message._replace(should_close=True)  # the connection's last
             request = self._request_factory(message, payload, self, writer, task)  # type: ignore[arg-type]
             try:
-                if self.access_logger is None:
-                    answer = self._handle_request(request, start, request_handler)
-                else:
-                    answer = self._logged(request, start, request_handler)
                 try:
-                    response, reset = await answer
+                    response, reset = await self._handle_request(request, start, request_handler)
                 except ConnectionError:
                     break  # the client left
+                except asyncio.CancelledError:
+                    self._log_left(request, start)
+                    raise
                 if reset:
                     break
                 self._keepalive = bool(response.keep_alive)
@@ -383,18 +382,12 @@ class EdgeProtocol(RequestHandler):
 
     # --- versions and parser errors ---------------------------------------------------------
 
-    async def _logged(
-        self, request: web.BaseRequest, start_time: float | None, request_handler: Handler
-    ) -> tuple[web.StreamResponse, bool]:
+    def _log_left(self, request: web.BaseRequest, start_time: float | None) -> None:
         """aiohttp logs a request once its response is finished; one whose client left
         first (its handler cancelled) is logged here, with no response (nginx's 499)."""
-        try:
-            return await RequestHandler._handle_request(self, request, start_time, request_handler)
-        except asyncio.CancelledError:
-            logger = self.access_logger
-            if isinstance(logger, LeavingLogger) and start_time is not None:
-                logger.log_left(request, self._loop.time() - start_time)
-            raise
+        logger = self.access_logger
+        if isinstance(logger, LeavingLogger) and start_time is not None:
+            logger.log_left(request, self._loop.time() - start_time)
 
     def handle_error(
         self,
