@@ -89,6 +89,11 @@ async def _handle(
     logging_on: set[asyncio.Task[None]],
     request: web.BaseRequest,
 ) -> web.StreamResponse:
+    """Match the request's route and run its phases, then the log phase whatever ended the
+    request: a reply, an error, an upstream failure, a client that left or stopped reading for
+    ``send_timeout`` seconds (499, as nginx) or a bug (500).  (One coroutine for the request's
+    setup and its ending: each coroutine between aiohttp and the plugins costs ~1k
+    instructions a request.)"""
     snapshot = loader.current
     if snapshot is None:
         return _plain(Reply.error(503, "configuration not loaded yet"))
@@ -133,7 +138,26 @@ async def _handle(
     request[CONTEXT] = ctx  # for the access log
     loader.enter(snapshot)
     try:
-        return await _run(ctx, limits.send_timeout, logging_on)
+        try:
+            return await _respond(ctx, limits.send_timeout)
+        except (ConnectionError, asyncio.CancelledError):
+            ctx.status = CLIENT_CLOSED
+            ctx.client_aborted = True
+            if sent := request.writer.output_size:
+                ctx.bytes_sent = sent  # what went out before the client left ($bytes_sent)
+            raise
+        except Exception:
+            log.exception("request on route %s failed", ctx.route.id)
+            if request.writer.output_size:
+                ctx.status = ctx.status or 500
+                raise  # the response has begun: the connection is closed
+            ctx.status = 500
+            return _plain(INTERNAL_ERROR)
+        finally:
+            settle_usage(ctx)  # an answered call without usage: its estimate, for every reader
+            plugins = ctx.state[CHAIN].log
+            if plugins and (waiting := _log_phase(ctx, plugins, logging_on)) is not None:
+                await waiting
     finally:
         loader.leave(snapshot)
         body.release()
@@ -169,34 +193,6 @@ async def _continue(request: web.BaseRequest) -> None:
 def _plain(reply: Reply) -> web.Response:
     assert isinstance(reply.body, bytes)
     return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-
-
-async def _run(
-    ctx: RequestContext, send_timeout: float, logging_on: set[asyncio.Task[None]]
-) -> web.StreamResponse:
-    """The phases, then the log phase whatever ended the request: a reply, an error, an
-    upstream failure, a client that left or stopped reading for ``send_timeout`` seconds (499,
-    as nginx) or a bug (500)."""
-    try:
-        return await _respond(ctx, send_timeout)
-    except (ConnectionError, asyncio.CancelledError):
-        ctx.status = CLIENT_CLOSED
-        ctx.client_aborted = True
-        if sent := ctx.inbound.writer.output_size:
-            ctx.bytes_sent = sent  # what went out before the client left (nginx's $bytes_sent)
-        raise
-    except Exception:
-        log.exception("request on route %s failed", ctx.route.id)
-        if ctx.inbound.writer.output_size:
-            ctx.status = ctx.status or 500
-            raise  # the response has begun: the connection is closed
-        ctx.status = 500
-        return _plain(INTERNAL_ERROR)
-    finally:
-        settle_usage(ctx)  # an answered call without usage: its estimate, for every reader
-        plugins = ctx.state[CHAIN].log
-        if plugins and (waiting := _log_phase(ctx, plugins, logging_on)) is not None:
-            await waiting
 
 
 def _log_phase(
