@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 
 from llmgate.http.answers import mark_untyped
 from llmgate.http.limits import ClientLimits
-from llmgate.http.protocol import EdgeServer
+from llmgate.http.server import EdgeServer
 from llmgate.http.whole_response import WholeResponse
 
 BODY = b'{"id":"chatcmpl-1","object":"chat.completion"}' * 13
