@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmgate.ai.call import LlmCall
+from llmgate.ai.call import CACHE_HIT, LlmCall
 from llmgate.http.context import StateKey
 
 if TYPE_CHECKING:
@@ -188,4 +188,7 @@ PRICES: StateKey[Prices] = StateKey("prices")
 
 def call_cost(ctx: RequestContext, call: LlmCall) -> int | None:
     """``call``'s cost by the table of the services ``ctx`` runs with."""
-    return ctx.state.get(PRICES, NO_PRICES).cost(call)
+    prices = ctx.state.get(PRICES)
+    if prices is None:  # no table (the handler sets none): NO_PRICES.cost, without its calls
+        return 0 if call.cache == CACHE_HIT else None
+    return prices.cost(call)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from llmgate.ai.call import PASSIVE_PROVIDER, LlmCall
+from llmgate.ai.call import CACHE_HIT, PASSIVE_PROVIDER, LlmCall
 from llmgate.ai.call import STATE_KEY as CALL_KEY
 from llmgate.ai.estimate import relayed_estimate, request_estimate
 from llmgate.ai.protocols import Protocol
@@ -177,8 +177,8 @@ def settle_usage(ctx: RequestContext) -> LlmCall | None:
     the estimate (``estimate.relayed_estimate``) of the prompt as sent and the text relayed,
     marked ``estimated``.  Idempotent; a cache hit or a call the provider refused or never
     got keeps no usage."""
-    call = LlmCall.find(ctx)
-    if call is None or call.usage is not None or call.cache_hit:
+    call = ctx.state.get(CALL_KEY)  # (LlmCall.find, without the call)
+    if call is None or call.usage is not None or call.cache == CACHE_HIT:
         return call
     if not (call.answered or call.left_waiting):
         return call
@@ -315,17 +315,14 @@ def expect_passive_call(ctx: RequestContext) -> LlmCall | None:
     state = ctx.state
     if outbound.method != "POST" or CLAIM_KEY in state or state.get(CALL_KEY) is not None:
         return None
-    protocol = _passive_protocol(outbound.path)
+    path, protocol = outbound.path, None
+    for suffix, name in _PASSIVE:
+        if path.endswith(suffix):
+            protocol = name
+            break
     if protocol is None:
         return None
     call = state[CALL_KEY] = LlmCall()  # there is none yet (above): LlmCall.of's work
     call.provider, call.protocol = PASSIVE_PROVIDER, protocol
     state[PASSIVE_CALL_KEY] = call
     return call
-
-
-def _passive_protocol(path: str) -> str | None:
-    for suffix, protocol in _PASSIVE:
-        if path.endswith(suffix):
-            return protocol
-    return None

@@ -66,9 +66,14 @@ class ModelLabels:
         self._remember(model, label)
         return label
 
-    def pair(self, asked: str | None, model: str | None, admit: bool) -> tuple[str, str]:
-        """The labels of a call's two models (asked, answered): ``admit`` of each in turn, or
-        ``known`` of each; one call and two lookups when both are remembered (the usual)."""
+    def pair(self, call: LlmCall, admit: bool) -> tuple[str, str]:
+        """The labels of ``call``'s two models (``asked_model``, ``model``): ``admit`` of each in
+        turn, or ``known`` of each; one call and two lookups when both are remembered (the
+        usual)."""
+        model = call.model
+        asked = call.client_model
+        if asked is None:  # LlmCall.asked_model, inline (two calls a request)
+            asked = model
         labels = self._labels
         first, second = labels.get(asked), labels.get(model)
         if first is None or second is None:

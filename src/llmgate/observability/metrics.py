@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from llmgate.ai.call import CACHE_HIT, LlmCall
 from llmgate.ai.call import STATE_KEY as LLM_CALL
-from llmgate.ai.call import LlmCall
 from llmgate.ai.pricing import amount
 from llmgate.observability.cells import Cell
 from llmgate.observability.cells import gauge as gauge_cell
@@ -113,7 +113,7 @@ class Metrics(MetricFamilies):
             return node_of(ctx.upstream_addr), TRADITIONAL_HTTP, "", ""
         status = ctx.upstream_status
         asked, model = self.models.pair(
-            call.asked_model, call.model, (status is not None and status < 400) or call.cache_hit
+            call, (status is not None and status < 400) or call.cache == CACHE_HIT
         )
         return call.instance or node_of(ctx.upstream_addr), call.request_type, asked, model
 
@@ -154,13 +154,13 @@ class Metrics(MetricFamilies):
             ctx.consumer.username if ctx.consumer is not None else "",
             call.instance or node_of(ctx.upstream_addr),
             call.request_type,
-            *self.models.pair(call.asked_model, call.model, served),
+            *self.models.pair(call, served),
         )
         series = self._llm.get(key)
         if series is None:
             series = self._llm[key] = LlmSeries(self, key)
         usage = call.usage
-        if call.cache_hit:
+        if call.cache == CACHE_HIT:
             if usage is not None:
                 series.cached_prompt.inc(usage.prompt_tokens)
                 series.cached_completion.inc(usage.completion_tokens)
