@@ -143,4 +143,5 @@ def request_length(inbound: web.BaseRequest) -> int:
     size = len(inbound.method) + len(inbound.raw_path) + 14  # " ", " HTTP/1.1\r\n", "\r\n"
     raw = inbound.raw_headers
     size += sum(map(len, chain.from_iterable(raw))) + 4 * len(raw)  # name, ": ", value, "\r\n"
-    return size + (inbound.content_length or 0)
+    length = inbound.headers.get("Content-Length")  # inbound.content_length, without the call
+    return size + (int(length) if length is not None else 0)
