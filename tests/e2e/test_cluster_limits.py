@@ -100,6 +100,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_database: str) ->
         yield Cluster(a, b, fake_port)
 
 
+def fake_ai_proxy(fake: str) -> dict[str, Any]:
+    """ai-proxy's config for the cluster's fake upstream (an OpenAI-compatible chat endpoint)."""
+    return {
+        "provider": "openai-compatible",
+        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
+        "options": {"model": "gpt-4o-mini"},
+        "override": {"endpoint": f"{fake}/v1/chat/completions"},
+    }
+
+
 async def spread(cluster: Cluster, path: str, n: int) -> Counter[int]:
     """``n`` requests at once, half on each node, each on its own connection."""
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
@@ -204,12 +214,7 @@ async def test_a_killed_workers_usage_is_shipped_from_its_spool(cluster: Cluster
     when it died (at most one per client) are missing, none counts twice."""
     route_id = f"usage-{uuid.uuid4().hex[:8]}"
     fake = f"http://127.0.0.1:{cluster.fake_port}"
-    ai_proxy = {
-        "provider": "openai-compatible",
-        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
-        "options": {"model": "gpt-4o-mini"},
-        "override": {"endpoint": f"{fake}/v1/chat/completions"},
-    }
+    ai_proxy = fake_ai_proxy(fake)
     uri = cluster.route(route_id, {"ai-proxy": ai_proxy})
     http_json("DELETE", f"{fake}/__fake/requests")
     body = {"messages": [{"role": "user", "content": "Who is Pikachu?"}]}
@@ -254,12 +259,7 @@ def test_a_finished_stream_leaves_only_its_usage_on_the_shared_budget(cluster: C
     admitted: the budget is far from spent.  Each round has a budget of its own (a rule keyed
     by a header); the rounds alternate nodes."""
     fake = f"http://127.0.0.1:{cluster.fake_port}"
-    ai_proxy = {
-        "provider": "openai-compatible",
-        "auth": {"header": {"Authorization": "Bearer upstream-secret"}},
-        "options": {"model": "gpt-4o-mini"},
-        "override": {"endpoint": f"{fake}/v1/chat/completions"},
-    }
+    ai_proxy = fake_ai_proxy(fake)
     budget = {
         "rules": [{"count": 300, "time_window": 60, "key": "$http_x_budget"}],
         "policy": "redis",
