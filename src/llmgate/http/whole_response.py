@@ -21,8 +21,6 @@ leans on private attributes of aiohttp's ``Response`` (those its ``__init__`` se
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import hdrs, web, web_response
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.compression_utils import MAX_SYNC_CHUNK_SIZE
@@ -49,11 +47,6 @@ class WholeResponse(web.Response):
         self._body = body
         self._zlib_executor_size = MAX_SYNC_CHUNK_SIZE
         self._zlib_executor = None
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        # MutableMapping's get raises and catches a KeyError for a key not set (the edge's
-        # prepare hook asks every answer for one).
-        return self._state.get(key, default)
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         status = self._status
