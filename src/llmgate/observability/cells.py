@@ -64,21 +64,20 @@ class HistogramCells:
     """A histogram child's bucket counts (not cumulative, as prometheus_client keeps them)
     and sum."""
 
-    __slots__ = ("bounds", "buckets", "doubles", "sum", "total")
+    __slots__ = ("_doubles", "_total", "bounds", "buckets", "sum")
 
     def __init__(self, bounds: tuple[float, ...], buckets: list[Cell], sum: Cell) -> None:
         self.bounds = bounds
         self.buckets = buckets
         self.sum = sum
-        # The cells' (view, index): what ``observe`` writes, without reading a cell's fields
-        # (``HttpSeries.record`` writes them too).
-        self.doubles = tuple((cell.view, cell.index) for cell in buckets)
-        self.total = (sum.view, sum.index)
+        # The cells' (view, index): what ``observe`` writes, without reading a cell's fields.
+        self._doubles = tuple((cell.view, cell.index) for cell in buckets)
+        self._total = (sum.view, sum.index)
 
     def observe(self, amount: float) -> None:
-        view, index = self.doubles[bisect_left(self.bounds, amount)]  # first bound >= amount
+        view, index = self._doubles[bisect_left(self.bounds, amount)]  # first bound >= amount
         view[index] += 1
-        view, index = self.total
+        view, index = self._total
         view[index] += amount
 
 

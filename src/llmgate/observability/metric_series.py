@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
 from llmgate.observability.cells import Cell, counter, histogram
 from llmgate.observability.metric_families import MetricFamilies
 
@@ -13,7 +11,7 @@ class HttpSeries:
     """The label children one (route, consumer, node, code, ...) combination records into
     (their values written in place: ``cells.py``)."""
 
-    __slots__ = ("_bounds", "apisix", "egress", "ingress", "request", "status", "upstream")
+    __slots__ = ("apisix", "egress", "ingress", "request", "status", "upstream")
 
     def __init__(self, metrics: MetricFamilies, key: tuple[str, ...]) -> None:
         self.status = counter(metrics.http_status.labels(*key))
@@ -24,41 +22,22 @@ class HttpSeries:
         self.apisix = histogram(latency.labels("apisix", route, *rest))
         self.ingress = counter(bandwidth.labels("ingress", route, *rest))
         self.egress = counter(bandwidth.labels("egress", route, *rest))
-        self._bounds = self.request.bounds  # the three latencies' (one family's buckets)
 
     def record(
         self, latency: float, upstream: float | None, received: int, sent: int | None
     ) -> None:
         """One finished request: its latency and the upstream's (ms; None: not sent), the
-        bytes received and sent.  The cells are written here rather than through their
-        ``inc`` / ``observe`` (what they do, without a call per value: every request)."""
-        view, index = self.status.view, self.status.index
-        view[index] += 1
-        bounds = self._bounds
-        request = self.request
-        view, index = request.doubles[bisect_left(bounds, latency)]  # first bound >= latency
-        view[index] += 1
-        view, index = request.total
-        view[index] += latency
+        bytes received and sent."""
+        self.status.inc(1)
+        self.request.observe(latency)
         if upstream is not None:
-            cells = self.upstream
-            view, index = cells.doubles[bisect_left(bounds, upstream)]
-            view[index] += 1
-            view, index = cells.total
-            view[index] += upstream
-            own = max(latency - upstream, 0.0)
+            self.upstream.observe(upstream)
+            self.apisix.observe(max(latency - upstream, 0.0))
         else:
-            own = latency
-        cells = self.apisix
-        view, index = cells.doubles[bisect_left(bounds, own)]
-        view[index] += 1
-        view, index = cells.total
-        view[index] += own
-        view, index = self.ingress.view, self.ingress.index
-        view[index] += received
+            self.apisix.observe(latency)
+        self.ingress.inc(received)
         if sent:
-            view, index = self.egress.view, self.egress.index
-            view[index] += sent
+            self.egress.inc(sent)
 
 
 class LlmSeries:
@@ -79,22 +58,11 @@ class LlmSeries:
         self.ttft = histogram(metrics.llm_latency.labels("ttft", *key))
 
     def record_tokens(self, prompt: int, completion: int) -> None:
-        """The tokens of one call the provider served, counted and observed (the cells written
-        here, as ``HttpSeries.record`` does: every LLM answer)."""
-        view, index = self.prompt.view, self.prompt.index
-        view[index] += prompt
-        view, index = self.completion.view, self.completion.index
-        view[index] += completion
-        cells = self.prompt_dist
-        view, index = cells.doubles[bisect_left(cells.bounds, prompt)]
-        view[index] += 1
-        view, index = cells.total
-        view[index] += prompt
-        cells = self.completion_dist
-        view, index = cells.doubles[bisect_left(cells.bounds, completion)]
-        view[index] += 1
-        view, index = cells.total
-        view[index] += completion
+        """The tokens of one call the provider served, counted and observed."""
+        self.prompt.inc(prompt)
+        self.completion.inc(completion)
+        self.prompt_dist.observe(prompt)
+        self.completion_dist.observe(completion)
 
 
 class LlmActive:

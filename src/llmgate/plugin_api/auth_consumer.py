@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from multidict import istr
+from multidict import CIMultiDict, istr
 
 from llmgate.plugin_api.plugin import ConfigT, Plugin, PluginKind
 from llmgate.runtime.snapshot import SNAPSHOT
@@ -63,29 +63,22 @@ def attach(ctx: RequestContext, consumer: ConsumerEntry, credential_id: str | No
     ctx.consumer = consumer
     ctx.credential_id = credential_id
     headers = ctx.outbound.headers
-    # Each header set, or removed without a value; what its ``$http_<name>`` reads now.
-    # (Written out, not a call per header: every authenticated request comes here.)
-    username: str | None = consumer.username
-    if username:
-        username = headers[_USERNAME] = str(username)
-    else:
-        headers.popall(_USERNAME, None)
-        username = None
-    credential: str | None = credential_id
-    if credential:
-        credential = headers[_CREDENTIAL] = str(credential)
-    else:
-        headers.popall(_CREDENTIAL, None)
-        credential = None
-    custom_id: str | None = consumer.labels.get("custom_id")
-    if custom_id:
-        custom_id = headers[_CUSTOM_ID] = str(custom_id)
-    else:
-        headers.popall(_CUSTOM_ID, None)
-        custom_id = None
     ctx.set_header_vars(
-        ((_USERNAME_VAR, username), (_CREDENTIAL_VAR, credential), (_CUSTOM_ID_VAR, custom_id))
+        (
+            (_USERNAME_VAR, _identify(headers, _USERNAME, consumer.username)),
+            (_CREDENTIAL_VAR, _identify(headers, _CREDENTIAL, credential_id)),
+            (_CUSTOM_ID_VAR, _identify(headers, _CUSTOM_ID, consumer.labels.get("custom_id"))),
+        )
     )
+
+
+def _identify(headers: CIMultiDict[str], name: istr, value: object) -> str | None:
+    """Set (or remove) header ``name``; what ``$http_<name>`` reads now."""
+    if value:
+        text = headers[name] = str(value)
+        return text
+    headers.popall(name, None)
+    return None
 
 
 def attach_anonymous(ctx: RequestContext, username: str) -> bool:

@@ -187,8 +187,7 @@ class UpstreamResponse:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        content = self.content
-        if content._done and content._error is None and conn.reusable:  # ``complete``
+        if self.content.complete and conn.reusable:
             conn.put_back()
         else:
             conn.close()

@@ -144,11 +144,7 @@ class LocalCounters:
                 return 0, window
             end, count = now + window, 0
         count = max(count + amount, 0)
-        windows = self._windows  # _set_window's work, without its call (every request)
-        windows[key] = (end, count)
-        windows.move_to_end(key)
-        while len(windows) > self.MAX_KEYS:
-            windows.popitem(last=False)
+        self._set_window(key, (end, count))
         return count, _left(end, now, window)
 
     def reserve_now(
