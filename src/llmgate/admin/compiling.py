@@ -54,14 +54,19 @@ async def _stored(reader: Reader, kind: str, id: Any) -> dict[str, Any]:
     return {str(id): item.value} if item is not None else {}
 
 
+def client_cert_id(upstream: Any) -> Any:
+    """The ssl id an upstream config (stored or inline, possibly not a dict) names as its
+    client certificate (``tls.client_cert_id``); None when it names none."""
+    tls = upstream.get("tls") if isinstance(upstream, dict) else None
+    return tls.get("client_cert_id") if isinstance(tls, dict) else None
+
+
 async def _client_ssls(reader: Reader, *upstreams: Any) -> dict[str, Any]:
     """The ssls these upstream configs name as their client certificate (``client_cert_id``),
     by id: one that is not there is not either (compiling says APISIX's 400)."""
     found: dict[str, Any] = {}
     for upstream in upstreams:
-        tls = upstream.get("tls") if isinstance(upstream, dict) else None
-        if isinstance(tls, dict):
-            found.update(await _stored(reader, "ssls", tls.get("client_cert_id")))
+        found.update(await _stored(reader, "ssls", client_cert_id(upstream)))
     return found
 
 

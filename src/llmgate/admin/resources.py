@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from llmgate import credentials
 from llmgate.admin.compiling import (
+    client_cert_id,
     compile_consumer_group,
     compile_consumer_value,
     compile_credential,
@@ -21,6 +21,7 @@ from llmgate.admin.compiling import (
     compile_upstream,
 )
 from llmgate.admin.kind import Address, Reference, ResourceKind
+from llmgate.admin.sealing import seal_client_key, seal_inline_client_key, seal_key
 from llmgate.credentials import index_form
 from llmgate.errors import BadRequest
 from llmgate.plugin_api.auth_consumer import AuthPlugin
@@ -43,43 +44,6 @@ from llmgate.store import Reader, Writer
 
 
 UPSTREAM_ID = Reference("upstream_id", "upstreams", "upstream")
-
-
-def _sealed_pem(pem: str, where: str) -> str:
-    """A private key's sealed form (credentials.seal, LLMGATE_SSL_KEY), or a 400."""
-    try:
-        return credentials.seal(pem)
-    except credentials.SealError as exc:
-        raise BadRequest(f"{where}: {exc}") from None
-
-
-def _refuse_key_in_cert(cert: Any, field: str) -> None:
-    """A cert holding a private key too would be stored, returned and dumped in plaintext."""
-    if isinstance(cert, str) and "PRIVATE KEY-----" in cert:
-        raise BadRequest(
-            f"invalid configuration: {field} holds a private key: send it in the key only"
-        )
-
-
-def seal_client_key(upstream: dict[str, Any]) -> dict[str, Any]:
-    """An upstream (a resource's value or inline) with its ``tls.client_key`` sealed, as
-    APISIX encrypts it at rest: a GET shows only the sealed form, the viewer not even that."""
-    tls = upstream.get("tls")
-    if not isinstance(tls, dict):
-        return upstream
-    _refuse_key_in_cert(tls.get("client_cert"), "tls.client_cert")
-    key = tls.get("client_key")
-    if not isinstance(key, str):
-        return upstream
-    return {**upstream, "tls": {**tls, "client_key": _sealed_pem(key, "tls.client_key")}}
-
-
-def seal_inline_client_key(conf: dict[str, Any]) -> dict[str, Any]:
-    """A route or service with the ``tls.client_key`` of its inline ``upstream`` sealed."""
-    upstream = conf.get("upstream")
-    if not isinstance(upstream, dict):
-        return conf
-    return {**conf, "upstream": seal_client_key(upstream)}
 
 
 ROUTES = ResourceKind(
@@ -325,26 +289,7 @@ PLUGIN_METADATA = ResourceKind(
     compile=compile_plugin_metadata,
 )
 
-# --- ssls: the private key sealed at rest ---------------------------------------------------
-
-
-def seal_key(conf: dict[str, Any]) -> dict[str, Any]:
-    """``conf`` with its private key sealed (credentials.seal, LLMGATE_SSL_KEY): the store and
-    a write's answer hold only the sealed form (a GET leaves the key out).  A cert holding a
-    private key too is refused: the cert is stored and returned as sent."""
-    _refuse_key_in_cert(conf.get("cert"), "cert")
-    key = conf.get("key")
-    if not isinstance(key, str):
-        return conf
-    try:
-        return {**conf, "key": credentials.seal(key)}
-    except credentials.SealError as exc:
-        raise BadRequest(str(exc)) from None
-
-
-def _client_cert_id(upstream: Any) -> Any:
-    tls = upstream.get("tls") if isinstance(upstream, dict) else None
-    return tls.get("client_cert_id") if isinstance(tls, dict) else None
+# --- ssls ---------------------------------------------------------------------------------
 
 
 async def _check_ssl_delete(reader: Reader, id: str) -> None:
@@ -357,7 +302,7 @@ async def _check_ssl_delete(reader: Reader, id: str) -> None:
     ):
         for item in await reader.list(kind):
             upstream = item.value.get("upstream") if inline else item.value
-            if str(_client_cert_id(upstream)) == id:
+            if str(client_cert_id(upstream)) == id:
                 raise BadRequest(
                     f"can not delete this ssl, {noun} [{item.id}] is still using it now"
                 )
