@@ -22,9 +22,7 @@ Caveats: kernel time (system calls) is not counted; the requests are sequential 
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import os
 import shutil
 import subprocess
 import sys
@@ -33,9 +31,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from benchkit.constants import CHAT_PATH, REQUEST_BODY, ROOT
+from benchkit.constants import CHAT_PATH, REQUEST_BODY
 from benchkit.options import parse_args
 from benchkit.targets import PLUGIN_SETS, Llmgate, Stack, preflight
+from benchkit.trees import require, server_env, tree_parser, trees
 
 
 def count(src: str, label: str, requests: int, warmup: int, env: dict[str, str]) -> Count:
@@ -104,18 +103,14 @@ def _total(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", action="append", help="a src directory (repeatable)")
-    parser.add_argument("--set", default="basic", help="a word of the plugin set's label")
+    parser = tree_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args()
-    if not shutil.which("valgrind"):
-        sys.exit("bench_instructions: valgrind is missing (apt-get install valgrind)")
-    env = dict(item.split("=", 1) for item in args.env)
-    for src in args.src or [str(ROOT / "src")]:
-        got = count(os.path.abspath(src), args.set, args.requests, args.warmup, env)
+    require("valgrind", "valgrind", "bench_instructions")
+    env = server_env(args)
+    for src in trees(args):
+        got = count(src, args.set, args.requests, args.warmup, env)
         print(
             f"{got.busy - got.idle:8.1f}k instructions/request"
             f" ({got.busy:.1f}k, of which timers {got.idle:.1f}k)  {src}",

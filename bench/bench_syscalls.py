@@ -19,21 +19,19 @@ counts per second, not per request: compare trees at similar req/s.  Needs ``per
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchkit.constants import CHAT_PATH, ROOT
+from benchkit.constants import CHAT_PATH
 from benchkit.load import run_wrk
 from benchkit.options import parse_args
 from benchkit.targets import PLUGIN_SETS, Llmgate, Stack, preflight
+from benchkit.trees import require, server_env, tree_parser, trees
 
 SYSCALLS = (
     "read", "write", "recvfrom", "sendto", "writev", "sendmsg", "epoll_wait", "epoll_pwait",
@@ -98,20 +96,16 @@ def _parse(text: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", action="append", help="a src directory (repeatable)")
-    parser.add_argument("--set", default="basic", help="a word of the plugin set's label")
+    parser = tree_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args()
-    if not shutil.which("perf"):
-        sys.exit("bench_syscalls: perf is missing (apt-get install linux-perf)")
-    env = dict(item.split("=", 1) for item in args.env)
+    require("perf", "linux-perf", "bench_syscalls")
+    env = server_env(args)
     for _ in range(args.rounds):
-        for src in args.src or [str(ROOT / "src")]:
-            line = measure(os.path.abspath(src), args.set, args.seconds, args.connections, env)
+        for src in trees(args):
+            line = measure(src, args.set, args.seconds, args.connections, env)
             print(f"{line}  {src}", flush=True)
 
 
